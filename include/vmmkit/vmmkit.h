@@ -1,0 +1,8 @@
+/* SPDX-License-Identifier: MIT */
+/* vmmkit/vmmkit.h - the whole public API. */
+#ifndef VMMKIT_VMMKIT_H
+#define VMMKIT_VMMKIT_H
+
+#include "vmmkit/common.h"
+
+#endif

@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: MIT */
+/* Internal: small compiler helpers shared by every part of the library. */
+#ifndef VMM_UTIL_COMPILER_H
+#define VMM_UTIL_COMPILER_H
+
+#include <stddef.h>
+
+#define vmm_likely(x)   __builtin_expect(!!(x), 1)
+#define vmm_unlikely(x) __builtin_expect(!!(x), 0)
+
+#define VMM_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+#define vmm_container_of(ptr, type, member) \
+    ((type *)((char *)(ptr) - offsetof(type, member)))
+
+#define VMM_ALIGN_DOWN(n, m) ((n) / (m) * (m))
+#define VMM_ALIGN_UP(n, m)   VMM_ALIGN_DOWN((n) + (m) - 1, (m))
+#define VMM_IS_ALIGNED(n, m) (((n) % (m)) == 0)
+
+#define VMM_NOINLINE    __attribute__((noinline))
+#define VMM_UNUSED      __attribute__((unused))
+#define VMM_CACHELINE   64
+#define VMM_CACHE_ALIGNED __attribute__((aligned(VMM_CACHELINE)))
+
+/*
+ * VMM_DEBUG_CHECKS is 1 in debug builds (meson option debug_checks).
+ * vmm_debug_assert() checks our own programming errors and the API misuse
+ * a debug build promises to catch; release builds compile it out.
+ */
+#ifndef VMM_DEBUG_CHECKS
+#define VMM_DEBUG_CHECKS 0
+#endif
+
+#endif

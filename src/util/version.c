@@ -1,0 +1,7 @@
+/* SPDX-License-Identifier: MIT */
+#include "vmmkit/common.h"
+
+const char *vmm_version(void)
+{
+    return VMMKIT_VERSION;
+}
