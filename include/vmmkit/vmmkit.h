@@ -5,5 +5,6 @@
 
 #include "vmmkit/common.h"
 #include "vmmkit/aio.h"
+#include "vmmkit/coroutine.h"
 
 #endif
