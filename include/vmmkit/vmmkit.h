@@ -5,5 +5,6 @@
 
 #include "vmmkit/common.h"
 #include "vmmkit/memory.h"
+#include "vmmkit/device.h"
 
 #endif
