@@ -6,5 +6,6 @@
 #include "vmmkit/common.h"
 #include "vmmkit/memory.h"
 #include "vmmkit/device.h"
+#include "vmmkit/virtio.h"
 
 #endif
