@@ -4,5 +4,6 @@
 #define VMMKIT_VMMKIT_H
 
 #include "vmmkit/common.h"
+#include "vmmkit/accel.h"
 
 #endif
