@@ -5,5 +5,6 @@
 
 #include "vmmkit/common.h"
 #include "vmmkit/accel.h"
+#include "vmmkit/memory.h"
 
 #endif
