@@ -6,5 +6,7 @@
 #include "vmmkit/common.h"
 #include "vmmkit/accel.h"
 #include "vmmkit/memory.h"
+#include "vmmkit/device.h"
+#include "vmmkit/virtio.h"
 
 #endif
