@@ -52,7 +52,8 @@ class Boot:
 
 def qemu_command(vmlinuz, initrd, smp, mem, append=''):
     accel = 'tcg,thread=single' if smp > 1 else 'tcg'
-    return [QEMU, '-accel', accel, '-cpu', 'max', '-m', str(mem), '-smp', str(smp),
+    cpu = os.environ.get('VMMKIT_QEMU_CPU', 'max')
+    return [QEMU, '-accel', accel, '-cpu', cpu, '-m', str(mem), '-smp', str(smp),
             '-nographic', '-no-reboot', '-nic', 'none',
             '-kernel', vmlinuz, '-initrd', initrd,
             '-append', ('console=ttyS0 loglevel=1 panic=-1 ' + append).strip()]
@@ -155,7 +156,10 @@ def run(kernel, tests, smp=1, mem=1024, env=None, modules=None, on_output=None,
     with tempfile.NamedTemporaryFile(prefix='vmmkit-initrd-', suffix='.cpio.gz') as f:
         f.write(image)
         f.flush()
-        cmd = qemu_command(kernel.vmlinuz, f.name, smp, mem)
+        boot_image = kernel.vmlinuz
+        if os.environ.get('VMMKIT_KVM_PVH', '1') != '0':
+            boot_image = kernel.pvh_vmlinux() or kernel.vmlinuz
+        cmd = qemu_command(boot_image, f.name, smp, mem)
         log('boot: ' + ' '.join(cmd))
         logf = open(log_path, 'wb') if log_path else None
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
