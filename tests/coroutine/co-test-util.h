@@ -30,6 +30,11 @@ static VMM_NOINLINE VMM_UNUSED pthread_t co_thread_self(void)
     return pthread_self();
 }
 
+#if VMM_CO_TSAN
+/* Tests that fork are left out under TSan (it loses fibers in children). */
+#pragma GCC diagnostic ignored "-Wunused-function"
+#endif
+
 static inline long co_env_long(const char *name, long def)
 {
     const char *e = getenv(name);
