@@ -5,6 +5,7 @@
 
 #include "vmmkit/common.h"
 #include "vmmkit/accel.h"
+#include "vmmkit/kvm.h"
 #include "vmmkit/memory.h"
 
 #endif
