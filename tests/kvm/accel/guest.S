@@ -52,7 +52,7 @@ END(g_regs)
 
 /* Spin forever incrementing the dword at 0x3000 and ecx. */
 GUEST(g_spin)
-1:	addr32 incl 0x3000
+1:	incl	0x3000
 	inc	%ecx
 	jmp	1b
 END(g_spin)
