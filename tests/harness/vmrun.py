@@ -46,6 +46,9 @@ class Boot:
         self.console = []       # every console line (bounded)
         self.results = {}
         self.boot_s = None      # host seconds from qemu start to "ready"
+        self.booted_s = None    # ... to /init
+        self.done_s = None      # ... to "done"
+        self.exit_s = None      # ... to qemu's exit
         self.wall_s = None
         self.current = None     # TestResult of the program running now
 
@@ -65,7 +68,9 @@ def _handle_marker(boot, fields, prefix, t0, on_output):
     if prefix and cur is not None:
         cur.output.append(prefix)
         on_output(cur.idx, prefix)
-    if kind == 'ready':
+    if kind == 'booted':
+        boot.booted_s = time.monotonic() - t0
+    elif kind == 'ready':
         boot.ready = True
         boot.boot_s = time.monotonic() - t0
     elif kind == 'begin' and len(fields) >= 2:
@@ -81,6 +86,7 @@ def _handle_marker(boot, fields, prefix, t0, on_output):
         boot.dmesg.append(' '.join(fields[1:]))
     elif kind == 'done':
         boot.done = True
+        boot.done_s = time.monotonic() - t0
 
 
 def _feed_line(boot, line, t0, on_output):
@@ -164,6 +170,7 @@ def run(kernel, tests, smp=1, mem=1024, env=None, modules=None, on_output=None,
         logf = open(log_path, 'wb') if log_path else None
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT)
+        t_qemu = time.monotonic()
         try:
             if not _pump(proc, boot, timeouts, on_output, logf):
                 _explain_timeout(boot, timeouts)
@@ -176,6 +183,7 @@ def run(kernel, tests, smp=1, mem=1024, env=None, modules=None, on_output=None,
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+            boot.exit_s = time.monotonic() - t_qemu
             if logf:
                 logf.close()
     boot.wall_s = time.monotonic() - t_start
