@@ -11,6 +11,7 @@ The host enforces its own deadlines too (boot, and each program's timeout
 plus a grace period), so a hung emulated machine is killed and reported.
 """
 
+import collections
 import os
 import select
 import subprocess
@@ -22,6 +23,7 @@ import initramfs
 MARK = initramfs.MARK
 QEMU = os.environ.get('VMMKIT_QEMU', 'qemu-system-x86_64')
 GRACE_S = 30            # beyond a program's own timeout, for the guest to kill it
+MAX_LINES = 50000       # output kept per program
 
 
 def boot_timeout():
@@ -43,7 +45,7 @@ class Boot:
         self.done = False
         self.fatal = None       # boot failure message
         self.dmesg = []
-        self.console = []       # every console line (bounded)
+        self.console = collections.deque(maxlen=200)   # the console's last lines
         self.results = {}
         self.boot_s = None      # host seconds from qemu start to "ready"
         self.booted_s = None    # ... to /init
@@ -90,13 +92,16 @@ def _handle_marker(boot, fields, prefix, t0, on_output):
 
 
 def _feed_line(boot, line, t0, on_output):
-    if len(boot.console) < 20000:
-        boot.console.append(line)
+    boot.console.append(line)
     i = line.find(MARK)
     if i >= 0:
         _handle_marker(boot, line[i + len(MARK):].split(), line[:i], t0, on_output)
     elif boot.current is not None:
-        boot.current.output.append(line)
+        out = boot.current.output
+        if len(out) < MAX_LINES:
+            out.append(line)
+        elif len(out) == MAX_LINES:
+            out.append('[kvm-harness: output cut after %d lines]' % MAX_LINES)
         on_output(boot.current.idx, line)
 
 
