@@ -4,7 +4,9 @@
 #define VMMKIT_VMMKIT_H
 
 #include "vmmkit/common.h"
+#include "vmmkit/aio.h"
 #include "vmmkit/accel.h"
+#include "vmmkit/kvm.h"
 #include "vmmkit/memory.h"
 #include "vmmkit/device.h"
 #include "vmmkit/virtio.h"
