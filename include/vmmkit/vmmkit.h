@@ -5,6 +5,7 @@
 
 #include "vmmkit/common.h"
 #include "vmmkit/aio.h"
+#include "vmmkit/coroutine.h"
 #include "vmmkit/accel.h"
 #include "vmmkit/kvm.h"
 #include "vmmkit/memory.h"
