@@ -30,7 +30,8 @@ typedef enum VmmFdMonitorKind {
     VMM_FDMON_AUTO = 0,     /* io_uring where the kernel allows it, else poll/epoll */
     VMM_FDMON_POLL,         /* ppoll(2) only */
     VMM_FDMON_EPOLL,        /* ppoll(2), then epoll(7) past a threshold of handlers */
-    VMM_FDMON_IO_URING,     /* io_uring; creation fails with -ENOSYS if unavailable */
+    VMM_FDMON_IO_URING,     /* io_uring; creation fails with the kernel's error
+                             * (-ENOSYS, -EPERM) if unavailable */
 } VmmFdMonitorKind;
 
 typedef struct VmmAioContextOptions {
