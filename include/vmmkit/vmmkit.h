@@ -6,5 +6,10 @@
 #include "vmmkit/common.h"
 #include "vmmkit/aio.h"
 #include "vmmkit/coroutine.h"
+#include "vmmkit/accel.h"
+#include "vmmkit/kvm.h"
+#include "vmmkit/memory.h"
+#include "vmmkit/device.h"
+#include "vmmkit/virtio.h"
 
 #endif

@@ -1,0 +1,603 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The accel-blocker gate (see include/vmmkit/accel.h and docs/accel.md).
+ *
+ * State per gate:
+ *   inhibited     0 open, 1 inhibited; futex word blocked callers sleep on.
+ *   shared_count  ioctls in flight from threads that own no slot of the gate.
+ *   event         level-triggered "something ended" flag the inhibitor
+ *                 sleeps on (reset, scan, wait loop: no lost wake-up).
+ * State per vCPU slot: count, written only by its owner thread.
+ *
+ * The Dekker pairs (each access below names its pair):
+ *   D1  owner begin: store count; [compiler barrier]; load inhibited
+ *       inhibitor:   store inhibited; membarrier(); load every count
+ *   D2  owner end:   store count; [compiler barrier]; load inhibited -> event
+ *       inhibitor:   (same membarrier) reset event (xchg); load counts
+ *   D3  shared begin/end: atomic add on shared_count (a full barrier), then
+ *       load inhibited; the inhibitor side is the same as D1.
+ * membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) executes a full barrier on
+ * every thread of the process that is running; threads not running have
+ * one at their context switch.  So each owner's program order is cut at
+ * one point: accesses before it are visible to the inhibitor's scan, and
+ * accesses after it see inhibited == 1.  Either the inhibitor sees the
+ * count, or the owner sees the flag; never neither.  Without membarrier
+ * (old kernels or VMM_ACCEL_NO_MEMBARRIER=1) owners use a full fence.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vmmkit/accel.h"
+#include "accel/accel-internal.h"
+#include "accel/futex.h"
+#include "util/atomic.h"
+#include "util/compiler.h"
+#include "util/log.h"
+
+#define HELD_MAX 4
+#define SLOT_NAME_MAX 32
+
+typedef struct VMM_CAPABILITY("mutex") GateMutex {
+    pthread_mutex_t m;
+} GateMutex;
+
+static void gate_mutex_lock(GateMutex *l) VMM_ACQUIRE(l) VMM_NO_TSA
+{
+    pthread_mutex_lock(&l->m);
+}
+
+static void gate_mutex_unlock(GateMutex *l) VMM_RELEASE(l) VMM_NO_TSA
+{
+    pthread_mutex_unlock(&l->m);
+}
+
+struct VmmAccelCpuSlot {
+    unsigned count VMM_CACHE_ALIGNED;   /* owner writes; inhibitor reads */
+    VmmAccelGate *gate;
+    VmmAccelKickFunc *kick;
+    void *opaque;
+    void *owner;                        /* &tls_self of the owner, or NULL */
+    VmmAccelCpuSlot *next;              /* gate->slots, under gate->lock */
+    char name[SLOT_NAME_MAX];
+};
+
+struct VmmAccelGate {
+    unsigned inhibited VMM_CACHE_ALIGNED;
+    unsigned shared_count VMM_CACHE_ALIGNED;
+    unsigned event VMM_CACHE_ALIGNED;
+    GateMutex lock VMM_CACHE_ALIGNED;   /* serialises inhibitors; slot list */
+    VmmAccelCpuSlot *slots;  /* under lock */
+    void *inhibitor;                    /* &tls_self of the inhibitor */
+    unsigned inhibit_depth;             /* inhibitor's thread only */
+    unsigned bypass_depth;              /* inhibitor's own ioctls */
+    unsigned nr_slots;
+    uint64_t inhibits;
+};
+
+/* Per thread: its identity, the slot it owns, its shared-path nesting. */
+static __thread char tls_self;
+static __thread VmmAccelCpuSlot *tls_slot;
+static __thread struct {
+    VmmAccelGate *gate;
+    unsigned depth;
+} tls_held[HELD_MAX];
+
+static bool use_membarrier;
+static pthread_once_t membarrier_once = PTHREAD_ONCE_INIT;
+
+static void membarrier_init(void)
+{
+    const char *env = getenv("VMM_ACCEL_NO_MEMBARRIER");
+    long cmds;
+
+    if (env && env[0] == '1') {
+        return;
+    }
+    cmds = syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    if (cmds < 0 || !(cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED)) {
+        return;
+    }
+    if (syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) < 0) {
+        return;
+    }
+    use_membarrier = true;
+}
+
+bool vmm_accel_uses_membarrier(void)
+{
+    pthread_once(&membarrier_once, membarrier_init);
+    return use_membarrier;
+}
+
+/* The owner side of D1/D2: free when membarrier does the work. */
+static inline void owner_fence(void)
+{
+    if (vmm_likely(vmm_atomic_read(&use_membarrier))) {
+        vmm_barrier();
+    } else {
+        vmm_smp_mb();   /* pairs with vmm_smp_mb() in inhibitor_fence() */
+    }
+}
+
+/* The inhibitor side of D1/D2/D3. */
+static void inhibitor_fence(void)
+{
+    if (use_membarrier &&
+        syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0) {
+        return;
+    }
+    /* membarrier failed after registration: cannot happen on Linux; if it
+     * did, owners still run fence-free, so we must not go on silently. */
+    if (use_membarrier) {
+        vmm_error("accel gate: membarrier failed: %s", strerror(errno));
+        abort();
+    }
+    vmm_smp_mb();       /* pairs with vmm_smp_mb() in owner_fence() */
+}
+
+/* ---- event: "an ioctl ended while inhibited" ---------------------------- */
+
+static void gate_event_set(VmmAccelGate *gate)
+{
+    /* The xchg is a full barrier: the count store before it is visible to
+     * an inhibitor whose reset (xchg) reads this 1 (pairs with the xchg in
+     * gate_event_reset()). */
+    if (vmm_atomic_xchg(&gate->event, 1) == 0) {
+        vmm_futex_wake(&gate->event, 1);
+    }
+}
+
+static void gate_event_reset(VmmAccelGate *gate)
+{
+    (void)vmm_atomic_xchg(&gate->event, 0);     /* pairs with gate_event_set() */
+}
+
+static void gate_wait_open(VmmAccelGate *gate)
+{
+    /* Acquire pairs with the store-release in inhibit_end: whatever the
+     * inhibitor changed is visible once we see the gate open. */
+    while (vmm_atomic_load_acquire(&gate->inhibited)) {
+        vmm_futex_wait(&gate->inhibited, 1, NULL);
+    }
+}
+
+/* ---- gates and slots ---------------------------------------------------- */
+
+VmmAccelGate *vmm_accel_gate_new(int *errp)
+{
+    VmmAccelGate *gate;
+
+    pthread_once(&membarrier_once, membarrier_init);
+    if (posix_memalign((void **)&gate, VMM_CACHELINE, sizeof(*gate))) {
+        if (errp) {
+            *errp = -ENOMEM;
+        }
+        return NULL;
+    }
+    memset(gate, 0, sizeof(*gate));
+    pthread_mutex_init(&gate->lock.m, NULL);
+    return gate;
+}
+
+void vmm_accel_gate_free(VmmAccelGate *gate)
+{
+    if (!gate) {
+        return;
+    }
+    if (vmm_atomic_read(&gate->nr_slots) || vmm_atomic_read(&gate->shared_count) ||
+        vmm_atomic_read(&gate->inhibited)) {
+        VMM_MISUSE("gate freed with %u slots, %u ioctls in flight%s",
+                   vmm_atomic_read(&gate->nr_slots), vmm_atomic_read(&gate->shared_count),
+                   vmm_atomic_read(&gate->inhibited) ? ", inhibited" : "");
+        return;     /* leak rather than free memory still in use */
+    }
+    pthread_mutex_destroy(&gate->lock.m);
+    free(gate);
+}
+
+VmmAccelCpuSlot *vmm_accel_cpu_slot_new(VmmAccelGate *gate, VmmAccelKickFunc *kick,
+                                        void *opaque, const char *name, int *errp)
+{
+    VmmAccelCpuSlot *slot;
+    int err = -EINVAL;
+
+    if (!gate || !kick) {
+        goto fail;
+    }
+    if (vmm_atomic_read(&gate->inhibitor) == (void *)&tls_self) {
+        VMM_MISUSE("slot added by the thread inhibiting its gate");
+        err = -EDEADLK;
+        goto fail;
+    }
+    err = -ENOMEM;
+    if (posix_memalign((void **)&slot, VMM_CACHELINE, sizeof(*slot))) {
+        goto fail;
+    }
+    memset(slot, 0, sizeof(*slot));
+    slot->gate = gate;
+    slot->kick = kick;
+    slot->opaque = opaque;
+    snprintf(slot->name, sizeof(slot->name), "%s", name ? name : "vcpu");
+    gate_mutex_lock(&gate->lock);
+    slot->next = gate->slots;
+    gate->slots = slot;
+    vmm_atomic_set(&gate->nr_slots, gate->nr_slots + 1);
+    gate_mutex_unlock(&gate->lock);
+    return slot;
+fail:
+    if (errp) {
+        *errp = err;
+    }
+    return NULL;
+}
+
+void vmm_accel_cpu_slot_free(VmmAccelCpuSlot *slot)
+{
+    VmmAccelGate *gate;
+
+    if (!slot) {
+        return;
+    }
+    gate = slot->gate;
+    if (vmm_atomic_load_acquire(&slot->count)) {
+        VMM_MISUSE("slot %s freed with %u ioctls in flight (begin without end)",
+                   slot->name, slot->count);
+        return;
+    }
+    if (vmm_atomic_read(&gate->inhibitor) == (void *)&tls_self) {
+        VMM_MISUSE("slot %s freed by the thread inhibiting its gate", slot->name);
+        return;
+    }
+    if (slot == tls_slot) {
+        tls_slot = NULL;
+    }
+    gate_mutex_lock(&gate->lock);
+    for (VmmAccelCpuSlot **p = &gate->slots; *p; p = &(*p)->next) {
+        if (*p == slot) {
+            *p = slot->next;
+            break;
+        }
+    }
+    vmm_atomic_set(&gate->nr_slots, gate->nr_slots - 1);
+    gate_mutex_unlock(&gate->lock);
+    free(slot);
+}
+
+int vmm_accel_cpu_slot_bind(VmmAccelCpuSlot *slot, bool bind)
+{
+    if (!slot) {
+        return -EINVAL;
+    }
+    if (!bind) {
+        if (tls_slot != slot) {
+            VMM_MISUSE("slot %s unbound by a thread that does not own it", slot->name);
+            return -EPERM;
+        }
+        if (slot->count) {
+            VMM_MISUSE("slot %s unbound with %u ioctls in flight (begin without end)",
+                       slot->name, slot->count);
+            return -EBUSY;
+        }
+        vmm_atomic_set(&slot->owner, NULL);
+        tls_slot = NULL;
+        return 0;
+    }
+    if (tls_slot && tls_slot != slot) {
+        VMM_MISUSE("thread already owns slot %s", tls_slot->name);
+        return -EBUSY;
+    }
+    if (vmm_atomic_read(&slot->owner) && slot->owner != (void *)&tls_self) {
+        VMM_MISUSE("slot %s is owned by another thread", slot->name);
+        return -EBUSY;
+    }
+    if (vmm_atomic_read(&slot->gate->inhibitor) == (void *)&tls_self) {
+        VMM_MISUSE("slot %s bound by the thread inhibiting its gate", slot->name);
+        return -EDEADLK;
+    }
+    vmm_atomic_set(&slot->owner, (void *)&tls_self);
+    tls_slot = slot;
+    return 0;
+}
+
+/* ---- the shared path (threads without a slot on this gate) -------------- */
+
+static int held_index(VmmAccelGate *gate)
+{
+    for (int i = 0; i < HELD_MAX; i++) {
+        if (tls_held[i].gate == gate && tls_held[i].depth) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+static void held_push(VmmAccelGate *gate)
+{
+    for (int i = 0; i < HELD_MAX; i++) {
+        if (!tls_held[i].depth) {
+            tls_held[i].gate = gate;
+            tls_held[i].depth = 1;
+            return;
+        }
+    }
+    /* More than HELD_MAX gates held at once by one thread: nesting on the
+     * extra gates is untracked (a nested begin may block). */
+}
+
+static void held_pop(VmmAccelGate *gate)
+{
+    int i = held_index(gate);
+
+    if (i >= 0) {
+        tls_held[i].depth--;
+    }
+}
+
+static void shared_begin(VmmAccelGate *gate) VMM_NO_TSA
+{
+    int i;
+
+    if (vmm_atomic_read(&gate->inhibitor) == (void *)&tls_self) {
+        gate->bypass_depth++;       /* the inhibitor's own VM ioctls */
+        return;
+    }
+    i = held_index(gate);
+    if (i >= 0) {
+        /* Already counted: an inhibitor waits for us anyway, so a nested
+         * begin must not block (it would deadlock). */
+        tls_held[i].depth++;
+        vmm_atomic_inc(&gate->shared_count);
+        return;
+    }
+    /* D3: the add is a full barrier before the load of inhibited; pairs
+     * with inhibitor_fence() between the store of inhibited and the scan. */
+    vmm_atomic_inc(&gate->shared_count);
+    while (vmm_unlikely(vmm_atomic_load_acquire(&gate->inhibited))) {
+        vmm_atomic_dec(&gate->shared_count);
+        gate_event_set(gate);
+        gate_wait_open(gate);
+        vmm_atomic_inc(&gate->shared_count);
+    }
+    held_push(gate);
+}
+
+static void shared_end(VmmAccelGate *gate) VMM_NO_TSA
+{
+    if (vmm_atomic_read(&gate->inhibitor) == (void *)&tls_self) {
+        if (gate->bypass_depth == 0) {
+            VMM_MISUSE("ioctl_end without ioctl_begin by the inhibitor");
+            return;
+        }
+        gate->bypass_depth--;
+        return;
+    }
+    if (held_index(gate) < 0) {
+        VMM_MISUSE("ioctl_end without ioctl_begin");
+        return;
+    }
+    held_pop(gate);
+    /* D3 again: the sub is a full barrier before the load of inhibited. */
+    vmm_atomic_dec(&gate->shared_count);
+    if (vmm_unlikely(vmm_atomic_read(&gate->inhibited))) {
+        gate_event_set(gate);
+    }
+}
+
+/* ---- the owner's fast path ---------------------------------------------- */
+
+static VMM_NOINLINE void slot_begin_slow(VmmAccelCpuSlot *slot)
+{
+    VmmAccelGate *gate = slot->gate;
+
+    do {
+        /* Step back so the inhibitor can finish; the release store and the
+         * xchg in gate_event_set() publish count == 0 to its scan. */
+        vmm_atomic_store_release(&slot->count, 0);
+        gate_event_set(gate);
+        gate_wait_open(gate);
+        vmm_atomic_set(&slot->count, 1);
+        vmm_smp_mb();   /* D1 without relying on membarrier; pairs with inhibitor_fence() */
+    } while (vmm_atomic_load_acquire(&gate->inhibited));
+}
+
+void vmm_accel_cpu_ioctl_begin(VmmAccelCpuSlot *slot) VMM_NO_TSA
+{
+    unsigned c;
+
+    if (vmm_unlikely(slot != tls_slot)) {
+        shared_begin(slot->gate);
+        return;
+    }
+    c = slot->count;
+    vmm_atomic_set(&slot->count, c + 1);
+    if (c) {
+        return;     /* nested: already counted */
+    }
+    owner_fence();  /* D1: pairs with inhibitor_fence() */
+    if (vmm_unlikely(vmm_atomic_load_acquire(&slot->gate->inhibited))) {
+        slot_begin_slow(slot);
+    }
+}
+
+void vmm_accel_cpu_ioctl_end(VmmAccelCpuSlot *slot) VMM_NO_TSA
+{
+    unsigned c;
+
+    if (vmm_unlikely(slot != tls_slot)) {
+        shared_end(slot->gate);
+        return;
+    }
+    c = slot->count;
+    if (vmm_unlikely(c == 0)) {
+        VMM_MISUSE("cpu_ioctl_end without cpu_ioctl_begin on slot %s", slot->name);
+        return;
+    }
+    /* Release pairs with the inhibitor's load-acquire of the count. */
+    vmm_atomic_store_release(&slot->count, c - 1);
+    if (c > 1) {
+        return;
+    }
+    owner_fence();  /* D2: pairs with inhibitor_fence() */
+    if (vmm_unlikely(vmm_atomic_read(&slot->gate->inhibited))) {
+        gate_event_set(slot->gate);
+    }
+}
+
+void vmm_accel_ioctl_begin(VmmAccelGate *gate) VMM_NO_TSA
+{
+    VmmAccelCpuSlot *slot = tls_slot;
+
+    if (slot && slot->gate == gate) {
+        vmm_accel_cpu_ioctl_begin(slot);
+    } else {
+        shared_begin(gate);
+    }
+}
+
+void vmm_accel_ioctl_end(VmmAccelGate *gate) VMM_NO_TSA
+{
+    VmmAccelCpuSlot *slot = tls_slot;
+
+    if (slot && slot->gate == gate) {
+        vmm_accel_cpu_ioctl_end(slot);
+    } else {
+        shared_end(gate);
+    }
+}
+
+/* ---- the inhibitor ------------------------------------------------------ */
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Scan the counts, kicking the slots still inside an ioctl.  Returns true
+ * if anything is in flight.  Names the first busy one in @who. */
+static bool gate_busy(VmmAccelGate *gate, const char **who) VMM_REQUIRES(gate->lock)
+{
+    bool busy = false;
+
+    /* Acquire pairs with the store-release (owner) or the atomic sub
+     * (shared) that ended an ioctl. */
+    if (vmm_atomic_load_acquire(&gate->shared_count)) {
+        busy = true;
+        *who = "a VM ioctl";
+    }
+    for (VmmAccelCpuSlot *s = gate->slots; s; s = s->next) {
+        if (vmm_atomic_load_acquire(&s->count)) {
+            if (!busy) {
+                *who = s->name;
+            }
+            busy = true;
+            s->kick(s->opaque);
+        }
+    }
+    return busy;
+}
+
+/* Debug builds name an ioctl that never ends (begin without end). */
+static int64_t watchdog_ns(void)
+{
+    const char *env = getenv("VMM_ACCEL_WATCHDOG_MS");
+
+    if (env) {
+        return atoll(env) * 1000000LL;
+    }
+    return 30 * 1000000000LL;
+}
+
+static void gate_wait_idle(VmmAccelGate *gate) VMM_REQUIRES(gate->lock)
+{
+    const struct timespec tick = { .tv_sec = 0, .tv_nsec = 100 * 1000 * 1000 };
+    int64_t deadline = VMM_DEBUG_CHECKS ? mono_ns() + watchdog_ns() : 0;
+    const char *who = NULL;
+
+    for (;;) {
+        gate_event_reset(gate);     /* pairs with gate_event_set() */
+        if (!gate_busy(gate, &who)) {
+            return;
+        }
+        while (vmm_atomic_read(&gate->event) == 0) {
+            vmm_futex_wait(&gate->event, 0, VMM_DEBUG_CHECKS ? &tick : NULL);
+            if (VMM_DEBUG_CHECKS && mono_ns() > deadline) {
+                VMM_MISUSE("inhibit waits forever for %s (ioctl begin without end?)",
+                           who);
+                deadline = INT64_MAX;
+            }
+        }
+    }
+}
+
+void vmm_accel_ioctl_inhibit_begin(VmmAccelGate *gate) VMM_NO_TSA
+{
+    if (vmm_atomic_read(&gate->inhibitor) == (void *)&tls_self) {
+        gate->inhibit_depth++;
+        return;
+    }
+    if (tls_slot) {
+        VMM_MISUSE("inhibit from vCPU thread of slot %s (would deadlock)", tls_slot->name);
+    }
+    if (held_index(gate) >= 0) {
+        VMM_MISUSE("inhibit from inside an ioctl bracket of the same gate (would deadlock)");
+    }
+    gate_mutex_lock(&gate->lock);
+    vmm_atomic_set(&gate->inhibited, 1);
+    inhibitor_fence();          /* D1/D2/D3: pairs with owner_fence() */
+    gate_wait_idle(gate);
+    vmm_atomic_set(&gate->inhibitor, (void *)&tls_self);
+    gate->inhibit_depth = 1;
+    gate->bypass_depth = 0;
+}
+
+void vmm_accel_ioctl_inhibit_end(VmmAccelGate *gate) VMM_NO_TSA
+{
+    if (vmm_atomic_read(&gate->inhibitor) != (void *)&tls_self) {
+        VMM_MISUSE("inhibit_end by a thread that does not inhibit the gate");
+        return;
+    }
+    if (--gate->inhibit_depth) {
+        return;
+    }
+    if (gate->bypass_depth) {
+        VMM_MISUSE("inhibit_end inside the inhibitor's own ioctl bracket");
+        gate->bypass_depth = 0;
+    }
+    vmm_atomic_set(&gate->inhibits, gate->inhibits + 1);
+    vmm_atomic_set(&gate->inhibitor, NULL);
+    /* Release pairs with the load-acquire in gate_wait_open() and in the
+     * begin paths: the update made under the inhibit is visible to them. */
+    vmm_atomic_store_release(&gate->inhibited, 0);
+    vmm_futex_wake_all(&gate->inhibited);
+    gate_mutex_unlock(&gate->lock);
+}
+
+bool vmm_accel_ioctl_inhibited(VmmAccelGate *gate)
+{
+    return vmm_atomic_load_acquire(&gate->inhibited) != 0;
+}
+
+uint64_t vmm_accel_gate_inhibit_count(VmmAccelGate *gate)
+{
+    return vmm_atomic_read(&gate->inhibits);
+}
+
+VmmAccelCpuSlot *vmm_accel_current_slot(void)
+{
+    return tls_slot;
+}
+
+bool vmm_accel_is_inhibitor(VmmAccelGate *gate)
+{
+    return vmm_atomic_read(&gate->inhibitor) == (void *)&tls_self;
+}

@@ -1,0 +1,407 @@
+/* SPDX-License-Identifier: MIT */
+/* The virtio-pci modern transport with MSI-X; see virtio-pci.h. */
+#include "machine/virtio-pci.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define CAP_VNDR 0x09
+#define CAP_MSIX 0x11
+#define CFG_COMMON 1
+#define CFG_NOTIFY 2
+#define CFG_ISR 3
+#define CFG_DEVICE 4
+#define MSIX_ENABLE 0x8000
+#define MSIX_FMASK 0x4000
+
+static void add_vcap(VirtioPci *t, uint8_t type, uint32_t off, uint32_t len, bool notify)
+{
+    int at = pci_device_add_cap(&t->pci, CAP_VNDR, notify ? 20 : 16);
+    if (at < 0) {
+        return;
+    }
+    uint8_t *c = t->pci.config + at;
+    c[2] = notify ? 20 : 16;
+    c[3] = type;
+    c[4] = 0;                                /* BAR 0 */
+    pci_set(c + 8, 4, off);
+    pci_set(c + 12, 4, len);
+    if (notify) {
+        pci_set(c + 16, 4, VPCI_NOTIFY_MULT);
+    }
+}
+
+static void msix_refresh(VirtioPci *t);
+
+static void config_written(PciDevice *d, uint32_t off, uint32_t size, void *opaque)
+{
+    VirtioPci *t = opaque;
+    uint32_t ctl = (uint32_t)t->msix_cap + 2;
+    (void)d;
+    if (off < ctl + 2 && off + size > ctl) {
+        msix_refresh(t);
+    }
+}
+
+int virtio_pci_init(VirtioPci *t, const VirtioPciConfig *cfg, const VirtioPciOps *ops,
+                    void *opaque)
+{
+    if (!cfg->num_queues || cfg->num_queues > VPCI_MAX_QUEUES ||
+        cfg->devcfg_len > VPCI_DEVCFG_LEN || !cfg->queue_max_size ||
+        (cfg->queue_max_size & (cfg->queue_max_size - 1)) || cfg->queue_max_size > 32768) {
+        return -EINVAL;
+    }
+    memset(t, 0, sizeof(*t));
+    pci_device_init(&t->pci, VIRTIO_PCI_VENDOR,
+                    (uint16_t)(VIRTIO_PCI_DEVICE_BASE + cfg->virtio_id), cfg->class_code, 1,
+                    VIRTIO_PCI_VENDOR, (uint16_t)(0x40 + cfg->virtio_id));
+    t->ops = ops;
+    t->opaque = opaque;
+    t->num_queues = cfg->num_queues;
+    t->num_vectors = cfg->num_queues + 1;
+    t->devcfg_len = cfg->devcfg_len;
+    t->config_vector = VIRTIO_NO_VECTOR;
+    for (unsigned i = 0; i < t->num_queues; i++) {
+        t->q[i] = (VirtioPciQueue){ .size = cfg->queue_max_size,
+                                    .max_size = cfg->queue_max_size,
+                                    .vector = VIRTIO_NO_VECTOR };
+    }
+    for (unsigned v = 0; v < t->num_vectors; v++) {
+        t->msix_table[16 * v + 12] = 1;      /* vectors start masked */
+    }
+    if (pci_device_set_bar(&t->pci, 0, VPCI_BAR_SIZE, 0, cfg->bar0_addr) < 0 ||
+        pci_device_set_bar(&t->pci, 1, VPCI_MSIX_BAR_SIZE, 0, cfg->bar1_addr) < 0) {
+        return -EINVAL;
+    }
+    t->msix_cap = pci_device_add_cap(&t->pci, CAP_MSIX, 12);
+    uint8_t *m = t->pci.config + t->msix_cap;
+    pci_set(m + 2, 2, t->num_vectors - 1);
+    pci_set(m + 4, 4, 0 | 1);                /* table in BAR 1 at 0 */
+    pci_set(m + 8, 4, VPCI_MSIX_PBA | 1);    /* PBA in BAR 1 */
+    t->pci.wmask[t->msix_cap + 3] = 0xc0;    /* enable, function mask */
+    add_vcap(t, CFG_COMMON, VPCI_COMMON, VPCI_COMMON_LEN, false);
+    add_vcap(t, CFG_ISR, VPCI_ISR, 1, false);
+    if (cfg->devcfg_len) {
+        add_vcap(t, CFG_DEVICE, VPCI_DEVCFG, cfg->devcfg_len, false);
+    }
+    add_vcap(t, CFG_NOTIFY, VPCI_NOTIFY, t->num_queues * VPCI_NOTIFY_MULT, true);
+    t->pci.write_hook = config_written;
+    t->pci.opaque = t;
+    return 0;
+}
+
+/* ---- MSI-X ---------------------------------------------------------------- */
+
+static uint16_t msix_ctl(const VirtioPci *t)
+{
+    return (uint16_t)pci_get(t->pci.config + t->msix_cap + 2, 2);
+}
+
+bool virtio_pci_msix_vector_live(const VirtioPci *t, unsigned v, uint64_t *addr,
+                                 uint32_t *data)
+{
+    if (v >= t->num_vectors) {
+        return false;
+    }
+    const uint8_t *e = t->msix_table + 16 * v;
+    if (addr) {
+        *addr = pci_get(e, 4) | (uint64_t)pci_get(e + 4, 4) << 32;
+    }
+    if (data) {
+        *data = pci_get(e + 8, 4);
+    }
+    uint16_t ctl = msix_ctl(t);
+    return (ctl & MSIX_ENABLE) && !(ctl & MSIX_FMASK) && !(e[12] & 1);
+}
+
+static void fire(VirtioPci *t, unsigned v)
+{
+    if (v >= t->num_vectors) {
+        return;
+    }
+    if (virtio_pci_msix_vector_live(t, v, NULL, NULL)) {
+        if (t->ops->msix_fire) {
+            t->ops->msix_fire(t->opaque, v);
+        }
+    } else {
+        t->msix_pending[v / 64] |= 1ull << (v % 64);
+    }
+}
+
+/* Tell the machine about vectors whose routing changed; deliver pending
+ * interrupts of vectors that became live. */
+static void msix_refresh(VirtioPci *t)
+{
+    for (unsigned v = 0; v < t->num_vectors; v++) {
+        uint64_t addr;
+        uint32_t data;
+        bool live = virtio_pci_msix_vector_live(t, v, &addr, &data);
+        if (t->ops->msix_update && (live || t->msix_live[v])) {
+            t->ops->msix_update(t->opaque, v, addr, data, live);
+        }
+        t->msix_live[v] = live;
+        if (live && (t->msix_pending[v / 64] & (1ull << (v % 64)))) {
+            t->msix_pending[v / 64] &= ~(1ull << (v % 64));
+            fire(t, v);
+        }
+    }
+}
+
+uint64_t virtio_pci_msix_read(VirtioPci *t, uint64_t off, unsigned size)
+{
+    if ((size != 4 && size != 8) || (off & (size - 1))) {
+        return 0;
+    }
+    if (off + size <= 16ull * t->num_vectors) {
+        return pci_get(t->msix_table + off, 4) |
+               (size == 8 ? (uint64_t)pci_get(t->msix_table + off + 4, 4) << 32 : 0);
+    }
+    if (off >= VPCI_MSIX_PBA && off + size <= VPCI_MSIX_PBA + sizeof(t->msix_pending)) {
+        uint64_t w = t->msix_pending[(off - VPCI_MSIX_PBA) / 8];
+        return size == 8 ? w : (uint32_t)(w >> (8 * ((off - VPCI_MSIX_PBA) % 8)));
+    }
+    return 0;
+}
+
+void virtio_pci_msix_write(VirtioPci *t, uint64_t off, unsigned size, uint64_t val)
+{
+    if ((size != 4 && size != 8) || (off & (size - 1)) ||
+        off + size > 16ull * t->num_vectors) {
+        return;                              /* the PBA is read-only */
+    }
+    pci_set(t->msix_table + off, size, val);
+    /* Only the vector control word keeps its reserved bits zero. */
+    for (unsigned v = 0; v < t->num_vectors; v++) {
+        t->msix_table[16 * v + 12] &= 1;
+        memset(t->msix_table + 16 * v + 13, 0, 3);
+    }
+    msix_refresh(t);
+}
+
+/* ---- Common configuration ------------------------------------------------- */
+
+static void reset(VirtioPci *t)
+{
+    t->status = 0;
+    t->guest_features = 0;
+    t->dfselect = t->gfselect = 0;
+    t->queue_sel = 0;
+    t->isr = 0;
+    t->config_vector = VIRTIO_NO_VECTOR;
+    for (unsigned i = 0; i < t->num_queues; i++) {
+        VirtioPciQueue *q = &t->q[i];
+        *q = (VirtioPciQueue){ .size = q->max_size, .max_size = q->max_size,
+                               .vector = VIRTIO_NO_VECTOR };
+    }
+    if (t->ops->reset) {
+        t->ops->reset(t->opaque);
+    }
+}
+
+/* The common config as the driver sees it, selected queue included. */
+static void common_image(const VirtioPci *t, uint8_t img[VPCI_COMMON_LEN])
+{
+    memset(img, 0, VPCI_COMMON_LEN);
+    uint64_t f = t->ops->features ? t->ops->features(t->opaque) : 0;
+    pci_set(img + 0x00, 4, t->dfselect);
+    pci_set(img + 0x04, 4, t->dfselect < 2 ? f >> (32 * t->dfselect) : 0);
+    pci_set(img + 0x08, 4, t->gfselect);
+    pci_set(img + 0x0c, 4, t->gfselect < 2 ? t->guest_features >> (32 * t->gfselect) : 0);
+    pci_set(img + 0x10, 2, t->config_vector);
+    pci_set(img + 0x12, 2, t->num_queues);
+    img[0x14] = t->status;
+    img[0x15] = t->generation;
+    pci_set(img + 0x16, 2, t->queue_sel);
+    if (t->queue_sel < t->num_queues) {
+        const VirtioPciQueue *q = &t->q[t->queue_sel];
+        pci_set(img + 0x18, 2, q->size);
+        pci_set(img + 0x1a, 2, q->vector);
+        pci_set(img + 0x1c, 2, q->enabled);
+        pci_set(img + 0x1e, 2, t->queue_sel);
+        pci_set(img + 0x20, 8, q->desc);
+        pci_set(img + 0x28, 8, q->avail);
+        pci_set(img + 0x30, 8, q->used);
+    }
+}
+
+static uint16_t checked_vector(const VirtioPci *t, uint16_t v)
+{
+    return v < t->num_vectors ? v : VIRTIO_NO_VECTOR;
+}
+
+static void set_status(VirtioPci *t, uint8_t s)
+{
+    if (s == 0) {
+        reset(t);
+        return;
+    }
+    if ((s & VIRTIO_STATUS_FEATURES_OK) && !(t->status & VIRTIO_STATUS_FEATURES_OK)) {
+        uint64_t offered = t->ops->features ? t->ops->features(t->opaque) : 0;
+        if ((t->guest_features & ~offered) ||
+            (t->ops->set_features && t->ops->set_features(t->opaque, t->guest_features))) {
+            s &= (uint8_t)~VIRTIO_STATUS_FEATURES_OK;
+        }
+    }
+    bool was_ok = t->status & VIRTIO_STATUS_DRIVER_OK;
+    t->status = (uint8_t)(s | (t->status & VIRTIO_STATUS_NEEDS_RESET));
+    if ((s & VIRTIO_STATUS_DRIVER_OK) && !was_ok && t->ops->driver_ok) {
+        t->ops->driver_ok(t->opaque);
+    }
+}
+
+static void queue_enable(VirtioPci *t, VirtioPciQueue *q, unsigned idx)
+{
+    if (q->enabled || !q->size || (q->size & (q->size - 1)) || q->size > q->max_size) {
+        virtio_pci_set_broken(t);
+        return;
+    }
+    int r = t->ops->queue_enable ? t->ops->queue_enable(t->opaque, idx, q->size, q->desc,
+                                                        q->avail, q->used) : -ENOSYS;
+    if (r < 0) {
+        virtio_pci_set_broken(t);
+        return;
+    }
+    q->enabled = true;
+}
+
+/* Apply one field of the common config the driver wrote. */
+static void common_field(VirtioPci *t, unsigned off, uint64_t v)
+{
+    VirtioPciQueue *q = t->queue_sel < t->num_queues ? &t->q[t->queue_sel] : NULL;
+    bool q_writable = q && !q->enabled;   /* a live queue's config is frozen */
+    switch (off) {
+    case 0x00: t->dfselect = (uint32_t)v; break;
+    case 0x08: t->gfselect = (uint32_t)v; break;
+    case 0x0c:
+        if (t->gfselect < 2 && !(t->status & VIRTIO_STATUS_FEATURES_OK)) {
+            unsigned sh = 32 * t->gfselect;
+            t->guest_features = (t->guest_features & ~(0xffffffffull << sh)) | (v << sh);
+        }
+        break;
+    case 0x10: t->config_vector = checked_vector(t, (uint16_t)v); break;
+    case 0x14: set_status(t, (uint8_t)v); break;
+    case 0x16: t->queue_sel = (uint16_t)v; break;
+    case 0x18: if (q_writable) { q->size = (uint16_t)v; } break;
+    case 0x1a: if (q) { q->vector = checked_vector(t, (uint16_t)v); } break;
+    case 0x1c: if (q && v == 1) { queue_enable(t, q, t->queue_sel); } break;
+    case 0x20: if (q_writable) { q->desc = v; } break;
+    case 0x28: if (q_writable) { q->avail = v; } break;
+    case 0x30: if (q_writable) { q->used = v; } break;
+    default: break;                        /* read-only */
+    }
+}
+
+static const struct { uint8_t off, len; } common_fields[] = {
+    { 0x00, 4 }, { 0x04, 4 }, { 0x08, 4 }, { 0x0c, 4 }, { 0x10, 2 }, { 0x12, 2 },
+    { 0x14, 1 }, { 0x15, 1 }, { 0x16, 2 }, { 0x18, 2 }, { 0x1a, 2 }, { 0x1c, 2 },
+    { 0x1e, 2 }, { 0x20, 8 }, { 0x28, 8 }, { 0x30, 8 },
+};
+
+static void common_write(VirtioPci *t, unsigned off, unsigned size, uint64_t val)
+{
+    uint8_t img[VPCI_COMMON_LEN];
+    common_image(t, img);
+    for (size_t i = 0; i < sizeof(common_fields) / sizeof(common_fields[0]); i++) {
+        unsigned fo = common_fields[i].off, fl = common_fields[i].len;
+        if (off >= fo + fl || off + size <= fo) {
+            continue;
+        }
+        /* Merge the written bytes into the field's current value, so a
+         * 64-bit address written as two halves works. */
+        uint8_t f[8];
+        memcpy(f, img + fo, fl);
+        for (unsigned b = 0; b < size; b++) {
+            unsigned at = off + b;
+            if (at >= fo && at < fo + fl) {
+                f[at - fo] = (uint8_t)(val >> (8 * b));
+            }
+        }
+        common_field(t, fo, pci_get(f, fl > 4 ? 4 : fl) |
+                     (fl == 8 ? (uint64_t)pci_get(f + 4, 4) << 32 : 0));
+        common_image(t, img);               /* queue_sel may have moved */
+    }
+}
+
+static bool size_ok(uint64_t off, unsigned size)
+{
+    return (size == 1 || size == 2 || size == 4 || size == 8) && !(off & (size - 1));
+}
+
+uint64_t virtio_pci_bar0_read(VirtioPci *t, uint64_t off, unsigned size)
+{
+    if (!size_ok(off, size) || off + size > VPCI_BAR_SIZE) {
+        return 0;
+    }
+    if (off < VPCI_COMMON_LEN) {
+        if (off + size > VPCI_COMMON_LEN) {
+            return 0;
+        }
+        uint8_t img[VPCI_COMMON_LEN];
+        common_image(t, img);
+        return pci_get(img + off, size > 4 ? 4 : size) |
+               (size == 8 ? (uint64_t)pci_get(img + off + 4, 4) << 32 : 0);
+    }
+    if (off == VPCI_ISR && size == 1) {
+        uint8_t v = t->isr;
+        t->isr = 0;                          /* read to clear */
+        return v;
+    }
+    if (off >= VPCI_DEVCFG && off + size <= VPCI_DEVCFG + t->devcfg_len && size <= 4) {
+        return t->ops->config_read ? t->ops->config_read(t->opaque,
+                                                         (uint32_t)(off - VPCI_DEVCFG), size)
+                                   : 0;
+    }
+    return 0;
+}
+
+void virtio_pci_bar0_write(VirtioPci *t, uint64_t off, unsigned size, uint64_t val)
+{
+    if (!size_ok(off, size) || off + size > VPCI_BAR_SIZE) {
+        return;
+    }
+    if (off + size <= VPCI_COMMON_LEN) {
+        common_write(t, (unsigned)off, size, val);
+    } else if (off >= VPCI_DEVCFG && off + size <= VPCI_DEVCFG + t->devcfg_len && size <= 4) {
+        if (t->ops->config_write) {
+            t->ops->config_write(t->opaque, (uint32_t)(off - VPCI_DEVCFG), size,
+                                 (uint32_t)val);
+        }
+    } else if (off >= VPCI_NOTIFY && off < VPCI_NOTIFY + VPCI_NOTIFY_MULT * t->num_queues) {
+        unsigned q = (unsigned)((off - VPCI_NOTIFY) / VPCI_NOTIFY_MULT);
+        if (t->q[q].enabled && (t->status & VIRTIO_STATUS_DRIVER_OK) &&
+            t->ops->queue_notify) {
+            t->ops->queue_notify(t->opaque, q);
+        }
+    }
+}
+
+void virtio_pci_queue_interrupt(VirtioPci *t, unsigned q)
+{
+    if (q >= t->num_queues) {
+        return;
+    }
+    t->isr |= 1;
+    if (t->q[q].vector != VIRTIO_NO_VECTOR) {
+        fire(t, t->q[q].vector);
+    }
+}
+
+void virtio_pci_config_interrupt(VirtioPci *t)
+{
+    t->generation++;
+    t->isr |= 2;
+    if (t->config_vector != VIRTIO_NO_VECTOR) {
+        fire(t, t->config_vector);
+    }
+}
+
+void virtio_pci_set_broken(VirtioPci *t)
+{
+    if (t->status & VIRTIO_STATUS_NEEDS_RESET) {
+        return;
+    }
+    t->status |= VIRTIO_STATUS_NEEDS_RESET;
+    if (t->status & VIRTIO_STATUS_DRIVER_OK) {
+        virtio_pci_config_interrupt(t);
+    }
+}

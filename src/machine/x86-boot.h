@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Internal: the x86-64 Linux boot protocol (Documentation/arch/x86/boot.rst)
+ * over plain buffers.  Nothing here touches KVM: the machine copies the
+ * results into guest memory and vCPU registers, and unit tests check them.
+ */
+#ifndef VMM_MACHINE_X86_BOOT_H
+#define VMM_MACHINE_X86_BOOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <linux/kvm.h>
+
+/* Guest-physical layout of the boot structures (all below 1 MiB). */
+#define X86_GDT_ADDR        0x500ull
+#define X86_ZERO_PAGE_ADDR  0x7000ull
+#define X86_PML4_ADDR       0x9000ull
+#define X86_PDPT_ADDR       0xa000ull
+#define X86_PD_ADDR         0xb000ull   /* four page directories: 4 GiB */
+#define X86_PT_END          0xf000ull
+#define X86_CMDLINE_ADDR    0x20000ull
+#define X86_CMDLINE_MAX     0x10000u
+#define X86_EBDA_START      0x9fc00ull
+#define X86_BIOS_START      0xe0000ull  /* ACPI tables live here */
+#define X86_HIMEM_START     0x100000ull /* the protected-mode kernel */
+#define X86_IDENTITY_MAP    (4ull << 30)
+
+/* The 32-bit MMIO hole below 4 GiB: PCI BARs, IOAPIC, LAPIC. */
+#define X86_MMIO_HOLE_START 0xc0000000ull
+#define X86_MMIO_HOLE_END   0x100000000ull
+
+/* GDT selectors the boot protocol asks for. */
+#define X86_BOOT_CS 0x10
+#define X86_BOOT_DS 0x18
+#define X86_BOOT_TSS 0x20
+#define X86_GDT_ENTRIES 5
+
+#define E820_RAM      1
+#define E820_RESERVED 2
+#define E820_ACPI     3
+#define E820_MAX      128
+
+typedef struct X86E820Entry {
+    uint64_t addr;
+    uint64_t size;
+    uint32_t type;
+} X86E820Entry;
+
+/* What a bzImage's setup header says, validated. */
+typedef struct X86BzImage {
+    uint16_t version;         /* boot protocol, e.g. 0x020f */
+    uint32_t setup_size;      /* bytes of real-mode setup, header included */
+    size_t kernel_offset;     /* start of the protected-mode kernel in the file */
+    size_t kernel_size;       /* its length */
+    uint32_t init_size;       /* memory the kernel needs from its load address */
+    uint32_t initrd_addr_max; /* highest address an initrd byte may occupy */
+    uint32_t cmdline_size;    /* longest command line, without the NUL */
+    uint32_t kernel_alignment;
+    uint64_t pref_address;
+    uint16_t xloadflags;
+    size_t header_end;        /* end of the setup header in the file */
+} X86BzImage;
+
+/*
+ * Parse and validate a bzImage of @len bytes.  Any error in a hostile or
+ * truncated image gives -ENOEXEC (not a bzImage, or too old for the 64-bit
+ * entry) or -EINVAL (inconsistent sizes); never reads out of bounds.
+ */
+int x86_bzimage_parse(const uint8_t *img, size_t len, X86BzImage *out);
+
+/*
+ * The e820 map for @ram_size bytes of RAM: low memory up to the EBDA,
+ * the BIOS area reserved, RAM from 1 MiB to the MMIO hole and the rest
+ * above 4 GiB.  Returns the number of entries (at most @max) or -EINVAL.
+ */
+int x86_e820_build(uint64_t ram_size, X86E820Entry *map, int max);
+
+/*
+ * Where an initrd of @size bytes goes: as high as it fits below both the
+ * end of low RAM and @bz's initrd_addr_max, page aligned, above the
+ * kernel's init_size area.  Returns the address or 0 when it cannot fit.
+ */
+uint64_t x86_initrd_addr(const X86BzImage *bz, uint64_t ram_size, uint64_t size,
+                         uint64_t kernel_load);
+
+/* Parameters of the zero page. */
+typedef struct X86BootParams {
+    uint64_t cmdline_addr;
+    uint32_t cmdline_len;      /* without NUL */
+    uint64_t initrd_addr;
+    uint64_t initrd_size;
+    uint64_t acpi_rsdp_addr;
+    const X86E820Entry *e820;
+    int e820_entries;
+} X86BootParams;
+
+#define X86_ZERO_PAGE_SIZE 4096
+
+/*
+ * Fill @zp (4 KiB) from the image's setup header and @p.  Returns 0 or
+ * -EINVAL (too many e820 entries, a command line the kernel cannot take,
+ * an initrd above 4 GiB with an old protocol).
+ */
+int x86_zero_page_build(uint8_t *zp, const uint8_t *img, const X86BzImage *bz,
+                        const X86BootParams *p);
+
+/* The GDT: null, null, 64-bit code (0x10), data (0x18), TSS (0x20). */
+void x86_gdt_build(uint64_t gdt[X86_GDT_ENTRIES]);
+
+/*
+ * Identity page tables for the first 4 GiB with 2 MiB pages, laid out for
+ * guest address X86_PML4_ADDR: @buf covers [X86_PML4_ADDR, X86_PT_END).
+ */
+void x86_page_tables_build(uint8_t *buf, size_t len);
+
+/* Special and general registers for the 64-bit entry of a kernel loaded at
+ * @kernel_load; @sregs is updated in place (it starts as KVM's reset state). */
+void x86_boot_sregs(struct kvm_sregs *sregs);
+void x86_boot_regs(struct kvm_regs *regs, uint64_t kernel_load);
+
+/*
+ * Adapt KVM's supported CPUID to vCPU @index of @ncpus: APIC ids, the
+ * hypervisor bit, topology leaves.  Entries are edited in place.
+ */
+void x86_cpuid_fixup(struct kvm_cpuid_entry2 *e, uint32_t nent, uint32_t index,
+                     uint32_t ncpus);
+
+/* The MSRs a vCPU starts with (Linux expects fast strings enabled). */
+#define X86_BOOT_MSR_COUNT 10
+void x86_boot_msrs(struct kvm_msr_entry msrs[X86_BOOT_MSR_COUNT]);
+
+/* Program LINT0 as ExtINT and LINT1 as NMI in a LAPIC register page. */
+void x86_lapic_lint_setup(struct kvm_lapic_state *lapic);
+
+#endif

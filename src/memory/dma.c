@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * DMA into guest memory: copies and scatter-gather maps, each checked
+ * against the current map inside one RCU read-side section, so a range is
+ * validated and accessed against the same snapshot.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+
+#include "memory/memory-internal.h"
+#include "memory/rcu.h"
+#include "util/compiler.h"
+
+/*
+ * Walk [gpa, gpa + len) over @m: for each piece call @fn(host, n, arg).
+ * Validates the whole range before the first call, so a failure touches
+ * nothing.  @len > 0 and the range does not wrap.
+ */
+typedef void DmaPieceFn(uint8_t *host, uint64_t n, void *arg);
+
+static int dma_check(const VmmMemMap *m, uint64_t gpa, uint64_t len, bool to_guest,
+                     unsigned *pieces)
+{
+    uint64_t last = gpa + (len - 1);
+    unsigned n = 0;
+
+    for (;;) {
+        const VmmMemSlot *s = vmm_mem_map_lookup(m, gpa);
+        if (!s) {
+            return -EFAULT;
+        }
+        if (to_guest && (s->flags & VMM_MEM_READONLY)) {
+            return -EACCES;
+        }
+        n++;
+        if (last <= s->last) {
+            break;
+        }
+        gpa = s->last + 1;   /* no wrap: s->last < last */
+    }
+    *pieces = n;
+    return 0;
+}
+
+static void dma_walk(const VmmMemMap *m, uint64_t gpa, uint64_t len,
+                     DmaPieceFn *fn, void *arg)
+{
+    while (len) {
+        const VmmMemSlot *s = vmm_mem_map_lookup(m, gpa);
+        uint64_t avail = s->last - gpa + 1;   /* 0 means the full 2^64 */
+        uint64_t n = (avail && avail < len) ? avail : len;
+        fn(s->host + (gpa - s->gpa), n, arg);
+        gpa += n;
+        len -= n;
+    }
+}
+
+typedef struct DmaCopy {
+    uint8_t *buf;
+    bool to_guest;
+} DmaCopy;
+
+static void dma_copy_piece(uint8_t *host, uint64_t n, void *arg)
+{
+    DmaCopy *c = arg;
+
+    if (c->to_guest) {
+        memcpy(host, c->buf, n);
+    } else {
+        memcpy(c->buf, host, n);
+    }
+    c->buf += n;
+}
+
+static int dma_rw(VmmGuestMemory *mem, uint64_t gpa, uint8_t *buf, size_t len,
+                  bool to_guest)
+{
+    unsigned pieces;
+    int ret;
+
+    if (!mem || (len && !buf)) {
+        return -EINVAL;
+    }
+    if (len == 0) {
+        return 0;
+    }
+    if (gpa + (len - 1) < gpa) {
+        return -EOVERFLOW;
+    }
+    vmm_rcu_read_lock();
+    const VmmMemMap *m = vmm_mem_map_get(mem);
+    ret = dma_check(m, gpa, len, to_guest, &pieces);
+    if (ret == 0) {
+        DmaCopy c = { buf, to_guest };
+        dma_walk(m, gpa, len, dma_copy_piece, &c);
+    }
+    vmm_rcu_read_unlock();
+    return ret;
+}
+
+int vmm_dma_read(VmmGuestMemory *mem, uint64_t gpa, void *buf, size_t len)
+{
+    return dma_rw(mem, gpa, buf, len, false);
+}
+
+int vmm_dma_write(VmmGuestMemory *mem, uint64_t gpa, const void *buf, size_t len)
+{
+    return dma_rw(mem, gpa, (uint8_t *)buf, len, true);
+}
+
+typedef struct DmaIov {
+    struct iovec *iov;
+    unsigned n;
+} DmaIov;
+
+static void dma_iov_piece(uint8_t *host, uint64_t n, void *arg)
+{
+    DmaIov *d = arg;
+
+    d->iov[d->n].iov_base = host;
+    d->iov[d->n].iov_len = n;
+    d->n++;
+}
+
+int vmm_dma_map(VmmGuestMemory *mem, uint64_t gpa, uint64_t len, uint32_t flags,
+                struct iovec *iov, unsigned max_iov)
+{
+    unsigned pieces;
+    int ret;
+
+    if (!mem || (flags & ~VMM_DMA_TO_GUEST) || (max_iov && !iov)) {
+        return -EINVAL;
+    }
+    if (len == 0) {
+        return 0;
+    }
+    /* iov_len is a size_t and a single iovec cannot describe more than
+     * SSIZE_MAX bytes for readv/writev. */
+    if (gpa + (len - 1) < gpa || len > (uint64_t)SSIZE_MAX) {
+        return -EOVERFLOW;
+    }
+    vmm_rcu_read_lock();
+    const VmmMemMap *m = vmm_mem_map_get(mem);
+    ret = dma_check(m, gpa, len, flags & VMM_DMA_TO_GUEST, &pieces);
+    if (ret == 0 && pieces > max_iov) {
+        ret = -ENOBUFS;
+    }
+    if (ret == 0) {
+        DmaIov d = { iov, 0 };
+        dma_walk(m, gpa, len, dma_iov_piece, &d);
+        ret = (int)d.n;
+    }
+    vmm_rcu_read_unlock();
+    return ret;
+}
+
+int vmm_guest_memory_pin(VmmGuestMemory *mem, uint64_t gpa, uint64_t len,
+                         uint32_t flags, void **host, VmmRamRegion **ref)
+{
+    int ret = 0;
+
+    if (len == 0 || gpa + (len - 1) < gpa) {
+        return len ? -EOVERFLOW : -EINVAL;
+    }
+    vmm_rcu_read_lock();
+    const VmmMemSlot *s = vmm_mem_map_lookup(vmm_mem_map_get(mem), gpa);
+    if (!s || gpa + (len - 1) > s->last) {
+        ret = -EFAULT;
+    } else if ((flags & VMM_DMA_TO_GUEST) && (s->flags & VMM_MEM_READONLY)) {
+        ret = -EACCES;
+    } else {
+        *host = s->host + (gpa - s->gpa);
+        /* The map we read holds a reference, and it cannot be freed before
+         * we leave the read-side section: taking ours here is safe. */
+        vmm_ram_region_ref(s->region);
+        *ref = s->region;
+    }
+    vmm_rcu_read_unlock();
+    return ret;
+}

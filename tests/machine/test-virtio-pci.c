@@ -1,0 +1,270 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests: the virtio-pci modern transport driven the way Linux's
+ * virtio_pci_modern driver drives it, and MSI-X masking. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "machine/virtio-pci.h"
+
+typedef struct Fake {
+    uint64_t features, accepted;
+    int resets, driver_ok, notifies[4], enabled[4];
+    uint64_t desc[4], avail[4], used[4];
+    unsigned size[4];
+    int fired[8], updates;
+    bool live[8];
+    uint8_t cfg[8];
+    int refuse_queue;
+} Fake;
+
+static uint64_t f_features(void *o) { return ((Fake *)o)->features; }
+static int f_set_features(void *o, uint64_t f) { ((Fake *)o)->accepted = f; return 0; }
+static void f_reset(void *o) { ((Fake *)o)->resets++; }
+static void f_driver_ok(void *o) { ((Fake *)o)->driver_ok++; }
+static int f_queue_enable(void *o, unsigned q, unsigned size, uint64_t d, uint64_t a,
+                          uint64_t u)
+{
+    Fake *f = o;
+    if (f->refuse_queue) {
+        return -EINVAL;
+    }
+    f->enabled[q]++;
+    f->size[q] = size;
+    f->desc[q] = d;
+    f->avail[q] = a;
+    f->used[q] = u;
+    return 0;
+}
+static void f_notify(void *o, unsigned q) { ((Fake *)o)->notifies[q]++; }
+static uint32_t f_cfg_read(void *o, uint32_t off, uint32_t size)
+{
+    uint32_t v = 0;
+    for (uint32_t i = 0; i < size; i++) {
+        v |= (uint32_t)((Fake *)o)->cfg[off + i] << (8 * i);
+    }
+    return v;
+}
+static void f_cfg_write(void *o, uint32_t off, uint32_t size, uint32_t val)
+{
+    for (uint32_t i = 0; i < size; i++) {
+        ((Fake *)o)->cfg[off + i] = (uint8_t)(val >> (8 * i));
+    }
+}
+static void f_update(void *o, unsigned v, uint64_t a, uint32_t d, bool en)
+{
+    (void)a; (void)d;
+    ((Fake *)o)->updates++;
+    ((Fake *)o)->live[v] = en;
+}
+static void f_fire(void *o, unsigned v) { ((Fake *)o)->fired[v]++; }
+
+static const VirtioPciOps ops = {
+    .features = f_features, .set_features = f_set_features, .reset = f_reset,
+    .driver_ok = f_driver_ok, .queue_enable = f_queue_enable, .queue_notify = f_notify,
+    .config_read = f_cfg_read, .config_write = f_cfg_write, .msix_update = f_update,
+    .msix_fire = f_fire,
+};
+
+static VirtioPci t;
+static Fake fake;
+
+static void init(void)
+{
+    memset(&fake, 0, sizeof(fake));
+    fake.features = (1ull << 32) | (1ull << 6) | 1;    /* VERSION_1, two others */
+    memcpy(fake.cfg, "\x00\x10\x00\x00\x00\x00\x00\x00", 8);
+    VirtioPciConfig cfg = { .virtio_id = 2, .class_code = 0x018000, .num_queues = 2,
+                            .queue_max_size = 256, .devcfg_len = 8,
+                            .bar0_addr = 0xc0000000, .bar1_addr = 0xc0004000 };
+    assert_int_equal(virtio_pci_init(&t, &cfg, &ops, &fake), 0);
+}
+
+static void w(uint64_t off, unsigned size, uint64_t v) { virtio_pci_bar0_write(&t, off, size, v); }
+static uint64_t r(uint64_t off, unsigned size) { return virtio_pci_bar0_read(&t, off, size); }
+
+static void test_caps(void **state)
+{
+    (void)state;
+    init();
+    assert_int_equal(pci_config_read(&t.pci, 0, 4), 0x10421af4);
+    int types = 0, msix = 0;
+    for (uint8_t p = t.pci.config[PCI_CAP_PTR]; p; p = t.pci.config[p + 1]) {
+        const uint8_t *c = t.pci.config + p;
+        if (c[0] == 0x09) {
+            types |= 1 << c[3];
+            assert_int_equal(c[4], 0);                      /* BAR 0 */
+            uint32_t off = pci_get(c + 8, 4), len = pci_get(c + 12, 4);
+            assert_true(off + len <= VPCI_BAR_SIZE);
+            if (c[3] == 2) {
+                assert_int_equal(pci_get(c + 16, 4), VPCI_NOTIFY_MULT);
+            }
+        } else if (c[0] == 0x11) {
+            msix++;
+            assert_int_equal(pci_get(c + 2, 2) & 0x7ff, 2);  /* 3 vectors */
+            assert_int_equal(pci_get(c + 4, 4), 1);
+            assert_int_equal(pci_get(c + 8, 4), VPCI_MSIX_PBA | 1);
+        }
+    }
+    assert_int_equal(types, 0x1e);
+    assert_int_equal(msix, 1);
+}
+
+static void test_driver_init(void **state)
+{
+    (void)state;
+    init();
+    w(0x14, 1, 0);
+    assert_int_equal(fake.resets, 1);
+    w(0x14, 1, VIRTIO_STATUS_ACK | VIRTIO_STATUS_DRIVER);
+    w(0x00, 4, 0);
+    assert_int_equal(r(0x04, 4), 0x41);
+    w(0x00, 4, 1);
+    assert_int_equal(r(0x04, 4), 1);
+    w(0x00, 4, 7);
+    assert_int_equal(r(0x04, 4), 0);
+    w(0x08, 4, 0);
+    w(0x0c, 4, 0x40);
+    w(0x08, 4, 1);
+    w(0x0c, 4, 1);
+    w(0x14, 1, 0x0b);
+    assert_int_equal(r(0x14, 1) & VIRTIO_STATUS_FEATURES_OK, VIRTIO_STATUS_FEATURES_OK);
+    assert_int_equal(fake.accepted, (1ull << 32) | 0x40);
+    assert_int_equal(r(0x12, 2), 2);
+    /* Queue 1: size, vector, split 64-bit addresses, enable. */
+    w(0x16, 2, 1);
+    assert_int_equal(r(0x18, 2), 256);
+    assert_int_equal(r(0x1e, 2), 1);
+    w(0x18, 2, 128);
+    w(0x1a, 2, 1);
+    assert_int_equal(r(0x1a, 2), 1);
+    w(0x1a, 2, 9);                                   /* no such vector */
+    assert_int_equal(r(0x1a, 2), VIRTIO_NO_VECTOR);
+    w(0x1a, 2, 1);
+    w(0x20, 4, 0x1000);
+    w(0x24, 4, 0x1);
+    w(0x28, 4, 0x2000);
+    w(0x2c, 4, 0);
+    w(0x30, 8, 0x3000);
+    assert_int_equal(r(0x20, 4), 0x1000);
+    assert_int_equal(r(0x24, 4), 0x1);
+    w(0x1c, 2, 1);
+    assert_int_equal(fake.enabled[1], 1);
+    assert_int_equal(fake.size[1], 128);
+    assert_int_equal(fake.desc[1], 0x100001000ull);
+    assert_int_equal(fake.avail[1], 0x2000);
+    assert_int_equal(fake.used[1], 0x3000);
+    assert_int_equal(r(0x1c, 2), 1);
+    /* A live queue's addresses are frozen. */
+    w(0x20, 4, 0x5000);
+    assert_int_equal(r(0x20, 4), 0x1000);
+    /* Notifications only once DRIVER_OK. */
+    w(VPCI_NOTIFY + 4, 2, 1);
+    assert_int_equal(fake.notifies[1], 0);
+    w(0x14, 1, 0x0f);
+    assert_int_equal(fake.driver_ok, 1);
+    w(VPCI_NOTIFY + 4, 2, 1);
+    assert_int_equal(fake.notifies[1], 1);
+    w(VPCI_NOTIFY + 0, 2, 0);                        /* queue 0 not enabled */
+    assert_int_equal(fake.notifies[0], 0);
+    /* Device config. */
+    assert_int_equal(r(VPCI_DEVCFG, 4), 0x1000);
+    assert_int_equal(r(VPCI_DEVCFG + 8, 4), 0);      /* past its length */
+    /* Out-of-range and odd accesses are harmless. */
+    w(VPCI_BAR_SIZE, 4, 1);
+    w(3, 4, 1);
+    w(0x37, 2, 1);
+    assert_int_equal(r(0x3, 4), 0);
+    /* Features beyond the offer are refused at FEATURES_OK. */
+    w(0x14, 1, 0);
+    assert_int_equal(fake.resets, 2);
+    assert_int_equal(r(0x1c, 2), 0);
+    w(0x08, 4, 0);
+    w(0x0c, 4, 0x80);
+    w(0x14, 1, 0x0b);
+    assert_int_equal(r(0x14, 1) & VIRTIO_STATUS_FEATURES_OK, 0);
+}
+
+static void test_broken_queue(void **state)
+{
+    (void)state;
+    init();
+    fake.refuse_queue = 1;
+    w(0x14, 1, 0x0f);
+    w(0x1c, 2, 1);
+    assert_int_equal(r(0x14, 1) & VIRTIO_STATUS_NEEDS_RESET, VIRTIO_STATUS_NEEDS_RESET);
+    /* A size that is not a power of two also breaks it. */
+    init();
+    w(0x18, 2, 100);
+    w(0x1c, 2, 1);
+    assert_int_equal(fake.enabled[0], 0);
+    assert_true(r(0x14, 1) & VIRTIO_STATUS_NEEDS_RESET);
+}
+
+static void test_msix(void **state)
+{
+    (void)state;
+    init();
+    w(0x16, 2, 0);
+    w(0x1a, 2, 1);
+    /* MSI-X off: the interrupt waits in the PBA. */
+    virtio_pci_queue_interrupt(&t, 0);
+    assert_int_equal(fake.fired[1], 0);
+    assert_int_equal(virtio_pci_msix_read(&t, VPCI_MSIX_PBA, 8), 2);
+    /* Program vector 1 and enable MSI-X with the function masked. */
+    virtio_pci_msix_write(&t, 16, 4, 0xfee00000);
+    virtio_pci_msix_write(&t, 20, 4, 0);
+    virtio_pci_msix_write(&t, 24, 4, 0x4041);
+    int ctl = t.msix_cap + 2;
+    pci_config_write(&t.pci, ctl, 2, 0xc000);
+    assert_int_equal(fake.fired[1], 0);
+    /* Unmask the vector: still function-masked. */
+    virtio_pci_msix_write(&t, 28, 4, 0);
+    assert_int_equal(fake.fired[1], 0);
+    /* Function unmasked: the pending interrupt is delivered. */
+    pci_config_write(&t.pci, ctl, 2, 0x8000);
+    assert_int_equal(fake.fired[1], 1);
+    assert_true(fake.live[1]);
+    assert_int_equal(virtio_pci_msix_read(&t, VPCI_MSIX_PBA, 8), 0);
+    uint64_t a;
+    uint32_t d;
+    assert_true(virtio_pci_msix_vector_live(&t, 1, &a, &d));
+    assert_int_equal(a, 0xfee00000);
+    assert_int_equal(d, 0x4041);
+    virtio_pci_queue_interrupt(&t, 0);
+    assert_int_equal(fake.fired[1], 2);
+    /* Masking the entry: pending again, the machine told. */
+    virtio_pci_msix_write(&t, 28, 4, 1);
+    assert_false(fake.live[1]);
+    virtio_pci_queue_interrupt(&t, 0);
+    assert_int_equal(fake.fired[1], 2);
+    virtio_pci_msix_write(&t, 28, 4, 0);
+    assert_int_equal(fake.fired[1], 3);
+    /* Table reads, the PBA is read-only, out of range is ignored. */
+    assert_int_equal(virtio_pci_msix_read(&t, 24, 4), 0x4041);
+    virtio_pci_msix_write(&t, VPCI_MSIX_PBA, 8, ~0ull);
+    assert_int_equal(virtio_pci_msix_read(&t, VPCI_MSIX_PBA, 8), 0);
+    virtio_pci_msix_write(&t, 16 * 3, 4, 1);
+    virtio_pci_msix_write(&t, 2, 4, 1);
+    assert_int_equal(virtio_pci_msix_read(&t, 0x1000, 4), 0);
+    /* A queue without a vector interrupts nobody; the ISR says so. */
+    virtio_pci_queue_interrupt(&t, 1);
+    assert_int_equal(r(VPCI_ISR, 1), 1);
+    assert_int_equal(r(VPCI_ISR, 1), 0);
+    virtio_pci_queue_interrupt(&t, 99);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_caps),
+        cmocka_unit_test(test_driver_init),
+        cmocka_unit_test(test_broken_queue),
+        cmocka_unit_test(test_msix),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
