@@ -342,10 +342,23 @@ static void drain_test(VmmAioContext *ctx)
     start_job(ctx, &slow);
     VMM_AIO_WAIT_WHILE(ctx, vmm_block_node_in_flight(n) < 1 &&
                             !__atomic_load_n(&slow.done, __ATOMIC_ACQUIRE));
-    assert_int_equal(vmm_block_drained_begin_timeout(n, 5000000), -ETIMEDOUT);
-    assert_false(vmm_block_node_quiesced(n));
-    assert_int_equal(vmm_block_drained_begin_timeout(n, 5000000000ll), 0);
-    assert_true(__atomic_load_n(&slow.done, __ATOMIC_ACQUIRE));
+    int r1 = vmm_block_drained_begin_timeout(n, 5000000);
+    if (r1 == 0) {
+        /* Only if the machine stalled us for the whole second. */
+        assert_true(__atomic_load_n(&slow.done, __ATOMIC_ACQUIRE));
+    } else {
+        assert_int_equal(r1, -ETIMEDOUT);
+        assert_false(vmm_block_node_quiesced(n));
+        int64_t t1 = vmm_clock_ns();
+        int r2 = vmm_block_drained_begin_timeout(n, 5000000000ll);
+        if (r2) {
+            print_error("drain: %d after %" PRId64 " ms, in flight %u, job done %d\n", r2,
+                        (vmm_clock_ns() - t1) / 1000000, vmm_block_node_in_flight(n),
+                        __atomic_load_n(&slow.done, __ATOMIC_ACQUIRE));
+        }
+        assert_int_equal(r2, 0);
+        assert_true(__atomic_load_n(&slow.done, __ATOMIC_ACQUIRE));
+    }
     vmm_block_drained_end(n);
 
     /* Drain everything. */

@@ -96,12 +96,14 @@ static void test_writer_waits_for_reader(void **state)
 
 /* ---- Readers queue while the writer holds it ------------------------------------ */
 
+/* got[0]: inside the read section; got[1]: after the unlock. */
 static void quick_reader(void *opaque)
 {
     int *got = opaque;
     vmm_graph_co_rdlock();
-    flag_set(got, 1);
+    flag_set(&got[0], 1);
     vmm_graph_co_rdunlock();
+    flag_set(&got[1], 1);
 }
 
 static void test_readers_wait_for_writer(void **state)
@@ -109,17 +111,18 @@ static void test_readers_wait_for_writer(void **state)
     (void)state;
     int e = 0;
     VmmIOThread *t = vmm_iothread_new("gl-q", NULL, &e);
-    int got[3] = { 0 };
+    int got[3][2] = { { 0 } };
     vmm_graph_wrlock();
     for (int i = 0; i < 3; i++) {
-        spawn(vmm_iothread_get_context(t), quick_reader, &got[i]);
+        spawn(vmm_iothread_get_context(t), quick_reader, got[i]);
     }
     spin_main_ms(30);
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(flag_get(&got[i]), 0);
+        assert_int_equal(flag_get(&got[i][0]), 0);
     }
     vmm_graph_wrunlock();
-    VMM_AIO_WAIT_WHILE(NULL, !flag_get(&got[0]) || !flag_get(&got[1]) || !flag_get(&got[2]));
+    VMM_AIO_WAIT_WHILE(NULL, !flag_get(&got[0][1]) || !flag_get(&got[1][1]) ||
+                             !flag_get(&got[2][1]));
     assert_int_equal(block_graph_reader_count(), 0);
     vmm_iothread_destroy(t);
 }
@@ -148,7 +151,7 @@ static void test_reader_moves(void **state)
 
 typedef struct Mover {
     VmmAioContext *to;
-    int held, moved, go, done;
+    int held, moved, go, released, done;
 } Mover;
 
 static void mover_entry(void *opaque)
@@ -159,6 +162,7 @@ static void mover_entry(void *opaque)
     vmm_aio_co_reschedule_self(m->to);
     flag_set(&m->moved, 1);
     co_wait_flag(&m->go);
+    flag_set(&m->released, 1);
     vmm_graph_co_rdunlock();
     flag_set(&m->done, 1);
 }
@@ -185,8 +189,9 @@ static void test_context_dies_with_reader(void **state)
      * BH that runs inside the writer's wait. */
     vmm_bh_schedule_oneshot(vmm_aio_context_main(), release_mover, &m, "release");
     vmm_graph_wrlock();
-    assert_true(flag_get(&m.done));
+    assert_true(flag_get(&m.released));
     vmm_graph_wrunlock();
+    VMM_AIO_WAIT_WHILE(NULL, !flag_get(&m.done));
     assert_int_equal(block_graph_reader_count(), 0);
     vmm_iothread_destroy(b);
 }
