@@ -216,6 +216,9 @@ static void vcpu_exec(VmmVcpu *vcpu)
             }
             vcpu->dirty = false;
         }
+        /* Kicks before this point are covered by immediate_exit; only a
+         * kick after the coming exit may end a halt wait. */
+        vmm_atomic_set(&vcpu->halt_wake, 0);
         r = kvm_vcpu_ioctl(vcpu, KVM_RUN, NULL);
         STAT_INC(vcpu, runs);
         vcpu->io_pending = false;   /* any entry completes it */
