@@ -4,6 +4,7 @@
 #define VMMKIT_VMMKIT_H
 
 #include "vmmkit/common.h"
+#include "vmmkit/machine.h"
 #include "vmmkit/accel.h"
 #include "vmmkit/memory.h"
 
