@@ -4,8 +4,13 @@
 #define VMMKIT_VMMKIT_H
 
 #include "vmmkit/common.h"
-#include "vmmkit/machine.h"
+#include "vmmkit/aio.h"
+#include "vmmkit/coroutine.h"
 #include "vmmkit/accel.h"
+#include "vmmkit/kvm.h"
 #include "vmmkit/memory.h"
+#include "vmmkit/device.h"
+#include "vmmkit/virtio.h"
+#include "vmmkit/machine.h"
 
 #endif

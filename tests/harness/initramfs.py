@@ -118,6 +118,7 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
+mkdir -p /dev/shm /dev/pts && mount -t tmpfs tmpfs /dev/shm && mount -t devpts devpts /dev/pts
 M=%(mark)s
 up() { read u _ < /proc/uptime; echo $u; }
 fatal() {
@@ -132,12 +133,16 @@ echo "$M booted $(up)"
 INIT_TEST = r'''
 run_test() {
     idx=$1; t=$2; shift 2
-    cd /t/$idx || { echo "$M end $idx 127 $(up) $(up)"; return; }
-    b=$(up)
+    read b _ < /proc/uptime
     echo "$M begin $idx $b"
-    timeout -s KILL $t "$@" </dev/null 2>&1
-    rc=$?
-    echo "$M end $idx $rc $b $(up)"
+    if cd /t/$idx; then
+        timeout -s KILL $t "$@" </dev/null 2>&1
+        rc=$?
+    else
+        rc=127
+    fi
+    read e _ < /proc/uptime
+    echo "$M end $idx $rc $b $e"
 }
 '''
 
@@ -172,14 +177,15 @@ def build(kernel, tests, env, module_names):
     modules = kernel.load_order(module_names)
     for name, image in modules:
         c.file('modules/%s.ko' % name, image)
-    entries = []
+    entries, libs_of = [], {}
     for t in tests:
         base = '/t/%d' % t['idx']
         c.dir(base)
         exe = os.path.realpath(t['exe'])
         c.file(base + '/' + os.path.basename(exe), _read(exe), 0o755)
-        if _is_elf(exe):
-            for inside, host in shared_libraries(exe):
+        if exe not in libs_of:
+            libs_of[exe] = shared_libraries(exe) if _is_elf(exe) else []
+            for inside, host in libs_of[exe]:
                 c.file(inside, _read(host), 0o755)
         for name, host in t['files']:
             c.file(base + '/' + name, _read(host), 0o755 if os.access(host, os.X_OK) else 0o644)

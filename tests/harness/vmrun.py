@@ -11,6 +11,7 @@ The host enforces its own deadlines too (boot, and each program's timeout
 plus a grace period), so a hung emulated machine is killed and reported.
 """
 
+import collections
 import os
 import select
 import subprocess
@@ -22,6 +23,7 @@ import initramfs
 MARK = initramfs.MARK
 QEMU = os.environ.get('VMMKIT_QEMU', 'qemu-system-x86_64')
 GRACE_S = 30            # beyond a program's own timeout, for the guest to kill it
+MAX_LINES = 50000       # output kept per program
 
 
 def boot_timeout():
@@ -43,16 +45,20 @@ class Boot:
         self.done = False
         self.fatal = None       # boot failure message
         self.dmesg = []
-        self.console = []       # every console line (bounded)
+        self.console = collections.deque(maxlen=200)   # the console's last lines
         self.results = {}
         self.boot_s = None      # host seconds from qemu start to "ready"
+        self.booted_s = None    # ... to /init
+        self.done_s = None      # ... to "done"
+        self.exit_s = None      # ... to qemu's exit
         self.wall_s = None
         self.current = None     # TestResult of the program running now
 
 
 def qemu_command(vmlinuz, initrd, smp, mem, append=''):
     accel = 'tcg,thread=single' if smp > 1 else 'tcg'
-    return [QEMU, '-accel', accel, '-cpu', 'max', '-m', str(mem), '-smp', str(smp),
+    cpu = os.environ.get('VMMKIT_QEMU_CPU', 'max')
+    return [QEMU, '-accel', accel, '-cpu', cpu, '-m', str(mem), '-smp', str(smp),
             '-nographic', '-no-reboot', '-nic', 'none',
             '-kernel', vmlinuz, '-initrd', initrd,
             '-append', ('console=ttyS0 loglevel=1 panic=-1 ' + append).strip()]
@@ -64,7 +70,9 @@ def _handle_marker(boot, fields, prefix, t0, on_output):
     if prefix and cur is not None:
         cur.output.append(prefix)
         on_output(cur.idx, prefix)
-    if kind == 'ready':
+    if kind == 'booted':
+        boot.booted_s = time.monotonic() - t0
+    elif kind == 'ready':
         boot.ready = True
         boot.boot_s = time.monotonic() - t0
     elif kind == 'begin' and len(fields) >= 2:
@@ -80,16 +88,20 @@ def _handle_marker(boot, fields, prefix, t0, on_output):
         boot.dmesg.append(' '.join(fields[1:]))
     elif kind == 'done':
         boot.done = True
+        boot.done_s = time.monotonic() - t0
 
 
 def _feed_line(boot, line, t0, on_output):
-    if len(boot.console) < 20000:
-        boot.console.append(line)
+    boot.console.append(line)
     i = line.find(MARK)
     if i >= 0:
         _handle_marker(boot, line[i + len(MARK):].split(), line[:i], t0, on_output)
     elif boot.current is not None:
-        boot.current.output.append(line)
+        out = boot.current.output
+        if len(out) < MAX_LINES:
+            out.append(line)
+        elif len(out) == MAX_LINES:
+            out.append('[kvm-harness: output cut after %d lines]' % MAX_LINES)
         on_output(boot.current.idx, line)
 
 
@@ -155,11 +167,15 @@ def run(kernel, tests, smp=1, mem=1024, env=None, modules=None, on_output=None,
     with tempfile.NamedTemporaryFile(prefix='vmmkit-initrd-', suffix='.cpio.gz') as f:
         f.write(image)
         f.flush()
-        cmd = qemu_command(kernel.vmlinuz, f.name, smp, mem)
+        boot_image = kernel.vmlinuz
+        if os.environ.get('VMMKIT_KVM_PVH', '1') != '0':
+            boot_image = kernel.pvh_vmlinux() or kernel.vmlinuz
+        cmd = qemu_command(boot_image, f.name, smp, mem)
         log('boot: ' + ' '.join(cmd))
         logf = open(log_path, 'wb') if log_path else None
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT)
+        t_qemu = time.monotonic()
         try:
             if not _pump(proc, boot, timeouts, on_output, logf):
                 _explain_timeout(boot, timeouts)
@@ -172,6 +188,7 @@ def run(kernel, tests, smp=1, mem=1024, env=None, modules=None, on_output=None,
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+            boot.exit_s = time.monotonic() - t_qemu
             if logf:
                 logf.close()
     boot.wall_s = time.monotonic() - t_start

@@ -1,0 +1,390 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * PIO and MMIO address maps, dispatched through RCU (liburcu memb), and
+ * the coalesced MMIO/PIO ring.
+ *
+ * A map is a sorted array of immutable ranges, replaced as a whole (copy,
+ * change, publish with rcu_assign_pointer, free the old array after a grace
+ * period).  A vCPU looks its range up inside a read-side section, copies
+ * the callbacks, records the range in vcpu->cur_range (store inside the
+ * section), leaves the section and only then calls the device: callbacks
+ * never run inside RCU, so they may unregister ranges (synchronize_rcu) or
+ * block.  Unregister: unpublish, synchronize_rcu (every vCPU that found the
+ * range has set cur_range by now), then wait until no other vCPU's
+ * cur_range is the range (load-acquire; pairs with the store-release that
+ * clears it after the callback returns).  The range is never dereferenced
+ * after the callback, so it can be freed even while the unregistering
+ * vCPU is itself inside one of its callbacks.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "accel/kvm/kvm-internal.h"
+#include "util/atomic.h"
+#include "util/log.h"
+
+void kvm_io_init(VmmVm *vm)
+{
+    vm->pio_map = NULL;
+    vm->mmio_map = NULL;
+}
+
+static void map_free_rcu(struct rcu_head *head)
+{
+    vmm_rcu_tsan_acquire();
+    free(vmm_container_of(head, IoMap, rcu));
+}
+
+void kvm_io_destroy(VmmVm *vm)
+{
+    IoMap *maps[2] = { vm->pio_map, vm->mmio_map };
+
+    for (int m = 0; m < 2; m++) {
+        if (!maps[m]) {
+            continue;
+        }
+        for (size_t i = 0; i < maps[m]->n; i++) {
+            free(maps[m]->r[i]);
+        }
+        free(maps[m]);
+    }
+    vm->pio_map = vm->mmio_map = NULL;
+}
+
+/* First range whose end is above @addr (binary search), or n. */
+static size_t map_search(const IoMap *map, uint64_t addr)
+{
+    size_t lo = 0, hi = map->n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const IoRange *r = map->r[mid];
+        if (r->base + r->len <= addr) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+static IoMap *map_copy(const IoMap *old, size_t extra)
+{
+    size_t n = old ? old->n : 0;
+    IoMap *m = calloc(1, sizeof(*m) + (n + extra) * sizeof(IoRange *));
+
+    if (m && old) {
+        memcpy(m->r, old->r, n * sizeof(IoRange *));
+        m->n = n;
+    }
+    return m;
+}
+
+static IoMap **map_slot(VmmVm *vm, bool pio)
+{
+    return pio ? &vm->pio_map : &vm->mmio_map;
+}
+
+int vmm_vm_register_io(VmmVm *vm, bool pio, uint64_t base, uint64_t len,
+                       const VmmIoOps *ops, void *opaque)
+{
+    IoMap *old, *m;
+    IoRange *r;
+    size_t pos;
+
+    if (!vm || !ops || len == 0 || base + len < base || (pio && base + len > 0x10000)) {
+        return -EINVAL;
+    }
+    r = calloc(1, sizeof(*r));
+    if (!r) {
+        return -ENOMEM;
+    }
+    r->base = base;
+    r->len = len;
+    r->ops = *ops;
+    r->opaque = opaque;
+    kvm_mutex_lock(&vm->io_lock);
+    old = *map_slot(vm, pio);
+    pos = old ? map_search(old, base) : 0;
+    if (old && pos < old->n && old->r[pos]->base < base + len) {
+        kvm_mutex_unlock(&vm->io_lock);
+        free(r);
+        return -EEXIST;
+    }
+    m = map_copy(old, 1);
+    if (!m) {
+        kvm_mutex_unlock(&vm->io_lock);
+        free(r);
+        return -ENOMEM;
+    }
+    memmove(&m->r[pos + 1], &m->r[pos], (m->n - pos) * sizeof(IoRange *));
+    m->r[pos] = r;
+    m->n++;
+    /* Publish: pairs with rcu_dereference in lookup(). */
+    rcu_assign_pointer(*map_slot(vm, pio), m);
+    kvm_mutex_unlock(&vm->io_lock);
+    if (old) {
+        urcu_memb_call_rcu(&old->rcu, map_free_rcu);
+    }
+    return 0;
+}
+
+static void wait_range_idle(VmmVm *vm, const IoRange *r)
+{
+    VmmVcpu *self = vmm_vcpu_current();
+    unsigned n = vmm_atomic_load_acquire(&vm->nr_vcpus);
+
+    for (unsigned i = 0; i < n; i++) {
+        VmmVcpu *v = vm->vcpus[i];
+        int spins = 0;
+        if (v == self) {
+            continue;
+        }
+        /* Acquire pairs with the store-release after the callback. */
+        while (vmm_atomic_load_acquire(&v->cur_range) == r) {
+            if (++spins < 100) {
+                sched_yield();
+            } else {
+                struct timespec ts = { 0, 50000 };
+                nanosleep(&ts, NULL);
+            }
+        }
+    }
+}
+
+int vmm_vm_unregister_io(VmmVm *vm, bool pio, uint64_t base)
+{
+    IoMap *old, *m;
+    IoRange *r;
+    size_t pos;
+
+    if (!vm) {
+        return -EINVAL;
+    }
+    kvm_mutex_lock(&vm->io_lock);
+    old = *map_slot(vm, pio);
+    pos = old ? map_search(old, base) : 0;
+    if (!old || pos >= old->n || old->r[pos]->base != base) {
+        kvm_mutex_unlock(&vm->io_lock);
+        return -ENOENT;
+    }
+    r = old->r[pos];
+    m = map_copy(old, 0);
+    if (!m) {
+        kvm_mutex_unlock(&vm->io_lock);
+        return -ENOMEM;
+    }
+    memmove(&m->r[pos], &m->r[pos + 1], (m->n - pos - 1) * sizeof(IoRange *));
+    m->n--;
+    rcu_assign_pointer(*map_slot(vm, pio), m);
+    kvm_mutex_unlock(&vm->io_lock);
+    /* Every vCPU that found @r in the old map has published cur_range. */
+    urcu_memb_synchronize_rcu();
+    vmm_rcu_tsan_acquire();
+    wait_range_idle(vm, r);
+    free(r);
+    free(old);      /* no reader can hold it after the grace period */
+    return 0;
+}
+
+uint64_t vmm_vm_unhandled_io(VmmVm *vm)
+{
+    return vm ? vmm_atomic_read(&vm->unhandled_io) : 0;
+}
+
+/* ---- dispatch ------------------------------------------------------------ */
+
+typedef struct Found {
+    VmmIoOps ops;
+    void *opaque;
+    uint64_t base;
+} Found;
+
+/* Look up [addr, addr+size) and mark it current on @vcpu.  False: a hole. */
+static bool lookup(VmmVcpu *vcpu, bool pio, uint64_t addr, unsigned size, Found *f)
+{
+    VmmVm *vm = vcpu->vm;
+    bool ok = false;
+    IoMap *map;
+
+    vmm_rcu_read_lock();
+    map = rcu_dereference(*map_slot(vm, pio));
+    if (map) {
+        size_t pos = map_search(map, addr);
+        if (pos < map->n) {
+            const IoRange *r = map->r[pos];
+            if (r->base <= addr && addr + size <= r->base + r->len && addr + size > addr) {
+                f->ops = r->ops;
+                f->opaque = r->opaque;
+                f->base = r->base;
+                vmm_atomic_set(&vcpu->cur_range, r);
+                ok = true;
+            }
+        }
+    }
+    vmm_rcu_read_unlock();
+    return ok;
+}
+
+static void done(VmmVcpu *vcpu)
+{
+    /* Release pairs with the load-acquire in wait_range_idle(). */
+    vmm_atomic_store_release(&vcpu->cur_range, NULL);
+}
+
+static void unhandled(VmmVm *vm, bool pio, uint64_t addr, bool write)
+{
+    uint64_t n = vmm_atomic_fetch_add(&vm->unhandled_io, 1);
+
+    if (n < 8) {    /* a guest may hammer a hole: say it a few times only */
+        vmm_debug("kvm: guest %s unhandled %s 0x%llx", write ? "write to" : "read of",
+                  pio ? "port" : "MMIO address", (unsigned long long)addr);
+    }
+}
+
+static uint64_t io_read(VmmVcpu *vcpu, bool pio, uint64_t addr, unsigned size)
+{
+    Found f;
+    uint64_t v = ~0ULL;
+
+    if (lookup(vcpu, pio, addr, size, &f)) {
+        if (f.ops.read) {
+            v = f.ops.read(f.opaque, addr - f.base, size);
+        }
+        done(vcpu);
+    } else {
+        unhandled(vcpu->vm, pio, addr, false);
+    }
+    return size < 8 ? v & ((1ULL << (size * 8)) - 1) : v;
+}
+
+static void io_write(VmmVcpu *vcpu, bool pio, uint64_t addr, unsigned size, uint64_t v)
+{
+    Found f;
+
+    if (lookup(vcpu, pio, addr, size, &f)) {
+        if (f.ops.write) {
+            f.ops.write(f.opaque, addr - f.base, v, size);
+        }
+        done(vcpu);
+    } else {
+        unhandled(vcpu->vm, pio, addr, true);
+    }
+}
+
+static bool valid_size(unsigned size)
+{
+    return size == 1 || size == 2 || size == 4 || size == 8;
+}
+
+void kvm_dispatch_pio(VmmVcpu *vcpu)
+{
+    struct kvm_run *run = vcpu->run;
+    unsigned size = run->io.size;
+    uint64_t off = run->io.data_offset;
+    uint32_t count = run->io.count;
+    uint8_t *data;
+
+    if (!valid_size(size) || size == 8 || off > vcpu->mmap_size ||
+        (uint64_t)count * size > vcpu->mmap_size - off) {
+        unhandled(vcpu->vm, true, run->io.port, run->io.direction == KVM_EXIT_IO_OUT);
+        return;
+    }
+    data = (uint8_t *)run + off;
+    for (uint32_t i = 0; i < count; i++, data += size) {
+        uint64_t v = 0;
+        if (run->io.direction == KVM_EXIT_IO_OUT) {
+            memcpy(&v, data, size);
+            io_write(vcpu, true, run->io.port, size, v);
+        } else {
+            v = io_read(vcpu, true, run->io.port, size);
+            memcpy(data, &v, size);
+        }
+    }
+}
+
+void kvm_dispatch_mmio(VmmVcpu *vcpu)
+{
+    struct kvm_run *run = vcpu->run;
+    unsigned len = run->mmio.len;
+    uint64_t v = 0;
+
+    if (!valid_size(len)) {
+        unhandled(vcpu->vm, false, run->mmio.phys_addr, run->mmio.is_write);
+        if (!run->mmio.is_write) {
+            memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
+        }
+        return;
+    }
+    if (run->mmio.is_write) {
+        memcpy(&v, run->mmio.data, len);
+        io_write(vcpu, false, run->mmio.phys_addr, len, v);
+    } else {
+        v = io_read(vcpu, false, run->mmio.phys_addr, len);
+        memcpy(run->mmio.data, &v, len);
+    }
+}
+
+/* ---- coalesced MMIO / PIO ------------------------------------------------ */
+
+static __thread bool flushing;
+
+void kvm_flush_coalesced(VmmVm *vm)
+{
+    struct kvm_coalesced_mmio_ring *ring = vm->coalesced;
+    const uint32_t max = (KVM_PAGE_SIZE - sizeof(*ring)) / sizeof(ring->coalesced_mmio[0]);
+    VmmVcpu *self = vmm_vcpu_current();
+
+    if (!ring || flushing || !self) {
+        return;
+    }
+    /* Acquire pairs with the kernel's release of last after the entry. */
+    if (__atomic_load_n(&ring->first, __ATOMIC_RELAXED) ==
+        __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE)) {
+        return;
+    }
+    flushing = true;
+    kvm_mutex_lock(&vm->coalesced_lock);
+    for (;;) {
+        uint32_t first = __atomic_load_n(&ring->first, __ATOMIC_RELAXED);
+        if (first == __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE) || first >= max) {
+            break;
+        }
+        struct kvm_coalesced_mmio ent = ring->coalesced_mmio[first];
+        if (valid_size(ent.len)) {
+            uint64_t v = 0;
+            memcpy(&v, ent.data, ent.len);
+            io_write(self, ent.pio == 1, ent.phys_addr, ent.len, v);
+        }
+        /* Release: the entry is consumed before the kernel may reuse it. */
+        __atomic_store_n(&ring->first, (first + 1) % max, __ATOMIC_RELEASE);
+    }
+    kvm_mutex_unlock(&vm->coalesced_lock);
+    flushing = false;
+}
+
+static int coalesced(VmmVm *vm, bool pio, uint64_t base, uint32_t len, bool add)
+{
+    struct kvm_coalesced_mmio_zone z = { .addr = base, .size = len, .pio = pio };
+
+    if (!vm || len == 0) {
+        return -EINVAL;
+    }
+    if (!vm->coalesced_page) {
+        return -EOPNOTSUPP;
+    }
+    return kvm_vm_ioctl(vm, add ? KVM_REGISTER_COALESCED_MMIO : KVM_UNREGISTER_COALESCED_MMIO,
+                        &z);
+}
+
+int vmm_vm_add_coalesced_io(VmmVm *vm, bool pio, uint64_t base, uint32_t len)
+{
+    return coalesced(vm, pio, base, len, true);
+}
+
+int vmm_vm_del_coalesced_io(VmmVm *vm, bool pio, uint64_t base, uint32_t len)
+{
+    return coalesced(vm, pio, base, len, false);
+}

@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * aio/aio-internal.h - what other parts of the library may use of the
+ * AioContext beyond the public vmmkit/aio.h.  Hidden symbols (no
+ * VMM_EXPORT); include it as "aio/aio-internal.h".
+ *
+ * 1. Per-context private slots.  A subsystem registers a key once (with a
+ *    destroy callback) and stores one pointer per context under it: the
+ *    coroutine code keeps its scheduled-coroutine list and BH and the
+ *    thread pool there, the block layer its per-context graph-lock reader
+ *    counts.  Destroy callbacks run when the context is destroyed, before
+ *    its BHs are checked for leaks, in reverse key order, in the thread
+ *    that drops the last reference.
+ *
+ * 2. Context hooks: a process-wide callback pair told about every context
+ *    created and destroyed (registering one replays the live contexts).
+ *
+ * 3. The calling thread's current context (iothreads and the main loop set
+ *    it once per thread).
+ */
+#ifndef VMM_AIO_INTERNAL_H
+#define VMM_AIO_INTERNAL_H
+
+#include "vmmkit/aio.h"
+
+/* ---- Private slots -------------------------------------------------------- */
+
+#define VMM_AIO_SLOT_MAX 16
+
+/* Called with the context and the slot's value when the context dies; the
+ * value is never NULL here.  Runs before BHs are leak-checked, so it may
+ * still vmm_bh_delete() BHs it owns (they are freed without running). */
+typedef void VmmAioSlotDestroy(VmmAioContext *ctx, void *value);
+/* Builds a slot's value on first use (vmm_aio_slot_get_or_create). */
+typedef void *VmmAioSlotCreate(VmmAioContext *ctx, void *arg);
+
+/*
+ * Reserve a slot key.  @name is for diagnostics.  Returns the key (>= 0) or
+ * -ENOSPC when all VMM_AIO_SLOT_MAX keys are taken.  Call once per process
+ * (e.g. from pthread_once); any thread.
+ */
+int vmm_aio_slot_key_new(const char *name, VmmAioSlotDestroy *destroy);
+
+/* The value stored under @key, or NULL.  Any thread (acquire load: the
+ * value's contents written before it was set are visible). */
+void *vmm_aio_slot_get(VmmAioContext *ctx, int key);
+
+/*
+ * Store @value under @key if the slot is empty.  Returns @value if it was
+ * stored, else the value another thread stored first (the caller then frees
+ * its own).  Any thread.
+ */
+void *vmm_aio_slot_set(VmmAioContext *ctx, int key, void *value);
+
+/*
+ * The value under @key, created by @create(ctx, arg) if there is none.
+ * Concurrent first calls may both run @create; one value wins, and the
+ * loser's value is passed to the key's destroy callback.  Returns NULL
+ * only if @create returned NULL.  Any thread.
+ */
+void *vmm_aio_slot_get_or_create(VmmAioContext *ctx, int key,
+                                 VmmAioSlotCreate *create, void *arg);
+
+/* ---- Context hooks ---------------------------------------------------------- */
+
+typedef struct VmmAioContextHooks {
+    /* After the context is fully built, in the creating thread. */
+    void (*created)(VmmAioContext *ctx, void *opaque);
+    /* When the last reference is dropped, after the slot destroy callbacks,
+     * in that thread.  The context is still usable (BHs, handlers). */
+    void (*destroyed)(VmmAioContext *ctx, void *opaque);
+} VmmAioContextHooks;
+
+/*
+ * Register @hooks (the struct must outlive the registration).  created()
+ * is called at once for every live context, then for each new one.
+ * Hooks run under a process-wide mutex: they must not create or destroy
+ * contexts.  Returns 0, -EEXIST if already registered or -ENOMEM.
+ * Any thread.
+ */
+int vmm_aio_context_hooks_register(const VmmAioContextHooks *hooks, void *opaque);
+/* Returns 0 or -ENOENT.  Any thread. */
+int vmm_aio_context_hooks_unregister(const VmmAioContextHooks *hooks);
+
+/* Call @fn for each live context under the hooks mutex (same rules). */
+void vmm_aio_context_foreach(void (*fn)(VmmAioContext *ctx, void *opaque),
+                             void *opaque);
+
+/* ---- Current context ---------------------------------------------------------- */
+
+/*
+ * Make @ctx the calling thread's current context (its home: the thread
+ * that runs it) until changed; NULL clears it.  vmm_aio_context_current()
+ * then returns it.  Iothreads call it at start, the main loop for the main
+ * context.  vmm_aio_poll() also makes the polled context current while it
+ * runs callbacks and restores the previous value after.  Calling thread.
+ */
+void vmm_aio_set_current_context(VmmAioContext *ctx);
+
+/* The raw thread-local value (NULL when the thread runs no context).  Not
+ * inlined, so coroutines that move between threads never cache it. */
+VmmAioContext *vmm_aio_get_current_context_raw(void);
+
+/* True for the process's main context.  Any thread. */
+bool vmm_aio_context_is_main(VmmAioContext *ctx);
+
+/* The context's name (diagnostics): "main", an iothread's name, or "aio". */
+const char *vmm_aio_context_name(VmmAioContext *ctx);
+
+#endif /* VMM_AIO_INTERNAL_H */

@@ -1,0 +1,587 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * aio/aio-posix.c - fd and event-notifier handlers, vmm_aio_poll(), and
+ * per-handler adaptive busy polling.
+ *
+ * The handler list is read by the polling thread inside list_lock's
+ * count (no mutex) and changed by any thread holding list_lock.  Changes
+ * are copy-on-write: a new node replaces the old one, and the old node is
+ * freed once no poller counts (see aio_free_deleted_handlers).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "aio/aio-priv.h"
+
+#define POLL_NS_START 4000     /* first busy-poll budget when growing */
+
+static inline AioHandler *node_next(AioHandler *node)
+{
+    /* Pairs with the store-release in handler_link(). */
+    return vmm_atomic_load_acquire(&node->next);
+}
+
+static inline AioHandler *handlers_first(VmmAioContext *ctx)
+{
+    return vmm_atomic_load_acquire(&ctx->handlers);
+}
+
+/* ---- Ready lists (home thread) ---------------------------------------------------------- */
+
+void aio_ready_add(AioReadyList *list, AioHandler *node, int revents, bool poll_ready)
+{
+    if (node->ready_pprev) {
+        /* On this list or a nested caller's: take it over (the outer
+         * frame must not dispatch it again). */
+        *node->ready_pprev = node->ready_next;
+        if (node->ready_next) {
+            node->ready_next->ready_pprev = node->ready_pprev;
+        }
+    }
+    node->revents |= revents;
+    node->poll_ready |= poll_ready;
+    node->ready_next = list->head;
+    if (list->head) {
+        list->head->ready_pprev = &node->ready_next;
+    }
+    list->head = node;
+    node->ready_pprev = &list->head;
+}
+
+static AioHandler *ready_pop(AioReadyList *list)
+{
+    AioHandler *node = list->head;
+
+    if (node) {
+        list->head = node->ready_next;
+        if (list->head) {
+            list->head->ready_pprev = &list->head;
+        }
+        node->ready_next = NULL;
+        node->ready_pprev = NULL;
+    }
+    return node;
+}
+
+/* ---- Changing handlers (any thread, under list_lock) ---------------------------------- */
+
+static AioHandler *find_handler_locked(VmmAioContext *ctx, int fd)
+{
+    for (AioHandler *n = ctx->handlers; n; n = n->next) {
+        if (n->fd == fd && !n->deleted) {
+            return n;
+        }
+    }
+    return NULL;
+}
+
+static void count_handler(VmmAioContext *ctx, AioHandler *node, int delta)
+{
+    vmm_atomic_set(&ctx->nr_handlers, ctx->nr_handlers + delta);
+    if (node->io_poll) {
+        vmm_atomic_set(&ctx->poll_handler_cnt, ctx->poll_handler_cnt + delta);
+    } else {
+        vmm_atomic_set(&ctx->poll_disable_cnt, ctx->poll_disable_cnt + delta);
+    }
+}
+
+/* Put @new_node where @old was (or at the head), unlink @old. */
+static void handler_link(VmmAioContext *ctx, AioHandler *old, AioHandler *new_node)
+{
+    if (old) {
+        AioHandler *next = old->next;
+        if (new_node) {
+            new_node->next = next;
+            new_node->pprev = old->pprev;
+            if (next) {
+                next->pprev = &new_node->next;
+            }
+            /* Pairs with the acquire in node_next()/handlers_first(). */
+            vmm_atomic_store_release(old->pprev, new_node);
+        } else {
+            if (next) {
+                next->pprev = old->pprev;
+            }
+            vmm_atomic_store_release(old->pprev, next);
+        }
+        /* old->next stays valid for a poller standing on old. */
+        vmm_atomic_set(&old->deleted, 1);
+        count_handler(ctx, old, -1);
+    } else {
+        new_node->next = ctx->handlers;
+        if (new_node->next) {
+            new_node->next->pprev = &new_node->next;
+        }
+        new_node->pprev = &ctx->handlers;
+        vmm_atomic_store_release(&ctx->handlers, new_node);
+    }
+    if (new_node) {
+        count_handler(ctx, new_node, 1);
+    }
+}
+
+static void handler_retire_locked(VmmAioContext *ctx, AioHandler *old)
+{
+    if (vmm_lockcnt_count(&ctx->list_lock) == 0 && ctx->fdmon->can_free(ctx, old)) {
+        free(old);
+        return;
+    }
+    old->deleted_next = ctx->deleted_handlers;
+    vmm_atomic_set(&ctx->deleted_handlers, old);
+}
+
+static int aio_set_handler(VmmAioContext *ctx, int fd, VmmIOHandler *io_read,
+                           VmmIOHandler *io_write, VmmIOPoll *io_poll,
+                           VmmIOHandler *io_poll_ready, void *opaque, bool ctx_notifier)
+{
+    bool del = !io_read && !io_write && !io_poll && !io_poll_ready;
+    AioHandler *new_node = NULL;
+
+    if (fd < 0 || fcntl(fd, F_GETFD) < 0) {
+        return -EBADF;
+    }
+    if (io_poll_ready && !io_poll) {
+        return -EINVAL;
+    }
+    if (!del) {
+        new_node = calloc(1, sizeof(*new_node));
+        if (!new_node) {
+            return -ENOMEM;
+        }
+        new_node->fd = fd;
+        new_node->io_read = io_read;
+        new_node->io_write = io_write;
+        new_node->io_poll = io_poll;
+        new_node->io_poll_ready = io_poll_ready;
+        new_node->opaque = opaque;
+        new_node->is_ctx_notifier = ctx_notifier;
+    }
+
+    vmm_lockcnt_lock(&ctx->list_lock);
+    AioHandler *old = find_handler_locked(ctx, fd);
+    if (del && !old) {
+        vmm_lockcnt_unlock(&ctx->list_lock);
+        return -ENOENT;
+    }
+    if (old && old->is_ctx_notifier && !ctx_notifier) {
+        vmm_lockcnt_unlock(&ctx->list_lock);
+        free(new_node);
+        return -EBUSY;
+    }
+    if (old && new_node) {
+        new_node->poll_ns = old->poll_ns;
+    }
+    handler_link(ctx, old, new_node);
+    ctx->fdmon->update(ctx, old, new_node);
+    if (old) {
+        aio_gsource_remove_handler(ctx, old);
+    }
+    if (new_node) {
+        aio_gsource_add_handler(ctx, new_node);
+    }
+    if (old) {
+        handler_retire_locked(ctx, old);
+    }
+    vmm_lockcnt_unlock(&ctx->list_lock);
+
+    /* A poller blocked on the old set of fds must look again. */
+    vmm_aio_notify(ctx);
+    return 0;
+}
+
+int vmm_aio_set_fd_handler(VmmAioContext *ctx, int fd, VmmIOHandler *io_read,
+                           VmmIOHandler *io_write, VmmIOPoll *io_poll,
+                           VmmIOHandler *io_poll_ready, void *opaque)
+{
+    if (!AIO_CTX_CHECK(ctx)) {
+        return -EINVAL;
+    }
+    return aio_set_handler(ctx, fd, io_read, io_write, io_poll, io_poll_ready, opaque, false);
+}
+
+int vmm_aio_set_event_notifier(VmmAioContext *ctx, VmmEventNotifier *n, VmmIOHandler *cb,
+                               VmmIOPoll *io_poll, VmmIOHandler *io_poll_ready,
+                               void *opaque)
+{
+    if (!AIO_CTX_CHECK(ctx)) {
+        return -EINVAL;
+    }
+    if (!n) {
+        return -EINVAL;
+    }
+    return aio_set_handler(ctx, n->fd, cb, NULL, io_poll, io_poll_ready, opaque, false);
+}
+
+/* Free nodes removed while pollers counted.  Home thread, outside the count. */
+void aio_free_deleted_handlers(VmmAioContext *ctx)
+{
+    if (!vmm_atomic_read(&ctx->deleted_handlers)) {
+        return;
+    }
+    vmm_lockcnt_lock(&ctx->list_lock);
+    if (vmm_lockcnt_count(&ctx->list_lock) == 0) {
+        AioHandler **p = &ctx->deleted_handlers;
+        while (*p) {
+            AioHandler *node = *p;
+            if (ctx->fdmon->can_free(ctx, node)) {
+                vmm_atomic_set(p, node->deleted_next);
+                free(node);
+            } else {
+                p = &node->deleted_next;
+            }
+        }
+    }
+    vmm_lockcnt_unlock(&ctx->list_lock);
+}
+
+/* ---- Dispatch --------------------------------------------------------------------------- */
+
+static bool dispatch_node(AioHandler *node)
+{
+    int revents = node->revents;
+    bool poll_ready = node->poll_ready;
+    bool progress = false;
+
+    node->revents = 0;
+    node->poll_ready = false;
+    if (vmm_atomic_read(&node->deleted)) {
+        return false;
+    }
+    if (poll_ready && node->io_poll_ready) {
+        node->in_poll_ready = true;
+        node->io_poll_ready(node->opaque);
+        node->in_poll_ready = false;
+        progress = !node->is_ctx_notifier;
+    }
+    if ((revents & (POLLIN | POLLHUP | POLLERR)) && node->io_read &&
+        !vmm_atomic_read(&node->deleted)) {
+        node->io_read(node->opaque);
+        progress |= !node->is_ctx_notifier;
+    }
+    if ((revents & (POLLOUT | POLLERR)) && node->io_write &&
+        !vmm_atomic_read(&node->deleted)) {
+        node->io_write(node->opaque);
+        progress = true;
+    }
+    return progress;
+}
+
+bool aio_dispatch_handlers(VmmAioContext *ctx, AioReadyList *ready)
+{
+    bool progress = false;
+    AioHandler *node;
+
+    (void)ctx;
+    while ((node = ready_pop(ready))) {
+        progress |= dispatch_node(node);
+    }
+    return progress;
+}
+
+/* ---- Adaptive polling -------------------------------------------------------------------- */
+
+/*
+ * One pass over the poll handlers.  Returns true if one had work (then the
+ * caller stops busy-polling); *progress is set for work other than our
+ * own notifier (whose work, BHs, counts when the BHs run).
+ */
+static bool run_poll_handlers_once(VmmAioContext *ctx, AioReadyList *ready, bool *progress)
+{
+    bool found = false;
+
+    for (AioHandler *node = handlers_first(ctx); node; node = node_next(node)) {
+        if (!node->io_poll || vmm_atomic_read(&node->deleted)) {
+            continue;
+        }
+        if (node->in_poll_ready) {
+            /* Its io_poll_ready is running in an outer frame (and polls
+             * us): do not nest it. */
+            continue;
+        }
+        if (node->io_poll(node->opaque)) {
+            aio_ready_add(ready, node, 0, true);
+            found = true;
+            if (!node->is_ctx_notifier) {
+                *progress = true;
+            }
+        }
+    }
+    return found;
+}
+
+static int64_t max_poll_ns(VmmAioContext *ctx)
+{
+    int64_t max_ns = 0;
+
+    for (AioHandler *node = handlers_first(ctx); node; node = node_next(node)) {
+        if (node->io_poll && !vmm_atomic_read(&node->deleted) && node->poll_ns > max_ns) {
+            max_ns = node->poll_ns;
+        }
+    }
+    return max_ns;
+}
+
+/* Busy-poll for up to the largest handler budget (bounded by *timeout);
+ * sets *timeout to 0 when something became ready. */
+static bool try_poll_mode(VmmAioContext *ctx, AioReadyList *ready, int64_t *timeout)
+{
+    bool progress = false;
+    bool found;
+    int64_t max_ns = 0;
+
+    if (!vmm_atomic_read(&ctx->poll_handler_cnt)) {
+        return false;
+    }
+    if (*timeout != 0 && ctx->poll_max_ns) {
+        max_ns = max_poll_ns(ctx);
+        if (*timeout > 0 && *timeout < max_ns) {
+            max_ns = *timeout;
+        }
+    }
+    if (max_ns > 0 && !ctx->fdmon->need_wait(ctx)) {
+        int64_t end = aio_now_ns() + max_ns;
+        do {
+            found = run_poll_handlers_once(ctx, ready, &progress);
+        } while (!found && aio_now_ns() < end && !ctx->fdmon->need_wait(ctx));
+    } else {
+        found = run_poll_handlers_once(ctx, ready, &progress);
+    }
+    if (found) {
+        *timeout = 0;
+    }
+    return progress;
+}
+
+/* Grow or shrink a handler's budget after a block of @block_ns ended by it. */
+static void adjust_polling_time(VmmAioContext *ctx, AioHandler *node, int64_t block_ns)
+{
+    if (block_ns <= node->poll_ns) {
+        return;                                    /* the sweet spot */
+    }
+    if (block_ns > ctx->poll_max_ns) {
+        node->poll_ns = ctx->poll_shrink > 1 ? node->poll_ns / ctx->poll_shrink : 0;
+        return;
+    }
+    if (node->poll_ns < ctx->poll_max_ns) {
+        int64_t ns = node->poll_ns ? node->poll_ns * ctx->poll_grow : POLL_NS_START;
+        node->poll_ns = ns > ctx->poll_max_ns ? ctx->poll_max_ns : ns;
+    }
+}
+
+static void adjust_ready(VmmAioContext *ctx, AioReadyList *ready, int64_t block_ns)
+{
+    for (AioHandler *node = ready->head; node; node = node->ready_next) {
+        if (node->io_poll && !node->poll_ready) {
+            adjust_polling_time(ctx, node, block_ns);
+        }
+    }
+}
+
+int vmm_aio_context_set_poll_params(VmmAioContext *ctx, int64_t max_ns, int64_t grow,
+                                    int64_t shrink)
+{
+    if (!AIO_CTX_CHECK(ctx)) {
+        return -EINVAL;
+    }
+    if (max_ns < 0 || grow < 0 || shrink < 0 || grow == 1) {
+        return -EINVAL;
+    }
+    vmm_lockcnt_lock(&ctx->list_lock);
+    ctx->poll_max_ns = max_ns;
+    ctx->poll_grow = grow ? grow : 2;
+    ctx->poll_shrink = shrink ? shrink : 2;
+    for (AioHandler *n = ctx->handlers; n; n = n->next) {
+        if (n->poll_ns > max_ns) {
+            n->poll_ns = max_ns;
+        }
+    }
+    vmm_lockcnt_unlock(&ctx->list_lock);
+    vmm_aio_notify(ctx);
+    return 0;
+}
+
+/* Test hook (tests/aio): the busy-poll budget of @fd's handler, or -1. */
+int64_t aio_handler_poll_ns(VmmAioContext *ctx, int fd);
+int64_t aio_handler_poll_ns(VmmAioContext *ctx, int fd)
+{
+    int64_t ns = -1;
+
+    vmm_lockcnt_lock(&ctx->list_lock);
+    AioHandler *n = find_handler_locked(ctx, fd);
+    if (n) {
+        ns = n->poll_ns;
+    }
+    vmm_lockcnt_unlock(&ctx->list_lock);
+    return ns;
+}
+
+/* ---- vmm_aio_poll ----------------------------------------------------------------------------- */
+
+bool vmm_aio_poll(VmmAioContext *ctx, bool blocking)
+{
+    AioReadyList ready = { NULL };
+    VmmAioContext *saved;
+    int64_t timeout;
+    bool progress;
+
+    if (!AIO_CTX_CHECK(ctx) || !aio_poll_enter(ctx, &saved)) {
+        return false;
+    }
+    vmm_lockcnt_inc(&ctx->list_lock);
+
+    timeout = blocking ? aio_compute_timeout(ctx) : 0;
+    progress = try_poll_mode(ctx, &ready, &timeout);
+
+    bool use_notify_me = timeout != 0;
+    if (use_notify_me) {
+        /* Pairs with the xchg of notified in vmm_aio_notify(): either we
+         * see notified, or the notifier sees notify_me and writes the
+         * eventfd we are about to wait on. */
+        vmm_atomic_fetch_add(&ctx->notify_me, 2);
+        if (__atomic_load_n(&ctx->notified, __ATOMIC_SEQ_CST)) {
+            timeout = 0;
+        }
+    }
+    if (timeout != 0 || ctx->fdmon->need_wait(ctx)) {
+        int64_t t0 = ctx->poll_max_ns && timeout != 0 ? aio_now_ns() : 0;
+        ctx->fdmon->wait(ctx, &ready, timeout);
+        if (t0) {
+            adjust_ready(ctx, &ready, aio_now_ns() - t0);
+        }
+    }
+    if (use_notify_me) {
+        /* Once we do not block, notifiers need not write the eventfd;
+         * a stale non-zero value only costs a spurious write. */
+        vmm_atomic_fetch_sub(&ctx->notify_me, 2);
+    }
+    aio_notify_accept(ctx);
+
+    progress |= aio_bh_poll(ctx);
+    progress |= aio_dispatch_handlers(ctx, &ready);
+
+    vmm_lockcnt_dec(&ctx->list_lock);
+    aio_free_deleted_handlers(ctx);
+
+    progress |= aio_run_timers(ctx);
+    aio_poll_exit(ctx, saved);
+    return progress;
+}
+
+/* ---- Setup and teardown ----------------------------------------------------------------------- */
+
+static void ctx_notifier_read(void *opaque)
+{
+    VmmAioContext *ctx = opaque;
+    vmm_event_notifier_test_and_clear(&ctx->notifier);
+}
+
+static VmmFdMonitorKind fdmon_from_env(void)
+{
+    const char *e = getenv("VMM_FDMON");
+
+    if (!e || !*e || !strcmp(e, "auto")) {
+        return VMM_FDMON_AUTO;
+    }
+    if (!strcmp(e, "poll")) {
+        return VMM_FDMON_POLL;
+    }
+    if (!strcmp(e, "epoll")) {
+        return VMM_FDMON_EPOLL;
+    }
+    if (!strcmp(e, "io_uring")) {
+        return VMM_FDMON_IO_URING;
+    }
+    vmm_warn("VMM_FDMON=%s: unknown fd monitor, using auto", e);
+    return VMM_FDMON_AUTO;
+}
+
+int aio_handlers_init(VmmAioContext *ctx, const VmmAioContextOptions *opts)
+{
+    VmmFdMonitorKind kind = opts ? opts->fdmon : VMM_FDMON_AUTO;
+    bool forced_by_env = false;
+    size_t size = opts ? opts->size : 0;
+    int ret;
+
+    if (kind > VMM_FDMON_IO_URING) {
+        return -EINVAL;
+    }
+    if (kind == VMM_FDMON_AUTO) {
+        kind = fdmon_from_env();
+        forced_by_env = kind != VMM_FDMON_AUTO;
+    }
+#define OPT(field, def) \
+    (size >= offsetof(VmmAioContextOptions, field) + sizeof(opts->field) ? opts->field : (def))
+    ctx->poll_max_ns = OPT(poll_max_ns, 0);
+    ctx->poll_grow = OPT(poll_grow, 0);
+    ctx->poll_shrink = OPT(poll_shrink, 0);
+#undef OPT
+    if (ctx->poll_max_ns < 0 || ctx->poll_grow < 0 || ctx->poll_grow == 1 ||
+        ctx->poll_shrink < 0) {
+        return -EINVAL;
+    }
+    ctx->poll_grow = ctx->poll_grow ? ctx->poll_grow : 2;
+    ctx->poll_shrink = ctx->poll_shrink ? ctx->poll_shrink : 2;
+
+    ctx->fdmon_wanted = kind;
+    ctx->fdmon = &fdmon_poll_ops;
+    if (kind == VMM_FDMON_IO_URING || kind == VMM_FDMON_AUTO) {
+        ret = fdmon_io_uring_setup(ctx);
+        if (ret < 0 && kind == VMM_FDMON_IO_URING) {
+            return ret;
+        }
+    }
+    if (kind == VMM_FDMON_EPOLL && forced_by_env) {
+        /* The test knob: epoll from the first handler on. */
+        if (!fdmon_epoll_try_enable(ctx)) {
+            return -ENOSYS;
+        }
+    }
+    return aio_set_handler(ctx, ctx->notifier.fd, ctx_notifier_read, NULL,
+                           aio_ctx_notifier_poll, NULL, ctx, true);
+}
+
+void aio_handlers_destroy(VmmAioContext *ctx)
+{
+    vmm_lockcnt_lock(&ctx->list_lock);
+    AioHandler *node = ctx->handlers;
+    ctx->handlers = NULL;
+    while (node) {
+        AioHandler *next = node->next;
+        if (!node->is_ctx_notifier) {
+            vmm_warn("context '%s' destroyed with a handler still set on fd %d",
+                     ctx->name, node->fd);
+        }
+        aio_gsource_remove_handler(ctx, node);
+        node->deleted_next = ctx->deleted_handlers;
+        ctx->deleted_handlers = node;
+        node = next;
+    }
+    /* The monitor lets go of every node (io_uring cancels its polls). */
+    ctx->fdmon->destroy(ctx);
+    node = ctx->deleted_handlers;
+    ctx->deleted_handlers = NULL;
+    while (node) {
+        AioHandler *next = node->deleted_next;
+        free(node);
+        node = next;
+    }
+    free(ctx->pollfds);
+    free(ctx->pollfd_nodes);
+    ctx->pollfds = NULL;
+    ctx->pollfd_nodes = NULL;
+    vmm_lockcnt_unlock(&ctx->list_lock);
+}
+
+VmmFdMonitorKind vmm_aio_context_fdmon(VmmAioContext *ctx)
+{
+    if (!AIO_CTX_CHECK(ctx)) {
+        return VMM_FDMON_AUTO;
+    }
+    vmm_lockcnt_lock(&ctx->list_lock);
+    VmmFdMonitorKind k = ctx->fdmon->kind;
+    vmm_lockcnt_unlock(&ctx->list_lock);
+    return k;
+}

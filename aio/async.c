@@ -1,0 +1,804 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * aio/async.c - AioContext lifecycle, bottom halves, notify, the current
+ * context, private slots and context hooks.
+ *
+ * See docs/aio.md for the BH flag machine, list slicing and the
+ * notify_me/notified protocol.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "aio/aio-priv.h"
+
+/* ---- Threads and the current context ------------------------------------------------ */
+
+static __thread char tls_token;
+static __thread VmmAioContext *tls_current;
+
+/* Not inlined and behind a compiler barrier: a coroutine that yields on
+ * one thread and resumes on another must read the new thread's values. */
+VMM_NOINLINE const void *aio_thread_token(void)
+{
+    const void *p = &tls_token;
+    __asm__ volatile("" : "+r"(p));
+    return p;
+}
+
+VMM_NOINLINE VmmAioContext *vmm_aio_get_current_context_raw(void)
+{
+    VmmAioContext **p = &tls_current;
+    __asm__ volatile("" : "+r"(p));
+    return *p;
+}
+
+VMM_NOINLINE static void set_tls_current(VmmAioContext *ctx)
+{
+    VmmAioContext **p = &tls_current;
+    __asm__ volatile("" : "+r"(p));
+    *p = ctx;
+}
+
+void vmm_aio_set_current_context(VmmAioContext *ctx)
+{
+    VmmAioContext *old = vmm_aio_get_current_context_raw();
+    const void *me = aio_thread_token();
+
+    if (old && old != ctx && vmm_atomic_read(&old->home) == me) {
+        vmm_atomic_set(&old->home, NULL);
+    }
+    if (ctx) {
+        const void *home = vmm_atomic_read(&ctx->home);
+        if (home && home != me) {
+            VMM_MISUSE("context '%s' already runs in another thread", ctx->name);
+            return;
+        }
+        vmm_atomic_set(&ctx->home, me);
+    }
+    set_tls_current(ctx);
+}
+
+VmmAioContext *vmm_aio_context_current(void)
+{
+    VmmAioContext *ctx = vmm_aio_get_current_context_raw();
+    return ctx ? ctx : vmm_aio_context_main();
+}
+
+bool vmm_aio_context_in_thread(VmmAioContext *ctx)
+{
+    const void *me = aio_thread_token();
+
+    if (!ctx) {
+        return false;
+    }
+    return vmm_aio_get_current_context_raw() == ctx ||
+           vmm_atomic_read(&ctx->poller) == me ||
+           vmm_atomic_read(&ctx->home) == me;
+}
+
+bool aio_ctx_check(VmmAioContext *ctx, const char *func)
+{
+    if (vmm_unlikely(!ctx)) {
+        vmm_misuse(func, "NULL context");
+        return false;
+    }
+    if (vmm_unlikely(vmm_atomic_read(&ctx->magic) != AIO_CTX_MAGIC)) {
+        vmm_misuse(func, "context %p is destroyed or not a context", (void *)ctx);
+        return false;
+    }
+    return true;
+}
+
+bool aio_poll_enter(VmmAioContext *ctx, VmmAioContext **saved_current)
+{
+    const void *me = aio_thread_token();
+
+    /* Acquire pairs with the store-release in aio_poll_exit() of the
+     * previous poller: its poll_depth and list state are visible. */
+    if (vmm_atomic_load_acquire(&ctx->poller) == me) {
+        ctx->poll_depth++;
+    } else {
+        const void *home = vmm_atomic_read(&ctx->home);
+        if (vmm_unlikely(home && home != me)) {
+            VMM_MISUSE("context '%s' polled outside the thread that runs it", ctx->name);
+            return false;
+        }
+        if (vmm_unlikely(vmm_atomic_cmpxchg(&ctx->poller, NULL, me) != NULL)) {
+            VMM_MISUSE("context '%s' polled by two threads at once", ctx->name);
+            return false;
+        }
+        ctx->poll_depth = 1;
+        if (!home && vmm_aio_context_is_main(ctx)) {
+            /* The first thread to poll the main context is the main loop. */
+            vmm_atomic_set(&ctx->home, me);
+        }
+    }
+    *saved_current = vmm_aio_get_current_context_raw();
+    set_tls_current(ctx);
+    return true;
+}
+
+void aio_poll_exit(VmmAioContext *ctx, VmmAioContext *saved_current)
+{
+    set_tls_current(saved_current);
+    if (--ctx->poll_depth == 0) {
+        /* Pairs with the acquire in aio_poll_enter(). */
+        vmm_atomic_store_release(&ctx->poller, NULL);
+    }
+}
+
+/* ---- notify ------------------------------------------------------------------------------ */
+
+/*
+ * The notify_me / notified protocol (a Dekker pair on sequentially
+ * consistent atomics):
+ *   notifier:  [push BH]  xchg(notified, true)   load(notify_me)   -> write eventfd if != 0
+ *   poller:    fetch_add(notify_me, 2)            load(notified)    -> don't block if true
+ * In the single total order of seq-cst operations one side sees the
+ * other's write, so a poller about to block either sees notified or gets
+ * the eventfd write.  The fast path (notified already true) is safe
+ * because the poller clears notified (aio_notify_accept) before it takes
+ * the BH list, so a still-set flag means our push will be taken.
+ */
+void vmm_aio_notify(VmmAioContext *ctx)
+{
+    /* Pairs with the xchg in aio_notify_accept(). */
+    if (__atomic_load_n(&ctx->notified, __ATOMIC_SEQ_CST)) {
+        return;
+    }
+    /* Pairs with the fetch_add of notify_me in vmm_aio_poll() and the
+     * fetch_or in the GSource prepare. */
+    (void)vmm_atomic_xchg(&ctx->notified, true);
+    if (__atomic_load_n(&ctx->notify_me, __ATOMIC_SEQ_CST)) {
+        vmm_event_notifier_set(&ctx->notifier);
+    }
+}
+
+void aio_notify_accept(VmmAioContext *ctx)
+{
+    /* Clearing is a full barrier (xchg): it orders before our read of the
+     * BH list, pairing with the load in vmm_aio_notify()'s fast path. */
+    if (vmm_atomic_read(&ctx->notified)) {
+        (void)vmm_atomic_xchg(&ctx->notified, false);
+    }
+}
+
+bool aio_ctx_notifier_poll(void *opaque)
+{
+    VmmAioContext *ctx = opaque;
+    return vmm_atomic_read(&ctx->notified);
+}
+
+/* ---- Bottom halves --------------------------------------------------------------------- */
+
+/* A link not yet written by a pusher (see bh_push). */
+#define BH_LINK_BUSY ((VmmBH *)(uintptr_t)1)
+
+/*
+ * Wait-free push: mark our link busy, swap ourselves in as the head, then
+ * write the link.  The consumer that finds a busy link waits for the
+ * pusher's next store (two instructions away).
+ */
+static inline void bh_push(VmmAioContext *ctx, VmmBH *bh)
+{
+    vmm_atomic_set(&bh->next, BH_LINK_BUSY);
+    /* Pairs with the xchg in aio_bh_poll(): publishes bh (and its busy
+     * link) to the consumer. */
+    VmmBH *old = vmm_atomic_xchg(&ctx->bh_list, bh);
+    /* Pairs with the acquire in bh_link_wait(). */
+    vmm_atomic_store_release(&bh->next, old);
+}
+
+static VmmBH *bh_link_wait(VmmBH **link)
+{
+    unsigned spins = 0;
+    VmmBH *n;
+
+    while ((n = vmm_atomic_load_acquire(link)) == BH_LINK_BUSY) {
+        if (++spins > 64) {
+            sched_yield();
+        } else {
+            __builtin_ia32_pause();
+        }
+    }
+    return n;
+}
+
+static void bh_enqueue(VmmAioContext *ctx, VmmBH *bh, unsigned new_flags)
+{
+    /* The fetch_or pairs with the fetch_and in aio_bh_poll(): only the
+     * caller that sets PENDING pushes. */
+    unsigned old = vmm_atomic_fetch_or(&bh->flags, BH_PENDING | new_flags);
+
+    if (vmm_unlikely(old & BH_DELETED)) {
+        VMM_MISUSE("BH '%s' scheduled after vmm_bh_delete()", bh->name);
+        return;
+    }
+    if (!(old & BH_PENDING)) {
+        bh_push(ctx, bh);
+    }
+    vmm_aio_notify(ctx);
+}
+
+static void bh_all_add(VmmAioContext *ctx, VmmBH *bh)
+{
+    aio_mutex_lock(&ctx->bh_lock);
+    bh->all_next = ctx->all_bhs;
+    if (bh->all_next) {
+        bh->all_next->all_pprev = &bh->all_next;
+    }
+    ctx->all_bhs = bh;
+    bh->all_pprev = &ctx->all_bhs;
+    aio_mutex_unlock(&ctx->bh_lock);
+}
+
+static void bh_free(VmmAioContext *ctx, VmmBH *bh)
+{
+    if (bh->all_pprev) {
+        aio_mutex_lock(&ctx->bh_lock);
+        *bh->all_pprev = bh->all_next;
+        if (bh->all_next) {
+            bh->all_next->all_pprev = bh->all_pprev;
+        }
+        aio_mutex_unlock(&ctx->bh_lock);
+    }
+    free(bh);
+}
+
+VmmBH *vmm_bh_new(VmmAioContext *ctx, VmmBHFunc *cb, void *opaque, const char *name)
+{
+    if (!AIO_CTX_CHECK(ctx)) {
+        return NULL;
+    }
+    if (!cb) {
+        VMM_MISUSE("BH '%s' without a callback", name ? name : "?");
+        return NULL;
+    }
+    VmmBH *bh = calloc(1, sizeof(*bh));
+    if (!bh) {
+        return NULL;
+    }
+    bh->ctx = ctx;
+    bh->cb = cb;
+    bh->opaque = opaque;
+    bh->name = name ? name : "(unnamed)";
+    bh_all_add(ctx, bh);
+    return bh;
+}
+
+static VmmAioContext *bh_ctx(VmmBH *bh, const char *func)
+{
+    if (vmm_unlikely(!bh)) {
+        vmm_misuse(func, "NULL BH");
+        return NULL;
+    }
+    VmmAioContext *ctx = vmm_atomic_read(&bh->ctx);
+    if (vmm_unlikely(!ctx)) {
+        vmm_misuse(func, "BH '%s' used after its context was destroyed", bh->name);
+    }
+    return ctx;
+}
+
+void vmm_bh_schedule(VmmBH *bh)
+{
+    VmmAioContext *ctx = bh_ctx(bh, __func__);
+    if (ctx) {
+        bh_enqueue(ctx, bh, BH_SCHEDULED);
+    }
+}
+
+void vmm_bh_schedule_idle(VmmBH *bh)
+{
+    VmmAioContext *ctx = bh_ctx(bh, __func__);
+    if (ctx) {
+        bh_enqueue(ctx, bh, BH_SCHEDULED | BH_IDLE);
+    }
+}
+
+void vmm_bh_cancel(VmmBH *bh)
+{
+    if (bh) {
+        vmm_atomic_fetch_and(&bh->flags, ~(unsigned)BH_SCHEDULED);
+    }
+}
+
+void vmm_bh_delete(VmmBH *bh)
+{
+    if (!bh) {
+        return;
+    }
+    VmmAioContext *ctx = vmm_atomic_read(&bh->ctx);
+    if (!ctx) {
+        /* The context is gone; nothing else can reach the BH. */
+        free(bh);
+        return;
+    }
+    unsigned old = vmm_atomic_fetch_or(&bh->flags, BH_PENDING | BH_DELETED);
+    if (vmm_unlikely(old & BH_DELETED)) {
+        VMM_MISUSE("BH '%s' deleted twice", bh->name);
+        return;
+    }
+    if (!(old & BH_PENDING)) {
+        bh_push(ctx, bh);
+    }
+    /* Freed by the context's next aio_bh_poll (or its destruction); no
+     * need to wake it for that. */
+}
+
+int vmm_bh_schedule_oneshot(VmmAioContext *ctx, VmmBHFunc *cb, void *opaque,
+                            const char *name)
+{
+    if (!AIO_CTX_CHECK(ctx)) {
+        return -EINVAL;
+    }
+    if (!cb) {
+        VMM_MISUSE("oneshot BH '%s' without a callback", name ? name : "?");
+        return -EINVAL;
+    }
+    VmmBH *bh = malloc(sizeof(*bh));
+    if (!bh) {
+        return -ENOMEM;
+    }
+    bh->ctx = ctx;
+    bh->cb = cb;
+    bh->opaque = opaque;
+    bh->name = name ? name : "(oneshot)";
+    bh->flags = BH_PENDING | BH_SCHEDULED | BH_ONESHOT;
+    bh->all_next = NULL;
+    bh->all_pprev = NULL;
+    bh_push(ctx, bh);
+    vmm_aio_notify(ctx);
+    return 0;
+}
+
+/* Take everything pushed so far, in FIFO order. */
+static VmmBH *bh_take_all(VmmAioContext *ctx)
+{
+    if (!vmm_atomic_read(&ctx->bh_list)) {
+        return NULL;
+    }
+    /* Pairs with the xchg in bh_push(). */
+    VmmBH *lifo = vmm_atomic_xchg(&ctx->bh_list, NULL);
+    VmmBH *fifo = NULL;
+
+    while (lifo) {
+        VmmBH *next = bh_link_wait(&lifo->next);
+        vmm_atomic_set(&lifo->next, fifo);
+        fifo = lifo;
+        lifo = next;
+    }
+    return fifo;
+}
+
+/*
+ * Run the scheduled BHs.  Everything pushed before the call forms a slice
+ * on ctx's slice list; a nested call (a BH that polls) keeps running the
+ * outer slices, and a BH scheduled while BHs run lands in the next call.
+ */
+bool aio_bh_poll(VmmAioContext *ctx)
+{
+    BHListSlice slice = { .head = bh_take_all(ctx), .next = NULL };
+    BHListSlice *s;
+    bool progress = false;
+
+    if (!slice.head && !ctx->slice_head) {
+        return false;
+    }
+    *ctx->slice_tail = &slice;
+    ctx->slice_tail = &slice.next;
+
+    while ((s = ctx->slice_head)) {
+        VmmBH *bh = s->head;
+        if (!bh) {
+            ctx->slice_head = s->next;
+            if (!ctx->slice_head) {
+                ctx->slice_tail = &ctx->slice_head;
+            }
+            continue;
+        }
+        s->head = vmm_atomic_read(&bh->next);
+        /* Pairs with the fetch_or in bh_enqueue(): from here on a new
+         * schedule pushes the BH again. */
+        unsigned flags = vmm_atomic_fetch_and(&bh->flags,
+                                              ~(unsigned)(BH_PENDING | BH_SCHEDULED | BH_IDLE));
+        if ((flags & (BH_SCHEDULED | BH_DELETED)) == BH_SCHEDULED) {
+            if (!(flags & BH_IDLE)) {
+                progress = true;
+            }
+            bh->cb(bh->opaque);
+        }
+        if (flags & (BH_DELETED | BH_ONESHOT)) {
+            bh_free(ctx, bh);
+        }
+    }
+    return progress;
+}
+
+static int64_t bh_list_timeout(VmmBH *bh, int64_t timeout)
+{
+    while (bh) {
+        if (bh == BH_LINK_BUSY) {
+            return 0;   /* a push in progress: don't block */
+        }
+        unsigned flags = vmm_atomic_read(&bh->flags);
+        if ((flags & (BH_SCHEDULED | BH_DELETED)) == BH_SCHEDULED) {
+            if (!(flags & BH_IDLE)) {
+                return 0;
+            }
+            /* Idle BHs are polled at least every 10 ms. */
+            if (timeout < 0 || timeout > 10 * 1000 * 1000) {
+                timeout = 10 * 1000 * 1000;
+            }
+        }
+        bh = vmm_atomic_load_acquire(&bh->next);
+    }
+    return timeout;
+}
+
+/*
+ * Nanoseconds the poller may block: 0 if a BH is scheduled, <= 10 ms for
+ * idle BHs, else until the nearest timer (-1: no bound).  Home thread;
+ * only the home thread removes BHs, so walking the pushed list is safe.
+ */
+int64_t aio_compute_timeout(VmmAioContext *ctx)
+{
+    int64_t timeout = aio_timer_deadline_ns(ctx);
+
+    if (timeout == 0) {
+        return 0;
+    }
+    for (BHListSlice *s = ctx->slice_head; s; s = s->next) {
+        timeout = bh_list_timeout(s->head, timeout);
+        if (timeout == 0) {
+            return 0;
+        }
+    }
+    return bh_list_timeout(vmm_atomic_load_acquire(&ctx->bh_list), timeout);
+}
+
+/* At destruction: free deleted BHs, report the ones still scheduled. */
+static void bh_finalize(VmmAioContext *ctx)
+{
+    VmmBH *bh = bh_take_all(ctx);
+
+    if (ctx->slice_head) {
+        VMM_MISUSE("context '%s' destroyed while running BHs", ctx->name);
+    }
+    while (bh) {
+        VmmBH *next = vmm_atomic_read(&bh->next);
+        unsigned flags = vmm_atomic_fetch_and(&bh->flags,
+                                              ~(unsigned)(BH_PENDING | BH_SCHEDULED | BH_IDLE));
+        if ((flags & (BH_SCHEDULED | BH_DELETED)) == BH_SCHEDULED) {
+            VMM_MISUSE("BH '%s' leaked: still scheduled when context '%s' was destroyed",
+                       bh->name, ctx->name);
+        }
+        if (flags & (BH_DELETED | BH_ONESHOT)) {
+            bh_free(ctx, bh);
+        }
+        bh = next;
+    }
+    /* BHs still owned by callers: detach them, so using them later is
+     * reported instead of touching freed memory. */
+    aio_mutex_lock(&ctx->bh_lock);
+    for (bh = ctx->all_bhs; bh; bh = bh->all_next) {
+        vmm_info("BH '%s' not deleted before context '%s' was destroyed",
+                 bh->name, ctx->name);
+        vmm_atomic_set(&bh->ctx, NULL);
+        bh->all_pprev = NULL;
+    }
+    ctx->all_bhs = NULL;
+    aio_mutex_unlock(&ctx->bh_lock);
+}
+
+/* ---- Slots ------------------------------------------------------------------------------ */
+
+static pthread_mutex_t slot_lock = PTHREAD_MUTEX_INITIALIZER;
+static const char *slot_names[VMM_AIO_SLOT_MAX];
+static VmmAioSlotDestroy *slot_destroy[VMM_AIO_SLOT_MAX];
+static int slot_count;
+
+int vmm_aio_slot_key_new(const char *name, VmmAioSlotDestroy *destroy)
+{
+    int key = -ENOSPC;
+
+    pthread_mutex_lock(&slot_lock);
+    if (slot_count < VMM_AIO_SLOT_MAX) {
+        key = slot_count;
+        slot_names[key] = name;
+        slot_destroy[key] = destroy;
+        /* Release: the table entry is visible to whoever sees the count. */
+        vmm_atomic_store_release(&slot_count, key + 1);
+    }
+    pthread_mutex_unlock(&slot_lock);
+    return key;
+}
+
+static bool slot_key_ok(int key, const char *func)
+{
+    if (vmm_unlikely(key < 0 || key >= vmm_atomic_load_acquire(&slot_count))) {
+        vmm_misuse(func, "bad slot key %d", key);
+        return false;
+    }
+    return true;
+}
+
+void *vmm_aio_slot_get(VmmAioContext *ctx, int key)
+{
+    if (!slot_key_ok(key, __func__)) {
+        return NULL;
+    }
+    /* Pairs with the cmpxchg in vmm_aio_slot_set(). */
+    return vmm_atomic_load_acquire(&ctx->slots[key]);
+}
+
+void *vmm_aio_slot_set(VmmAioContext *ctx, int key, void *value)
+{
+    if (!slot_key_ok(key, __func__)) {
+        return NULL;
+    }
+    void *old = vmm_atomic_cmpxchg(&ctx->slots[key], NULL, value);
+    return old ? old : value;
+}
+
+void *vmm_aio_slot_get_or_create(VmmAioContext *ctx, int key,
+                                 VmmAioSlotCreate *create, void *arg)
+{
+    void *v = vmm_aio_slot_get(ctx, key);
+
+    if (v || !slot_key_ok(key, __func__)) {
+        return v;
+    }
+    v = create(ctx, arg);
+    if (!v) {
+        return NULL;
+    }
+    void *won = vmm_aio_slot_set(ctx, key, v);
+    if (won != v && slot_destroy[key]) {
+        slot_destroy[key](ctx, v);
+    }
+    return won;
+}
+
+static void slots_destroy(VmmAioContext *ctx)
+{
+    for (int key = vmm_atomic_load_acquire(&slot_count) - 1; key >= 0; key--) {
+        void *v = vmm_atomic_xchg(&ctx->slots[key], NULL);
+        if (v && slot_destroy[key]) {
+            slot_destroy[key](ctx, v);
+        }
+    }
+}
+
+/* ---- Hooks and the list of contexts ----------------------------------------------------- */
+
+#define MAX_HOOKS 8
+
+static pthread_mutex_t hooks_lock = PTHREAD_MUTEX_INITIALIZER;
+static const VmmAioContextHooks *hooks[MAX_HOOKS];
+static void *hooks_opaque[MAX_HOOKS];
+static VmmAioContext *all_contexts;
+
+int vmm_aio_context_hooks_register(const VmmAioContextHooks *h, void *opaque)
+{
+    int ret = -ENOMEM;
+
+    pthread_mutex_lock(&hooks_lock);
+    for (int i = 0; i < MAX_HOOKS; i++) {
+        if (hooks[i] == h) {
+            ret = -EEXIST;
+            goto out;
+        }
+    }
+    for (int i = 0; i < MAX_HOOKS; i++) {
+        if (!hooks[i]) {
+            hooks[i] = h;
+            hooks_opaque[i] = opaque;
+            for (VmmAioContext *c = all_contexts; c && h->created; c = c->all_next) {
+                h->created(c, opaque);
+            }
+            ret = 0;
+            break;
+        }
+    }
+out:
+    pthread_mutex_unlock(&hooks_lock);
+    return ret;
+}
+
+int vmm_aio_context_hooks_unregister(const VmmAioContextHooks *h)
+{
+    int ret = -ENOENT;
+
+    pthread_mutex_lock(&hooks_lock);
+    for (int i = 0; i < MAX_HOOKS; i++) {
+        if (hooks[i] == h) {
+            hooks[i] = NULL;
+            ret = 0;
+        }
+    }
+    pthread_mutex_unlock(&hooks_lock);
+    return ret;
+}
+
+void vmm_aio_context_foreach(void (*fn)(VmmAioContext *ctx, void *opaque), void *opaque)
+{
+    pthread_mutex_lock(&hooks_lock);
+    for (VmmAioContext *c = all_contexts; c; c = c->all_next) {
+        fn(c, opaque);
+    }
+    pthread_mutex_unlock(&hooks_lock);
+}
+
+static void ctx_register(VmmAioContext *ctx)
+{
+    pthread_mutex_lock(&hooks_lock);
+    ctx->all_next = all_contexts;
+    all_contexts = ctx;
+    for (int i = 0; i < MAX_HOOKS; i++) {
+        if (hooks[i] && hooks[i]->created) {
+            hooks[i]->created(ctx, hooks_opaque[i]);
+        }
+    }
+    pthread_mutex_unlock(&hooks_lock);
+}
+
+static void ctx_unregister(VmmAioContext *ctx)
+{
+    pthread_mutex_lock(&hooks_lock);
+    for (int i = 0; i < MAX_HOOKS; i++) {
+        if (hooks[i] && hooks[i]->destroyed) {
+            hooks[i]->destroyed(ctx, hooks_opaque[i]);
+        }
+    }
+    for (VmmAioContext **p = &all_contexts; *p; p = &(*p)->all_next) {
+        if (*p == ctx) {
+            *p = ctx->all_next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&hooks_lock);
+}
+
+/* ---- Contexts ---------------------------------------------------------------------------- */
+
+static VmmAioContext *main_ctx;
+static pthread_once_t main_once = PTHREAD_ONCE_INIT;
+
+static void ctx_free(VmmAioContext *ctx)
+{
+    aio_event_notifier_cleanup(&ctx->notifier);
+    vmm_lockcnt_destroy(&ctx->list_lock);
+    aio_mutex_destroy(&ctx->bh_lock);
+    aio_mutex_destroy(&ctx->timer_lock);
+    free(ctx->name);
+    vmm_atomic_set(&ctx->magic, AIO_CTX_DEAD);
+    free(ctx);
+}
+
+static VmmAioContext *ctx_new_named(const VmmAioContextOptions *opts, const char *name,
+                                    int *errp)
+{
+    VmmAioContext *ctx = NULL;
+    int ret;
+
+    if (opts && opts->size < offsetof(VmmAioContextOptions, fdmon) + sizeof(opts->fdmon)) {
+        ret = -EINVAL;
+        goto fail;
+    }
+    if (posix_memalign((void **)&ctx, VMM_CACHELINE, sizeof(*ctx))) {
+        ret = -ENOMEM;
+        goto fail;
+    }
+    memset(ctx, 0, sizeof(*ctx));
+    ctx->magic = AIO_CTX_MAGIC;
+    ctx->refcnt = 1;
+    ctx->name = strdup(name);
+    ctx->slice_tail = &ctx->slice_head;
+    ctx->epollfd = -1;
+    ctx->timer_deadline = INT64_MAX;
+    aio_mutex_init(&ctx->bh_lock);
+    aio_mutex_init(&ctx->timer_lock);
+    vmm_lockcnt_init(&ctx->list_lock);
+    ret = aio_event_notifier_init(&ctx->notifier);
+    if (ret < 0 || !ctx->name) {
+        ret = ret < 0 ? ret : -ENOMEM;
+        ctx_free(ctx);
+        goto fail;
+    }
+    ret = aio_handlers_init(ctx, opts);
+    if (ret < 0) {
+        ctx_free(ctx);
+        goto fail;
+    }
+    ctx_register(ctx);
+    return ctx;
+
+fail:
+    if (errp) {
+        *errp = ret;
+    }
+    return NULL;
+}
+
+VmmAioContext *vmm_aio_context_new(const VmmAioContextOptions *opts, int *errp)
+{
+    return ctx_new_named(opts, "aio", errp);
+}
+
+VmmAioContext *aio_context_new_named(const VmmAioContextOptions *opts, const char *name,
+                                     int *errp);
+VmmAioContext *aio_context_new_named(const VmmAioContextOptions *opts, const char *name,
+                                     int *errp)
+{
+    return ctx_new_named(opts, name ? name : "aio", errp);
+}
+
+const char *vmm_aio_context_name(VmmAioContext *ctx)
+{
+    return ctx->name;
+}
+
+void vmm_aio_context_ref(VmmAioContext *ctx)
+{
+    if (AIO_CTX_CHECK(ctx)) {
+        vmm_atomic_inc(&ctx->refcnt);
+    }
+}
+
+static void ctx_destroy(VmmAioContext *ctx)
+{
+    if (vmm_atomic_read(&ctx->poller)) {
+        VMM_MISUSE("context '%s' destroyed while it is being polled", ctx->name);
+        return;
+    }
+    slots_destroy(ctx);
+    ctx_unregister(ctx);
+    bh_finalize(ctx);
+    aio_timers_destroy(ctx);
+    aio_handlers_destroy(ctx);
+    ctx_free(ctx);
+}
+
+void vmm_aio_context_unref(VmmAioContext *ctx)
+{
+    if (!AIO_CTX_CHECK(ctx)) {
+        return;
+    }
+    int old = vmm_atomic_fetch_sub(&ctx->refcnt, 1);
+    if (old == 1) {
+        if (vmm_aio_context_is_main(ctx)) {
+            VMM_MISUSE("the main context is never destroyed");
+            vmm_atomic_inc(&ctx->refcnt);
+            return;
+        }
+        ctx_destroy(ctx);
+    } else if (vmm_unlikely(old <= 0)) {
+        VMM_MISUSE("context '%s' unreferenced too often", ctx->name);
+    }
+}
+
+static void main_ctx_init(void)
+{
+    int err = 0;
+
+    VmmAioContext *ctx = ctx_new_named(NULL, "main", &err);
+    /* Pairs with the acquire in vmm_aio_context_is_main(). */
+    vmm_atomic_store_release(&main_ctx, ctx);
+    if (!ctx) {
+        vmm_error("cannot create the main context: %s", strerror(-err));
+    }
+}
+
+VmmAioContext *vmm_aio_context_main(void)
+{
+    pthread_once(&main_once, main_ctx_init);
+    return vmm_atomic_load_acquire(&main_ctx);
+}
+
+bool vmm_aio_context_is_main(VmmAioContext *ctx)
+{
+    return ctx && ctx == vmm_atomic_load_acquire(&main_ctx);
+}

@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The portable backend, for machines without a hand-written switch:
+ * makecontext() builds the first frame of a fresh stack and setcontext()
+ * starts it once; every later switch is _setjmp/_longjmp, which (unlike
+ * swapcontext) makes no sigprocmask system call.
+ *
+ * glibc's fortified longjmp checks that it jumps up the same stack and
+ * aborts when it jumps to another coroutine's stack, so this file is built
+ * without _FORTIFY_SOURCE.
+ */
+#undef _FORTIFY_SOURCE
+#define _FORTIFY_SOURCE 0
+#include <errno.h>
+#include <fenv.h>
+#include <setjmp.h>
+#include <stdlib.h>
+#include <ucontext.h>
+
+#include "coroutine-int.h"
+
+const char vmm_co_backend_name[] = "ucontext";
+
+typedef struct Backend {
+    jmp_buf jb;
+    fenv_t fenv;        /* FPU control state: callee-saved, unlike in jmp_buf */
+    ucontext_t uc;
+    bool fresh;         /* not started yet: setcontext(uc), not longjmp */
+} Backend;
+
+static Backend *backend_of(struct VmmCoroutine *co)
+{
+    if (!co->backend) {
+        /* The thread's leader gets its state on its first switch. */
+        co->backend = calloc(1, sizeof(Backend));
+        if (!co->backend) {
+            abort();    /* cannot suspend without somewhere to save to */
+        }
+    }
+    return co->backend;
+}
+
+/* makecontext passes only ints: the pointer travels as two halves. */
+static void trampoline_ints(int lo, int hi)
+{
+    uintptr_t p = ((uintptr_t)(unsigned)hi << 16 << 16) | (unsigned)lo;
+
+    vmm_co_trampoline((struct VmmCoroutine *)p);
+}
+
+int vmm_co_backend_init(struct VmmCoroutine *co)
+{
+    Backend *b = calloc(1, sizeof(*b));
+    uintptr_t p = (uintptr_t)co;
+
+    if (!b) {
+        return -ENOMEM;
+    }
+    if (getcontext(&b->uc) < 0) {
+        free(b);
+        return -errno;
+    }
+    b->uc.uc_stack.ss_sp = co->stack.base + co->stack.guard;
+    b->uc.uc_stack.ss_size = co->stack.size - co->stack.guard;
+    b->uc.uc_link = NULL;
+    makecontext(&b->uc, (void (*)(void))trampoline_ints, 2,
+                (int)(unsigned)p, (int)(unsigned)(p >> 16 >> 16));
+    b->fresh = true;
+    co->backend = b;
+    return 0;
+}
+
+void vmm_co_backend_fini(struct VmmCoroutine *co)
+{
+    free(co->backend);
+    co->backend = NULL;
+}
+
+static VMM_NOINLINE void jump_to(Backend *tb)
+{
+    if (tb->fresh) {
+        tb->fresh = false;
+        setcontext(&tb->uc);
+        abort();
+    }
+    _longjmp(tb->jb, 1);
+}
+
+int vmm_co_backend_switch(struct VmmCoroutine *from, struct VmmCoroutine *to,
+                          int action)
+{
+    Backend *volatile fb = backend_of(from);
+
+    /* Hand the action over through @to: whoever resumes @from later
+     * writes from->xfer the same way. */
+    to->xfer = action;
+    fegetenv(&fb->fenv);
+    if (!_setjmp(fb->jb)) {
+        jump_to(backend_of(to));
+    }
+    /* Resumed, possibly on another thread: @from and @fb live on our own
+     * stack and were not modified since _setjmp, so they are intact. */
+    fesetenv(&fb->fenv);
+    return from->xfer;
+}

@@ -1,0 +1,370 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Coroutine benchmarks, each beside comparators measured in the same run:
+ *
+ *   co_switch_rt       our switch (vmm_co_switch_asm, FPU words included),
+ *                      one round trip = 2 switches, against
+ *                        asm_floor_rt   a minimal assembly switch (GPRs only)
+ *                        asm_floor_fpu_rt  the same plus MXCSR/x87 CW, i.e.
+ *                                       the least an ABI-complete switch does
+ *                        sigsetjmp_rt   sigsetjmp(,0)/siglongjmp (QEMU's way)
+ *                        swapcontext_rt ucontext swapcontext
+ *   co_enter_yield_rt  vmm_coroutine_enter + vmm_coroutine_yield through the
+ *                      public API, against sigsetjmp_rt
+ *   co_lifecycle       create + enter + terminate from a warm pool, against
+ *                      the same with the pool disabled (mmap per coroutine)
+ *   co_mutex_uncontended  vmm_co_mutex_lock+unlock in a coroutine, against
+ *                      pthread_mutex_lock+unlock
+ *
+ * Figures are the median over repetitions of ns per operation on the
+ * thread's CPU clock (CLOCK_THREAD_CPUTIME_ID), so co-tenant load on a
+ * shared machine does not inflate them.  VMM_BENCH_QUICK=1 runs each once,
+ * briefly (the bench-smoke test).
+ */
+#undef _FORTIFY_SOURCE
+#define _FORTIFY_SOURCE 0   /* glibc's checked longjmp refuses to change stacks */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <ucontext.h>
+
+#include "aio/coroutine/coroutine-int.h"
+#include "vmmkit/coroutine.h"
+
+static long iters = 2000000;
+static int reps = 9;
+
+static double now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* Median over reps of ns per iteration of @fn(@n). */
+static double measure(void (*fn)(long n), long n)
+{
+    double v[32];
+
+    fn(n / 10 + 1);     /* warm up */
+    for (int r = 0; r < reps; r++) {
+        double t0 = now_ns();
+        fn(n);
+        v[r] = (now_ns() - t0) / (double)n;
+    }
+    qsort(v, (size_t)reps, sizeof(v[0]), cmp_double);
+    return v[reps / 2];
+}
+
+static void report(const char *name, double value, const char *vs, double vs_value)
+{
+    printf("BENCH name=%s value=%.2f unit=ns vs=%s vs_value=%.2f ratio=%.3f\n",
+           name, value, vs, vs_value, value / vs_value);
+}
+
+static char *bench_stack(size_t size)
+{
+    char *p = aligned_alloc(64, size);
+
+    if (!p) {
+        abort();
+    }
+    return p;
+}
+
+/* ---- the floor: a minimal assembly switch (x86-64: GPRs + pop/jmp) ------ */
+
+#if defined(__x86_64__) && defined(VMM_CO_BACKEND_ASM)
+void floor_switch(void **save, void *to);
+void floor_fpu_switch(void **save, void *to);
+void floor_start(void);
+__asm__(
+    ".text\n"
+    ".p2align 4\n"
+    "floor_switch:\n"
+    "  pushq %rbp\n  pushq %rbx\n  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
+    "  movq %rsp, (%rdi)\n"
+    "  movq %rsi, %rsp\n"
+    "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n"
+    "  popq %rcx\n"
+    "  jmpq *%rcx\n"
+    ".p2align 4\n"
+    "floor_fpu_switch:\n"
+    "  pushq %rbp\n  pushq %rbx\n  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
+    "  subq $8, %rsp\n  stmxcsr (%rsp)\n  fnstcw 4(%rsp)\n"
+    "  movq %rsp, (%rdi)\n"
+    "  movq %rsi, %rsp\n"
+    "  ldmxcsr (%rsp)\n  fldcw 4(%rsp)\n  addq $8, %rsp\n"
+    "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n"
+    "  popq %rcx\n"
+    "  jmpq *%rcx\n"
+    "floor_start:\n"
+    "  movq %r12, %rdi\n"
+    "  call floor_loop\n"
+    "  ud2\n");
+#define HAVE_FLOOR 1
+
+static void *floor_main_sp, *floor_co_sp;
+static void (*floor_fn)(void **save, void *to);
+void floor_loop(void *arg) __attribute__((noreturn, used));
+void floor_loop(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        floor_fn(&floor_co_sp, floor_main_sp);
+    }
+}
+
+static void floor_run(long n)
+{
+    for (long i = 0; i < n; i++) {
+        floor_fn(&floor_main_sp, floor_co_sp);
+    }
+}
+
+/* A fresh stack whose first switch lands in floor_start; @fpu: the frame
+ * has the FPU words slot first. */
+static void floor_init(bool fpu)
+{
+    static char *stk;
+    uint64_t *f;
+    int w = fpu ? 8 : 7;
+
+    if (!stk) {
+        stk = bench_stack(65536);
+    }
+    /* floor_start's call needs rsp % 16 == 0 after the frame is popped. */
+    f = (uint64_t *)(((uintptr_t)(stk + 65536) & ~(uintptr_t)15) - 64 - (fpu ? 0 : 8));
+    memset(f, 0, (size_t)w * 8);
+    if (fpu) {
+        uint32_t mx;
+        uint16_t cw;
+
+        __asm__ volatile("stmxcsr %0; fnstcw %1" : "=m"(mx), "=m"(cw));
+        f[0] = mx | ((uint64_t)cw << 32);
+    }
+    f[w - 1] = (uint64_t)(uintptr_t)floor_start;
+    floor_co_sp = f;
+    floor_fn = fpu ? floor_fpu_switch : floor_switch;
+}
+#else
+#define HAVE_FLOOR 0
+#endif
+
+/* ---- our raw switch ------------------------------------------------------ */
+
+#if defined(VMM_CO_BACKEND_ASM)
+static struct VmmCoroutine raw_main, raw_co;
+
+static void raw_run(long n)
+{
+    for (long i = 0; i < n; i++) {
+        vmm_co_switch_asm(&raw_main.sp, raw_co.sp, VMM_CO_ENTER);
+    }
+}
+#endif
+
+/* Entry of raw_co (started by the library's trampoline): bounce back. */
+static void raw_bounce(void *opaque)
+{
+    (void)opaque;
+#if defined(VMM_CO_BACKEND_ASM)
+    for (;;) {
+        vmm_co_switch_asm(&raw_co.sp, raw_main.sp, VMM_CO_YIELD);
+    }
+#endif
+}
+
+/* ---- sigsetjmp / siglongjmp (QEMU's coroutine-ucontext switch path) ------ */
+
+static sigjmp_buf sj_main, sj_co;
+static ucontext_t sj_uc, sj_start;
+
+static void sj_entry(void)
+{
+    if (!sigsetjmp(sj_co, 0)) {
+        swapcontext(&sj_uc, &sj_start);     /* creation done, go back */
+    }
+    for (;;) {
+        if (!sigsetjmp(sj_co, 0)) {
+            siglongjmp(sj_main, 1);
+        }
+    }
+}
+
+static void sj_init(void)
+{
+    getcontext(&sj_uc);
+    sj_uc.uc_stack.ss_sp = bench_stack(65536);
+    sj_uc.uc_stack.ss_size = 65536;
+    sj_uc.uc_link = NULL;
+    makecontext(&sj_uc, sj_entry, 0);
+    swapcontext(&sj_start, &sj_uc);
+}
+
+static VMM_NOINLINE void sj_round_trip(void)
+{
+    if (!sigsetjmp(sj_main, 0)) {
+        siglongjmp(sj_co, 1);
+    }
+}
+
+static void sj_run(long n)
+{
+    for (long i = 0; i < n; i++) {
+        sj_round_trip();
+    }
+}
+
+/* ---- swapcontext ----------------------------------------------------------- */
+
+static ucontext_t sc_main, sc_co;
+
+static void sc_entry(void)
+{
+    for (;;) {
+        swapcontext(&sc_co, &sc_main);
+    }
+}
+
+static void sc_init(void)
+{
+    getcontext(&sc_co);
+    sc_co.uc_stack.ss_sp = bench_stack(65536);
+    sc_co.uc_stack.ss_size = 65536;
+    sc_co.uc_link = NULL;
+    makecontext(&sc_co, sc_entry, 0);
+}
+
+static void sc_run(long n)
+{
+    for (long i = 0; i < n; i++) {
+        swapcontext(&sc_main, &sc_co);
+    }
+}
+
+/* ---- the public API ---------------------------------------------------------- */
+
+static volatile bool yield_stop;
+
+static void co_yielder(void *opaque)
+{
+    (void)opaque;
+    while (!yield_stop) {
+        vmm_coroutine_yield();
+    }
+}
+
+static VmmCoroutine *yield_co;
+
+static void api_run(long n)
+{
+    for (long i = 0; i < n; i++) {
+        vmm_coroutine_enter(yield_co);
+    }
+}
+
+static void co_empty(void *opaque)
+{
+    (void)opaque;
+}
+
+static void lifecycle_run(long n)
+{
+    for (long i = 0; i < n; i++) {
+        vmm_coroutine_enter(vmm_coroutine_create(co_empty, NULL, NULL));
+    }
+}
+
+/* ---- CoMutex --------------------------------------------------------------- */
+
+static VmmCoMutex bench_mutex;
+static pthread_mutex_t bench_pmutex = PTHREAD_MUTEX_INITIALIZER;
+static long mutex_n;
+
+static void co_mutex_loop(void *opaque)
+{
+    (void)opaque;
+    for (long i = 0; i < mutex_n; i++) {
+        vmm_co_mutex_lock(&bench_mutex);
+        vmm_co_mutex_unlock(&bench_mutex);
+    }
+}
+
+static void comutex_run(long n)
+{
+    mutex_n = n;
+    vmm_coroutine_enter(vmm_coroutine_create(co_mutex_loop, NULL, NULL));
+}
+
+static void pmutex_run(long n)
+{
+    for (long i = 0; i < n; i++) {
+        pthread_mutex_lock(&bench_pmutex);
+        pthread_mutex_unlock(&bench_pmutex);
+    }
+}
+
+int main(void)
+{
+    const char *quick = getenv("VMM_BENCH_QUICK");
+    double sj, sc, api, life, nopool, com, pm;
+
+    if (quick && *quick && strcmp(quick, "0")) {
+        iters = 20000;
+        reps = 1;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+
+    sj_init();
+    sc_init();
+    sj = measure(sj_run, iters);
+    sc = measure(sc_run, iters / 200 + 1);
+
+#if defined(VMM_CO_BACKEND_ASM)
+    raw_co.entry = raw_bounce;
+    if (vmm_co_stack_alloc(&raw_co.stack, 65536) < 0 || vmm_co_backend_init(&raw_co) < 0) {
+        return 1;
+    }
+    double raw = measure(raw_run, iters);
+# if HAVE_FLOOR
+    floor_init(false);
+    double flo = measure(floor_run, iters);
+    floor_init(true);
+    double flo_fpu = measure(floor_run, iters);
+    report("co_switch_rt", raw, "asm_floor_rt", flo);
+    report("co_switch_rt", raw, "asm_floor_fpu_rt", flo_fpu);
+# endif
+    report("co_switch_rt", raw, "sigsetjmp_rt", sj);
+    report("co_switch_rt", raw, "swapcontext_rt", sc);
+#endif
+
+    yield_co = vmm_coroutine_create(co_yielder, NULL, NULL);
+    api = measure(api_run, iters);
+    yield_stop = true;
+    vmm_coroutine_enter(yield_co);
+    report("co_enter_yield_rt", api, "sigsetjmp_rt", sj);
+
+    life = measure(lifecycle_run, iters);
+    vmm_co_pool_reset_budget(0);                /* no pooling: mmap each time */
+    nopool = measure(lifecycle_run, iters / 100 + 1);
+    vmm_co_pool_reset_budget(65530);
+    report("co_lifecycle", life, "co_lifecycle_nopool", nopool);
+
+    vmm_co_mutex_init(&bench_mutex);
+    com = measure(comutex_run, iters);
+    pm = measure(pmutex_run, iters);
+    report("co_mutex_uncontended", com, "pthread_mutex", pm);
+    return 0;
+}

@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vmmkit/aio.h - the AioContext event loop.
+ *
+ * An AioContext runs bottom halves (BHs), fd and event-notifier handlers
+ * and timers.  One thread at a time runs a context (vmm_aio_poll() or the
+ * GSource); any thread may schedule BHs on it or notify it.
+ */
+#ifndef VMMKIT_AIO_H
+#define VMMKIT_AIO_H
+
+#include "vmmkit/common.h"
+
+VMM_BEGIN_DECLS
+
+typedef struct VmmAioContext VmmAioContext;
+typedef struct VmmBH VmmBH;
+typedef struct VmmTimer VmmTimer;
+typedef struct VmmEventNotifier VmmEventNotifier;
+typedef struct VmmIOThread VmmIOThread;
+
+typedef void VmmBHFunc(void *opaque);
+typedef void VmmIOHandler(void *opaque);
+/* Poll-mode callback: returns true if there is work (then io_poll_ready runs). */
+typedef bool VmmIOPoll(void *opaque);
+typedef void VmmTimerFunc(void *opaque);
+
+/* Which fd monitor a context uses. */
+typedef enum VmmFdMonitorKind {
+    VMM_FDMON_AUTO = 0,     /* io_uring where the kernel allows it, else poll/epoll */
+    VMM_FDMON_POLL,         /* ppoll(2) only */
+    VMM_FDMON_EPOLL,        /* ppoll(2), then epoll(7) past a threshold of handlers */
+    VMM_FDMON_IO_URING,     /* io_uring; creation fails with -ENOSYS if unavailable */
+} VmmFdMonitorKind;
+
+typedef struct VmmAioContextOptions {
+    size_t size;                 /* sizeof(VmmAioContextOptions), for ABI growth */
+    VmmFdMonitorKind fdmon;
+    int64_t poll_max_ns;         /* adaptive busy polling ceiling, 0 disables */
+    int64_t poll_grow;           /* 0 = default (2) */
+    int64_t poll_shrink;         /* 0 = default (halve) */
+} VmmAioContextOptions;
+
+/* ---- Contexts ---------------------------------------------------------- */
+
+/* Create a context (refcount 1); @opts may be NULL.  Any thread. */
+VMM_EXPORT VmmAioContext *vmm_aio_context_new(const VmmAioContextOptions *opts,
+                                              int *errp);
+/* Any thread. */
+VMM_EXPORT void vmm_aio_context_ref(VmmAioContext *ctx);
+/* Drops a reference; the last one destroys the context.  A BH still
+ * scheduled at that point is reported (debug builds abort naming it). */
+VMM_EXPORT void vmm_aio_context_unref(VmmAioContext *ctx);
+
+/* The process's main context, created on first use.  The thread that first
+ * calls vmm_aio_poll() on it (or attaches its GSource) is the main loop.
+ * Any thread. */
+VMM_EXPORT VmmAioContext *vmm_aio_context_main(void);
+
+/* The context the calling thread runs (an iothread's, the main loop's), or
+ * the main context for threads that run none (e.g. vCPU threads).  Safe in
+ * coroutines that move between threads.  Any thread. */
+VMM_EXPORT VmmAioContext *vmm_aio_context_current(void);
+
+/* True when the calling thread is the one running @ctx.  Any thread. */
+VMM_EXPORT bool vmm_aio_context_in_thread(VmmAioContext *ctx);
+
+/* Wake a blocking vmm_aio_poll() on @ctx.  Writes the eventfd only when a
+ * poller may be blocking.  Any thread, and async-signal-safe. */
+VMM_EXPORT void vmm_aio_notify(VmmAioContext *ctx);
+
+/* Run what is ready: BHs, handlers, expired timers.  With @blocking, wait
+ * until something is ready (bounded by the nearest timer).  Returns true if
+ * progress was made.  Non-blocking with nothing to do makes no system call.
+ * @ctx's thread; may nest (from inside a callback). */
+VMM_EXPORT bool vmm_aio_poll(VmmAioContext *ctx, bool blocking);
+
+/* Adaptive polling parameters (ns, growth factor, shrink divisor).
+ * @ctx's thread or before it runs. */
+VMM_EXPORT int vmm_aio_context_set_poll_params(VmmAioContext *ctx, int64_t max_ns,
+                                               int64_t grow, int64_t shrink);
+
+/* The fd monitor actually in use (never VMM_FDMON_AUTO).  Any thread. */
+VMM_EXPORT VmmFdMonitorKind vmm_aio_context_fdmon(VmmAioContext *ctx);
+
+/* ---- Bottom halves ----------------------------------------------------- */
+
+/* @name is used in diagnostics and may be NULL.  Any thread. */
+VMM_EXPORT VmmBH *vmm_bh_new(VmmAioContext *ctx, VmmBHFunc *cb, void *opaque,
+                             const char *name);
+/* Wait-free; from any thread or a signal handler.  A BH scheduled while
+ * BHs run waits for the next pass. */
+VMM_EXPORT void vmm_bh_schedule(VmmBH *bh);
+/* As schedule, but the BH is only polled (at least every 10 ms) and does
+ * not count as progress.  Any thread. */
+VMM_EXPORT void vmm_bh_schedule_idle(VmmBH *bh);
+/* Any thread. */
+VMM_EXPORT void vmm_bh_cancel(VmmBH *bh);
+/* Deletes (cancelling it); safe from inside its own callback.  Any thread. */
+VMM_EXPORT void vmm_bh_delete(VmmBH *bh);
+/* Allocate, schedule, run once, free.  Returns 0 or -errno.  Any thread. */
+VMM_EXPORT int vmm_bh_schedule_oneshot(VmmAioContext *ctx, VmmBHFunc *cb,
+                                       void *opaque, const char *name);
+
+/* ---- fd and event-notifier handlers ------------------------------------ */
+
+/* Install, replace (same fd) or remove (all callbacks NULL) the handlers of
+ * @fd.  Removing from inside a dispatch is safe.  Returns 0 or -errno
+ * (-EBADF for an invalid fd).  @ctx's thread, or any thread while @ctx is
+ * not running. */
+VMM_EXPORT int vmm_aio_set_fd_handler(VmmAioContext *ctx, int fd,
+                                      VmmIOHandler *io_read,
+                                      VmmIOHandler *io_write,
+                                      VmmIOPoll *io_poll,
+                                      VmmIOHandler *io_poll_ready,
+                                      void *opaque);
+
+/* An eventfd-backed notifier.  Any thread. */
+VMM_EXPORT VmmEventNotifier *vmm_event_notifier_new(int *errp);
+VMM_EXPORT void vmm_event_notifier_free(VmmEventNotifier *n);
+VMM_EXPORT int vmm_event_notifier_set(VmmEventNotifier *n);
+/* Returns true if it was set. */
+VMM_EXPORT bool vmm_event_notifier_test_and_clear(VmmEventNotifier *n);
+VMM_EXPORT int vmm_event_notifier_fd(VmmEventNotifier *n);
+
+/* Handlers for a notifier: @cb runs (with @opaque) when it is set; the
+ * notifier is NOT cleared automatically.  All NULL removes.  Same threads
+ * as vmm_aio_set_fd_handler(). */
+VMM_EXPORT int vmm_aio_set_event_notifier(VmmAioContext *ctx, VmmEventNotifier *n,
+                                          VmmIOHandler *cb, VmmIOPoll *io_poll,
+                                          VmmIOHandler *io_poll_ready,
+                                          void *opaque);
+
+/* ---- Timers (monotonic clock, nanoseconds) ----------------------------- */
+
+/* CLOCK_MONOTONIC in ns.  Any thread. */
+VMM_EXPORT int64_t vmm_clock_ns(void);
+VMM_EXPORT VmmTimer *vmm_timer_new(VmmAioContext *ctx, VmmTimerFunc *cb, void *opaque);
+/* Arm at absolute @expire_ns (vmm_clock_ns() time base); re-arming moves it.
+ * @ctx's thread, or any thread (it notifies the context). */
+VMM_EXPORT void vmm_timer_mod(VmmTimer *t, int64_t expire_ns);
+VMM_EXPORT void vmm_timer_del(VmmTimer *t);
+VMM_EXPORT bool vmm_timer_pending(VmmTimer *t);
+VMM_EXPORT void vmm_timer_free(VmmTimer *t);
+
+/* ---- GLib integration --------------------------------------------------- */
+
+/* The context's GSource (a new reference the caller must g_source_unref()).
+ * Attach it to any GMainContext and the AioContext runs inside that loop.
+ * Returns a GSource *, typed void * so this header needs no glib.h. */
+VMM_EXPORT void *vmm_aio_context_get_g_source(VmmAioContext *ctx);
+
+/* ---- IOThreads ---------------------------------------------------------- */
+
+/* Start a thread that runs its own context until stopped.  Main loop. */
+VMM_EXPORT VmmIOThread *vmm_iothread_new(const char *name,
+                                         const VmmAioContextOptions *opts,
+                                         int *errp);
+VMM_EXPORT VmmAioContext *vmm_iothread_get_context(VmmIOThread *t);
+/* Stop the thread (it finishes pending BHs), join it and free it.  Main loop. */
+VMM_EXPORT void vmm_iothread_destroy(VmmIOThread *t);
+
+/* ---- aio-wait ----------------------------------------------------------- */
+
+/*
+ * VMM_AIO_WAIT_WHILE(ctx, cond): from the main loop, poll until @cond is
+ * false.  @ctx is the context whose work makes @cond change (NULL or the
+ * main context: poll the main context; another context: its own thread
+ * makes progress, and that work must call vmm_aio_wait_kick()).
+ */
+VMM_EXPORT void vmm_aio_wait_kick(void);
+VMM_EXPORT void vmm_aio_wait_begin_(void);
+VMM_EXPORT void vmm_aio_wait_end_(void);
+
+#define VMM_AIO_WAIT_WHILE(ctx, cond) ({                                   \
+    bool waited_ = false;                                                  \
+    VmmAioContext *wctx_ = (ctx);                                          \
+    VmmAioContext *main_ = vmm_aio_context_main();                         \
+    vmm_aio_wait_begin_();                                                 \
+    while ((cond)) {                                                       \
+        if (wctx_ && wctx_ != main_ && vmm_aio_context_in_thread(wctx_)) { \
+            vmm_aio_poll(wctx_, true);                                     \
+        } else {                                                           \
+            vmm_aio_poll(main_, true);                                     \
+        }                                                                  \
+        waited_ = true;                                                    \
+    }                                                                      \
+    vmm_aio_wait_end_();                                                   \
+    waited_; })
+
+/* As VMM_AIO_WAIT_WHILE but gives up after @ns: evaluates to 0 or -ETIMEDOUT. */
+VMM_EXPORT int vmm_aio_wait_while_timeout_(VmmAioContext *ctx,
+                                           bool (*cond)(void *), void *opaque,
+                                           int64_t ns);
+
+VMM_END_DECLS
+
+#endif /* VMMKIT_AIO_H */

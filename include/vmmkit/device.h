@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vmmkit/device.h - the device model and its quiesce protocol.
+ *
+ * A VmmDevice is anything that does DMA into guest memory.  Operations that
+ * must not race with the device's own DMA - a change of the DMA map (guest
+ * memory added or removed), a device reset, a migration-state change, or a
+ * VM-wide pause - are delivered only to a *quiesced* device:
+ *
+ *  1. The library calls the device's quiesce callback.  It returns 0
+ *     (quiesced now) or -EBUSY (quiescing).  While quiescing the device
+ *     goes on as normal, DMA included, and finishes in-flight work.
+ *  2. With -EBUSY, the device later calls vmm_device_quiesced(dev, 0) from
+ *     any thread.  The pending operations' callbacks (dma_map, reset,
+ *     migration) may run inside that call, before it returns.  An error
+ *     (vmm_device_quiesced(dev, -EIO)) fails the pending operations and the
+ *     device stays running.
+ *  3. Once quiesced, the device must not touch guest memory from its own
+ *     threads.  It may DMA only from inside the callbacks the library
+ *     delivers while it is quiesced.  The vmm_device_dma_*() functions check
+ *     this: a violation is reported naming the function (debug builds
+ *     abort) and fails with -EBUSY.
+ *  4. After the operations (and when no pause holds it), the device's
+ *     resume callback runs and the device is running again.
+ *
+ * This follows libvfio-user's protocol (vfu_device_quiesced); unlike it,
+ * requests may come from any thread and several may queue up: they are
+ * delivered in order, one device quiesce covering all that are queued.
+ */
+#ifndef VMMKIT_DEVICE_H
+#define VMMKIT_DEVICE_H
+
+#include "vmmkit/common.h"
+#include "vmmkit/memory.h"
+
+VMM_BEGIN_DECLS
+
+typedef struct VmmDevice VmmDevice;
+
+/* Migration states, in the VFIO migration v2 sense. */
+typedef enum VmmMigrationState {
+    VMM_MIGRATION_RUNNING = 0,
+    VMM_MIGRATION_STOP,
+    VMM_MIGRATION_STOP_COPY,
+    VMM_MIGRATION_PRE_COPY,
+    VMM_MIGRATION_RESUMING,
+} VmmMigrationState;
+
+/*
+ * The device's callbacks; @opaque is the pointer given to vmm_device_new().
+ * They run in whichever thread delivers them (the requester's, or the one
+ * calling vmm_device_quiesced()), never two at once for one device, and
+ * without library locks held: they may call vmm_device_quiesced() and make
+ * new requests.
+ */
+typedef struct VmmDeviceOps {
+    size_t size;                /* sizeof(VmmDeviceOps) */
+    /* Required.  0: quiesced; -EBUSY: call vmm_device_quiesced() later;
+     * another negative errno: refuse (the pending operations fail). */
+    int (*quiesce)(VmmDevice *dev, void *opaque);
+    /* Optional.  The device may run again (touch guest memory). */
+    void (*resume)(VmmDevice *dev, void *opaque);
+    /* Optional.  Guest memory @s was added or removed (quiesced). */
+    int (*dma_map)(VmmDevice *dev, void *opaque, const VmmMemorySection *s,
+                   bool added);
+    /* Optional.  Reset the device (quiesced). */
+    int (*reset)(VmmDevice *dev, void *opaque);
+    /* Optional.  Enter @state (quiesced). */
+    int (*migration)(VmmDevice *dev, void *opaque, VmmMigrationState state);
+} VmmDeviceOps;
+
+/* Completion of a request: @ret is the callback's result, or the error the
+ * quiesce failed with.  Runs in the delivering thread. */
+typedef void VmmDeviceDoneFunc(VmmDevice *dev, int ret, void *opaque);
+
+/* A device named @name (copied), doing DMA into @mem (a reference is
+ * taken; may be NULL).  Main loop. */
+VMM_EXPORT VmmDevice *vmm_device_new(const char *name, const VmmDeviceOps *ops,
+                                     void *opaque, VmmGuestMemory *mem,
+                                     int *errp);
+/* Free a device with no request pending and no pause held (-EBUSY
+ * otherwise, and nothing is freed).  Main loop. */
+VMM_EXPORT int vmm_device_free(VmmDevice *dev);
+/* Any thread. */
+VMM_EXPORT const char *vmm_device_name(VmmDevice *dev);
+/* The device's guest memory (no new reference).  Any thread. */
+VMM_EXPORT VmmGuestMemory *vmm_device_guest_memory(VmmDevice *dev);
+
+/*
+ * Requests.  Each returns 0 once queued - @done (may be NULL) then runs
+ * exactly once, possibly before the function returns - or a negative errno
+ * (-EINVAL, -ENOMEM) and @done never runs.  Any thread.
+ */
+VMM_EXPORT int vmm_device_reset(VmmDevice *dev, VmmDeviceDoneFunc *done,
+                                void *opaque);
+VMM_EXPORT int vmm_device_dma_map_change(VmmDevice *dev, const VmmMemorySection *s,
+                                         bool added, VmmDeviceDoneFunc *done,
+                                         void *opaque);
+VMM_EXPORT int vmm_device_set_migration_state(VmmDevice *dev, VmmMigrationState st,
+                                              VmmDeviceDoneFunc *done,
+                                              void *opaque);
+/* Quiesce and stay quiesced (done(dev, 0) once quiesced) until a matching
+ * vmm_device_unpause().  Pauses nest. */
+VMM_EXPORT int vmm_device_pause(VmmDevice *dev, VmmDeviceDoneFunc *done,
+                                void *opaque);
+/* Drop one pause; -EINVAL if none is held.  Any thread. */
+VMM_EXPORT int vmm_device_unpause(VmmDevice *dev);
+
+/* The device finished quiescing (@err == 0) or could not (-errno).  Only
+ * after its quiesce callback returned -EBUSY.  Any thread. */
+VMM_EXPORT void vmm_device_quiesced(VmmDevice *dev, int err);
+
+/* True while quiesced (not while quiescing).  Any thread. */
+VMM_EXPORT bool vmm_device_is_quiesced(VmmDevice *dev);
+
+/*
+ * DMA on behalf of @dev: vmm_dma_read/write/map on its guest memory, plus
+ * the quiesce rule (3. above); -EBUSY on violation, -ENODEV without memory.
+ * Any thread.
+ */
+VMM_EXPORT int vmm_device_dma_read(VmmDevice *dev, uint64_t gpa, void *buf,
+                                   size_t len);
+VMM_EXPORT int vmm_device_dma_write(VmmDevice *dev, uint64_t gpa,
+                                    const void *buf, size_t len);
+VMM_EXPORT int vmm_device_dma_map(VmmDevice *dev, uint64_t gpa, uint64_t len,
+                                  uint32_t flags, struct iovec *iov,
+                                  unsigned max_iov);
+
+VMM_END_DECLS
+
+#endif /* VMMKIT_DEVICE_H */

@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: MIT */
+/* Internal: the virtio core's structures, shared by its files. */
+#ifndef VMM_VIRTIO_INTERNAL_H
+#define VMM_VIRTIO_INTERNAL_H
+
+#include <linux/virtio_ring.h>
+
+#include "device/devlock.h"
+#include "device/device-internal.h"
+#include "vmmkit/virtio.h"
+
+struct VmmVirtqueue {
+    VmmVirtioDevice *vdev;
+    unsigned index;
+    uint16_t max_size;
+
+    /* Set up by the driver (under vdev->lock, while not ready). */
+    uint16_t size;
+    uint64_t desc_gpa, avail_gpa, used_gpa;
+    bool ready;                 /* atomic: release when enabled */
+
+    /* Pinned rings (valid while ready); region refs keep them mapped. */
+    struct vring_desc *desc;
+    struct vring_avail *avail;
+    struct vring_used *used;
+    VmmRamRegion *pin[3];
+
+    /* Processing state: the queue's context only. */
+    uint16_t last_avail_idx;    /* next ring entry to pop */
+    uint16_t shadow_avail_idx;  /* last avail->idx read */
+    uint16_t used_idx;          /* next used entry to fill */
+    uint16_t signalled_used;    /* used_idx at the last interrupt */
+    bool signalled_used_valid;
+    bool notification;          /* doorbells wanted */
+    bool event_idx, indirect;   /* negotiated at enable */
+    unsigned in_flight;
+    struct iovec *scratch_iov;  /* VMM_VIRTQUEUE_MAX_IOV entries */
+    struct vring_desc *scratch_ind; /* a copied indirect table */
+
+    /* Dispatch (run_lock): handle_queue never runs while stopped. */
+    VmmDevLock run_lock;
+    bool stopped;               /* quiesced: kicks are remembered */
+    bool kick_pending;
+    VmmAioContext *ctx;
+    VmmEventNotifier *notifier;
+};
+
+struct VmmVirtioDevice {
+    VmmDevLock lock;            /* status, features, config, queue set-up */
+    VmmDevice *dev;
+    VmmVirtioDeviceOps ops;
+    void *opaque;
+    VmmGuestMemory *mem;
+    uint64_t host_features;
+    uint64_t guest_features;
+    uint8_t status;             /* atomic reads */
+    uint8_t isr;                /* atomic */
+    uint32_t config_gen;
+    uint8_t *config;
+    bool reset_pending;
+    bool broken_logged;
+    VmmVirtioInterruptFunc *irq;
+    void *irq_opaque;
+    unsigned in_flight;         /* atomic: sum over queues */
+    int quiesce_waiting;        /* atomic: a quiesce waits for in_flight 0 */
+    unsigned num_queues;
+    VmmVirtqueue *vq;
+};
+
+/* virtqueue.c */
+int vmm_vq_init(VmmVirtqueue *vq, VmmVirtioDevice *vdev, unsigned index);
+void vmm_vq_cleanup(VmmVirtqueue *vq);
+void vmm_vq_reset(VmmVirtqueue *vq);
+int vmm_vq_enable(VmmVirtqueue *vq, uint64_t features);
+void vmm_vq_unpin(VmmVirtqueue *vq);
+
+/* virtio.c */
+void vmm_virtio_raise(VmmVirtioDevice *vdev, int queue);
+void vmm_virtio_request_finished(VmmVirtioDevice *vdev);
+void vmm_virtio_dispatch(VmmVirtioDevice *vdev, VmmVirtqueue *vq);
+
+#endif

@@ -1,0 +1,301 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The virtio 1.x device core: feature negotiation, the status machine,
+ * configuration space, queue set-up, dispatch of doorbells, and the glue to
+ * the device model's quiesce protocol.
+ *
+ * Locks: vdev->lock guards status, features, configuration and queue
+ * set-up (register accesses from any vCPU).  vq->run_lock serializes
+ * handle_queue with the quiesce callback, which sets vq->stopped under it:
+ * once it is set, no handler runs or will start, so only requests already
+ * popped (vdev->in_flight) can still touch guest memory.  Order:
+ * run_lock before vdev->lock.
+ *
+ * Quiesce hand-off (Dekker style, all sequentially consistent):
+ *   quiesce: xchg(quiesce_waiting, 1) ... load(in_flight)
+ *   finish:  sub_fetch(in_flight) ... load(quiesce_waiting)
+ * at least one side sees the other; xchg(quiesce_waiting, 0) picks exactly
+ * one to report: the callback's return 0, or vmm_device_quiesced().
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/atomic.h"
+#include "util/compiler.h"
+#include "util/log.h"
+#include "virtio/virtio-internal.h"
+
+#define CORE_FEATURES ((1ull << VMM_VIRTIO_F_VERSION_1) | \
+                       (1ull << VMM_VIRTIO_F_RING_EVENT_IDX) | \
+                       (1ull << VMM_VIRTIO_F_RING_INDIRECT_DESC))
+#define MAX_QUEUES 256
+#define MAX_CONFIG 4096
+
+void vmm_virtio_raise(VmmVirtioDevice *vdev, int queue)
+{
+    vmm_atomic_fetch_or(&vdev->isr, queue < 0 ? VMM_VIRTIO_ISR_CONFIG : VMM_VIRTIO_ISR_QUEUE);
+    VmmVirtioInterruptFunc *fn = vmm_atomic_load_acquire(&vdev->irq);
+    if (fn) {
+        fn(vdev->irq_opaque, vdev, queue);
+    }
+}
+
+void vmm_virtio_dispatch(VmmVirtioDevice *vdev, VmmVirtqueue *vq)
+{
+    vmm_devlock_lock(&vq->run_lock);
+    if (vq->stopped) {
+        vq->kick_pending = true;    /* handled at resume */
+    } else {
+        vdev->ops.handle_queue(vdev, vq, vdev->opaque);
+    }
+    vmm_devlock_unlock(&vq->run_lock);
+}
+
+void vmm_virtio_request_finished(VmmVirtioDevice *vdev)
+{
+    /* Pairs with the xchg/load in core_quiesce() (header comment). */
+    if (vmm_atomic_sub_fetch(&vdev->in_flight, 1) == 0 &&
+        __atomic_load_n(&vdev->quiesce_waiting, __ATOMIC_SEQ_CST) &&
+        vmm_atomic_xchg(&vdev->quiesce_waiting, 0)) {
+        vmm_device_quiesced(vdev->dev, 0);
+    }
+}
+
+/* ---- Device-model callbacks ---------------------------------------------- */
+
+static int core_quiesce(VmmDevice *dev, void *opaque)
+{
+    VmmVirtioDevice *vdev = opaque;
+    (void)dev;
+
+    vmm_atomic_xchg(&vdev->quiesce_waiting, 1);
+    for (unsigned i = 0; i < vdev->num_queues; i++) {
+        VmmVirtqueue *vq = &vdev->vq[i];
+        vmm_devlock_lock(&vq->run_lock);     /* waits for a running handler */
+        vq->stopped = true;
+        vmm_devlock_unlock(&vq->run_lock);
+    }
+    if (__atomic_load_n(&vdev->in_flight, __ATOMIC_SEQ_CST) == 0 &&
+        vmm_atomic_xchg(&vdev->quiesce_waiting, 0)) {
+        return 0;
+    }
+    return -EBUSY;   /* the last vmm_virtqueue_push() reports it */
+}
+
+static void core_resume(VmmDevice *dev, void *opaque)
+{
+    VmmVirtioDevice *vdev = opaque;
+    (void)dev;
+
+    for (unsigned i = 0; i < vdev->num_queues; i++) {
+        VmmVirtqueue *vq = &vdev->vq[i];
+        vmm_devlock_lock(&vq->run_lock);
+        bool kick = vq->kick_pending;
+        vq->stopped = false;
+        vq->kick_pending = false;
+        vmm_devlock_unlock(&vq->run_lock);
+        if (kick) {
+            vmm_virtio_dispatch(vdev, vq);
+        }
+    }
+}
+
+static int core_reset(VmmDevice *dev, void *opaque)
+{
+    VmmVirtioDevice *vdev = opaque;
+    (void)dev;
+
+    vmm_devlock_lock(&vdev->lock);
+    for (unsigned i = 0; i < vdev->num_queues; i++) {
+        vmm_vq_reset(&vdev->vq[i]);
+    }
+    vdev->guest_features = 0;
+    vmm_atomic_set(&vdev->isr, 0);
+    vdev->reset_pending = false;
+    vdev->broken_logged = false;
+    vmm_atomic_store_release(&vdev->status, 0);
+    vmm_devlock_unlock(&vdev->lock);
+    if (vdev->ops.reset) {
+        vdev->ops.reset(vdev, vdev->opaque);
+    }
+    return 0;
+}
+
+/* Guest memory changed: re-pin the rings of enabled queues. */
+static int core_dma_map(VmmDevice *dev, void *opaque, const VmmMemorySection *s, bool added)
+{
+    VmmVirtioDevice *vdev = opaque;
+    bool bad = false;
+    (void)dev;
+    (void)s;
+    (void)added;
+
+    vmm_devlock_lock(&vdev->lock);
+    for (unsigned i = 0; i < vdev->num_queues; i++) {
+        VmmVirtqueue *vq = &vdev->vq[i];
+        if (!vq->ready) {
+            continue;
+        }
+        uint16_t la = vq->last_avail_idx, sa = vq->shadow_avail_idx, ui = vq->used_idx;
+        uint16_t su = vq->signalled_used;
+        bool sv = vq->signalled_used_valid, n = vq->notification;
+        vmm_vq_unpin(vq);
+        if (vmm_vq_enable(vq, vdev->guest_features) < 0) {
+            vmm_atomic_store_release(&vq->ready, false);
+            bad = true;
+            continue;
+        }
+        vq->last_avail_idx = la;
+        vq->shadow_avail_idx = sa;
+        vq->used_idx = ui;
+        vq->signalled_used = su;
+        vq->signalled_used_valid = sv;
+        vq->notification = n;
+    }
+    vmm_devlock_unlock(&vdev->lock);
+    if (bad) {
+        vmm_virtio_set_needs_reset(vdev, "a virtqueue ring is no longer in guest RAM");
+    }
+    return 0;
+}
+
+static const VmmDeviceOps core_dev_ops = {
+    .size = sizeof(VmmDeviceOps),
+    .quiesce = core_quiesce,
+    .resume = core_resume,
+    .reset = core_reset,
+    .dma_map = core_dma_map,
+};
+
+/* ---- Life cycle ------------------------------------------------------------ */
+
+static int check_ops(const VmmVirtioDeviceOps *ops)
+{
+    if (!ops || ops->size < sizeof(VmmVirtioDeviceOps) || !ops->handle_queue ||
+        ops->num_queues == 0 || ops->num_queues > MAX_QUEUES ||
+        ops->queue_max_size == 0 || ops->queue_max_size > VMM_VIRTQUEUE_MAX_SIZE ||
+        (ops->queue_max_size & (ops->queue_max_size - 1)) ||
+        ops->config_size > MAX_CONFIG) {
+        VMM_MISUSE("invalid virtio device ops");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static void vdev_destroy(VmmVirtioDevice *vdev)
+{
+    if (vdev->vq) {
+        for (unsigned i = 0; i < vdev->num_queues; i++) {
+            vmm_vq_cleanup(&vdev->vq[i]);
+        }
+    }
+    if (vdev->dev) {
+        vmm_device_free(vdev->dev);
+    }
+    vmm_devlock_destroy(&vdev->lock);
+    free(vdev->vq);
+    free(vdev->config);
+    free(vdev);
+}
+
+VmmVirtioDevice *vmm_virtio_device_new(const char *name, const VmmVirtioDeviceOps *ops,
+                                       void *opaque, VmmGuestMemory *mem,
+                                       const void *config_init, int *errp)
+{
+    int err = check_ops(ops);
+    VmmVirtioDevice *vdev = NULL;
+
+    if (err < 0) {
+        goto fail;
+    }
+    err = -ENOMEM;
+    vdev = calloc(1, sizeof(*vdev));
+    if (!vdev) {
+        goto fail;
+    }
+    vmm_devlock_init(&vdev->lock);
+    vdev->ops = *ops;
+    vdev->opaque = opaque;
+    vdev->mem = mem;
+    vdev->host_features = ops->features | CORE_FEATURES;
+    vdev->num_queues = ops->num_queues;
+    vdev->config = calloc(1, ops->config_size ? ops->config_size : 1);
+    vdev->vq = calloc(ops->num_queues, sizeof(VmmVirtqueue));
+    if (!vdev->config || !vdev->vq) {
+        goto fail;
+    }
+    for (unsigned i = 0; i < vdev->num_queues; i++) {
+        if (vmm_vq_init(&vdev->vq[i], vdev, i) < 0) {
+            vdev->num_queues = i + 1;
+            goto fail;
+        }
+    }
+    if (config_init) {
+        memcpy(vdev->config, config_init, ops->config_size);
+    }
+    vdev->dev = vmm_device_new(name, &core_dev_ops, vdev, mem, &err);
+    if (!vdev->dev) {
+        goto fail;
+    }
+    return vdev;
+fail:
+    if (vdev) {
+        vdev_destroy(vdev);
+    }
+    if (errp) {
+        *errp = err;
+    }
+    return NULL;
+}
+
+void vmm_virtio_device_free(VmmVirtioDevice *vdev)
+{
+    if (vdev) {
+        vdev_destroy(vdev);
+    }
+}
+
+VmmDevice *vmm_virtio_device_get_device(VmmVirtioDevice *vdev)
+{
+    return vdev->dev;
+}
+
+uint16_t vmm_virtio_device_id(VmmVirtioDevice *vdev)
+{
+    return vdev->ops.device_id;
+}
+
+unsigned vmm_virtio_num_queues(VmmVirtioDevice *vdev)
+{
+    return vdev->num_queues;
+}
+
+VmmVirtqueue *vmm_virtio_get_queue(VmmVirtioDevice *vdev, unsigned idx)
+{
+    return idx < vdev->num_queues ? &vdev->vq[idx] : NULL;
+}
+
+void vmm_virtio_set_interrupt(VmmVirtioDevice *vdev, VmmVirtioInterruptFunc *fn,
+                              void *opaque)
+{
+    vdev->irq_opaque = opaque;
+    /* Release: pairs with the acquire in vmm_virtio_raise(). */
+    vmm_atomic_store_release(&vdev->irq, fn);
+}
+
+void vmm_virtio_set_needs_reset(VmmVirtioDevice *vdev, const char *why)
+{
+    vmm_devlock_lock(&vdev->lock);
+    bool first = !vdev->broken_logged;
+    vdev->broken_logged = true;
+    uint8_t st = vdev->status | VMM_VIRTIO_STATUS_DEVICE_NEEDS_RESET;
+    vmm_atomic_store_release(&vdev->status, st);
+    vmm_devlock_unlock(&vdev->lock);
+    if (first) {
+        vmm_warn("virtio device '%s' needs reset: %s", vmm_device_name(vdev->dev), why);
+        if (st & VMM_VIRTIO_STATUS_DRIVER_OK) {
+            vmm_virtio_raise(vdev, -1);
+        }
+    }
+}
