@@ -60,6 +60,15 @@ static long rss_beyond_ram(pid_t pid)
     return total;
 }
 
+/* Print the init's report line (it carries the guest's own uptime). */
+static void show_mark(const char *who, const char *buf)
+{
+    const char *at = strstr(buf, MARK);
+    if (at) {
+        fprintf(stderr, "# %s: %.*s\n", who, (int)strcspn(at, "\r\n"), at);
+    }
+}
+
 /* Read @fd until MARK appears or @deadline; true when seen. */
 static bool wait_mark(int fd, double deadline, char *buf, size_t cap, size_t *len)
 {
@@ -71,6 +80,15 @@ static bool wait_mark(int fd, double deadline, char *buf, size_t cap, size_t *le
             *len += (size_t)n;
             buf[*len] = '\0';
             if (strstr(buf, MARK)) {
+                /* The rest of the line, for show_mark(). */
+                for (int i = 0; i < 20 && !strchr(strstr(buf, MARK), '\n'); i++) {
+                    poll(&p, 1, 50);
+                    ssize_t k = read(fd, buf + *len, cap - 1 - *len);
+                    if (k > 0) {
+                        *len += (size_t)k;
+                        buf[*len] = '\0';
+                    }
+                }
                 return true;
             }
             if (*len > cap / 2) {           /* keep the tail only */
@@ -106,6 +124,7 @@ static int boot_vmmkit(const char *kernel, const char *initrd, double *secs, lon
     size_t len = 0;
     bool ok = wait_mark(p[0], t0 + 600, buf, sizeof(buf), &len);
     *secs = now() - t0;
+    show_mark("vmmkit", buf);
     vmm_machine_pause(m);
     *kib = rss_beyond_ram(getpid());
     vmm_machine_free(m);
@@ -135,6 +154,7 @@ static int boot_qemu(char **argv, double *secs, long *kib)
     size_t len = 0;
     bool ok = wait_mark(p[0], t0 + 600, buf, sizeof(buf), &len);
     *secs = now() - t0;
+    show_mark("qemu", buf);
     kill(pid, SIGSTOP);
     *kib = rss_beyond_ram(pid);
     kill(pid, SIGKILL);
