@@ -400,6 +400,40 @@ static void test_drain_iothread(void **state)
     vmm_iothread_destroy(t);
 }
 
+/* Draining a child quiesces its parents up to the BlockBackend, whose new
+ * requests then wait. */
+static void test_drain_quiesces_parents(void **state)
+{
+    (void)state;
+    VmmBlockBackend *blk = blk_open("driver=raw,node-name=dq-top,file.driver=null,"
+                                    "file.node-name=dq-bottom,file.size=1M");
+    VmmBlockNode *top = vmm_block_find_node("dq-top");
+    VmmBlockNode *bottom = vmm_block_find_node("dq-bottom");
+    drain_begins = drain_ends = 0;
+    VmmBlockDevOps ops = { .size = sizeof(ops), .drained_begin = dev_drained_begin,
+                           .drained_end = dev_drained_end };
+    vmm_blk_set_dev_ops(blk, &ops, NULL);
+    vmm_block_drained_begin(bottom);
+    vmm_block_drained_begin(bottom);        /* nests */
+    assert_true(vmm_block_node_quiesced(bottom));
+    assert_true(vmm_block_node_quiesced(top));
+    assert_int_equal(drain_begins, 1);
+    IoJob j = { .blk = blk };
+    start_job(vmm_aio_context_main(), &j);
+    for (int i = 0; i < 20; i++) {
+        vmm_aio_poll(vmm_aio_context_main(), false);
+    }
+    assert_false(j.done);
+    vmm_block_drained_end(bottom);
+    assert_true(vmm_block_node_quiesced(top));
+    vmm_block_drained_end(bottom);
+    assert_false(vmm_block_node_quiesced(top));
+    assert_int_equal(drain_ends, 1);
+    VMM_AIO_WAIT_WHILE(NULL, !__atomic_load_n(&j.done, __ATOMIC_ACQUIRE));
+    assert_int_equal(j.ret, 0);
+    vmm_blk_unref(blk);
+}
+
 static void test_sync_in_iothread(void **state)
 {
     (void)state;
@@ -432,6 +466,7 @@ int main(void)
         cmocka_unit_test(test_fault_injection),
         cmocka_unit_test(test_drain_main),
         cmocka_unit_test(test_drain_iothread),
+        cmocka_unit_test(test_drain_quiesces_parents),
         cmocka_unit_test(test_sync_in_iothread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
