@@ -54,8 +54,9 @@ VMM_EXPORT void vmm_aio_context_ref(VmmAioContext *ctx);
 /* Drops a reference; the last one destroys the context.  A BH still
  * scheduled at that point is reported (debug builds abort naming it); BHs
  * and timers not yet deleted are detached (using them is then reported,
- * deleting/freeing them is fine).  Not while the context is being polled.
- * Any thread. */
+ * deleting/freeing them is fine).  Dropped inside one of the context's own
+ * callbacks, destruction waits until the outermost poll returns; dropped in
+ * another thread while the context is polled, it is reported.  Any thread. */
 VMM_EXPORT void vmm_aio_context_unref(VmmAioContext *ctx);
 
 /* The process's main context, created on first use.  The thread that first
