@@ -87,7 +87,7 @@ VMM_EXPORT bool vmm_aio_poll(VmmAioContext *ctx, bool blocking);
 
 /* Adaptive polling parameters: ceiling in ns (0 turns polling off), growth
  * factor (0 = 2; 1 is invalid), shrink divisor (0 = 2).  Returns 0 or
- * -EINVAL.  @ctx's thread, or any thread before it runs. */
+ * -EINVAL.  Any thread (handlers' budgets are clamped when next used). */
 VMM_EXPORT int vmm_aio_context_set_poll_params(VmmAioContext *ctx, int64_t max_ns,
                                                int64_t grow, int64_t shrink);
 
@@ -121,7 +121,8 @@ VMM_EXPORT int vmm_bh_schedule_oneshot(VmmAioContext *ctx, VmmBHFunc *cb,
 /* Install, replace (same fd) or remove (all callbacks NULL) the handlers of
  * @fd.  Removing from inside a dispatch is safe (a removed handler is not
  * called again, even if it was ready).  Returns 0 or -errno: -EBADF for an
- * invalid fd, -ENOENT when removing a handler that is not set, -EINVAL for
+ * invalid fd, -ENOENT when removing a handler that is not set, -EBUSY for the
+ * context's own notifier fd, -EINVAL for
  * io_poll_ready without io_poll.  An fd closed while its handler is set is
  * reported and no longer watched.  Any thread (a poller blocked in @ctx's
  * thread is woken to see the change). */
