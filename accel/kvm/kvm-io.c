@@ -122,10 +122,12 @@ int vmm_vm_register_io(VmmVm *vm, bool pio, uint64_t base, uint64_t len,
     memmove(&m->r[pos + 1], &m->r[pos], (m->n - pos) * sizeof(IoRange *));
     m->r[pos] = r;
     m->n++;
-    /* Publish: pairs with rcu_dereference in lookup(). */
-    rcu_assign_pointer(*map_slot(vm, pio), m);
+    /* Publish (rcu_assign_pointer as a C11 release store, which TSan
+     * understands): pairs with the load-acquire in lookup(). */
+    vmm_atomic_store_release(map_slot(vm, pio), m);
     kvm_mutex_unlock(&vm->io_lock);
     if (old) {
+        vmm_rcu_tsan_release();     /* the writer's side of the TSan edge */
         urcu_memb_call_rcu(&old->rcu, map_free_rcu);
     }
     return 0;
@@ -178,7 +180,7 @@ int vmm_vm_unregister_io(VmmVm *vm, bool pio, uint64_t base)
     }
     memmove(&m->r[pos], &m->r[pos + 1], (m->n - pos - 1) * sizeof(IoRange *));
     m->n--;
-    rcu_assign_pointer(*map_slot(vm, pio), m);
+    vmm_atomic_store_release(map_slot(vm, pio), m);  /* pairs with lookup() */
     kvm_mutex_unlock(&vm->io_lock);
     /* Every vCPU that found @r in the old map has published cur_range. */
     urcu_memb_synchronize_rcu();
@@ -210,7 +212,9 @@ static bool lookup(VmmVcpu *vcpu, bool pio, uint64_t addr, unsigned size, Found 
     IoMap *map;
 
     vmm_rcu_read_lock();
-    map = rcu_dereference(*map_slot(vm, pio));
+    /* Acquire (rcu_dereference, stronger): pairs with the release that
+     * published the map. */
+    map = vmm_atomic_load_acquire(map_slot(vm, pio));
     if (map) {
         size_t pos = map_search(map, addr);
         if (pos < map->n) {
