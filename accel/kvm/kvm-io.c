@@ -16,6 +16,8 @@
  * after the callback, so it can be freed even while the unregistering
  * vCPU is itself inside one of its callbacks.
  */
+/* The inline read-side fast path of liburcu (no library call per exit). */
+#define _LGPL_SOURCE 1
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +56,7 @@ void kvm_io_destroy(VmmVm *vm)
 }
 
 /* First range whose end is above @addr (binary search), or n. */
-static size_t map_search(const IoMap *map, uint64_t addr)
+VMM_HOT static size_t map_search(const IoMap *map, uint64_t addr)
 {
     size_t lo = 0, hi = map->n;
 
@@ -205,7 +207,7 @@ typedef struct Found {
 } Found;
 
 /* Look up [addr, addr+size) and mark it current on @vcpu.  False: a hole. */
-static bool lookup(VmmVcpu *vcpu, bool pio, uint64_t addr, unsigned size, Found *f)
+VMM_HOT static bool lookup(VmmVcpu *vcpu, bool pio, uint64_t addr, unsigned size, Found *f)
 {
     VmmVm *vm = vcpu->vm;
     bool ok = false;
@@ -232,7 +234,7 @@ static bool lookup(VmmVcpu *vcpu, bool pio, uint64_t addr, unsigned size, Found 
     return ok;
 }
 
-static void done(VmmVcpu *vcpu)
+VMM_HOT static void done(VmmVcpu *vcpu)
 {
     /* Release pairs with the load-acquire in wait_range_idle(). */
     vmm_atomic_store_release(&vcpu->cur_range, NULL);
@@ -248,7 +250,7 @@ static void unhandled(VmmVm *vm, bool pio, uint64_t addr, bool write)
     }
 }
 
-static uint64_t io_read(VmmVcpu *vcpu, bool pio, uint64_t addr, unsigned size)
+VMM_HOT static uint64_t io_read(VmmVcpu *vcpu, bool pio, uint64_t addr, unsigned size)
 {
     Found f;
     uint64_t v = ~0ULL;
@@ -264,7 +266,7 @@ static uint64_t io_read(VmmVcpu *vcpu, bool pio, uint64_t addr, unsigned size)
     return size < 8 ? v & ((1ULL << (size * 8)) - 1) : v;
 }
 
-static void io_write(VmmVcpu *vcpu, bool pio, uint64_t addr, unsigned size, uint64_t v)
+VMM_HOT static void io_write(VmmVcpu *vcpu, bool pio, uint64_t addr, unsigned size, uint64_t v)
 {
     Found f;
 
@@ -283,7 +285,7 @@ static bool valid_size(unsigned size)
     return size == 1 || size == 2 || size == 4 || size == 8;
 }
 
-void kvm_dispatch_pio(VmmVcpu *vcpu)
+VMM_HOT void kvm_dispatch_pio(VmmVcpu *vcpu)
 {
     struct kvm_run *run = vcpu->run;
     unsigned size = run->io.size;
@@ -309,7 +311,7 @@ void kvm_dispatch_pio(VmmVcpu *vcpu)
     }
 }
 
-void kvm_dispatch_mmio(VmmVcpu *vcpu)
+VMM_HOT void kvm_dispatch_mmio(VmmVcpu *vcpu)
 {
     struct kvm_run *run = vcpu->run;
     unsigned len = run->mmio.len;
@@ -335,13 +337,14 @@ void kvm_dispatch_mmio(VmmVcpu *vcpu)
 
 static __thread bool flushing;
 
-void kvm_flush_coalesced(VmmVm *vm)
+VMM_HOT void kvm_flush_coalesced(VmmVm *vm)
 {
     struct kvm_coalesced_mmio_ring *ring = vm->coalesced;
     const uint32_t max = (KVM_PAGE_SIZE - sizeof(*ring)) / sizeof(ring->coalesced_mmio[0]);
     VmmVcpu *self = vmm_vcpu_current();
 
-    if (!ring || flushing || !self) {
+    /* No zone was ever registered: the ring stays empty; do not touch it. */
+    if (!ring || !vmm_atomic_read(&vm->coalesced_used) || flushing || !self) {
         return;
     }
     /* Acquire pairs with the kernel's release of last after the entry. */
@@ -378,6 +381,9 @@ static int coalesced(VmmVm *vm, bool pio, uint64_t base, uint32_t len, bool add)
     }
     if (!vm->coalesced_page) {
         return -EOPNOTSUPP;
+    }
+    if (add) {
+        vmm_atomic_set(&vm->coalesced_used, true);
     }
     return kvm_vm_ioctl(vm, add ? KVM_REGISTER_COALESCED_MMIO : KVM_UNREGISTER_COALESCED_MMIO,
                         &z);
