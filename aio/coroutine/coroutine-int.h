@@ -209,6 +209,10 @@ extern const char vmm_co_backend_name[];
 int vmm_co_switch_asm(void **save_sp, void *new_sp, int action);
 /* Entry stub of a fresh stack (calls vmm_co_trampoline). */
 void vmm_co_trampoline_asm(void);
+#define VMM_CO_BACKEND_SWITCH(from, to, action) \
+    vmm_co_switch_asm(&(from)->sp, (to)->sp, action)
+#else
+#define VMM_CO_BACKEND_SWITCH(from, to, action) vmm_co_backend_switch(from, to, action)
 #endif
 
 /* ---- Stacks and the pool (stack.c, pool.c) ------------------------------ */

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "aio/aio-internal.h"
 #include "coroutine-int.h"
 #include "util/atomic.h"
 #include "util/log.h"
@@ -71,9 +72,10 @@ static void asan_learn_leader(struct VmmCoroutine *caller, const void *bottom,
 /*
  * Switch from @from (running) to @to.  Returns when someone switches back
  * to @from, possibly on another thread: nothing read from @t before the
- * switch may be used after it.
+ * switch may be used after it, and callers re-fetch thread state through
+ * co_thread_get() (noinline), so inlining this is safe.
  */
-static VMM_NOINLINE int co_switch(CoThread *t, struct VmmCoroutine *from,
+static inline __attribute__((always_inline)) int co_switch(CoThread *t, struct VmmCoroutine *from,
                                   struct VmmCoroutine *to, int action)
 {
     int ret;
@@ -94,7 +96,7 @@ static VMM_NOINLINE int co_switch(CoThread *t, struct VmmCoroutine *from,
     /* flags 0: the switch synchronises the two fibers (happens-before). */
     __tsan_switch_to_fiber(to->tsan_fiber, 0);
 #endif
-    ret = vmm_co_backend_switch(from, to, action);
+    ret = VMM_CO_BACKEND_SWITCH(from, to, action);
 #if VMM_CO_ASAN
     __sanitizer_finish_switch_fiber(fake_stack, &old_bottom, &old_size);
     if (from->caller) {
@@ -190,8 +192,8 @@ void vmm_co_enter_ctx(VmmAioContext *ctx, struct VmmCoroutine *co)
     }
     self = t->current ? t->current : &t->leader;
     vmm_co_fifo_init(&pending);
-    vmm_co_fifo_push(&pending, co);
-    for (bool first = true; (to = vmm_co_fifo_pop(&pending)); first = false) {
+    to = co;
+    for (bool first = true; to; to = vmm_co_fifo_pop(&pending), first = false) {
         int ret;
 
         if (!co_check_enter(to, !first)) {
@@ -206,7 +208,9 @@ void vmm_co_enter_ctx(VmmAioContext *ctx, struct VmmCoroutine *co)
         t = co_thread_get();
         /* What @to woke runs now, before older pending entries:
          * depth-first, most recently queued first. */
-        vmm_co_fifo_prepend(&pending, &to->wakeup);
+        if (vmm_unlikely(to->wakeup.head)) {
+            vmm_co_fifo_prepend(&pending, &to->wakeup);
+        }
         if (ret == VMM_CO_TERMINATE) {
             co_terminated(to);
         } else if (vmm_unlikely(to->resched_ctx)) {
@@ -219,13 +223,32 @@ void vmm_co_enter_ctx(VmmAioContext *ctx, struct VmmCoroutine *co)
     }
 }
 
+/* vmm_aio_context_current() without its pthread_once on every call. */
+static VmmAioContext *current_context(void)
+{
+    static VmmAioContext *main_ctx;     /* atomic; set once */
+    VmmAioContext *ctx = vmm_aio_get_current_context_raw();
+
+    if (vmm_likely(ctx)) {
+        return ctx;
+    }
+    /* Pairs with itself: the context is fully built before it is published
+     * by vmm_aio_context_main(). */
+    ctx = vmm_atomic_load_acquire(&main_ctx);
+    if (vmm_unlikely(!ctx)) {
+        ctx = vmm_aio_context_main();
+        vmm_atomic_store_release(&main_ctx, ctx);
+    }
+    return ctx;
+}
+
 void vmm_coroutine_enter(VmmCoroutine *co)
 {
     if (!co) {
         VMM_MISUSE("NULL coroutine");
         return;
     }
-    vmm_co_enter_ctx(vmm_aio_context_current(), co);
+    vmm_co_enter_ctx(current_context(), co);
 }
 
 void vmm_coroutine_enter_if_inactive(VmmCoroutine *co)
@@ -235,7 +258,7 @@ void vmm_coroutine_enter_if_inactive(VmmCoroutine *co)
         return;
     }
     if (!co->caller && !vmm_atomic_read(&co->scheduled)) {
-        vmm_co_enter_ctx(vmm_aio_context_current(), co);
+        vmm_co_enter_ctx(current_context(), co);
     }
 }
 

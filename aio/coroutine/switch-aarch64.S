@@ -7,12 +7,17 @@
  * Saves what the ABI makes callee-saved: x19-x28, the frame pointer x29,
  * the link register x30, the low halves of v8-v15 (d8-d15) and FPCR (its
  * rounding and trap controls are preserved across calls).  FPCR is written
- * back only when it differs, since "msr fpcr" can be slow.
+ * back only when it differs, since "msr fpcr" can be slow.  Without
+ * VMM_CO_FPU_CTL (-Dcoroutine_fpu_ctl=false) FPCR is not switched.
  *
  * Frame on a suspended stack (176 bytes, 16-byte aligned):
  *   sp+0 x19 x20 ... x28 x29 x30 (96 bytes), sp+96 d8..d15 (64 bytes),
  *   sp+160 FPCR, sp+168 padding
  */
+#include "aio/coroutine/coroutine-config.h"
+#ifndef VMM_CO_FPU_CTL
+#define VMM_CO_FPU_CTL 0
+#endif
     .text
     .globl  vmm_co_switch_asm
     .hidden vmm_co_switch_asm
@@ -31,14 +36,18 @@ vmm_co_switch_asm:
     stp     d10, d11, [sp, #112]
     stp     d12, d13, [sp, #128]
     stp     d14, d15, [sp, #144]
+#if VMM_CO_FPU_CTL
     mrs     x9, fpcr
     str     x9, [sp, #160]
+#endif
     mov     x10, sp
     str     x10, [x0]
     mov     sp, x1
+#if VMM_CO_FPU_CTL
     ldr     x10, [sp, #160]
     cmp     x10, x9
     b.ne    2f
+#endif
 1:  ldp     x19, x20, [sp, #0]
     ldp     x21, x22, [sp, #16]
     ldp     x23, x24, [sp, #32]

@@ -10,17 +10,22 @@
  * there with @action in eax.
  *
  * Frame on a suspended stack (low to high address):
- *   sp+0  MXCSR (4 bytes), x87 CW (2 bytes), 2 unused bytes
+ *   sp+0  MXCSR (4 bytes), x87 CW (2 bytes), 2 unused bytes (unused
+ *         entirely without VMM_CO_FPU_CTL)
  *   sp+8  r15, r14, r13, r12, rbx, rbp, return address
  *
- * Two details make it fast:
- * - It returns with "pop; jmp *reg", not "ret": a switch never returns to
- *   its own caller, so "ret" would mispredict in the return stack buffer
- *   on every switch.
- * - ldmxcsr/fldcw are slow; both sides almost always have the same FPU
- *   control words, so they are reloaded only when the saved words differ
- *   from the ones in force.
+ * It returns with "pop; jmp *reg", not "ret": a switch never returns to
+ * its own caller, so "ret" would mispredict in the return stack buffer on
+ * every switch.  The FPU words are reloaded unconditionally: comparing
+ * first was measured slower (the compare waits for stmxcsr's store).
+ * Built with -Dcoroutine_fpu_ctl=false, the FPU words are not switched at
+ * all: coroutines then share the thread's rounding mode and exception
+ * masks (see docs/coroutines.md).
  */
+#include "aio/coroutine/coroutine-config.h"
+#ifndef VMM_CO_FPU_CTL
+#define VMM_CO_FPU_CTL 0
+#endif
     .text
     .globl  vmm_co_switch_asm
     .hidden vmm_co_switch_asm
@@ -35,17 +40,17 @@ vmm_co_switch_asm:
     pushq   %r14
     pushq   %r15
     subq    $8, %rsp
+#if VMM_CO_FPU_CTL
     stmxcsr (%rsp)
     fnstcw  4(%rsp)
-    movl    (%rsp), %r8d            /* FPU control words in force; two */
-    movzwl  4(%rsp), %r9d           /* loads so each forwards from its store */
+#endif
     movq    %rsp, (%rdi)
     movq    %rsi, %rsp
-    cmpl    (%rsp), %r8d
-    jne     2f
-    cmpw    4(%rsp), %r9w
-    jne     2f
-1:  addq    $8, %rsp
+#if VMM_CO_FPU_CTL
+    ldmxcsr (%rsp)
+    fldcw   4(%rsp)
+#endif
+    addq    $8, %rsp
     popq    %r15
     popq    %r14
     popq    %r13
@@ -55,9 +60,6 @@ vmm_co_switch_asm:
     popq    %rcx
     movl    %edx, %eax
     jmpq    *%rcx
-2:  ldmxcsr (%rsp)
-    fldcw   4(%rsp)
-    jmp     1b
     .cfi_endproc
     .size   vmm_co_switch_asm, .-vmm_co_switch_asm
 

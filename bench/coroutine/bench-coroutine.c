@@ -5,6 +5,8 @@
  *   co_switch_rt       our switch (vmm_co_switch_asm, FPU words included),
  *                      one round trip = 2 switches, against
  *                        asm_floor_rt   a minimal assembly switch (GPRs only)
+ *                        asm_floor_fpu_rt  the same plus MXCSR/x87 CW, i.e.
+ *                                       the least an ABI-complete switch does
  *                        sigsetjmp_rt   sigsetjmp(,0)/siglongjmp (QEMU's way)
  *                        swapcontext_rt ucontext swapcontext
  *   co_enter_yield_rt  vmm_coroutine_enter + vmm_coroutine_yield through the
@@ -85,6 +87,7 @@ static char *bench_stack(size_t size)
 
 #if defined(__x86_64__) && defined(VMM_CO_BACKEND_ASM)
 void floor_switch(void **save, void *to);
+void floor_fpu_switch(void **save, void *to);
 void floor_start(void);
 __asm__(
     ".text\n"
@@ -96,6 +99,16 @@ __asm__(
     "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n"
     "  popq %rcx\n"
     "  jmpq *%rcx\n"
+    ".p2align 4\n"
+    "floor_fpu_switch:\n"
+    "  pushq %rbp\n  pushq %rbx\n  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
+    "  subq $8, %rsp\n  stmxcsr (%rsp)\n  fnstcw 4(%rsp)\n"
+    "  movq %rsp, (%rdi)\n"
+    "  movq %rsi, %rsp\n"
+    "  ldmxcsr (%rsp)\n  fldcw 4(%rsp)\n  addq $8, %rsp\n"
+    "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n"
+    "  popq %rcx\n"
+    "  jmpq *%rcx\n"
     "floor_start:\n"
     "  movq %r12, %rdi\n"
     "  call floor_loop\n"
@@ -103,30 +116,47 @@ __asm__(
 #define HAVE_FLOOR 1
 
 static void *floor_main_sp, *floor_co_sp;
+static void (*floor_fn)(void **save, void *to);
 void floor_loop(void *arg) __attribute__((noreturn, used));
 void floor_loop(void *arg)
 {
     (void)arg;
     for (;;) {
-        floor_switch(&floor_co_sp, floor_main_sp);
+        floor_fn(&floor_co_sp, floor_main_sp);
     }
 }
 
 static void floor_run(long n)
 {
     for (long i = 0; i < n; i++) {
-        floor_switch(&floor_main_sp, floor_co_sp);
+        floor_fn(&floor_main_sp, floor_co_sp);
     }
 }
 
-static void floor_init(void)
+/* A fresh stack whose first switch lands in floor_start; @fpu: the frame
+ * has the FPU words slot first. */
+static void floor_init(bool fpu)
 {
-    char *stk = bench_stack(65536);
-    uint64_t *f = (uint64_t *)(((uintptr_t)(stk + 65536) & ~(uintptr_t)15) - 64);
+    static char *stk;
+    uint64_t *f;
+    int w = fpu ? 8 : 7;
 
-    memset(f, 0, 64);
-    f[6] = (uint64_t)(uintptr_t)floor_start;    /* after 6 GPRs */
+    if (!stk) {
+        stk = bench_stack(65536);
+    }
+    /* floor_start's call needs rsp % 16 == 0 after the frame is popped. */
+    f = (uint64_t *)(((uintptr_t)(stk + 65536) & ~(uintptr_t)15) - 64 - (fpu ? 0 : 8));
+    memset(f, 0, (size_t)w * 8);
+    if (fpu) {
+        uint32_t mx;
+        uint16_t cw;
+
+        __asm__ volatile("stmxcsr %0; fnstcw %1" : "=m"(mx), "=m"(cw));
+        f[0] = mx | ((uint64_t)cw << 32);
+    }
+    f[w - 1] = (uint64_t)(uintptr_t)floor_start;
     floor_co_sp = f;
+    floor_fn = fpu ? floor_fpu_switch : floor_switch;
 }
 #else
 #define HAVE_FLOOR 0
@@ -309,9 +339,12 @@ int main(void)
     }
     double raw = measure(raw_run, iters);
 # if HAVE_FLOOR
-    floor_init();
+    floor_init(false);
     double flo = measure(floor_run, iters);
+    floor_init(true);
+    double flo_fpu = measure(floor_run, iters);
     report("co_switch_rt", raw, "asm_floor_rt", flo);
+    report("co_switch_rt", raw, "asm_floor_fpu_rt", flo_fpu);
 # endif
     report("co_switch_rt", raw, "sigsetjmp_rt", sj);
     report("co_switch_rt", raw, "swapcontext_rt", sc);

@@ -193,6 +193,21 @@ VMM_EXPORT bool vmm_virtio_queue_is_enabled(VmmVirtioDevice *vdev, unsigned q);
 /* The driver kicked queue @q (MMIO/PIO doorbell without an ioeventfd). */
 VMM_EXPORT void vmm_virtio_queue_notify(VmmVirtioDevice *vdev, unsigned q);
 
+/* ---- Queue contexts and doorbells --------------------------------------- */
+
+/* Process queue @q in @ctx (NULL: in the notifying thread).  Kicks from
+ * other threads become a bottom half in @ctx.  Main loop, before DRIVER_OK. */
+VMM_EXPORT int vmm_virtio_queue_set_context(VmmVirtioDevice *vdev, unsigned q,
+                                            VmmAioContext *ctx);
+/*
+ * Handle @n (an ioeventfd the transport registered with KVM for the
+ * queue's doorbell) in the queue's context, with busy polling of the ring
+ * when the context polls; NULL detaches.  The queue must have a context.
+ * Main loop (it waits for @ctx's thread to switch).
+ */
+VMM_EXPORT int vmm_virtio_queue_set_host_notifier(VmmVirtioDevice *vdev, unsigned q,
+                                                  VmmEventNotifier *n);
+
 /* ---- Queue processing (the queue's context) ------------------------------ */
 
 /*

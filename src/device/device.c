@@ -22,6 +22,7 @@
 #include "util/atomic.h"
 #include "util/compiler.h"
 #include "util/log.h"
+#include "vmmkit/aio.h"
 
 enum { DEV_RUNNING, DEV_QUIESCING, DEV_QUIESCED };
 
@@ -240,6 +241,9 @@ static void device_run(VmmDevice *dev)
     }
     dev->delivering = false;
     vmm_devlock_unlock(&dev->lock);
+    /* Completions may have run in another thread than the main loop's:
+     * let a VMM_AIO_WAIT_WHILE() there re-check its condition. */
+    vmm_aio_wait_kick();
 }
 
 static int device_request(VmmDevice *dev, DevReq *tmpl)

@@ -149,6 +149,7 @@ static void mem_publish(VmmGuestMemory *mem, VmmMemMap *m) VMM_REQUIRES(mem->loc
     /* Release store (rcu_assign_pointer): pairs with the acquire load in
      * vmm_mem_map_get(), so readers see the map's contents. */
     vmm_atomic_store_release(&mem->map, m);
+    vmm_rcu_tsan_release();   /* the hand-off to the call_rcu thread */
     urcu_memb_call_rcu(&old->rcu, map_free_rcu);
 }
 

@@ -7,6 +7,7 @@
 
 #include "device/devlock.h"
 #include "device/device-internal.h"
+#include "vmmkit/aio.h"
 #include "vmmkit/virtio.h"
 
 struct VmmVirtqueue {
@@ -41,8 +42,9 @@ struct VmmVirtqueue {
     VmmDevLock run_lock;
     bool stopped;               /* quiesced: kicks are remembered */
     bool kick_pending;
-    VmmAioContext *ctx;
-    VmmEventNotifier *notifier;
+    VmmAioContext *ctx;         /* atomic; NULL: run in the caller */
+    VmmBH *bh;                  /* kicks from other threads */
+    VmmEventNotifier *notifier; /* attached host notifier (ctx's thread) */
 };
 
 struct VmmVirtioDevice {
@@ -76,7 +78,7 @@ void vmm_vq_unpin(VmmVirtqueue *vq);
 
 /* virtio.c */
 void vmm_virtio_raise(VmmVirtioDevice *vdev, int queue);
-void vmm_virtio_request_finished(VmmVirtioDevice *vdev);
+void vmm_virtio_request_finished(VmmVirtioDevice *vdev, VmmVirtqueue *vq);
 void vmm_virtio_dispatch(VmmVirtioDevice *vdev, VmmVirtqueue *vq);
 
 #endif

@@ -41,7 +41,8 @@ void vmm_virtio_raise(VmmVirtioDevice *vdev, int queue)
     }
 }
 
-void vmm_virtio_dispatch(VmmVirtioDevice *vdev, VmmVirtqueue *vq)
+/* Run handle_queue here (the queue's context, or anywhere without one). */
+static void dispatch_here(VmmVirtioDevice *vdev, VmmVirtqueue *vq)
 {
     vmm_devlock_lock(&vq->run_lock);
     if (vq->stopped) {
@@ -52,12 +53,37 @@ void vmm_virtio_dispatch(VmmVirtioDevice *vdev, VmmVirtqueue *vq)
     vmm_devlock_unlock(&vq->run_lock);
 }
 
-void vmm_virtio_request_finished(VmmVirtioDevice *vdev)
+void vmm_virtio_dispatch(VmmVirtioDevice *vdev, VmmVirtqueue *vq)
+{
+    VmmAioContext *ctx = vmm_atomic_load_acquire(&vq->ctx);
+
+    if (ctx && !vmm_aio_context_in_thread(ctx)) {
+        vmm_bh_schedule(vq->bh);    /* runs dispatch_here() in ctx */
+        return;
+    }
+    dispatch_here(vdev, vq);
+}
+
+static void quiesced_bh(void *opaque)
+{
+    VmmVirtioDevice *vdev = opaque;
+    vmm_device_quiesced(vdev->dev, 0);
+}
+
+void vmm_virtio_request_finished(VmmVirtioDevice *vdev, VmmVirtqueue *vq)
 {
     /* Pairs with the xchg/load in core_quiesce() (header comment). */
     if (vmm_atomic_sub_fetch(&vdev->in_flight, 1) == 0 &&
         __atomic_load_n(&vdev->quiesce_waiting, __ATOMIC_SEQ_CST) &&
         vmm_atomic_xchg(&vdev->quiesce_waiting, 0)) {
+        /* In a queue's context the caller (a request coroutine, a BH) may
+         * still touch the queue after this push, e.g. to notify: finish
+         * from a new BH in that context, which runs after it returns.  The
+         * pending callbacks (reset, DMA map) then run there. */
+        VmmAioContext *ctx = vmm_atomic_load_acquire(&vq->ctx);
+        if (ctx && vmm_bh_schedule_oneshot(ctx, quiesced_bh, vdev, "virtio-quiesced") == 0) {
+            return;
+        }
         vmm_device_quiesced(vdev->dev, 0);
     }
 }
@@ -96,7 +122,7 @@ static void core_resume(VmmDevice *dev, void *opaque)
         vq->kick_pending = false;
         vmm_devlock_unlock(&vq->run_lock);
         if (kick) {
-            vmm_virtio_dispatch(vdev, vq);
+            vmm_virtio_dispatch(vdev, vq);   /* a BH when vq has a context */
         }
     }
 }
@@ -187,7 +213,14 @@ static void vdev_destroy(VmmVirtioDevice *vdev)
 {
     if (vdev->vq) {
         for (unsigned i = 0; i < vdev->num_queues; i++) {
-            vmm_vq_cleanup(&vdev->vq[i]);
+            VmmVirtqueue *vq = &vdev->vq[i];
+            if (vq->notifier) {
+                vmm_virtio_queue_set_host_notifier(vdev, i, NULL);
+            }
+            if (vq->bh) {
+                vmm_bh_delete(vq->bh);
+            }
+            vmm_vq_cleanup(vq);
         }
     }
     if (vdev->dev) {

@@ -323,7 +323,7 @@ static void vq_done(VmmVirtqueue *vq)
         return;
     }
     vq->in_flight--;
-    vmm_virtio_request_finished(vq->vdev);
+    vmm_virtio_request_finished(vq->vdev, vq);
 }
 
 void vmm_virtqueue_push(VmmVirtqueue *vq, const VmmVirtqElem *elem, uint32_t len)
@@ -393,10 +393,10 @@ bool vmm_virtqueue_empty(VmmVirtqueue *vq)
 
 bool vmm_virtqueue_set_notification(VmmVirtqueue *vq, bool enable)
 {
-    vq->notification = enable;
     if (!vq_ready(vq)) {
-        return false;
+        return false;   /* processing state belongs to vmm_vq_enable() */
     }
+    vq->notification = enable;
     if (vq->event_idx) {
         if (enable) {
             set_avail_event(vq, ring_load16(&vq->avail->idx));

@@ -667,6 +667,137 @@ static void test_internal_slots_hooks(void **state)
     vmm_aio_context_unref(d);
 }
 
+/* ---- epoll past the threshold ---- */
+
+static void test_epoll_threshold(void **state)
+{
+    (void)state;
+    VmmAioContextOptions o = { .size = sizeof(o), .fdmon = VMM_FDMON_EPOLL };
+    VmmAioContext *c = vmm_aio_context_new(&o, NULL);
+    enum { N = 70 };
+    Pipe *p = calloc(N, sizeof(*p));
+
+    assert_non_null(c);
+    assert_int_equal(vmm_aio_context_fdmon(c), VMM_FDMON_POLL);
+    for (int i = 0; i < N; i++) {
+        pipe_open(&p[i]);
+        assert_int_equal(vmm_aio_set_fd_handler(c, p[i].fds[0], count_cb, NULL, NULL, NULL,
+                                                &p[i].reads), 0);
+    }
+    vmm_aio_poll(c, false);
+    assert_int_equal(vmm_aio_context_fdmon(c), VMM_FDMON_EPOLL);
+    assert_int_equal(write(p[37].fds[1], "x", 1), 1);
+    while (!p[37].reads) {
+        vmm_aio_poll(c, true);
+    }
+    /* Replace and remove handlers while on epoll. */
+    assert_int_equal(vmm_aio_set_fd_handler(c, p[37].fds[0], NULL, NULL, NULL, NULL, NULL), 0);
+    assert_int_equal(write(p[3].fds[1], "x", 1), 1);
+    while (!p[3].reads) {
+        vmm_aio_poll(c, true);
+    }
+    for (int i = 0; i < N; i++) {
+        if (i != 37) {
+            assert_int_equal(vmm_aio_set_fd_handler(c, p[i].fds[0], NULL, NULL, NULL, NULL,
+                                                    NULL), 0);
+        }
+        pipe_close(&p[i]);
+    }
+    vmm_aio_poll(c, false);
+    vmm_aio_context_unref(c);
+    free(p);
+}
+
+/* ---- adaptive polling ---- */
+
+int64_t aio_handler_poll_ns(VmmAioContext *ctx, int fd);
+
+typedef struct Pinger {
+    VmmEventNotifier *n;
+    int flag;               /* atomic: work for io_poll to see */
+    int handled;            /* atomic */
+    int rounds;
+    int delay_us;
+    int stop;               /* atomic */
+} Pinger;
+
+static bool pinger_poll(void *opaque)
+{
+    return __atomic_load_n(&((Pinger *)opaque)->flag, __ATOMIC_ACQUIRE);
+}
+
+static void pinger_consume(void *opaque)
+{
+    Pinger *p = opaque;
+    vmm_event_notifier_test_and_clear(p->n);
+    if (__atomic_exchange_n(&p->flag, 0, __ATOMIC_ACQ_REL)) {
+        __atomic_fetch_add(&p->handled, 1, __ATOMIC_RELEASE);
+    }
+}
+
+static void *pinger_thread(void *opaque)
+{
+    Pinger *p = opaque;
+    for (int i = 0; i < p->rounds; i++) {
+        usleep(p->delay_us);
+        __atomic_store_n(&p->flag, 1, __ATOMIC_RELEASE);
+        vmm_event_notifier_set(p->n);
+        while (__atomic_load_n(&p->handled, __ATOMIC_ACQUIRE) <= i) {
+            usleep(50);
+        }
+    }
+    return NULL;
+}
+
+static void run_pinger(VmmAioContext *c, Pinger *p, int rounds, int delay_us)
+{
+    pthread_t t;
+    p->rounds = rounds;
+    p->delay_us = delay_us;
+    __atomic_store_n(&p->handled, 0, __ATOMIC_RELEASE);
+    pthread_create(&t, NULL, pinger_thread, p);
+    while (__atomic_load_n(&p->handled, __ATOMIC_ACQUIRE) < rounds) {
+        vmm_aio_poll(c, true);
+    }
+    pthread_join(t, NULL);
+}
+
+static void test_adaptive_polling(void **state)
+{
+    (void)state;
+    VmmAioContextOptions o = { .size = sizeof(o), .poll_max_ns = 50 * 1000 * 1000 };
+    VmmAioContext *c = vmm_aio_context_new(&o, NULL);
+    Pinger p = { .n = vmm_event_notifier_new(NULL) };
+    int fd = vmm_event_notifier_fd(p.n);
+
+    assert_int_equal(vmm_aio_set_event_notifier(c, p.n, pinger_consume, pinger_poll,
+                                                pinger_consume, &p), 0);
+    assert_int_equal(aio_handler_poll_ns(c, fd), 0);
+    /* Wakes after ~300 us, well under the ceiling: the budget grows. */
+    run_pinger(c, &p, 8, 300);
+    int64_t grown = aio_handler_poll_ns(c, fd);
+    assert_true(grown > 0);
+    assert_true(grown <= 50 * 1000 * 1000);
+
+    /* Lower the ceiling, then block far longer than it: it shrinks. */
+    assert_int_equal(vmm_aio_context_set_poll_params(c, 1000000, 2, 4), 0);
+    int64_t before = aio_handler_poll_ns(c, fd);
+    assert_true(before <= 1000000);
+    run_pinger(c, &p, 2, 30000);
+    assert_true(aio_handler_poll_ns(c, fd) < before || before == 0);
+
+    /* Polling off: the budget stays 0. */
+    assert_int_equal(vmm_aio_context_set_poll_params(c, 0, 0, 0), 0);
+    assert_int_equal(aio_handler_poll_ns(c, fd), 0);
+    run_pinger(c, &p, 3, 300);
+    assert_int_equal(aio_handler_poll_ns(c, fd), 0);
+
+    assert_int_equal(vmm_aio_set_event_notifier(c, p.n, NULL, NULL, NULL, NULL), 0);
+    vmm_aio_poll(c, false);
+    vmm_event_notifier_free(p.n);
+    vmm_aio_context_unref(c);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -694,6 +825,8 @@ int main(void)
         T(test_double_delete),
         T(test_unref_main_reported),
         T(test_internal_slots_hooks),
+        T(test_epoll_threshold),
+        T(test_adaptive_polling),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

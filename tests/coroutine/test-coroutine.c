@@ -119,6 +119,13 @@ static void test_nesting(void **state)
 
 /* ---- callee-saved registers and FPU control words ----------------------- */
 
+/* -Dcoroutine_fpu_ctl=false: the assembly switch shares the FPU words. */
+#if defined(VMM_CO_BACKEND_ASM) && !VMM_CO_FPU_CTL
+#define FPU_SWITCHED 0
+#else
+#define FPU_SWITCHED 1
+#endif
+
 static void co_clobber(void *opaque)
 {
     (void)opaque;
@@ -130,7 +137,9 @@ static void co_clobber(void *opaque)
     fesetround(FE_UPWARD);
     vmm_coroutine_yield();
     /* We get our own rounding mode back, whatever the caller did. */
-    assert_int_equal(fegetround(), FE_UPWARD);
+    if (FPU_SWITCHED) {
+        assert_int_equal(fegetround(), FE_UPWARD);
+    }
     sink = a * b + c * d + e * f + g * h;
     assert_int_equal(sink, 11 * 13 + 17 * 19 + 23 * 29 + 31 * 37);
 }
@@ -154,10 +163,14 @@ static void test_registers_and_fpu(void **state)
     fesetround(FE_TONEAREST);
     vmm_coroutine_enter(co);
     /* The coroutine's FE_UPWARD must not leak into us. */
-    assert_int_equal(fegetround(), FE_TONEAREST);
+    if (FPU_SWITCHED) {
+        assert_int_equal(fegetround(), FE_TONEAREST);
+    }
     fesetround(FE_TOWARDZERO);
     vmm_coroutine_enter(co);
-    assert_int_equal(fegetround(), FE_TOWARDZERO);
+    if (FPU_SWITCHED) {
+        assert_int_equal(fegetround(), FE_TOWARDZERO);
+    }
     fesetround(FE_TONEAREST);
     assert_true(a == r[0] && b == r[1] && c == r[2] && d == r[3]);
     assert_true(e == r[4] && f == r[5] && g == r[6] && h == r[7]);

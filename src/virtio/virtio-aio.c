@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Queue contexts and host notifiers (ioeventfds): doorbells handled in the
+ * queue's AioContext, with adaptive busy polling of the available ring.
+ */
+#include <errno.h>
+
+#include "util/atomic.h"
+#include "util/log.h"
+#include "virtio/virtio-internal.h"
+
+static void queue_bh_cb(void *opaque)
+{
+    VmmVirtqueue *vq = opaque;
+    vmm_virtio_dispatch(vq->vdev, vq);   /* in ctx now: runs the handler */
+}
+
+int vmm_virtio_queue_set_context(VmmVirtioDevice *vdev, unsigned q, VmmAioContext *ctx)
+{
+    VmmVirtqueue *vq = vmm_virtio_get_queue(vdev, q);
+
+    if (!vq || vq->notifier) {
+        return vq ? -EBUSY : -EINVAL;
+    }
+    VmmBH *bh = NULL;
+    if (ctx) {
+        bh = vmm_bh_new(ctx, queue_bh_cb, vq, "virtqueue");
+        if (!bh) {
+            return -ENOMEM;
+        }
+    }
+    if (vq->bh) {
+        vmm_bh_delete(vq->bh);
+    }
+    vq->bh = bh;
+    /* Release: pairs with the acquire in vmm_virtio_dispatch(). */
+    vmm_atomic_store_release(&vq->ctx, ctx);
+    return 0;
+}
+
+static void notifier_read(void *opaque)
+{
+    VmmVirtqueue *vq = opaque;
+
+    vmm_event_notifier_test_and_clear(vq->notifier);
+    vmm_virtio_dispatch(vq->vdev, vq);
+}
+
+/* Busy-poll check: has the driver published anything new?  A relaxed read
+ * is enough: handle_queue re-reads with acquire ([A] in virtqueue.c).
+ * run_lock: a quiesced device's rings may be reset or re-pinned by the
+ * main loop, and stopped (set under the lock) keeps us off them. */
+static bool notifier_poll(void *opaque)
+{
+    VmmVirtqueue *vq = opaque;
+    bool work = false;
+
+    vmm_devlock_lock(&vq->run_lock);
+    if (!vq->stopped && vmm_atomic_load_acquire(&vq->ready)) {
+        work = __atomic_load_n(&vq->avail->idx, __ATOMIC_RELAXED) != vq->last_avail_idx;
+    }
+    vmm_devlock_unlock(&vq->run_lock);
+    return work;
+}
+
+static void notifier_poll_ready(void *opaque)
+{
+    VmmVirtqueue *vq = opaque;
+    vmm_virtio_dispatch(vq->vdev, vq);
+}
+
+typedef struct NotifierSwitch {
+    VmmVirtqueue *vq;
+    VmmEventNotifier *n;
+    int ret;
+    bool done;
+} NotifierSwitch;
+
+static void notifier_switch(void *opaque)
+{
+    NotifierSwitch *s = opaque;
+    VmmVirtqueue *vq = s->vq;
+
+    if (vq->notifier) {
+        vmm_aio_set_event_notifier(vq->ctx, vq->notifier, NULL, NULL, NULL, NULL);
+        vq->notifier = NULL;
+    }
+    s->ret = 0;
+    if (s->n) {
+        vq->notifier = s->n;
+        s->ret = vmm_aio_set_event_notifier(vq->ctx, s->n, notifier_read, notifier_poll,
+                                            notifier_poll_ready, vq);
+        if (s->ret < 0) {
+            vq->notifier = NULL;
+        } else {
+            /* A doorbell rung before we listened must not be lost. */
+            vmm_event_notifier_set(s->n);
+        }
+    }
+    /* Release: pairs with the acquire in the waiter's loop. */
+    vmm_atomic_store_release(&s->done, true);
+    vmm_aio_wait_kick();
+}
+
+int vmm_virtio_queue_set_host_notifier(VmmVirtioDevice *vdev, unsigned q,
+                                       VmmEventNotifier *n)
+{
+    VmmVirtqueue *vq = vmm_virtio_get_queue(vdev, q);
+
+    if (!vq || !vq->ctx) {
+        VMM_MISUSE("host notifier for queue %u without a context", q);
+        return -EINVAL;
+    }
+    NotifierSwitch s = { .vq = vq, .n = n };
+    if (vmm_aio_context_in_thread(vq->ctx)) {
+        notifier_switch(&s);
+        return s.ret;
+    }
+    int r = vmm_bh_schedule_oneshot(vq->ctx, notifier_switch, &s, "virtio-notifier");
+    if (r < 0) {
+        return r;
+    }
+    VMM_AIO_WAIT_WHILE(vq->ctx, !vmm_atomic_load_acquire(&s.done));
+    return s.ret;
+}

@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Write the hand-made seed inputs of the fuzz corpora (the fuzzers add
+their own finds next to them).  Layout: see fuzz-virtqueue.c."""
+import os
+import struct
+import sys
+
+here = os.path.dirname(os.path.abspath(__file__))
+
+
+class Mem:
+    def __init__(self):
+        self.b = bytearray(0x3000)
+
+    def put(self, off, data):
+        if off + len(data) > len(self.b):
+            self.b.extend(bytes(off + len(data) - len(self.b)))
+        self.b[off:off + len(data)] = data
+
+    def desc(self, i, addr, ln, flags, nxt, table=0):
+        self.put(table + 16 * i, struct.pack('<QIHH', addr, ln, flags, nxt))
+
+    def avail(self, heads, qsize, used_event=0):
+        self.put(0x1000, struct.pack('<HH', 0, len(heads)))
+        for i, h in enumerate(heads):
+            self.put(0x1004 + 2 * i, struct.pack('<H', h))
+        self.put(0x1004 + 2 * qsize, struct.pack('<H', used_event))
+
+
+NEXT, WRITE, INDIRECT = 1, 2, 4
+
+
+def write(target, name, flags, mem):
+    d = os.path.join(here, 'corpus', target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, 'seed-' + name), 'wb') as f:
+        f.write(bytes([flags]) + bytes(mem.b))
+
+
+def vq_seeds():
+    m = Mem()                       # qsize 16: byte0 bits 4-6 = 3
+    m.desc(0, 0x4000, 16, NEXT, 1)
+    m.desc(1, 0x5000, 64, WRITE, 0)
+    m.avail([0], 16)
+    write('virtqueue', 'simple', 0x30, m)
+    m = Mem()
+    m.desc(0, 0x6000, 48, INDIRECT, 0)
+    m.desc(0, 0x4000, 8, NEXT, 1, table=0x6000)
+    m.desc(1, 0x4100, 8, NEXT, 2, table=0x6000)
+    m.desc(2, 0x5000, 32, WRITE, 0, table=0x6000)
+    m.avail([0], 16)
+    write('virtqueue', 'indirect', 0x31, m)
+    m = Mem()
+    for i in range(8):
+        m.desc(2 * i, 0x4000 + 0x100 * i, 16, NEXT, 2 * i + 1)
+        m.desc(2 * i + 1, 0x21000 - 8, 16, WRITE, 0)     # ROM/RAM edge
+    m.avail([2 * i for i in range(8)], 16, used_event=3)
+    write('virtqueue', 'event-idx-batch', 0x33, m)
+    m = Mem()
+    m.desc(0, 0x4000, 16, NEXT, 0)                       # loop
+    m.avail([0], 16)
+    write('virtqueue', 'loop', 0x30, m)
+
+
+def blk_req(hdr_type, sector, data_len, data_write, extra=b''):
+    m = Mem()
+    m.put(0x4000, struct.pack('<IIQ', hdr_type, 0, sector))
+    m.put(0x4010, extra)
+    n = 0
+    m.desc(n, 0x4000, 16, NEXT, n + 1); n += 1
+    if data_len:
+        m.desc(n, 0x4010 if not data_write else 0x8000, data_len,
+               NEXT | (WRITE if data_write else 0), n + 1); n += 1
+    m.desc(n, 0x5000, 1, WRITE, 0)
+    m.avail([0], 16)
+    return m
+
+
+def blk_seeds():
+    write('virtio-blk-req', 'read', 0x00, blk_req(0, 8, 4096, True))
+    write('virtio-blk-req', 'write', 0x00, blk_req(1, 16, 512, False))
+    write('virtio-blk-req', 'flush', 0x00, blk_req(4, 0, 0, False))
+    write('virtio-blk-req', 'get-id', 0x00, blk_req(8, 0, 20, True))
+    seg = struct.pack('<QII', 64, 8, 0)
+    write('virtio-blk-req', 'discard', 0x04, blk_req(11, 0, 16, False, seg))
+    seg = struct.pack('<QII', 64, 8, 1)
+    write('virtio-blk-req', 'write-zeroes', 0x04, blk_req(13, 0, 16, False, seg))
+    write('virtio-blk-req', 'read-past-end', 0x00, blk_req(0, 2047, 1024, True))
+    write('virtio-blk-req', 'write-ro', 0x02, blk_req(1, 0, 512, False))
+    write('virtio-blk-req', 'unaligned-4k', 0x08, blk_req(0, 1, 4096, True))
+
+
+vq_seeds()
+blk_seeds()
