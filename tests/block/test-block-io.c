@@ -290,6 +290,53 @@ static bool all_done(IoJob *jobs, int n)
     return true;
 }
 
+/* A drain that times out, one that does not, and drain_all, with a
+ * request in flight in @ctx. */
+static void drain_timeout_and_all(VmmAioContext *ctx)
+{
+    /* Timeout: a 1 s request outlives a 5 ms drain (on a loaded machine
+     * the waits below tolerate the request finishing early). */
+    GError *err = NULL;
+    VmmBlockBackend *blk = blk_open("driver=null,size=1M,latency-ns=1000000000");
+    assert_int_equal(vmm_blk_set_context(blk, ctx, &err), 0);
+    VmmBlockNode *n = vmm_blk_node(blk);
+    IoJob slow = { .blk = blk };
+    start_job(ctx, &slow);
+    VMM_AIO_WAIT_WHILE(ctx, vmm_block_node_in_flight(n) < 1 &&
+                            !__atomic_load_n(&slow.done, __ATOMIC_ACQUIRE));
+    int r1 = vmm_block_drained_begin_timeout(n, 5000000);
+    if (r1 == 0) {
+        /* Only if the machine stalled us for the whole second. */
+        assert_true(__atomic_load_n(&slow.done, __ATOMIC_ACQUIRE));
+    } else {
+        assert_int_equal(r1, -ETIMEDOUT);
+        assert_false(vmm_block_node_quiesced(n));
+        int64_t t1 = vmm_clock_ns();
+        int r2 = vmm_block_drained_begin_timeout(n, 5000000000ll);
+        if (r2) {
+            print_error("drain: %d after %" PRId64 " ms, in flight %u, job done %d\n", r2,
+                        (vmm_clock_ns() - t1) / 1000000, vmm_block_node_in_flight(n),
+                        __atomic_load_n(&slow.done, __ATOMIC_ACQUIRE));
+        }
+        assert_int_equal(r2, 0);
+        assert_true(__atomic_load_n(&slow.done, __ATOMIC_ACQUIRE));
+    }
+    vmm_block_drained_end(n);
+
+    /* Drain everything. */
+    IoJob s2 = { .blk = blk };
+    start_job(ctx, &s2);
+    VMM_AIO_WAIT_WHILE(ctx, vmm_block_node_in_flight(n) < 1 &&
+                            !__atomic_load_n(&s2.done, __ATOMIC_ACQUIRE));
+    vmm_block_drain_all_begin();
+    assert_true(__atomic_load_n(&s2.done, __ATOMIC_ACQUIRE));
+    assert_true(vmm_block_node_quiesced(n));
+    vmm_block_drain_all_end();
+    assert_false(vmm_block_node_quiesced(n));
+    vmm_blk_set_context(blk, vmm_aio_context_main(), NULL);
+    vmm_blk_unref(blk);
+}
+
 static void drain_test(VmmAioContext *ctx)
 {
     GError *err = NULL;
@@ -332,48 +379,10 @@ static void drain_test(VmmAioContext *ctx)
     VMM_AIO_WAIT_WHILE(ctx, !__atomic_load_n(&late.done, __ATOMIC_ACQUIRE));
     assert_int_equal(late.ret, 0);
 
-    /* Timeout: a 1 s request outlives a 5 ms drain (on a loaded machine
-     * the waits below tolerate the request finishing early). */
     vmm_blk_unref(blk);
-    blk = blk_open("driver=null,size=1M,latency-ns=1000000000");
-    assert_int_equal(vmm_blk_set_context(blk, ctx, &err), 0);
-    n = vmm_blk_node(blk);
-    IoJob slow = { .blk = blk };
-    start_job(ctx, &slow);
-    VMM_AIO_WAIT_WHILE(ctx, vmm_block_node_in_flight(n) < 1 &&
-                            !__atomic_load_n(&slow.done, __ATOMIC_ACQUIRE));
-    int r1 = vmm_block_drained_begin_timeout(n, 5000000);
-    if (r1 == 0) {
-        /* Only if the machine stalled us for the whole second. */
-        assert_true(__atomic_load_n(&slow.done, __ATOMIC_ACQUIRE));
-    } else {
-        assert_int_equal(r1, -ETIMEDOUT);
-        assert_false(vmm_block_node_quiesced(n));
-        int64_t t1 = vmm_clock_ns();
-        int r2 = vmm_block_drained_begin_timeout(n, 5000000000ll);
-        if (r2) {
-            print_error("drain: %d after %" PRId64 " ms, in flight %u, job done %d\n", r2,
-                        (vmm_clock_ns() - t1) / 1000000, vmm_block_node_in_flight(n),
-                        __atomic_load_n(&slow.done, __ATOMIC_ACQUIRE));
-        }
-        assert_int_equal(r2, 0);
-        assert_true(__atomic_load_n(&slow.done, __ATOMIC_ACQUIRE));
-    }
-    vmm_block_drained_end(n);
-
-    /* Drain everything. */
-    IoJob s2 = { .blk = blk };
-    start_job(ctx, &s2);
-    VMM_AIO_WAIT_WHILE(ctx, vmm_block_node_in_flight(n) < 1 &&
-                            !__atomic_load_n(&s2.done, __ATOMIC_ACQUIRE));
-    vmm_block_drain_all_begin();
-    assert_true(__atomic_load_n(&s2.done, __ATOMIC_ACQUIRE));
-    assert_true(vmm_block_node_quiesced(n));
-    vmm_block_drain_all_end();
-    assert_false(vmm_block_node_quiesced(n));
-    vmm_blk_set_context(blk, vmm_aio_context_main(), NULL);
-    vmm_blk_unref(blk);
+    drain_timeout_and_all(ctx);
 }
+
 
 static void test_drain_main(void **state)
 {
@@ -389,6 +398,40 @@ static void test_drain_iothread(void **state)
     assert_non_null(t);
     drain_test(vmm_iothread_get_context(t));
     vmm_iothread_destroy(t);
+}
+
+/* Draining a child quiesces its parents up to the BlockBackend, whose new
+ * requests then wait. */
+static void test_drain_quiesces_parents(void **state)
+{
+    (void)state;
+    VmmBlockBackend *blk = blk_open("driver=raw,node-name=dq-top,file.driver=null,"
+                                    "file.node-name=dq-bottom,file.size=1M");
+    VmmBlockNode *top = vmm_block_find_node("dq-top");
+    VmmBlockNode *bottom = vmm_block_find_node("dq-bottom");
+    drain_begins = drain_ends = 0;
+    VmmBlockDevOps ops = { .size = sizeof(ops), .drained_begin = dev_drained_begin,
+                           .drained_end = dev_drained_end };
+    vmm_blk_set_dev_ops(blk, &ops, NULL);
+    vmm_block_drained_begin(bottom);
+    vmm_block_drained_begin(bottom);        /* nests */
+    assert_true(vmm_block_node_quiesced(bottom));
+    assert_true(vmm_block_node_quiesced(top));
+    assert_int_equal(drain_begins, 1);
+    IoJob j = { .blk = blk };
+    start_job(vmm_aio_context_main(), &j);
+    for (int i = 0; i < 20; i++) {
+        vmm_aio_poll(vmm_aio_context_main(), false);
+    }
+    assert_false(j.done);
+    vmm_block_drained_end(bottom);
+    assert_true(vmm_block_node_quiesced(top));
+    vmm_block_drained_end(bottom);
+    assert_false(vmm_block_node_quiesced(top));
+    assert_int_equal(drain_ends, 1);
+    VMM_AIO_WAIT_WHILE(NULL, !__atomic_load_n(&j.done, __ATOMIC_ACQUIRE));
+    assert_int_equal(j.ret, 0);
+    vmm_blk_unref(blk);
 }
 
 static void test_sync_in_iothread(void **state)
@@ -423,6 +466,7 @@ int main(void)
         cmocka_unit_test(test_fault_injection),
         cmocka_unit_test(test_drain_main),
         cmocka_unit_test(test_drain_iothread),
+        cmocka_unit_test(test_drain_quiesces_parents),
         cmocka_unit_test(test_sync_in_iothread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
