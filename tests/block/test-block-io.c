@@ -434,6 +434,22 @@ static void test_drain_quiesces_parents(void **state)
     vmm_blk_unref(blk);
 }
 
+typedef struct SyncFromBh {
+    VmmBlockBackend *blk;
+    unsigned char buf[4096];
+    int ret;
+    int done;
+} SyncFromBh;
+
+/* Runs in the iothread, outside any coroutine. */
+static void sync_read_bh(void *opaque)
+{
+    SyncFromBh *s = opaque;
+    s->ret = vmm_blk_pread(s->blk, 4096, 4096, s->buf, 0);
+    __atomic_store_n(&s->done, 1, __ATOMIC_RELEASE);
+    vmm_aio_wait_kick();
+}
+
 static void test_sync_in_iothread(void **state)
 {
     (void)state;
@@ -448,6 +464,12 @@ static void test_sync_in_iothread(void **state)
     assert_int_equal(vmm_blk_pwrite(blk, 0, 16, "abcdefghijklmnop", 0), 0);
     assert_int_equal(vmm_blk_pread(blk, 0, 16, buf, 0), 0);
     assert_memory_equal(buf, "abcdefghijklmnop", 16);
+    /* The synchronous form from the BlockBackend's own thread (a BH). */
+    SyncFromBh sb = { .blk = blk, .ret = -1 };
+    vmm_bh_schedule_oneshot(vmm_iothread_get_context(t), sync_read_bh, &sb, "sync-read");
+    VMM_AIO_WAIT_WHILE(NULL, !__atomic_load_n(&sb.done, __ATOMIC_ACQUIRE));
+    assert_int_equal(sb.ret, 0);
+    check_pattern(sb.buf, 4096, 4096);
     vmm_blk_unref(blk);
     vmm_iothread_destroy(t);
     tmpfile_remove(path);
