@@ -6,6 +6,7 @@
 #include "vmmkit/common.h"
 #include "vmmkit/aio.h"
 #include "vmmkit/coroutine.h"
+#include "vmmkit/block.h"
 #include "vmmkit/accel.h"
 #include "vmmkit/kvm.h"
 #include "vmmkit/memory.h"

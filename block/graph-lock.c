@@ -1,0 +1,364 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The graph lock: coroutine readers in any AioContext, one writer (the main
+ * loop).  QEMU's algorithm (block/graph-lock.c) with three changes: the
+ * reader's Dekker fences are asymmetric; the lost-wake-up fix is a "writer
+ * waiting" flag that stays set for the whole wait; and has_writer stays set
+ * while the writer waits.  QEMU clears it while polling so that callbacks
+ * run by the poll can take the read lock, but that lets readers in every
+ * thread in, and readers that keep the lock busy (tests/block stress) starve
+ * the writer forever.  Here only readers running in the main loop's own
+ * poll pass (they are counted and waited for); other threads queue.
+ *
+ * State
+ *   has_writer       set by the writer from the start of its wait until it
+ *                    unlocks; readers that see it queue (except main-loop
+ *                    readers during the wait, see rdlock_slow).
+ *   writer_waiting   set for the whole of vmm_graph_wrlock()'s wait; readers
+ *                    that see it on unlock kick the main loop.
+ *   GraphSlot        one reader count per AioContext (its own cache line),
+ *                    in the context's private slot (aio/aio-internal.h),
+ *                    written only by the thread running that context.  A
+ *                    coroutine may lock in context A and unlock in B: A
+ *                    stays +1 and B -1 (as unsigned); only the sum means
+ *                    anything.  When a context dies its count moves to
+ *                    `orphaned`, so the sum still sees every reader.
+ *                    Threads that run no context use `foreign` (atomic RMW).
+ *
+ * Barrier pairings
+ *   (1) rdlock: count++ ; FENCE_R ; read has_writer
+ *       wrlock: has_writer = 1 ; FENCE_W ; read all counts
+ *       Either the reader sees has_writer (and backs off), or the writer
+ *       sees its count (and waits).
+ *   (2) rdunlock: count-- ; FENCE_R ; read writer_waiting -> kick
+ *       wrlock:   writer_waiting = 1 ; FENCE_W ; read all counts (each
+ *                 time it evaluates its wait condition)
+ *       Either the unlocking reader sees writer_waiting and kicks (the kick
+ *       then pairs with VMM_AIO_WAIT_WHILE's own full barriers), or the
+ *       writer's next count read sees the decrement.  (QEMU's older
+ *       "kick only if has_writer" lost this wake-up because its writer
+ *       cleared has_writer while polling; the flag we test is set for the
+ *       whole wait.)
+ *   FENCE_R/FENCE_W are asymmetric when the kernel has
+ *   membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED): FENCE_R is a compiler
+ *   barrier and FENCE_W the system call, which runs a full barrier on every
+ *   CPU running a thread of this process (a thread not running has passed
+ *   through the scheduler's own barrier).  Otherwise (and under
+ *   ThreadSanitizer, which does not model it) both are full fences.
+ *   The count stores are release and the writer's loads acquire; the
+ *   has_writer load is acquire and wrunlock's store release: those give
+ *   the happens-before edges between graph readers and the writer.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "aio/aio-internal.h"
+#include "block/block-int.h"
+
+VmmGraphLock vmm_graph_lock;
+
+typedef struct GraphSlot {
+    uint32_t count;                 /* written by the context's thread */
+    VmmAioContext *ctx;             /* owner; NULL when free (atomic) */
+    struct GraphSlot *next;         /* all slots, under list_lock */
+} VMM_CACHE_ALIGNED GraphSlot;
+
+static int has_writer;
+static int writer_waiting;
+static uint32_t foreign_count;      /* threads without a context; atomic */
+
+static BlockMutex list_lock = { PTHREAD_MUTEX_INITIALIZER };
+static GraphSlot *all_slots VMM_GUARDED_BY(list_lock);
+static uint32_t orphaned VMM_GUARDED_BY(list_lock);
+static BlockWaiter *reader_queue VMM_GUARDED_BY(list_lock);
+
+static int slot_key = -1;
+static bool use_membarrier;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+static __thread GraphSlot *tls_slot;
+
+#if defined(__SANITIZE_THREAD__)
+#define GRAPH_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define GRAPH_TSAN 1
+#endif
+#endif
+#ifndef GRAPH_TSAN
+#define GRAPH_TSAN 0
+#endif
+
+/* ---- Slots -------------------------------------------------------------------- */
+
+static void slot_destroy(VmmAioContext *ctx, void *value)
+{
+    GraphSlot *s = value;
+    (void)ctx;
+    block_mutex_lock(&list_lock);
+    /* The dying context's readers (or its -1s) live on in the sum. */
+    orphaned += vmm_atomic_load_acquire(&s->count);
+    vmm_atomic_set(&s->count, 0);
+    vmm_atomic_set(&s->ctx, NULL);     /* free: stale thread caches miss */
+    block_mutex_unlock(&list_lock);
+}
+
+static void *slot_create(VmmAioContext *ctx, void *arg)
+{
+    (void)arg;
+    block_mutex_lock(&list_lock);
+    GraphSlot *s;
+    for (s = all_slots; s; s = s->next) {
+        if (!vmm_atomic_read(&s->ctx)) {
+            break;
+        }
+    }
+    if (!s) {
+        /* Slots are never freed: a thread may still hold a stale pointer
+         * in tls_slot; it notices through s->ctx. */
+        void *p = NULL;
+        if (posix_memalign(&p, VMM_CACHELINE, sizeof(*s)) != 0) {
+            block_mutex_unlock(&list_lock);
+            return NULL;            /* callers fall back to `foreign` */
+        }
+        s = memset(p, 0, sizeof(*s));
+        s->next = all_slots;
+        all_slots = s;
+    }
+    vmm_atomic_set(&s->ctx, ctx);
+    block_mutex_unlock(&list_lock);
+    return s;
+}
+
+static void graph_init(void)
+{
+    slot_key = vmm_aio_slot_key_new("graph-lock", slot_destroy);
+    if (slot_key < 0) {
+        vmm_error("graph lock: no AioContext slot (%d); readers use a shared counter",
+                  slot_key);
+    }
+    if (!GRAPH_TSAN &&
+        syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0) {
+        vmm_atomic_store_release(&use_membarrier, true);
+    }
+}
+
+static inline void graph_ensure_init(void)
+{
+    if (vmm_unlikely(slot_key < 0)) {
+        pthread_once(&init_once, graph_init);
+    }
+}
+
+/* The calling thread's slot, or NULL (use `foreign`).  Not inlined, so a
+ * coroutine that moved threads never reuses another thread's value. */
+static VMM_NOINLINE GraphSlot *slot_lookup(void)
+{
+    graph_ensure_init();
+    VmmAioContext *ctx = vmm_aio_get_current_context_raw();
+    GraphSlot *s = tls_slot;
+    if (!ctx || slot_key < 0) {
+        return NULL;
+    }
+    if (s && vmm_atomic_read(&s->ctx) == ctx) {
+        return s;
+    }
+    s = vmm_aio_slot_get_or_create(ctx, slot_key, slot_create, NULL);
+    tls_slot = s;
+    return s;
+}
+
+static inline void fence_reader(void)
+{
+    if (vmm_likely(vmm_atomic_read(&use_membarrier))) {
+        vmm_barrier();      /* pairs with fence_writer()'s membarrier */
+    } else {
+        vmm_smp_mb();       /* pairs with fence_writer()'s smp_mb */
+    }
+}
+
+static void fence_writer(void)
+{
+    if (vmm_atomic_read(&use_membarrier)) {
+        /* Pairs with fence_reader()'s compiler barrier on every CPU. */
+        if (syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0) {
+            return;
+        }
+        vmm_error("membarrier failed; graph lock falls back to full fences");
+        vmm_atomic_set(&use_membarrier, false);
+        /* A reader that still used the compiler barrier has passed through
+         * the failed system call's context switch: full barrier there. */
+    }
+    vmm_smp_mb();           /* pairs with fence_reader()'s smp_mb */
+}
+
+static void slot_add(GraphSlot *s, uint32_t delta)
+{
+    if (vmm_likely(s != NULL)) {
+        /* Single writer (this context's thread): no RMW needed.  Release:
+         * the writer's acquire load of the count sees our graph reads as
+         * done (pairing (1)/(2) above for ordering against has_writer). */
+        vmm_atomic_store_release(&s->count, vmm_atomic_read(&s->count) + delta);
+    } else {
+        vmm_atomic_fetch_add(&foreign_count, delta);
+    }
+}
+
+static uint32_t reader_count(void)
+{
+    block_mutex_lock(&list_lock);
+    uint32_t sum = orphaned + vmm_atomic_load_acquire(&foreign_count);
+    for (GraphSlot *s = all_slots; s; s = s->next) {
+        sum += vmm_atomic_load_acquire(&s->count);
+    }
+    block_mutex_unlock(&list_lock);
+    assert((int32_t)sum >= 0);
+    return sum;
+}
+
+/* ---- Readers ----------------------------------------------------------------- */
+
+static VMM_NOINLINE void coroutine_fn rdlock_slow(GraphSlot *s) VMM_NO_TSA
+{
+    block_mutex_lock(&list_lock);
+    if (!vmm_atomic_load_acquire(&has_writer)) {
+        /* The writer left between our check and the lock: we hold it. */
+        block_mutex_unlock(&list_lock);
+        return;
+    }
+    if (vmm_atomic_read(&writer_waiting) &&
+        vmm_aio_context_is_main(vmm_aio_get_current_context_raw())) {
+        /* A callback run by the writer's own wait: it must not wait for
+         * the writer.  The writer counts us, and does not own the graph
+         * until we are done. */
+        block_mutex_unlock(&list_lock);
+        return;
+    }
+    /* Back off (same thread as the increment: no yield since), queue,
+     * and let the writer's poll see the count drop. */
+    slot_add(s, (uint32_t)-1);
+    BlockWaiter w = { .co = vmm_coroutine_self(), .next = NULL };
+    BlockWaiter **pp = &reader_queue;
+    while (*pp) {
+        pp = &(*pp)->next;
+    }
+    *pp = &w;
+    block_mutex_unlock(&list_lock);
+    vmm_aio_wait_kick();
+    vmm_coroutine_yield();
+    vmm_graph_co_rdlock();     /* retry from the start, in whatever thread */
+}
+
+void vmm_graph_co_rdlock(void) VMM_NO_TSA
+{
+    GraphSlot *s = slot_lookup();
+    slot_add(s, 1);
+    fence_reader();                                 /* pairing (1) */
+    if (vmm_unlikely(vmm_atomic_load_acquire(&has_writer))) {
+        rdlock_slow(s);
+    }
+}
+
+void vmm_graph_co_rdunlock(void) VMM_NO_TSA
+{
+    GraphSlot *s = slot_lookup();
+    slot_add(s, (uint32_t)-1);
+    fence_reader();                                 /* pairing (2) */
+    if (vmm_unlikely(vmm_atomic_read(&writer_waiting))) {
+        vmm_aio_wait_kick();
+    }
+}
+
+void vmm_graph_rdlock_main_loop(void) VMM_NO_TSA
+{
+    if (VMM_DEBUG_CHECKS) {
+        block_assert_main_loop(__func__);
+    }
+}
+
+void vmm_graph_rdunlock_main_loop(void) VMM_NO_TSA
+{
+}
+
+void vmm_graph_assume_rdlock(void)
+{
+}
+
+bool block_graph_writer_active(void)
+{
+    return vmm_atomic_read(&has_writer);
+}
+
+void block_assert_main_loop(const char *func)
+{
+    VmmAioContext *cur = vmm_aio_get_current_context_raw();
+    if (vmm_in_coroutine() && !vmm_aio_context_is_main(cur)) {
+        vmm_misuse(func, "called from a coroutine outside the main loop");
+    } else if (cur && !vmm_aio_context_is_main(cur)) {
+        vmm_misuse(func, "called from context '%s', not the main loop",
+                   vmm_aio_context_name(cur));
+    }
+}
+
+/* ---- Writer ------------------------------------------------------------------- */
+
+static bool readers_active(void)
+{
+    return reader_count() > 0;
+}
+
+void vmm_graph_wrlock(void) VMM_NO_TSA
+{
+    graph_ensure_init();
+    if (vmm_in_coroutine()) {
+        VMM_MISUSE("graph write lock taken in a coroutine");
+    }
+    block_assert_main_loop(__func__);
+    if (vmm_atomic_read(&has_writer)) {
+        VMM_MISUSE("graph write lock taken twice");
+    }
+    /* New requests queue at BlockBackends, so readers cannot starve us. */
+    block_drain_all_begin_nopoll();
+
+    vmm_atomic_set(&writer_waiting, 1);
+    vmm_atomic_set(&has_writer, 1);
+    fence_writer();                                 /* pairings (1) and (2) */
+    /* Readers in other threads now queue; readers run by this poll (the
+     * main loop's callbacks) pass (rdlock_slow), so they cannot deadlock
+     * against us, and they are counted, so we wait for them too. */
+    VMM_AIO_WAIT_WHILE(NULL, readers_active());
+    vmm_atomic_set(&writer_waiting, 0);
+
+    vmm_block_drain_all_end();
+}
+
+void vmm_graph_wrunlock(void) VMM_NO_TSA
+{
+    if (!vmm_atomic_read(&has_writer)) {
+        VMM_MISUSE("graph write lock released but not held");
+        return;
+    }
+    block_mutex_lock(&list_lock);
+    /* Release: readers' acquire load of has_writer sees our graph writes. */
+    vmm_atomic_store_release(&has_writer, 0);
+    BlockWaiter *w = block_waiters_take(&reader_queue);
+    block_mutex_unlock(&list_lock);
+    block_wake_all(w);
+}
+
+/* ---- Benchmark and test helpers ---------------------------------------------- */
+
+uint32_t block_graph_reader_count(void)
+{
+    return reader_count();
+}
+
+bool block_graph_uses_membarrier(void)
+{
+    graph_ensure_init();
+    return vmm_atomic_read(&use_membarrier);
+}
