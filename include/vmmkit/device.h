@@ -110,6 +110,10 @@ VMM_EXPORT int vmm_device_unpause(VmmDevice *dev);
  * after its quiesce callback returned -EBUSY.  Any thread. */
 VMM_EXPORT void vmm_device_quiesced(VmmDevice *dev, int err);
 
+/* True when running with no request queued, none being delivered and no
+ * pause held (what vmm_device_free() needs).  Any thread. */
+VMM_EXPORT bool vmm_device_is_idle(VmmDevice *dev);
+
 /* True while quiesced (not while quiescing).  Any thread. */
 VMM_EXPORT bool vmm_device_is_quiesced(VmmDevice *dev);
 
@@ -145,7 +149,8 @@ typedef void VmmQuiesceStageEnd(void *opaque);
 
 /* Main loop. */
 VMM_EXPORT VmmQuiesceGroup *vmm_quiesce_group_new(int *errp);
-/* The group must not be quiesced.  Main loop. */
+/* The group must not be quiesced.  A device that missed a deadline and has
+ * not finished yet keeps the group's memory until it does.  Main loop. */
 VMM_EXPORT void vmm_quiesce_group_free(VmmQuiesceGroup *g);
 /* Members (-EBUSY while quiesced).  Main loop. */
 VMM_EXPORT int vmm_quiesce_group_add_device(VmmQuiesceGroup *g, VmmDevice *dev);
@@ -154,6 +159,9 @@ VMM_EXPORT int vmm_quiesce_group_add_gate(VmmQuiesceGroup *g, VmmAccelGate *gate
 VMM_EXPORT int vmm_quiesce_group_add_stage(VmmQuiesceGroup *g, const char *name,
                                            VmmQuiesceStageBegin *begin,
                                            VmmQuiesceStageEnd *end, void *opaque);
+/* Add the block layer's drain of every node (vmm_block_drain_all_begin/end)
+ * as a stage.  Main loop. */
+VMM_EXPORT int vmm_quiesce_group_add_block_drain(VmmQuiesceGroup *g);
 /*
  * Quiesce everything; devices get @timeout_ns (< 0: forever) to finish.
  * Returns 0, or -ETIMEDOUT naming in @who (if not NULL; a static or

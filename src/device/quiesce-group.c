@@ -5,7 +5,8 @@
  * block layer's drain.  Pause completions may arrive in any thread; each
  * member's state changes under g->lock.  A device that misses the deadline
  * is marked CANCELLED: when its pause is granted later, the completion
- * unpauses it at once, so an aborted quiesce leaves nothing stuck.
+ * unpauses it at once, so an aborted quiesce leaves nothing stuck; a group
+ * freed meanwhile is freed by that last completion.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include "util/log.h"
 #include "vmmkit/accel.h"
 #include "vmmkit/aio.h"
+#include "vmmkit/block.h"
 #include "vmmkit/device.h"
 
 enum { M_IDLE, M_PENDING, M_PAUSED, M_CANCELLED };
@@ -45,6 +47,7 @@ struct VmmQuiesceGroup {
     unsigned stages_begun;
     bool quiesced;
     unsigned pending;       /* devices still quiescing, under lock */
+    bool orphaned;          /* freed while pending: the last completion frees */
 };
 
 VmmQuiesceGroup *vmm_quiesce_group_new(int *errp)
@@ -121,24 +124,26 @@ int vmm_quiesce_group_add_stage(VmmQuiesceGroup *g, const char *name,
     return 0;
 }
 
-void vmm_quiesce_group_free(VmmQuiesceGroup *g)
+static int drain_begin(void *opaque)
 {
-    if (!g) {
-        return;
-    }
-    if (g->quiesced) {
-        VMM_MISUSE("quiesce group freed while quiesced");
-        return;
-    }
-    vmm_devlock_lock(&g->lock);
-    bool busy = g->pending != 0;
-    vmm_devlock_unlock(&g->lock);
-    if (busy) {
-        /* A late completion still points at its QDev: leak rather than
-         * let it touch freed memory. */
-        VMM_MISUSE("quiesce group freed while a device is still quiescing");
-        return;
-    }
+    (void)opaque;
+    vmm_block_drain_all_begin();
+    return 0;
+}
+
+static void drain_end(void *opaque)
+{
+    (void)opaque;
+    vmm_block_drain_all_end();
+}
+
+int vmm_quiesce_group_add_block_drain(VmmQuiesceGroup *g)
+{
+    return vmm_quiesce_group_add_stage(g, "block-drain", drain_begin, drain_end, NULL);
+}
+
+static void group_destroy(VmmQuiesceGroup *g)
+{
     for (unsigned i = 0; i < g->ndevs; i++) {
         free(g->devs[i]);
     }
@@ -150,6 +155,26 @@ void vmm_quiesce_group_free(VmmQuiesceGroup *g)
     free(g->stages);
     vmm_devlock_destroy(&g->lock);
     free(g);
+}
+
+void vmm_quiesce_group_free(VmmQuiesceGroup *g)
+{
+    if (!g) {
+        return;
+    }
+    if (g->quiesced) {
+        VMM_MISUSE("quiesce group freed while quiesced");
+        return;
+    }
+    vmm_devlock_lock(&g->lock);
+    bool busy = g->pending != 0;
+    g->orphaned = busy;
+    vmm_devlock_unlock(&g->lock);
+    if (!busy) {
+        group_destroy(g);
+    }
+    /* Otherwise a late completion still points at its QDev: the last one
+     * frees the group (pause_done). */
 }
 
 /* A device's pause completed (any thread). */
@@ -168,9 +193,13 @@ static void pause_done(VmmDevice *dev, int ret, void *opaque)
         q->state = ret == 0 ? M_PAUSED : M_IDLE;
         q->err = ret;
     }
+    bool destroy = g->orphaned && g->pending == 0;
     vmm_devlock_unlock(&g->lock);
     if (unpause) {
         vmm_device_unpause(dev);
+    }
+    if (destroy) {
+        group_destroy(g);
     }
     vmm_aio_wait_kick();
 }
