@@ -13,5 +13,6 @@
 #include "vmmkit/device.h"
 #include "vmmkit/virtio.h"
 #include "vmmkit/virtio-blk.h"
+#include "vmmkit/machine.h"
 
 #endif

@@ -66,7 +66,15 @@ def _wanted_package_cached(kdir):
             return name, version
     except (OSError, ValueError):
         pass
-    name, version = _wanted_package()
+    try:
+        name, version = _wanted_package()
+    except KernelError:
+        if os.geteuid() != 0:
+            raise
+        # A machine whose package lists were never fetched (or were cleaned,
+        # as container images do): fetch them once and ask again.
+        _run(['apt-get', 'update', '-qq'])
+        name, version = _wanted_package()
     with open(memo + '.tmp', 'w') as f:
         f.write('%s\n%s\n%s\n' % (key, name, version))
     os.rename(memo + '.tmp', memo)
@@ -115,9 +123,18 @@ def _extract(kdir, name, version, log):
         open(os.path.join(tree, '.complete'), 'w').close()
         final = os.path.join(kdir, '%s_%s' % (name, version.replace(':', '%3a')))
         os.rename(tree, final)
+        _prune_trees(kdir, final, log)
         return final
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _prune_trees(kdir, keep, log):
+    """Keep the new tree and the one before it (≈400 MB each)."""
+    trees = sorted(_cached_trees(kdir), key=os.path.getmtime)
+    for old in [t for t in trees if t != keep][:-1]:
+        log('kernel: removing old %s' % old)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def kernel_tree(log=lambda s: None):
