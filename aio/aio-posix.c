@@ -140,7 +140,8 @@ static int aio_set_handler(VmmAioContext *ctx, int fd, VmmIOHandler *io_read,
     bool del = !io_read && !io_write && !io_poll && !io_poll_ready;
     AioHandler *new_node = NULL;
 
-    if (fd < 0 || fcntl(fd, F_GETFD) < 0) {
+    /* Removing needs no open fd: the caller may have closed it first. */
+    if (fd < 0 || (!del && fcntl(fd, F_GETFD) < 0)) {
         return -EBADF;
     }
     if (io_poll_ready && !io_poll) {

@@ -94,15 +94,21 @@ bool aio_ctx_check(VmmAioContext *ctx, const char *func)
 
 bool aio_poll_enter(VmmAioContext *ctx, VmmAioContext **saved_current)
 {
-    const void *me = aio_thread_token();
+    /* Direct TLS access is fine here: nothing in this function yields. */
+    const void *me = &tls_token;
+    const void *home = vmm_atomic_read(&ctx->home);
 
-    /* Acquire pairs with the store-release in aio_poll_exit() of the
-     * previous poller: its poll_depth and list state are visible. */
-    if (vmm_atomic_load_acquire(&ctx->poller) == me) {
+    if (home == me) {
+        /* The home thread is the only poller by contract: no claim. */
+        if (ctx->poll_depth++ == 0) {
+            vmm_atomic_set(&ctx->poller, me);
+        }
+    } else if (vmm_atomic_load_acquire(&ctx->poller) == me) {
+        /* Acquire pairs with the store-release in aio_poll_exit() of the
+         * previous poller: its poll_depth and list state are visible. */
         ctx->poll_depth++;
     } else {
-        const void *home = vmm_atomic_read(&ctx->home);
-        if (vmm_unlikely(home && home != me)) {
+        if (vmm_unlikely(home)) {
             VMM_MISUSE("context '%s' polled outside the thread that runs it", ctx->name);
             return false;
         }
@@ -111,19 +117,19 @@ bool aio_poll_enter(VmmAioContext *ctx, VmmAioContext **saved_current)
             return false;
         }
         ctx->poll_depth = 1;
-        if (!home && vmm_aio_context_is_main(ctx)) {
+        if (vmm_aio_context_is_main(ctx)) {
             /* The first thread to poll the main context is the main loop. */
             vmm_atomic_set(&ctx->home, me);
         }
     }
-    *saved_current = vmm_aio_get_current_context_raw();
-    set_tls_current(ctx);
+    *saved_current = tls_current;
+    tls_current = ctx;
     return true;
 }
 
 void aio_poll_exit(VmmAioContext *ctx, VmmAioContext *saved_current)
 {
-    set_tls_current(saved_current);
+    tls_current = saved_current;
     if (--ctx->poll_depth == 0) {
         /* Pairs with the acquire in aio_poll_enter(). */
         vmm_atomic_store_release(&ctx->poller, NULL);

@@ -15,6 +15,7 @@
 #include <fenv.h>
 #include <setjmp.h>
 #include <stdlib.h>
+#include <string.h>
 #include <ucontext.h>
 
 #include "coroutine-int.h"
@@ -28,16 +29,19 @@ typedef struct Backend {
     bool fresh;         /* not started yet: setcontext(uc), not longjmp */
 } Backend;
 
+/* A thread's own stack saves into thread-local storage (a leader never
+ * changes threads, so using it after the switch is safe). */
+static __thread Backend leader_backend;
+
+static VMM_NOINLINE Backend *leader_backend_get(void)
+{
+    __asm__ volatile("");
+    return &leader_backend;
+}
+
 static Backend *backend_of(struct VmmCoroutine *co)
 {
-    if (!co->backend) {
-        /* The thread's leader gets its state on its first switch. */
-        co->backend = calloc(1, sizeof(Backend));
-        if (!co->backend) {
-            abort();    /* cannot suspend without somewhere to save to */
-        }
-    }
-    return co->backend;
+    return co->is_leader ? leader_backend_get() : co->backend;
 }
 
 /* makecontext passes only ints: the pointer travels as two halves. */

@@ -30,7 +30,8 @@ typedef enum VmmFdMonitorKind {
     VMM_FDMON_AUTO = 0,     /* io_uring where the kernel allows it, else poll/epoll */
     VMM_FDMON_POLL,         /* ppoll(2) only */
     VMM_FDMON_EPOLL,        /* ppoll(2), then epoll(7) past a threshold of handlers */
-    VMM_FDMON_IO_URING,     /* io_uring; creation fails with -ENOSYS if unavailable */
+    VMM_FDMON_IO_URING,     /* io_uring; creation fails with the kernel's error
+                             * (-ENOSYS, -EPERM) if unavailable */
 } VmmFdMonitorKind;
 
 typedef struct VmmAioContextOptions {
@@ -43,13 +44,18 @@ typedef struct VmmAioContextOptions {
 
 /* ---- Contexts ---------------------------------------------------------- */
 
-/* Create a context (refcount 1); @opts may be NULL.  Any thread. */
+/* Create a context (refcount 1); @opts may be NULL (defaults: fd monitor
+ * AUTO, busy polling off).  The environment variable VMM_FDMON=poll|epoll|
+ * io_uring overrides AUTO (used by the tests).  Any thread. */
 VMM_EXPORT VmmAioContext *vmm_aio_context_new(const VmmAioContextOptions *opts,
                                               int *errp);
 /* Any thread. */
 VMM_EXPORT void vmm_aio_context_ref(VmmAioContext *ctx);
 /* Drops a reference; the last one destroys the context.  A BH still
- * scheduled at that point is reported (debug builds abort naming it). */
+ * scheduled at that point is reported (debug builds abort naming it); BHs
+ * and timers not yet deleted are detached (using them is then reported,
+ * deleting/freeing them is fine).  Not while the context is being polled.
+ * Any thread. */
 VMM_EXPORT void vmm_aio_context_unref(VmmAioContext *ctx);
 
 /* The process's main context, created on first use.  The thread that first
@@ -71,12 +77,16 @@ VMM_EXPORT void vmm_aio_notify(VmmAioContext *ctx);
 
 /* Run what is ready: BHs, handlers, expired timers.  With @blocking, wait
  * until something is ready (bounded by the nearest timer).  Returns true if
- * progress was made.  Non-blocking with nothing to do makes no system call.
- * @ctx's thread; may nest (from inside a callback). */
+ * progress was made (a callback other than an idle BH ran).  Non-blocking
+ * with nothing to do makes no system call (with poll/epoll this needs every
+ * handler to have an io_poll callback; io_uring needs none).
+ * @ctx's thread (for a context without one: one thread at a time; two at
+ * once is reported); may nest (from inside a callback). */
 VMM_EXPORT bool vmm_aio_poll(VmmAioContext *ctx, bool blocking);
 
-/* Adaptive polling parameters (ns, growth factor, shrink divisor).
- * @ctx's thread or before it runs. */
+/* Adaptive polling parameters: ceiling in ns (0 turns polling off), growth
+ * factor (0 = 2; 1 is invalid), shrink divisor (0 = 2).  Returns 0 or
+ * -EINVAL.  @ctx's thread, or any thread before it runs. */
 VMM_EXPORT int vmm_aio_context_set_poll_params(VmmAioContext *ctx, int64_t max_ns,
                                                int64_t grow, int64_t shrink);
 
@@ -85,7 +95,8 @@ VMM_EXPORT VmmFdMonitorKind vmm_aio_context_fdmon(VmmAioContext *ctx);
 
 /* ---- Bottom halves ----------------------------------------------------- */
 
-/* @name is used in diagnostics and may be NULL.  Any thread. */
+/* @name is used in diagnostics and may be NULL (it must outlive the BH).
+ * Returns NULL if @cb is NULL or memory is short.  Any thread. */
 VMM_EXPORT VmmBH *vmm_bh_new(VmmAioContext *ctx, VmmBHFunc *cb, void *opaque,
                              const char *name);
 /* Wait-free; from any thread or a signal handler.  A BH scheduled while
@@ -96,7 +107,9 @@ VMM_EXPORT void vmm_bh_schedule(VmmBH *bh);
 VMM_EXPORT void vmm_bh_schedule_idle(VmmBH *bh);
 /* Any thread. */
 VMM_EXPORT void vmm_bh_cancel(VmmBH *bh);
-/* Deletes (cancelling it); safe from inside its own callback.  Any thread. */
+/* Deletes (cancelling it); safe from inside its own callback.  The memory
+ * is freed by the context's next poll.  Deleting twice is reported.
+ * Any thread. */
 VMM_EXPORT void vmm_bh_delete(VmmBH *bh);
 /* Allocate, schedule, run once, free.  Returns 0 or -errno.  Any thread. */
 VMM_EXPORT int vmm_bh_schedule_oneshot(VmmAioContext *ctx, VmmBHFunc *cb,
@@ -105,9 +118,12 @@ VMM_EXPORT int vmm_bh_schedule_oneshot(VmmAioContext *ctx, VmmBHFunc *cb,
 /* ---- fd and event-notifier handlers ------------------------------------ */
 
 /* Install, replace (same fd) or remove (all callbacks NULL) the handlers of
- * @fd.  Removing from inside a dispatch is safe.  Returns 0 or -errno
- * (-EBADF for an invalid fd).  @ctx's thread, or any thread while @ctx is
- * not running. */
+ * @fd.  Removing from inside a dispatch is safe (a removed handler is not
+ * called again, even if it was ready).  Returns 0 or -errno: -EBADF for an
+ * invalid fd, -ENOENT when removing a handler that is not set, -EINVAL for
+ * io_poll_ready without io_poll.  An fd closed while its handler is set is
+ * reported and no longer watched.  Any thread (a poller blocked in @ctx's
+ * thread is woken to see the change). */
 VMM_EXPORT int vmm_aio_set_fd_handler(VmmAioContext *ctx, int fd,
                                       VmmIOHandler *io_read,
                                       VmmIOHandler *io_write,
@@ -115,7 +131,7 @@ VMM_EXPORT int vmm_aio_set_fd_handler(VmmAioContext *ctx, int fd,
                                       VmmIOHandler *io_poll_ready,
                                       void *opaque);
 
-/* An eventfd-backed notifier.  Any thread. */
+/* An eventfd-backed notifier.  All notifier functions: any thread. */
 VMM_EXPORT VmmEventNotifier *vmm_event_notifier_new(int *errp);
 VMM_EXPORT void vmm_event_notifier_free(VmmEventNotifier *n);
 VMM_EXPORT int vmm_event_notifier_set(VmmEventNotifier *n);
@@ -135,27 +151,39 @@ VMM_EXPORT int vmm_aio_set_event_notifier(VmmAioContext *ctx, VmmEventNotifier *
 
 /* CLOCK_MONOTONIC in ns.  Any thread. */
 VMM_EXPORT int64_t vmm_clock_ns(void);
+/* Any thread. */
 VMM_EXPORT VmmTimer *vmm_timer_new(VmmAioContext *ctx, VmmTimerFunc *cb, void *opaque);
 /* Arm at absolute @expire_ns (vmm_clock_ns() time base); re-arming moves it.
  * @ctx's thread, or any thread (it notifies the context). */
 VMM_EXPORT void vmm_timer_mod(VmmTimer *t, int64_t expire_ns);
+/* Any thread; a callback already running is not waited for. */
 VMM_EXPORT void vmm_timer_del(VmmTimer *t);
+/* Any thread. */
 VMM_EXPORT bool vmm_timer_pending(VmmTimer *t);
+/* Deletes and frees.  @ctx's thread (also from the timer's own callback),
+ * or any thread when the callback cannot be running. */
 VMM_EXPORT void vmm_timer_free(VmmTimer *t);
 
 /* ---- GLib integration --------------------------------------------------- */
 
 /* The context's GSource (a new reference the caller must g_source_unref()).
- * Attach it to any GMainContext and the AioContext runs inside that loop.
- * Returns a GSource *, typed void * so this header needs no glib.h. */
+ * Attach it to any GMainContext and the AioContext runs inside that loop;
+ * the source holds a reference on the context until it is finalized.  A
+ * context on io_uring switches to ppoll (GLib polls the fds itself).
+ * Returns a GSource *, typed void * so this header needs no glib.h.
+ * @ctx's thread, or any thread before it runs. */
 VMM_EXPORT void *vmm_aio_context_get_g_source(VmmAioContext *ctx);
 
 /* ---- IOThreads ---------------------------------------------------------- */
 
-/* Start a thread that runs its own context until stopped.  Main loop. */
+/* Start a thread that runs its own context until stopped.  @opts NULL:
+ * defaults with adaptive polling up to 32 us.  Main loop (any thread that
+ * is not an iothread). */
 VMM_EXPORT VmmIOThread *vmm_iothread_new(const char *name,
                                          const VmmAioContextOptions *opts,
                                          int *errp);
+/* The iothread's context (owned by it; take a reference to keep it past
+ * vmm_iothread_destroy()).  Any thread. */
 VMM_EXPORT VmmAioContext *vmm_iothread_get_context(VmmIOThread *t);
 /* Stop the thread (it finishes pending BHs), join it and free it.  Main loop. */
 VMM_EXPORT void vmm_iothread_destroy(VmmIOThread *t);
@@ -168,7 +196,10 @@ VMM_EXPORT void vmm_iothread_destroy(VmmIOThread *t);
  * main context: poll the main context; another context: its own thread
  * makes progress, and that work must call vmm_aio_wait_kick()).
  */
+/* Wake the main loop if it waits in VMM_AIO_WAIT_WHILE: call after
+ * changing what a waiter's condition reads.  Any thread. */
 VMM_EXPORT void vmm_aio_wait_kick(void);
+/* Used by the macro. */
 VMM_EXPORT void vmm_aio_wait_begin_(void);
 VMM_EXPORT void vmm_aio_wait_end_(void);
 
@@ -188,7 +219,9 @@ VMM_EXPORT void vmm_aio_wait_end_(void);
     vmm_aio_wait_end_();                                                   \
     waited_; })
 
-/* As VMM_AIO_WAIT_WHILE but gives up after @ns: evaluates to 0 or -ETIMEDOUT. */
+/* As VMM_AIO_WAIT_WHILE with the condition as a callback, giving up after
+ * @ns (<= 0: never): returns 0 or -ETIMEDOUT (-EINVAL without @cond).
+ * Same threads as the macro. */
 VMM_EXPORT int vmm_aio_wait_while_timeout_(VmmAioContext *ctx,
                                            bool (*cond)(void *), void *opaque,
                                            int64_t ns);

@@ -12,5 +12,6 @@
 #include "vmmkit/memory.h"
 #include "vmmkit/device.h"
 #include "vmmkit/virtio.h"
+#include "vmmkit/machine.h"
 
 #endif

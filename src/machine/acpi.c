@@ -222,6 +222,40 @@ static void build_crs(Buf *b, const AcpiConfig *cfg)
     put8(b, 0);
 }
 
+/*
+ * Device (COM1) { _HID PNP0501, _CRS { IO 0x3F8/8, IRQNoFlags {4} } }.
+ * In hardware-reduced mode Linux maps no ISA IRQ by itself (there is no
+ * legacy PIC): the serial port's interrupt reaches the I/O APIC only
+ * because ACPI describes it here.
+ */
+static void build_com1(Buf *b)
+{
+    static const uint8_t crs[] = {
+        0x47, 0x01, 0xf8, 0x03, 0xf8, 0x03, 0x01, 0x08,   /* IO */
+        0x22, 0x10, 0x00,                                 /* IRQNoFlags {4} */
+        0x79, 0x00,
+    };
+    uint8_t dev[64];
+    Buf db = { .p = dev, .len = sizeof(dev) };
+    putn(&db, "COM1", 4);
+    put8(&db, 0x08);
+    putn(&db, "_HID", 4);
+    put8(&db, 0x0c);
+    put32(&db, 0x0105d041);               /* EisaId ("PNP0501") */
+    aml_name_int0(&db, "_UID");
+    put8(&db, 0x08);
+    putn(&db, "_CRS", 4);
+    put8(&db, 0x11);
+    aml_pkglen(&db, 2 + sizeof(crs));
+    put8(&db, 0x0a);
+    put8(&db, sizeof(crs));
+    putn(&db, crs, sizeof(crs));
+    put8(b, 0x5b);
+    put8(b, 0x82);
+    aml_pkglen(b, db.pos);
+    putn(b, dev, db.pos);
+}
+
 static size_t build_dsdt(Buf *b, const AcpiConfig *cfg)
 {
     size_t at = table_begin(b, "DSDT", 2);
@@ -259,6 +293,7 @@ static size_t build_dsdt(Buf *b, const AcpiConfig *cfg)
     put8(b, 0x82);
     aml_pkglen(b, db.pos);
     putn(b, dev, db.pos);
+    build_com1(b);
     table_end(b, at);
     return at;
 }

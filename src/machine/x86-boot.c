@@ -335,3 +335,15 @@ void x86_lapic_lint_setup(struct kvm_lapic_state *lapic)
     wr32(lint0, (rd32(lint0) & ~0x700u) | 0x700u);  /* ExtINT */
     wr32(lint1, (rd32(lint1) & ~0x700u) | 0x400u);  /* NMI */
 }
+
+void x86_reset_stub(uint8_t buf[16])
+{
+    static const uint8_t code[] = {
+        0xb0, 0xfe,         /* mov al, 0xfe */
+        0xe6, 0x64,         /* out 0x64, al: reset */
+        0xf4,               /* hlt */
+        0xeb, 0xfb,         /* jmp back to the out */
+    };
+    memset(buf, 0x90, 16);
+    memcpy(buf, code, sizeof(code));
+}

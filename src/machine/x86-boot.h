@@ -129,6 +129,15 @@ void x86_cpuid_fixup(struct kvm_cpuid_entry2 *e, uint32_t nent, uint32_t index,
 #define X86_BOOT_MSR_COUNT 10
 void x86_boot_msrs(struct kvm_msr_entry msrs[X86_BOOT_MSR_COUNT]);
 
+/*
+ * The code at the reset vector (0xFFFF0), where Linux's "BIOS" reboot
+ * method jumps in real mode (it is also what a hardware-reduced ACPI
+ * machine without EFI falls back to): pulse the reset line through the
+ * keyboard controller, as firmware would.  Fills @buf (16 bytes).
+ */
+#define X86_RESET_VECTOR 0xffff0ull
+void x86_reset_stub(uint8_t buf[16]);
+
 /* Program LINT0 as ExtINT and LINT1 as NMI in a LAPIC register page. */
 void x86_lapic_lint_setup(struct kvm_lapic_state *lapic);
 

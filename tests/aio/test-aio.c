@@ -508,6 +508,47 @@ static void test_timers(void **state)
     vmm_timer_free(t3);
 }
 
+static char logbuf[2048];
+
+static void log_capture(VmmLogLevel level, const char *msg, void *opaque)
+{
+    (void)level;
+    (void)opaque;
+    strncat(logbuf, msg, sizeof(logbuf) - strlen(logbuf) - 2);
+    strcat(logbuf, "\n");
+}
+
+static void test_fd_closed_under_handler(void **state)
+{
+    (void)state;
+    Pipe p;
+    pipe_open(&p);
+    assert_int_equal(vmm_aio_set_fd_handler(ctx, p.fds[0], pipe_read, NULL, NULL, NULL, &p), 0);
+    vmm_aio_poll(ctx, false);
+    logbuf[0] = 0;
+    vmm_set_log_handler(log_capture, NULL, VMM_LOG_DEBUG);
+    close(p.fds[0]);
+    /* No hang and no busy loop: a blocking poll still waits for the timer. */
+    VmmTimer *t = vmm_timer_new(ctx, timer_cb, (void *)9);
+    order_n = 0;
+    vmm_timer_mod(t, vmm_clock_ns() + 20 * 1000000);
+    int polls = 0;
+    while (!order_n) {
+        vmm_aio_poll(ctx, true);
+        polls++;
+    }
+    vmm_set_log_handler(NULL, NULL, VMM_LOG_WARNING);
+    assert_true(polls < 50);
+    assert_int_equal(p.reads, 0);
+    if (vmm_aio_context_fdmon(ctx) == VMM_FDMON_POLL) {
+        assert_non_null(strstr(logbuf, "was closed while its handler was set"));
+    }
+    /* The handler can still be removed by fd number. */
+    assert_int_equal(vmm_aio_set_fd_handler(ctx, p.fds[0], NULL, NULL, NULL, NULL, NULL), 0);
+    vmm_timer_free(t);
+    close(p.fds[1]);
+}
+
 /* ---- misuse and leaks ---- */
 
 static void child_leak_pending_bh(void)
@@ -820,6 +861,7 @@ int main(void)
         T(test_fd_handler_bad_input),
         T(test_event_notifier),
         T(test_timers),
+        T(test_fd_closed_under_handler),
         T(test_leaked_bh_reported),
         T(test_schedule_on_destroyed_context),
         T(test_double_delete),

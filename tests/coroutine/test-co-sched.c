@@ -416,6 +416,45 @@ static void test_pool_bounded(void **state)
     assert_int_equal(vmm_thread_pool_set_max_workers(main_ctx, 64), 0);
 }
 
+static int slow_fn(void *arg)
+{
+    int *started = arg;
+
+    co_set_flag(started);
+    usleep(20000);
+    return 7;
+}
+
+static void count_done(void *opaque, int ret)
+{
+    int *n = opaque;
+
+    *n += ret;
+}
+
+static void test_pool_context_destroy(void **state)
+{
+    (void)state;
+    int err = 0;
+    VmmAioContext *ctx = vmm_aio_context_new(NULL, &err);
+    int started = 0, done = 0;
+
+    assert_non_null(ctx);
+    /* Delivered while the context lives. */
+    assert_int_equal(vmm_thread_pool_submit(ctx, slow_fn, &started, count_done, &done), 0);
+    while (done == 0) {
+        vmm_aio_poll(ctx, true);
+    }
+    assert_int_equal(done, 7);
+    /* Destroyed with a request still running: destruction waits for the
+     * worker, then drops the completion that can no longer be delivered. */
+    started = 0;
+    assert_int_equal(vmm_thread_pool_submit(ctx, slow_fn, &started, count_done, &done), 0);
+    assert_true(co_wait_flag(&started, 5000));
+    vmm_aio_context_unref(ctx);
+    assert_int_equal(done, 7);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -436,6 +475,7 @@ int main(void)
         cmocka_unit_test(test_run_sync),
         cmocka_unit_test(test_pool_co_submit),
         cmocka_unit_test(test_pool_bounded),
+        cmocka_unit_test(test_pool_context_destroy),
     };
 
     return cmocka_run_group_tests_name("co-sched", tests, setup, teardown);

@@ -293,6 +293,17 @@ static void test_cpuid_msr_lapic(void **state)
     assert_int_equal(get32((uint8_t *)l.regs + 0x360), 0x400);
 }
 
+static void test_reset_stub(void **state)
+{
+    (void)state;
+    uint8_t b[16];
+    x86_reset_stub(b);
+    /* out 0x64 of 0xfe, and the jump goes back to the out. */
+    assert_memory_equal(b, "\xb0\xfe\xe6\x64", 4);
+    assert_int_equal(b[5], 0xeb);
+    assert_int_equal(7 + (int8_t)b[6], 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -304,6 +315,7 @@ int main(void)
         cmocka_unit_test(test_gdt_and_sregs),
         cmocka_unit_test(test_page_tables),
         cmocka_unit_test(test_cpuid_msr_lapic),
+        cmocka_unit_test(test_reset_stub),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vmmkit/machine.h - an x86-64 PC-like machine that boots a Linux bzImage.
+ *
+ * The machine puts together what the rest of vmmkit provides: a KVM VM with
+ * the in-kernel irqchip and PIT, guest RAM, the 64-bit Linux boot protocol
+ * (zero page, e820, identity page tables), ACPI tables (hardware-reduced:
+ * MADT for the CPUs and the I/O APIC, a DSDT with a PCI root bridge, and a
+ * sleep-control/reset register the VMM sees), a PCI bus 0 with virtio-pci
+ * (modern, MSI-X through irqfds) devices and a 16550 UART console.
+ * docs/machine.md explains the layout and why.
+ *
+ * Lifecycle: vmm_machine_new() builds and loads everything (vCPUs stopped);
+ * vmm_machine_start() runs it; the machine ends when the guest powers off,
+ * reboots, crashes, or vmm_machine_stop() is called; vmm_machine_wait() (or
+ * polling vmm_machine_event_fd()) reports how.  A reboot is reported, not
+ * performed: the caller frees the machine and builds a new one.
+ *
+ * Threads: one thread (the caller's "main loop") creates, starts, pauses,
+ * stops and frees the machine; vCPU threads and the console run inside.
+ */
+#ifndef VMMKIT_MACHINE_H
+#define VMMKIT_MACHINE_H
+
+#include "vmmkit/common.h"
+
+VMM_BEGIN_DECLS
+
+typedef struct VmmMachine VmmMachine;
+typedef struct VmmVm VmmVm;
+
+#define VMM_MACHINE_MAX_CPUS 64
+
+typedef struct VmmMachineOptions {
+    size_t size;                /* sizeof(VmmMachineOptions), for ABI growth */
+    const char *kernel;         /* path of a bzImage (boot protocol >= 2.12) */
+    const char *initrd;         /* path or NULL */
+    const char *cmdline;        /* NULL: "" */
+    uint64_t memory;            /* bytes of RAM, >= 32 MiB, 4 KiB multiple */
+    uint32_t cpus;              /* 1..VMM_MACHINE_MAX_CPUS */
+    int console_out_fd;         /* the UART's output (-1: discarded) */
+    const char *kvm_path;       /* NULL: /dev/kvm */
+} VmmMachineOptions;
+
+typedef enum VmmMachineState {
+    VMM_MACHINE_CREATED = 0,    /* built, not started */
+    VMM_MACHINE_RUNNING,
+    VMM_MACHINE_PAUSED,
+    VMM_MACHINE_POWEROFF,       /* ended: the guest powered off (ACPI S5) */
+    VMM_MACHINE_REBOOT,         /* ended: the guest asked for a reset */
+    VMM_MACHINE_STOPPED,        /* ended: vmm_machine_stop() */
+    VMM_MACHINE_CRASHED,        /* ended: KVM reported an error for the guest */
+    VMM_MACHINE_ERROR,          /* ended: a host error */
+} VmmMachineState;
+
+/* "running", "poweroff", ... for messages.  Any thread. */
+VMM_EXPORT const char *vmm_machine_state_name(VmmMachineState st);
+
+/*
+ * Build the machine and load the kernel and initrd.  Errors: -EINVAL (bad
+ * options), -ENOEXEC (not a bzImage the machine can boot), -E2BIG (kernel,
+ * initrd or command line do not fit), the errno of a file or of KVM (a
+ * message names it through vmm_set_log_handler).  Main loop.
+ */
+VMM_EXPORT VmmMachine *vmm_machine_new(const VmmMachineOptions *opts, int *errp);
+
+/*
+ * Add a virtio-blk disk backed by the image file @path (raw), read-only if
+ * @readonly.  Before vmm_machine_start().  Returns 0, -ENOTSUP when this
+ * build has no virtio-blk, or the errno of opening the image.  Main loop.
+ */
+VMM_EXPORT int vmm_machine_add_disk(VmmMachine *m, const char *path, bool readonly);
+
+/* Run the vCPUs.  Main loop. */
+VMM_EXPORT int vmm_machine_start(VmmMachine *m);
+/* Stop every vCPU (and device) / let them go on.  Main loop. */
+VMM_EXPORT int vmm_machine_pause(VmmMachine *m);
+VMM_EXPORT int vmm_machine_resume(VmmMachine *m);
+/* End the machine (VMM_MACHINE_STOPPED unless it already ended).  Any thread. */
+VMM_EXPORT void vmm_machine_stop(VmmMachine *m);
+
+/* The current state.  Any thread. */
+VMM_EXPORT VmmMachineState vmm_machine_state(VmmMachine *m);
+
+/*
+ * An fd that becomes readable once the machine has ended (for poll).
+ * Owned by the machine.  Any thread.
+ */
+VMM_EXPORT int vmm_machine_event_fd(VmmMachine *m);
+
+/*
+ * Wait until the machine ends (@timeout_ns < 0: forever) and return its
+ * final state, or -ETIMEDOUT.  @msg (may be NULL) receives a one-line
+ * description of why it ended.  Main loop.
+ */
+VMM_EXPORT int vmm_machine_wait(VmmMachine *m, int64_t timeout_ns, char *msg,
+                                size_t msg_len);
+
+/* Queue console input for the UART; returns the bytes accepted (the
+ * receive FIFO may be full: retry later).  Any thread. */
+VMM_EXPORT size_t vmm_machine_console_input(VmmMachine *m, const void *buf, size_t len);
+
+/* The VM underneath (for exit handlers, stats, state).  Any thread. */
+VMM_EXPORT VmmVm *vmm_machine_vm(VmmMachine *m);
+
+/* Stop if needed and free everything.  Main loop. */
+VMM_EXPORT void vmm_machine_free(VmmMachine *m);
+
+VMM_END_DECLS
+
+#endif /* VMMKIT_MACHINE_H */

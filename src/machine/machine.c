@@ -1,0 +1,712 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The x86 machine: a KVM VM with the in-kernel irqchip, guest RAM, the
+ * Linux boot protocol, ACPI, PCI, virtio-pci and a 16550.  See
+ * include/vmmkit/machine.h and docs/machine.md.
+ *
+ * Locking: m->lock (the device lock) serialises every device model (PCI
+ * config, UART, power device, virtio-pci transports) against the vCPU
+ * threads that access them and the main loop that feeds console input.
+ * It is never held across a call that waits for a vCPU.
+ */
+#include "machine/machine-internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "machine/acpi.h"
+#include "util/log.h"
+
+const char *vmm_machine_state_name(VmmMachineState st)
+{
+    static const char *const names[] = {
+        "created", "running", "paused", "poweroff", "reboot", "stopped",
+        "crashed", "error",
+    };
+    return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "?";
+}
+
+/* ---- Files ------------------------------------------------------------------ */
+
+static int read_file(const char *path, uint8_t **out, size_t *len, size_t max)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = -errno;
+        vmm_error("machine: cannot open %s: %s", path, strerror(errno));
+        return e;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        vmm_error("machine: %s is not a regular file", path);
+        return -EINVAL;
+    }
+    if ((uint64_t)st.st_size > max) {
+        close(fd);
+        vmm_error("machine: %s is too large (%lld bytes)", path, (long long)st.st_size);
+        return -E2BIG;
+    }
+    uint8_t *buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+    if (!buf) {
+        close(fd);
+        return -ENOMEM;
+    }
+    size_t done = 0;
+    while (done < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + done, (size_t)st.st_size - done);
+        if (n <= 0) {
+            int e = n < 0 ? -errno : -EIO;
+            free(buf);
+            close(fd);
+            vmm_error("machine: reading %s failed", path);
+            return e;
+        }
+        done += (size_t)n;
+    }
+    close(fd);
+    *out = buf;
+    *len = done;
+    return 0;
+}
+
+/* Host address of guest RAM [gpa, gpa+len) in low memory, or NULL. */
+static uint8_t *low_ram(VmmMachine *m, uint64_t gpa, uint64_t len)
+{
+    if (gpa > m->low_size || len > m->low_size - gpa) {
+        return NULL;
+    }
+    return m->host + gpa;
+}
+
+/* ---- Boot ------------------------------------------------------------------- */
+
+static int load_linux(VmmMachine *m, const VmmMachineOptions *o)
+{
+    uint8_t *img = NULL, *initrd = NULL;
+    size_t img_len = 0, initrd_len = 0;
+    X86BzImage bz;
+    X86E820Entry e820[8];
+    int r = read_file(o->kernel, &img, &img_len, 256u << 20);
+    if (r < 0) {
+        return r;
+    }
+    r = x86_bzimage_parse(img, img_len, &bz);
+    if (r < 0) {
+        vmm_error("machine: %s is not a bootable bzImage (%s)", o->kernel, strerror(-r));
+        goto out;
+    }
+    uint8_t *dst = low_ram(m, X86_HIMEM_START, bz.init_size);
+    if (!dst) {
+        vmm_error("machine: the kernel needs %u bytes from 1 MiB: not enough RAM",
+                  bz.init_size);
+        r = -E2BIG;
+        goto out;
+    }
+    memcpy(dst, img + bz.kernel_offset, bz.kernel_size);
+
+    X86BootParams p = { .cmdline_addr = X86_CMDLINE_ADDR, .acpi_rsdp_addr = X86_BIOS_START };
+    const char *cmd = o->cmdline ? o->cmdline : "";
+    size_t clen = strlen(cmd);
+    if (clen > bz.cmdline_size || clen >= X86_CMDLINE_MAX) {
+        vmm_error("machine: command line of %zu bytes; the kernel takes %u", clen,
+                  bz.cmdline_size);
+        r = -E2BIG;
+        goto out;
+    }
+    memcpy(m->host + X86_CMDLINE_ADDR, cmd, clen + 1);
+    p.cmdline_len = (uint32_t)clen;
+
+    if (o->initrd) {
+        r = read_file(o->initrd, &initrd, &initrd_len, 1u << 30);
+        if (r < 0) {
+            goto out;
+        }
+        uint64_t at = x86_initrd_addr(&bz, m->ram_size, initrd_len, X86_HIMEM_START);
+        if (!at || !low_ram(m, at, initrd_len)) {
+            vmm_error("machine: the initrd (%zu bytes) does not fit in RAM", initrd_len);
+            r = -E2BIG;
+            goto out;
+        }
+        memcpy(m->host + at, initrd, initrd_len);
+        p.initrd_addr = at;
+        p.initrd_size = initrd_len;
+    }
+    r = x86_e820_build(m->ram_size, e820, 8);
+    if (r < 0) {
+        goto out;
+    }
+    p.e820 = e820;
+    p.e820_entries = r;
+    r = x86_zero_page_build(m->host + X86_ZERO_PAGE_ADDR, img, &bz, &p);
+    if (r < 0) {
+        goto out;
+    }
+    uint64_t gdt[X86_GDT_ENTRIES];
+    x86_gdt_build(gdt);
+    memcpy(m->host + X86_GDT_ADDR, gdt, sizeof(gdt));
+    x86_page_tables_build(m->host + X86_PML4_ADDR, X86_PT_END - X86_PML4_ADDR);
+
+    AcpiConfig ac = { .ncpus = m->cpus, .pci_mmio_start = X86_MMIO_HOLE_START,
+                      .pci_mmio_end = ACPI_IOAPIC_ADDR };
+    /* ACPI tables in 0xE0000-0xEFFFF; the reset vector sits at 0xFFFF0. */
+    long n = acpi_build(m->host + X86_BIOS_START, 0x10000, X86_BIOS_START, &ac);
+    r = n < 0 ? (int)n : 0;
+    x86_reset_stub(m->host + X86_RESET_VECTOR);
+out:
+    free(img);
+    free(initrd);
+    return r;
+}
+
+static int setup_vcpu(VmmMachine *m, VmmVcpu *cpu, uint32_t id,
+                      const struct kvm_cpuid2 *supported)
+{
+    size_t sz = sizeof(struct kvm_cpuid2) + supported->nent * sizeof(struct kvm_cpuid_entry2);
+    struct kvm_cpuid2 *c = malloc(sz);
+    if (!c) {
+        return -ENOMEM;
+    }
+    memcpy(c, supported, sz);
+    x86_cpuid_fixup(c->entries, c->nent, id, m->cpus);
+    int r = vmm_vcpu_set_cpuid(cpu, c);
+    free(c);
+    if (r < 0) {
+        return r;
+    }
+    struct kvm_msr_entry msrs[X86_BOOT_MSR_COUNT];
+    x86_boot_msrs(msrs);
+    for (unsigned i = 0; i < X86_BOOT_MSR_COUNT; i++) {
+        r = vmm_vcpu_set_msr(cpu, msrs[i].index, msrs[i].data);
+        if (r < 0) {
+            return r;
+        }
+    }
+    struct kvm_lapic_state lapic;
+    r = vmm_vcpu_get_lapic(cpu, &lapic);
+    if (r == 0) {
+        x86_lapic_lint_setup(&lapic);
+        r = vmm_vcpu_set_lapic(cpu, &lapic);
+    }
+    if (r < 0) {
+        return r;
+    }
+    if (id == 0) {
+        struct kvm_sregs sregs;
+        struct kvm_regs regs;
+        r = vmm_vcpu_get_sregs(cpu, &sregs);
+        if (r < 0) {
+            return r;
+        }
+        x86_boot_sregs(&sregs);
+        x86_boot_regs(&regs, X86_HIMEM_START);
+        r = vmm_vcpu_set_sregs(cpu, &sregs);
+        if (r == 0) {
+            r = vmm_vcpu_set_regs(cpu, &regs);
+        }
+        if (r < 0) {
+            return r;
+        }
+    }
+    return vmm_vcpu_synchronize_post_init(cpu);
+}
+
+/* ---- Devices on port I/O ------------------------------------------------------ */
+
+static void serial_out(void *opaque, uint8_t byte)
+{
+    VmmMachine *m = opaque;
+    if (m->console_fd >= 0) {
+        ssize_t n;
+        do {
+            n = write(m->console_fd, &byte, 1);
+        } while (n < 0 && errno == EINTR);
+    }
+}
+
+static void serial_irq(void *opaque, bool level)
+{
+    VmmMachine *m = opaque;
+    vmm_vm_set_irq(m->vm, SERIAL_COM1_IRQ, level);
+}
+
+static uint64_t uart_read(void *opaque, uint64_t off, unsigned size)
+{
+    VmmMachine *m = opaque;
+    (void)size;
+    pthread_mutex_lock(&m->lock);
+    uint8_t v = serial_read(&m->serial, (unsigned)off);
+    pthread_mutex_unlock(&m->lock);
+    return v;
+}
+
+static void uart_write(void *opaque, uint64_t off, uint64_t val, unsigned size)
+{
+    VmmMachine *m = opaque;
+    (void)size;
+    pthread_mutex_lock(&m->lock);
+    serial_write(&m->serial, (unsigned)off, (uint8_t)val);
+    pthread_mutex_unlock(&m->lock);
+}
+
+static const VmmIoOps uart_ops = { .read = uart_read, .write = uart_write };
+
+static uint64_t pci_io_read(void *opaque, uint64_t off, unsigned size)
+{
+    VmmMachine *m = opaque;
+    pthread_mutex_lock(&m->lock);
+    uint32_t v = pci_bus_pio_read(&m->bus, (uint16_t)(PCI_CONFIG_ADDR_PORT + off), size);
+    pthread_mutex_unlock(&m->lock);
+    return v;
+}
+
+static void pci_io_write(void *opaque, uint64_t off, uint64_t val, unsigned size)
+{
+    VmmMachine *m = opaque;
+    pthread_mutex_lock(&m->lock);
+    pci_bus_pio_write(&m->bus, (uint16_t)(PCI_CONFIG_ADDR_PORT + off), size, (uint32_t)val);
+    pthread_mutex_unlock(&m->lock);
+}
+
+static const VmmIoOps pci_io_ops = { .read = pci_io_read, .write = pci_io_write };
+
+/* The guest asked to power off or reset: end the VM with that reason. */
+static void power_request(VmmMachine *m, VmmMachineState why)
+{
+    vmm_vm_request_end(m->vm, (uint64_t)why);
+}
+
+static uint64_t power_read(void *opaque, uint64_t off, unsigned size)
+{
+    (void)opaque; (void)off; (void)size;
+    return 0;                                /* sleep status: nothing pending */
+}
+
+static void power_write(void *opaque, uint64_t off, uint64_t val, unsigned size)
+{
+    VmmMachine *m = opaque;
+    (void)size;
+    if (off == ACPI_PORT_SLEEP_CONTROL - ACPI_PORT_SLEEP_CONTROL &&
+        acpi_decode_sleep_control((uint8_t)val) == ACPI_SLEEP_POWEROFF) {
+        power_request(m, VMM_MACHINE_POWEROFF);
+    } else if (off == ACPI_PORT_RESET - ACPI_PORT_SLEEP_CONTROL &&
+               (uint8_t)val == ACPI_RESET_VALUE) {
+        power_request(m, VMM_MACHINE_REBOOT);
+    }
+}
+
+static const VmmIoOps power_ops = { .read = power_read, .write = power_write };
+
+/* The keyboard controller's status port: 0xFE written to it resets the
+ * machine (Linux's reboot fallback); reads say "input buffer empty". */
+static uint64_t kbd_read(void *opaque, uint64_t off, unsigned size)
+{
+    (void)opaque; (void)off; (void)size;
+    return 0;
+}
+
+static void kbd_write(void *opaque, uint64_t off, uint64_t val, unsigned size)
+{
+    (void)off; (void)size;
+    if ((uint8_t)val == 0xfe) {
+        power_request(opaque, VMM_MACHINE_REBOOT);
+    }
+}
+
+static const VmmIoOps kbd_ops = { .read = kbd_read, .write = kbd_write };
+
+/* ---- PCI MMIO: the whole window, dispatched to BARs --------------------------- */
+
+static bool find_bar(VmmMachine *m, uint64_t addr, unsigned size, VmmMachinePciDev **dev,
+                     int *bar, uint64_t *off)
+{
+    for (unsigned i = 0; i < m->npci; i++) {
+        VmmMachinePciDev *d = m->pci[i];
+        for (int b = 0; b < PCI_NUM_BARS; b++) {
+            uint64_t base = pci_device_bar_addr(d->pci, b);
+            if (base != UINT64_MAX && addr >= base &&
+                addr + size <= base + d->pci->bars[b].size) {
+                *dev = d;
+                *bar = b;
+                *off = addr - base;
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+static uint64_t mmio_read(void *opaque, uint64_t off, unsigned size)
+{
+    VmmMachine *m = opaque;
+    VmmMachinePciDev *d;
+    int bar;
+    uint64_t boff, v = ~0ull;
+    pthread_mutex_lock(&m->lock);
+    if (find_bar(m, X86_MMIO_HOLE_START + off, size, &d, &bar, &boff) && d->read) {
+        v = d->read(d, bar, boff, size);
+    }
+    pthread_mutex_unlock(&m->lock);
+    return v;
+}
+
+static void mmio_write(void *opaque, uint64_t off, uint64_t val, unsigned size)
+{
+    VmmMachine *m = opaque;
+    VmmMachinePciDev *d;
+    int bar;
+    uint64_t boff;
+    pthread_mutex_lock(&m->lock);
+    if (find_bar(m, X86_MMIO_HOLE_START + off, size, &d, &bar, &boff) && d->write) {
+        d->write(d, bar, boff, size, val);
+    }
+    pthread_mutex_unlock(&m->lock);
+}
+
+static const VmmIoOps mmio_ops = { .read = mmio_read, .write = mmio_write };
+
+int machine_pci_add(VmmMachine *m, VmmMachinePciDev *d)
+{
+    if (m->npci >= MACHINE_MAX_PCI) {
+        return -ENOSPC;
+    }
+    int r = pci_bus_plug(&m->bus, (int)m->npci + 1, d->pci);
+    if (r < 0) {
+        return r;
+    }
+    m->pci[m->npci++] = d;
+    return 0;
+}
+
+uint64_t machine_alloc_mmio(VmmMachine *m, uint64_t size)
+{
+    uint64_t at = (m->next_mmio + size - 1) & ~(size - 1);
+    if (at + size > ACPI_IOAPIC_ADDR) {
+        return 0;
+    }
+    m->next_mmio = at + size;
+    return at;
+}
+
+/* ---- Memory and the VM -------------------------------------------------------- */
+
+static int setup_memory(VmmMachine *m)
+{
+    int r;
+    VmmRamRegionOptions ro = { .size = sizeof(ro), .length = m->ram_size,
+                               .name = "vmmkit-ram", .flags = VMM_RAM_NORESERVE };
+    m->ram = vmm_ram_region_new(&ro, &r);
+    if (!m->ram) {
+        return r;
+    }
+    m->host = vmm_ram_region_host(m->ram);
+    m->mem = vmm_guest_memory_new(&r);
+    if (!m->mem) {
+        return r;
+    }
+    m->low_size = m->ram_size < X86_MMIO_HOLE_START ? m->ram_size : X86_MMIO_HOLE_START;
+    r = vmm_vm_map_memory(m->vm, 0, m->low_size, m->host, 0);
+    if (r == 0) {
+        r = vmm_guest_memory_add(m->mem, 0, m->ram, 0, m->low_size, 0);
+    }
+    if (r == 0 && m->ram_size > m->low_size) {
+        uint64_t hi = m->ram_size - m->low_size;
+        r = vmm_vm_map_memory(m->vm, X86_MMIO_HOLE_END, hi, m->host + m->low_size, 0);
+        if (r == 0) {
+            r = vmm_guest_memory_add(m->mem, X86_MMIO_HOLE_END, m->ram, m->low_size, hi, 0);
+        }
+    }
+    return r;
+}
+
+static int register_io(VmmMachine *m)
+{
+    int r = 0;
+    r = r ?: vmm_vm_register_io(m->vm, true, SERIAL_COM1_PORT, 8, &uart_ops, m);
+    r = r ?: vmm_vm_register_io(m->vm, true, PCI_CONFIG_ADDR_PORT, 8, &pci_io_ops, m);
+    r = r ?: vmm_vm_register_io(m->vm, true, ACPI_PORT_SLEEP_CONTROL, ACPI_PORT_COUNT,
+                                &power_ops, m);
+    r = r ?: vmm_vm_register_io(m->vm, true, 0x64, 1, &kbd_ops, m);
+    r = r ?: vmm_vm_register_io(m->vm, false, X86_MMIO_HOLE_START,
+                                ACPI_IOAPIC_ADDR - X86_MMIO_HOLE_START, &mmio_ops, m);
+    return r;
+}
+
+static void *waiter_main(void *opaque)
+{
+    VmmMachine *m = opaque;
+    VmmVmExit ex;
+    vmm_vm_wait(m->vm, -1, &ex);
+    VmmMachineState st;
+    switch (ex.kind) {
+    case VMM_VM_END_REQUESTED:
+        st = (VmmMachineState)ex.code;
+        break;
+    case VMM_VM_END_SHUTDOWN:           /* triple fault: a PC resets */
+        st = VMM_MACHINE_REBOOT;
+        snprintf(m->end_msg, sizeof(m->end_msg), "guest triple fault (reset)");
+        break;
+    case VMM_VM_END_SYSTEM_EVENT:
+        st = ex.code == KVM_SYSTEM_EVENT_SHUTDOWN ? VMM_MACHINE_POWEROFF
+                                                  : VMM_MACHINE_REBOOT;
+        break;
+    case VMM_VM_END_ERROR:
+        st = VMM_MACHINE_ERROR;
+        snprintf(m->end_msg, sizeof(m->end_msg), "host error on vCPU %u: %s",
+                 ex.vcpu_id, strerror(-ex.error));
+        break;
+    default:
+        st = VMM_MACHINE_CRASHED;
+        snprintf(m->end_msg, sizeof(m->end_msg),
+                 "guest crashed: vCPU %u, KVM exit %u, code 0x%" PRIx64 ", rip 0x%" PRIx64,
+                 ex.vcpu_id, ex.exit_reason, ex.code, ex.rip);
+        break;
+    }
+    if (!m->end_msg[0]) {
+        snprintf(m->end_msg, sizeof(m->end_msg), "%s", vmm_machine_state_name(st));
+    }
+    __atomic_store_n(&m->state, st, __ATOMIC_RELEASE);
+    uint64_t one = 1;
+    ssize_t n = write(m->end_fd, &one, sizeof(one));
+    (void)n;
+    return NULL;
+}
+
+static int check_options(const VmmMachineOptions *o)
+{
+    if (!o || o->size < sizeof(VmmMachineOptions) || !o->kernel || o->cpus == 0 ||
+        o->cpus > VMM_MACHINE_MAX_CPUS || o->memory < (32ull << 20) ||
+        (o->memory & 0xfff) || o->memory > (1ull << 40)) {
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int build(VmmMachine *m, const VmmMachineOptions *o)
+{
+    int r;
+    VmmVmOptions vo = { .size = sizeof(vo), .dev_path = o->kvm_path };
+    m->vm = vmm_vm_new(&vo, &r);
+    if (!m->vm) {
+        return r;
+    }
+    r = vmm_vm_create_irqchip(m->vm, true);
+    if (r < 0) {
+        return r;
+    }
+    r = setup_memory(m);
+    if (r < 0) {
+        return r;
+    }
+    r = load_linux(m, o);
+    if (r < 0) {
+        return r;
+    }
+    /* Slot 0: a host bridge, so Linux's type-1 probe finds a bus. */
+    pci_device_init(&m->host_bridge, 0x1b36, 0x0008, 0x060000, 0, 0x1b36, 0);
+    r = pci_bus_plug(&m->bus, 0, &m->host_bridge);
+    if (r < 0) {
+        return r;
+    }
+    serial_init(&m->serial, serial_out, serial_irq, m);
+    r = register_io(m);
+    if (r < 0) {
+        return r;
+    }
+    struct kvm_cpuid2 *cpuid = vmm_vm_get_supported_cpuid(m->vm, &r);
+    if (!cpuid) {
+        return r;
+    }
+    for (uint32_t i = 0; i < m->cpus && r >= 0; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "vcpu%u", i);
+        VmmVcpu *cpu = vmm_vcpu_new(m->vm, i, name, &r);
+        if (cpu) {
+            r = setup_vcpu(m, cpu, i, cpuid);
+        }
+    }
+    free(cpuid);
+    return r < 0 ? r : 0;
+}
+
+VmmMachine *vmm_machine_new(const VmmMachineOptions *o, int *errp)
+{
+    int r = check_options(o);
+    VmmMachine *m = NULL;
+    if (r < 0) {
+        VMM_MISUSE("bad machine options");
+        goto fail;
+    }
+    m = calloc(1, sizeof(*m));
+    if (!m) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    pthread_mutex_init(&m->lock, NULL);
+    m->ram_size = o->memory;
+    m->cpus = o->cpus;
+    m->console_fd = o->console_out_fd;
+    m->next_mmio = X86_MMIO_HOLE_START;
+    m->end_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (m->end_fd < 0) {
+        r = -errno;
+        goto fail;
+    }
+    r = build(m, o);
+    if (r < 0) {
+        goto fail;
+    }
+    return m;
+fail:
+    if (m) {
+        vmm_machine_free(m);
+    }
+    if (errp) {
+        *errp = r;
+    }
+    return NULL;
+}
+
+int vmm_machine_start(VmmMachine *m)
+{
+    if (m->state != VMM_MACHINE_CREATED) {
+        VMM_MISUSE("machine already started");
+        return -EINVAL;
+    }
+    int r = machine_devices_start(m);
+    if (r < 0) {
+        return r;
+    }
+    r = pthread_create(&m->waiter, NULL, waiter_main, m);
+    if (r) {
+        return -r;
+    }
+    m->have_waiter = true;
+    __atomic_store_n(&m->state, VMM_MACHINE_RUNNING, __ATOMIC_RELEASE);
+    r = vmm_vm_start(m->vm);
+    if (r < 0) {
+        vmm_vm_request_end(m->vm, VMM_MACHINE_ERROR);
+    }
+    return r;
+}
+
+VmmMachineState vmm_machine_state(VmmMachine *m)
+{
+    return __atomic_load_n(&m->state, __ATOMIC_ACQUIRE);
+}
+
+int vmm_machine_pause(VmmMachine *m)
+{
+    if (vmm_machine_state(m) != VMM_MACHINE_RUNNING) {
+        return -EINVAL;
+    }
+    int r = vmm_vm_pause(m->vm);
+    if (r == 0) {
+        r = machine_devices_pause(m, true);
+    }
+    if (r == 0) {
+        VmmMachineState want = VMM_MACHINE_RUNNING;
+        __atomic_compare_exchange_n(&m->state, &want, VMM_MACHINE_PAUSED, false,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+    }
+    return r;
+}
+
+int vmm_machine_resume(VmmMachine *m)
+{
+    if (vmm_machine_state(m) != VMM_MACHINE_PAUSED) {
+        return -EINVAL;
+    }
+    int r = machine_devices_pause(m, false);
+    if (r == 0) {
+        VmmMachineState want = VMM_MACHINE_PAUSED;
+        __atomic_compare_exchange_n(&m->state, &want, VMM_MACHINE_RUNNING, false,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+        r = vmm_vm_resume(m->vm);
+    }
+    return r;
+}
+
+void vmm_machine_stop(VmmMachine *m)
+{
+    if (m->vm) {
+        vmm_vm_request_end(m->vm, VMM_MACHINE_STOPPED);
+    }
+}
+
+int vmm_machine_event_fd(VmmMachine *m)
+{
+    return m->end_fd;
+}
+
+int vmm_machine_wait(VmmMachine *m, int64_t timeout_ns, char *msg, size_t msg_len)
+{
+    if (!m->have_waiter) {
+        return -EINVAL;
+    }
+    struct pollfd pfd = { .fd = m->end_fd, .events = POLLIN };
+    int ms = timeout_ns < 0 ? -1 : (int)(timeout_ns / 1000000);
+    int n;
+    do {
+        n = poll(&pfd, 1, ms);
+    } while (n < 0 && errno == EINTR);
+    if (n == 0) {
+        return -ETIMEDOUT;
+    }
+    if (m->have_waiter) {
+        pthread_join(m->waiter, NULL);
+        m->have_waiter = false;
+        m->joined = true;
+    }
+    if (msg && msg_len) {
+        snprintf(msg, msg_len, "%s", m->end_msg);
+    }
+    return (int)vmm_machine_state(m);
+}
+
+size_t vmm_machine_console_input(VmmMachine *m, const void *buf, size_t len)
+{
+    pthread_mutex_lock(&m->lock);
+    size_t n = serial_receive(&m->serial, buf, len);
+    pthread_mutex_unlock(&m->lock);
+    return n;
+}
+
+VmmVm *vmm_machine_vm(VmmMachine *m)
+{
+    return m->vm;
+}
+
+void vmm_machine_free(VmmMachine *m)
+{
+    if (!m) {
+        return;
+    }
+    if (m->have_waiter) {
+        vmm_machine_stop(m);
+        pthread_join(m->waiter, NULL);
+        m->have_waiter = false;
+    }
+    machine_devices_free(m);
+    if (m->vm) {
+        vmm_vm_free(m->vm);
+    }
+    if (m->mem) {
+        vmm_guest_memory_unref(m->mem);
+    }
+    if (m->ram) {
+        vmm_ram_region_unref(m->ram);
+    }
+    if (m->end_fd >= 0) {
+        close(m->end_fd);
+    }
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}
