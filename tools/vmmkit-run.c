@@ -443,6 +443,7 @@ int main(int argc, char **argv)
             vmm_machine_free(m);
             return 2;
         }
+        fprintf(stderr, "vmmkit-run: seccomp filter installed\n");
     }
     term_raw();
     int status;

@@ -1,0 +1,199 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Benchmark: time from "start the VMM" to the guest's /init, and the VMM's
+ * memory beyond guest RAM, for vmmkit's machine against QEMU
+ * (-accel kvm -machine microvm) booting the same kernel and initramfs in the
+ * same (possibly emulated) machine.  Needs a kernel KVM: run it through
+ * bench/machine/run-bench-boot (which uses scripts/vm-run where /dev/kvm is
+ * missing).
+ *
+ *   bench-boot VMLINUZ INITRAMFS [-- QEMU-COMMAND...]
+ *
+ * Without a QEMU command (VMM_BENCH_QUICK=1) only vmmkit's boot runs and
+ * the comparator is that same boot (ratio 1): the smoke test.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vmmkit/vmmkit.h"
+
+#define MARK "VMMKIT-INIT"
+#define RAM_MIB 256
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Rss (KiB) of process @pid outside guest RAM: mappings named like the
+ * RAM memfd, or at least RAM_MIB large, are guest RAM. */
+static long rss_beyond_ram(pid_t pid)
+{
+    char path[64], line[512];
+    snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        return -1;
+    }
+    long total = 0;
+    bool guest = false;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long lo, hi;
+        long kb;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, ' ')) {
+            guest = strstr(line, "vmmkit-ram") || (hi - lo) >= ((unsigned long)RAM_MIB << 20);
+        } else if (sscanf(line, "Rss: %ld kB", &kb) == 1 && !guest) {
+            total += kb;
+        }
+    }
+    fclose(f);
+    return total;
+}
+
+/* Print the init's report line (it carries the guest's own uptime). */
+static void show_mark(const char *who, const char *buf)
+{
+    const char *at = strstr(buf, MARK);
+    if (at) {
+        fprintf(stderr, "# %s: %.*s\n", who, (int)strcspn(at, "\r\n"), at);
+    }
+}
+
+/* Read @fd until MARK appears or @deadline; true when seen. */
+static bool wait_mark(int fd, double deadline, char *buf, size_t cap, size_t *len)
+{
+    while (now() < deadline) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        poll(&p, 1, 100);
+        ssize_t n = read(fd, buf + *len, cap - 1 - *len);
+        if (n > 0) {
+            *len += (size_t)n;
+            buf[*len] = '\0';
+            if (strstr(buf, MARK)) {
+                /* The rest of the line, for show_mark(). */
+                for (int i = 0; i < 20 && !strchr(strstr(buf, MARK), '\n'); i++) {
+                    poll(&p, 1, 50);
+                    ssize_t k = read(fd, buf + *len, cap - 1 - *len);
+                    if (k > 0) {
+                        *len += (size_t)k;
+                        buf[*len] = '\0';
+                    }
+                }
+                return true;
+            }
+            if (*len > cap / 2) {           /* keep the tail only */
+                memmove(buf, buf + *len - 64, 64);
+                *len = 64;
+            }
+        } else if (n == 0) {
+            return false;
+        }
+    }
+    return false;
+}
+
+static int boot_vmmkit(const char *kernel, const char *initrd, double *secs, long *kib)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0) {
+        return -errno;
+    }
+    fcntl(p[0], F_SETFL, O_NONBLOCK);
+    VmmMachineOptions o = { .size = sizeof(o), .kernel = kernel, .initrd = initrd,
+                            .cmdline = "console=ttyS0 quiet panic=-1 vmmkit.mode=init",
+                            .memory = (uint64_t)RAM_MIB << 20, .cpus = 1,
+                            .console_out_fd = p[1] };
+    double t0 = now();
+    int err = 0;
+    VmmMachine *m = vmm_machine_new(&o, &err);
+    if (!m || vmm_machine_start(m) < 0) {
+        fprintf(stderr, "bench-boot: vmmkit machine: %s\n", strerror(-err));
+        return -1;
+    }
+    static char buf[1 << 16];
+    size_t len = 0;
+    bool ok = wait_mark(p[0], t0 + 600, buf, sizeof(buf), &len);
+    *secs = now() - t0;
+    show_mark("vmmkit", buf);
+    vmm_machine_pause(m);
+    *kib = rss_beyond_ram(getpid());
+    vmm_machine_free(m);
+    close(p[0]);
+    close(p[1]);
+    return ok ? 0 : -1;
+}
+
+static int boot_qemu(char **argv, double *secs, long *kib)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0) {
+        return -errno;
+    }
+    double t0 = now();
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(p[1], 1);
+        int null = open("/dev/null", O_RDONLY);
+        dup2(null, 0);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    close(p[1]);
+    fcntl(p[0], F_SETFL, O_NONBLOCK);
+    static char buf[1 << 16];
+    size_t len = 0;
+    bool ok = wait_mark(p[0], t0 + 600, buf, sizeof(buf), &len);
+    *secs = now() - t0;
+    show_mark("qemu", buf);
+    kill(pid, SIGSTOP);
+    *kib = rss_beyond_ram(pid);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    close(p[0]);
+    if (!ok) {
+        fprintf(stderr, "bench-boot: QEMU did not reach /init: %s\n", buf);
+    }
+    return ok ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: bench-boot VMLINUZ INITRAMFS [-- QEMU-COMMAND...]\n");
+        return 2;
+    }
+    char **qemu = NULL;
+    if (argc > 4 && !strcmp(argv[3], "--")) {
+        qemu = argv + 4;
+    }
+    double ours_s = 0, qemu_s = 0;
+    long ours_k = 0, qemu_k = 0;
+    if (boot_vmmkit(argv[1], argv[2], &ours_s, &ours_k) < 0) {
+        return 1;
+    }
+    if (qemu) {
+        if (boot_qemu(qemu, &qemu_s, &qemu_k) < 0) {
+            return 1;
+        }
+    } else {
+        qemu_s = ours_s;
+        qemu_k = ours_k;
+    }
+    const char *vs = qemu ? "qemu-microvm" : "self";
+    printf("BENCH name=machine-start-to-init value=%.2f unit=s vs=%s-start-to-init "
+           "vs_value=%.2f ratio=%.3f\n", ours_s, vs, qemu_s, ours_s / qemu_s);
+    printf("BENCH name=machine-vmm-memory value=%.2f unit=MiB vs=%s-vmm-memory "
+           "vs_value=%.2f ratio=%.3f\n", ours_k / 1024.0, vs, qemu_k / 1024.0,
+           (double)ours_k / (double)(qemu_k ? qemu_k : 1));
+    return 0;
+}
