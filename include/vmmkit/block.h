@@ -150,10 +150,10 @@ VMM_EXPORT int vmm_block_detach_child(VmmBlockNode *parent, const char *name)
     VMM_GRAPH_UNLOCKED;
 /* Make every edge that points at @from (edges from nodes and BlockBackends)
  * point at @to instead, atomically for readers: a request sees one or the
- * other.  Both are drained meanwhile; @to moves to @from's context.
- * Fails (-EINVAL, message) if @to's length differs when @from has
- * BlockBackend parents, -ELOOP if @to is below @from's parents.  Takes the
- * write lock.  Main loop. */
+ * other.  Both are drained meanwhile; @to moves to @from's context (-EBUSY
+ * if it cannot).  Edges from nodes below @to are kept (a filter inserted
+ * above @from keeps pointing at it).  Parents whose length changes are
+ * told (VmmBlockDevOps.resize).  Takes the write lock.  Main loop. */
 VMM_EXPORT int vmm_block_replace_node(VmmBlockNode *from, VmmBlockNode *to, GError **errp)
     VMM_GRAPH_UNLOCKED;
 /* Make the edge @name of @parent point at @to (the old child loses a

@@ -290,6 +290,53 @@ static bool all_done(IoJob *jobs, int n)
     return true;
 }
 
+/* A drain that times out, one that does not, and drain_all, with a
+ * request in flight in @ctx. */
+static void drain_timeout_and_all(VmmAioContext *ctx)
+{
+    /* Timeout: a 1 s request outlives a 5 ms drain (on a loaded machine
+     * the waits below tolerate the request finishing early). */
+    GError *err = NULL;
+    VmmBlockBackend *blk = blk_open("driver=null,size=1M,latency-ns=1000000000");
+    assert_int_equal(vmm_blk_set_context(blk, ctx, &err), 0);
+    VmmBlockNode *n = vmm_blk_node(blk);
+    IoJob slow = { .blk = blk };
+    start_job(ctx, &slow);
+    VMM_AIO_WAIT_WHILE(ctx, vmm_block_node_in_flight(n) < 1 &&
+                            !__atomic_load_n(&slow.done, __ATOMIC_ACQUIRE));
+    int r1 = vmm_block_drained_begin_timeout(n, 5000000);
+    if (r1 == 0) {
+        /* Only if the machine stalled us for the whole second. */
+        assert_true(__atomic_load_n(&slow.done, __ATOMIC_ACQUIRE));
+    } else {
+        assert_int_equal(r1, -ETIMEDOUT);
+        assert_false(vmm_block_node_quiesced(n));
+        int64_t t1 = vmm_clock_ns();
+        int r2 = vmm_block_drained_begin_timeout(n, 5000000000ll);
+        if (r2) {
+            print_error("drain: %d after %" PRId64 " ms, in flight %u, job done %d\n", r2,
+                        (vmm_clock_ns() - t1) / 1000000, vmm_block_node_in_flight(n),
+                        __atomic_load_n(&slow.done, __ATOMIC_ACQUIRE));
+        }
+        assert_int_equal(r2, 0);
+        assert_true(__atomic_load_n(&slow.done, __ATOMIC_ACQUIRE));
+    }
+    vmm_block_drained_end(n);
+
+    /* Drain everything. */
+    IoJob s2 = { .blk = blk };
+    start_job(ctx, &s2);
+    VMM_AIO_WAIT_WHILE(ctx, vmm_block_node_in_flight(n) < 1 &&
+                            !__atomic_load_n(&s2.done, __ATOMIC_ACQUIRE));
+    vmm_block_drain_all_begin();
+    assert_true(__atomic_load_n(&s2.done, __ATOMIC_ACQUIRE));
+    assert_true(vmm_block_node_quiesced(n));
+    vmm_block_drain_all_end();
+    assert_false(vmm_block_node_quiesced(n));
+    vmm_blk_set_context(blk, vmm_aio_context_main(), NULL);
+    vmm_blk_unref(blk);
+}
+
 static void drain_test(VmmAioContext *ctx)
 {
     GError *err = NULL;
@@ -332,48 +379,10 @@ static void drain_test(VmmAioContext *ctx)
     VMM_AIO_WAIT_WHILE(ctx, !__atomic_load_n(&late.done, __ATOMIC_ACQUIRE));
     assert_int_equal(late.ret, 0);
 
-    /* Timeout: a 1 s request outlives a 5 ms drain (on a loaded machine
-     * the waits below tolerate the request finishing early). */
     vmm_blk_unref(blk);
-    blk = blk_open("driver=null,size=1M,latency-ns=1000000000");
-    assert_int_equal(vmm_blk_set_context(blk, ctx, &err), 0);
-    n = vmm_blk_node(blk);
-    IoJob slow = { .blk = blk };
-    start_job(ctx, &slow);
-    VMM_AIO_WAIT_WHILE(ctx, vmm_block_node_in_flight(n) < 1 &&
-                            !__atomic_load_n(&slow.done, __ATOMIC_ACQUIRE));
-    int r1 = vmm_block_drained_begin_timeout(n, 5000000);
-    if (r1 == 0) {
-        /* Only if the machine stalled us for the whole second. */
-        assert_true(__atomic_load_n(&slow.done, __ATOMIC_ACQUIRE));
-    } else {
-        assert_int_equal(r1, -ETIMEDOUT);
-        assert_false(vmm_block_node_quiesced(n));
-        int64_t t1 = vmm_clock_ns();
-        int r2 = vmm_block_drained_begin_timeout(n, 5000000000ll);
-        if (r2) {
-            print_error("drain: %d after %" PRId64 " ms, in flight %u, job done %d\n", r2,
-                        (vmm_clock_ns() - t1) / 1000000, vmm_block_node_in_flight(n),
-                        __atomic_load_n(&slow.done, __ATOMIC_ACQUIRE));
-        }
-        assert_int_equal(r2, 0);
-        assert_true(__atomic_load_n(&slow.done, __ATOMIC_ACQUIRE));
-    }
-    vmm_block_drained_end(n);
-
-    /* Drain everything. */
-    IoJob s2 = { .blk = blk };
-    start_job(ctx, &s2);
-    VMM_AIO_WAIT_WHILE(ctx, vmm_block_node_in_flight(n) < 1 &&
-                            !__atomic_load_n(&s2.done, __ATOMIC_ACQUIRE));
-    vmm_block_drain_all_begin();
-    assert_true(__atomic_load_n(&s2.done, __ATOMIC_ACQUIRE));
-    assert_true(vmm_block_node_quiesced(n));
-    vmm_block_drain_all_end();
-    assert_false(vmm_block_node_quiesced(n));
-    vmm_blk_set_context(blk, vmm_aio_context_main(), NULL);
-    vmm_blk_unref(blk);
+    drain_timeout_and_all(ctx);
 }
+
 
 static void test_drain_main(void **state)
 {
