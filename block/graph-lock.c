@@ -247,6 +247,11 @@ static void coroutine_fn graph_rdlock_retry(void);
 
 static VMM_NOINLINE void coroutine_fn rdlock_slow(GraphSlot *s) VMM_NO_TSA
 {
+    if (!vmm_in_coroutine()) {
+        /* Cannot wait outside a coroutine; the main loop has its own lock. */
+        VMM_MISUSE("vmm_graph_co_rdlock outside a coroutine while a writer is active");
+        return;
+    }
     block_mutex_lock(&list_lock);
     if (!vmm_atomic_load_acquire(&has_writer)) {
         /* The writer left between our check and the lock: we hold it. */

@@ -708,6 +708,30 @@ static void test_internal_slots_hooks(void **state)
     vmm_aio_context_unref(d);
 }
 
+static void unref_cb(void *opaque)
+{
+    VmmAioContext *c = opaque;
+    hook_destroyed = 0;
+    vmm_aio_context_unref(c);          /* the last reference */
+    assert_int_equal(hook_destroyed, 0);   /* not yet: we are inside its poll */
+    order[order_n++] = 7;
+}
+
+static void test_last_unref_inside_callback(void **state)
+{
+    (void)state;
+    VmmAioContext *c = vmm_aio_context_new(NULL, NULL);
+    assert_int_equal(vmm_aio_context_hooks_register(&test_hooks, NULL), 0);
+    order_n = 0;
+    vmm_bh_schedule_oneshot(c, unref_cb, c, "unref");
+    hook_last = c;
+    assert_true(vmm_aio_poll(c, false));
+    /* Destroyed when the poll returned (ASan checks nothing touched it). */
+    assert_int_equal(order_n, 1);
+    assert_int_equal(hook_destroyed, 1);
+    assert_int_equal(vmm_aio_context_hooks_unregister(&test_hooks), 0);
+}
+
 /* ---- epoll past the threshold ---- */
 
 static void test_epoll_threshold(void **state)
@@ -867,6 +891,7 @@ int main(void)
         T(test_double_delete),
         T(test_unref_main_reported),
         T(test_internal_slots_hooks),
+        T(test_last_unref_inside_callback),
         T(test_epoll_threshold),
         T(test_adaptive_polling),
     };

@@ -400,6 +400,56 @@ static void test_drain_iothread(void **state)
     vmm_iothread_destroy(t);
 }
 
+/* Draining a child quiesces its parents up to the BlockBackend, whose new
+ * requests then wait. */
+static void test_drain_quiesces_parents(void **state)
+{
+    (void)state;
+    VmmBlockBackend *blk = blk_open("driver=raw,node-name=dq-top,file.driver=null,"
+                                    "file.node-name=dq-bottom,file.size=1M");
+    VmmBlockNode *top = vmm_block_find_node("dq-top");
+    VmmBlockNode *bottom = vmm_block_find_node("dq-bottom");
+    drain_begins = drain_ends = 0;
+    VmmBlockDevOps ops = { .size = sizeof(ops), .drained_begin = dev_drained_begin,
+                           .drained_end = dev_drained_end };
+    vmm_blk_set_dev_ops(blk, &ops, NULL);
+    vmm_block_drained_begin(bottom);
+    vmm_block_drained_begin(bottom);        /* nests */
+    assert_true(vmm_block_node_quiesced(bottom));
+    assert_true(vmm_block_node_quiesced(top));
+    assert_int_equal(drain_begins, 1);
+    IoJob j = { .blk = blk };
+    start_job(vmm_aio_context_main(), &j);
+    for (int i = 0; i < 20; i++) {
+        vmm_aio_poll(vmm_aio_context_main(), false);
+    }
+    assert_false(j.done);
+    vmm_block_drained_end(bottom);
+    assert_true(vmm_block_node_quiesced(top));
+    vmm_block_drained_end(bottom);
+    assert_false(vmm_block_node_quiesced(top));
+    assert_int_equal(drain_ends, 1);
+    VMM_AIO_WAIT_WHILE(NULL, !__atomic_load_n(&j.done, __ATOMIC_ACQUIRE));
+    assert_int_equal(j.ret, 0);
+    vmm_blk_unref(blk);
+}
+
+typedef struct SyncFromBh {
+    VmmBlockBackend *blk;
+    unsigned char buf[4096];
+    int ret;
+    int done;
+} SyncFromBh;
+
+/* Runs in the iothread, outside any coroutine. */
+static void sync_read_bh(void *opaque)
+{
+    SyncFromBh *s = opaque;
+    s->ret = vmm_blk_pread(s->blk, 4096, 4096, s->buf, 0);
+    __atomic_store_n(&s->done, 1, __ATOMIC_RELEASE);
+    vmm_aio_wait_kick();
+}
+
 static void test_sync_in_iothread(void **state)
 {
     (void)state;
@@ -414,6 +464,12 @@ static void test_sync_in_iothread(void **state)
     assert_int_equal(vmm_blk_pwrite(blk, 0, 16, "abcdefghijklmnop", 0), 0);
     assert_int_equal(vmm_blk_pread(blk, 0, 16, buf, 0), 0);
     assert_memory_equal(buf, "abcdefghijklmnop", 16);
+    /* The synchronous form from the BlockBackend's own thread (a BH). */
+    SyncFromBh sb = { .blk = blk, .ret = -1 };
+    vmm_bh_schedule_oneshot(vmm_iothread_get_context(t), sync_read_bh, &sb, "sync-read");
+    VMM_AIO_WAIT_WHILE(NULL, !__atomic_load_n(&sb.done, __ATOMIC_ACQUIRE));
+    assert_int_equal(sb.ret, 0);
+    check_pattern(sb.buf, 4096, 4096);
     vmm_blk_unref(blk);
     vmm_iothread_destroy(t);
     tmpfile_remove(path);
@@ -432,6 +488,7 @@ int main(void)
         cmocka_unit_test(test_fault_injection),
         cmocka_unit_test(test_drain_main),
         cmocka_unit_test(test_drain_iothread),
+        cmocka_unit_test(test_drain_quiesces_parents),
         cmocka_unit_test(test_sync_in_iothread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
