@@ -142,7 +142,11 @@ static int ensure_iothread(VmmMachine *m)
         return 0;
     }
     int r = 0;
-    m->iothread = vmm_iothread_new("vmmkit-disk", NULL, &r);
+    /* ppoll(2): with the io_uring monitor the same boot took 76 s instead
+     * of 46 s inside the emulated machine (bench-boot, one emulated CPU
+     * shared with the vCPU). */
+    VmmAioContextOptions o = { .size = sizeof(o), .fdmon = VMM_FDMON_POLL };
+    m->iothread = vmm_iothread_new("vmmkit-disk", &o, &r);
     return m->iothread ? 0 : (r ? r : -ENOMEM);
 }
 
