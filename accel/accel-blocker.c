@@ -407,7 +407,7 @@ static VMM_NOINLINE void slot_begin_slow(VmmAccelCpuSlot *slot)
     } while (vmm_atomic_load_acquire(&gate->inhibited));
 }
 
-void vmm_accel_cpu_ioctl_begin(VmmAccelCpuSlot *slot) VMM_NO_TSA
+VMM_HOT void vmm_accel_cpu_ioctl_begin(VmmAccelCpuSlot *slot) VMM_NO_TSA
 {
     unsigned c;
 
@@ -426,7 +426,7 @@ void vmm_accel_cpu_ioctl_begin(VmmAccelCpuSlot *slot) VMM_NO_TSA
     }
 }
 
-void vmm_accel_cpu_ioctl_end(VmmAccelCpuSlot *slot) VMM_NO_TSA
+VMM_HOT void vmm_accel_cpu_ioctl_end(VmmAccelCpuSlot *slot) VMM_NO_TSA
 {
     unsigned c;
 

@@ -173,7 +173,7 @@ static int aio_set_handler(VmmAioContext *ctx, int fd, VmmIOHandler *io_read,
         return -EBUSY;
     }
     if (old && new_node) {
-        new_node->poll_ns = old->poll_ns;
+        new_node->poll_ns = vmm_atomic_read(&old->poll_ns);
     }
     handler_link(ctx, old, new_node);
     ctx->fdmon->update(ctx, old, new_node);
@@ -318,8 +318,9 @@ static int64_t max_poll_ns(VmmAioContext *ctx)
     int64_t max_ns = 0;
 
     for (AioHandler *node = handlers_first(ctx); node; node = node_next(node)) {
-        if (node->io_poll && !vmm_atomic_read(&node->deleted) && node->poll_ns > max_ns) {
-            max_ns = node->poll_ns;
+        int64_t ns = vmm_atomic_read(&node->poll_ns);
+        if (node->io_poll && !vmm_atomic_read(&node->deleted) && ns > max_ns) {
+            max_ns = ns;
         }
     }
     return max_ns;
@@ -336,8 +337,12 @@ static bool try_poll_mode(VmmAioContext *ctx, AioReadyList *ready, int64_t *time
     if (!vmm_atomic_read(&ctx->poll_handler_cnt)) {
         return false;
     }
-    if (*timeout != 0 && ctx->poll_max_ns) {
+    int64_t ceiling = vmm_atomic_read(&ctx->poll_max_ns);
+    if (*timeout != 0 && ceiling) {
         max_ns = max_poll_ns(ctx);
+        if (max_ns > ceiling) {
+            max_ns = ceiling;     /* lowered by set_poll_params */
+        }
         if (*timeout > 0 && *timeout < max_ns) {
             max_ns = *timeout;
         }
@@ -356,20 +361,30 @@ static bool try_poll_mode(VmmAioContext *ctx, AioReadyList *ready, int64_t *time
     return progress;
 }
 
-/* Grow or shrink a handler's budget after a block of @block_ns ended by it. */
+/*
+ * Grow or shrink a handler's budget after a block of @block_ns ended by it.
+ * Home thread; poll_ns and the parameters are atomics because
+ * vmm_aio_context_set_poll_params() and handler replacement (any thread)
+ * read or change them.
+ */
 static void adjust_polling_time(VmmAioContext *ctx, AioHandler *node, int64_t block_ns)
 {
-    if (block_ns <= node->poll_ns) {
-        return;                                    /* the sweet spot */
+    int64_t max = vmm_atomic_read(&ctx->poll_max_ns);
+    int64_t ns = vmm_atomic_read(&node->poll_ns);
+
+    if (ns > max) {
+        ns = max;
     }
-    if (block_ns > ctx->poll_max_ns) {
-        node->poll_ns = ctx->poll_shrink > 1 ? node->poll_ns / ctx->poll_shrink : 0;
-        return;
+    if (block_ns <= ns) {
+        /* the sweet spot */
+    } else if (block_ns > max) {
+        int64_t shrink = vmm_atomic_read(&ctx->poll_shrink);
+        ns = shrink > 1 ? ns / shrink : 0;
+    } else if (ns < max) {
+        ns = ns ? ns * vmm_atomic_read(&ctx->poll_grow) : POLL_NS_START;
+        ns = ns > max ? max : ns;
     }
-    if (node->poll_ns < ctx->poll_max_ns) {
-        int64_t ns = node->poll_ns ? node->poll_ns * ctx->poll_grow : POLL_NS_START;
-        node->poll_ns = ns > ctx->poll_max_ns ? ctx->poll_max_ns : ns;
-    }
+    vmm_atomic_set(&node->poll_ns, ns);
 }
 
 static void adjust_ready(VmmAioContext *ctx, AioReadyList *ready, int64_t block_ns)
@@ -390,16 +405,10 @@ int vmm_aio_context_set_poll_params(VmmAioContext *ctx, int64_t max_ns, int64_t 
     if (max_ns < 0 || grow < 0 || shrink < 0 || grow == 1) {
         return -EINVAL;
     }
-    vmm_lockcnt_lock(&ctx->list_lock);
-    ctx->poll_max_ns = max_ns;
-    ctx->poll_grow = grow ? grow : 2;
-    ctx->poll_shrink = shrink ? shrink : 2;
-    for (AioHandler *n = ctx->handlers; n; n = n->next) {
-        if (n->poll_ns > max_ns) {
-            n->poll_ns = max_ns;
-        }
-    }
-    vmm_lockcnt_unlock(&ctx->list_lock);
+    /* Handlers' budgets are clamped to the new ceiling when next used. */
+    vmm_atomic_set(&ctx->poll_grow, grow ? grow : 2);
+    vmm_atomic_set(&ctx->poll_shrink, shrink ? shrink : 2);
+    vmm_atomic_set(&ctx->poll_max_ns, max_ns);
     vmm_aio_notify(ctx);
     return 0;
 }
@@ -413,7 +422,9 @@ int64_t aio_handler_poll_ns(VmmAioContext *ctx, int fd)
     vmm_lockcnt_lock(&ctx->list_lock);
     AioHandler *n = find_handler_locked(ctx, fd);
     if (n) {
-        ns = n->poll_ns;
+        int64_t max = vmm_atomic_read(&ctx->poll_max_ns);
+        ns = vmm_atomic_read(&n->poll_ns);
+        ns = ns > max ? max : ns;
     }
     vmm_lockcnt_unlock(&ctx->list_lock);
     return ns;
@@ -447,7 +458,7 @@ bool vmm_aio_poll(VmmAioContext *ctx, bool blocking)
         }
     }
     if (timeout != 0 || ctx->fdmon->need_wait(ctx)) {
-        int64_t t0 = ctx->poll_max_ns && timeout != 0 ? aio_now_ns() : 0;
+        int64_t t0 = vmm_atomic_read(&ctx->poll_max_ns) && timeout != 0 ? aio_now_ns() : 0;
         ctx->fdmon->wait(ctx, &ready, timeout);
         if (t0) {
             adjust_ready(ctx, &ready, aio_now_ns() - t0);

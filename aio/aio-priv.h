@@ -174,6 +174,7 @@ struct VmmAioContext {
     const void *home;                  /* thread token of the thread running it */
     const void *poller;                /* thread token inside vmm_aio_poll() */
     unsigned poll_depth;               /* nesting, home thread */
+    bool destroy_pending;              /* last unref inside our own poll */
 
     /* BHs: home thread. */
     BHListSlice *slice_head, **slice_tail;

@@ -92,6 +92,8 @@ bool aio_ctx_check(VmmAioContext *ctx, const char *func)
     return true;
 }
 
+static void ctx_destroy(VmmAioContext *ctx);
+
 bool aio_poll_enter(VmmAioContext *ctx, VmmAioContext **saved_current)
 {
     /* Direct TLS access is fine here: nothing in this function yields. */
@@ -133,6 +135,10 @@ void aio_poll_exit(VmmAioContext *ctx, VmmAioContext *saved_current)
     if (--ctx->poll_depth == 0) {
         /* Pairs with the acquire in aio_poll_enter(). */
         vmm_atomic_store_release(&ctx->poller, NULL);
+        if (vmm_unlikely(ctx->destroy_pending)) {
+            /* A callback dropped the last reference: finish it now. */
+            ctx_destroy(ctx);
+        }
     }
 }
 
@@ -363,7 +369,9 @@ int vmm_bh_schedule_oneshot(VmmAioContext *ctx, VmmBHFunc *cb, void *opaque,
 /* Take everything pushed so far, in FIFO order. */
 static VmmBH *bh_take_all(VmmAioContext *ctx)
 {
-    if (!vmm_atomic_read(&ctx->bh_list)) {
+    /* Seq-cst (a plain load on x86): ordered after the xchg of notified
+     * in aio_notify_accept(), see vmm_aio_notify(). */
+    if (!__atomic_load_n(&ctx->bh_list, __ATOMIC_SEQ_CST)) {
         return NULL;
     }
     /* Pairs with the xchg in bh_push(). */
@@ -756,8 +764,16 @@ void vmm_aio_context_ref(VmmAioContext *ctx)
 
 static void ctx_destroy(VmmAioContext *ctx)
 {
-    if (vmm_atomic_read(&ctx->poller)) {
-        VMM_MISUSE("context '%s' destroyed while it is being polled", ctx->name);
+    const void *poller = vmm_atomic_read(&ctx->poller);
+
+    if (poller == &tls_token) {
+        /* The last reference went away inside one of our own callbacks:
+         * destroy when the outermost poll returns. */
+        ctx->destroy_pending = true;
+        return;
+    }
+    if (poller) {
+        VMM_MISUSE("context '%s' destroyed while another thread polls it", ctx->name);
         return;
     }
     slots_destroy(ctx);

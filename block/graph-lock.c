@@ -80,7 +80,8 @@ static int slot_key = -1;
 static bool use_membarrier;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
-static __thread GraphSlot *tls_slot;
+/* initial-exec: a plain %fs-relative load, no __tls_get_addr call. */
+static __thread GraphSlot *tls_slot __attribute__((tls_model("initial-exec")));
 
 #if defined(__SANITIZE_THREAD__)
 #define GRAPH_TSAN 1
@@ -149,27 +150,47 @@ static void graph_init(void)
 
 static inline void graph_ensure_init(void)
 {
-    if (vmm_unlikely(slot_key < 0)) {
+    if (vmm_unlikely(vmm_atomic_load_acquire(&slot_key) < 0)) {
         pthread_once(&init_once, graph_init);
     }
 }
 
-/* The calling thread's slot, or NULL (use `foreign`).  Not inlined, so a
- * coroutine that moved threads never reuses another thread's value. */
-static VMM_NOINLINE GraphSlot *slot_lookup(void)
+/* Set up at load time, so the reader fast path has no init check (the
+ * aio slot registry needs only static initialisers). */
+static void __attribute__((constructor)) graph_ctor(void)
+{
+    pthread_once(&init_once, graph_init);
+}
+
+/* Slow half of slot_current(): look up (or create) the current context's
+ * slot and cache it for this thread. */
+static VMM_NOINLINE GraphSlot *slot_lookup_slow(VmmAioContext *ctx)
 {
     graph_ensure_init();
-    VmmAioContext *ctx = vmm_aio_get_current_context_raw();
-    GraphSlot *s = tls_slot;
     if (!ctx || slot_key < 0) {
         return NULL;
     }
-    if (s && vmm_atomic_read(&s->ctx) == ctx) {
-        return s;
-    }
-    s = vmm_aio_slot_get_or_create(ctx, slot_key, slot_create, NULL);
+    GraphSlot *s = vmm_aio_slot_get_or_create(ctx, slot_key, slot_create, NULL);
     tls_slot = s;
     return s;
+}
+
+/*
+ * The calling thread's slot, or NULL (use `foreign`).  Only called from
+ * functions that do not yield between this call and their last use of the
+ * result (the rdlock/rdunlock fast paths), so the thread-local read is
+ * never reused on another thread.  The cache is valid while its slot still
+ * belongs to the context this thread runs now (slots are recycled, never
+ * freed, and a recycled one names its new owner).
+ */
+static inline GraphSlot *slot_current(void)
+{
+    VmmAioContext *ctx = vmm_aio_get_current_context_raw();
+    GraphSlot *s = tls_slot;
+    if (vmm_likely(s && ctx && vmm_atomic_read(&s->ctx) == ctx)) {
+        return s;
+    }
+    return slot_lookup_slow(ctx);
 }
 
 static inline void fence_reader(void)
@@ -222,8 +243,15 @@ static uint32_t reader_count(void)
 
 /* ---- Readers ----------------------------------------------------------------- */
 
+static void coroutine_fn graph_rdlock_retry(void);
+
 static VMM_NOINLINE void coroutine_fn rdlock_slow(GraphSlot *s) VMM_NO_TSA
 {
+    if (!vmm_in_coroutine()) {
+        /* Cannot wait outside a coroutine; the main loop has its own lock. */
+        VMM_MISUSE("vmm_graph_co_rdlock outside a coroutine while a writer is active");
+        return;
+    }
     block_mutex_lock(&list_lock);
     if (!vmm_atomic_load_acquire(&has_writer)) {
         /* The writer left between our check and the lock: we hold it. */
@@ -250,12 +278,12 @@ static VMM_NOINLINE void coroutine_fn rdlock_slow(GraphSlot *s) VMM_NO_TSA
     block_mutex_unlock(&list_lock);
     vmm_aio_wait_kick();
     vmm_coroutine_yield();
-    vmm_graph_co_rdlock();     /* retry from the start, in whatever thread */
+    graph_rdlock_retry();      /* from the start, in whatever thread we are now */
 }
 
 void vmm_graph_co_rdlock(void) VMM_NO_TSA
 {
-    GraphSlot *s = slot_lookup();
+    GraphSlot *s = slot_current();
     slot_add(s, 1);
     fence_reader();                                 /* pairing (1) */
     if (vmm_unlikely(vmm_atomic_load_acquire(&has_writer))) {
@@ -263,9 +291,16 @@ void vmm_graph_co_rdlock(void) VMM_NO_TSA
     }
 }
 
+/* Not inlined into rdlock_slow: a fresh frame re-reads the thread-locals
+ * after the yield. */
+static VMM_NOINLINE void coroutine_fn graph_rdlock_retry(void) VMM_NO_TSA
+{
+    vmm_graph_co_rdlock();
+}
+
 void vmm_graph_co_rdunlock(void) VMM_NO_TSA
 {
-    GraphSlot *s = slot_lookup();
+    GraphSlot *s = slot_current();
     slot_add(s, (uint32_t)-1);
     fence_reader();                                 /* pairing (2) */
     if (vmm_unlikely(vmm_atomic_read(&writer_waiting))) {

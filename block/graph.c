@@ -340,6 +340,38 @@ static VmmBlockNode *node_alloc(const BlockDriver *drv, char *name, bool ro)
     return n;
 }
 
+/* Attach the opened children, then let the driver open the node. */
+static int node_attach_and_open(VmmBlockNode *n, VmmBlockNode **kids, BlockOpts *o,
+                                int flags, GError **errp)
+{
+    const BlockDriver *drv = n->drv;
+    vmm_graph_wrlock();
+    int i = 0;
+    for (const char *const *cn = drv->child_names; cn && *cn; cn++, i++) {
+        if (kids[i]) {
+            block_child_attach(n, &block_child_of_node, kids[i], *cn, drv->child_role);
+        }
+    }
+    vmm_graph_wrunlock();
+
+    vmm_graph_rdlock_main_loop();
+    int ret = drv->open(n, o, flags, errp);
+    vmm_graph_rdunlock_main_loop();
+    if (ret < 0) {
+        return ret;
+    }
+    if (block_opts_first_key(o)) {
+        /* Declared but not consumed: a driver bug, reported as unknown. */
+        g_set_error(errp, BLOCK_ERR_DOMAIN, EINVAL, "Unknown option '%s' for driver '%s'",
+                    block_opts_first_key(o), drv->name);
+        if (drv->close) {
+            drv->close(n);
+        }
+        return -EINVAL;
+    }
+    return 0;
+}
+
 static VmmBlockNode *open_node(BlockOpts *o, int flags, GError **errp)
 {
     g_autofree char *dname = block_opts_take(o, "driver");
@@ -391,31 +423,10 @@ static VmmBlockNode *open_node(BlockOpts *o, int flags, GError **errp)
     if (kids[0]) {
         n->ctx = kids[0]->ctx;
     }
-    vmm_graph_wrlock();
-    int i = 0;
-    for (const char *const *cn = drv->child_names; cn && *cn; cn++, i++) {
-        if (kids[i]) {
-            block_child_attach(n, &block_child_of_node, kids[i], *cn, drv->child_role);
-        }
-    }
-    vmm_graph_wrunlock();
-
-    vmm_graph_rdlock_main_loop();
-    int ret = drv->open(n, o, flags, errp);
-    vmm_graph_rdunlock_main_loop();
-    if (ret < 0) {
+    if (node_attach_and_open(n, kids, o, flags, errp) < 0) {
         goto fail;
     }
-    if (block_opts_first_key(o)) {
-        /* Declared but not consumed: a driver bug, reported as unknown. */
-        g_set_error(errp, BLOCK_ERR_DOMAIN, EINVAL, "Unknown option '%s' for driver '%s'",
-                    block_opts_first_key(o), drv->name);
-        if (drv->close) {
-            drv->close(n);
-        }
-        goto fail;
-    }
-    for (i = 0; i < (int)VMM_ARRAY_SIZE(kids); i++) {
+    for (size_t i = 0; i < VMM_ARRAY_SIZE(kids); i++) {
         vmm_block_node_unref(kids[i]);
     }
     return n;
@@ -428,7 +439,7 @@ fail:
         n->refcnt = 1;
         vmm_block_node_unref(n);
     }
-    for (i = 0; i < (int)VMM_ARRAY_SIZE(kids); i++) {
+    for (size_t i = 0; i < VMM_ARRAY_SIZE(kids); i++) {
         vmm_block_node_unref(kids[i]);
     }
     g_free(name);

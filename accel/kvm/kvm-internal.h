@@ -88,11 +88,11 @@ struct VmmVcpu {
     bool io_pending;                /* last exit was PIO/MMIO: re-enter once */
     const IoRange *cur_range;       /* range whose callback runs now */
 
-    /* The state cache, owned by the vCPU thread. */
-    VmmVcpuState st;
     bool have_state;
     bool dirty;                     /* the cache is authoritative */
-    VmmVcpuStats stats;
+    VmmVcpuStats stats;             /* hot: beside the fields above */
+    /* The state cache, owned by the vCPU thread (large: last). */
+    VmmVcpuState st;
 };
 
 struct VmmVm {
@@ -104,19 +104,14 @@ struct VmmVm {
     int coalesced_page;             /* page offset of the ring, 0 = none */
     struct kvm_coalesced_mmio_ring *coalesced;  /* via the first vCPU */
     VmmKvmMutex coalesced_lock;
+    bool coalesced_used;            /* a zone was registered once */
     bool has_irqchip, has_pit, has_xsave, has_xcrs, has_debugregs, has_events;
     bool has_msi, has_routing;
     uint32_t max_slots;
     uint32_t *msr_list;             /* KVM_GET_MSR_INDEX_LIST */
     uint32_t nr_msr_list;
 
-    /* Memory slots (main loop, serialised by mem_lock). */
-    VmmKvmMutex mem_lock;
-    KvmSlot slots[KVM_MAX_SLOTS_VMM];
-    uint32_t dirty_ring_entries;    /* 0: bitmap mode */
-    VmmKvmMutex dirty_lock;         /* ring harvesting */
-
-    /* PIO / MMIO maps. */
+    /* PIO / MMIO maps (hot on every exit: kept near the top). */
     VmmKvmMutex io_lock;
     IoMap *pio_map, *mmio_map;      /* rcu */
     uint64_t unhandled_io;
@@ -126,6 +121,13 @@ struct VmmVm {
         VmmExitHandler *fn;
         void *opaque;
     } handlers[KVM_MAX_EXIT_REASON];
+
+    /* Memory slots (main loop, serialised by mem_lock). */
+    VmmKvmMutex mem_lock;
+    KvmSlot slots[KVM_MAX_SLOTS_VMM];
+    uint32_t dirty_ring_entries;    /* 0: bitmap mode */
+    VmmKvmMutex dirty_lock;         /* ring harvesting */
+
 
     /* vCPUs and run control. */
     VmmKvmMutex run_lock;

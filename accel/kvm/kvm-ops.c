@@ -18,7 +18,7 @@ static int real_open(void *opaque, const char *path)
     return fd < 0 ? -errno : fd;
 }
 
-static int real_ioctl(void *opaque, int fd, unsigned long request, void *arg)
+VMM_HOT static int real_ioctl(void *opaque, int fd, unsigned long request, void *arg)
 {
     (void)opaque;
     int r = ioctl(fd, request, arg);
@@ -74,7 +74,7 @@ int kvm_vm_ioctl(VmmVm *vm, unsigned long req, void *arg)
     return r;
 }
 
-int kvm_vcpu_ioctl(VmmVcpu *vcpu, unsigned long req, void *arg)
+VMM_HOT int kvm_vcpu_ioctl(VmmVcpu *vcpu, unsigned long req, void *arg)
 {
     int r;
 

@@ -9,9 +9,11 @@
  * internal state is guarded by a spinlock whose critical sections never
  * yield.
  *
- * CoMutex: "locked" counts the holder plus the waiters.  lock() increments
- * it; from 0 it owns the mutex at once (one atomic RMW, the uncontended
- * path).  Otherwise it queues under the spinlock and yields.  unlock()
+ * CoMutex: "locked" counts the holder plus the waiters.  lock() takes it
+ * with a cmpxchg 0 -> 1 when it is free (one atomic RMW, the uncontended
+ * path); while the holder runs in another context it retries for a short
+ * spin; then it increments "locked" and, unless that found 0, queues under
+ * the spinlock and yields.  unlock()
  * decrements; from 1 nobody waits.  Otherwise ownership is handed directly
  * to the first queued waiter, which resumes owning the mutex: no barging,
  * strict FIFO among queued waiters, and the mutex never looks free while
@@ -75,7 +77,13 @@ typedef struct CoMutexImpl {
     uint32_t pad_;
     VmmCoFifo waiters;              /* under spin */
     struct VmmCoroutine *holder;    /* atomic, diagnostics only */
+    VmmAioContext *holder_ctx;      /* atomic: where the holder runs */
 } CoMutexImpl;
+
+/* Pause iterations a locker spends retrying while the holder runs in
+ * another context (thread), before queueing: a cross-thread wake-up costs
+ * several microseconds, a short critical section much less. */
+#define MUTEX_SPIN 200
 
 _Static_assert(sizeof(CoMutexImpl) <= sizeof(VmmCoMutex), "VmmCoMutex too small");
 
@@ -109,19 +117,55 @@ static void mutex_lock_slow(CoMutexImpl *mi, struct VmmCoroutine *self)
     /* Woken by mutex_unlock(): we own it. */
 }
 
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
+/* Free (no holder, no waiter)?  Then take it: same as fetch_add from 0. */
+static inline bool mutex_try(CoMutexImpl *mi)
+{
+    /* Pairs with the fetch_sub in vmm_co_mutex_unlock(). */
+    return vmm_atomic_read(&mi->locked) == 0 && vmm_atomic_cmpxchg(&mi->locked, 0, 1) == 0;
+}
+
 void vmm_co_mutex_lock(VmmCoMutex *m) VMM_NO_TSA
 {
     CoMutexImpl *mi = mutex_impl(m);
     struct VmmCoroutine *self = self_or_misuse(__func__);
+    VmmAioContext *my_ctx;
 
     if (!self) {
         return;
     }
+    my_ctx = vmm_atomic_read(&self->ctx);
     /* Pairs with the fetch_sub in vmm_co_mutex_unlock(). */
-    if (vmm_unlikely(vmm_atomic_fetch_add(&mi->locked, 1) != 0)) {
-        mutex_lock_slow(mi, self);
+    if (vmm_unlikely(vmm_atomic_cmpxchg(&mi->locked, 0, 1) != 0)) {
+        /* Spin only while the holder runs elsewhere: one in our own
+         * context cannot make progress until we yield.  locked == 0 means
+         * nobody is queued either, so spinning never overtakes a waiter. */
+        VmmAioContext *hctx = vmm_atomic_read(&mi->holder_ctx);
+        bool got = false;
+
+        for (int i = 0; hctx && hctx != my_ctx && i < MUTEX_SPIN; i++) {
+            cpu_relax();
+            if (mutex_try(mi)) {
+                got = true;
+                break;
+            }
+        }
+        /* Pairs with the fetch_sub in vmm_co_mutex_unlock(). */
+        if (!got && vmm_atomic_fetch_add(&mi->locked, 1) != 0) {
+            mutex_lock_slow(mi, self);
+            my_ctx = vmm_atomic_read(&self->ctx);   /* may have moved */
+        }
     }
     vmm_atomic_set(&mi->holder, self);
+    vmm_atomic_set(&mi->holder_ctx, my_ctx);
     self->locks_held++;
 }
 
@@ -140,6 +184,7 @@ void vmm_co_mutex_unlock(VmmCoMutex *m) VMM_NO_TSA
         return;
     }
     vmm_atomic_set(&mi->holder, NULL);
+    vmm_atomic_set(&mi->holder_ctx, NULL);
     self->locks_held--;
     /* Pairs with the fetch_add in vmm_co_mutex_lock(). */
     if (vmm_atomic_fetch_sub(&mi->locked, 1) == 1) {

@@ -94,8 +94,27 @@ static void ring_reap(FileRing *r)
     } while (n == VMM_ARRAY_SIZE(ready));
 }
 
+/*
+ * The eventfd is only armed while requests are in flight that nobody is
+ * looking for: while we submit and reap ourselves it stays off, so a read
+ * that completes inline (page cache) costs no eventfd write, wake-up or
+ * read.  Pairing: we arm (store to the CQ flags), full barrier, then read
+ * the CQ tail; the kernel posts a CQE (tail), then reads the flags to
+ * decide whether to signal.  A CQE posted before we armed is seen by our
+ * read; one posted after signals.
+ */
+static void ring_arm_eventfd(FileRing *r, bool on)
+{
+    /* Kernels without CQ flags keep the eventfd always on: still correct. */
+    (void)io_uring_cq_eventfd_toggle(&r->ring, on);
+    if (on) {
+        vmm_smp_mb();       /* pairs with the kernel's CQE post / flags read */
+    }
+}
+
 static void ring_submit(FileRing *r)
 {
+    ring_arm_eventfd(r, false);
     if (r->unsubmitted) {
         int ret = io_uring_submit(&r->ring);
         if (ret >= 0) {
@@ -109,6 +128,12 @@ static void ring_submit(FileRing *r)
     }
     if (io_uring_cq_ready(&r->ring)) {
         ring_reap(r);
+    }
+    if (r->inflight > r->unsubmitted) {
+        ring_arm_eventfd(r, true);
+        if (io_uring_cq_ready(&r->ring)) {
+            ring_reap(r);
+        }
     }
 }
 
@@ -125,12 +150,12 @@ static void ring_read(void *opaque)
     if (read(r->efd, &v, sizeof(v)) < 0 && errno != EAGAIN) {
         vmm_error("file: eventfd read: %s", strerror(errno));
     }
-    ring_reap(r);
+    ring_submit(r);
 }
 
 static void ring_poll_ready(void *opaque)
 {
-    ring_reap(opaque);
+    ring_submit(opaque);
 }
 
 static bool ring_poll(void *opaque)
@@ -229,7 +254,16 @@ static int coroutine_fn ring_wait(FileRing *r, struct io_uring_sqe *sqe, FileReq
     io_uring_sqe_set_data(sqe, req);
     r->unsubmitted++;
     r->inflight++;
-    vmm_bh_schedule(r->submit_bh);
+    if (r->inflight == 1) {
+        /* Nothing else in flight to batch with: submit now, and a read the
+         * kernel completes inline (page cache) returns without a yield. */
+        ring_submit(r);
+        if (req->done) {
+            return req->res;
+        }
+    } else {
+        vmm_bh_schedule(r->submit_bh);   /* batch with the others */
+    }
     while (!req->done) {
         vmm_coroutine_yield();
     }

@@ -54,8 +54,9 @@ VMM_EXPORT void vmm_aio_context_ref(VmmAioContext *ctx);
 /* Drops a reference; the last one destroys the context.  A BH still
  * scheduled at that point is reported (debug builds abort naming it); BHs
  * and timers not yet deleted are detached (using them is then reported,
- * deleting/freeing them is fine).  Not while the context is being polled.
- * Any thread. */
+ * deleting/freeing them is fine).  Dropped inside one of the context's own
+ * callbacks, destruction waits until the outermost poll returns; dropped in
+ * another thread while the context is polled, it is reported.  Any thread. */
 VMM_EXPORT void vmm_aio_context_unref(VmmAioContext *ctx);
 
 /* The process's main context, created on first use.  The thread that first
@@ -86,7 +87,7 @@ VMM_EXPORT bool vmm_aio_poll(VmmAioContext *ctx, bool blocking);
 
 /* Adaptive polling parameters: ceiling in ns (0 turns polling off), growth
  * factor (0 = 2; 1 is invalid), shrink divisor (0 = 2).  Returns 0 or
- * -EINVAL.  @ctx's thread, or any thread before it runs. */
+ * -EINVAL.  Any thread (handlers' budgets are clamped when next used). */
 VMM_EXPORT int vmm_aio_context_set_poll_params(VmmAioContext *ctx, int64_t max_ns,
                                                int64_t grow, int64_t shrink);
 
@@ -120,7 +121,8 @@ VMM_EXPORT int vmm_bh_schedule_oneshot(VmmAioContext *ctx, VmmBHFunc *cb,
 /* Install, replace (same fd) or remove (all callbacks NULL) the handlers of
  * @fd.  Removing from inside a dispatch is safe (a removed handler is not
  * called again, even if it was ready).  Returns 0 or -errno: -EBADF for an
- * invalid fd, -ENOENT when removing a handler that is not set, -EINVAL for
+ * invalid fd, -ENOENT when removing a handler that is not set, -EBUSY for the
+ * context's own notifier fd, -EINVAL for
  * io_poll_ready without io_poll.  An fd closed while its handler is set is
  * reported and no longer watched.  Any thread (a poller blocked in @ctx's
  * thread is woken to see the change). */

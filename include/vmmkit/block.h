@@ -150,10 +150,10 @@ VMM_EXPORT int vmm_block_detach_child(VmmBlockNode *parent, const char *name)
     VMM_GRAPH_UNLOCKED;
 /* Make every edge that points at @from (edges from nodes and BlockBackends)
  * point at @to instead, atomically for readers: a request sees one or the
- * other.  Both are drained meanwhile; @to moves to @from's context.
- * Fails (-EINVAL, message) if @to's length differs when @from has
- * BlockBackend parents, -ELOOP if @to is below @from's parents.  Takes the
- * write lock.  Main loop. */
+ * other.  Both are drained meanwhile; @to moves to @from's context (-EBUSY
+ * if it cannot).  Edges from nodes below @to are kept (a filter inserted
+ * above @from keeps pointing at it).  Parents whose length changes are
+ * told (VmmBlockDevOps.resize).  Takes the write lock.  Main loop. */
 VMM_EXPORT int vmm_block_replace_node(VmmBlockNode *from, VmmBlockNode *to, GError **errp)
     VMM_GRAPH_UNLOCKED;
 /* Make the edge @name of @parent point at @to (the old child loses a
@@ -174,8 +174,9 @@ VMM_EXPORT int vmm_block_node_set_context(VmmBlockNode *n, VmmAioContext *ctx,
  * Quiesce @n: its parents stop sending requests (BlockBackends queue new
  * ones, devices are told), then wait until no request is in flight in @n
  * or its parents, in whatever AioContext they run.  Nests: the node stays
- * quiesced until as many drained_end calls.  Main loop, not a coroutine,
- * not holding the write lock.
+ * quiesced until as many drained_end calls.  Main loop, not holding the
+ * write lock; from a coroutine (any context) the drain runs in the main
+ * loop while the coroutine waits (it must not be a request being drained).
  */
 VMM_EXPORT void vmm_block_drained_begin(VmmBlockNode *n) VMM_GRAPH_UNLOCKED;
 VMM_EXPORT void vmm_block_drained_end(VmmBlockNode *n) VMM_GRAPH_UNLOCKED;

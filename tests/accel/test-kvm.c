@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -746,6 +747,149 @@ static void test_irq(void **state)
     vmm_vm_free(vm);
 }
 
+
+/* ---- safe unregister under load (suite concurrency, TSan) ---------------- */
+
+typedef struct Churn {
+    uint64_t magic;         /* plain: written before register, freed after
+                             * unregister; a late callback is a TSan/ASan
+                             * report, or a wrong magic */
+    unsigned alive;
+} Churn;
+#define CHURN_MAGIC 0x6368726eULL
+
+static unsigned churn_bad;
+
+static int mmio_forever(FakeVcpu *fv, struct kvm_run *run, void *opaque)
+{
+    (void)opaque;
+    run->exit_reason = KVM_EXIT_MMIO;
+    run->mmio.phys_addr = 0xd0000000 + (fv->nruns % 4) * 8;
+    run->mmio.len = 4;
+    run->mmio.is_write = fv->nruns & 1;
+    return 0;
+}
+
+static uint64_t churn_read(void *opaque, uint64_t off, unsigned size)
+{
+    Churn *c = opaque;
+    (void)off;
+    (void)size;
+    if (!vmm_atomic_read(&c->alive) || c->magic != CHURN_MAGIC) {
+        vmm_atomic_inc(&churn_bad);
+    }
+    return 0;
+}
+
+static void churn_write(void *opaque, uint64_t off, uint64_t v, unsigned size)
+{
+    (void)v;
+    churn_read(opaque, off, size);
+}
+
+static const VmmIoOps churn_ops = { churn_read, churn_write };
+
+/* A device that unregisters itself from its own callback. */
+typedef struct SelfUnreg {
+    VmmVm *vm;
+    unsigned done;
+} SelfUnreg;
+
+static void self_unreg_write(void *opaque, uint64_t off, uint64_t v, unsigned size)
+{
+    SelfUnreg *s = opaque;
+    (void)off;
+    (void)v;
+    (void)size;
+    if (!vmm_atomic_xchg(&s->done, 1)) {
+        assert_int_equal(vmm_vm_unregister_io(s->vm, false, 0xd0000000), 0);
+    }
+}
+
+static void test_unregister_stress(void **state)
+{
+    static const VmmIoOps self_ops = { NULL, self_unreg_write };
+    const char *ms = getenv("VMM_STRESS_MS");
+    int64_t dur = (ms ? atoi(ms) : 300) * 1000000LL;
+    struct timespec ts;
+    (void)state;
+
+    fk.run_fn = mmio_forever;
+    VmmVm *vm = new_vm();
+    vmm_vcpu_new(vm, 0, "c0", NULL);
+    vmm_vcpu_new(vm, 1, "c1", NULL);
+    SelfUnreg su = { .vm = vm };
+    assert_int_equal(vmm_vm_register_io(vm, false, 0xd0000000, 0x100, &self_ops, &su), 0);
+    vmm_vm_start(vm);
+    while (!vmm_atomic_read(&su.done)) {
+        usleep(100);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t end = ts.tv_sec * 1000000000LL + ts.tv_nsec + dur;
+    unsigned rounds = 0;
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        if (ts.tv_sec * 1000000000LL + ts.tv_nsec > end) {
+            break;
+        }
+        Churn *c = calloc(1, sizeof(*c));
+        c->alive = 1;
+        c->magic = CHURN_MAGIC;
+        while (vmm_vm_register_io(vm, false, 0xd0000000, 0x100, &churn_ops, c) == -EEXIST) {
+            usleep(10);     /* the self-unregistering device may still be there */
+        }
+        usleep(200);
+        assert_int_equal(vmm_vm_unregister_io(vm, false, 0xd0000000), 0);
+        vmm_atomic_set(&c->alive, 0);
+        c->magic = 0;
+        free(c);            /* ASan: a callback after this is a use after free */
+        rounds++;
+    }
+    vmm_vm_pause(vm);
+    printf("# %u register/unregister rounds under MMIO load, %llu unhandled\n", rounds,
+           (unsigned long long)vmm_vm_unhandled_io(vm));
+    assert_int_equal(churn_bad, 0);
+    assert_true(rounds > 0);
+    vmm_vm_free(vm);
+}
+
+/* vmm_vcpu_kick from a signal handler (async-signal-safe). */
+static VmmVcpu *alarm_vcpu;
+
+static void alarm_handler(int sig)
+{
+    (void)sig;
+    vmm_vcpu_kick(alarm_vcpu);
+}
+
+static void test_kick_from_signal(void **state)
+{
+    int n = 0;
+    VmmVmExit e;
+    struct sigaction sa = { .sa_handler = alarm_handler };
+    (void)state;
+
+    fk.run_fn = hlt_then_shutdown;
+    fk.run_opaque = &n;
+    VmmVm *vm = new_vm();
+    alarm_vcpu = vmm_vcpu_new(vm, 0, "c0", NULL);
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, NULL);
+    vmm_vm_start(vm);
+    for (int k = 0; k < 3; k++) {
+        VmmVcpuStats s;
+        do {
+            usleep(500);
+            vmm_vcpu_get_stats(alarm_vcpu, &s);
+        } while (s.exits_hlt < (uint64_t)k + 1);
+        raise(SIGALRM);
+    }
+    assert_int_equal(vmm_vm_wait(vm, 5000000000LL, &e), 0);
+    assert_int_equal(e.kind, VMM_VM_END_SHUTDOWN);
+    signal(SIGALRM, SIG_DFL);
+    vmm_vm_free(vm);
+}
+
 int main(void)
 {
     if (getenv("TEST_FILTER")) {
@@ -765,6 +909,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_memslots, setup, teardown),
         cmocka_unit_test_setup_teardown(test_memslot_update_kicks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_irq, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unregister_stress, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kick_from_signal, setup, teardown),
     };
     return cmocka_run_group_tests_name("kvm-fake", tests, NULL, NULL);
 }

@@ -147,7 +147,12 @@ static void *producer(void *opaque)
 
 static bool load_pending(void *opaque)
 {
+    static int toggle;
     (void)opaque;
+    /* Retune io0's polling while it runs (any thread may). */
+    toggle ^= 1;
+    assert_int_equal(vmm_aio_context_set_poll_params(vmm_iothread_get_context(io[0]),
+                                                     toggle ? 0 : 32768, 2, 2), 0);
     long want = load.per_producer * NPRODUCERS;
     return __atomic_load_n(&load.ran[0], __ATOMIC_ACQUIRE) +
            __atomic_load_n(&load.ran[1], __ATOMIC_ACQUIRE) < want;

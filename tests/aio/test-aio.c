@@ -277,6 +277,32 @@ static void test_current_in_callback(void **state)
                 !vmm_aio_context_in_thread(ctx));
 }
 
+/* Scheduling from a signal handler (wait-free, async-signal-safe). */
+static VmmBH *signal_bh;
+
+static void on_sigusr1(int sig)
+{
+    (void)sig;
+    vmm_bh_schedule(signal_bh);
+}
+
+static void test_bh_schedule_from_signal_handler(void **state)
+{
+    (void)state;
+    Counter c = { 0 };
+    struct sigaction sa = { .sa_handler = on_sigusr1 }, old;
+
+    signal_bh = vmm_bh_new(ctx, count_cb, &c, "signal");
+    sigaction(SIGUSR1, &sa, &old);
+    raise(SIGUSR1);
+    while (!c.n) {
+        vmm_aio_poll(ctx, true);
+    }
+    assert_int_equal(c.n, 1);
+    sigaction(SIGUSR1, &old, NULL);
+    vmm_bh_delete(signal_bh);
+}
+
 /* ---- notify across threads ---- */
 
 typedef struct Remote {
@@ -708,6 +734,30 @@ static void test_internal_slots_hooks(void **state)
     vmm_aio_context_unref(d);
 }
 
+static void unref_cb(void *opaque)
+{
+    VmmAioContext *c = opaque;
+    hook_destroyed = 0;
+    vmm_aio_context_unref(c);          /* the last reference */
+    assert_int_equal(hook_destroyed, 0);   /* not yet: we are inside its poll */
+    order[order_n++] = 7;
+}
+
+static void test_last_unref_inside_callback(void **state)
+{
+    (void)state;
+    VmmAioContext *c = vmm_aio_context_new(NULL, NULL);
+    assert_int_equal(vmm_aio_context_hooks_register(&test_hooks, NULL), 0);
+    order_n = 0;
+    vmm_bh_schedule_oneshot(c, unref_cb, c, "unref");
+    hook_last = c;
+    assert_true(vmm_aio_poll(c, false));
+    /* Destroyed when the poll returned (ASan checks nothing touched it). */
+    assert_int_equal(order_n, 1);
+    assert_int_equal(hook_destroyed, 1);
+    assert_int_equal(vmm_aio_context_hooks_unregister(&test_hooks), 0);
+}
+
 /* ---- epoll past the threshold ---- */
 
 static void test_epoll_threshold(void **state)
@@ -855,6 +905,7 @@ int main(void)
         T(test_bh_nested_poll_sees_outer_slice),
         T(test_bh_idle),
         T(test_current_in_callback),
+        T(test_bh_schedule_from_signal_handler),
         T(test_notify_wakes_blocking_poll),
         T(test_fd_handler_read_write),
         T(test_fd_handler_remove_in_dispatch),
@@ -867,6 +918,7 @@ int main(void)
         T(test_double_delete),
         T(test_unref_main_reported),
         T(test_internal_slots_hooks),
+        T(test_last_unref_inside_callback),
         T(test_epoll_threshold),
         T(test_adaptive_polling),
     };

@@ -290,6 +290,53 @@ static bool all_done(IoJob *jobs, int n)
     return true;
 }
 
+/* A drain that times out, one that does not, and drain_all, with a
+ * request in flight in @ctx. */
+static void drain_timeout_and_all(VmmAioContext *ctx)
+{
+    /* Timeout: a 1 s request outlives a 5 ms drain (on a loaded machine
+     * the waits below tolerate the request finishing early). */
+    GError *err = NULL;
+    VmmBlockBackend *blk = blk_open("driver=null,size=1M,latency-ns=1000000000");
+    assert_int_equal(vmm_blk_set_context(blk, ctx, &err), 0);
+    VmmBlockNode *n = vmm_blk_node(blk);
+    IoJob slow = { .blk = blk };
+    start_job(ctx, &slow);
+    VMM_AIO_WAIT_WHILE(ctx, vmm_block_node_in_flight(n) < 1 &&
+                            !__atomic_load_n(&slow.done, __ATOMIC_ACQUIRE));
+    int r1 = vmm_block_drained_begin_timeout(n, 5000000);
+    if (r1 == 0) {
+        /* Only if the machine stalled us for the whole second. */
+        assert_true(__atomic_load_n(&slow.done, __ATOMIC_ACQUIRE));
+    } else {
+        assert_int_equal(r1, -ETIMEDOUT);
+        assert_false(vmm_block_node_quiesced(n));
+        int64_t t1 = vmm_clock_ns();
+        int r2 = vmm_block_drained_begin_timeout(n, 5000000000ll);
+        if (r2) {
+            print_error("drain: %d after %" PRId64 " ms, in flight %u, job done %d\n", r2,
+                        (vmm_clock_ns() - t1) / 1000000, vmm_block_node_in_flight(n),
+                        __atomic_load_n(&slow.done, __ATOMIC_ACQUIRE));
+        }
+        assert_int_equal(r2, 0);
+        assert_true(__atomic_load_n(&slow.done, __ATOMIC_ACQUIRE));
+    }
+    vmm_block_drained_end(n);
+
+    /* Drain everything. */
+    IoJob s2 = { .blk = blk };
+    start_job(ctx, &s2);
+    VMM_AIO_WAIT_WHILE(ctx, vmm_block_node_in_flight(n) < 1 &&
+                            !__atomic_load_n(&s2.done, __ATOMIC_ACQUIRE));
+    vmm_block_drain_all_begin();
+    assert_true(__atomic_load_n(&s2.done, __ATOMIC_ACQUIRE));
+    assert_true(vmm_block_node_quiesced(n));
+    vmm_block_drain_all_end();
+    assert_false(vmm_block_node_quiesced(n));
+    vmm_blk_set_context(blk, vmm_aio_context_main(), NULL);
+    vmm_blk_unref(blk);
+}
+
 static void drain_test(VmmAioContext *ctx)
 {
     GError *err = NULL;
@@ -332,48 +379,10 @@ static void drain_test(VmmAioContext *ctx)
     VMM_AIO_WAIT_WHILE(ctx, !__atomic_load_n(&late.done, __ATOMIC_ACQUIRE));
     assert_int_equal(late.ret, 0);
 
-    /* Timeout: a 1 s request outlives a 5 ms drain (on a loaded machine
-     * the waits below tolerate the request finishing early). */
     vmm_blk_unref(blk);
-    blk = blk_open("driver=null,size=1M,latency-ns=1000000000");
-    assert_int_equal(vmm_blk_set_context(blk, ctx, &err), 0);
-    n = vmm_blk_node(blk);
-    IoJob slow = { .blk = blk };
-    start_job(ctx, &slow);
-    VMM_AIO_WAIT_WHILE(ctx, vmm_block_node_in_flight(n) < 1 &&
-                            !__atomic_load_n(&slow.done, __ATOMIC_ACQUIRE));
-    int r1 = vmm_block_drained_begin_timeout(n, 5000000);
-    if (r1 == 0) {
-        /* Only if the machine stalled us for the whole second. */
-        assert_true(__atomic_load_n(&slow.done, __ATOMIC_ACQUIRE));
-    } else {
-        assert_int_equal(r1, -ETIMEDOUT);
-        assert_false(vmm_block_node_quiesced(n));
-        int64_t t1 = vmm_clock_ns();
-        int r2 = vmm_block_drained_begin_timeout(n, 5000000000ll);
-        if (r2) {
-            print_error("drain: %d after %" PRId64 " ms, in flight %u, job done %d\n", r2,
-                        (vmm_clock_ns() - t1) / 1000000, vmm_block_node_in_flight(n),
-                        __atomic_load_n(&slow.done, __ATOMIC_ACQUIRE));
-        }
-        assert_int_equal(r2, 0);
-        assert_true(__atomic_load_n(&slow.done, __ATOMIC_ACQUIRE));
-    }
-    vmm_block_drained_end(n);
-
-    /* Drain everything. */
-    IoJob s2 = { .blk = blk };
-    start_job(ctx, &s2);
-    VMM_AIO_WAIT_WHILE(ctx, vmm_block_node_in_flight(n) < 1 &&
-                            !__atomic_load_n(&s2.done, __ATOMIC_ACQUIRE));
-    vmm_block_drain_all_begin();
-    assert_true(__atomic_load_n(&s2.done, __ATOMIC_ACQUIRE));
-    assert_true(vmm_block_node_quiesced(n));
-    vmm_block_drain_all_end();
-    assert_false(vmm_block_node_quiesced(n));
-    vmm_blk_set_context(blk, vmm_aio_context_main(), NULL);
-    vmm_blk_unref(blk);
+    drain_timeout_and_all(ctx);
 }
+
 
 static void test_drain_main(void **state)
 {
@@ -391,6 +400,98 @@ static void test_drain_iothread(void **state)
     vmm_iothread_destroy(t);
 }
 
+/* Draining a child quiesces its parents up to the BlockBackend, whose new
+ * requests then wait. */
+static void test_drain_quiesces_parents(void **state)
+{
+    (void)state;
+    VmmBlockBackend *blk = blk_open("driver=raw,node-name=dq-top,file.driver=null,"
+                                    "file.node-name=dq-bottom,file.size=1M");
+    VmmBlockNode *top = vmm_block_find_node("dq-top");
+    VmmBlockNode *bottom = vmm_block_find_node("dq-bottom");
+    drain_begins = drain_ends = 0;
+    VmmBlockDevOps ops = { .size = sizeof(ops), .drained_begin = dev_drained_begin,
+                           .drained_end = dev_drained_end };
+    vmm_blk_set_dev_ops(blk, &ops, NULL);
+    vmm_block_drained_begin(bottom);
+    vmm_block_drained_begin(bottom);        /* nests */
+    assert_true(vmm_block_node_quiesced(bottom));
+    assert_true(vmm_block_node_quiesced(top));
+    assert_int_equal(drain_begins, 1);
+    IoJob j = { .blk = blk };
+    start_job(vmm_aio_context_main(), &j);
+    for (int i = 0; i < 20; i++) {
+        vmm_aio_poll(vmm_aio_context_main(), false);
+    }
+    assert_false(j.done);
+    vmm_block_drained_end(bottom);
+    assert_true(vmm_block_node_quiesced(top));
+    vmm_block_drained_end(bottom);
+    assert_false(vmm_block_node_quiesced(top));
+    assert_int_equal(drain_ends, 1);
+    VMM_AIO_WAIT_WHILE(NULL, !__atomic_load_n(&j.done, __ATOMIC_ACQUIRE));
+    assert_int_equal(j.ret, 0);
+    vmm_blk_unref(blk);
+}
+
+typedef struct SyncFromBh {
+    VmmBlockBackend *blk;
+    unsigned char buf[4096];
+    int ret;
+    int done;
+} SyncFromBh;
+
+/* Runs in the iothread, outside any coroutine. */
+static void sync_read_bh(void *opaque)
+{
+    SyncFromBh *s = opaque;
+    s->ret = vmm_blk_pread(s->blk, 4096, 4096, s->buf, 0);
+    __atomic_store_n(&s->done, 1, __ATOMIC_RELEASE);
+    vmm_aio_wait_kick();
+}
+
+/* drained_begin/end called from a coroutine in an iothread run in the
+ * main loop, and the coroutine waits for them. */
+typedef struct CoDrain {
+    VmmBlockNode *n;
+    int quiesced_inside;
+    int done;
+} CoDrain;
+
+static void co_drain_entry(void *opaque)
+{
+    CoDrain *c = opaque;
+    vmm_block_drained_begin(c->n);
+    c->quiesced_inside = vmm_block_node_quiesced(c->n);
+    vmm_block_drained_end(c->n);
+    __atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
+    vmm_aio_wait_kick();
+}
+
+static void test_drain_from_coroutine(void **state)
+{
+    (void)state;
+    int e = 0;
+    VmmIOThread *t = vmm_iothread_new("co-drain", NULL, &e);
+    VmmBlockBackend *blk = blk_open("driver=null,size=1M,latency-ns=20000000");
+    assert_int_equal(vmm_blk_set_context(blk, vmm_iothread_get_context(t), NULL), 0);
+    IoJob j = { .blk = blk };
+    start_job(vmm_iothread_get_context(t), &j);
+    VMM_AIO_WAIT_WHILE(NULL, vmm_block_node_in_flight(vmm_blk_node(blk)) < 1 &&
+                             !__atomic_load_n(&j.done, __ATOMIC_ACQUIRE));
+    CoDrain c = { .n = vmm_blk_node(blk) };
+    int err = 0;
+    VmmCoroutine *co = vmm_coroutine_create(co_drain_entry, &c, &err);
+    vmm_aio_co_enter(vmm_iothread_get_context(t), co);
+    VMM_AIO_WAIT_WHILE(NULL, !__atomic_load_n(&c.done, __ATOMIC_ACQUIRE));
+    assert_true(c.quiesced_inside);
+    assert_true(__atomic_load_n(&j.done, __ATOMIC_ACQUIRE));   /* drained first */
+    assert_false(vmm_block_node_quiesced(vmm_blk_node(blk)));
+    vmm_blk_set_context(blk, vmm_aio_context_main(), NULL);
+    vmm_blk_unref(blk);
+    vmm_iothread_destroy(t);
+}
+
 static void test_sync_in_iothread(void **state)
 {
     (void)state;
@@ -405,6 +506,12 @@ static void test_sync_in_iothread(void **state)
     assert_int_equal(vmm_blk_pwrite(blk, 0, 16, "abcdefghijklmnop", 0), 0);
     assert_int_equal(vmm_blk_pread(blk, 0, 16, buf, 0), 0);
     assert_memory_equal(buf, "abcdefghijklmnop", 16);
+    /* The synchronous form from the BlockBackend's own thread (a BH). */
+    SyncFromBh sb = { .blk = blk, .ret = -1 };
+    vmm_bh_schedule_oneshot(vmm_iothread_get_context(t), sync_read_bh, &sb, "sync-read");
+    VMM_AIO_WAIT_WHILE(NULL, !__atomic_load_n(&sb.done, __ATOMIC_ACQUIRE));
+    assert_int_equal(sb.ret, 0);
+    check_pattern(sb.buf, 4096, 4096);
     vmm_blk_unref(blk);
     vmm_iothread_destroy(t);
     tmpfile_remove(path);
@@ -423,6 +530,8 @@ int main(void)
         cmocka_unit_test(test_fault_injection),
         cmocka_unit_test(test_drain_main),
         cmocka_unit_test(test_drain_iothread),
+        cmocka_unit_test(test_drain_quiesces_parents),
+        cmocka_unit_test(test_drain_from_coroutine),
         cmocka_unit_test(test_sync_in_iothread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

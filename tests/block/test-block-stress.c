@@ -79,6 +79,46 @@ static bool workers_done(Worker *w, int n)
     return true;
 }
 
+/* The main loop's side: replace the child, move the tree, drain, take the
+ * write lock, until @secs have passed.  Returns the number of rounds. */
+static long graph_churn(double secs, VmmBlockNode *top, VmmBlockNode *fa, VmmBlockNode *fb,
+                        VmmBlockBackend *blk, VmmAioContext **ctx)
+{
+    GError *err = NULL;
+    int64_t end = vmm_clock_ns() + (int64_t)(secs * 1e9);
+    long rounds = 0;
+    while (vmm_clock_ns() < end) {
+        VmmBlockNode *next = rounds % 2 ? fa : fb;
+        switch (rounds % 4) {
+        case 0:
+        case 2:
+            assert_int_equal(vmm_block_replace_child(top, "file", next, &err), 0);
+            break;
+        case 1:
+            assert_int_equal(vmm_blk_set_context(blk, ctx[(rounds / 4) % 2 ? 0 : 1], &err),
+                             0);
+            assert_int_equal(vmm_block_replace_child(top, "file", next, &err), 0);
+            break;
+        default:
+            vmm_block_drained_begin(top);
+            assert_int_equal(vmm_block_node_in_flight(top), 0);
+            vmm_block_drained_end(top);
+            vmm_graph_wrlock();
+            vmm_graph_wrunlock();
+            assert_int_equal(vmm_block_replace_child(top, "file", next, &err), 0);
+            break;
+        }
+        rounds++;
+        /* Let the workers run a little between graph changes. */
+        int64_t pause = vmm_clock_ns() + 2000000;
+        while (vmm_clock_ns() < pause) {
+            vmm_aio_poll(vmm_aio_context_main(), false);
+            g_usleep(200);
+        }
+    }
+    return rounds;
+}
+
 static void test_stress(void **state)
 {
     (void)state;
@@ -119,39 +159,7 @@ static void test_stress(void **state)
         vmm_aio_co_enter(ctx[i % 2], co);
     }
 
-    int64_t end = vmm_clock_ns() + (int64_t)(secs * 1e9);
-    long rounds = 0;
-    while (vmm_clock_ns() < end) {
-        VmmBlockNode *cur = rounds % 2 ? fb : fa;
-        VmmBlockNode *next = rounds % 2 ? fa : fb;
-        (void)cur;
-        switch (rounds % 4) {
-        case 0:
-        case 2:
-            assert_int_equal(vmm_block_replace_child(top, "file", next, &err), 0);
-            break;
-        case 1:
-            assert_int_equal(vmm_blk_set_context(blk, ctx[(rounds / 4) % 2 ? 0 : 1], &err),
-                             0);
-            assert_int_equal(vmm_block_replace_child(top, "file", next, &err), 0);
-            break;
-        default:
-            vmm_block_drained_begin(top);
-            assert_int_equal(vmm_block_node_in_flight(top), 0);
-            vmm_block_drained_end(top);
-            vmm_graph_wrlock();
-            vmm_graph_wrunlock();
-            assert_int_equal(vmm_block_replace_child(top, "file", next, &err), 0);
-            break;
-        }
-        rounds++;
-        /* Let the workers run a little between graph changes. */
-        int64_t pause = vmm_clock_ns() + 2000000;
-        while (vmm_clock_ns() < pause) {
-            vmm_aio_poll(vmm_aio_context_main(), false);
-            g_usleep(200);
-        }
-    }
+    long rounds = graph_churn(secs, top, fa, fb, blk, ctx);
     for (int i = 0; i < NW; i++) {
         __atomic_store_n(&w[i].stop, 1, __ATOMIC_RELEASE);
     }

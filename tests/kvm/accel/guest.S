@@ -183,6 +183,20 @@ GUEST(g_pio_loop)
 	hlt
 END(g_pio_loop)
 
+/* Three writes to a coalesced MMIO zone, then a PIO exit, then end. */
+GUEST(g_coalesced)
+	mov	$1, %eax
+	mov	%eax, 0xd100
+	mov	$2, %eax
+	mov	%eax, 0xd104
+	mov	$3, %eax
+	mov	%eax, 0xd108
+	out	%al, $0x17
+	mov	$0x6, %al
+	out	%al, $0xf0
+	hlt
+END(g_coalesced)
+
 	.code64
 /* Long mode: an 8-byte MMIO write and read, a 64-bit register report. */
 GUEST(g_long)

@@ -28,7 +28,7 @@
 #define G(name) extern const uint8_t name[], name##_end[]
 G(g_io); G(g_hlt); G(g_regs); G(g_spin); G(g_halt_forever); G(g_read_loop);
 G(g_dirty); G(g_hammer); G(g_triple); G(g_fetch_mmio); G(g_irq); G(g_ioevent);
-G(g_pio_loop); G(g_long);
+G(g_pio_loop); G(g_long); G(g_coalesced);
 #define PROG(name) name, (size_t)(name##_end - name)
 
 #define SEC 1000000000LL
@@ -44,6 +44,8 @@ typedef struct Env {
     uint64_t port_writes[32];
     unsigned ready;
     uint64_t mmio_last;
+    uint64_t mmio_log[16];      /* MMIO writes in order */
+    unsigned nmmio;
 } Env;
 
 static Env env;
@@ -68,6 +70,9 @@ static void port_write(void *opaque, uint64_t off, uint64_t v, unsigned size)
     Env *e = opaque;
     (void)size;
     pthread_mutex_lock(&e->lock);
+    if (off == 7) {
+        v = e->nmmio;           /* how many MMIO writes came before this */
+    }
     e->port_val[off] = v;
     e->port_writes[off]++;
     pthread_mutex_unlock(&e->lock);
@@ -96,7 +101,12 @@ static void mmio_write(void *opaque, uint64_t off, uint64_t v, unsigned size)
     Env *e = opaque;
     (void)off;
     (void)size;
+    pthread_mutex_lock(&e->lock);
     e->mmio_last = v;
+    if (e->nmmio < 16) {
+        e->mmio_log[e->nmmio++] = v;
+    }
+    pthread_mutex_unlock(&e->lock);
 }
 
 static const VmmIoOps port_ops = { port_read, port_write };
@@ -127,6 +137,7 @@ static void vm_up(int ring, bool irqchip)
     memset(env.port_val, 0, sizeof(env.port_val));
     memset(env.port_writes, 0, sizeof(env.port_writes));
     env.ready = 0;
+    env.nmmio = 0;
     env.vm = vmm_vm_new(&o, &err);
     if (!env.vm) {
         fail_msg("vmm_vm_new: %s (is /dev/kvm there?)", strerror(-err));
@@ -141,7 +152,7 @@ static void vm_up(int ring, bool irqchip)
                                        VMM_SLOT_LOG_DIRTY), 0);
     assert_int_equal(vmm_vm_register_io(env.vm, true, 0x10, 16, &port_ops, &env), 0);
     assert_int_equal(vmm_vm_register_io(env.vm, true, 0xf0, 2, &ctl_ops, &env), 0);
-    assert_int_equal(vmm_vm_register_io(env.vm, false, 0xd000, 0x100, &mmio_ops, &env), 0);
+    assert_int_equal(vmm_vm_register_io(env.vm, false, 0xd000, 0x200, &mmio_ops, &env), 0);
 }
 
 static void vm_down(void)
@@ -622,6 +633,29 @@ static void test_long_mode(void **state)
     vm_down();
 }
 
+/* Coalesced MMIO: three writes without an exit, replayed in order before
+ * the next exit is dispatched. */
+static void test_coalesced(void **state)
+{
+    (void)state;
+    vm_up(0, false);
+    assert_int_equal(vmm_vm_add_coalesced_io(env.vm, false, 0xd100, 0x10), 0);
+    load(PROG(g_coalesced));
+    VmmVcpu *v = real_cpu(0, 0, 0, 0);
+    VmmVmExit e = run_to_end(20);
+    assert_int_equal(e.code, 6);
+    assert_int_equal(pv(0x17), 3);          /* all three before the PIO */
+    assert_int_equal(env.nmmio, 3);
+    assert_int_equal(env.mmio_log[0], 1);
+    assert_int_equal(env.mmio_log[1], 2);
+    assert_int_equal(env.mmio_log[2], 3);
+    VmmVcpuStats s;
+    vmm_vcpu_get_stats(v, &s);
+    assert_int_equal(s.exits_mmio, 0);      /* none of them exited */
+    assert_int_equal(vmm_vm_del_coalesced_io(env.vm, false, 0xd100, 0x10), 0);
+    vm_down();
+}
+
 /* CPUID from KVM applied; several VMs side by side are independent. */
 static void test_cpuid_two_vms(void **state)
 {
@@ -663,6 +697,7 @@ int main(void)
         cmocka_unit_test(test_ioeventfd),
         cmocka_unit_test(test_long_mode),
         cmocka_unit_test(test_cpuid_two_vms),
+        cmocka_unit_test(test_coalesced),
     };
 
     pthread_mutex_init(&env.lock, NULL);

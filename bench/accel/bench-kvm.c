@@ -1,0 +1,380 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench-kvm: the vCPU runner on a real KVM (directly, or inside the
+ * emulated machine: scripts/vm-run build/bench/accel/bench-accel-kvm).
+ *
+ *   kvm-pio-exit        ns per guest `in` exit handled through vmmkit's
+ *                       runner (gate, RCU port map, handler) vs a raw
+ *                       KVM_RUN loop doing the same in the same process.
+ *   kvm-inhibit-<kind>-<N>  us for inhibit_begin (+end) with N vCPUs halted
+ *                       in KVM_RUN (in-kernel irqchip) or spinning in the
+ *                       guest, vs a raw kick (immediate_exit + signal) of one
+ *                       raw vCPU thread in the same state, waited for.
+ *
+ * Absolute times inside the emulated machine are an emulated CPU's: judge
+ * the ratios.  VMM_BENCH_QUICK=1 runs a short version.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/futex.h>
+#include <linux/kvm.h>
+
+#include "vmmkit/kvm.h"
+
+#define G(name) extern const uint8_t name[], name##_end[]
+G(b_pio_loop); G(b_spin); G(b_halt);
+
+#define RAM 0x8000
+
+static bool quick;
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, n, sizeof(*v), cmp_dbl);
+    return v[n / 2];
+}
+
+static void line(const char *name, double v, const char *unit, const char *vs, double vsv)
+{
+    printf("BENCH name=%s value=%.2f unit=%s vs=%s vs_value=%.2f ratio=%.3f\n",
+           name, v, unit, vs, vsv, vsv > 0 ? v / vsv : 0.0);
+    fflush(stdout);
+}
+
+static void die(const char *what)
+{
+    fprintf(stderr, "bench-kvm: %s: %s\n", what, strerror(errno));
+    exit(1);
+}
+
+/* ---- the raw side: linux/kvm.h only ------------------------------------ */
+
+typedef struct Raw {
+    int kvm, vm, cpu;
+    struct kvm_run *run;
+    uint8_t *ram;
+    pid_t tid;
+    unsigned returns;
+    unsigned stop;
+} Raw;
+
+static void raw_setup(Raw *r, const uint8_t *code, size_t len, bool irqchip, uint32_t edi)
+{
+    struct kvm_sregs s;
+    struct kvm_regs regs = { .rip = 0x1000, .rflags = 2, .rsp = 0x7000, .rdi = edi };
+
+    memset(r, 0, sizeof(*r));
+    r->kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (r->kvm < 0) {
+        die("/dev/kvm");
+    }
+    r->vm = ioctl(r->kvm, KVM_CREATE_VM, 0);
+    if (r->vm < 0 || ioctl(r->vm, KVM_SET_TSS_ADDR, 0xfffbd000UL) < 0) {
+        die("KVM_CREATE_VM");
+    }
+    if (irqchip && ioctl(r->vm, KVM_CREATE_IRQCHIP, 0) < 0) {
+        die("KVM_CREATE_IRQCHIP");
+    }
+    r->ram = mmap(NULL, RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    memcpy(r->ram + 0x1000, code, len);
+    struct kvm_userspace_memory_region m = {
+        .slot = 0, .guest_phys_addr = 0, .memory_size = RAM,
+        .userspace_addr = (uintptr_t)r->ram,
+    };
+    if (ioctl(r->vm, KVM_SET_USER_MEMORY_REGION, &m) < 0) {
+        die("KVM_SET_USER_MEMORY_REGION");
+    }
+    r->cpu = ioctl(r->vm, KVM_CREATE_VCPU, 0);
+    int sz = ioctl(r->kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
+    r->run = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_SHARED, r->cpu, 0);
+    if (r->cpu < 0 || r->run == MAP_FAILED || ioctl(r->cpu, KVM_GET_SREGS, &s) < 0) {
+        die("vCPU");
+    }
+    s.cs.base = s.ds.base = s.es.base = s.ss.base = s.fs.base = s.gs.base = 0;
+    s.cs.selector = s.ds.selector = s.es.selector = s.ss.selector = 0;
+    if (ioctl(r->cpu, KVM_SET_SREGS, &s) < 0 || ioctl(r->cpu, KVM_SET_REGS, &regs) < 0) {
+        die("KVM_SET_REGS");
+    }
+}
+
+static void raw_close(Raw *r)
+{
+    close(r->cpu);
+    close(r->vm);
+    close(r->kvm);
+    munmap(r->ram, RAM);
+}
+
+/* The reference loop: KVM_RUN, answer the IN, until the OUT to 0xf0. */
+static double raw_pio_ns(uint32_t n)
+{
+    Raw r;
+    raw_setup(&r, b_pio_loop, b_pio_loop_end - b_pio_loop, false, n);
+    int64_t t0 = 0;
+    for (;;) {
+        if (ioctl(r.cpu, KVM_RUN, 0) < 0) {
+            die("KVM_RUN");
+        }
+        if (r.run->exit_reason != KVM_EXIT_IO) {
+            die("unexpected exit");
+        }
+        if (!t0) {
+            t0 = now_ns();      /* the first exit: steady state from here */
+        }
+        if (r.run->io.port == 0xf0) {
+            break;
+        }
+        *((uint8_t *)r.run + r.run->io.data_offset) = 0x5a;
+    }
+    double ns = (double)(now_ns() - t0) / n;
+    raw_close(&r);
+    return ns;
+}
+
+/* ---- the same through vmmkit ------------------------------------------- */
+
+/* Timestamps taken in the handlers, on the vCPU thread: the same points
+ * as the raw loop's (first exit, final exit). */
+static int64_t t_first, t_last;
+
+static uint64_t port_read(void *o, uint64_t off, unsigned size)
+{
+    (void)o;
+    (void)off;
+    (void)size;
+    if (!t_first) {
+        t_first = now_ns();
+    }
+    return 0x5a;
+}
+
+static void end_write(void *o, uint64_t off, uint64_t v, unsigned size)
+{
+    (void)off;
+    (void)size;
+    t_last = now_ns();
+    vmm_vm_request_end(o, v);
+}
+
+static const VmmIoOps in_ops = { port_read, NULL };
+static const VmmIoOps end_ops = { NULL, end_write };
+
+static VmmVcpu *real_mode_cpu(VmmVm *vm, uint32_t id, uint64_t rip, uint32_t edi)
+{
+    struct kvm_sregs s;
+    struct kvm_regs r;
+    VmmVcpu *v = vmm_vcpu_new(vm, id, "bench", NULL);
+
+    if (!v || vmm_vcpu_get_sregs(v, &s) < 0) {
+        die("vmm_vcpu_new");
+    }
+    s.cs.base = s.ds.base = s.es.base = s.ss.base = s.fs.base = s.gs.base = 0;
+    s.cs.selector = s.ds.selector = s.es.selector = s.ss.selector = 0;
+    vmm_vcpu_set_sregs(v, &s);
+    memset(&r, 0, sizeof(r));
+    r.rip = rip;
+    r.rflags = 2;
+    r.rsp = 0x7000;
+    r.rdi = edi;
+    vmm_vcpu_set_regs(v, &r);
+    if (id > 0) {
+        vmm_vcpu_set_mp_state(v, KVM_MP_STATE_RUNNABLE);
+        vmm_vcpu_synchronize_post_reset(v);
+    }
+    return v;
+}
+
+static VmmVm *vmm_setup(uint8_t **ram, bool irqchip)
+{
+    VmmVmOptions o = { .size = sizeof(o), .dirty_ring_entries = -1 };
+    int err;
+    VmmVm *vm = vmm_vm_new(&o, &err);
+
+    if (!vm) {
+        errno = -err;
+        die("vmm_vm_new");
+    }
+    if (irqchip && vmm_vm_create_irqchip(vm, false) < 0) {
+        die("irqchip");
+    }
+    *ram = mmap(NULL, RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (vmm_vm_map_memory(vm, 0, RAM, *ram, 0) < 0) {
+        die("map");
+    }
+    return vm;
+}
+
+static double vmm_pio_ns(uint32_t n)
+{
+    uint8_t *ram;
+    VmmVm *vm = vmm_setup(&ram, false);
+    VmmVmExit e;
+
+    memcpy(ram + 0x1000, b_pio_loop, b_pio_loop_end - b_pio_loop);
+    vmm_vm_register_io(vm, true, 0x10, 1, &in_ops, NULL);
+    vmm_vm_register_io(vm, true, 0xf0, 1, &end_ops, vm);
+    real_mode_cpu(vm, 0, 0x1000, n);
+    t_first = t_last = 0;
+    vmm_vm_start(vm);
+    vmm_vm_wait(vm, -1, &e);
+    double ns = (double)(t_last - t_first) / n;
+    if (e.kind != VMM_VM_END_REQUESTED) {
+        fprintf(stderr, "bench-kvm: the guest ended with kind %d\n", e.kind);
+        exit(1);
+    }
+    vmm_vm_free(vm);
+    munmap(ram, RAM);
+    return ns;
+}
+
+/* ---- inhibit latency ------------------------------------------------------ */
+
+static void *raw_thread(void *opaque)
+{
+    Raw *r = opaque;
+    sigset_t set;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    __atomic_store_n(&r->tid, (pid_t)syscall(SYS_gettid), __ATOMIC_SEQ_CST);
+    while (!__atomic_load_n(&r->stop, __ATOMIC_SEQ_CST)) {
+        int rc = ioctl(r->cpu, KVM_RUN, 0);
+        if (rc < 0 && errno == EINTR) {
+            r->run->immediate_exit = 0;
+            __atomic_fetch_add(&r->returns, 1, __ATOMIC_SEQ_CST);
+            syscall(SYS_futex, &r->returns, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+        }
+    }
+    return NULL;
+}
+
+static void noop(int sig)
+{
+    (void)sig;
+}
+
+/* One raw vCPU thread in @code; median us from kick to its return. */
+static double raw_kick_us(const uint8_t *code, size_t len, bool irqchip, int rounds)
+{
+    Raw r;
+    pthread_t t;
+    double v[256];
+
+    raw_setup(&r, code, len, irqchip, 0);
+    pthread_create(&t, NULL, raw_thread, &r);
+    while (!__atomic_load_n(&r.tid, __ATOMIC_SEQ_CST)) {
+        usleep(100);
+    }
+    usleep(5000);
+    for (int i = 0; i < rounds; i++) {
+        unsigned before = __atomic_load_n(&r.returns, __ATOMIC_SEQ_CST);
+        int64_t t0 = now_ns();
+        __atomic_store_n(&r.run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+        syscall(SYS_tgkill, getpid(), r.tid, SIGUSR1);
+        while (__atomic_load_n(&r.returns, __ATOMIC_SEQ_CST) == before) {
+            /* Sleep as the gate's inhibitor does: the vCPU may need this CPU. */
+            syscall(SYS_futex, &r.returns, FUTEX_WAIT_PRIVATE, before, NULL, NULL, 0);
+        }
+        v[i] = (now_ns() - t0) / 1000.0;
+        usleep(1000);
+    }
+    __atomic_store_n(&r.stop, 1, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&r.run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+    syscall(SYS_tgkill, getpid(), r.tid, SIGUSR1);
+    pthread_join(t, NULL);
+    raw_close(&r);
+    return median(v, rounds);
+}
+
+static double vmm_inhibit_us(const uint8_t *code, size_t len, bool irqchip, int n,
+                             int rounds)
+{
+    uint8_t *ram;
+    VmmVm *vm = vmm_setup(&ram, irqchip);
+    double v[256];
+
+    memcpy(ram + 0x1000, code, len);
+    for (int i = 0; i < n; i++) {
+        real_mode_cpu(vm, i, 0x1000, 0);
+    }
+    vmm_vm_start(vm);
+    usleep(20000);
+    VmmAccelGate *g = vmm_vm_gate(vm);
+    for (int i = 0; i < rounds; i++) {
+        int64_t t0 = now_ns();
+        vmm_accel_ioctl_inhibit_begin(g);
+        v[i] = (now_ns() - t0) / 1000.0;
+        vmm_accel_ioctl_inhibit_end(g);
+        usleep(1000);
+    }
+    vmm_vm_pause(vm);
+    vmm_vm_free(vm);
+    munmap(ram, RAM);
+    return median(v, rounds);
+}
+
+int main(void)
+{
+    struct sigaction sa = { .sa_handler = noop };
+    char name[64];
+
+    quick = getenv("VMM_BENCH_QUICK") != NULL;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+
+    uint32_t n = quick ? 500 : 2000;
+    int reps = quick ? 1 : 15;
+    double raw[16], ours[16], ratio[16];
+    raw_pio_ns(n / 10);                 /* warm up */
+    vmm_pio_ns(n / 10);
+    for (int i = 0; i < reps; i++) {    /* interleaved pairs: same conditions */
+        if (i % 2) {
+            ours[i] = vmm_pio_ns(n);
+            raw[i] = raw_pio_ns(n);
+        } else {
+            raw[i] = raw_pio_ns(n);
+            ours[i] = vmm_pio_ns(n);
+        }
+        ratio[i] = ours[i] / raw[i];
+    }
+    printf("# kvm-pio-exit: median of the %d paired ratios %.3f\n", reps, median(ratio, reps));
+    line("kvm-pio-exit", median(ours, reps), "ns", "raw-kvm-run-loop", median(raw, reps));
+
+    int rounds = quick ? 5 : 41;
+    double floor_h = raw_kick_us(b_halt, b_halt_end - b_halt, true, rounds);
+    double floor_s = raw_kick_us(b_spin, b_spin_end - b_spin, false, rounds);
+    for (int cpus = 1; cpus <= 2; cpus++) {
+        double h = vmm_inhibit_us(b_halt, b_halt_end - b_halt, true, cpus, rounds);
+        double s = vmm_inhibit_us(b_spin, b_spin_end - b_spin, false, cpus, rounds);
+        snprintf(name, sizeof(name), "kvm-inhibit-halted-%d", cpus);
+        line(name, h, "us", "raw-kick-halted-1", floor_h);
+        snprintf(name, sizeof(name), "kvm-inhibit-spinning-%d", cpus);
+        line(name, s, "us", "raw-kick-spinning-1", floor_s);
+    }
+    return 0;
+}
