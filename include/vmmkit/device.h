@@ -110,6 +110,10 @@ VMM_EXPORT int vmm_device_unpause(VmmDevice *dev);
  * after its quiesce callback returned -EBUSY.  Any thread. */
 VMM_EXPORT void vmm_device_quiesced(VmmDevice *dev, int err);
 
+/* True when running with no request queued, none being delivered and no
+ * pause held (what vmm_device_free() needs).  Any thread. */
+VMM_EXPORT bool vmm_device_is_idle(VmmDevice *dev);
+
 /* True while quiesced (not while quiescing).  Any thread. */
 VMM_EXPORT bool vmm_device_is_quiesced(VmmDevice *dev);
 
@@ -125,6 +129,51 @@ VMM_EXPORT int vmm_device_dma_write(VmmDevice *dev, uint64_t gpa,
 VMM_EXPORT int vmm_device_dma_map(VmmDevice *dev, uint64_t gpa, uint64_t len,
                                   uint32_t flags, struct iovec *iov,
                                   unsigned max_iov);
+
+/* ---- VM-wide quiesce ------------------------------------------------------- */
+
+/*
+ * A quiesce group stops a whole VM for a consistent view (snapshot,
+ * migration, memory-map change): its vCPU gates are inhibited (no vCPU is
+ * in KVM_RUN or can re-enter it, so no new doorbell or MMIO arrives), then
+ * its devices are paused through the quiesce protocol, all at once, then
+ * its extra stages (e.g. block drain, vmm_block_drain_all_begin) run.
+ * vmm_quiesce_group_end() undoes it in reverse order.
+ */
+typedef struct VmmQuiesceGroup VmmQuiesceGroup;
+typedef struct VmmAccelGate VmmAccelGate;
+
+/* An extra stage: begin returns 0 or -errno (the group then unwinds). */
+typedef int VmmQuiesceStageBegin(void *opaque);
+typedef void VmmQuiesceStageEnd(void *opaque);
+
+/* Main loop. */
+VMM_EXPORT VmmQuiesceGroup *vmm_quiesce_group_new(int *errp);
+/* The group must not be quiesced.  A device that missed a deadline and has
+ * not finished yet keeps the group's memory until it does.  Main loop. */
+VMM_EXPORT void vmm_quiesce_group_free(VmmQuiesceGroup *g);
+/* Members (-EBUSY while quiesced).  Main loop. */
+VMM_EXPORT int vmm_quiesce_group_add_device(VmmQuiesceGroup *g, VmmDevice *dev);
+VMM_EXPORT int vmm_quiesce_group_add_gate(VmmQuiesceGroup *g, VmmAccelGate *gate);
+/* @name is used in error reports (copied). */
+VMM_EXPORT int vmm_quiesce_group_add_stage(VmmQuiesceGroup *g, const char *name,
+                                           VmmQuiesceStageBegin *begin,
+                                           VmmQuiesceStageEnd *end, void *opaque);
+/* Add the block layer's drain of every node (vmm_block_drain_all_begin/end)
+ * as a stage.  Main loop. */
+VMM_EXPORT int vmm_quiesce_group_add_block_drain(VmmQuiesceGroup *g);
+/*
+ * Quiesce everything; devices get @timeout_ns (< 0: forever) to finish.
+ * Returns 0, or -ETIMEDOUT naming in @who (if not NULL; a static or
+ * group-owned string valid until the next call) the first device that did
+ * not finish, or a stage's error naming the stage.  On failure everything
+ * is resumed (a device that finishes late is unpaused at once).
+ * Main loop (it polls the main context while waiting).
+ */
+VMM_EXPORT int vmm_quiesce_group_begin(VmmQuiesceGroup *g, int64_t timeout_ns,
+                                       const char **who);
+/* Resume stages, devices and gates, in reverse order.  Main loop. */
+VMM_EXPORT void vmm_quiesce_group_end(VmmQuiesceGroup *g);
 
 VMM_END_DECLS
 

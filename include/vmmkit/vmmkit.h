@@ -12,6 +12,7 @@
 #include "vmmkit/memory.h"
 #include "vmmkit/device.h"
 #include "vmmkit/virtio.h"
+#include "vmmkit/virtio-blk.h"
 #include "vmmkit/machine.h"
 
 #endif

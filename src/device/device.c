@@ -88,15 +88,20 @@ VmmDevice *vmm_device_new(const char *name, const VmmDeviceOps *ops, void *opaqu
     return dev;
 }
 
+bool vmm_device_is_idle(VmmDevice *dev)
+{
+    vmm_devlock_lock(&dev->lock);
+    bool busy = dev->head || dev->pauses || dev->delivering || dev->state != DEV_RUNNING;
+    vmm_devlock_unlock(&dev->lock);
+    return !busy;
+}
+
 int vmm_device_free(VmmDevice *dev)
 {
     if (!dev) {
         return 0;
     }
-    vmm_devlock_lock(&dev->lock);
-    bool busy = dev->head || dev->pauses || dev->delivering || dev->state != DEV_RUNNING;
-    vmm_devlock_unlock(&dev->lock);
-    if (busy) {
+    if (!vmm_device_is_idle(dev)) {
         VMM_MISUSE("device '%s' freed while a request or pause is pending", dev->name);
         return -EBUSY;
     }

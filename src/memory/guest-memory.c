@@ -245,10 +245,12 @@ int vmm_guest_memory_remove(VmmGuestMemory *mem, uint64_t gpa, uint64_t length)
         for (unsigned i = 0; i < m->n; i++) {
             vmm_ram_region_ref(m->slot[i].region);
         }
-        /* The old map still references @gone's region until the grace
-         * period ends, so listeners may look at it. */
+        /* The retired map may be freed (dropping its region reference)
+         * as soon as it is published: hold our own for the listeners. */
+        vmm_ram_region_ref(gone.region);
         mem_publish(mem, m);
         mem_notify(mem, &gone, false);
+        vmm_ram_region_unref(gone.region);
         ret = 0;
         break;
     }

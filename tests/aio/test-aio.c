@@ -277,6 +277,32 @@ static void test_current_in_callback(void **state)
                 !vmm_aio_context_in_thread(ctx));
 }
 
+/* Scheduling from a signal handler (wait-free, async-signal-safe). */
+static VmmBH *signal_bh;
+
+static void on_sigusr1(int sig)
+{
+    (void)sig;
+    vmm_bh_schedule(signal_bh);
+}
+
+static void test_bh_schedule_from_signal_handler(void **state)
+{
+    (void)state;
+    Counter c = { 0 };
+    struct sigaction sa = { .sa_handler = on_sigusr1 }, old;
+
+    signal_bh = vmm_bh_new(ctx, count_cb, &c, "signal");
+    sigaction(SIGUSR1, &sa, &old);
+    raise(SIGUSR1);
+    while (!c.n) {
+        vmm_aio_poll(ctx, true);
+    }
+    assert_int_equal(c.n, 1);
+    sigaction(SIGUSR1, &old, NULL);
+    vmm_bh_delete(signal_bh);
+}
+
 /* ---- notify across threads ---- */
 
 typedef struct Remote {
@@ -879,6 +905,7 @@ int main(void)
         T(test_bh_nested_poll_sees_outer_slice),
         T(test_bh_idle),
         T(test_current_in_callback),
+        T(test_bh_schedule_from_signal_handler),
         T(test_notify_wakes_blocking_poll),
         T(test_fd_handler_read_write),
         T(test_fd_handler_remove_in_dispatch),

@@ -157,6 +157,7 @@ static void test_async_quiesce(void **state)
     pthread_create(&c.self, NULL, complete_thread, &c);
     pthread_join(c.self, NULL);
     assert_string_equal(c.log_at_return, "QRd0M-d0Sd0U");
+    assert_true(vmm_device_is_idle(t->dev));
     assert_int_equal(t->quiesce_calls, 1);
 }
 
@@ -196,7 +197,9 @@ static void test_pause(void **state)
 {
     TDev *t = *state;
 
+    assert_true(vmm_device_is_idle(t->dev));
     assert_int_equal(vmm_device_pause(t->dev, t_done, t), 0);
+    assert_false(vmm_device_is_idle(t->dev));
     assert_int_equal(vmm_device_pause(t->dev, t_done, t), 0);   /* nests */
     assert_true(vmm_device_is_quiesced(t->dev));
     /* Requests while paused run at once, with no new quiesce or resume. */
