@@ -87,14 +87,49 @@ void block_drained_begin_nopoll(VmmBlockNode *n)
     }
 }
 
+/* From a coroutine, drain runs in a main-loop BH and the coroutine waits
+ * (as QEMU's bdrv_co_yield_to_drain).  The coroutine must not itself be
+ * one of the requests being drained. */
+typedef struct DrainHop {
+    VmmBlockNode *n;
+    bool begin;
+    VmmCoroutine *co;
+} DrainHop;
+
+static void drain_hop_bh(void *opaque)
+{
+    DrainHop *d = opaque;
+    VmmCoroutine *co = d->co;
+    if (d->begin) {
+        vmm_block_drained_begin(d->n);
+    } else {
+        vmm_block_drained_end(d->n);
+    }
+    vmm_aio_co_wake(co);        /* d lives on co's stack: not used after */
+}
+
+static bool drain_hop(VmmBlockNode *n, bool begin)
+{
+    if (!vmm_in_coroutine()) {
+        return false;
+    }
+    DrainHop d = { n, begin, vmm_coroutine_self() };
+    if (vmm_bh_schedule_oneshot(vmm_aio_context_main(), drain_hop_bh, &d, "drain-hop") < 0) {
+        VMM_MISUSE("cannot schedule the drain in the main loop");
+        return true;
+    }
+    vmm_coroutine_yield();
+    return true;
+}
+
 void vmm_block_drained_begin(VmmBlockNode *n)
 {
     if (!n) {
         VMM_MISUSE("NULL node");
         return;
     }
-    if (vmm_in_coroutine()) {
-        VMM_MISUSE("drain from a coroutine");
+    if (drain_hop(n, true)) {
+        return;
     }
     vmm_block_node_ref(n);
     block_drained_begin_nopoll(n);
@@ -106,6 +141,9 @@ void vmm_block_drained_end(VmmBlockNode *n)
 {
     if (!n) {
         VMM_MISUSE("NULL node");
+        return;
+    }
+    if (drain_hop(n, false)) {
         return;
     }
     int old = vmm_atomic_fetch_sub(&n->quiesce_counter, 1);
@@ -128,6 +166,10 @@ int vmm_block_drained_begin_timeout(VmmBlockNode *n, int64_t timeout_ns)
 {
     if (!n || timeout_ns < 0) {
         VMM_MISUSE("bad argument");
+        return -EINVAL;
+    }
+    if (vmm_in_coroutine()) {
+        VMM_MISUSE("timed drain from a coroutine (main loop only)");
         return -EINVAL;
     }
     block_drained_begin_nopoll(n);

@@ -174,8 +174,9 @@ VMM_EXPORT int vmm_block_node_set_context(VmmBlockNode *n, VmmAioContext *ctx,
  * Quiesce @n: its parents stop sending requests (BlockBackends queue new
  * ones, devices are told), then wait until no request is in flight in @n
  * or its parents, in whatever AioContext they run.  Nests: the node stays
- * quiesced until as many drained_end calls.  Main loop, not a coroutine,
- * not holding the write lock.
+ * quiesced until as many drained_end calls.  Main loop, not holding the
+ * write lock; from a coroutine (any context) the drain runs in the main
+ * loop while the coroutine waits (it must not be a request being drained).
  */
 VMM_EXPORT void vmm_block_drained_begin(VmmBlockNode *n) VMM_GRAPH_UNLOCKED;
 VMM_EXPORT void vmm_block_drained_end(VmmBlockNode *n) VMM_GRAPH_UNLOCKED;

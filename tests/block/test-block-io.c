@@ -450,6 +450,48 @@ static void sync_read_bh(void *opaque)
     vmm_aio_wait_kick();
 }
 
+/* drained_begin/end called from a coroutine in an iothread run in the
+ * main loop, and the coroutine waits for them. */
+typedef struct CoDrain {
+    VmmBlockNode *n;
+    int quiesced_inside;
+    int done;
+} CoDrain;
+
+static void co_drain_entry(void *opaque)
+{
+    CoDrain *c = opaque;
+    vmm_block_drained_begin(c->n);
+    c->quiesced_inside = vmm_block_node_quiesced(c->n);
+    vmm_block_drained_end(c->n);
+    __atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
+    vmm_aio_wait_kick();
+}
+
+static void test_drain_from_coroutine(void **state)
+{
+    (void)state;
+    int e = 0;
+    VmmIOThread *t = vmm_iothread_new("co-drain", NULL, &e);
+    VmmBlockBackend *blk = blk_open("driver=null,size=1M,latency-ns=20000000");
+    assert_int_equal(vmm_blk_set_context(blk, vmm_iothread_get_context(t), NULL), 0);
+    IoJob j = { .blk = blk };
+    start_job(vmm_iothread_get_context(t), &j);
+    VMM_AIO_WAIT_WHILE(NULL, vmm_block_node_in_flight(vmm_blk_node(blk)) < 1 &&
+                             !__atomic_load_n(&j.done, __ATOMIC_ACQUIRE));
+    CoDrain c = { .n = vmm_blk_node(blk) };
+    int err = 0;
+    VmmCoroutine *co = vmm_coroutine_create(co_drain_entry, &c, &err);
+    vmm_aio_co_enter(vmm_iothread_get_context(t), co);
+    VMM_AIO_WAIT_WHILE(NULL, !__atomic_load_n(&c.done, __ATOMIC_ACQUIRE));
+    assert_true(c.quiesced_inside);
+    assert_true(__atomic_load_n(&j.done, __ATOMIC_ACQUIRE));   /* drained first */
+    assert_false(vmm_block_node_quiesced(vmm_blk_node(blk)));
+    vmm_blk_set_context(blk, vmm_aio_context_main(), NULL);
+    vmm_blk_unref(blk);
+    vmm_iothread_destroy(t);
+}
+
 static void test_sync_in_iothread(void **state)
 {
     (void)state;
@@ -489,6 +531,7 @@ int main(void)
         cmocka_unit_test(test_drain_main),
         cmocka_unit_test(test_drain_iothread),
         cmocka_unit_test(test_drain_quiesces_parents),
+        cmocka_unit_test(test_drain_from_coroutine),
         cmocka_unit_test(test_sync_in_iothread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
