@@ -12,7 +12,9 @@ plus a grace period), so a hung emulated machine is killed and reported.
 """
 
 import collections
+import ctypes
 import os
+import signal
 import select
 import subprocess
 import tempfile
@@ -53,6 +55,14 @@ class Boot:
         self.exit_s = None      # ... to qemu's exit
         self.wall_s = None
         self.current = None     # TestResult of the program running now
+
+
+def _die_with_parent():
+    """In the qemu child: SIGKILL it when the harness dies, however it dies."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def qemu_command(vmlinuz, initrd, smp, mem, append=''):
@@ -174,7 +184,7 @@ def run(kernel, tests, smp=1, mem=1024, env=None, modules=None, on_output=None,
         log('boot: ' + ' '.join(cmd))
         logf = open(log_path, 'wb') if log_path else None
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT)
+                                stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         t_qemu = time.monotonic()
         try:
             if not _pump(proc, boot, timeouts, on_output, logf):
