@@ -297,3 +297,37 @@ int vmm_vm_remove_ioeventfd(VmmVm *vm, int fd, bool pio, uint64_t addr, uint32_t
 {
     return ioeventfd(vm, fd, pio, addr, len, datamatch, data, true);
 }
+
+/* ---- AioContext event notifiers ----------------------------------------- */
+
+static int notifier_fd(VmmEventNotifier *n)
+{
+    return n ? vmm_event_notifier_fd(n) : -EINVAL;
+}
+
+int vmm_vm_add_irqfd_notifier(VmmVm *vm, VmmEventNotifier *n, uint32_t gsi)
+{
+    int fd = notifier_fd(n);
+    return fd < 0 ? fd : vmm_vm_add_irqfd(vm, fd, gsi, -1);
+}
+
+int vmm_vm_remove_irqfd_notifier(VmmVm *vm, VmmEventNotifier *n, uint32_t gsi)
+{
+    int fd = notifier_fd(n);
+    return fd < 0 ? fd : vmm_vm_remove_irqfd(vm, fd, gsi);
+}
+
+int vmm_vm_add_ioeventfd_notifier(VmmVm *vm, VmmEventNotifier *n, bool pio, uint64_t addr,
+                                  uint32_t len, bool datamatch, uint64_t data)
+{
+    int fd = notifier_fd(n);
+    return fd < 0 ? fd : ioeventfd(vm, fd, pio, addr, len, datamatch, data, false);
+}
+
+int vmm_vm_remove_ioeventfd_notifier(VmmVm *vm, VmmEventNotifier *n, bool pio,
+                                     uint64_t addr, uint32_t len, bool datamatch,
+                                     uint64_t data)
+{
+    int fd = notifier_fd(n);
+    return fd < 0 ? fd : ioeventfd(vm, fd, pio, addr, len, datamatch, data, true);
+}

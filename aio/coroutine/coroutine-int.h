@@ -13,6 +13,10 @@
 
 #include "vmmkit/coroutine.h"
 #include "aio/coroutine/coroutine-config.h"
+#ifdef VMM_CO_FORCE_UCONTEXT
+/* tests/coroutine builds the portable backend too, on every host. */
+#undef VMM_CO_BACKEND_ASM
+#endif
 #include "util/compiler.h"
 
 /* ---- Sanitizer and valgrind detection ---------------------------------- */

@@ -29,6 +29,7 @@
 
 #include "vmmkit/common.h"
 #include "vmmkit/accel.h"
+#include "vmmkit/aio.h"
 
 VMM_BEGIN_DECLS
 
@@ -292,6 +293,21 @@ VMM_EXPORT int vmm_vm_add_ioeventfd(VmmVm *vm, int fd, bool pio, uint64_t addr,
                                     uint32_t len, bool datamatch, uint64_t data);
 VMM_EXPORT int vmm_vm_remove_ioeventfd(VmmVm *vm, int fd, bool pio, uint64_t addr,
                                        uint32_t len, bool datamatch, uint64_t data);
+
+/*
+ * The same with AioContext event notifiers: an iothread that sets @n
+ * raises the interrupt (no ioctl, no exit); a guest write signals @n, whose
+ * handler (vmm_aio_set_event_notifier) runs in the context that watches it.
+ * Main loop.
+ */
+VMM_EXPORT int vmm_vm_add_irqfd_notifier(VmmVm *vm, VmmEventNotifier *n, uint32_t gsi);
+VMM_EXPORT int vmm_vm_remove_irqfd_notifier(VmmVm *vm, VmmEventNotifier *n, uint32_t gsi);
+VMM_EXPORT int vmm_vm_add_ioeventfd_notifier(VmmVm *vm, VmmEventNotifier *n, bool pio,
+                                             uint64_t addr, uint32_t len, bool datamatch,
+                                             uint64_t data);
+VMM_EXPORT int vmm_vm_remove_ioeventfd_notifier(VmmVm *vm, VmmEventNotifier *n, bool pio,
+                                                uint64_t addr, uint32_t len,
+                                                bool datamatch, uint64_t data);
 
 /* ---- Exit handlers ---------------------------------------------------------- */
 

@@ -656,6 +656,112 @@ static void test_coalesced(void **state)
     vm_down();
 }
 
+/* ioeventfd and irqfd wired to AioContext event notifiers on an iothread:
+ * the guest's writes run a handler in the iothread; a BH in the iothread
+ * raises the guest's IRQ 5. */
+typedef struct AioWire {
+    VmmAioContext *ctx;
+    VmmEventNotifier *io, *irq;
+    unsigned handled;
+    unsigned registered;
+    bool on_iothread;
+} AioWire;
+
+static void wire_io_ready(void *opaque)
+{
+    AioWire *w = opaque;
+    if (vmm_event_notifier_test_and_clear(w->io)) {
+        w->on_iothread = vmm_aio_context_in_thread(w->ctx);
+        __atomic_fetch_add(&w->handled, 1, __ATOMIC_SEQ_CST);
+    }
+}
+
+static void wire_register(void *opaque)
+{
+    AioWire *w = opaque;
+    vmm_aio_set_event_notifier(w->ctx, w->io, wire_io_ready, NULL, NULL, w);
+    __atomic_store_n(&w->registered, 1, __ATOMIC_SEQ_CST);
+}
+
+static void wire_unregister(void *opaque)
+{
+    AioWire *w = opaque;
+    vmm_aio_set_event_notifier(w->ctx, w->io, NULL, NULL, NULL, NULL);
+    __atomic_store_n(&w->registered, 0, __ATOMIC_SEQ_CST);
+}
+
+static void wire_raise(void *opaque)
+{
+    AioWire *w = opaque;
+    vmm_event_notifier_set(w->irq);
+}
+
+static void test_aio_notifiers(void **state)
+{
+    (void)state;
+    AioWire w = { 0 };
+    int err;
+    VmmIOThread *t = vmm_iothread_new("accel-test", NULL, &err);
+    assert_non_null(t);
+    w.ctx = vmm_iothread_get_context(t);
+    w.io = vmm_event_notifier_new(&err);
+    w.irq = vmm_event_notifier_new(&err);
+    assert_non_null(w.io);
+    assert_non_null(w.irq);
+    vmm_bh_schedule_oneshot(w.ctx, wire_register, &w, "wire-register");
+    while (!__atomic_load_n(&w.registered, __ATOMIC_SEQ_CST)) {
+        usleep(500);
+    }
+
+    /* ioeventfd: 10 guest writes, no exit, handled in the iothread. */
+    vm_up(0, false);
+    load(PROG(g_ioevent));
+    VmmVcpu *v = real_cpu(0, 0, 10, 0);
+    assert_int_equal(vmm_vm_add_ioeventfd_notifier(env.vm, w.io, true, 0x50, 2, false, 0), 0);
+    VmmVmExit e = run_to_end(20);
+    assert_int_equal(e.code, 3);
+    int64_t end = now_ns() + 10 * SEC;
+    while (!__atomic_load_n(&w.handled, __ATOMIC_SEQ_CST)) {
+        assert_true(now_ns() < end);
+        usleep(500);
+    }
+    assert_true(w.on_iothread);
+    VmmVcpuStats s;
+    vmm_vcpu_get_stats(v, &s);
+    assert_int_equal(s.exits_io, 1);
+    assert_int_equal(vmm_vm_remove_ioeventfd_notifier(env.vm, w.io, true, 0x50, 2, false, 0), 0);
+    vm_down();
+
+    /* irqfd: a BH on the iothread sets the notifier, the guest takes IRQ 5. */
+    vm_up(0, true);
+    load(PROG(g_irq));
+    v = real_cpu(0, 0, 0, 0);
+    assert_int_equal(vmm_vcpu_set_msr(v, 0x1b, 0xfee00100), 0);
+    assert_int_equal(vmm_vcpu_synchronize_post_reset(v), 0);
+    assert_int_equal(vmm_vm_add_irqfd_notifier(env.vm, w.irq, 5), 0);
+    vmm_vm_start(env.vm);
+    wait_until(guest_ready, 20);
+    for (uint64_t i = 1; i <= 2; i++) {
+        vmm_bh_schedule_oneshot(w.ctx, wire_raise, &w, "wire-raise");
+        end = now_ns() + 10 * SEC;
+        while (pv(0x16) < i) {
+            assert_true(now_ns() < end);
+            usleep(500);
+        }
+    }
+    vmm_vm_pause(env.vm);
+    assert_int_equal(vmm_vm_remove_irqfd_notifier(env.vm, w.irq, 5), 0);
+    vm_down();
+
+    vmm_bh_schedule_oneshot(w.ctx, wire_unregister, &w, "wire-unregister");
+    while (__atomic_load_n(&w.registered, __ATOMIC_SEQ_CST)) {
+        usleep(500);
+    }
+    vmm_iothread_destroy(t);
+    vmm_event_notifier_free(w.io);
+    vmm_event_notifier_free(w.irq);
+}
+
 /* CPUID from KVM applied; several VMs side by side are independent. */
 static void test_cpuid_two_vms(void **state)
 {
@@ -698,6 +804,7 @@ int main(void)
         cmocka_unit_test(test_long_mode),
         cmocka_unit_test(test_cpuid_two_vms),
         cmocka_unit_test(test_coalesced),
+        cmocka_unit_test(test_aio_notifiers),
     };
 
     pthread_mutex_init(&env.lock, NULL);
