@@ -269,7 +269,7 @@ static void test_stress(void **state)
     assert_int_equal(s->buf_n, 0);
     assert_int_equal(s->produced_sum, s->consumed_sum);
     assert_true(s->produced_sum > 0);
-    print_message("stress: %d coroutines, %d iothreads, %ld ms: %ld mutex rounds, "
+    print_message("# stress: %d coroutines, %d iothreads, %ld ms: %ld mutex rounds, "
                   "%ld rwlock writes, %ld produced\n", n, nio, ms, s->m_count,
                   s->rw_value[0], s->produced_sum);
     free(w);
