@@ -96,6 +96,14 @@ bool vmm_device_is_idle(VmmDevice *dev)
     return !busy;
 }
 
+bool vmm_device_delivering(VmmDevice *dev)
+{
+    vmm_devlock_lock(&dev->lock);
+    bool d = dev->delivering;
+    vmm_devlock_unlock(&dev->lock);
+    return d;
+}
+
 int vmm_device_free(VmmDevice *dev)
 {
     if (!dev) {

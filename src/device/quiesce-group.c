@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "device/device-internal.h"
 #include "device/devlock.h"
 #include "util/atomic.h"
 #include "util/log.h"
@@ -216,6 +217,16 @@ static bool devices_pending(void *opaque)
 
 /* Undo the device pauses: granted ones unpause, pending ones are
  * cancelled (unpaused when granted). */
+static bool devices_delivering(VmmQuiesceGroup *g)
+{
+    for (unsigned i = 0; i < g->ndevs; i++) {
+        if (vmm_device_delivering(g->devs[i]->dev)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static void devices_resume(VmmQuiesceGroup *g)
 {
     for (unsigned i = 0; i < g->ndevs; i++) {
@@ -232,6 +243,13 @@ static void devices_resume(VmmQuiesceGroup *g)
             vmm_device_unpause(q->dev);
         }
     }
+    /* A device that finished quiescing in its own thread may still be in
+     * that thread's delivery loop, which then performs our unpause after
+     * we return.  Wait for it, so that the group's devices run again when
+     * vmm_quiesce_group_end() returns; the loop kicks aio-wait as it ends
+     * (device_run()), and polling the main context here lets a callback
+     * that needs the main loop finish. */
+    VMM_AIO_WAIT_WHILE(NULL, devices_delivering(g));
 }
 
 static int devices_quiesce(VmmQuiesceGroup *g, int64_t timeout_ns, const char **who)
