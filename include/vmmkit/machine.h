@@ -66,10 +66,17 @@ VMM_EXPORT VmmMachine *vmm_machine_new(const VmmMachineOptions *opts, int *errp)
 
 /*
  * Add a virtio-blk disk backed by the image file @path (raw), read-only if
- * @readonly.  Before vmm_machine_start().  Returns 0, -ENOTSUP when this
- * build has no virtio-blk, or the errno of opening the image.  Main loop.
+ * @readonly.  Before vmm_machine_start().  Returns 0 or the errno of
+ * opening the image (a message names it).  Main loop.
  */
 VMM_EXPORT int vmm_machine_add_disk(VmmMachine *m, const char *path, bool readonly);
+
+/*
+ * Add a virtio-blk disk on a block graph described by @options (the
+ * syntax of vmm_block_open(), e.g. a fault-injection filter over a file).
+ * Before vmm_machine_start().  Main loop.
+ */
+VMM_EXPORT int vmm_machine_add_block(VmmMachine *m, const char *options, bool readonly);
 
 /* Run the vCPUs.  Main loop. */
 VMM_EXPORT int vmm_machine_start(VmmMachine *m);

@@ -1,14 +1,237 @@
 /* SPDX-License-Identifier: MIT */
-/* Disks of the machine (virtio-blk over virtio-pci). */
+/*
+ * Disks of the machine: a virtio-blk device (vmmkit/virtio-blk.h) on a
+ * BlockBackend in the machine's iothread, behind the virtio-pci transport.
+ *
+ * Threads: BAR accesses come from vCPU threads with the machine's lock
+ * held (a recursive mutex: the virtio core may raise an interrupt from
+ * inside a register write); interrupts come from the iothread and take the
+ * same lock; delivery is KVM_SIGNAL_MSI with the vector's address/data.
+ */
 #include "machine/machine-internal.h"
 
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/virtio_blk.h>
+
+#include "machine/virtio-pci.h"
+#include "util/log.h"
+#include "vmmkit/block.h"
+#include "vmmkit/virtio-blk.h"
+
+struct MachineDisk {
+    VmmMachine *m;
+    VmmBlockBackend *blk;
+    VmmVirtioBlk *vblk;
+    VmmVirtioDevice *vdev;
+    VirtioPci t;
+    VmmMachinePciDev pcidev;
+    bool paused;
+};
+
+/* ---- The transport's view of the virtio core ----------------------------- */
+
+static uint64_t d_features(void *o)
+{
+    return vmm_virtio_get_device_features(((MachineDisk *)o)->vdev);
+}
+
+static int d_set_features(void *o, uint64_t f)
+{
+    vmm_virtio_set_driver_features(((MachineDisk *)o)->vdev, f);
+    return 0;
+}
+
+static void d_set_status(void *o, uint8_t s)
+{
+    vmm_virtio_set_status(((MachineDisk *)o)->vdev, s);
+}
+
+static uint8_t d_get_status(void *o)
+{
+    return vmm_virtio_get_status(((MachineDisk *)o)->vdev);
+}
+
+static int d_queue_enable(void *o, unsigned q, unsigned size, uint64_t desc,
+                          uint64_t avail, uint64_t used)
+{
+    MachineDisk *d = o;
+    int r = vmm_virtio_queue_set_size(d->vdev, q, (uint16_t)size);
+    if (r == 0) {
+        r = vmm_virtio_queue_set_addr(d->vdev, q, desc, avail, used);
+    }
+    return r ? r : vmm_virtio_queue_enable(d->vdev, q);
+}
+
+static void d_queue_notify(void *o, unsigned q)
+{
+    vmm_virtio_queue_notify(((MachineDisk *)o)->vdev, q);
+}
+
+static uint32_t d_config_read(void *o, uint32_t off, uint32_t size)
+{
+    uint8_t b[4] = { 0 };
+    if (vmm_virtio_config_read(((MachineDisk *)o)->vdev, off, b, size) < 0) {
+        return 0;
+    }
+    return pci_get(b, size);
+}
+
+static void d_config_write(void *o, uint32_t off, uint32_t size, uint32_t val)
+{
+    uint8_t b[4];
+    pci_set(b, size, val);
+    vmm_virtio_config_write(((MachineDisk *)o)->vdev, off, b, size);
+}
+
+static void d_msix_fire(void *o, unsigned v)
+{
+    MachineDisk *d = o;
+    uint64_t addr;
+    uint32_t data;
+    if (virtio_pci_msix_vector_live(&d->t, v, &addr, &data)) {
+        vmm_vm_signal_msi(d->m->vm, addr, data);
+    }
+}
+
+static const VirtioPciOps disk_ops = {
+    .features = d_features, .set_features = d_set_features,
+    .queue_enable = d_queue_enable, .queue_notify = d_queue_notify,
+    .config_read = d_config_read, .config_write = d_config_write,
+    .msix_fire = d_msix_fire, .set_status = d_set_status, .get_status = d_get_status,
+};
+
+/* The virtio core's interrupt (iothread, or a vCPU inside a register write). */
+static void disk_interrupt(void *opaque, VmmVirtioDevice *vdev, int queue)
+{
+    MachineDisk *d = opaque;
+    (void)vdev;
+    pthread_mutex_lock(&d->m->lock);
+    if (queue < 0) {
+        virtio_pci_config_interrupt(&d->t);
+    } else {
+        virtio_pci_queue_interrupt(&d->t, (unsigned)queue);
+    }
+    pthread_mutex_unlock(&d->m->lock);
+}
+
+static uint64_t disk_bar_read(VmmMachinePciDev *pd, int bar, uint64_t off, unsigned size)
+{
+    MachineDisk *d = pd->opaque;
+    return bar == 0 ? virtio_pci_bar0_read(&d->t, off, size)
+                    : virtio_pci_msix_read(&d->t, off, size);
+}
+
+static void disk_bar_write(VmmMachinePciDev *pd, int bar, uint64_t off, unsigned size,
+                           uint64_t val)
+{
+    MachineDisk *d = pd->opaque;
+    if (bar == 0) {
+        virtio_pci_bar0_write(&d->t, off, size, val);
+    } else {
+        virtio_pci_msix_write(&d->t, off, size, val);
+    }
+}
+
+/* ---- Creation --------------------------------------------------------------- */
+
+static int ensure_iothread(VmmMachine *m)
+{
+    if (m->iothread) {
+        return 0;
+    }
+    int r = 0;
+    /* ppoll(2): with the io_uring monitor the same boot took 76 s instead
+     * of 46 s inside the emulated machine (bench-boot, one emulated CPU
+     * shared with the vCPU). */
+    VmmAioContextOptions o = { .size = sizeof(o), .fdmon = VMM_FDMON_POLL };
+    m->iothread = vmm_iothread_new("vmmkit-disk", &o, &r);
+    return m->iothread ? 0 : (r ? r : -ENOMEM);
+}
+
+int vmm_machine_add_block(VmmMachine *m, const char *options, bool readonly)
+{
+    if (m->state != VMM_MACHINE_CREATED || m->ndisks >= MACHINE_MAX_PCI - 1) {
+        VMM_MISUSE("disks are added before start, at most %d", MACHINE_MAX_PCI - 1);
+        return -EINVAL;
+    }
+    int r = ensure_iothread(m);
+    if (r < 0) {
+        return r;
+    }
+    MachineDisk *d = calloc(1, sizeof(*d));
+    if (!d) {
+        return -ENOMEM;
+    }
+    d->m = m;
+    GError *gerr = NULL;
+    d->blk = vmm_blk_new_open(options, readonly ? VMM_BLOCK_RDONLY : 0, &gerr);
+    if (!d->blk || vmm_blk_set_context(d->blk, vmm_iothread_get_context(m->iothread),
+                                       &gerr) < 0) {
+        vmm_error("machine: disk '%s': %s", options, gerr ? gerr->message : "failed");
+        r = gerr && gerr->code ? -abs(gerr->code) : -EINVAL;
+        g_clear_error(&gerr);
+        goto fail;
+    }
+    VmmVirtioBlkOptions bo = { .size = sizeof(bo), .name = "vda" };
+    d->vblk = vmm_virtio_blk_new(d->blk, m->mem, &bo, &r);
+    if (!d->vblk) {
+        goto fail;
+    }
+    d->vdev = vmm_virtio_blk_get_virtio(d->vblk);
+    vmm_virtio_set_interrupt(d->vdev, disk_interrupt, d);
+    VirtioPciConfig pc = {
+        .virtio_id = vmm_virtio_device_id(d->vdev), .class_code = 0x018000,
+        .num_queues = vmm_virtio_num_queues(d->vdev),
+        .queue_max_size = vmm_virtio_queue_get_max_size(d->vdev, 0),
+        .devcfg_len = sizeof(struct virtio_blk_config),
+        .bar0_addr = machine_alloc_mmio(m, VPCI_BAR_SIZE),
+        .bar1_addr = machine_alloc_mmio(m, VPCI_MSIX_BAR_SIZE),
+    };
+    if (!pc.bar0_addr || !pc.bar1_addr) {
+        r = -ENOSPC;
+        goto fail;
+    }
+    r = virtio_pci_init(&d->t, &pc, &disk_ops, d);
+    if (r < 0) {
+        goto fail;
+    }
+    d->pcidev = (VmmMachinePciDev){ .pci = &d->t.pci, .read = disk_bar_read,
+                                    .write = disk_bar_write, .opaque = d };
+    r = machine_pci_add(m, &d->pcidev);
+    if (r < 0) {
+        goto fail;
+    }
+    m->disks[m->ndisks++] = d;
+    return 0;
+fail:
+    if (d->vblk) {
+        vmm_virtio_blk_free(d->vblk);
+    }
+    if (d->blk) {
+        vmm_blk_unref(d->blk);
+    }
+    free(d);
+    return r < 0 ? r : -EINVAL;
+}
 
 int vmm_machine_add_disk(VmmMachine *m, const char *path, bool readonly)
 {
-    (void)m; (void)path; (void)readonly;
-    return -ENOTSUP;
+    /* A raw image: "," in the file name is written ",,". */
+    GString *o = g_string_new("driver=raw,file.driver=file,file.filename=");
+    for (const char *p = path; *p; p++) {
+        g_string_append_c(o, *p);
+        if (*p == ',') {
+            g_string_append_c(o, ',');
+        }
+    }
+    int r = vmm_machine_add_block(m, o->str, readonly);
+    g_string_free(o, TRUE);
+    return r;
 }
+
+/* ---- Lifecycle --------------------------------------------------------------- */
 
 int machine_devices_start(VmmMachine *m)
 {
@@ -16,13 +239,71 @@ int machine_devices_start(VmmMachine *m)
     return 0;
 }
 
+typedef struct PauseWait {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int pending, err;
+} PauseWait;
+
+static void pause_done(VmmDevice *dev, int ret, void *opaque)
+{
+    PauseWait *w = opaque;
+    (void)dev;
+    pthread_mutex_lock(&w->lock);
+    if (ret < 0) {
+        w->err = ret;
+    }
+    w->pending--;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
 int machine_devices_pause(VmmMachine *m, bool pause)
 {
-    (void)m; (void)pause;
-    return 0;
+    if (!pause) {
+        for (unsigned i = 0; i < m->ndisks; i++) {
+            if (m->disks[i]->paused) {
+                vmm_device_unpause(vmm_virtio_device_get_device(m->disks[i]->vdev));
+                m->disks[i]->paused = false;
+            }
+        }
+        return 0;
+    }
+    PauseWait w = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+    for (unsigned i = 0; i < m->ndisks; i++) {
+        pthread_mutex_lock(&w.lock);
+        w.pending++;
+        pthread_mutex_unlock(&w.lock);
+        if (vmm_device_pause(vmm_virtio_device_get_device(m->disks[i]->vdev), pause_done,
+                             &w) < 0) {
+            pause_done(NULL, -EIO, &w);
+        } else {
+            m->disks[i]->paused = true;
+        }
+    }
+    pthread_mutex_lock(&w.lock);
+    while (w.pending) {
+        pthread_cond_wait(&w.cond, &w.lock);
+    }
+    pthread_mutex_unlock(&w.lock);
+    return w.err;
 }
 
 void machine_devices_free(VmmMachine *m)
 {
-    (void)m;
+    for (unsigned i = 0; i < m->ndisks; i++) {
+        MachineDisk *d = m->disks[i];
+        if (d->paused) {
+            vmm_device_unpause(vmm_virtio_device_get_device(d->vdev));
+        }
+        vmm_blk_drain(d->blk);
+        vmm_virtio_blk_free(d->vblk);
+        vmm_blk_unref(d->blk);
+        free(d);
+    }
+    m->ndisks = 0;
+    if (m->iothread) {
+        vmm_iothread_destroy(m->iothread);
+        m->iothread = NULL;
+    }
 }

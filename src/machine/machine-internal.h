@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <pthread.h>
 
+#include "vmmkit/aio.h"
 #include "vmmkit/kvm.h"
 #include "vmmkit/machine.h"
 #include "vmmkit/memory.h"
@@ -45,6 +46,7 @@ struct VmmMachine {
 
     MachineDisk *disks[MACHINE_MAX_PCI];
     unsigned ndisks;
+    VmmIOThread *iothread;         /* runs the disks' queues */
 
     VmmMachineState state;         /* atomic */
     int end_fd;

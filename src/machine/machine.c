@@ -549,7 +549,13 @@ VmmMachine *vmm_machine_new(const VmmMachineOptions *o, int *errp)
         r = -ENOMEM;
         goto fail;
     }
-    pthread_mutex_init(&m->lock, NULL);
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    /* Recursive: the virtio core may interrupt from inside a register
+     * write the vCPU makes with the lock held. */
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&m->lock, &ma);
+    pthread_mutexattr_destroy(&ma);
     m->ram_size = o->memory;
     m->cpus = o->cpus;
     m->console_fd = o->console_out_fd;

@@ -209,7 +209,7 @@ static void common_image(const VirtioPci *t, uint8_t img[VPCI_COMMON_LEN])
     pci_set(img + 0x0c, 4, t->gfselect < 2 ? t->guest_features >> (32 * t->gfselect) : 0);
     pci_set(img + 0x10, 2, t->config_vector);
     pci_set(img + 0x12, 2, t->num_queues);
-    img[0x14] = t->status;
+    img[0x14] = t->ops->get_status ? t->ops->get_status(t->opaque) : t->status;
     img[0x15] = t->generation;
     pci_set(img + 0x16, 2, t->queue_sel);
     if (t->queue_sel < t->num_queues) {
@@ -233,6 +233,9 @@ static void set_status(VirtioPci *t, uint8_t s)
 {
     if (s == 0) {
         reset(t);
+        if (t->ops->set_status) {
+            t->ops->set_status(t->opaque, 0);
+        }
         return;
     }
     if ((s & VIRTIO_STATUS_FEATURES_OK) && !(t->status & VIRTIO_STATUS_FEATURES_OK)) {
@@ -246,6 +249,10 @@ static void set_status(VirtioPci *t, uint8_t s)
     t->status = (uint8_t)(s | (t->status & VIRTIO_STATUS_NEEDS_RESET));
     if ((s & VIRTIO_STATUS_DRIVER_OK) && !was_ok && t->ops->driver_ok) {
         t->ops->driver_ok(t->opaque);
+    }
+    if (t->ops->set_status) {
+        t->ops->set_status(t->opaque, t->status);
+        t->status = t->ops->get_status(t->opaque);
     }
 }
 

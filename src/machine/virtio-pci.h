@@ -56,6 +56,12 @@ typedef struct VirtioPciOps {
                         bool enabled);
     /* Deliver vector @v (enabled and unmasked). */
     void (*msix_fire)(void *opaque, unsigned v);
+    /* Optional: the device keeps the status itself (a virtio core that
+     * decides FEATURES_OK and completes resets on its own): status writes
+     * go to set_status after the transport's own handling, reads come
+     * from get_status. */
+    void (*set_status)(void *opaque, uint8_t status);
+    uint8_t (*get_status)(void *opaque);
 } VirtioPciOps;
 
 typedef struct VirtioPciQueue {

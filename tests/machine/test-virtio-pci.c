@@ -258,6 +258,48 @@ static void test_msix(void **state)
     virtio_pci_queue_interrupt(&t, 99);
 }
 
+/* A device that keeps the status itself (as the virtio core does). */
+static uint8_t dev_status;
+static int dev_status_writes;
+static void f_set_status(void *o, uint8_t s)
+{
+    (void)o;
+    dev_status_writes++;
+    /* This device refuses FEATURES_OK. */
+    dev_status = s & (uint8_t)~VIRTIO_STATUS_FEATURES_OK;
+}
+static uint8_t f_get_status(void *o) { (void)o; return dev_status; }
+
+static void test_status_forwarding(void **state)
+{
+    (void)state;
+    static VirtioPciOps ops2;
+    ops2 = ops;
+    ops2.set_status = f_set_status;
+    ops2.get_status = f_get_status;
+    memset(&fake, 0, sizeof(fake));
+    fake.features = 1ull << 32;
+    VirtioPciConfig cfg = { .virtio_id = 2, .class_code = 0x018000, .num_queues = 1,
+                            .queue_max_size = 256, .bar0_addr = 0xc0000000,
+                            .bar1_addr = 0xc0004000 };
+    assert_int_equal(virtio_pci_init(&t, &cfg, &ops2, &fake), 0);
+    dev_status = 0;
+    dev_status_writes = 0;
+    w(0x14, 1, VIRTIO_STATUS_ACK | VIRTIO_STATUS_DRIVER);
+    assert_int_equal(dev_status_writes, 1);
+    assert_int_equal(r(0x14, 1), VIRTIO_STATUS_ACK | VIRTIO_STATUS_DRIVER);
+    w(0x08, 4, 1);
+    w(0x0c, 4, 1);
+    w(0x14, 1, 0x0b);
+    /* The device's answer is what the driver reads back. */
+    assert_int_equal(r(0x14, 1) & VIRTIO_STATUS_FEATURES_OK, 0);
+    /* Reset reaches the device too. */
+    w(0x14, 1, 0);
+    assert_int_equal(dev_status, 0);
+    assert_int_equal(dev_status_writes, 3);
+    assert_int_equal(r(0x14, 1), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -265,6 +307,7 @@ int main(void)
         cmocka_unit_test(test_driver_init),
         cmocka_unit_test(test_broken_queue),
         cmocka_unit_test(test_msix),
+        cmocka_unit_test(test_status_forwarding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

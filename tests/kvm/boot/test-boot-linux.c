@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -51,6 +53,8 @@ static void drain(int fd, Run *r)
     }
 }
 
+static const char *disk_opts;   /* block options of the next boot's disk */
+
 /* Boot with @mode; pause for a second @pause_at seconds in when > 0. */
 static void boot(const char *mode, uint32_t cpus, double pause_at, Run *r)
 {
@@ -58,7 +62,8 @@ static void boot(const char *mode, uint32_t cpus, double pause_at, Run *r)
     assert_int_equal(pipe2(p, O_CLOEXEC), 0);
     fcntl(p[0], F_SETFL, O_NONBLOCK);
     char cmd[256];
-    snprintf(cmd, sizeof(cmd), "console=ttyS0 quiet panic=-1 vmmkit.mode=%s", mode);
+    snprintf(cmd, sizeof(cmd), "console=ttyS0 quiet panic=-1 vmmkit.tag=t42 vmmkit.mode=%s",
+             mode);
     VmmMachineOptions o = { .size = sizeof(o), .kernel = kernel, .initrd = initrd,
                             .cmdline = cmd, .memory = 256ull << 20, .cpus = cpus,
                             .console_out_fd = p[1] };
@@ -66,6 +71,9 @@ static void boot(const char *mode, uint32_t cpus, double pause_at, Run *r)
     VmmMachine *m = vmm_machine_new(&o, &err);
     assert_non_null(m);
     assert_int_equal(vmm_machine_state(m), VMM_MACHINE_CREATED);
+    if (disk_opts) {
+        assert_int_equal(vmm_machine_add_block(m, disk_opts, false), 0);
+    }
     memset(r, 0, sizeof(*r));
     r->out = calloc(1, OUT_MAX);
     assert_int_equal(vmm_machine_start(m), 0);
@@ -157,6 +165,137 @@ static void test_bad_kernel(void **state)
     assert_int_equal(err, -ENOENT);
 }
 
+/* ---- Disk ------------------------------------------------------------------ */
+
+static char image[64];
+
+static void new_image(void)
+{
+    snprintf(image, sizeof(image), "disk-%d.img", (int)getpid());
+    int fd = open(image, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 16 << 20), 0);
+    close(fd);
+}
+
+static char opts_buf[512];
+
+static const char *raw_opts(void)
+{
+    snprintf(opts_buf, sizeof(opts_buf),
+             "driver=raw,file.driver=file,file.filename=%s", image);
+    return opts_buf;
+}
+
+/* Does the image start with the guest's 64 KiB pattern for tag t42? */
+static bool image_has_pattern(void)
+{
+    static const char line[] = "VMMKIT-PATTERN-t42\n";
+    char buf[65536];
+    int fd = open(image, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(read(fd, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+    close(fd);
+    for (size_t i = 0; i < sizeof(buf); i++) {
+        if (buf[i] != line[i % (sizeof(line) - 1)]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void test_disk_write_then_read(void **state)
+{
+    (void)state;
+    Run r;
+    new_image();
+    assert_false(image_has_pattern());
+    disk_opts = raw_opts();
+    boot("write", 1, 0, &r);
+    assert_int_equal(r.state, VMM_MACHINE_POWEROFF);
+    assert_non_null(strstr(r.out, "VMMKIT-WRITE-OK"));
+    free(r.out);
+    /* The host sees what the guest wrote and synced. */
+    assert_true(image_has_pattern());
+    /* A second boot reads it back. */
+    boot("read", 1, 0, &r);
+    disk_opts = NULL;
+    assert_int_equal(r.state, VMM_MACHINE_POWEROFF);
+    assert_non_null(strstr(r.out, "VMMKIT-READ-OK"));
+    free(r.out);
+    unlink(image);
+}
+
+static void test_disk_eio(void **state)
+{
+    (void)state;
+    Run r;
+    new_image();
+    /* Reads of the 4 KiB at 1 MiB fail with EIO below the raw driver. */
+    snprintf(opts_buf, sizeof(opts_buf),
+             "driver=raw,file.driver=fault,file.inject.0.op=read,file.inject.0.errno=EIO,"
+             "file.inject.0.offset=1048576,file.inject.0.len=4096,"
+             "file.file.driver=file,file.file.filename=%s", image);
+    disk_opts = opts_buf;
+    boot("eio", 1, 0, &r);
+    disk_opts = NULL;
+    assert_int_equal(r.state, VMM_MACHINE_POWEROFF);
+    assert_non_null(strstr(r.out, "VMMKIT-EIO-SEEN"));
+    assert_non_null(strstr(r.out, "VMMKIT-AFTER-EIO-OK"));
+    free(r.out);
+    unlink(image);
+}
+
+/* The guest writes and flushes, says so, and the VMM is killed at once:
+ * the data must be in the image. */
+static void test_flush_survives_sigkill(void **state)
+{
+    (void)state;
+    new_image();
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(p[0]);
+        VmmMachineOptions o = {
+            .size = sizeof(o), .kernel = kernel, .initrd = initrd,
+            .cmdline = "console=ttyS0 quiet panic=-1 vmmkit.tag=t42 vmmkit.mode=flush",
+            .memory = 256ull << 20, .cpus = 1, .console_out_fd = p[1] };
+        int err;
+        VmmMachine *m = vmm_machine_new(&o, &err);
+        if (!m || vmm_machine_add_block(m, raw_opts(), false) < 0 ||
+            vmm_machine_start(m) < 0) {
+            _exit(3);
+        }
+        vmm_machine_wait(m, -1, NULL, 0);
+        _exit(4);
+    }
+    close(p[1]);
+    Run r = { .out = calloc(1, OUT_MAX) };
+    double t0 = now();
+    while (!strstr(r.out, "VMMKIT-FLUSHED") && now() - t0 < 300) {
+        struct pollfd pf = { .fd = p[0], .events = POLLIN };
+        poll(&pf, 1, 100);
+        ssize_t n = read(p[0], r.out + r.len, OUT_MAX - 1 - r.len);
+        if (n <= 0) {
+            break;
+        }
+        r.len += (size_t)n;
+        r.out[r.len] = '\0';
+    }
+    kill(pid, SIGKILL);
+    int st;
+    waitpid(pid, &st, 0);
+    close(p[0]);
+    fprintf(stderr, "%s# killed after %.1f s\n", r.out, now() - t0);
+    assert_non_null(strstr(r.out, "VMMKIT-FLUSHED"));
+    assert_true(WIFSIGNALED(st));
+    assert_true(image_has_pattern());
+    free(r.out);
+    unlink(image);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -171,6 +310,13 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_two_vcpus),
         cmocka_unit_test(test_reboot),
         cmocka_unit_test(test_pause_resume),
+        cmocka_unit_test(test_disk_write_then_read),
+        cmocka_unit_test(test_disk_eio),
+        cmocka_unit_test(test_flush_survives_sigkill),
     };
+    /* VMM_BOOT_TESTS=pattern runs only the matching tests (by hand). */
+    if (getenv("VMM_BOOT_TESTS")) {
+        cmocka_set_test_filter(getenv("VMM_BOOT_TESTS"));
+    }
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
