@@ -101,6 +101,37 @@ void vmm_aio_set_current_context(VmmAioContext *ctx);
  * inlined, so coroutines that move between threads never cache it. */
 VmmAioContext *vmm_aio_get_current_context_raw(void);
 
+/* The thread-local behind both (aio/async.c).  Read it only through
+ * vmm_aio_current_context_fresh(); written only by async.c. */
+extern __thread VmmAioContext *vmm_aio_tls_current
+    __attribute__((tls_model("initial-exec"), visibility("hidden")));
+
+/*
+ * Same value as vmm_aio_get_current_context_raw(), inline, for hot paths
+ * (the graph read lock).  Calling thread.
+ *
+ * Coroutines move between threads, and a compiler treats the thread
+ * pointer as constant within a function: a plain `tls_var` read inlined
+ * into a function that yields may reuse the address (or value) computed
+ * before the yield, i.e. the old thread's.  So on x86-64 the whole access
+ * (GOT offset load + %fs-relative load) is one volatile asm with a memory
+ * clobber: it is never merged with another read, nor moved across a call
+ * (a yield is a call).  The initial-exec model makes it two loads and no
+ * __tls_get_addr.  Elsewhere it is the out-of-line call.
+ */
+static inline VmmAioContext *vmm_aio_current_context_fresh(void)
+{
+#if defined(__x86_64__) && defined(__ELF__)
+    VmmAioContext *ctx;
+    __asm__ volatile("movq vmm_aio_tls_current@gottpoff(%%rip), %0\n\t"
+                     "movq %%fs:(%0), %0"
+                     : "=r"(ctx) : : "memory");
+    return ctx;
+#else
+    return vmm_aio_get_current_context_raw();
+#endif
+}
+
 /* True for the process's main context.  Any thread. */
 bool vmm_aio_context_is_main(VmmAioContext *ctx);
 

@@ -17,7 +17,9 @@
 /* ---- Threads and the current context ------------------------------------------------ */
 
 static __thread char tls_token;
-static __thread VmmAioContext *tls_current;
+/* Declared in aio-internal.h (initial-exec, hidden) for
+ * vmm_aio_current_context_fresh(). */
+__thread VmmAioContext *vmm_aio_tls_current;
 
 /* Not inlined and behind a compiler barrier: a coroutine that yields on
  * one thread and resumes on another must read the new thread's values. */
@@ -30,14 +32,14 @@ VMM_NOINLINE const void *aio_thread_token(void)
 
 VMM_NOINLINE VmmAioContext *vmm_aio_get_current_context_raw(void)
 {
-    VmmAioContext **p = &tls_current;
+    VmmAioContext **p = &vmm_aio_tls_current;
     __asm__ volatile("" : "+r"(p));
     return *p;
 }
 
 VMM_NOINLINE static void set_tls_current(VmmAioContext *ctx)
 {
-    VmmAioContext **p = &tls_current;
+    VmmAioContext **p = &vmm_aio_tls_current;
     __asm__ volatile("" : "+r"(p));
     *p = ctx;
 }
@@ -124,14 +126,14 @@ bool aio_poll_enter(VmmAioContext *ctx, VmmAioContext **saved_current)
             vmm_atomic_set(&ctx->home, me);
         }
     }
-    *saved_current = tls_current;
-    tls_current = ctx;
+    *saved_current = vmm_aio_tls_current;
+    vmm_aio_tls_current = ctx;
     return true;
 }
 
 void aio_poll_exit(VmmAioContext *ctx, VmmAioContext *saved_current)
 {
-    tls_current = saved_current;
+    vmm_aio_tls_current = saved_current;
     if (--ctx->poll_depth == 0) {
         /* Pairs with the acquire in aio_poll_enter(). */
         vmm_atomic_store_release(&ctx->poller, NULL);

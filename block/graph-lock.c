@@ -185,7 +185,8 @@ static VMM_NOINLINE GraphSlot *slot_lookup_slow(VmmAioContext *ctx)
  */
 static inline GraphSlot *slot_current(void)
 {
-    VmmAioContext *ctx = vmm_aio_get_current_context_raw();
+    /* Inline (aio-internal.h): read fresh here, never reused across a yield. */
+    VmmAioContext *ctx = vmm_aio_current_context_fresh();
     GraphSlot *s = tls_slot;
     if (vmm_likely(s && ctx && vmm_atomic_read(&s->ctx) == ctx)) {
         return s;

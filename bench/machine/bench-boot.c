@@ -148,8 +148,8 @@ static int boot_vmmkit(const char *kernel, const char *initrd, double *secs, lon
     fcntl(p[0], F_SETFL, O_NONBLOCK);
     VmmMachineOptions o = { .size = sizeof(o), .kernel = kernel, .initrd = initrd,
                             .cmdline = disk_image ?
-                                "console=ttyS0 quiet panic=-1 vmmkit.mode=bench" :
-                                "console=ttyS0 quiet panic=-1 vmmkit.mode=init",
+                                "console=ttyS0 quiet panic=-1 pci=noearly vmmkit.mode=bench" :
+                                "console=ttyS0 quiet panic=-1 pci=noearly vmmkit.mode=init",
                             .memory = (uint64_t)RAM_MIB << 20, .cpus = 1,
                             .console_out_fd = p[1] };
     double t0 = now();

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The graph lock: readers in iothreads, the writer in the main loop. */
 #include "block-test-util.h"
+#include "aio/aio-internal.h"
 #include "block/block-int.h"
 
 static int flag_get(int *p)
@@ -127,6 +128,45 @@ static void test_readers_wait_for_writer(void **state)
     vmm_iothread_destroy(t);
 }
 
+/* ---- The inline current-context read follows a coroutine that moves ------------ */
+
+typedef struct FreshProbe {
+    VmmAioContext *to;
+    VmmAioContext *before, *after, *after_raw;
+    int done;
+} FreshProbe;
+
+static void fresh_probe_entry(void *opaque)
+{
+    FreshProbe *p = opaque;
+    /* Both reads inlined into one frame, a yield (thread change) between:
+     * the second must see the new thread's value, not a reused one. */
+    p->before = vmm_aio_current_context_fresh();
+    vmm_aio_co_reschedule_self(p->to);
+    p->after = vmm_aio_current_context_fresh();
+    p->after_raw = vmm_aio_get_current_context_raw();
+    flag_set(&p->done, 1);
+}
+
+static void test_fresh_context_moves(void **state)
+{
+    (void)state;
+    int e = 0;
+    VmmIOThread *a = vmm_iothread_new("gl-fa", NULL, &e);
+    VmmIOThread *b = vmm_iothread_new("gl-fb", NULL, &e);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_ptr_equal(vmm_aio_current_context_fresh(), vmm_aio_get_current_context_raw());
+    FreshProbe p = { .to = vmm_iothread_get_context(b) };
+    spawn(vmm_iothread_get_context(a), fresh_probe_entry, &p);
+    VMM_AIO_WAIT_WHILE(NULL, !flag_get(&p.done));
+    assert_ptr_equal(p.before, vmm_iothread_get_context(a));
+    assert_ptr_equal(p.after, vmm_iothread_get_context(b));
+    assert_ptr_equal(p.after_raw, vmm_iothread_get_context(b));
+    vmm_iothread_destroy(a);
+    vmm_iothread_destroy(b);
+}
+
 /* ---- A reader that moves between contexts; a context that dies ------------------ */
 
 static void test_reader_moves(void **state)
@@ -238,6 +278,7 @@ int main(void)
         cmocka_unit_test(test_main_loop_reader),
         cmocka_unit_test(test_writer_waits_for_reader),
         cmocka_unit_test(test_readers_wait_for_writer),
+        cmocka_unit_test(test_fresh_context_moves),
         cmocka_unit_test(test_reader_moves),
         cmocka_unit_test(test_context_dies_with_reader),
         cmocka_unit_test(test_callback_reader_during_wait),
