@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -133,18 +134,18 @@ static void handler_retire_locked(VmmAioContext *ctx, AioHandler *old)
     vmm_atomic_set(&ctx->deleted_handlers, old);
 }
 
-static int aio_set_handler(VmmAioContext *ctx, int fd, VmmIOHandler *io_read,
-                           VmmIOHandler *io_write, VmmIOPoll *io_poll,
-                           VmmIOHandler *io_poll_ready, void *opaque, bool ctx_notifier)
+static int aio_set_handler(VmmAioContext *ctx, int fd, const VmmAioHandlerOptions *o,
+                           bool ctx_notifier)
 {
-    bool del = !io_read && !io_write && !io_poll && !io_poll_ready;
+    bool del = !o->io_read && !o->io_write && !o->io_poll && !o->io_poll_ready &&
+               !o->io_poll_begin && !o->io_poll_end;
     AioHandler *new_node = NULL;
 
     /* Removing needs no open fd: the caller may have closed it first. */
     if (fd < 0 || (!del && fcntl(fd, F_GETFD) < 0)) {
         return -EBADF;
     }
-    if (io_poll_ready && !io_poll) {
+    if ((o->io_poll_ready || o->io_poll_begin || o->io_poll_end) && !o->io_poll) {
         return -EINVAL;
     }
     if (!del) {
@@ -153,11 +154,13 @@ static int aio_set_handler(VmmAioContext *ctx, int fd, VmmIOHandler *io_read,
             return -ENOMEM;
         }
         new_node->fd = fd;
-        new_node->io_read = io_read;
-        new_node->io_write = io_write;
-        new_node->io_poll = io_poll;
-        new_node->io_poll_ready = io_poll_ready;
-        new_node->opaque = opaque;
+        new_node->io_read = o->io_read;
+        new_node->io_write = o->io_write;
+        new_node->io_poll = o->io_poll;
+        new_node->io_poll_ready = o->io_poll_ready;
+        new_node->io_poll_begin = o->io_poll_begin;
+        new_node->io_poll_end = o->io_poll_end;
+        new_node->opaque = o->opaque;
         new_node->is_ctx_notifier = ctx_notifier;
     }
 
@@ -197,23 +200,71 @@ int vmm_aio_set_fd_handler(VmmAioContext *ctx, int fd, VmmIOHandler *io_read,
                            VmmIOHandler *io_write, VmmIOPoll *io_poll,
                            VmmIOHandler *io_poll_ready, void *opaque)
 {
+    VmmAioHandlerOptions o = {
+        .size = sizeof(o), .io_read = io_read, .io_write = io_write,
+        .io_poll = io_poll, .io_poll_ready = io_poll_ready, .opaque = opaque,
+    };
+
     if (!AIO_CTX_CHECK(ctx)) {
         return -EINVAL;
     }
-    return aio_set_handler(ctx, fd, io_read, io_write, io_poll, io_poll_ready, opaque, false);
+    return aio_set_handler(ctx, fd, &o, false);
+}
+
+/* Copy the caller's (possibly older, smaller) options; 0 or -EINVAL. */
+static int handler_opts_copy(VmmAioHandlerOptions *dst, const VmmAioHandlerOptions *src)
+{
+    *dst = (VmmAioHandlerOptions){ .size = sizeof(*dst) };
+    if (!src) {
+        return 0;
+    }
+    /* The first version ended with opaque. */
+    size_t min = offsetof(VmmAioHandlerOptions, opaque) + sizeof(src->opaque);
+    if (src->size < min) {
+        return -EINVAL;
+    }
+    memcpy(dst, src, src->size < sizeof(*dst) ? src->size : sizeof(*dst));
+    dst->size = sizeof(*dst);
+    return 0;
+}
+
+int vmm_aio_set_fd_handler_full(VmmAioContext *ctx, int fd, const VmmAioHandlerOptions *opts)
+{
+    VmmAioHandlerOptions o;
+
+    if (!AIO_CTX_CHECK(ctx) || handler_opts_copy(&o, opts) < 0) {
+        return -EINVAL;
+    }
+    return aio_set_handler(ctx, fd, &o, false);
 }
 
 int vmm_aio_set_event_notifier(VmmAioContext *ctx, VmmEventNotifier *n, VmmIOHandler *cb,
                                VmmIOPoll *io_poll, VmmIOHandler *io_poll_ready,
                                void *opaque)
 {
+    VmmAioHandlerOptions o = {
+        .size = sizeof(o), .io_read = cb, .io_poll = io_poll,
+        .io_poll_ready = io_poll_ready, .opaque = opaque,
+    };
+
     if (!AIO_CTX_CHECK(ctx)) {
         return -EINVAL;
     }
     if (!n) {
         return -EINVAL;
     }
-    return aio_set_handler(ctx, n->fd, cb, NULL, io_poll, io_poll_ready, opaque, false);
+    return aio_set_handler(ctx, n->fd, &o, false);
+}
+
+int vmm_aio_set_event_notifier_full(VmmAioContext *ctx, VmmEventNotifier *n,
+                                    const VmmAioHandlerOptions *opts)
+{
+    VmmAioHandlerOptions o;
+
+    if (!AIO_CTX_CHECK(ctx) || !n || handler_opts_copy(&o, opts) < 0 || o.io_write) {
+        return -EINVAL;
+    }
+    return aio_set_handler(ctx, n->fd, &o, false);
 }
 
 /* Free nodes removed while pollers counted.  Home thread, outside the count. */
@@ -285,6 +336,72 @@ bool aio_dispatch_handlers(VmmAioContext *ctx, AioReadyList *ready)
 /* ---- Adaptive polling -------------------------------------------------------------------- */
 
 /*
+ * Poll mode (QEMU's poll_set_started).  It starts when try_poll_mode()
+ * busy-polls and lasts, across vmm_aio_poll() calls, until the context is
+ * about to block (or, with a GSource, until the poll's dispatch).  Every
+ * handler polled in it gets io_poll_begin once (node->poll_begun), and
+ * io_poll_end when it stops, unless it was removed or replaced first (its
+ * node is then deleted and never looked at again).  All of it runs in the
+ * home thread inside list_lock's count, so nodes cannot be freed under us.
+ */
+static void node_poll_begin(AioHandler *node)
+{
+    node->poll_begun = true;
+    if (node->io_poll_begin) {
+        node->io_poll_begin(node->opaque);
+    }
+}
+
+static void poll_mode_start(VmmAioContext *ctx)
+{
+    if (ctx->poll_started) {
+        return;
+    }
+    ctx->poll_started = true;
+    for (AioHandler *node = handlers_first(ctx); node; node = node_next(node)) {
+        if (node->io_poll && !node->poll_begun && !node->in_poll_ready &&
+            !vmm_atomic_read(&node->deleted)) {
+            node_poll_begin(node);
+        }
+    }
+}
+
+/*
+ * Leave poll mode: io_poll_end for each begun handler, then poll it once
+ * more.  Work queued after its last busy-poll check but before io_poll_end
+ * re-enabled notifications produced no notification, so without this
+ * re-poll it would wait for the next unrelated event.  Returns true if a
+ * re-poll found work (added to @ready): the caller must not block.
+ */
+static bool poll_mode_stop(VmmAioContext *ctx, AioReadyList *ready)
+{
+    bool found = false;
+
+    if (!ctx->poll_started) {
+        return false;
+    }
+    ctx->poll_started = false;
+    for (AioHandler *node = handlers_first(ctx); node; node = node_next(node)) {
+        if (!node->poll_begun || vmm_atomic_read(&node->deleted)) {
+            continue;
+        }
+        node->poll_begun = false;
+        if (!node->io_poll_end) {
+            continue;
+        }
+        node->io_poll_end(node->opaque);
+        /* A removal from inside io_poll_end is honoured; an io_poll_ready
+         * running in an outer frame re-checks itself (see aio.h). */
+        if (!vmm_atomic_read(&node->deleted) && !node->in_poll_ready &&
+            node->io_poll(node->opaque)) {
+            aio_ready_add(ready, node, 0, true);
+            found = true;
+        }
+    }
+    return found;
+}
+
+/*
  * One pass over the poll handlers.  Returns true if one had work (then the
  * caller stops busy-polling); *progress is set for work other than our
  * own notifier (whose work, BHs, counts when the BHs run).
@@ -301,6 +418,10 @@ static bool run_poll_handlers_once(VmmAioContext *ctx, AioReadyList *ready, bool
             /* Its io_poll_ready is running in an outer frame (and polls
              * us): do not nest it. */
             continue;
+        }
+        if (ctx->poll_started && !node->poll_begun) {
+            /* Installed (or replaced) since poll mode started. */
+            node_poll_begin(node);
         }
         if (node->io_poll(node->opaque)) {
             aio_ready_add(ready, node, 0, true);
@@ -349,6 +470,7 @@ static bool try_poll_mode(VmmAioContext *ctx, AioReadyList *ready, int64_t *time
     }
     if (max_ns > 0 && !ctx->fdmon->need_wait(ctx)) {
         int64_t end = aio_now_ns() + max_ns;
+        poll_mode_start(ctx);
         do {
             found = run_poll_handlers_once(ctx, ready, &progress);
         } while (!found && aio_now_ns() < end && !ctx->fdmon->need_wait(ctx));
@@ -430,6 +552,22 @@ int64_t aio_handler_poll_ns(VmmAioContext *ctx, int fd)
     return ns;
 }
 
+/* Test hook (tests/aio): set the busy-poll budget of @fd's handler. */
+int aio_handler_set_poll_ns(VmmAioContext *ctx, int fd, int64_t ns);
+int aio_handler_set_poll_ns(VmmAioContext *ctx, int fd, int64_t ns)
+{
+    int ret = -ENOENT;
+
+    vmm_lockcnt_lock(&ctx->list_lock);
+    AioHandler *n = find_handler_locked(ctx, fd);
+    if (n) {
+        vmm_atomic_set(&n->poll_ns, ns);
+        ret = 0;
+    }
+    vmm_lockcnt_unlock(&ctx->list_lock);
+    return ret;
+}
+
 /* ---- vmm_aio_poll ----------------------------------------------------------------------------- */
 
 bool vmm_aio_poll(VmmAioContext *ctx, bool blocking)
@@ -454,6 +592,14 @@ bool vmm_aio_poll(VmmAioContext *ctx, bool blocking)
          * eventfd we are about to wait on. */
         vmm_atomic_fetch_add(&ctx->notify_me, 2);
         if (__atomic_load_n(&ctx->notified, __ATOMIC_SEQ_CST)) {
+            timeout = 0;
+        }
+    }
+    if (ctx->poll_started &&
+        (timeout != 0 || ctx->fdmon->need_wait(ctx) || vmm_atomic_read(&ctx->source))) {
+        /* About to block (or GLib may poll next): leave poll mode, then
+         * the final re-poll; work it finds must not wait for a wake-up. */
+        if (poll_mode_stop(ctx, &ready)) {
             timeout = 0;
         }
     }
@@ -551,8 +697,11 @@ int aio_handlers_init(VmmAioContext *ctx, const VmmAioContextOptions *opts)
             return -ENOSYS;
         }
     }
-    return aio_set_handler(ctx, ctx->notifier.fd, ctx_notifier_read, NULL,
-                           aio_ctx_notifier_poll, NULL, ctx, true);
+    VmmAioHandlerOptions n = {
+        .size = sizeof(n), .io_read = ctx_notifier_read,
+        .io_poll = aio_ctx_notifier_poll, .opaque = ctx,
+    };
+    return aio_set_handler(ctx, ctx->notifier.fd, &n, true);
 }
 
 void aio_handlers_destroy(VmmAioContext *ctx)

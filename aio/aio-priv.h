@@ -75,6 +75,8 @@ struct AioHandler {
     VmmIOHandler *io_write;
     VmmIOPoll *io_poll;
     VmmIOHandler *io_poll_ready;
+    VmmIOHandler *io_poll_begin;
+    VmmIOHandler *io_poll_end;
     void *opaque;
     bool is_ctx_notifier;            /* the context's own notifier */
     int deleted;                     /* atomic; set under list_lock */
@@ -85,6 +87,7 @@ struct AioHandler {
     bool poll_ready;
 
     bool in_poll_ready;              /* io_poll_ready is running: don't poll it */
+    bool poll_begun;                 /* io_poll_begin called, io_poll_end due */
     bool broken;                     /* fd closed under us (POLLNVAL/EBADF) */
 
     int64_t poll_ns;                 /* adaptive busy-poll budget */
@@ -202,6 +205,7 @@ struct VmmAioContext {
 
     /* Adaptive polling. */
     int64_t poll_max_ns, poll_grow, poll_shrink;
+    bool poll_started;                 /* in busy-poll mode; home thread */
 
     /* Timers. */
     AioMutex timer_lock;

@@ -133,6 +133,54 @@ VMM_EXPORT int vmm_aio_set_fd_handler(VmmAioContext *ctx, int fd,
                                       VmmIOHandler *io_poll_ready,
                                       void *opaque);
 
+/*
+ * Handler callbacks for vmm_aio_set_fd_handler_full().  Zero-initialise it
+ * and set @size to sizeof(VmmAioHandlerOptions): fields past @size (an
+ * older caller's smaller struct) count as NULL.
+ *
+ * io_poll_begin / io_poll_end (QEMU's aio_set_event_notifier_poll()): the
+ * context is entering / leaving busy-poll mode for this handler.  A virtio
+ * queue disables guest notifications in begin (io_poll will find the work)
+ * and re-enables them in end.  Rules:
+ *  - Both run in the thread running the context, inside vmm_aio_poll(),
+ *    never concurrently with the handler's other callbacks.  They come in
+ *    pairs: begin, then exactly one end, while the handler stays installed.
+ *    Poll mode may last across several vmm_aio_poll() calls (while work keeps
+ *    coming); it ends before the context blocks in the fd monitor (and before
+ *    each poll returns when the context's GSource exists).
+ *  - After io_poll_end the context calls io_poll once more and dispatches
+ *    io_poll_ready if it reports work.  That closes the lost-event window:
+ *    work queued after the last busy-poll check but before end re-enabled
+ *    notifications sent no notification; the re-poll sees it.  For this to
+ *    hold, io_poll_end must end with a full barrier (enable, then smp_mb)
+ *    pairing with the producer's "publish work; smp_mb; read enable flag".
+ *  - A handler removed or replaced while in poll mode gets NO io_poll_end
+ *    (removal may happen in any thread, where end must not run): whoever
+ *    removes it owns the notification state and re-enables it if needed.
+ *    A replacement handler starts its own pair when next polled.
+ *  - When a nested vmm_aio_poll() ends poll mode while this handler's
+ *    io_poll_ready runs in an outer frame, io_poll_end is called but the
+ *    re-poll is skipped (it would nest io_poll_ready): that io_poll_ready
+ *    must check for work again before it returns.
+ * io_poll_begin/io_poll_end need io_poll (else -EINVAL); either may be NULL.
+ */
+typedef struct VmmAioHandlerOptions {
+    size_t size;                    /* sizeof(VmmAioHandlerOptions) */
+    VmmIOHandler *io_read;
+    VmmIOHandler *io_write;
+    VmmIOPoll *io_poll;
+    VmmIOHandler *io_poll_ready;
+    void *opaque;
+    VmmIOHandler *io_poll_begin;
+    VmmIOHandler *io_poll_end;
+} VmmAioHandlerOptions;
+
+/* As vmm_aio_set_fd_handler() with every callback in @opts (all NULL, or
+ * @opts NULL, removes).  -EINVAL also for a @size too small to hold
+ * io_poll_ready..opaque or begin/end without io_poll.  Same threads. */
+VMM_EXPORT int vmm_aio_set_fd_handler_full(VmmAioContext *ctx, int fd,
+                                           const VmmAioHandlerOptions *opts);
+
 /* An eventfd-backed notifier.  All notifier functions: any thread. */
 VMM_EXPORT VmmEventNotifier *vmm_event_notifier_new(int *errp);
 VMM_EXPORT void vmm_event_notifier_free(VmmEventNotifier *n);
@@ -148,6 +196,11 @@ VMM_EXPORT int vmm_aio_set_event_notifier(VmmAioContext *ctx, VmmEventNotifier *
                                           VmmIOHandler *cb, VmmIOPoll *io_poll,
                                           VmmIOHandler *io_poll_ready,
                                           void *opaque);
+
+/* As vmm_aio_set_event_notifier() with @opts (io_write must be NULL, else
+ * -EINVAL).  Same threads as vmm_aio_set_fd_handler(). */
+VMM_EXPORT int vmm_aio_set_event_notifier_full(VmmAioContext *ctx, VmmEventNotifier *n,
+                                               const VmmAioHandlerOptions *opts);
 
 /* ---- Timers (monotonic clock, nanoseconds) ----------------------------- */
 
