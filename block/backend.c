@@ -22,7 +22,7 @@ struct VmmBlockBackend {
     void *dev_opaque;
     bool has_dev;
 
-    BlockMutex queue_lock;
+    VmmMutex queue_lock;
     BlockWaiter *queued;                /* under queue_lock */
 };
 
@@ -46,9 +46,9 @@ static void blk_child_drained_end(VmmBlockChild *c)
     if (blk->dev_ops.drained_end) {
         blk->dev_ops.drained_end(blk->dev_opaque);
     }
-    block_mutex_lock(&blk->queue_lock);
+    vmm_mutex_lock(&blk->queue_lock);
     BlockWaiter *w = block_waiters_take(&blk->queued);
-    block_mutex_unlock(&blk->queue_lock);
+    vmm_mutex_unlock(&blk->queue_lock);
     block_wake_all(w);
 }
 
@@ -129,7 +129,7 @@ VmmBlockBackend *vmm_blk_new(VmmAioContext *ctx, int *errp)
     (void)errp;
     VmmBlockBackend *blk = g_new0(VmmBlockBackend, 1);
     blk->ctx = ctx ? ctx : vmm_aio_context_main();
-    block_mutex_init(&blk->queue_lock);
+    vmm_mutex_init(&blk->queue_lock);
     return blk;
 }
 
@@ -155,7 +155,7 @@ void vmm_blk_unref(VmmBlockBackend *blk)
         return;
     }
     vmm_blk_remove(blk);
-    block_mutex_destroy(&blk->queue_lock);
+    vmm_mutex_destroy(&blk->queue_lock);
     g_free(blk);
 }
 
@@ -315,9 +315,9 @@ static void coroutine_fn blk_co_enter(VmmBlockBackend *blk)
             blk->disable_queuing) {
             return;
         }
-        block_mutex_lock(&blk->queue_lock);
+        vmm_mutex_lock(&blk->queue_lock);
         if (vmm_atomic_read(&blk->quiesce_counter) == 0) {
-            block_mutex_unlock(&blk->queue_lock);
+            vmm_mutex_unlock(&blk->queue_lock);
             return;
         }
         blk_dec_in_flight(blk);

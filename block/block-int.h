@@ -20,6 +20,7 @@
 #include <sys/uio.h>
 
 #include "vmmkit/block.h"
+#include "util/lock.h"
 #include "util/atomic.h"
 #include "util/compiler.h"
 #include "util/log.h"
@@ -32,31 +33,6 @@
 #define coroutine_fn     VMM_COROUTINE_FN
 
 #define BLOCK_ERR_DOMAIN g_quark_from_static_string("vmmkit-block")
-
-/* A pthread mutex the thread-safety analysis knows about. */
-typedef struct VMM_CAPABILITY("mutex") BlockMutex {
-    pthread_mutex_t m;
-} BlockMutex;
-
-static inline void block_mutex_init(BlockMutex *m)
-{
-    pthread_mutex_init(&m->m, NULL);
-}
-
-static inline void block_mutex_destroy(BlockMutex *m)
-{
-    pthread_mutex_destroy(&m->m);
-}
-
-static inline void block_mutex_lock(BlockMutex *m) VMM_ACQUIRE(*m) VMM_NO_TSA
-{
-    pthread_mutex_lock(&m->m);
-}
-
-static inline void block_mutex_unlock(BlockMutex *m) VMM_RELEASE(*m) VMM_NO_TSA
-{
-    pthread_mutex_unlock(&m->m);
-}
 
 /* ---- Options ---------------------------------------------------------------- */
 
@@ -198,7 +174,7 @@ struct VmmBlockNode {
     bool quiesced_by_all;                       /* inside drain_all */
 
     /* Serialising misaligned writes (read-modify-write). */
-    BlockMutex reqs_lock;
+    VmmMutex reqs_lock;
     struct BlockTrackedReq *tracked;            /* under reqs_lock */
 };
 
@@ -294,7 +270,7 @@ typedef struct BlockWaiter {
 
 /* Add the running coroutine to *@list (caller holds the lock protecting
  * the list), drop @lock, yield; returns with @lock NOT held. */
-void coroutine_fn block_wait_on(BlockWaiter **list, BlockMutex *lock) VMM_RELEASE(*lock);
+void coroutine_fn block_wait_on(BlockWaiter **list, VmmMutex *lock) VMM_RELEASE(*lock);
 /* Detach every waiter from *@list (caller holds the lock); then, without
  * the lock, block_wake_all() them. */
 BlockWaiter *block_waiters_take(BlockWaiter **list);

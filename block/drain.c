@@ -228,7 +228,7 @@ void vmm_block_drain_all_end(void)
 
 /* ---- Coroutine wait lists ---------------------------------------------------- */
 
-void block_wait_on(BlockWaiter **list, BlockMutex *lock) VMM_NO_TSA
+void block_wait_on(BlockWaiter **list, VmmMutex *lock) VMM_NO_TSA
 {
     BlockWaiter w = { .co = vmm_coroutine_self(), .next = NULL };
     BlockWaiter **pp = list;
@@ -236,7 +236,7 @@ void block_wait_on(BlockWaiter **list, BlockMutex *lock) VMM_NO_TSA
         pp = &(*pp)->next;
     }
     *pp = &w;
-    block_mutex_unlock(lock);
+    vmm_mutex_unlock(lock);
     /* A waker that runs before the yield schedules us in our own context,
      * which runs us only after we yield (vmm_aio_co_wake). */
     vmm_coroutine_yield();

@@ -71,7 +71,7 @@ static int has_writer;
 static int writer_waiting;
 static uint32_t foreign_count;      /* threads without a context; atomic */
 
-static BlockMutex list_lock = { PTHREAD_MUTEX_INITIALIZER };
+static VmmMutex list_lock = { PTHREAD_MUTEX_INITIALIZER };
 static GraphSlot *all_slots VMM_GUARDED_BY(list_lock);
 static uint32_t orphaned VMM_GUARDED_BY(list_lock);
 static BlockWaiter *reader_queue VMM_GUARDED_BY(list_lock);
@@ -100,18 +100,18 @@ static void slot_destroy(VmmAioContext *ctx, void *value)
 {
     GraphSlot *s = value;
     (void)ctx;
-    block_mutex_lock(&list_lock);
+    vmm_mutex_lock(&list_lock);
     /* The dying context's readers (or its -1s) live on in the sum. */
     orphaned += vmm_atomic_load_acquire(&s->count);
     vmm_atomic_set(&s->count, 0);
     vmm_atomic_set(&s->ctx, NULL);     /* free: stale thread caches miss */
-    block_mutex_unlock(&list_lock);
+    vmm_mutex_unlock(&list_lock);
 }
 
 static void *slot_create(VmmAioContext *ctx, void *arg)
 {
     (void)arg;
-    block_mutex_lock(&list_lock);
+    vmm_mutex_lock(&list_lock);
     GraphSlot *s;
     for (s = all_slots; s; s = s->next) {
         if (!vmm_atomic_read(&s->ctx)) {
@@ -123,7 +123,7 @@ static void *slot_create(VmmAioContext *ctx, void *arg)
          * in tls_slot; it notices through s->ctx. */
         void *p = NULL;
         if (posix_memalign(&p, VMM_CACHELINE, sizeof(*s)) != 0) {
-            block_mutex_unlock(&list_lock);
+            vmm_mutex_unlock(&list_lock);
             return NULL;            /* callers fall back to `foreign` */
         }
         s = memset(p, 0, sizeof(*s));
@@ -131,7 +131,7 @@ static void *slot_create(VmmAioContext *ctx, void *arg)
         all_slots = s;
     }
     vmm_atomic_set(&s->ctx, ctx);
-    block_mutex_unlock(&list_lock);
+    vmm_mutex_unlock(&list_lock);
     return s;
 }
 
@@ -232,12 +232,12 @@ static void slot_add(GraphSlot *s, uint32_t delta)
 
 static uint32_t reader_count(void)
 {
-    block_mutex_lock(&list_lock);
+    vmm_mutex_lock(&list_lock);
     uint32_t sum = orphaned + vmm_atomic_load_acquire(&foreign_count);
     for (GraphSlot *s = all_slots; s; s = s->next) {
         sum += vmm_atomic_load_acquire(&s->count);
     }
-    block_mutex_unlock(&list_lock);
+    vmm_mutex_unlock(&list_lock);
     assert((int32_t)sum >= 0);
     return sum;
 }
@@ -253,10 +253,10 @@ static VMM_NOINLINE void coroutine_fn rdlock_slow(GraphSlot *s) VMM_NO_TSA
         VMM_MISUSE("vmm_graph_co_rdlock outside a coroutine while a writer is active");
         return;
     }
-    block_mutex_lock(&list_lock);
+    vmm_mutex_lock(&list_lock);
     if (!vmm_atomic_load_acquire(&has_writer)) {
         /* The writer left between our check and the lock: we hold it. */
-        block_mutex_unlock(&list_lock);
+        vmm_mutex_unlock(&list_lock);
         return;
     }
     if (vmm_atomic_read(&writer_waiting) &&
@@ -264,7 +264,7 @@ static VMM_NOINLINE void coroutine_fn rdlock_slow(GraphSlot *s) VMM_NO_TSA
         /* A callback run by the writer's own wait: it must not wait for
          * the writer.  The writer counts us, and does not own the graph
          * until we are done. */
-        block_mutex_unlock(&list_lock);
+        vmm_mutex_unlock(&list_lock);
         return;
     }
     /* Back off (same thread as the increment: no yield since), queue,
@@ -276,7 +276,7 @@ static VMM_NOINLINE void coroutine_fn rdlock_slow(GraphSlot *s) VMM_NO_TSA
         pp = &(*pp)->next;
     }
     *pp = &w;
-    block_mutex_unlock(&list_lock);
+    vmm_mutex_unlock(&list_lock);
     vmm_aio_wait_kick();
     vmm_coroutine_yield();
     graph_rdlock_retry();      /* from the start, in whatever thread we are now */
@@ -378,11 +378,11 @@ void vmm_graph_wrunlock(void) VMM_NO_TSA
         VMM_MISUSE("graph write lock released but not held");
         return;
     }
-    block_mutex_lock(&list_lock);
+    vmm_mutex_lock(&list_lock);
     /* Release: readers' acquire load of has_writer sees our graph writes. */
     vmm_atomic_store_release(&has_writer, 0);
     BlockWaiter *w = block_waiters_take(&reader_queue);
-    block_mutex_unlock(&list_lock);
+    vmm_mutex_unlock(&list_lock);
     block_wake_all(w);
 }
 

@@ -212,7 +212,7 @@ static void node_delete(VmmBlockNode *n)
     }
     g_ptr_array_free(old, true);
     g_ptr_array_remove(block_all_nodes, n);
-    block_mutex_destroy(&n->reqs_lock);
+    vmm_mutex_destroy(&n->reqs_lock);
     if (n->options) {
         g_hash_table_destroy(n->options);
     }
@@ -330,7 +330,7 @@ static VmmBlockNode *node_alloc(const BlockDriver *drv, char *name, bool ro)
     n->ctx = vmm_aio_context_main();
     n->request_alignment = 1;
     n->mem_alignment = 1;
-    block_mutex_init(&n->reqs_lock);
+    vmm_mutex_init(&n->reqs_lock);
     if (!block_all_nodes) {
         block_all_nodes = g_ptr_array_new();
     }

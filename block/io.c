@@ -120,7 +120,7 @@ static bool overlaps(BlockTrackedReq *a, BlockTrackedReq *b)
 
 static void coroutine_fn track_begin(VmmBlockNode *n, BlockTrackedReq *me)
 {
-    block_mutex_lock(&n->reqs_lock);
+    vmm_mutex_lock(&n->reqs_lock);
     for (;;) {
         BlockTrackedReq *r;
         for (r = n->tracked; r; r = r->next) {
@@ -132,16 +132,16 @@ static void coroutine_fn track_begin(VmmBlockNode *n, BlockTrackedReq *me)
             break;
         }
         block_wait_on(&r->waiters, &n->reqs_lock);
-        block_mutex_lock(&n->reqs_lock);
+        vmm_mutex_lock(&n->reqs_lock);
     }
     me->next = n->tracked;
     n->tracked = me;
-    block_mutex_unlock(&n->reqs_lock);
+    vmm_mutex_unlock(&n->reqs_lock);
 }
 
 static void track_end(VmmBlockNode *n, BlockTrackedReq *me)
 {
-    block_mutex_lock(&n->reqs_lock);
+    vmm_mutex_lock(&n->reqs_lock);
     for (BlockTrackedReq **pp = &n->tracked; *pp; pp = &(*pp)->next) {
         if (*pp == me) {
             *pp = me->next;
@@ -149,7 +149,7 @@ static void track_end(VmmBlockNode *n, BlockTrackedReq *me)
         }
     }
     BlockWaiter *w = block_waiters_take(&me->waiters);
-    block_mutex_unlock(&n->reqs_lock);
+    vmm_mutex_unlock(&n->reqs_lock);
     block_wake_all(w);
 }
 

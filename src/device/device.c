@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "device/devlock.h"
+#include "util/lock.h"
 #include "device/device-internal.h"
 #include "util/atomic.h"
 #include "util/compiler.h"
@@ -41,7 +41,7 @@ typedef struct DevReq {
 } DevReq;
 
 struct VmmDevice {
-    VmmDevLock lock;
+    VmmMutex lock;
     char *name;
     VmmDeviceOps ops;
     void *opaque;
@@ -78,7 +78,7 @@ VmmDevice *vmm_device_new(const char *name, const VmmDeviceOps *ops, void *opaqu
     }
     memcpy(&dev->ops, ops, ops->size < sizeof(dev->ops) ? ops->size : sizeof(dev->ops));
     dev->ops.size = sizeof(dev->ops);
-    vmm_devlock_init(&dev->lock);
+    vmm_mutex_init(&dev->lock);
     dev->opaque = opaque;
     dev->mem = mem;
     if (mem) {
@@ -90,17 +90,17 @@ VmmDevice *vmm_device_new(const char *name, const VmmDeviceOps *ops, void *opaqu
 
 bool vmm_device_is_idle(VmmDevice *dev)
 {
-    vmm_devlock_lock(&dev->lock);
+    vmm_mutex_lock(&dev->lock);
     bool busy = dev->head || dev->pauses || dev->delivering || dev->state != DEV_RUNNING;
-    vmm_devlock_unlock(&dev->lock);
+    vmm_mutex_unlock(&dev->lock);
     return !busy;
 }
 
 bool vmm_device_delivering(VmmDevice *dev)
 {
-    vmm_devlock_lock(&dev->lock);
+    vmm_mutex_lock(&dev->lock);
     bool d = dev->delivering;
-    vmm_devlock_unlock(&dev->lock);
+    vmm_mutex_unlock(&dev->lock);
     return d;
 }
 
@@ -114,7 +114,7 @@ int vmm_device_free(VmmDevice *dev)
         return -EBUSY;
     }
     vmm_guest_memory_unref(dev->mem);
-    vmm_devlock_destroy(&dev->lock);
+    vmm_mutex_destroy(&dev->lock);
     free(dev->name);
     free(dev);
     return 0;
@@ -187,17 +187,17 @@ static bool device_step(VmmDevice *dev) VMM_REQUIRES(dev->lock)
             return false;
         }
         set_state(dev, DEV_QUIESCING);
-        vmm_devlock_unlock(&dev->lock);
+        vmm_mutex_unlock(&dev->lock);
         int r = dev->ops.quiesce(dev, dev->opaque);
-        vmm_devlock_lock(&dev->lock);
+        vmm_mutex_lock(&dev->lock);
         if (r == 0 && dev->state == DEV_QUIESCING) {
             set_state(dev, DEV_QUIESCED);
         } else if (r < 0 && r != -EBUSY && dev->state == DEV_QUIESCING) {
             set_state(dev, DEV_RUNNING);
             DevReq *all = take_all(dev);
-            vmm_devlock_unlock(&dev->lock);
+            vmm_mutex_unlock(&dev->lock);
             fail_all(dev, all, r);
-            vmm_devlock_lock(&dev->lock);
+            vmm_mutex_lock(&dev->lock);
         }
         /* -EBUSY: vmm_device_quiesced() moves on (maybe already did). */
         return true;
@@ -215,7 +215,7 @@ static bool device_step(VmmDevice *dev) VMM_REQUIRES(dev->lock)
         if (r->kind == REQ_PAUSE) {
             dev->pauses++;     /* before done(), which may unpause */
         }
-        vmm_devlock_unlock(&dev->lock);
+        vmm_mutex_unlock(&dev->lock);
         /* Mark this thread as delivering to @dev (the DMA rule); a callback
          * may deliver to another device, so restore what was there. */
         VmmDevice *outer = tls_delivering;
@@ -226,7 +226,7 @@ static bool device_step(VmmDevice *dev) VMM_REQUIRES(dev->lock)
         }
         tls_delivering = outer;
         free(r);
-        vmm_devlock_lock(&dev->lock);
+        vmm_mutex_lock(&dev->lock);
         return true;
     }
     if (dev->pauses) {
@@ -234,26 +234,26 @@ static bool device_step(VmmDevice *dev) VMM_REQUIRES(dev->lock)
     }
     set_state(dev, DEV_RUNNING);
     if (dev->ops.resume) {
-        vmm_devlock_unlock(&dev->lock);
+        vmm_mutex_unlock(&dev->lock);
         dev->ops.resume(dev, dev->opaque);
-        vmm_devlock_lock(&dev->lock);
+        vmm_mutex_lock(&dev->lock);
     }
     return true;
 }
 
 static void device_run(VmmDevice *dev)
 {
-    vmm_devlock_lock(&dev->lock);
+    vmm_mutex_lock(&dev->lock);
     if (dev->delivering) {
         /* That thread re-checks the queue and state before it stops. */
-        vmm_devlock_unlock(&dev->lock);
+        vmm_mutex_unlock(&dev->lock);
         return;
     }
     dev->delivering = true;
     while (device_step(dev)) {
     }
     dev->delivering = false;
-    vmm_devlock_unlock(&dev->lock);
+    vmm_mutex_unlock(&dev->lock);
     /* Completions may have run in another thread than the main loop's:
      * let a VMM_AIO_WAIT_WHILE() there re-check its condition. */
     vmm_aio_wait_kick();
@@ -270,10 +270,10 @@ static int device_request(VmmDevice *dev, DevReq *tmpl)
     }
     *r = *tmpl;
     r->next = NULL;
-    vmm_devlock_lock(&dev->lock);
+    vmm_mutex_lock(&dev->lock);
     *dev->tail = r;
     dev->tail = &r->next;
-    vmm_devlock_unlock(&dev->lock);
+    vmm_mutex_unlock(&dev->lock);
     device_run(dev);
     return 0;
 }
@@ -313,14 +313,14 @@ int vmm_device_pause(VmmDevice *dev, VmmDeviceDoneFunc *done, void *opaque)
 
 int vmm_device_unpause(VmmDevice *dev)
 {
-    vmm_devlock_lock(&dev->lock);
+    vmm_mutex_lock(&dev->lock);
     if (!dev->pauses) {
-        vmm_devlock_unlock(&dev->lock);
+        vmm_mutex_unlock(&dev->lock);
         VMM_MISUSE("device '%s' unpaused without a pause", dev->name);
         return -EINVAL;
     }
     dev->pauses--;
-    vmm_devlock_unlock(&dev->lock);
+    vmm_mutex_unlock(&dev->lock);
     device_run(dev);
     return 0;
 }
@@ -329,9 +329,9 @@ void vmm_device_quiesced(VmmDevice *dev, int err)
 {
     DevReq *failed = NULL;
 
-    vmm_devlock_lock(&dev->lock);
+    vmm_mutex_lock(&dev->lock);
     if (dev->state != DEV_QUIESCING) {
-        vmm_devlock_unlock(&dev->lock);
+        vmm_mutex_unlock(&dev->lock);
         VMM_MISUSE("device '%s' reported quiesced while not quiescing", dev->name);
         return;
     }
@@ -341,7 +341,7 @@ void vmm_device_quiesced(VmmDevice *dev, int err)
         set_state(dev, DEV_RUNNING);
         failed = take_all(dev);
     }
-    vmm_devlock_unlock(&dev->lock);
+    vmm_mutex_unlock(&dev->lock);
     fail_all(dev, failed, err < 0 ? err : -err);
     device_run(dev);
 }

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "device/device-internal.h"
-#include "device/devlock.h"
+#include "util/lock.h"
 #include "util/atomic.h"
 #include "util/log.h"
 #include "vmmkit/accel.h"
@@ -38,7 +38,7 @@ typedef struct QStage {
 } QStage;
 
 struct VmmQuiesceGroup {
-    VmmDevLock lock;
+    VmmMutex lock;
     QDev **devs;
     unsigned ndevs;
     VmmAccelGate **gates;
@@ -61,7 +61,7 @@ VmmQuiesceGroup *vmm_quiesce_group_new(int *errp)
         }
         return NULL;
     }
-    vmm_devlock_init(&g->lock);
+    vmm_mutex_init(&g->lock);
     return g;
 }
 
@@ -154,7 +154,7 @@ static void group_destroy(VmmQuiesceGroup *g)
     free(g->devs);
     free(g->gates);
     free(g->stages);
-    vmm_devlock_destroy(&g->lock);
+    vmm_mutex_destroy(&g->lock);
     free(g);
 }
 
@@ -167,10 +167,10 @@ void vmm_quiesce_group_free(VmmQuiesceGroup *g)
         VMM_MISUSE("quiesce group freed while quiesced");
         return;
     }
-    vmm_devlock_lock(&g->lock);
+    vmm_mutex_lock(&g->lock);
     bool busy = g->pending != 0;
     g->orphaned = busy;
-    vmm_devlock_unlock(&g->lock);
+    vmm_mutex_unlock(&g->lock);
     if (!busy) {
         group_destroy(g);
     }
@@ -185,7 +185,7 @@ static void pause_done(VmmDevice *dev, int ret, void *opaque)
     VmmQuiesceGroup *g = q->g;
     bool unpause = false;
 
-    vmm_devlock_lock(&g->lock);
+    vmm_mutex_lock(&g->lock);
     g->pending--;
     if (q->state == M_CANCELLED) {
         unpause = ret == 0;
@@ -195,7 +195,7 @@ static void pause_done(VmmDevice *dev, int ret, void *opaque)
         q->err = ret;
     }
     bool destroy = g->orphaned && g->pending == 0;
-    vmm_devlock_unlock(&g->lock);
+    vmm_mutex_unlock(&g->lock);
     if (unpause) {
         vmm_device_unpause(dev);
     }
@@ -209,9 +209,9 @@ static bool devices_pending(void *opaque)
 {
     VmmQuiesceGroup *g = opaque;
 
-    vmm_devlock_lock(&g->lock);
+    vmm_mutex_lock(&g->lock);
     bool p = g->pending != 0;
-    vmm_devlock_unlock(&g->lock);
+    vmm_mutex_unlock(&g->lock);
     return p;
 }
 
@@ -231,14 +231,14 @@ static void devices_resume(VmmQuiesceGroup *g)
 {
     for (unsigned i = 0; i < g->ndevs; i++) {
         QDev *q = g->devs[i];
-        vmm_devlock_lock(&g->lock);
+        vmm_mutex_lock(&g->lock);
         int st = q->state;
         if (st == M_PENDING) {
             q->state = M_CANCELLED;
         } else if (st == M_PAUSED) {
             q->state = M_IDLE;
         }
-        vmm_devlock_unlock(&g->lock);
+        vmm_mutex_unlock(&g->lock);
         if (st == M_PAUSED) {
             vmm_device_unpause(q->dev);
         }
@@ -256,11 +256,11 @@ static int devices_quiesce(VmmQuiesceGroup *g, int64_t timeout_ns, const char **
 {
     for (unsigned i = 0; i < g->ndevs; i++) {
         QDev *q = g->devs[i];
-        vmm_devlock_lock(&g->lock);
+        vmm_mutex_lock(&g->lock);
         q->state = M_PENDING;
         q->err = 0;
         g->pending++;
-        vmm_devlock_unlock(&g->lock);
+        vmm_mutex_unlock(&g->lock);
         if (vmm_device_pause(q->dev, pause_done, q) < 0) {
             pause_done(q->dev, -ENOMEM, q);
         }
@@ -270,9 +270,9 @@ static int devices_quiesce(VmmQuiesceGroup *g, int64_t timeout_ns, const char **
                                           timeout_ns ? timeout_ns : 1);
     for (unsigned i = 0; i < g->ndevs; i++) {
         QDev *q = g->devs[i];
-        vmm_devlock_lock(&g->lock);
+        vmm_mutex_lock(&g->lock);
         int st = q->state, err = q->err;
-        vmm_devlock_unlock(&g->lock);
+        vmm_mutex_unlock(&g->lock);
         if (st == M_PAUSED) {
             continue;
         }

@@ -89,7 +89,7 @@ VmmGuestMemory *vmm_guest_memory_new(int *errp)
         return NULL;
     }
     mem->refcnt = 1;
-    vmm_devlock_init(&mem->lock);
+    vmm_mutex_init(&mem->lock);
     mem->map = m;
     return mem;
 }
@@ -108,14 +108,14 @@ void vmm_guest_memory_unref(VmmGuestMemory *mem)
      * maps retired by earlier updates finish too, so nothing outlives us. */
     urcu_memb_barrier();
     map_free_rcu(&mem->map->rcu);
-    vmm_devlock_lock(&mem->lock);
+    vmm_mutex_lock(&mem->lock);
     while (mem->listeners) {
         VmmMemListener *l = mem->listeners;
         mem->listeners = l->next;
         free(l);
     }
-    vmm_devlock_unlock(&mem->lock);
-    vmm_devlock_destroy(&mem->lock);
+    vmm_mutex_unlock(&mem->lock);
+    vmm_mutex_destroy(&mem->lock);
     free(mem);
 }
 
@@ -190,7 +190,7 @@ int vmm_guest_memory_add(VmmGuestMemory *mem, uint64_t gpa, VmmRamRegion *region
         .region = region, .offset = offset, .flags = flags,
     };
 
-    vmm_devlock_lock(&mem->lock);
+    vmm_mutex_lock(&mem->lock);
     const VmmMemMap *cur = mem->map;
     unsigned pos = 0;
     while (pos < cur->n && cur->slot[pos].last < gpa) {
@@ -216,7 +216,7 @@ int vmm_guest_memory_add(VmmGuestMemory *mem, uint64_t gpa, VmmRamRegion *region
         mem_publish(mem, m);
         mem_notify(mem, &ns, true);
     }
-    vmm_devlock_unlock(&mem->lock);
+    vmm_mutex_unlock(&mem->lock);
     return ret;
 }
 
@@ -227,7 +227,7 @@ int vmm_guest_memory_remove(VmmGuestMemory *mem, uint64_t gpa, uint64_t length)
     if (!mem) {
         return -EINVAL;
     }
-    vmm_devlock_lock(&mem->lock);
+    vmm_mutex_lock(&mem->lock);
     const VmmMemMap *cur = mem->map;
     for (unsigned pos = 0; pos < cur->n; pos++) {
         const VmmMemSlot *s = &cur->slot[pos];
@@ -254,7 +254,7 @@ int vmm_guest_memory_remove(VmmGuestMemory *mem, uint64_t gpa, uint64_t length)
         ret = 0;
         break;
     }
-    vmm_devlock_unlock(&mem->lock);
+    vmm_mutex_unlock(&mem->lock);
     return ret;
 }
 
@@ -270,7 +270,7 @@ int vmm_guest_memory_add_listener(VmmGuestMemory *mem, VmmMemoryListenerFunc *fn
     }
     l->fn = fn;
     l->opaque = opaque;
-    vmm_devlock_lock(&mem->lock);
+    vmm_mutex_lock(&mem->lock);
     const VmmMemMap *cur = mem->map;
     for (unsigned i = 0; i < cur->n; i++) {
         VmmMemorySection sec;
@@ -279,7 +279,7 @@ int vmm_guest_memory_add_listener(VmmGuestMemory *mem, VmmMemoryListenerFunc *fn
     }
     l->next = mem->listeners;
     mem->listeners = l;
-    vmm_devlock_unlock(&mem->lock);
+    vmm_mutex_unlock(&mem->lock);
     return 0;
 }
 
@@ -291,7 +291,7 @@ int vmm_guest_memory_remove_listener(VmmGuestMemory *mem, VmmMemoryListenerFunc 
     if (!mem) {
         return -EINVAL;
     }
-    vmm_devlock_lock(&mem->lock);
+    vmm_mutex_lock(&mem->lock);
     for (VmmMemListener **pl = &mem->listeners; *pl; pl = &(*pl)->next) {
         if ((*pl)->fn == fn && (*pl)->opaque == opaque) {
             VmmMemListener *l = *pl;
@@ -301,7 +301,7 @@ int vmm_guest_memory_remove_listener(VmmGuestMemory *mem, VmmMemoryListenerFunc 
             break;
         }
     }
-    vmm_devlock_unlock(&mem->lock);
+    vmm_mutex_unlock(&mem->lock);
     return ret;
 }
 

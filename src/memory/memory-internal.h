@@ -5,7 +5,7 @@
 
 #include <urcu/urcu-memb.h>
 
-#include "device/devlock.h"
+#include "util/lock.h"
 #include "vmmkit/memory.h"
 
 /* One section; @last is the GPA of its last byte (no overflow at 2^64). */
@@ -29,7 +29,7 @@ typedef struct VmmMemListener VmmMemListener;
 
 struct VmmGuestMemory {
     int refcnt;
-    VmmDevLock lock;                           /* serializes updates */
+    VmmMutex lock;                           /* serializes updates */
     VmmMemMap *map;                            /* RCU pointer */
     VmmMemListener *listeners;                 /* under lock */
 };

@@ -55,11 +55,11 @@ static bool notifier_poll(void *opaque)
     VmmVirtqueue *vq = opaque;
     bool work = false;
 
-    vmm_devlock_lock(&vq->run_lock);
+    vmm_mutex_lock(&vq->run_lock);
     if (!vq->stopped && vmm_atomic_load_acquire(&vq->ready)) {
         work = __atomic_load_n(&vq->avail->idx, __ATOMIC_RELAXED) != vq->last_avail_idx;
     }
-    vmm_devlock_unlock(&vq->run_lock);
+    vmm_mutex_unlock(&vq->run_lock);
     return work;
 }
 

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "device/devlock.h"
+#include "util/lock.h"
 #include "util/atomic.h"
 #include "util/compiler.h"
 #include "util/log.h"
@@ -37,7 +37,7 @@ struct VmmVirtioBlk {
     char serial[VIRTIO_BLK_ID_BYTES];
     VblkLimits lim;                 /* capacity updated atomically */
     int drained;                    /* atomic */
-    VmmDevLock stop_lock;
+    VmmMutex stop_lock;
     VblkRequest *stopped;           /* under stop_lock */
     unsigned reports;               /* atomic: error reports not yet run */
     unsigned nstopped;              /* atomic */
@@ -90,11 +90,11 @@ static bool vblk_stop_on_error(VblkRequest *req, int err)
         return false;
     }
     req->err = err;
-    vmm_devlock_lock(&b->stop_lock);
+    vmm_mutex_lock(&b->stop_lock);
     req->next = b->stopped;
     b->stopped = req;
     vmm_atomic_inc(&b->nstopped);
-    vmm_devlock_unlock(&b->stop_lock);
+    vmm_mutex_unlock(&b->stop_lock);
     StopReport *s = malloc(sizeof(*s));
     if (s) {
         *s = (StopReport){ b, err, is_write };
@@ -316,11 +316,11 @@ unsigned vmm_virtio_blk_stopped_requests(VmmVirtioBlk *vblk)
 
 void vmm_virtio_blk_resume_stopped(VmmVirtioBlk *b, bool retry)
 {
-    vmm_devlock_lock(&b->stop_lock);
+    vmm_mutex_lock(&b->stop_lock);
     VblkRequest *list = b->stopped;
     b->stopped = NULL;
     vmm_atomic_set(&b->nstopped, 0);
-    vmm_devlock_unlock(&b->stop_lock);
+    vmm_mutex_unlock(&b->stop_lock);
 
     while (list) {
         VblkRequest *req = list;
@@ -330,11 +330,11 @@ void vmm_virtio_blk_resume_stopped(VmmVirtioBlk *b, bool retry)
                                                 req, &err);
         if (!co) {
             /* Cannot even fail it here; keep it for the next resume. */
-            vmm_devlock_lock(&b->stop_lock);
+            vmm_mutex_lock(&b->stop_lock);
             req->next = b->stopped;
             b->stopped = req;
             vmm_atomic_inc(&b->nstopped);
-            vmm_devlock_unlock(&b->stop_lock);
+            vmm_mutex_unlock(&b->stop_lock);
             continue;
         }
         /* Completions belong to the queue's context. */
@@ -390,7 +390,7 @@ VmmVirtioBlk *vmm_virtio_blk_new(VmmBlockBackend *blk, VmmGuestMemory *mem,
         .max_discard_sectors = VBLK_MAX_DISCARD, .max_write_zeroes_sectors = VBLK_MAX_DISCARD,
         .read_only = vmm_blk_is_read_only(blk), .flush = true,
     };
-    vmm_devlock_init(&b->stop_lock);
+    vmm_mutex_init(&b->stop_lock);
     uint64_t features = (1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |
                         (1ull << VIRTIO_BLK_F_FLUSH) | (1ull << VIRTIO_BLK_F_DISCARD) |
                         (1ull << VIRTIO_BLK_F_WRITE_ZEROES) |
@@ -406,7 +406,7 @@ VmmVirtioBlk *vmm_virtio_blk_new(VmmBlockBackend *blk, VmmGuestMemory *mem,
     vblk_fill_config(b, &cfg);
     b->vdev = vmm_virtio_device_new(b->opts.name, &ops, b, mem, &cfg, &err);
     if (!b->vdev) {
-        vmm_devlock_destroy(&b->stop_lock);
+        vmm_mutex_destroy(&b->stop_lock);
         goto fail;
     }
     for (unsigned q = 0; q < b->opts.num_queues; q++) {
@@ -415,7 +415,7 @@ VmmVirtioBlk *vmm_virtio_blk_new(VmmBlockBackend *blk, VmmGuestMemory *mem,
     err = vmm_blk_set_dev_ops(blk, &vblk_dev_ops, b);
     if (err < 0) {
         vmm_virtio_device_free(b->vdev);
-        vmm_devlock_destroy(&b->stop_lock);
+        vmm_mutex_destroy(&b->stop_lock);
         goto fail;
     }
     return b;
@@ -436,7 +436,7 @@ void vmm_virtio_blk_free(VmmVirtioBlk *b)
     VMM_AIO_WAIT_WHILE(NULL, vmm_atomic_read(&b->reports) != 0);
     vmm_blk_set_dev_ops(b->blk, NULL, NULL);
     vmm_virtio_device_free(b->vdev);
-    vmm_devlock_destroy(&b->stop_lock);
+    vmm_mutex_destroy(&b->stop_lock);
     free(b);
 }
 

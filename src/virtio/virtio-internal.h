@@ -5,7 +5,7 @@
 
 #include <linux/virtio_ring.h>
 
-#include "device/devlock.h"
+#include "util/lock.h"
 #include "device/device-internal.h"
 #include "vmmkit/aio.h"
 #include "vmmkit/virtio.h"
@@ -39,7 +39,7 @@ struct VmmVirtqueue {
     struct vring_desc *scratch_ind; /* a copied indirect table */
 
     /* Dispatch (run_lock): handle_queue never runs while stopped. */
-    VmmDevLock run_lock;
+    VmmMutex run_lock;
     bool stopped;               /* quiesced: kicks are remembered */
     bool kick_pending;
     VmmAioContext *ctx;         /* atomic; NULL: run in the caller */
@@ -48,7 +48,7 @@ struct VmmVirtqueue {
 };
 
 struct VmmVirtioDevice {
-    VmmDevLock lock;            /* status, features, config, queue set-up */
+    VmmMutex lock;            /* status, features, config, queue set-up */
     VmmDevice *dev;
     VmmVirtioDeviceOps ops;
     void *opaque;

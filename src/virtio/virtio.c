@@ -44,13 +44,13 @@ void vmm_virtio_raise(VmmVirtioDevice *vdev, int queue)
 /* Run handle_queue here (the queue's context, or anywhere without one). */
 static void dispatch_here(VmmVirtioDevice *vdev, VmmVirtqueue *vq)
 {
-    vmm_devlock_lock(&vq->run_lock);
+    vmm_mutex_lock(&vq->run_lock);
     if (vq->stopped) {
         vq->kick_pending = true;    /* handled at resume */
     } else {
         vdev->ops.handle_queue(vdev, vq, vdev->opaque);
     }
-    vmm_devlock_unlock(&vq->run_lock);
+    vmm_mutex_unlock(&vq->run_lock);
 }
 
 void vmm_virtio_dispatch(VmmVirtioDevice *vdev, VmmVirtqueue *vq)
@@ -98,9 +98,9 @@ static int core_quiesce(VmmDevice *dev, void *opaque)
     vmm_atomic_xchg(&vdev->quiesce_waiting, 1);
     for (unsigned i = 0; i < vdev->num_queues; i++) {
         VmmVirtqueue *vq = &vdev->vq[i];
-        vmm_devlock_lock(&vq->run_lock);     /* waits for a running handler */
+        vmm_mutex_lock(&vq->run_lock);     /* waits for a running handler */
         vq->stopped = true;
-        vmm_devlock_unlock(&vq->run_lock);
+        vmm_mutex_unlock(&vq->run_lock);
     }
     if (__atomic_load_n(&vdev->in_flight, __ATOMIC_SEQ_CST) == 0 &&
         vmm_atomic_xchg(&vdev->quiesce_waiting, 0)) {
@@ -116,11 +116,11 @@ static void core_resume(VmmDevice *dev, void *opaque)
 
     for (unsigned i = 0; i < vdev->num_queues; i++) {
         VmmVirtqueue *vq = &vdev->vq[i];
-        vmm_devlock_lock(&vq->run_lock);
+        vmm_mutex_lock(&vq->run_lock);
         bool kick = vq->kick_pending;
         vq->stopped = false;
         vq->kick_pending = false;
-        vmm_devlock_unlock(&vq->run_lock);
+        vmm_mutex_unlock(&vq->run_lock);
         if (kick) {
             vmm_virtio_dispatch(vdev, vq);   /* a BH when vq has a context */
         }
@@ -132,7 +132,7 @@ static int core_reset(VmmDevice *dev, void *opaque)
     VmmVirtioDevice *vdev = opaque;
     (void)dev;
 
-    vmm_devlock_lock(&vdev->lock);
+    vmm_mutex_lock(&vdev->lock);
     for (unsigned i = 0; i < vdev->num_queues; i++) {
         vmm_vq_reset(&vdev->vq[i]);
     }
@@ -141,7 +141,7 @@ static int core_reset(VmmDevice *dev, void *opaque)
     vdev->reset_pending = false;
     vdev->broken_logged = false;
     vmm_atomic_store_release(&vdev->status, 0);
-    vmm_devlock_unlock(&vdev->lock);
+    vmm_mutex_unlock(&vdev->lock);
     if (vdev->ops.reset) {
         vdev->ops.reset(vdev, vdev->opaque);
     }
@@ -157,7 +157,7 @@ static int core_dma_map(VmmDevice *dev, void *opaque, const VmmMemorySection *s,
     (void)s;
     (void)added;
 
-    vmm_devlock_lock(&vdev->lock);
+    vmm_mutex_lock(&vdev->lock);
     for (unsigned i = 0; i < vdev->num_queues; i++) {
         VmmVirtqueue *vq = &vdev->vq[i];
         if (!vq->ready) {
@@ -179,7 +179,7 @@ static int core_dma_map(VmmDevice *dev, void *opaque, const VmmMemorySection *s,
         vq->signalled_used_valid = sv;
         vq->notification = n;
     }
-    vmm_devlock_unlock(&vdev->lock);
+    vmm_mutex_unlock(&vdev->lock);
     if (bad) {
         vmm_virtio_set_needs_reset(vdev, "a virtqueue ring is no longer in guest RAM");
     }
@@ -226,7 +226,7 @@ static void vdev_destroy(VmmVirtioDevice *vdev)
     if (vdev->dev) {
         vmm_device_free(vdev->dev);
     }
-    vmm_devlock_destroy(&vdev->lock);
+    vmm_mutex_destroy(&vdev->lock);
     free(vdev->vq);
     free(vdev->config);
     free(vdev);
@@ -247,7 +247,7 @@ VmmVirtioDevice *vmm_virtio_device_new(const char *name, const VmmVirtioDeviceOp
     if (!vdev) {
         goto fail;
     }
-    vmm_devlock_init(&vdev->lock);
+    vmm_mutex_init(&vdev->lock);
     vdev->ops = *ops;
     vdev->opaque = opaque;
     vdev->mem = mem;
@@ -319,12 +319,12 @@ void vmm_virtio_set_interrupt(VmmVirtioDevice *vdev, VmmVirtioInterruptFunc *fn,
 
 void vmm_virtio_set_needs_reset(VmmVirtioDevice *vdev, const char *why)
 {
-    vmm_devlock_lock(&vdev->lock);
+    vmm_mutex_lock(&vdev->lock);
     bool first = !vdev->broken_logged;
     vdev->broken_logged = true;
     uint8_t st = vdev->status | VMM_VIRTIO_STATUS_DEVICE_NEEDS_RESET;
     vmm_atomic_store_release(&vdev->status, st);
-    vmm_devlock_unlock(&vdev->lock);
+    vmm_mutex_unlock(&vdev->lock);
     if (first) {
         vmm_warn("virtio device '%s' needs reset: %s", vmm_device_name(vdev->dev), why);
         if (st & VMM_VIRTIO_STATUS_DRIVER_OK) {

@@ -65,7 +65,7 @@ int vmm_vq_init(VmmVirtqueue *vq, VmmVirtioDevice *vdev, unsigned index)
     vq->size = vq->max_size;
     vq->scratch_iov = calloc(VMM_VIRTQUEUE_MAX_IOV, sizeof(struct iovec));
     vq->scratch_ind = calloc(VMM_VIRTQUEUE_MAX_SIZE, sizeof(struct vring_desc));
-    vmm_devlock_init(&vq->run_lock);
+    vmm_mutex_init(&vq->run_lock);
     return vq->scratch_iov && vq->scratch_ind ? 0 : -ENOMEM;
 }
 
@@ -85,7 +85,7 @@ void vmm_vq_cleanup(VmmVirtqueue *vq)
     vmm_vq_unpin(vq);
     free(vq->scratch_iov);
     free(vq->scratch_ind);
-    vmm_devlock_destroy(&vq->run_lock);
+    vmm_mutex_destroy(&vq->run_lock);
 }
 
 /* Back to the power-on state (device quiesced, under vdev->lock). */

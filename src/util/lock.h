@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Internal: a pthread mutex that clang's thread-safety analysis can follow,
+ * used across the library
+ * (memory, devices, virtio, the block layer).
+ */
+#ifndef VMM_UTIL_LOCK_H
+#define VMM_UTIL_LOCK_H
+
+#include <pthread.h>
+
+#include "vmmkit/common.h"
+
+typedef struct VMM_CAPABILITY("mutex") VmmMutex {
+    pthread_mutex_t m;
+} VmmMutex;
+
+static inline void vmm_mutex_init(VmmMutex *l)
+{
+    pthread_mutex_init(&l->m, NULL);
+}
+
+static inline void vmm_mutex_destroy(VmmMutex *l)
+{
+    pthread_mutex_destroy(&l->m);
+}
+
+static inline void vmm_mutex_lock(VmmMutex *l) VMM_ACQUIRE(*l) VMM_NO_TSA
+{
+    pthread_mutex_lock(&l->m);
+}
+
+static inline void vmm_mutex_unlock(VmmMutex *l) VMM_RELEASE(*l) VMM_NO_TSA
+{
+    pthread_mutex_unlock(&l->m);
+}
+
+#endif
