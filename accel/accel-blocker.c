@@ -39,24 +39,11 @@
 #include "accel/futex.h"
 #include "util/atomic.h"
 #include "util/compiler.h"
+#include "util/lock.h"
 #include "util/log.h"
 
 #define HELD_MAX 4
 #define SLOT_NAME_MAX 32
-
-typedef struct VMM_CAPABILITY("mutex") GateMutex {
-    pthread_mutex_t m;
-} GateMutex;
-
-static void gate_mutex_lock(GateMutex *l) VMM_ACQUIRE(l) VMM_NO_TSA
-{
-    pthread_mutex_lock(&l->m);
-}
-
-static void gate_mutex_unlock(GateMutex *l) VMM_RELEASE(l) VMM_NO_TSA
-{
-    pthread_mutex_unlock(&l->m);
-}
 
 struct VmmAccelCpuSlot {
     unsigned count VMM_CACHE_ALIGNED;   /* owner writes; inhibitor reads */
@@ -72,7 +59,7 @@ struct VmmAccelGate {
     unsigned inhibited VMM_CACHE_ALIGNED;
     unsigned shared_count VMM_CACHE_ALIGNED;
     unsigned event VMM_CACHE_ALIGNED;
-    GateMutex lock VMM_CACHE_ALIGNED;   /* serialises inhibitors; slot list */
+    VmmMutex lock VMM_CACHE_ALIGNED;   /* serialises inhibitors; slot list */
     VmmAccelCpuSlot *slots;  /* under lock */
     void *inhibitor;                    /* &tls_self of the inhibitor */
     unsigned inhibit_depth;             /* inhibitor's thread only */
@@ -225,11 +212,11 @@ VmmAccelCpuSlot *vmm_accel_cpu_slot_new(VmmAccelGate *gate, VmmAccelKickFunc *ki
     slot->kick = kick;
     slot->opaque = opaque;
     snprintf(slot->name, sizeof(slot->name), "%s", name ? name : "vcpu");
-    gate_mutex_lock(&gate->lock);
+    vmm_mutex_lock(&gate->lock);
     slot->next = gate->slots;
     gate->slots = slot;
     vmm_atomic_set(&gate->nr_slots, gate->nr_slots + 1);
-    gate_mutex_unlock(&gate->lock);
+    vmm_mutex_unlock(&gate->lock);
     return slot;
 fail:
     if (errp) {
@@ -258,7 +245,7 @@ void vmm_accel_cpu_slot_free(VmmAccelCpuSlot *slot)
     if (slot == tls_slot) {
         tls_slot = NULL;
     }
-    gate_mutex_lock(&gate->lock);
+    vmm_mutex_lock(&gate->lock);
     for (VmmAccelCpuSlot **p = &gate->slots; *p; p = &(*p)->next) {
         if (*p == slot) {
             *p = slot->next;
@@ -266,7 +253,7 @@ void vmm_accel_cpu_slot_free(VmmAccelCpuSlot *slot)
         }
     }
     vmm_atomic_set(&gate->nr_slots, gate->nr_slots - 1);
-    gate_mutex_unlock(&gate->lock);
+    vmm_mutex_unlock(&gate->lock);
     free(slot);
 }
 
@@ -551,7 +538,7 @@ void vmm_accel_ioctl_inhibit_begin(VmmAccelGate *gate) VMM_NO_TSA
     if (held_index(gate) >= 0) {
         VMM_MISUSE("inhibit from inside an ioctl bracket of the same gate (would deadlock)");
     }
-    gate_mutex_lock(&gate->lock);
+    vmm_mutex_lock(&gate->lock);
     vmm_atomic_set(&gate->inhibited, 1);
     inhibitor_fence();          /* D1/D2/D3: pairs with owner_fence() */
     gate_wait_idle(gate);
@@ -579,7 +566,7 @@ void vmm_accel_ioctl_inhibit_end(VmmAccelGate *gate) VMM_NO_TSA
      * begin paths: the update made under the inhibit is visible to them. */
     vmm_atomic_store_release(&gate->inhibited, 0);
     vmm_futex_wake_all(&gate->inhibited);
-    gate_mutex_unlock(&gate->lock);
+    vmm_mutex_unlock(&gate->lock);
 }
 
 bool vmm_accel_ioctl_inhibited(VmmAccelGate *gate)

@@ -11,26 +11,13 @@
 #include "accel/accel-internal.h"
 #include "memory/rcu.h"
 #include "util/compiler.h"
+#include "util/lock.h"
 
 #define KVM_MAX_VCPUS_VMM   256
 #define KVM_MAX_SLOTS_VMM   512
 #define KVM_MAX_EXIT_REASON 64
 #define KVM_MAX_ROUTES_VMM  1024
 #define KVM_PAGE_SIZE       4096ULL
-
-typedef struct VMM_CAPABILITY("mutex") VmmKvmMutex {
-    pthread_mutex_t m;
-} VmmKvmMutex;
-
-static inline void kvm_mutex_lock(VmmKvmMutex *l) VMM_ACQUIRE(l) VMM_NO_TSA
-{
-    pthread_mutex_lock(&l->m);
-}
-
-static inline void kvm_mutex_unlock(VmmKvmMutex *l) VMM_RELEASE(l) VMM_NO_TSA
-{
-    pthread_mutex_unlock(&l->m);
-}
 
 /* A memory slot as KVM knows it. */
 typedef struct KvmSlot {
@@ -103,7 +90,7 @@ struct VmmVm {
     size_t vcpu_mmap_size;
     int coalesced_page;             /* page offset of the ring, 0 = none */
     struct kvm_coalesced_mmio_ring *coalesced;  /* via the first vCPU */
-    VmmKvmMutex coalesced_lock;
+    VmmMutex coalesced_lock;
     bool coalesced_used;            /* a zone was registered once */
     bool has_irqchip, has_pit, has_xsave, has_xcrs, has_debugregs, has_events;
     bool has_msi, has_routing;
@@ -112,7 +99,7 @@ struct VmmVm {
     uint32_t nr_msr_list;
 
     /* PIO / MMIO maps (hot on every exit: kept near the top). */
-    VmmKvmMutex io_lock;
+    VmmMutex io_lock;
     IoMap *pio_map, *mmio_map;      /* rcu */
     uint64_t unhandled_io;
 
@@ -123,14 +110,14 @@ struct VmmVm {
     } handlers[KVM_MAX_EXIT_REASON];
 
     /* Memory slots (main loop, serialised by mem_lock). */
-    VmmKvmMutex mem_lock;
+    VmmMutex mem_lock;
     KvmSlot slots[KVM_MAX_SLOTS_VMM];
     uint32_t dirty_ring_entries;    /* 0: bitmap mode */
-    VmmKvmMutex dirty_lock;         /* ring harvesting */
+    VmmMutex dirty_lock;         /* ring harvesting */
 
 
     /* vCPUs and run control. */
-    VmmKvmMutex run_lock;
+    VmmMutex run_lock;
     pthread_cond_t run_cond;
     VmmVcpu *vcpus[KVM_MAX_VCPUS_VMM];
     unsigned nr_vcpus;

@@ -119,17 +119,17 @@ int vmm_vm_register_io(VmmVm *vm, bool pio, uint64_t base, uint64_t len,
     r->len = len;
     r->ops = *ops;
     r->opaque = opaque;
-    kvm_mutex_lock(&vm->io_lock);
+    vmm_mutex_lock(&vm->io_lock);
     old = *map_slot(vm, pio);
     pos = old ? map_search(old, base) : 0;
     if (old && pos < old->n && old->r[pos]->base < base + len) {
-        kvm_mutex_unlock(&vm->io_lock);
+        vmm_mutex_unlock(&vm->io_lock);
         free(r);
         return -EEXIST;
     }
     m = map_copy(old, 1);
     if (!m) {
-        kvm_mutex_unlock(&vm->io_lock);
+        vmm_mutex_unlock(&vm->io_lock);
         free(r);
         return -ENOMEM;
     }
@@ -139,7 +139,7 @@ int vmm_vm_register_io(VmmVm *vm, bool pio, uint64_t base, uint64_t len,
     /* Publish (rcu_assign_pointer as a C11 release store, which TSan
      * understands): pairs with the load-acquire in lookup(). */
     vmm_atomic_store_release(map_slot(vm, pio), m);
-    kvm_mutex_unlock(&vm->io_lock);
+    vmm_mutex_unlock(&vm->io_lock);
     if (old) {
         vmm_rcu_tsan_release();     /* the writer's side of the TSan edge */
         urcu_memb_call_rcu(&old->rcu, map_free_rcu);
@@ -179,23 +179,23 @@ int vmm_vm_unregister_io(VmmVm *vm, bool pio, uint64_t base)
     if (!vm) {
         return -EINVAL;
     }
-    kvm_mutex_lock(&vm->io_lock);
+    vmm_mutex_lock(&vm->io_lock);
     old = *map_slot(vm, pio);
     pos = old ? map_search(old, base) : 0;
     if (!old || pos >= old->n || old->r[pos]->base != base) {
-        kvm_mutex_unlock(&vm->io_lock);
+        vmm_mutex_unlock(&vm->io_lock);
         return -ENOENT;
     }
     r = old->r[pos];
     m = map_copy(old, 0);
     if (!m) {
-        kvm_mutex_unlock(&vm->io_lock);
+        vmm_mutex_unlock(&vm->io_lock);
         return -ENOMEM;
     }
     memmove(&m->r[pos], &m->r[pos + 1], (m->n - pos - 1) * sizeof(IoRange *));
     m->n--;
     vmm_atomic_store_release(map_slot(vm, pio), m);  /* pairs with lookup() */
-    kvm_mutex_unlock(&vm->io_lock);
+    vmm_mutex_unlock(&vm->io_lock);
     /* Every vCPU that found @r in the old map has published cur_range. */
     urcu_memb_synchronize_rcu();
     vmm_rcu_tsan_acquire();
@@ -365,7 +365,7 @@ VMM_HOT void kvm_flush_coalesced(VmmVm *vm)
         return;
     }
     flushing = true;
-    kvm_mutex_lock(&vm->coalesced_lock);
+    vmm_mutex_lock(&vm->coalesced_lock);
     for (;;) {
         uint32_t first = __atomic_load_n(&ring->first, __ATOMIC_RELAXED);
         if (first == __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE) || first >= max) {
@@ -380,7 +380,7 @@ VMM_HOT void kvm_flush_coalesced(VmmVm *vm)
         /* Release: the entry is consumed before the kernel may reuse it. */
         __atomic_store_n(&ring->first, (first + 1) % max, __ATOMIC_RELEASE);
     }
-    kvm_mutex_unlock(&vm->coalesced_lock);
+    vmm_mutex_unlock(&vm->coalesced_lock);
     flushing = false;
 }
 

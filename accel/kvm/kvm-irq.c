@@ -168,7 +168,7 @@ int vmm_vm_add_msi_route(VmmVm *vm, uint64_t address, uint32_t data)
     if (!vm->routes) {
         return -ENODEV;     /* no irqchip or no KVM_CAP_IRQ_ROUTING */
     }
-    kvm_mutex_lock(&vm->mem_lock);
+    vmm_mutex_lock(&vm->mem_lock);
     if (vm->nr_routes < KVM_MAX_ROUTES_VMM) {
         for (int g = IOAPIC_PINS; g < KVM_MAX_ROUTES_VMM; g++) {
             if (!(vm->gsi_used[g / 64] & (1ULL << (g % 64)))) {
@@ -187,7 +187,7 @@ int vmm_vm_add_msi_route(VmmVm *vm, uint64_t address, uint32_t data)
             vm->gsi_used[gsi / 64] |= 1ULL << (gsi % 64);
         }
     }
-    kvm_mutex_unlock(&vm->mem_lock);
+    vmm_mutex_unlock(&vm->mem_lock);
     return gsi;
 }
 
@@ -199,7 +199,7 @@ int vmm_vm_update_msi_route(VmmVm *vm, int gsi, uint64_t address, uint32_t data)
     if (!vm || !vm->routes) {
         return vm ? -ENODEV : -EINVAL;
     }
-    kvm_mutex_lock(&vm->mem_lock);
+    vmm_mutex_lock(&vm->mem_lock);
     i = find_route(vm, gsi);
     if (i < 0) {
         r = -ENOENT;
@@ -211,7 +211,7 @@ int vmm_vm_update_msi_route(VmmVm *vm, int gsi, uint64_t address, uint32_t data)
             vm->routes[i] = keep;
         }
     }
-    kvm_mutex_unlock(&vm->mem_lock);
+    vmm_mutex_unlock(&vm->mem_lock);
     return r;
 }
 
@@ -223,7 +223,7 @@ int vmm_vm_remove_msi_route(VmmVm *vm, int gsi)
     if (!vm || !vm->routes) {
         return vm ? -ENODEV : -EINVAL;
     }
-    kvm_mutex_lock(&vm->mem_lock);
+    vmm_mutex_lock(&vm->mem_lock);
     i = find_route(vm, gsi);
     if (i < 0) {
         r = -ENOENT;
@@ -238,7 +238,7 @@ int vmm_vm_remove_msi_route(VmmVm *vm, int gsi)
             vm->gsi_used[gsi / 64] &= ~(1ULL << (gsi % 64));
         }
     }
-    kvm_mutex_unlock(&vm->mem_lock);
+    vmm_mutex_unlock(&vm->mem_lock);
     return r;
 }
 

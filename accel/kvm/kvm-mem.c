@@ -208,7 +208,7 @@ int vmm_vm_update_memory(VmmVm *vm, const VmmMemSlotDesc *del, size_t ndel,
         nadd > KVM_MAX_SLOTS_VMM) {
         return -EINVAL;
     }
-    kvm_mutex_lock(&vm->mem_lock);
+    vmm_mutex_lock(&vm->mem_lock);
     r = check_update(vm, dels, del, ndel, add, nadd, &inhibit);
     if (r == 0) {
         if (inhibit) {
@@ -219,7 +219,7 @@ int vmm_vm_update_memory(VmmVm *vm, const VmmMemSlotDesc *del, size_t ndel,
             r = apply_update(vm, dels, ndel, add, nadd);
         }
     }
-    kvm_mutex_unlock(&vm->mem_lock);
+    vmm_mutex_unlock(&vm->mem_lock);
     return r;
 }
 
@@ -239,12 +239,12 @@ static int get_slot_desc(VmmVm *vm, uint64_t gpa, VmmMemSlotDesc *d)
 {
     KvmSlot *s;
 
-    kvm_mutex_lock(&vm->mem_lock);
+    vmm_mutex_lock(&vm->mem_lock);
     s = find_slot(vm, gpa);
     if (s) {
         *d = (VmmMemSlotDesc){ s->gpa, s->size, s->host, s->flags };
     }
-    kvm_mutex_unlock(&vm->mem_lock);
+    vmm_mutex_unlock(&vm->mem_lock);
     return s ? 0 : -ENOENT;
 }
 
@@ -282,7 +282,7 @@ int vmm_vm_set_memory_flags(VmmVm *vm, uint64_t gpa, uint32_t flags)
         /* KVM cannot flip READONLY in place: delete + add, atomically. */
         return vmm_vm_update_memory(vm, &old, 1, &nw, 1);
     }
-    kvm_mutex_lock(&vm->mem_lock);
+    vmm_mutex_lock(&vm->mem_lock);
     s = find_slot(vm, gpa);
     r = s ? 0 : -ENOENT;
     if (s && s->flags != flags) {
@@ -301,7 +301,7 @@ int vmm_vm_set_memory_flags(VmmVm *vm, uint64_t gpa, uint32_t flags)
             free(bm);
         }
     }
-    kvm_mutex_unlock(&vm->mem_lock);
+    vmm_mutex_unlock(&vm->mem_lock);
     return r;
 }
 
@@ -361,10 +361,10 @@ int kvm_dirty_ring_harvest(VmmVcpu *vcpu)
     VmmVm *vm = vcpu->vm;
     int r;
 
-    kvm_mutex_lock(&vm->mem_lock);
+    vmm_mutex_lock(&vm->mem_lock);
     harvest_locked(vm, vcpu);
     r = kvm_vm_ioctl(vm, KVM_RESET_DIRTY_RINGS, NULL);
-    kvm_mutex_unlock(&vm->mem_lock);
+    vmm_mutex_unlock(&vm->mem_lock);
     return r < 0 ? r : 0;
 }
 
@@ -387,7 +387,7 @@ static int ring_get_log(VmmVm *vm, uint64_t gpa, uint64_t *bitmap, size_t bytes)
     for (unsigned i = 0; i < nv; i++) {
         vmm_vcpu_run_on(vm->vcpus[i], noop_work, NULL);
     }
-    kvm_mutex_lock(&vm->mem_lock);
+    vmm_mutex_lock(&vm->mem_lock);
     s = find_slot(vm, gpa);
     if (!s || !s->dirty) {
         r = s ? -EINVAL : -ENOENT;
@@ -402,7 +402,7 @@ static int ring_get_log(VmmVm *vm, uint64_t gpa, uint64_t *bitmap, size_t bytes)
         memset(s->dirty, 0, bitmap_bytes(s));
         r = r < 0 ? r : 0;
     }
-    kvm_mutex_unlock(&vm->mem_lock);
+    vmm_mutex_unlock(&vm->mem_lock);
     return r;
 }
 
@@ -418,7 +418,7 @@ int vmm_vm_get_dirty_log(VmmVm *vm, uint64_t gpa, uint64_t *bitmap, size_t bitma
     if (vm->dirty_ring_entries) {
         return ring_get_log(vm, gpa, bitmap, bitmap_bytes_);
     }
-    kvm_mutex_lock(&vm->mem_lock);
+    vmm_mutex_lock(&vm->mem_lock);
     s = find_slot(vm, gpa);
     if (!s || !(s->flags & VMM_SLOT_LOG_DIRTY)) {
         r = s ? -EINVAL : -ENOENT;
@@ -431,6 +431,6 @@ int vmm_vm_get_dirty_log(VmmVm *vm, uint64_t gpa, uint64_t *bitmap, size_t bitma
         r = kvm_vm_ioctl(vm, KVM_GET_DIRTY_LOG, &log);
         r = r < 0 ? r : 0;
     }
-    kvm_mutex_unlock(&vm->mem_lock);
+    vmm_mutex_unlock(&vm->mem_lock);
     return r;
 }

@@ -240,9 +240,9 @@ VMM_HOT static void vcpu_exec(VmmVcpu *vcpu)
             return;
         }
         if (r == VMM_EXIT_PAUSE_VCPU) {
-            kvm_mutex_lock(&vcpu->vm->run_lock);
+            vmm_mutex_lock(&vcpu->vm->run_lock);
             vcpu->want_run = false;
-            kvm_mutex_unlock(&vcpu->vm->run_lock);
+            vmm_mutex_unlock(&vcpu->vm->run_lock);
             return;
         }
         if (r == VMM_EXIT_END_VM) {
@@ -259,9 +259,9 @@ static void run_work_locked(VmmVm *vm, VmmVcpu *vcpu) VMM_REQUIRES(vm->run_lock)
     while (vcpu->work) {
         VcpuWork *w = vcpu->work;
         vcpu->work = w->next;
-        kvm_mutex_unlock(&vm->run_lock);
+        vmm_mutex_unlock(&vm->run_lock);
         w->ret = w->fn(vcpu, w->opaque);
-        kvm_mutex_lock(&vm->run_lock);
+        vmm_mutex_lock(&vm->run_lock);
         w->done = true;
         pthread_cond_broadcast(&vm->run_cond);
     }
@@ -281,7 +281,7 @@ static void *vcpu_thread(void *opaque)
     sigaddset(&set, vm->kick_signal);
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
-    kvm_mutex_lock(&vm->run_lock);
+    vmm_mutex_lock(&vm->run_lock);
     for (;;) {
         run_work_locked(vm, vcpu);
         if (vcpu->quit) {
@@ -299,13 +299,13 @@ static void *vcpu_thread(void *opaque)
         /* Under run_lock: a request made after this sees us running and
          * sets exit_request again after we cleared it. */
         vmm_atomic_set(&vcpu->exit_request, 0);
-        kvm_mutex_unlock(&vm->run_lock);
+        vmm_mutex_unlock(&vm->run_lock);
         vcpu_exec(vcpu);
-        kvm_mutex_lock(&vm->run_lock);
+        vmm_mutex_lock(&vm->run_lock);
     }
     vcpu->paused = true;
     pthread_cond_broadcast(&vm->run_cond);
-    kvm_mutex_unlock(&vm->run_lock);
+    vmm_mutex_unlock(&vm->run_lock);
     vmm_atomic_set(&vcpu->tid, 0);
     vmm_accel_cpu_slot_bind(vcpu->slot, false);
     tls_vcpu = NULL;
@@ -410,7 +410,7 @@ VmmVcpu *vmm_vcpu_new(VmmVm *vm, uint32_t id, const char *name, int *errp)
         goto fail;
     }
     kvm_state_init(vcpu);
-    kvm_mutex_lock(&vm->run_lock);
+    vmm_mutex_lock(&vm->run_lock);
     if (vm->coalesced_page && !vm->coalesced) {
         vm->coalesced = (void *)((char *)vcpu->run + vm->coalesced_page * KVM_PAGE_SIZE);
     }
@@ -420,7 +420,7 @@ VmmVcpu *vmm_vcpu_new(VmmVm *vm, uint32_t id, const char *name, int *errp)
         /* Release pairs with the load-acquire of readers of vcpus[]. */
         vmm_atomic_store_release(&vm->nr_vcpus, vm->nr_vcpus + 1);
     }
-    kvm_mutex_unlock(&vm->run_lock);
+    vmm_mutex_unlock(&vm->run_lock);
     if (r < 0) {
         vcpu_unmap_close(vcpu);
         goto fail;
@@ -437,11 +437,11 @@ void kvm_vcpu_destroy(VmmVcpu *vcpu)
 {
     VmmVm *vm = vcpu->vm;
 
-    kvm_mutex_lock(&vm->run_lock);
+    vmm_mutex_lock(&vm->run_lock);
     vcpu->quit = true;
     kvm_vcpu_request(vcpu);
     pthread_cond_broadcast(&vm->run_cond);
-    kvm_mutex_unlock(&vm->run_lock);
+    vmm_mutex_unlock(&vm->run_lock);
     pthread_join(vcpu->thread, NULL);
     vcpu_unmap_close(vcpu);
 }
@@ -506,9 +506,9 @@ int vmm_vcpu_run_on(VmmVcpu *vcpu, VmmVcpuWorkFunc *fn, void *opaque)
         return fn(vcpu, opaque);
     }
     vm = vcpu->vm;
-    kvm_mutex_lock(&vm->run_lock);
+    vmm_mutex_lock(&vm->run_lock);
     if (vcpu->quit) {
-        kvm_mutex_unlock(&vm->run_lock);
+        vmm_mutex_unlock(&vm->run_lock);
         return -ESHUTDOWN;
     }
     VcpuWork **p = &vcpu->work;
@@ -521,7 +521,7 @@ int vmm_vcpu_run_on(VmmVcpu *vcpu, VmmVcpuWorkFunc *fn, void *opaque)
     while (!w.done) {
         pthread_cond_wait(&vm->run_cond, &vm->run_lock.m);
     }
-    kvm_mutex_unlock(&vm->run_lock);
+    vmm_mutex_unlock(&vm->run_lock);
     return w.ret;
 }
 
@@ -534,7 +534,7 @@ static void wait_paused_locked(VmmVm *vm, VmmVcpu *vcpu) VMM_REQUIRES(vm->run_lo
 
 int kvm_vm_pause_all(VmmVm *vm)
 {
-    kvm_mutex_lock(&vm->run_lock);
+    vmm_mutex_lock(&vm->run_lock);
     for (unsigned i = 0; i < vm->nr_vcpus; i++) {
         vm->vcpus[i]->want_run = false;
         kvm_vcpu_request(vm->vcpus[i]);
@@ -542,7 +542,7 @@ int kvm_vm_pause_all(VmmVm *vm)
     for (unsigned i = 0; i < vm->nr_vcpus; i++) {
         wait_paused_locked(vm, vm->vcpus[i]);
     }
-    kvm_mutex_unlock(&vm->run_lock);
+    vmm_mutex_unlock(&vm->run_lock);
     return 0;
 }
 
@@ -563,12 +563,12 @@ int vmm_vm_start(VmmVm *vm)
     if (!vm) {
         return -EINVAL;
     }
-    kvm_mutex_lock(&vm->run_lock);
+    vmm_mutex_lock(&vm->run_lock);
     for (unsigned i = 0; i < vm->nr_vcpus; i++) {
         vm->vcpus[i]->want_run = true;
     }
     pthread_cond_broadcast(&vm->run_cond);
-    kvm_mutex_unlock(&vm->run_lock);
+    vmm_mutex_unlock(&vm->run_lock);
     return 0;
 }
 
@@ -586,11 +586,11 @@ int vmm_vcpu_pause(VmmVcpu *vcpu)
         VMM_MISUSE("vmm_vcpu_pause on the vCPU's own thread (return VMM_EXIT_PAUSE_VCPU)");
         return -EDEADLK;
     }
-    kvm_mutex_lock(&vcpu->vm->run_lock);
+    vmm_mutex_lock(&vcpu->vm->run_lock);
     vcpu->want_run = false;
     kvm_vcpu_request(vcpu);
     wait_paused_locked(vcpu->vm, vcpu);
-    kvm_mutex_unlock(&vcpu->vm->run_lock);
+    vmm_mutex_unlock(&vcpu->vm->run_lock);
     return 0;
 }
 
@@ -599,10 +599,10 @@ int vmm_vcpu_resume(VmmVcpu *vcpu)
     if (!vcpu) {
         return -EINVAL;
     }
-    kvm_mutex_lock(&vcpu->vm->run_lock);
+    vmm_mutex_lock(&vcpu->vm->run_lock);
     vcpu->want_run = true;
     pthread_cond_broadcast(&vcpu->vm->run_cond);
-    kvm_mutex_unlock(&vcpu->vm->run_lock);
+    vmm_mutex_unlock(&vcpu->vm->run_lock);
     return 0;
 }
 
@@ -613,8 +613,8 @@ bool vmm_vcpu_is_paused(VmmVcpu *vcpu)
     if (!vcpu) {
         return true;
     }
-    kvm_mutex_lock(&vcpu->vm->run_lock);
+    vmm_mutex_lock(&vcpu->vm->run_lock);
     p = vcpu->paused;
-    kvm_mutex_unlock(&vcpu->vm->run_lock);
+    vmm_mutex_unlock(&vcpu->vm->run_lock);
     return p;
 }

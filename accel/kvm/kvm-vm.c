@@ -375,9 +375,9 @@ void kvm_vm_end_locked(VmmVm *vm, const VmmVmExit *e)
 
 void kvm_vm_end(VmmVm *vm, const VmmVmExit *e)
 {
-    kvm_mutex_lock(&vm->run_lock);
+    vmm_mutex_lock(&vm->run_lock);
     kvm_vm_end_locked(vm, e);
-    kvm_mutex_unlock(&vm->run_lock);
+    vmm_mutex_unlock(&vm->run_lock);
 }
 
 void vmm_vm_request_end(VmmVm *vm, uint64_t code)
@@ -413,7 +413,7 @@ int vmm_vm_wait(VmmVm *vm, int64_t timeout_ns, VmmVmExit *out)
             ts.tv_nsec -= 1000000000L;
         }
     }
-    kvm_mutex_lock(&vm->run_lock);
+    vmm_mutex_lock(&vm->run_lock);
     while (!vm->ended && r == 0) {
         if (timeout_ns < 0) {
             pthread_cond_wait(&vm->run_cond, &vm->run_lock.m);
@@ -424,7 +424,7 @@ int vmm_vm_wait(VmmVm *vm, int64_t timeout_ns, VmmVmExit *out)
     if (r == 0 && out) {
         *out = vm->end;
     }
-    kvm_mutex_unlock(&vm->run_lock);
+    vmm_mutex_unlock(&vm->run_lock);
     if (r == 0) {
         r = kvm_vm_pause_all(vm);
     }
@@ -436,10 +436,10 @@ void vmm_vm_clear_end(VmmVm *vm)
     if (!vm) {
         return;
     }
-    kvm_mutex_lock(&vm->run_lock);
+    vmm_mutex_lock(&vm->run_lock);
     vm->ended = false;
     memset(&vm->end, 0, sizeof(vm->end));
-    kvm_mutex_unlock(&vm->run_lock);
+    vmm_mutex_unlock(&vm->run_lock);
 }
 
 int vmm_vm_set_exit_handler(VmmVm *vm, uint32_t exit_reason, VmmExitHandler *fn,
@@ -449,10 +449,10 @@ int vmm_vm_set_exit_handler(VmmVm *vm, uint32_t exit_reason, VmmExitHandler *fn,
         exit_reason == KVM_EXIT_MMIO) {
         return -EINVAL;
     }
-    kvm_mutex_lock(&vm->run_lock);
+    vmm_mutex_lock(&vm->run_lock);
     /* Release pairs with the acquire load in the vCPU's dispatch. */
     vmm_atomic_set(&vm->handlers[exit_reason].opaque, opaque);
     vmm_atomic_store_release(&vm->handlers[exit_reason].fn, fn);
-    kvm_mutex_unlock(&vm->run_lock);
+    vmm_mutex_unlock(&vm->run_lock);
     return 0;
 }
