@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "vmmkit/accel.h"
+#include "../bench-util.h"
 #include "accel/futex.h"
 #include "util/atomic.h"
 #include "util/compiler.h"
@@ -38,39 +39,6 @@
 static bool quick;
 static long iters;
 static int reps;
-
-static int64_t cpu_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static int cmp_dbl(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, n, sizeof(*v), cmp_dbl);
-    return v[n / 2];
-}
-
-static void bench_line(const char *name, double v, const char *unit,
-                       const char *vs, double vsv)
-{
-    printf("BENCH name=%s value=%.2f unit=%s vs=%s vs_value=%.2f ratio=%.3f\n",
-           name, v, unit, vs, vsv, vsv > 0 ? v / vsv : 0.0);
-}
 
 /* ---- the comparators ----------------------------------------------------- */
 
@@ -131,7 +99,7 @@ static void *pair_thread(void *opaque)
     }
     for (int r = 0; r < reps; r++) {
         pthread_barrier_wait(a->bar);
-        int64_t t0 = cpu_ns();
+        int64_t t0 = bench_cpu_ns();
         switch (a->kind) {
         case K_GATE_CPU:
             for (long i = 0; i < iters; i++) {
@@ -162,9 +130,9 @@ static void *pair_thread(void *opaque)
             }
             break;
         }
-        v[r] = (double)(cpu_ns() - t0) / iters;
+        v[r] = (double)(bench_cpu_ns() - t0) / iters;
     }
-    a->ns = median(v, reps);
+    a->ns = bench_median(v, reps);
     if (a->slot) {
         vmm_accel_cpu_slot_bind(a->slot, false);
     }
@@ -254,10 +222,10 @@ static double inhibit_latency_us(int n, bool halt, int rounds)
     }
     usleep(2000);
     for (int r = 0; r < rounds; r++) {
-        int64_t t0 = mono_ns();
+        int64_t t0 = bench_now_ns();
         vmm_accel_ioctl_inhibit_begin(gate);
         vmm_accel_ioctl_inhibit_end(gate);
-        v[r] = (mono_ns() - t0) / 1000.0;
+        v[r] = (bench_now_ns() - t0) / 1000.0;
         usleep(500);
     }
     vmm_atomic_set(&stop, 1);
@@ -267,7 +235,7 @@ static double inhibit_latency_us(int n, bool halt, int rounds)
         vmm_accel_cpu_slot_free(cpus[i].slot);
     }
     vmm_accel_gate_free(gate);
-    return median(v, rounds);
+    return bench_median(v, rounds);
 }
 
 /* The floor: one membarrier() with the same threads alive and blocked. */
@@ -275,11 +243,11 @@ static double membarrier_us(int rounds)
 {
     double v[256];
     for (int r = 0; r < rounds; r++) {
-        int64_t t0 = mono_ns();
+        int64_t t0 = bench_now_ns();
         syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
-        v[r] = (mono_ns() - t0) / 1000.0;
+        v[r] = (bench_now_ns() - t0) / 1000.0;
     }
-    return median(v, rounds);
+    return bench_median(v, rounds);
 }
 
 int main(void)
@@ -296,12 +264,12 @@ int main(void)
         double cg = run_pairs(K_CMPXCHG, t);
         double rw = run_pairs(K_RWLOCK, t);
         snprintf(name, sizeof(name), "gate-cpu-pair-t%d", t);
-        bench_line(name, gate, "ns", "cmpxchg-counter-gate", cg);
-        bench_line(name, gate, "ns", "pthread-rwlock", rw);
+        bench_print(name, gate, "ns", "cmpxchg-counter-gate", cg);
+        bench_print(name, gate, "ns", "pthread-rwlock", rw);
     }
     double vm = run_pairs(K_GATE_VM, 1);
     double cg1 = run_pairs(K_CMPXCHG, 1);
-    bench_line("gate-vm-pair-t1", vm, "ns", "cmpxchg-counter-gate", cg1);
+    bench_print("gate-vm-pair-t1", vm, "ns", "cmpxchg-counter-gate", cg1);
 
     int rounds = quick ? 5 : 101;
     double floor_us = membarrier_us(rounds);
@@ -309,9 +277,9 @@ int main(void)
         double h = inhibit_latency_us(n, true, rounds);
         double s = inhibit_latency_us(n, false, rounds);
         snprintf(name, sizeof(name), "gate-inhibit-halted-%d", n);
-        bench_line(name, h, "us", "membarrier", floor_us);
+        bench_print(name, h, "us", "membarrier", floor_us);
         snprintf(name, sizeof(name), "gate-inhibit-spinning-%d", n);
-        bench_line(name, s, "us", "membarrier", floor_us);
+        bench_print(name, s, "us", "membarrier", floor_us);
     }
     return 0;
 }

@@ -30,6 +30,7 @@
 #include <linux/futex.h>
 #include <linux/kvm.h>
 
+#include "../bench-util.h"
 #include "vmmkit/kvm.h"
 
 #define G(name) extern const uint8_t name[], name##_end[]
@@ -38,32 +39,6 @@ G(b_pio_loop); G(b_spin); G(b_halt);
 #define RAM 0x8000
 
 static bool quick;
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static int cmp_dbl(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, n, sizeof(*v), cmp_dbl);
-    return v[n / 2];
-}
-
-static void line(const char *name, double v, const char *unit, const char *vs, double vsv)
-{
-    printf("BENCH name=%s value=%.2f unit=%s vs=%s vs_value=%.2f ratio=%.3f\n",
-           name, v, unit, vs, vsv, vsv > 0 ? v / vsv : 0.0);
-    fflush(stdout);
-}
 
 static void die(const char *what)
 {
@@ -143,14 +118,14 @@ static double raw_pio_ns(uint32_t n)
             die("unexpected exit");
         }
         if (!t0) {
-            t0 = now_ns();      /* the first exit: steady state from here */
+            t0 = bench_now_ns();      /* the first exit: steady state from here */
         }
         if (r.run->io.port == 0xf0) {
             break;
         }
         *((uint8_t *)r.run + r.run->io.data_offset) = 0x5a;
     }
-    double ns = (double)(now_ns() - t0) / n;
+    double ns = (double)(bench_now_ns() - t0) / n;
     raw_close(&r);
     return ns;
 }
@@ -167,7 +142,7 @@ static uint64_t port_read(void *o, uint64_t off, unsigned size)
     (void)off;
     (void)size;
     if (!t_first) {
-        t_first = now_ns();
+        t_first = bench_now_ns();
     }
     return 0x5a;
 }
@@ -176,7 +151,7 @@ static void end_write(void *o, uint64_t off, uint64_t v, unsigned size)
 {
     (void)off;
     (void)size;
-    t_last = now_ns();
+    t_last = bench_now_ns();
     vmm_vm_request_end(o, v);
 }
 
@@ -293,14 +268,14 @@ static double raw_kick_us(const uint8_t *code, size_t len, bool irqchip, int rou
     usleep(5000);
     for (int i = 0; i < rounds; i++) {
         unsigned before = __atomic_load_n(&r.returns, __ATOMIC_SEQ_CST);
-        int64_t t0 = now_ns();
+        int64_t t0 = bench_now_ns();
         __atomic_store_n(&r.run->immediate_exit, 1, __ATOMIC_SEQ_CST);
         syscall(SYS_tgkill, getpid(), r.tid, SIGUSR1);
         while (__atomic_load_n(&r.returns, __ATOMIC_SEQ_CST) == before) {
             /* Sleep as the gate's inhibitor does: the vCPU may need this CPU. */
             syscall(SYS_futex, &r.returns, FUTEX_WAIT_PRIVATE, before, NULL, NULL, 0);
         }
-        v[i] = (now_ns() - t0) / 1000.0;
+        v[i] = (bench_now_ns() - t0) / 1000.0;
         usleep(1000);
     }
     __atomic_store_n(&r.stop, 1, __ATOMIC_SEQ_CST);
@@ -308,7 +283,7 @@ static double raw_kick_us(const uint8_t *code, size_t len, bool irqchip, int rou
     syscall(SYS_tgkill, getpid(), r.tid, SIGUSR1);
     pthread_join(t, NULL);
     raw_close(&r);
-    return median(v, rounds);
+    return bench_median(v, rounds);
 }
 
 static double vmm_inhibit_us(const uint8_t *code, size_t len, bool irqchip, int n,
@@ -326,16 +301,16 @@ static double vmm_inhibit_us(const uint8_t *code, size_t len, bool irqchip, int 
     usleep(20000);
     VmmAccelGate *g = vmm_vm_gate(vm);
     for (int i = 0; i < rounds; i++) {
-        int64_t t0 = now_ns();
+        int64_t t0 = bench_now_ns();
         vmm_accel_ioctl_inhibit_begin(g);
-        v[i] = (now_ns() - t0) / 1000.0;
+        v[i] = (bench_now_ns() - t0) / 1000.0;
         vmm_accel_ioctl_inhibit_end(g);
         usleep(1000);
     }
     vmm_vm_pause(vm);
     vmm_vm_free(vm);
     munmap(ram, RAM);
-    return median(v, rounds);
+    return bench_median(v, rounds);
 }
 
 int main(void)
@@ -362,8 +337,8 @@ int main(void)
         }
         ratio[i] = ours[i] / raw[i];
     }
-    printf("# kvm-pio-exit: median of the %d paired ratios %.3f\n", reps, median(ratio, reps));
-    line("kvm-pio-exit", median(ours, reps), "ns", "raw-kvm-run-loop", median(raw, reps));
+    printf("# kvm-pio-exit: median of the %d paired ratios %.3f\n", reps, bench_median(ratio, reps));
+    bench_print("kvm-pio-exit", bench_median(ours, reps), "ns", "raw-kvm-run-loop", bench_median(raw, reps));
 
     int rounds = quick ? 5 : 41;
     double floor_h = raw_kick_us(b_halt, b_halt_end - b_halt, true, rounds);
@@ -372,9 +347,9 @@ int main(void)
         double h = vmm_inhibit_us(b_halt, b_halt_end - b_halt, true, cpus, rounds);
         double s = vmm_inhibit_us(b_spin, b_spin_end - b_spin, false, cpus, rounds);
         snprintf(name, sizeof(name), "kvm-inhibit-halted-%d", cpus);
-        line(name, h, "us", "raw-kick-halted-1", floor_h);
+        bench_print(name, h, "us", "raw-kick-halted-1", floor_h);
         snprintf(name, sizeof(name), "kvm-inhibit-spinning-%d", cpus);
-        line(name, s, "us", "raw-kick-spinning-1", floor_s);
+        bench_print(name, s, "us", "raw-kick-spinning-1", floor_s);
     }
     return 0;
 }

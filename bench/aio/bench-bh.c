@@ -8,7 +8,7 @@
 #include <glib.h>
 #include <poll.h>
 
-#include "bench-util.h"
+#include "../bench-util.h"
 #include "vmmkit/aio.h"
 
 #define BATCH 64

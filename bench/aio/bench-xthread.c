@@ -11,7 +11,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "bench-util.h"
+#include "../bench-util.h"
 #include "vmmkit/aio.h"
 
 #define REPS 9

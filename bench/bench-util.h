@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* Shared helpers of the aio benchmarks: timing, repetitions, BENCH lines. */
-#ifndef AIO_BENCH_UTIL_H
-#define AIO_BENCH_UTIL_H
+/* Shared helpers of every benchmark: clocks, medians, the BENCH line. */
+#ifndef VMM_BENCH_UTIL_H
+#define VMM_BENCH_UTIL_H
 
 #include <pthread.h>
 #include <sched.h>
@@ -15,6 +15,15 @@ static inline int64_t bench_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* CPU time of the calling thread: immune to time slices lost to other
+ * processes on a shared machine. */
+static inline int64_t bench_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
