@@ -27,37 +27,11 @@
 
 #include "aio/aio-internal.h"
 #include "block/block-int.h"
+#include "../bench-util.h"
 #include "vmmkit/block.h"
 
 static long iters = 20000000;
 static int reps = 9;
-
-static double cpu_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(v[0]), cmp_double);
-    return v[n / 2];
-}
-
-static void report(const char *name, double value, const char *unit, const char *vs,
-                   double vs_value)
-{
-    printf("BENCH name=%s value=%.2f unit=%s vs=%s vs_value=%.2f ratio=%.3f\n", name, value,
-           unit, vs, vs_value, value / vs_value);
-    fflush(stdout);
-}
 
 /* ---- The QEMU shape, written out ------------------------------------------ */
 
@@ -110,7 +84,7 @@ static pthread_rwlock_t rwl = PTHREAD_RWLOCK_INITIALIZER;
 
 static double run_loop(LoopKind k, long n)
 {
-    double t0 = cpu_ns();
+    double t0 = (double)bench_cpu_ns();
     switch (k) {
     case L_GRAPH:
         for (long i = 0; i < n; i++) {
@@ -131,7 +105,7 @@ static double run_loop(LoopKind k, long n)
         }
         break;
     }
-    return (cpu_ns() - t0) / (double)n;
+    return ((double)bench_cpu_ns() - t0) / (double)n;
 }
 
 typedef struct Job {
@@ -174,35 +148,35 @@ static double measure(LoopKind kind, VmmAioContext **ctx, int nthreads)
     for (int t = 0; t < nthreads; t++) {
         VMM_AIO_WAIT_WHILE(NULL, !__atomic_load_n(&jobs[t].done, __ATOMIC_ACQUIRE));
     }
-    return median(jobs[0].result, reps);
+    return bench_median(jobs[0].result, reps);
 }
 
 static double measure_wrlock(int n)
 {
     double v[32];
     for (int r = 0; r < reps; r++) {
-        double t0 = cpu_ns();
+        double t0 = (double)bench_cpu_ns();
         for (int i = 0; i < n; i++) {
             vmm_graph_wrlock();
             vmm_graph_wrunlock();
         }
-        v[r] = (cpu_ns() - t0) / n;
+        v[r] = ((double)bench_cpu_ns() - t0) / n;
     }
-    return median(v, reps);
+    return bench_median(v, reps);
 }
 
 static double measure_rw_wrlock(int n)
 {
     double v[32];
     for (int r = 0; r < reps; r++) {
-        double t0 = cpu_ns();
+        double t0 = (double)bench_cpu_ns();
         for (int i = 0; i < n; i++) {
             pthread_rwlock_wrlock(&rwl);
             pthread_rwlock_unlock(&rwl);
         }
-        v[r] = (cpu_ns() - t0) / n;
+        v[r] = ((double)bench_cpu_ns() - t0) / n;
     }
-    return median(v, reps);
+    return bench_median(v, reps);
 }
 
 int main(void)
@@ -229,17 +203,17 @@ int main(void)
     double ours = measure(L_GRAPH, ctx, 1);
     double qemu = measure(L_QEMU, ctx, 1);
     double rw = measure(L_RWLOCK, ctx, 1);
-    report("graph_rdlock_pair", ours, "ns", "qemu_shape_pair", qemu);
-    report("graph_rdlock_pair", ours, "ns", "pthread_rwlock_pair", rw);
+    bench_print("graph_rdlock_pair", ours, "ns", "qemu_shape_pair", qemu);
+    bench_print("graph_rdlock_pair", ours, "ns", "pthread_rwlock_pair", rw);
 
     double ours2 = measure(L_GRAPH, ctx, 2);
     double qemu2 = measure(L_QEMU, ctx, 2);
     double rw2 = measure(L_RWLOCK, ctx, 2);
-    report("graph_rdlock_pair_2t", ours2, "ns", "qemu_shape_pair_2t", qemu2);
-    report("graph_rdlock_pair_2t", ours2, "ns", "pthread_rwlock_pair_2t", rw2);
+    bench_print("graph_rdlock_pair_2t", ours2, "ns", "qemu_shape_pair_2t", qemu2);
+    bench_print("graph_rdlock_pair_2t", ours2, "ns", "pthread_rwlock_pair_2t", rw2);
 
     int wn = quick && *quick && strcmp(quick, "0") ? 10 : 2000;
-    report("graph_wrlock_pair", measure_wrlock(wn), "ns", "pthread_rwlock_wr_pair",
+    bench_print("graph_wrlock_pair", measure_wrlock(wn), "ns", "pthread_rwlock_wr_pair",
            measure_rw_wrlock(wn * 100));
 
     for (int i = 0; i < 2; i++) {
