@@ -401,7 +401,8 @@ static int setup_memory(VmmMachine *m)
 {
     int r;
     VmmRamRegionOptions ro = { .size = sizeof(ro), .length = m->ram_size,
-                               .name = "vmmkit-ram", .flags = VMM_RAM_NORESERVE };
+                               .name = "vmmkit-ram",
+                               .flags = VMM_RAM_NORESERVE | VMM_RAM_PRIVATE };
     m->ram = vmm_ram_region_new(&ro, &r);
     if (!m->ram) {
         return r;
