@@ -23,6 +23,7 @@
 
 #include "machine/acpi.h"
 #include "util/log.h"
+#include "util/thread.h"
 
 const char *vmm_machine_state_name(VmmMachineState st)
 {
@@ -591,7 +592,12 @@ int vmm_machine_start(VmmMachine *m)
     if (r < 0) {
         return r;
     }
-    r = pthread_create(&m->waiter, NULL, waiter_main, m);
+    pthread_attr_t attr;
+    r = vmm_thread_attr_init(&attr);
+    if (r == 0) {
+        r = pthread_create(&m->waiter, &attr, waiter_main, m);
+        pthread_attr_destroy(&attr);
+    }
     if (r) {
         return -r;
     }
