@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "block/block-int.h"
+#include "block/graph-lock-int.h"
 
 struct VmmBlockBackend {
     VmmBlockChild *root VMM_GUARDED_BY(vmm_graph_lock);
@@ -335,7 +336,7 @@ static int coroutine_fn blk_co_do(VmmBlockBackend *blk, BlkOp op, int64_t offset
         return -EINVAL;
     }
     blk_co_enter(blk);
-    vmm_graph_co_rdlock();
+    block_graph_co_rdlock_fast();       /* inline: no call per request */
     int ret;
     VmmBlockChild *root = blk->root;
     if (!root) {
@@ -359,7 +360,7 @@ static int coroutine_fn blk_co_do(VmmBlockBackend *blk, BlkOp op, int64_t offset
             break;
         }
     }
-    vmm_graph_co_rdunlock();
+    block_graph_co_rdunlock_fast();
     blk_dec_in_flight(blk);
     return ret;
 }
