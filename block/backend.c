@@ -273,6 +273,12 @@ uint32_t vmm_blk_request_alignment(VmmBlockBackend *blk)
     return n ? n->request_alignment : 1;
 }
 
+uint32_t vmm_blk_max_transfer(VmmBlockBackend *blk)
+{
+    VmmBlockNode *n = vmm_blk_node(blk);
+    return n ? vmm_atomic_read(&n->max_transfer) : 0;
+}
+
 size_t vmm_blk_mem_alignment(VmmBlockBackend *blk)
 {
     VmmBlockNode *n = vmm_blk_node(blk);
