@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "aio/aio-priv.h"
+#include "util/thread.h"
 
 VmmAioContext *aio_context_new_named(const VmmAioContextOptions *opts, const char *name,
                                      int *errp);
@@ -72,7 +73,12 @@ VmmIOThread *vmm_iothread_new(const char *name, const VmmAioContextOptions *opts
     }
     pthread_mutex_init(&t->lock, NULL);
     pthread_cond_init(&t->cond, NULL);
-    err = -pthread_create(&t->tid, NULL, iothread_run, t);
+    pthread_attr_t attr;
+    err = -vmm_thread_attr_init(&attr);
+    if (!err) {
+        err = -pthread_create(&t->tid, &attr, iothread_run, t);
+        pthread_attr_destroy(&attr);
+    }
     if (err) {
         pthread_mutex_destroy(&t->lock);
         pthread_cond_destroy(&t->cond);

@@ -124,8 +124,9 @@ struct VmmVm {
     bool ended;
     VmmVmExit end;
 
-    /* GSI routing (main loop, under mem_lock). */
-    struct kvm_irq_routing_entry *routes;
+    /* GSI routing (any thread, under route_lock; see kvm-irq.c). */
+    VmmMutex route_lock;
+    struct kvm_irq_routing_entry *routes;   /* set once, entries under route_lock */
     uint32_t nr_routes;
     uint64_t gsi_used[KVM_MAX_ROUTES_VMM / 64];
 };

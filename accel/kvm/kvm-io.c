@@ -142,7 +142,7 @@ int vmm_vm_register_io(VmmVm *vm, bool pio, uint64_t base, uint64_t len,
     vmm_mutex_unlock(&vm->io_lock);
     if (old) {
         vmm_rcu_tsan_release();     /* the writer's side of the TSan edge */
-        urcu_memb_call_rcu(&old->rcu, map_free_rcu);
+        vmm_rcu_call(&old->rcu, map_free_rcu);
     }
     return 0;
 }

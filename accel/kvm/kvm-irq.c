@@ -6,6 +6,18 @@
  * KVM_SET_GSI_ROUTING replaces the whole table, so we keep it: the
  * irqchip's default pin routes (as the kernel sets them up: GSI 0-15 to
  * the PIC and the IOAPIC, 16-23 to the IOAPIC) plus our MSI routes.
+ *
+ * Threads: the route table is changed from any thread, vCPU threads
+ * included (a guest's MSI-X table write updates the route behind its
+ * irqfd from the vCPU thread that trapped it).  route_lock serialises the
+ * edit of our copy and its commit, so the kernel's table is always the
+ * last copy committed; the commit is a VM ioctl bracketed by the accel
+ * gate, so it waits while the main loop inhibits the gate (and a vCPU
+ * thread making it is outside KVM_RUN, so the inhibitor never waits for
+ * it).  Lock order: route_lock, then the gate (shared).  Hence the one
+ * rule: a thread that inhibits the gate must not change routes meanwhile.
+ * irqfd and ioeventfd (de)assignment are single ioctls the kernel
+ * serialises itself: any thread too.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -30,11 +42,15 @@ static void route_pin(struct kvm_irq_routing_entry *e, uint32_t gsi, uint32_t ch
 int kvm_irq_routing_init(VmmVm *vm)
 {
     uint32_t n = 0;
+    struct kvm_irq_routing_entry *t = calloc(KVM_MAX_ROUTES_VMM, sizeof(*t));
 
-    vm->routes = calloc(KVM_MAX_ROUTES_VMM, sizeof(*vm->routes));
-    if (!vm->routes) {
+    if (!t) {
         return -ENOMEM;
     }
+    /* Before any vCPU exists (vmm_vm_create_irqchip): published to the
+     * threads that use it by their creation. */
+    vm->routes = t;
+    vmm_mutex_lock(&vm->route_lock);
     for (uint32_t gsi = 0; gsi < IOAPIC_PINS; gsi++) {
         if (gsi < 16) {
             route_pin(&vm->routes[n++], gsi, gsi < 8 ? KVM_IRQCHIP_PIC_MASTER
@@ -44,10 +60,11 @@ int kvm_irq_routing_init(VmmVm *vm)
         vm->gsi_used[gsi / 64] |= 1ULL << (gsi % 64);
     }
     vm->nr_routes = n;
+    vmm_mutex_unlock(&vm->route_lock);
     return 0;
 }
 
-static int commit_routes(VmmVm *vm) VMM_REQUIRES(vm->mem_lock)
+static int commit_routes(VmmVm *vm) VMM_REQUIRES(vm->route_lock)
 {
     struct kvm_irq_routing *t;
     int r;
@@ -148,7 +165,7 @@ static void route_msi(struct kvm_irq_routing_entry *e, uint32_t gsi, uint64_t ad
     e->u.msi.data = data;
 }
 
-static int find_route(VmmVm *vm, int gsi) VMM_REQUIRES(vm->mem_lock)
+static int find_route(VmmVm *vm, int gsi) VMM_REQUIRES(vm->route_lock)
 {
     for (uint32_t i = 0; i < vm->nr_routes; i++) {
         if ((int)vm->routes[i].gsi == gsi && vm->routes[i].type == KVM_IRQ_ROUTING_MSI) {
@@ -168,7 +185,7 @@ int vmm_vm_add_msi_route(VmmVm *vm, uint64_t address, uint32_t data)
     if (!vm->routes) {
         return -ENODEV;     /* no irqchip or no KVM_CAP_IRQ_ROUTING */
     }
-    vmm_mutex_lock(&vm->mem_lock);
+    vmm_mutex_lock(&vm->route_lock);
     if (vm->nr_routes < KVM_MAX_ROUTES_VMM) {
         for (int g = IOAPIC_PINS; g < KVM_MAX_ROUTES_VMM; g++) {
             if (!(vm->gsi_used[g / 64] & (1ULL << (g % 64)))) {
@@ -187,7 +204,7 @@ int vmm_vm_add_msi_route(VmmVm *vm, uint64_t address, uint32_t data)
             vm->gsi_used[gsi / 64] |= 1ULL << (gsi % 64);
         }
     }
-    vmm_mutex_unlock(&vm->mem_lock);
+    vmm_mutex_unlock(&vm->route_lock);
     return gsi;
 }
 
@@ -199,10 +216,14 @@ int vmm_vm_update_msi_route(VmmVm *vm, int gsi, uint64_t address, uint32_t data)
     if (!vm || !vm->routes) {
         return vm ? -ENODEV : -EINVAL;
     }
-    vmm_mutex_lock(&vm->mem_lock);
+    vmm_mutex_lock(&vm->route_lock);
     i = find_route(vm, gsi);
     if (i < 0) {
         r = -ENOENT;
+    } else if (vm->routes[i].u.msi.address_lo == (uint32_t)address &&
+               vm->routes[i].u.msi.address_hi == (uint32_t)(address >> 32) &&
+               vm->routes[i].u.msi.data == data) {
+        r = 0;                      /* unchanged: no commit */
     } else {
         keep = vm->routes[i];
         route_msi(&vm->routes[i], gsi, address, data);
@@ -211,7 +232,7 @@ int vmm_vm_update_msi_route(VmmVm *vm, int gsi, uint64_t address, uint32_t data)
             vm->routes[i] = keep;
         }
     }
-    vmm_mutex_unlock(&vm->mem_lock);
+    vmm_mutex_unlock(&vm->route_lock);
     return r;
 }
 
@@ -223,7 +244,7 @@ int vmm_vm_remove_msi_route(VmmVm *vm, int gsi)
     if (!vm || !vm->routes) {
         return vm ? -ENODEV : -EINVAL;
     }
-    vmm_mutex_lock(&vm->mem_lock);
+    vmm_mutex_lock(&vm->route_lock);
     i = find_route(vm, gsi);
     if (i < 0) {
         r = -ENOENT;
@@ -238,7 +259,7 @@ int vmm_vm_remove_msi_route(VmmVm *vm, int gsi)
             vm->gsi_used[gsi / 64] &= ~(1ULL << (gsi % 64));
         }
     }
-    vmm_mutex_unlock(&vm->mem_lock);
+    vmm_mutex_unlock(&vm->route_lock);
     return r;
 }
 

@@ -26,6 +26,7 @@
 #include "accel/kvm/kvm-internal.h"
 #include "util/atomic.h"
 #include "util/log.h"
+#include "util/thread.h"
 
 #define STAT_INC(v, f) vmm_atomic_set(&(v)->stats.f, (v)->stats.f + 1)
 
@@ -365,7 +366,12 @@ static int vcpu_start_thread(VmmVcpu *vcpu)
     /* The thread starts with every signal blocked and unblocks its kick. */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    r = -pthread_create(&vcpu->thread, NULL, vcpu_thread, vcpu);
+    pthread_attr_t attr;
+    r = -vmm_thread_attr_init(&attr);
+    if (r == 0) {
+        r = -pthread_create(&vcpu->thread, &attr, vcpu_thread, vcpu);
+        pthread_attr_destroy(&attr);
+    }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (r == 0) {
         pthread_setname_np(vcpu->thread, vcpu->name);

@@ -186,6 +186,7 @@ static void vm_init_locks(VmmVm *vm)
     pthread_mutex_init(&vm->io_lock.m, NULL);
     pthread_mutex_init(&vm->run_lock.m, NULL);
     pthread_mutex_init(&vm->coalesced_lock.m, NULL);
+    pthread_mutex_init(&vm->route_lock.m, NULL);
     pthread_cond_init(&vm->run_cond, NULL);
 }
 
@@ -205,6 +206,7 @@ static void vm_close(VmmVm *vm)
     pthread_mutex_destroy(&vm->io_lock.m);
     pthread_mutex_destroy(&vm->run_lock.m);
     pthread_mutex_destroy(&vm->coalesced_lock.m);
+    pthread_mutex_destroy(&vm->route_lock.m);
     pthread_cond_destroy(&vm->run_cond);
     free(vm);
 }

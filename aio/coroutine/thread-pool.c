@@ -24,6 +24,7 @@
 #include "coroutine-int.h"
 #include "util/atomic.h"
 #include "util/log.h"
+#include "util/thread.h"
 
 #define TP_MAX_WORKERS_DEFAULT 64
 #define TP_IDLE_NS             (10 * 1000000000LL)
@@ -240,10 +241,12 @@ static int spawn_worker(ThreadPool *p) VMM_REQUIRES(p->lock)
     /* Workers take no signals: those belong to the program's threads. */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    ret = pthread_create(&th, &attr, worker_main, p);
-    pthread_attr_destroy(&attr);
+    ret = vmm_thread_attr_init(&attr);
+    if (ret == 0) {
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        ret = pthread_create(&th, &attr, worker_main, p);
+        pthread_attr_destroy(&attr);
+    }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (ret == 0) {
         p->workers++;

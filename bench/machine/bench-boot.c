@@ -47,13 +47,20 @@ static long rss_beyond_ram(pid_t pid)
     }
     long total = 0;
     bool guest = false;
+    /* VMM_BENCH_VERBOSE=1: name every mapping that holds 128 KiB or more. */
+    bool verbose = getenv("VMM_BENCH_VERBOSE") != NULL;
+    char head[512] = "";
     while (fgets(line, sizeof(line), f)) {
         unsigned long lo, hi;
         long kb;
         if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, ' ')) {
             guest = strstr(line, "vmmkit-ram") || (hi - lo) >= ((unsigned long)RAM_MIB << 20);
+            snprintf(head, sizeof(head), "%s", line);
         } else if (sscanf(line, "Rss: %ld kB", &kb) == 1 && !guest) {
             total += kb;
+            if (verbose && kb >= 128) {
+                fprintf(stderr, "# rss %6ld KiB %s", kb, head);
+            }
         }
     }
     fclose(f);
@@ -236,13 +243,20 @@ int main(int argc, char **argv)
     static char img[] = "bench-disk.img";
     int ifd = open(img, O_RDWR | O_CREAT | O_TRUNC, 0644);
     if (ifd >= 0) {
-        static char blk[1 << 20];
-        memset(blk, 0x5a, sizeof(blk));
+        /* Heap (an mmap freed before the boot), so that the benchmark's
+         * own buffer is not counted as the VMM's memory. */
+        size_t bsz = 1 << 20;
+        char *blk = malloc(bsz);
+        if (!blk) {
+            return 1;
+        }
+        memset(blk, 0x5a, bsz);
         for (int i = 0; i < 64; i++) {
-            if (write(ifd, blk, sizeof(blk)) != (ssize_t)sizeof(blk)) {
+            if (write(ifd, blk, bsz) != (ssize_t)bsz) {
                 break;
             }
         }
+        free(blk);
         fsync(ifd);
         close(ifd);
         disk_image = img;

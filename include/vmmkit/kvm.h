@@ -266,7 +266,16 @@ VMM_EXPORT int vmm_vm_signal_msi(VmmVm *vm, uint64_t address, uint32_t data);
 /*
  * MSI routes (KVM_SET_GSI_ROUTING, keeping the irqchip's default pin
  * routes): returns the new GSI (>= 24) or -errno.  Update or remove with
- * the GSI.  Main loop.
+ * the GSI; an update to the same address/data commits nothing.  The routes
+ * need the in-kernel irqchip and KVM_CAP_IRQ_ROUTING (-ENODEV without).
+ *
+ * Any thread, vCPU threads included: a device model may update the route
+ * behind an irqfd from inside the vCPU's MSI-X table write.  The route
+ * table has its own lock, taken before the accel gate; the commit waits
+ * while the gate is inhibited.  So the one forbidden caller is a thread
+ * that holds the gate inhibited (it would wait for a vCPU that waits for
+ * it).  When the call returns, the kernel routes the GSI the new way: an
+ * irqfd signalled afterwards uses the new address/data.
  */
 VMM_EXPORT int vmm_vm_add_msi_route(VmmVm *vm, uint64_t address, uint32_t data);
 VMM_EXPORT int vmm_vm_update_msi_route(VmmVm *vm, int gsi, uint64_t address,
@@ -277,7 +286,7 @@ VMM_EXPORT int vmm_vm_remove_msi_route(VmmVm *vm, int gsi);
  * irqfd: writing the eventfd @fd raises GSI @gsi with no exit and no ioctl
  * (an iothread sets a VmmEventNotifier whose vmm_event_notifier_fd() is
  * @fd).  @resample_fd >= 0 makes it a level interrupt whose EOI writes the
- * resample eventfd.  Main loop.
+ * resample eventfd.  Any thread, as the routes above.
  */
 VMM_EXPORT int vmm_vm_add_irqfd(VmmVm *vm, int fd, uint32_t gsi, int resample_fd);
 VMM_EXPORT int vmm_vm_remove_irqfd(VmmVm *vm, int fd, uint32_t gsi);
@@ -287,7 +296,8 @@ VMM_EXPORT int vmm_vm_remove_irqfd(VmmVm *vm, int fd, uint32_t gsi);
  * to @addr signals eventfd @fd inside the kernel instead of exiting; with
  * @datamatch only when the value equals @data.  Register @fd on an
  * AioContext (vmm_aio_set_fd_handler or an event notifier) to handle it.
- * Main loop.
+ * Any thread, as the routes above (a transport registers a doorbell from
+ * the vCPU thread in which the driver enables its queue).
  */
 VMM_EXPORT int vmm_vm_add_ioeventfd(VmmVm *vm, int fd, bool pio, uint64_t addr,
                                     uint32_t len, bool datamatch, uint64_t data);
@@ -298,7 +308,7 @@ VMM_EXPORT int vmm_vm_remove_ioeventfd(VmmVm *vm, int fd, bool pio, uint64_t add
  * The same with AioContext event notifiers: an iothread that sets @n
  * raises the interrupt (no ioctl, no exit); a guest write signals @n, whose
  * handler (vmm_aio_set_event_notifier) runs in the context that watches it.
- * Main loop.
+ * Any thread, as the routes above.
  */
 VMM_EXPORT int vmm_vm_add_irqfd_notifier(VmmVm *vm, VmmEventNotifier *n, uint32_t gsi);
 VMM_EXPORT int vmm_vm_remove_irqfd_notifier(VmmVm *vm, VmmEventNotifier *n, uint32_t gsi);

@@ -7,7 +7,8 @@
  * (zero page, e820, identity page tables), ACPI tables (hardware-reduced:
  * MADT for the CPUs and the I/O APIC, a DSDT with a PCI root bridge, and a
  * sleep-control/reset register the VMM sees), a PCI bus 0 with virtio-pci
- * (modern, MSI-X through irqfds) devices and a 16550 UART console.
+ * (modern; MSI-X through irqfds, doorbells through ioeventfds) devices and
+ * a 16550 UART console.
  * docs/machine.md explains the layout and why.
  *
  * Lifecycle: vmm_machine_new() builds and loads everything (vCPUs stopped);
@@ -106,6 +107,27 @@ VMM_EXPORT int vmm_machine_wait(VmmMachine *m, int64_t timeout_ns, char *msg,
 /* Queue console input for the UART; returns the bytes accepted (the
  * receive FIFO may be full: retry later).  Any thread. */
 VMM_EXPORT size_t vmm_machine_console_input(VmmMachine *m, const void *buf, size_t len);
+
+/*
+ * How the machine's virtio-pci devices talk to the guest, summed over its
+ * disks (counters since creation; the last two are the current state).
+ * An interrupt goes through an irqfd when its MSI-X vector has a KVM GSI
+ * route, else through KVM_SIGNAL_MSI; a doorbell exits to the VMM (counted
+ * here) only where no ioeventfd catches it.
+ */
+typedef struct VmmMachineStats {
+    size_t size;                /* sizeof(VmmMachineStats), set by the caller */
+    uint64_t irqfd_signals;     /* interrupts delivered by writing an irqfd */
+    uint64_t msi_injections;    /* interrupts delivered with KVM_SIGNAL_MSI */
+    uint64_t msix_pended;       /* interrupts that found their vector masked */
+    uint64_t mmio_doorbells;    /* queue notifications that exited to the VMM */
+    uint32_t irqfd_vectors;     /* MSI-X vectors with a route and an irqfd */
+    uint32_t ioeventfd_queues;  /* queues whose doorbell is a KVM ioeventfd */
+} VmmMachineStats;
+
+/* Fill *@out (@out->size says how much).  0 or -EINVAL.  Any thread
+ * (the counters are read without stopping anything). */
+VMM_EXPORT int vmm_machine_get_stats(VmmMachine *m, VmmMachineStats *out);
 
 /* The VM underneath (for exit handlers, stats, state).  Any thread. */
 VMM_EXPORT VmmVm *vmm_machine_vm(VmmMachine *m);

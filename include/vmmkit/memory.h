@@ -40,6 +40,15 @@ typedef struct VmmGuestMemory VmmGuestMemory;
 #define VMM_RAM_HUGEPAGES   (1u << 0)
 /* Do not reserve swap for the region (MAP_NORESERVE). */
 #define VMM_RAM_NORESERVE   (1u << 1)
+/* Anonymous private memory instead of a memfd: it cannot be shared with
+ * another process (vmm_ram_region_fd() returns -1), but the kernel can back
+ * it with transparent huge pages, which shmem mappings only get when the
+ * host enables them for shmem (mostly it does not).  The mapping is aligned
+ * to 2 MiB and advised MADV_HUGEPAGE, so KVM maps the guest with 2 MiB
+ * pages: far fewer nested-page faults while the guest first touches its
+ * memory (the kernel's decompression and early boot).  With
+ * VMM_RAM_HUGEPAGES it uses MAP_HUGETLB pages instead. */
+#define VMM_RAM_PRIVATE     (1u << 2)
 
 typedef struct VmmRamRegionOptions {
     size_t size;            /* sizeof(VmmRamRegionOptions), for ABI growth */
@@ -50,7 +59,8 @@ typedef struct VmmRamRegionOptions {
 } VmmRamRegionOptions;
 
 /* Create a zero-filled region (refcount 1).  Errors: -EINVAL (bad options),
- * -ENOMEM, or the errno of memfd_create/ftruncate/mmap.  Any thread. */
+ * -ENOMEM, or the errno of memfd_create/ftruncate/mmap/madvise.  Any
+ * thread. */
 VMM_EXPORT VmmRamRegion *vmm_ram_region_new(const VmmRamRegionOptions *opts,
                                             int *errp);
 /* Any thread. */
@@ -64,7 +74,8 @@ VMM_EXPORT uint64_t vmm_ram_region_length(VmmRamRegion *r);
 /* The page size backing the region (4 KiB or the huge page size). */
 VMM_EXPORT uint64_t vmm_ram_region_page_size(VmmRamRegion *r);
 /* The region's memfd, owned by the region (do not close it); pass it to
- * another process or map it again to share the memory.  Any thread. */
+ * another process or map it again to share the memory.  -1 for a
+ * VMM_RAM_PRIVATE region.  Any thread. */
 VMM_EXPORT int vmm_ram_region_fd(VmmRamRegion *r);
 
 /* ---- The guest-physical address map ---------------------------------------- */

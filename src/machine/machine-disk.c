@@ -6,19 +6,48 @@
  * Threads: BAR accesses come from vCPU threads with the machine's lock
  * held (a recursive mutex: the virtio core may raise an interrupt from
  * inside a register write); interrupts come from the iothread and take the
- * same lock; delivery is KVM_SIGNAL_MSI with the vector's address/data.
+ * same lock.
+ *
+ * Interrupts: each MSI-X vector the driver unmasks gets a KVM GSI route
+ * with the vector's address/data and an irqfd on an event notifier; the
+ * route is set up (or updated, when the driver reprogrammed the entry) by
+ * the vCPU thread whose table or capability write made the vector live,
+ * before that write returns to the guest.  Firing a live vector is then
+ * one eventfd write (vmm_event_notifier_set) from whatever thread raises
+ * it - no ioctl.  The transport only fires live vectors, under the lock,
+ * so a masked vector's interrupt goes to the PBA instead and is fired on
+ * unmask, after its route is current.  Masking keeps the route and irqfd
+ * (nothing writes the eventfd while masked).  Where routes or irqfds are
+ * unavailable (no KVM_CAP_IRQ_ROUTING, table full, an ioctl fails) the
+ * vector falls back to KVM_SIGNAL_MSI with the vector's address/data.
+ *
+ * Doorbells: each enabled queue gets a KVM ioeventfd on its notify address
+ * (one address per queue, so no datamatch), signalling an event notifier
+ * the virtio core watches in the queue's AioContext (the disk iothread):
+ * the guest's doorbell write wakes the iothread without leaving KVM_RUN.
+ * The notifiers are attached to the queues once, at creation (main loop);
+ * the ioeventfds follow the transport's doorbell() reports (queue enable,
+ * reset, BAR 0 moved or decoding switched) from the vCPU thread.  When
+ * the ioeventfd cannot be registered the MMIO exit path still notifies.
  */
 #include "machine/machine-internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <linux/virtio_blk.h>
 
 #include "machine/virtio-pci.h"
 #include "util/log.h"
 #include "vmmkit/block.h"
 #include "vmmkit/virtio-blk.h"
+
+/* An MSI-X vector's irqfd: n != NULL and gsi >= 0 when it has one. */
+typedef struct DiskVector {
+    VmmEventNotifier *n;
+    int gsi;
+} DiskVector;
 
 struct MachineDisk {
     VmmMachine *m;
@@ -28,6 +57,12 @@ struct MachineDisk {
     VirtioPci t;
     VmmMachinePciDev pcidev;
     bool paused;
+    bool no_irqfd;                      /* routes unavailable: signal_msi only */
+    DiskVector vec[VPCI_MAX_VECTORS];   /* under m->lock */
+    VmmEventNotifier *bell[VPCI_MAX_QUEUES];    /* attached to the queues */
+    uint64_t bell_gpa[VPCI_MAX_QUEUES]; /* ioeventfd registered there, or UINT64_MAX */
+    /* Statistics (atomic, relaxed). */
+    uint64_t irqfd_signals, msi_injections;
 };
 
 /* ---- The transport's view of the virtio core ----------------------------- */
@@ -85,13 +120,113 @@ static void d_config_write(void *o, uint32_t off, uint32_t size, uint32_t val)
     vmm_virtio_config_write(((MachineDisk *)o)->vdev, off, b, size);
 }
 
+/* ---- MSI-X through irqfds ------------------------------------------------ */
+
+static void vector_release(MachineDisk *d, DiskVector *vec)
+{
+    VmmVm *vm = d->m->vm;
+    if (vec->gsi >= 0 && vec->n) {
+        vmm_vm_remove_irqfd_notifier(vm, vec->n, (uint32_t)vec->gsi);
+    }
+    if (vec->gsi >= 0) {
+        vmm_vm_remove_msi_route(vm, vec->gsi);
+    }
+    if (vec->n) {
+        vmm_event_notifier_free(vec->n);
+    }
+    vec->n = NULL;
+    vec->gsi = -1;
+}
+
+/* A new route + irqfd for @vec; on failure the vector uses signal_msi. */
+static void vector_setup(MachineDisk *d, DiskVector *vec, uint64_t addr, uint32_t data)
+{
+    VmmVm *vm = d->m->vm;
+    int r = 0;
+    vec->n = vmm_event_notifier_new(&r);
+    if (!vec->n) {
+        return;
+    }
+    vec->gsi = vmm_vm_add_msi_route(vm, addr, data);
+    if (vec->gsi < 0) {
+        if (vec->gsi == -ENODEV) {
+            d->no_irqfd = true;             /* no routing: do not retry */
+        }
+        vmm_event_notifier_free(vec->n);
+        vec->n = NULL;
+        vec->gsi = -1;
+        return;
+    }
+    r = vmm_vm_add_irqfd_notifier(vm, vec->n, (uint32_t)vec->gsi);
+    if (r < 0) {
+        vmm_vm_remove_msi_route(vm, vec->gsi);
+        vmm_event_notifier_free(vec->n);
+        vec->n = NULL;
+        vec->gsi = -1;
+    }
+}
+
+/* The transport: vector @v routes to (@addr, @data) now, or is masked.
+ * vCPU thread (a table or capability write), machine lock held. */
+static void d_msix_update(void *o, unsigned v, uint64_t addr, uint32_t data, bool live)
+{
+    MachineDisk *d = o;
+    DiskVector *vec = &d->vec[v];
+    if (!live || d->no_irqfd) {
+        return;                             /* masked: keep the route for later */
+    }
+    if (vec->gsi >= 0) {
+        /* Unchanged address/data commit nothing (vmm_vm_update_msi_route). */
+        if (vmm_vm_update_msi_route(d->m->vm, vec->gsi, addr, data) == 0) {
+            return;
+        }
+        vector_release(d, vec);             /* stale route: never use it */
+    }
+    vector_setup(d, vec, addr, data);
+}
+
+/* Fire live vector @v: iothread or vCPU thread, machine lock held. */
 static void d_msix_fire(void *o, unsigned v)
 {
     MachineDisk *d = o;
     uint64_t addr;
     uint32_t data;
-    if (virtio_pci_msix_vector_live(&d->t, v, &addr, &data)) {
+    if (d->vec[v].gsi >= 0) {
+        /* The route was committed by the write that made the vector live
+         * (d_msix_update, same lock), so the eventfd write lands there. */
+        vmm_event_notifier_set(d->vec[v].n);
+        __atomic_add_fetch(&d->irqfd_signals, 1, __ATOMIC_RELAXED);
+    } else if (virtio_pci_msix_vector_live(&d->t, v, &addr, &data)) {
         vmm_vm_signal_msi(d->m->vm, addr, data);
+        __atomic_add_fetch(&d->msi_injections, 1, __ATOMIC_RELAXED);
+    }
+}
+
+/* ---- Doorbells through ioeventfds -------------------------------------------- */
+
+static int bell_assign(MachineDisk *d, unsigned q, uint64_t gpa, bool assign)
+{
+    /* Linux writes the 16-bit queue index; each queue has its own address. */
+    if (assign) {
+        return vmm_vm_add_ioeventfd_notifier(d->m->vm, d->bell[q], false, gpa, 2, false, 0);
+    }
+    return vmm_vm_remove_ioeventfd_notifier(d->m->vm, d->bell[q], false, gpa, 2, false, 0);
+}
+
+/* The transport: queue @q's doorbell is at @gpa now (UINT64_MAX: none).
+ * vCPU thread, machine lock held. */
+static void d_doorbell(void *o, unsigned q, uint64_t gpa)
+{
+    MachineDisk *d = o;
+    if (q >= VPCI_MAX_QUEUES || !d->bell[q]) {
+        return;
+    }
+    if (d->bell_gpa[q] != UINT64_MAX) {
+        bell_assign(d, q, d->bell_gpa[q], false);
+        d->bell_gpa[q] = UINT64_MAX;
+    }
+    if (gpa != UINT64_MAX && bell_assign(d, q, gpa, true) == 0) {
+        d->bell_gpa[q] = gpa;
     }
 }
 
@@ -99,8 +234,49 @@ static const VirtioPciOps disk_ops = {
     .features = d_features, .set_features = d_set_features,
     .queue_enable = d_queue_enable, .queue_notify = d_queue_notify,
     .config_read = d_config_read, .config_write = d_config_write,
-    .msix_fire = d_msix_fire, .set_status = d_set_status, .get_status = d_get_status,
+    .msix_update = d_msix_update, .msix_fire = d_msix_fire, .doorbell = d_doorbell,
+    .set_status = d_set_status, .get_status = d_get_status,
 };
+
+/* One event notifier per queue, watched by the virtio core in the queue's
+ * context from now on; the KVM ioeventfd comes and goes (d_doorbell).
+ * Main loop, at creation.  Without notifiers the MMIO path serves. */
+static void bells_attach(MachineDisk *d)
+{
+    unsigned nq = vmm_virtio_num_queues(d->vdev);
+    for (unsigned q = 0; q < nq && q < VPCI_MAX_QUEUES; q++) {
+        int r = 0;
+        VmmEventNotifier *n = vmm_event_notifier_new(&r);
+        if (!n) {
+            continue;
+        }
+        if (vmm_virtio_queue_set_host_notifier(d->vdev, q, n) < 0) {
+            vmm_event_notifier_free(n);
+            continue;
+        }
+        d->bell[q] = n;
+    }
+}
+
+/* Detach and free the notifiers, irqfds and routes.  Main loop, vCPUs
+ * stopped. */
+static void disk_irq_free(MachineDisk *d)
+{
+    for (unsigned q = 0; q < VPCI_MAX_QUEUES; q++) {
+        if (!d->bell[q]) {
+            continue;
+        }
+        if (d->bell_gpa[q] != UINT64_MAX) {
+            bell_assign(d, q, d->bell_gpa[q], false);
+        }
+        vmm_virtio_queue_set_host_notifier(d->vdev, q, NULL);
+        vmm_event_notifier_free(d->bell[q]);
+        d->bell[q] = NULL;
+    }
+    for (unsigned v = 0; v < VPCI_MAX_VECTORS; v++) {
+        vector_release(d, &d->vec[v]);
+    }
+}
 
 /* The virtio core's interrupt (iothread, or a vCPU inside a register write). */
 static void disk_interrupt(void *opaque, VmmVirtioDevice *vdev, int queue)
@@ -165,6 +341,12 @@ int vmm_machine_add_block(VmmMachine *m, const char *options, bool readonly)
         return -ENOMEM;
     }
     d->m = m;
+    for (unsigned i = 0; i < VPCI_MAX_VECTORS; i++) {
+        d->vec[i].gsi = -1;
+    }
+    for (unsigned i = 0; i < VPCI_MAX_QUEUES; i++) {
+        d->bell_gpa[i] = UINT64_MAX;
+    }
     GError *gerr = NULL;
     d->blk = vmm_blk_new_open(options, readonly ? VMM_BLOCK_RDONLY : 0, &gerr);
     if (!d->blk || vmm_blk_set_context(d->blk, vmm_iothread_get_context(m->iothread),
@@ -203,6 +385,7 @@ int vmm_machine_add_block(VmmMachine *m, const char *options, bool readonly)
     if (r < 0) {
         goto fail;
     }
+    bells_attach(d);
     m->disks[m->ndisks++] = d;
     return 0;
 fail:
@@ -229,6 +412,35 @@ int vmm_machine_add_disk(VmmMachine *m, const char *path, bool readonly)
     int r = vmm_machine_add_block(m, o->str, readonly);
     g_string_free(o, TRUE);
     return r;
+}
+
+/* ---- Statistics ----------------------------------------------------------- */
+
+int vmm_machine_get_stats(VmmMachine *m, VmmMachineStats *out)
+{
+    if (!m || !out || out->size < sizeof(size_t)) {
+        return -EINVAL;
+    }
+    VmmMachineStats st = { .size = sizeof(st) };
+    /* The lock: the vector and doorbell tables change under it. */
+    pthread_mutex_lock(&m->lock);
+    for (unsigned i = 0; i < m->ndisks; i++) {
+        MachineDisk *d = m->disks[i];
+        st.irqfd_signals += __atomic_load_n(&d->irqfd_signals, __ATOMIC_RELAXED);
+        st.msi_injections += __atomic_load_n(&d->msi_injections, __ATOMIC_RELAXED);
+        st.msix_pended += __atomic_load_n(&d->t.msix_pended, __ATOMIC_RELAXED);
+        st.mmio_doorbells += __atomic_load_n(&d->t.mmio_notifies, __ATOMIC_RELAXED);
+        for (unsigned v = 0; v < VPCI_MAX_VECTORS; v++) {
+            st.irqfd_vectors += d->vec[v].gsi >= 0;
+        }
+        for (unsigned q = 0; q < VPCI_MAX_QUEUES; q++) {
+            st.ioeventfd_queues += d->bell_gpa[q] != UINT64_MAX;
+        }
+    }
+    pthread_mutex_unlock(&m->lock);
+    size_t n = out->size < sizeof(st) ? out->size : sizeof(st);
+    memcpy((char *)out + sizeof(size_t), (char *)&st + sizeof(size_t), n - sizeof(size_t));
+    return 0;
 }
 
 /* ---- Lifecycle --------------------------------------------------------------- */
@@ -297,6 +509,7 @@ void machine_devices_free(VmmMachine *m)
             vmm_device_unpause(vmm_virtio_device_get_device(d->vdev));
         }
         vmm_blk_drain(d->blk);
+        disk_irq_free(d);
         vmm_virtio_blk_free(d->vblk);
         vmm_blk_unref(d->blk);
         free(d);

@@ -23,6 +23,7 @@
 
 #include "machine/acpi.h"
 #include "util/log.h"
+#include "util/thread.h"
 
 const char *vmm_machine_state_name(VmmMachineState st)
 {
@@ -401,7 +402,8 @@ static int setup_memory(VmmMachine *m)
 {
     int r;
     VmmRamRegionOptions ro = { .size = sizeof(ro), .length = m->ram_size,
-                               .name = "vmmkit-ram", .flags = VMM_RAM_NORESERVE };
+                               .name = "vmmkit-ram",
+                               .flags = VMM_RAM_NORESERVE | VMM_RAM_PRIVATE };
     m->ram = vmm_ram_region_new(&ro, &r);
     if (!m->ram) {
         return r;
@@ -590,7 +592,12 @@ int vmm_machine_start(VmmMachine *m)
     if (r < 0) {
         return r;
     }
-    r = pthread_create(&m->waiter, NULL, waiter_main, m);
+    pthread_attr_t attr;
+    r = vmm_thread_attr_init(&attr);
+    if (r == 0) {
+        r = pthread_create(&m->waiter, &attr, waiter_main, m);
+        pthread_attr_destroy(&attr);
+    }
     if (r) {
         return -r;
     }

@@ -32,6 +32,16 @@ static void add_vcap(VirtioPci *t, uint8_t type, uint32_t off, uint32_t len, boo
 }
 
 static void msix_refresh(VirtioPci *t);
+static void doorbell_refresh(VirtioPci *t);
+
+static void bar_moved(PciDevice *d, int bar, uint64_t old_addr, uint64_t new_addr,
+                      void *opaque)
+{
+    (void)d; (void)old_addr; (void)new_addr;
+    if (bar == 0) {
+        doorbell_refresh(opaque);
+    }
+}
 
 static void config_written(PciDevice *d, uint32_t off, uint32_t size, void *opaque)
 {
@@ -85,7 +95,11 @@ int virtio_pci_init(VirtioPci *t, const VirtioPciConfig *cfg, const VirtioPciOps
         add_vcap(t, CFG_DEVICE, VPCI_DEVCFG, cfg->devcfg_len, false);
     }
     add_vcap(t, CFG_NOTIFY, VPCI_NOTIFY, t->num_queues * VPCI_NOTIFY_MULT, true);
+    for (unsigned i = 0; i < VPCI_MAX_QUEUES; i++) {
+        t->doorbell[i] = UINT64_MAX;
+    }
     t->pci.write_hook = config_written;
+    t->pci.bar_hook = bar_moved;
     t->pci.opaque = t;
     return 0;
 }
@@ -125,6 +139,7 @@ static void fire(VirtioPci *t, unsigned v)
         }
     } else {
         t->msix_pending[v / 64] |= 1ull << (v % 64);
+        __atomic_add_fetch(&t->msix_pended, 1, __ATOMIC_RELAXED);
     }
 }
 
@@ -178,6 +193,24 @@ void virtio_pci_msix_write(VirtioPci *t, uint64_t off, unsigned size, uint64_t v
     msix_refresh(t);
 }
 
+/* ---- Doorbells ------------------------------------------------------------ */
+
+/* Tell the machine where each queue's doorbell is now (ioeventfds). */
+static void doorbell_refresh(VirtioPci *t)
+{
+    uint64_t bar0 = pci_device_bar_addr(&t->pci, 0);
+    for (unsigned i = 0; i < t->num_queues; i++) {
+        uint64_t want = t->q[i].enabled && bar0 != UINT64_MAX
+                        ? bar0 + VPCI_NOTIFY + (uint64_t)i * VPCI_NOTIFY_MULT : UINT64_MAX;
+        if (want != t->doorbell[i]) {
+            t->doorbell[i] = want;
+            if (t->ops->doorbell) {
+                t->ops->doorbell(t->opaque, i, want);
+            }
+        }
+    }
+}
+
 /* ---- Common configuration ------------------------------------------------- */
 
 static void reset(VirtioPci *t)
@@ -193,6 +226,7 @@ static void reset(VirtioPci *t)
         *q = (VirtioPciQueue){ .size = q->max_size, .max_size = q->max_size,
                                .vector = VIRTIO_NO_VECTOR };
     }
+    doorbell_refresh(t);                     /* every queue is disabled now */
     if (t->ops->reset) {
         t->ops->reset(t->opaque);
     }
@@ -269,6 +303,7 @@ static void queue_enable(VirtioPci *t, VirtioPciQueue *q, unsigned idx)
         return;
     }
     q->enabled = true;
+    doorbell_refresh(t);
 }
 
 /* Apply one field of the common config the driver wrote. */
@@ -375,6 +410,7 @@ void virtio_pci_bar0_write(VirtioPci *t, uint64_t off, unsigned size, uint64_t v
         }
     } else if (off >= VPCI_NOTIFY && off < VPCI_NOTIFY + VPCI_NOTIFY_MULT * t->num_queues) {
         unsigned q = (unsigned)((off - VPCI_NOTIFY) / VPCI_NOTIFY_MULT);
+        __atomic_add_fetch(&t->mmio_notifies, 1, __ATOMIC_RELAXED);
         if (t->q[q].enabled && (t->status & VIRTIO_STATUS_DRIVER_OK) &&
             t->ops->queue_notify) {
             t->ops->queue_notify(t->opaque, q);

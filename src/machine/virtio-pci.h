@@ -56,6 +56,14 @@ typedef struct VirtioPciOps {
                         bool enabled);
     /* Deliver vector @v (enabled and unmasked). */
     void (*msix_fire)(void *opaque, unsigned v);
+    /* Optional: the guest-physical address of queue @q's doorbell changed
+     * to @gpa (UINT64_MAX: the queue has none now, because it is disabled
+     * or BAR 0 does not decode).  A live doorbell belongs to an enabled
+     * queue, at BAR 0 + VPCI_NOTIFY + @q * VPCI_NOTIFY_MULT; the driver
+     * writes the queue index there (2 bytes).  The machine registers an
+     * ioeventfd there; writes it does not catch still arrive through
+     * virtio_pci_bar0_write(). */
+    void (*doorbell)(void *opaque, unsigned q, uint64_t gpa);
     /* Optional: the device keeps the status itself (a virtio core that
      * decides FEATURES_OK and completes resets on its own): status writes
      * go to set_status after the transport's own handling, reads come
@@ -84,6 +92,9 @@ struct VirtioPci {
     uint8_t msix_table[VPCI_MAX_VECTORS * 16];
     uint64_t msix_pending[(VPCI_MAX_VECTORS + 63) / 64];
     bool msix_live[VPCI_MAX_VECTORS];    /* last state given to msix_update */
+    uint64_t doorbell[VPCI_MAX_QUEUES];  /* last address given to doorbell */
+    uint64_t mmio_notifies;              /* doorbells through bar0_write */
+    uint64_t msix_pended;                /* interrupts that found a masked vector */
     int msix_cap, cfg_cap;
 };
 

@@ -150,7 +150,7 @@ static void mem_publish(VmmGuestMemory *mem, VmmMemMap *m) VMM_REQUIRES(mem->loc
      * vmm_mem_map_get(), so readers see the map's contents. */
     vmm_atomic_store_release(&mem->map, m);
     vmm_rcu_tsan_release();   /* the hand-off to the call_rcu thread */
-    urcu_memb_call_rcu(&old->rcu, map_free_rcu);
+    vmm_rcu_call(&old->rcu, map_free_rcu);
 }
 
 static int add_check(VmmRamRegion *region, uint64_t gpa, uint64_t offset,

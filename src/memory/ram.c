@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Guest RAM regions: memfd-backed shared mappings. */
+/* Guest RAM regions: memfd-backed shared mappings, or anonymous private
+ * mappings aligned for transparent huge pages (VMM_RAM_PRIVATE). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,13 @@
 #ifndef MFD_HUGE_SHIFT
 #define MFD_HUGE_SHIFT 26
 #endif
+#ifndef MAP_HUGE_SHIFT
+#define MAP_HUGE_SHIFT 26
+#endif
+
+/* The alignment that lets both the host (THP) and KVM (2 MiB NPT/EPT
+ * entries: host address and GPA congruent modulo 2 MiB) use large pages. */
+#define RAM_THP_ALIGN (2ull << 20)
 
 struct VmmRamRegion {
     int refcnt;
@@ -21,6 +29,8 @@ struct VmmRamRegion {
     void *host;
     uint64_t length;
     uint64_t page_size;
+    void *map;          /* what munmap() takes: host minus alignment slack */
+    uint64_t map_length;
 };
 
 static int ram_page_size(const VmmRamRegionOptions *o, uint64_t *ps,
@@ -40,7 +50,8 @@ static int ram_page_size(const VmmRamRegionOptions *o, uint64_t *ps,
     return 0;
 }
 
-static int ram_map(VmmRamRegion *r, const VmmRamRegionOptions *o, unsigned mfd_flags)
+static int ram_map_shared(VmmRamRegion *r, const VmmRamRegionOptions *o,
+                          unsigned mfd_flags)
 {
     r->fd = memfd_create(o->name ? o->name : "vmmkit-ram", mfd_flags);
     if (r->fd < 0) {
@@ -57,16 +68,74 @@ static int ram_map(VmmRamRegion *r, const VmmRamRegionOptions *o, unsigned mfd_f
     if (p == MAP_FAILED) {
         return -errno;
     }
-    r->host = p;
-    /* Guest RAM in a core dump is rarely wanted and can be huge. */
-    (void)madvise(p, r->length, MADV_DONTDUMP);
+    r->host = r->map = p;
+    r->map_length = r->length;
+    /* Where the host allows THP for shmem only on request ("advise"). */
+    (void)madvise(p, r->length, MADV_HUGEPAGE);
     return 0;
+}
+
+static int ram_map_private(VmmRamRegion *r, const VmmRamRegionOptions *o)
+{
+    int mflags = MAP_PRIVATE | MAP_ANONYMOUS;
+    uint64_t slack = 0;
+
+    if (o->flags & VMM_RAM_NORESERVE) {
+        mflags |= MAP_NORESERVE;
+    }
+    if (o->flags & VMM_RAM_HUGEPAGES) {
+        /* hugetlb mappings come aligned to their page size. */
+        mflags |= MAP_HUGETLB |
+                  (int)((unsigned)__builtin_ctzll(r->page_size) << MAP_HUGE_SHIFT);
+    } else if (r->length >= RAM_THP_ALIGN) {
+        slack = RAM_THP_ALIGN;
+        if (r->length > UINT64_MAX - slack) {
+            return -EINVAL;
+        }
+    }
+    void *p = mmap(NULL, r->length + slack, PROT_READ | PROT_WRITE, mflags, -1, 0);
+    if (p == MAP_FAILED) {
+        return -errno;
+    }
+    r->map = p;
+    r->map_length = r->length + slack;
+    uintptr_t host = VMM_ALIGN_UP((uintptr_t)p, (uintptr_t)(slack ? slack : 1));
+    r->host = (void *)host;
+    if (slack) {
+        /* Give back the slack on both sides so the region is exactly
+         * [host, host + length): nothing else can share its huge pages. */
+        uintptr_t head = host - (uintptr_t)p;
+        uintptr_t tail = (uintptr_t)slack - head;
+        if (head) {
+            munmap(p, head);
+        }
+        if (tail) {
+            munmap((void *)(host + r->length), tail);
+        }
+        r->map = r->host;
+        r->map_length = r->length;
+        if (madvise(r->host, r->length, MADV_HUGEPAGE) < 0 && errno != EINVAL) {
+            return -errno;   /* EINVAL: a kernel without THP; 4 KiB pages */
+        }
+    }
+    return 0;
+}
+
+static int ram_map(VmmRamRegion *r, const VmmRamRegionOptions *o, unsigned mfd_flags)
+{
+    int err = (o->flags & VMM_RAM_PRIVATE) ? ram_map_private(r, o)
+                                           : ram_map_shared(r, o, mfd_flags);
+    if (err == 0) {
+        /* Guest RAM in a core dump is rarely wanted and can be huge. */
+        (void)madvise(r->host, r->length, MADV_DONTDUMP);
+    }
+    return err;
 }
 
 static void ram_free(VmmRamRegion *r)
 {
-    if (r->host) {
-        munmap(r->host, r->length);
+    if (r->map) {
+        munmap(r->map, r->map_length);
     }
     if (r->fd >= 0) {
         close(r->fd);
@@ -81,7 +150,7 @@ VmmRamRegion *vmm_ram_region_new(const VmmRamRegionOptions *opts, int *errp)
     unsigned mfd_flags;
 
     if (!opts || opts->size < offsetof(VmmRamRegionOptions, hugepage_size) ||
-        opts->length == 0 || (opts->flags & ~(VMM_RAM_HUGEPAGES | VMM_RAM_NORESERVE))) {
+        opts->length == 0 || (opts->flags & ~(VMM_RAM_HUGEPAGES | VMM_RAM_NORESERVE | VMM_RAM_PRIVATE))) {
         VMM_MISUSE("invalid RAM region options");
         goto fail;
     }

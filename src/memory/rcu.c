@@ -1,9 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "memory/rcu.h"
 #include "util/compiler.h"
+#include "util/lock.h"
+#include "util/log.h"
+#include "util/thread.h"
 
 #ifdef VMM_RCU_TSAN
 char vmm_rcu_tsan_token;
@@ -37,4 +42,96 @@ void vmm_rcu_register_thread(void)
     rcu_registered = true;
     /* A non-NULL value makes the key's destructor run at thread exit. */
     (void)pthread_setspecific(rcu_key, (void *)1);
+}
+
+/* ---- Deferred reclamation ---------------------------------------------------
+ *
+ * One process-wide reclaimer thread, started on the first vmm_rcu_call() and
+ * alive until the process exits (as liburcu's call_rcu thread is).  Queued
+ * heads form a FIFO under rcu_q_lock (map updates are rare: slots and BARs).
+ * The reclaimer takes the whole batch, waits one grace period for all of it,
+ * then runs the callbacks.  Heads still queued at exit stay reachable from
+ * rcu_q_head, so leak checkers do not count them.
+ *
+ * struct rcu_head is liburcu's: its `next` node links our queue and `func`
+ * holds the callback.
+ */
+static VmmMutex rcu_q_lock = { PTHREAD_MUTEX_INITIALIZER };
+static pthread_cond_t rcu_q_cond = PTHREAD_COND_INITIALIZER;
+static struct cds_wfcq_node *rcu_q_head VMM_GUARDED_BY(rcu_q_lock);
+static struct cds_wfcq_node **rcu_q_tail VMM_GUARDED_BY(rcu_q_lock) = &rcu_q_head;
+static pthread_once_t rcu_reclaimer_once = PTHREAD_ONCE_INIT;
+static bool rcu_reclaimer_failed;
+
+static struct rcu_head *rcu_of(struct cds_wfcq_node *n)
+{
+    return n ? caa_container_of(n, struct rcu_head, next) : NULL;
+}
+
+static void *rcu_reclaimer(void *arg)
+{
+    (void)arg;
+    pthread_setname_np(pthread_self(), "vmmkit-rcu");
+    for (;;) {
+        vmm_mutex_lock(&rcu_q_lock);
+        while (!rcu_q_head) {
+            pthread_cond_wait(&rcu_q_cond, &rcu_q_lock.m);
+        }
+        struct rcu_head *batch = rcu_of(rcu_q_head);
+        rcu_q_head = NULL;
+        rcu_q_tail = &rcu_q_head;
+        vmm_mutex_unlock(&rcu_q_lock);
+
+        /* Every reader that could see an object of the batch started
+         * before its vmm_rcu_call(), hence before this grace period. */
+        urcu_memb_synchronize_rcu();
+        vmm_rcu_tsan_acquire();     /* pairs with vmm_rcu_read_unlock() */
+        while (batch) {
+            struct rcu_head *next = rcu_of(batch->next.next);
+            batch->func(batch);
+            batch = next;
+        }
+    }
+    return NULL;
+}
+
+static void rcu_reclaimer_start(void)
+{
+    pthread_attr_t attr;
+    pthread_t tid;
+    sigset_t all, old;
+    int r;
+
+    /* It takes no signals: they belong to the program's threads. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    r = vmm_thread_attr_init(&attr);
+    if (r == 0) {
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        r = pthread_create(&tid, &attr, rcu_reclaimer, NULL);
+        pthread_attr_destroy(&attr);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    rcu_reclaimer_failed = r != 0;
+}
+
+void vmm_rcu_call(struct rcu_head *head, void (*fn)(struct rcu_head *head))
+{
+    pthread_once(&rcu_reclaimer_once, rcu_reclaimer_start);
+    head->func = fn;
+    if (vmm_unlikely(rcu_reclaimer_failed)) {
+        /* No thread to defer to (EAGAIN at start-up): wait here instead.
+         * The caller is outside any read-side section (it is a writer). */
+        vmm_log(VMM_LOG_WARNING, "rcu: no reclaimer thread; freeing synchronously");
+        urcu_memb_synchronize_rcu();
+        vmm_rcu_tsan_acquire();
+        fn(head);
+        return;
+    }
+    head->next.next = NULL;
+    vmm_mutex_lock(&rcu_q_lock);
+    *rcu_q_tail = &head->next;
+    rcu_q_tail = &head->next.next;
+    pthread_cond_signal(&rcu_q_cond);
+    vmm_mutex_unlock(&rcu_q_lock);
 }

@@ -17,6 +17,17 @@
 void vmm_rcu_register_thread(void);
 
 /*
+ * Run fn(head) after a grace period: once every read-side section that was
+ * running when this was called has ended.  Any thread, wait-free apart from
+ * a short mutex; callbacks run in the library's reclaimer thread, in the
+ * order they were queued.  Used instead of liburcu's call_rcu(), whose
+ * worker thread gets glibc's default 8 MiB stack (which a host with THP
+ * "always" backs with a 2 MiB page); ours has the library's small stack
+ * (util/thread.h).
+ */
+void vmm_rcu_call(struct rcu_head *head, void (*fn)(struct rcu_head *head));
+
+/*
  * ThreadSanitizer cannot see the memb flavour's synchronization (compiler
  * barriers on the read side, membarrier(2) and futexes in the writer), so
  * under TSan a read-side unlock "releases" a token that the code running

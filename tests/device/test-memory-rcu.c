@@ -6,6 +6,8 @@
  * VMM_STRESS_ITERS bounds the number of map updates (default 2000).
  */
 #include <errno.h>
+#include <time.h>
+#include <sched.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "memory/rcu.h"
 #include "util/atomic.h"
 #include "vmmkit/memory.h"
 
@@ -91,10 +94,70 @@ static void test_update_under_readers(void **state)
     vmm_ram_region_unref(fixed);
 }
 
+/* vmm_rcu_call(): a callback waits for a reader that was inside its
+ * read-side section when it was queued, and callbacks run in queue order. */
+struct rcu_item {
+    struct rcu_head rcu;
+    int id;
+};
+static int rcu_order[3];
+static int rcu_ran;
+static int reader_state;    /* 1: inside the section, 2: release it, 3: out */
+
+static void rcu_item_done(struct rcu_head *h)
+{
+    struct rcu_item *it = caa_container_of(h, struct rcu_item, rcu);
+    int n = vmm_atomic_read(&rcu_ran);
+    rcu_order[n] = it->id;
+    vmm_atomic_store_release(&rcu_ran, n + 1);
+}
+
+static void *rcu_reader(void *arg)
+{
+    (void)arg;
+    vmm_rcu_read_lock();
+    vmm_atomic_set(&reader_state, 1);
+    while (vmm_atomic_read(&reader_state) != 2) {
+        struct timespec ts = { 0, 1000000 };
+        nanosleep(&ts, NULL);
+    }
+    vmm_rcu_read_unlock();
+    vmm_atomic_store_release(&reader_state, 3);
+    return NULL;
+}
+
+static void test_rcu_call_waits_for_readers(void **state)
+{
+    (void)state;
+    struct rcu_item items[3] = { { .id = 1 }, { .id = 2 }, { .id = 3 } };
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, rcu_reader, NULL), 0);
+    while (vmm_atomic_read(&reader_state) != 1) {
+        sched_yield();
+    }
+    for (int i = 0; i < 3; i++) {
+        vmm_rcu_call(&items[i].rcu, rcu_item_done);
+    }
+    /* The reader holds the grace period open: nothing may run. */
+    struct timespec ts = { 0, 50 * 1000000 };
+    nanosleep(&ts, NULL);
+    assert_int_equal(vmm_atomic_read(&rcu_ran), 0);
+    vmm_atomic_set(&reader_state, 2);
+    while (vmm_atomic_load_acquire(&rcu_ran) != 3) {
+        sched_yield();
+    }
+    assert_int_equal(vmm_atomic_load_acquire(&reader_state), 3);
+    assert_int_equal(rcu_order[0], 1);
+    assert_int_equal(rcu_order[1], 2);
+    assert_int_equal(rcu_order[2], 3);
+    pthread_join(th, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_update_under_readers),
+        cmocka_unit_test(test_rcu_call_waits_for_readers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,6 +4,8 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -77,6 +79,79 @@ static void test_region_hugepages(void **state)
     }
     assert_int_equal(vmm_ram_region_page_size(r), 2 * MiB);
     ((uint8_t *)vmm_ram_region_host(r))[MiB] = 1;
+    vmm_ram_region_unref(r);
+}
+
+/* Whether /proc/self/smaps marks the mapping that starts at p "THPeligible:
+ * 1" (-1: the kernel does not report it). */
+static int thp_eligible(const void *p)
+{
+    char line[256], start[32];
+    int found = 0, val = -1;
+    FILE *f = fopen("/proc/self/smaps", "r");
+
+    snprintf(start, sizeof(start), "%lx-", (unsigned long)(uintptr_t)p);
+    while (f && fgets(line, sizeof(line), f)) {
+        if (strchr(line, '-') && strncmp(line, start, strlen(start)) == 0) {
+            found = 1;
+        } else if (found && sscanf(line, "THPeligible: %d", &val) == 1) {
+            break;
+        } else if (found && line[0] != ' ' && !strchr(line, ':')) {
+            break;      /* the next mapping's header */
+        }
+    }
+    if (f) {
+        fclose(f);
+    }
+    return val;
+}
+
+static void test_region_private(void **state)
+{
+    (void)state;
+    VmmRamRegionOptions o = { .size = sizeof(o), .length = 6 * MiB,
+                              .flags = VMM_RAM_PRIVATE | VMM_RAM_NORESERVE };
+    int err = 0;
+    VmmRamRegion *r = vmm_ram_region_new(&o, &err);
+    assert_non_null(r);
+    uint8_t *p = vmm_ram_region_host(r);
+
+    assert_int_equal(vmm_ram_region_fd(r), -1);
+    assert_int_equal(vmm_ram_region_length(r), 6 * MiB);
+    assert_int_equal(vmm_ram_region_page_size(r), 4096);
+    /* Aligned so KVM can use 2 MiB pages (host address = GPA mod 2 MiB). */
+    assert_int_equal((uintptr_t)p & (2 * MiB - 1), 0);
+    assert_int_equal(p[0] | p[6 * MiB - 1], 0);
+    memset(p, 0xa5, 6 * MiB);
+    assert_int_equal(p[3 * MiB + 7], 0xa5);
+    /* Advised for THP wherever the host lets a process ask for it. */
+    char mode[128] = "";
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (f) {
+        if (!fgets(mode, sizeof(mode), f)) {
+            mode[0] = 0;
+        }
+        fclose(f);
+    }
+    int elig = thp_eligible(p);
+    if (strstr(mode, "[always]") || strstr(mode, "[madvise]")) {
+        assert_true(elig == 1 || elig == -1);
+    }
+    /* The slack around the aligned mapping went back: the pages right
+     * before and after are not ours (mincore fails with ENOMEM). */
+    unsigned char vec;
+    assert_int_equal(mincore(p - 4096, 4096, &vec), -1);
+    assert_int_equal(errno, ENOMEM);
+    assert_int_equal(mincore(p + 6 * MiB, 4096, &vec), -1);
+    assert_int_equal(errno, ENOMEM);
+    vmm_ram_region_unref(r);
+
+    /* Smaller than a huge page: plain 4 KiB pages, still private. */
+    o.length = 64 * 1024;
+    r = vmm_ram_region_new(&o, &err);
+    assert_non_null(r);
+    assert_int_equal(vmm_ram_region_fd(r), -1);
+    ((uint8_t *)vmm_ram_region_host(r))[65535] = 1;
     vmm_ram_region_unref(r);
 }
 
@@ -282,6 +357,7 @@ int main(void)
         cmocka_unit_test(test_region_basic),
         cmocka_unit_test(test_region_bad_options),
         cmocka_unit_test(test_region_hugepages),
+        cmocka_unit_test(test_region_private),
         cmocka_unit_test(test_add_checks),
         cmocka_unit_test(test_add_too_many),
         cmocka_unit_test_setup_teardown(test_dma_rw, fx_setup, fx_teardown),

@@ -62,12 +62,21 @@ static void f_update(void *o, unsigned v, uint64_t a, uint32_t d, bool en)
     ((Fake *)o)->live[v] = en;
 }
 static void f_fire(void *o, unsigned v) { ((Fake *)o)->fired[v]++; }
+static uint64_t bell[4];
+static int bell_calls;
+static void f_doorbell(void *o, unsigned q, uint64_t gpa)
+{
+    (void)o;
+    assert_true(gpa != bell[q]);            /* told about changes only */
+    bell[q] = gpa;
+    bell_calls++;
+}
 
 static const VirtioPciOps ops = {
     .features = f_features, .set_features = f_set_features, .reset = f_reset,
     .driver_ok = f_driver_ok, .queue_enable = f_queue_enable, .queue_notify = f_notify,
     .config_read = f_cfg_read, .config_write = f_cfg_write, .msix_update = f_update,
-    .msix_fire = f_fire,
+    .msix_fire = f_fire, .doorbell = f_doorbell,
 };
 
 static VirtioPci t;
@@ -76,6 +85,10 @@ static Fake fake;
 static void init(void)
 {
     memset(&fake, 0, sizeof(fake));
+    for (int i = 0; i < 4; i++) {
+        bell[i] = UINT64_MAX;
+    }
+    bell_calls = 0;
     fake.features = (1ull << 32) | (1ull << 6) | 1;    /* VERSION_1, two others */
     memcpy(fake.cfg, "\x00\x10\x00\x00\x00\x00\x00\x00", 8);
     VirtioPciConfig cfg = { .virtio_id = 2, .class_code = 0x018000, .num_queues = 2,
@@ -215,6 +228,7 @@ static void test_msix(void **state)
     virtio_pci_queue_interrupt(&t, 0);
     assert_int_equal(fake.fired[1], 0);
     assert_int_equal(virtio_pci_msix_read(&t, VPCI_MSIX_PBA, 8), 2);
+    assert_int_equal(t.msix_pended, 1);
     /* Program vector 1 and enable MSI-X with the function masked. */
     virtio_pci_msix_write(&t, 16, 4, 0xfee00000);
     virtio_pci_msix_write(&t, 20, 4, 0);
@@ -256,6 +270,65 @@ static void test_msix(void **state)
     assert_int_equal(r(VPCI_ISR, 1), 1);
     assert_int_equal(r(VPCI_ISR, 1), 0);
     virtio_pci_queue_interrupt(&t, 99);
+}
+
+static void enable_queue(uint16_t q)
+{
+    w(0x16, 2, q);
+    w(0x20, 8, 0x10000 * (q + 1));
+    w(0x28, 8, 0x10000 * (q + 1) + 0x1000);
+    w(0x30, 8, 0x10000 * (q + 1) + 0x2000);
+    w(0x1c, 2, 1);
+}
+
+/* Where each queue's doorbell is (the machine's ioeventfds follow it). */
+static void test_doorbell(void **state)
+{
+    (void)state;
+    init();
+    w(0x14, 1, 0x0b);
+    /* BAR 0 does not decode yet: an enabled queue has no doorbell. */
+    enable_queue(0);
+    assert_int_equal(fake.enabled[0], 1);
+    assert_int_equal(bell_calls, 0);
+    pci_config_write(&t.pci, PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+    assert_int_equal(bell[0], 0xc0000000 + VPCI_NOTIFY);
+    assert_int_equal(bell[1], UINT64_MAX);
+    enable_queue(1);
+    assert_int_equal(bell[1], 0xc0000000 + VPCI_NOTIFY + VPCI_NOTIFY_MULT);
+    assert_int_equal(bell_calls, 2);
+    /* The guest moves BAR 0: both doorbells follow. */
+    pci_config_write(&t.pci, PCI_BAR0, 4, 0xd0000000);
+    assert_int_equal(bell[0], 0xd0000000 + VPCI_NOTIFY);
+    assert_int_equal(bell[1], 0xd0000000 + VPCI_NOTIFY + VPCI_NOTIFY_MULT);
+    /* Sizing the BAR: no doorbell while the BAR holds the mask. */
+    pci_config_write(&t.pci, PCI_BAR0, 4, 0xffffffff);
+    assert_int_equal(bell[0], UINT64_MAX);
+    pci_config_write(&t.pci, PCI_BAR0, 4, 0xd0000000);
+    assert_int_equal(bell[0], 0xd0000000 + VPCI_NOTIFY);
+    /* Memory decoding off and on. */
+    pci_config_write(&t.pci, PCI_COMMAND, 2, 0);
+    assert_int_equal(bell[0], UINT64_MAX);
+    assert_int_equal(bell[1], UINT64_MAX);
+    pci_config_write(&t.pci, PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+    assert_int_equal(bell[1], 0xd0000000 + VPCI_NOTIFY + VPCI_NOTIFY_MULT);
+    /* A write that misses the ioeventfd still notifies, and is counted. */
+    w(0x14, 1, 0x0f);
+    uint64_t before = t.mmio_notifies;
+    w(VPCI_NOTIFY + 4, 2, 1);
+    assert_int_equal(fake.notifies[1], 1);
+    assert_int_equal(t.mmio_notifies, before + 1);
+    /* Reset disables every queue: no doorbell left. */
+    int calls = bell_calls;
+    w(0x14, 1, 0);
+    assert_int_equal(bell[0], UINT64_MAX);
+    assert_int_equal(bell[1], UINT64_MAX);
+    assert_int_equal(bell_calls, calls + 2);
+    /* A refused queue gets none. */
+    fake.refuse_queue = 1;
+    w(0x14, 1, 0x0b);
+    enable_queue(0);
+    assert_int_equal(bell[0], UINT64_MAX);
 }
 
 /* A device that keeps the status itself (as the virtio core does). */
@@ -307,6 +380,7 @@ int main(void)
         cmocka_unit_test(test_driver_init),
         cmocka_unit_test(test_broken_queue),
         cmocka_unit_test(test_msix),
+        cmocka_unit_test(test_doorbell),
         cmocka_unit_test(test_status_forwarding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
