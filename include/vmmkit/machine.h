@@ -29,6 +29,7 @@ VMM_BEGIN_DECLS
 
 typedef struct VmmMachine VmmMachine;
 typedef struct VmmVm VmmVm;
+typedef struct VmmKvmOps VmmKvmOps;
 
 #define VMM_MACHINE_MAX_CPUS 64
 
@@ -41,6 +42,11 @@ typedef struct VmmMachineOptions {
     uint32_t cpus;              /* 1..VMM_MACHINE_MAX_CPUS */
     int console_out_fd;         /* the UART's output (-1: discarded) */
     const char *kvm_path;       /* NULL: /dev/kvm */
+    /* NULL: the kernel.  Else every KVM system call goes through it
+     * (vmmkit/kvm.h VmmKvmOps): tests use it to make irqfds or ioeventfds
+     * fail and see the machine fall back to KVM_SIGNAL_MSI / MMIO exits.
+     * Callers built before this field existed pass a smaller size. */
+    const VmmKvmOps *kvm_ops;
 } VmmMachineOptions;
 
 typedef enum VmmMachineState {

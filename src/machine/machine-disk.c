@@ -159,6 +159,7 @@ static void vector_setup(MachineDisk *d, DiskVector *vec, uint64_t addr, uint32_
     }
     r = vmm_vm_add_irqfd_notifier(vm, vec->n, (uint32_t)vec->gsi);
     if (r < 0) {
+        d->no_irqfd = true;                 /* it would fail again */
         vmm_vm_remove_msi_route(vm, vec->gsi);
         vmm_event_notifier_free(vec->n);
         vec->n = NULL;

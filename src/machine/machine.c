@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -483,7 +484,7 @@ static void *waiter_main(void *opaque)
 
 static int check_options(const VmmMachineOptions *o)
 {
-    if (!o || o->size < sizeof(VmmMachineOptions) || !o->kernel || o->cpus == 0 ||
+    if (!o || o->size < offsetof(VmmMachineOptions, kvm_ops) || !o->kernel || o->cpus == 0 ||
         o->cpus > VMM_MACHINE_MAX_CPUS || o->memory < (32ull << 20) ||
         (o->memory & 0xfff) || o->memory > (1ull << 40)) {
         return -EINVAL;
@@ -495,6 +496,9 @@ static int build(VmmMachine *m, const VmmMachineOptions *o)
 {
     int r;
     VmmVmOptions vo = { .size = sizeof(vo), .dev_path = o->kvm_path };
+    if (o->size >= offsetof(VmmMachineOptions, kvm_ops) + sizeof(o->kvm_ops)) {
+        vo.ops = o->kvm_ops;
+    }
     m->vm = vmm_vm_new(&vo, &r);
     if (!m->vm) {
         return r;

@@ -57,6 +57,7 @@ static void drain(int fd, Run *r)
 }
 
 static const char *disk_opts;   /* block options of the next boot's disk */
+static const VmmKvmOps *kvm_ops; /* the next boot's KVM interface (NULL: kernel) */
 
 /* Boot with @mode; pause for a second @pause_at seconds in when > 0. */
 static void boot(const char *mode, uint32_t cpus, double pause_at, Run *r)
@@ -69,7 +70,7 @@ static void boot(const char *mode, uint32_t cpus, double pause_at, Run *r)
              mode);
     VmmMachineOptions o = { .size = sizeof(o), .kernel = kernel, .initrd = initrd,
                             .cmdline = cmd, .memory = 256ull << 20, .cpus = cpus,
-                            .console_out_fd = p[1] };
+                            .console_out_fd = p[1], .kvm_ops = kvm_ops };
     int err = 0;
     VmmMachine *m = vmm_machine_new(&o, &err);
     assert_non_null(m);
@@ -246,6 +247,43 @@ static void test_disk_write_then_read(void **state)
     unlink(image);
 }
 
+/* The kernel, except that irqfds and ioeventfds cannot be assigned. */
+static int no_eventfd_ioctl(void *opaque, int fd, unsigned long req, void *arg)
+{
+    if (req == KVM_IRQFD || req == KVM_IOEVENTFD) {
+        return -ENOSYS;
+    }
+    const VmmKvmOps *k = vmm_kvm_default_ops();
+    (void)opaque;
+    return k->ioctl(k->opaque, fd, req, arg);
+}
+
+/* Without irqfd and ioeventfd the machine falls back to KVM_SIGNAL_MSI and
+ * MMIO doorbell exits, and the disk still works. */
+static void test_disk_without_eventfds(void **state)
+{
+    (void)state;
+    static VmmKvmOps ops;
+    ops = *vmm_kvm_default_ops();
+    ops.ioctl = no_eventfd_ioctl;
+    Run r;
+    new_image();
+    disk_opts = raw_opts();
+    kvm_ops = &ops;
+    boot("write", 1, 0, &r);
+    kvm_ops = NULL;
+    disk_opts = NULL;
+    assert_int_equal(r.state, VMM_MACHINE_POWEROFF);
+    assert_non_null(strstr(r.out, "VMMKIT-WRITE-OK"));
+    free(r.out);
+    assert_true(image_has_pattern());
+    assert_int_equal(r.stats.irqfd_signals, 0);
+    assert_int_equal(r.stats.irqfd_vectors, 0);
+    assert_true(r.stats.msi_injections > 0);
+    assert_true(r.stats.mmio_doorbells > 0);
+    unlink(image);
+}
+
 static void test_disk_eio(void **state)
 {
     (void)state;
@@ -331,6 +369,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_reboot),
         cmocka_unit_test(test_pause_resume),
         cmocka_unit_test(test_disk_write_then_read),
+        cmocka_unit_test(test_disk_without_eventfds),
         cmocka_unit_test(test_disk_eio),
         cmocka_unit_test(test_flush_survives_sigkill),
     };

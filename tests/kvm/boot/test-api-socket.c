@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Real KVM: the control socket of tools/vmmkit-run (--api-socket), driven
+ * the way an operator's script would.  vmmkit-run boots Debian's kernel
+ * with the demo initramfs in "wait" mode (the guest stays up); we connect,
+ * query, pause during the boot (no console output while paused), resume,
+ * check the errors for a bad command and a resume while running, wait for
+ * the guest's /init, then stop: vmmkit-run exits 130 and removes the socket.
+ *
+ * usage: test-api-socket VMMKIT-RUN VMLINUZ INITRAMFS
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "vmmkit/vmmkit.h"
+
+static const char *run_path, *kernel, *initrd;
+
+#define OUT_MAX (1 << 20)
+static char out[OUT_MAX];
+static size_t out_len;
+static int console_fd = -1;
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Read what the guest printed so far (non-blocking); returns the bytes. */
+static size_t drain(void)
+{
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = read(console_fd, out + out_len, OUT_MAX - 1 - out_len);
+        if (n <= 0) {
+            return got;
+        }
+        fwrite(out + out_len, 1, (size_t)n, stderr);
+        out_len += (size_t)n;
+        out[out_len] = '\0';
+        got += (size_t)n;
+    }
+}
+
+/* Send one command line, return the one-line answer (without '\n'). */
+static const char *command(int fd, const char *cmd)
+{
+    static char line[256];
+    char req[64];
+    int n = snprintf(req, sizeof(req), "%s\n", cmd);
+    assert_int_equal(write(fd, req, (size_t)n), n);
+    size_t len = 0;
+    double t0 = now();
+    while (len < sizeof(line) - 1) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        assert_true(now() - t0 < 120);
+        if (poll(&p, 1, 1000) <= 0) {
+            drain();
+            continue;
+        }
+        ssize_t r = read(fd, line + len, 1);
+        assert_true(r == 1);
+        if (line[len] == '\n') {
+            break;
+        }
+        len++;
+    }
+    line[len] = '\0';
+    fprintf(stderr, "# api: %s -> %s\n", cmd, line);
+    return line;
+}
+
+static int connect_retry(const char *path, pid_t child)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    double t0 = now();
+    for (;;) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(fd >= 0);
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+            return fd;
+        }
+        close(fd);
+        /* vmmkit-run must still be there. */
+        assert_int_equal(waitpid(child, NULL, WNOHANG), 0);
+        assert_true(now() - t0 < 60);
+        usleep(20 * 1000);
+    }
+}
+
+static void test_api_socket(void **state)
+{
+    (void)state;
+    /* The answers name the states as the library does. */
+    char running[32], paused[32];
+    snprintf(running, sizeof(running), "ok %s", vmm_machine_state_name(VMM_MACHINE_RUNNING));
+    snprintf(paused, sizeof(paused), "ok %s", vmm_machine_state_name(VMM_MACHINE_PAUSED));
+    char sock[108];
+    snprintf(sock, sizeof(sock), "/tmp/vmmkit-api-%d.sock", (int)getpid());
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        int null = open("/dev/null", O_RDONLY);
+        dup2(null, 0);
+        dup2(p[1], 1);
+        execl(run_path, run_path, "--kernel", kernel, "--initrd", initrd,
+              "--memory", "256M", "--cpus", "1", "--seccomp", "on", "--api-socket", sock,
+              "--append", "console=ttyS0 quiet panic=-1 vmmkit.mode=wait", (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    console_fd = p[0];
+    fcntl(console_fd, F_SETFL, O_NONBLOCK);
+
+    int fd = connect_retry(sock, child);
+    assert_string_equal(command(fd, "query"), running);
+    /* Pause during the boot: nothing reaches the console meanwhile. */
+    assert_string_equal(command(fd, "pause"), paused);
+    assert_string_equal(command(fd, "query"), paused);
+    drain();
+    usleep(1000 * 1000);
+    assert_int_equal(drain(), 0);
+    assert_string_equal(command(fd, "resume"), running);
+    /* Errors are answers, not the end of the connection. */
+    assert_true(strncmp(command(fd, "resume"), "error ", 6) == 0);
+    assert_string_equal(command(fd, "bogus"), "error unknown command bogus");
+    assert_string_equal(command(fd, "query"), running);
+    /* The boot completes after the pause. */
+    double t0 = now();
+    while (!strstr(out, "VMMKIT-WAITING")) {
+        assert_true(now() - t0 < 300);
+        struct pollfd pf = { .fd = console_fd, .events = POLLIN };
+        poll(&pf, 1, 500);
+        drain();
+    }
+    assert_string_equal(command(fd, "query"), running);
+    /* A second client is served too. */
+    int fd2 = connect_retry(sock, child);
+    assert_string_equal(command(fd2, "query"), running);
+    close(fd2);
+    /* stop ends the machine; vmmkit-run exits 130 and removes the socket. */
+    assert_true(strncmp(command(fd, "stop"), "ok ", 3) == 0);
+    int status = 0;
+    t0 = now();
+    while (waitpid(child, &status, WNOHANG) == 0) {
+        assert_true(now() - t0 < 60);
+        drain();
+        usleep(50 * 1000);
+    }
+    drain();
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 130);
+    struct stat st;
+    assert_int_equal(stat(sock, &st), -1);
+    assert_int_equal(errno, ENOENT);
+    close(fd);
+    close(console_fd);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 4) {
+        fprintf(stderr, "usage: %s VMMKIT-RUN VMLINUZ INITRAMFS\n", argv[0]);
+        return 2;
+    }
+    run_path = argv[1];
+    kernel = argv[2];
+    initrd = argv[3];
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_api_socket),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
