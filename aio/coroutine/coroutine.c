@@ -14,6 +14,7 @@
  * same reason.  The public header offers the same pattern (VMM_CO_TLS).
  */
 #include <errno.h>
+#include <fenv.h>
 #include <stdlib.h>
 
 #include "aio/aio-internal.h"
@@ -106,6 +107,34 @@ static inline __attribute__((always_inline)) int co_switch(CoThread *t, struct V
     return ret;
 }
 
+/*
+ * Every coroutine's entry starts with the ABI's initial FPU control words
+ * (x86-64: MXCSR 0x1F80, x87 CW 0x037F; aarch64: FPCR 0), also when its
+ * object comes from the pool: otherwise it would inherit the words the
+ * previous user of that stack had when it ended.  Not with
+ * -Dcoroutine_fpu_ctl=false, where coroutines share the thread's words.
+ */
+static inline void co_fpu_reset(void)
+{
+#if defined(VMM_CO_BACKEND_ASM) && !VMM_CO_FPU_CTL
+    /* shared with the thread: leave them alone */
+#elif defined(__x86_64__)
+    static const uint32_t mxcsr = 0x1F80;
+    static const uint16_t cw = 0x037F;
+
+    __asm__ volatile("ldmxcsr %0\n\tfldcw %1" : : "m"(mxcsr), "m"(cw));
+#elif defined(__aarch64__)
+    uint64_t fpcr;
+
+    __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
+    if (fpcr) {                 /* "msr fpcr" can be slow: only when needed */
+        __asm__ volatile("msr fpcr, xzr");
+    }
+#else
+    fesetenv(FE_DFL_ENV);
+#endif
+}
+
 void vmm_co_trampoline(struct VmmCoroutine *co)
 {
 #if VMM_CO_ASAN
@@ -116,6 +145,7 @@ void vmm_co_trampoline(struct VmmCoroutine *co)
     asan_learn_leader(co->caller, old_bottom, old_size);
 #endif
     for (;;) {
+        co_fpu_reset();
         co->entry(co->opaque);
         /* Back to whoever entered us last; a pooled coroutine re-created
          * later resumes here and runs its new entry. */

@@ -5,8 +5,14 @@
  *   co_switch_rt       our switch (vmm_co_switch_asm, FPU words included),
  *                      one round trip = 2 switches, against
  *                        asm_floor_rt   a minimal assembly switch (GPRs only)
- *                        asm_floor_fpu_rt  the same plus MXCSR/x87 CW, i.e.
- *                                       the least an ABI-complete switch does
+ *                        asm_floor_fpu_rt  the same plus MXCSR/x87 CW saved
+ *                                       and reloaded unconditionally
+ *                        asm_floor_mxread_rt  the floor plus only a stmxcsr
+ *                                       per switch: what any switch that
+ *                                       preserves MXCSR pays at least (it
+ *                                       must read the outgoing value; see
+ *                                       bench-fpu-words for the per-
+ *                                       instruction costs)
  *                        sigsetjmp_rt   sigsetjmp(,0)/siglongjmp (QEMU's way)
  *                        swapcontext_rt ucontext swapcontext
  *   co_enter_yield_rt  vmm_coroutine_enter + vmm_coroutine_yield through the
@@ -88,6 +94,7 @@ static char *bench_stack(size_t size)
 #if defined(__x86_64__) && defined(VMM_CO_BACKEND_ASM)
 void floor_switch(void **save, void *to);
 void floor_fpu_switch(void **save, void *to);
+void floor_mxread_switch(void **save, void *to);
 void floor_start(void);
 __asm__(
     ".text\n"
@@ -106,6 +113,16 @@ __asm__(
     "  movq %rsp, (%rdi)\n"
     "  movq %rsi, %rsp\n"
     "  ldmxcsr (%rsp)\n  fldcw 4(%rsp)\n  addq $8, %rsp\n"
+    "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n"
+    "  popq %rcx\n"
+    "  jmpq *%rcx\n"
+    ".p2align 4\n"
+    "floor_mxread_switch:\n"
+    "  pushq %rbp\n  pushq %rbx\n  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
+    "  subq $8, %rsp\n  stmxcsr (%rsp)\n"
+    "  movq %rsp, (%rdi)\n"
+    "  movq %rsi, %rsp\n"
+    "  addq $8, %rsp\n"
     "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n"
     "  popq %rcx\n"
     "  jmpq *%rcx\n"
@@ -133,9 +150,9 @@ static void floor_run(long n)
     }
 }
 
-/* A fresh stack whose first switch lands in floor_start; @fpu: the frame
- * has the FPU words slot first. */
-static void floor_init(bool fpu)
+/* A fresh stack whose first switch lands in floor_start through @fn; @fpu:
+ * the frame has the FPU words slot first. */
+static void floor_init(void (*fn)(void **save, void *to), bool fpu)
 {
     static char *stk;
     uint64_t *f;
@@ -156,7 +173,7 @@ static void floor_init(bool fpu)
     }
     f[w - 1] = (uint64_t)(uintptr_t)floor_start;
     floor_co_sp = f;
-    floor_fn = fpu ? floor_fpu_switch : floor_switch;
+    floor_fn = fn;
 }
 #else
 #define HAVE_FLOOR 0
@@ -350,12 +367,15 @@ int main(void)
     }
     double raw = measure(raw_run, iters);
 # if HAVE_FLOOR
-    floor_init(false);
+    floor_init(floor_switch, false);
     double flo = measure(floor_run, iters);
-    floor_init(true);
+    floor_init(floor_fpu_switch, true);
     double flo_fpu = measure(floor_run, iters);
+    floor_init(floor_mxread_switch, true);
+    double flo_mx = measure(floor_run, iters);
     report("co_switch_rt", raw, "asm_floor_rt", flo);
     report("co_switch_rt", raw, "asm_floor_fpu_rt", flo_fpu);
+    report("co_switch_rt", raw, "asm_floor_mxread_rt", flo_mx);
 # endif
     report("co_switch_rt", raw, "sigsetjmp_rt", sj);
     report("co_switch_rt", raw, "swapcontext_rt", sc);

@@ -176,6 +176,138 @@ static void test_registers_and_fpu(void **state)
     assert_true(e == r[4] && f == r[5] && g == r[6] && h == r[7]);
 }
 
+/*
+ * Both FPU control words, set independently on each side, over a ping-pong
+ * that goes through every combination of equal and different words in
+ * both directions: the switch may skip reloading a word only when the
+ * incoming side's saved word equals the outgoing side's current one.
+ */
+typedef struct FpuWords {
+    uint32_t a, b;      /* x86-64: MXCSR control bits, x87 CW; aarch64: FPCR, 0 */
+} FpuWords;
+
+#if defined(__x86_64__)
+static const FpuWords fpu_patterns[4] = {
+    { 0x1F80, 0x037F },         /* the ABI's initial state */
+    { 0x3F80, 0x037F },         /* MXCSR rounds down, CW as initial */
+    { 0x1F80, 0x0E7F },         /* MXCSR initial, CW: double precision, toward 0 */
+    { 0xDFC0, 0x0B7F },         /* MXCSR: FTZ, DAZ, up; CW: rounds up */
+};
+
+static void fpu_get(FpuWords *w)
+{
+    uint32_t mx;
+    uint16_t cw;
+
+    __asm__ volatile("stmxcsr %0\n\tfnstcw %1" : "=m"(mx), "=m"(cw));
+    w->a = mx & ~0x3Fu;         /* the status flags are not preserved */
+    w->b = cw;
+}
+
+static void fpu_set(const FpuWords *w)
+{
+    uint32_t mx = w->a;
+    uint16_t cw = (uint16_t)w->b;
+
+    __asm__ volatile("ldmxcsr %0\n\tfldcw %1" : : "m"(mx), "m"(cw));
+}
+#elif defined(__aarch64__)
+static const FpuWords fpu_patterns[4] = {
+    { 0, 0 },                   /* round to nearest */
+    { 2u << 22, 0 },            /* toward minus infinity */
+    { 1u << 24, 0 },            /* flush to zero */
+    { (3u << 22) | (1u << 25), 0 },     /* toward zero, default NaN */
+};
+
+static void fpu_get(FpuWords *w)
+{
+    uint64_t v;
+
+    __asm__ volatile("mrs %0, fpcr" : "=r"(v));
+    w->a = (uint32_t)v;
+    w->b = 0;
+}
+
+static void fpu_set(const FpuWords *w)
+{
+    uint64_t v = w->a;
+
+    __asm__ volatile("msr fpcr, %0" : : "r"(v));
+}
+#else
+static const FpuWords fpu_patterns[4] = {
+    { FE_TONEAREST, 0 }, { FE_DOWNWARD, 0 }, { FE_TOWARDZERO, 0 }, { FE_UPWARD, 0 },
+};
+
+static void fpu_get(FpuWords *w)
+{
+    w->a = (uint32_t)fegetround();
+    w->b = 0;
+}
+
+static void fpu_set(const FpuWords *w)
+{
+    fesetround((int)w->a);
+}
+#endif
+
+enum { FPU_ROUNDS = 64 };     /* 4 times all 16 pairs */
+
+static void assert_fpu_words(const FpuWords *want)
+{
+    FpuWords now;
+
+    fpu_get(&now);
+    assert_int_equal(now.a, want->a);
+    assert_int_equal(now.b, want->b);
+}
+
+/*
+ * Round i: the thread sets pattern (i + 1) % 4 and enters; the coroutine
+ * checks it still has its own words, sets pattern (i / 4) % 4 (the same
+ * for 4 rounds) and yields; the thread checks its words.  Over any 16
+ * rounds the pairs (outgoing, incoming) take all 16 values on enter
+ * (thread (i + 1) % 4, coroutine ((i - 1) / 4) % 4) and on yield.
+ */
+static void co_fpu_pingpong(void *opaque)
+{
+    FpuWords *mine = opaque;    /* what this coroutine last set */
+
+    for (int i = 0; i < FPU_ROUNDS; i++) {
+        assert_fpu_words(mine);
+        *mine = fpu_patterns[(i / 4) % 4];
+        fpu_set(mine);
+        vmm_coroutine_yield();
+    }
+    assert_fpu_words(mine);
+}
+
+static void test_fpu_words_pingpong(void **state)
+{
+    (void)state;
+    FpuWords initial, mine;
+    VmmCoroutine *co;
+
+    if (!FPU_SWITCHED) {
+        skip();
+    }
+    fpu_get(&initial);
+    /* Every coroutine starts with the ABI's initial words (pattern 0), also
+     * one from the pool whose previous user changed them (as
+     * test_registers_and_fpu's did), while the thread has pattern 1. */
+    mine = fpu_patterns[0];
+    co = vmm_coroutine_create(co_fpu_pingpong, &mine, NULL);
+    assert_non_null(co);
+    for (int i = 0; i <= FPU_ROUNDS; i++) {
+        const FpuWords *t = &fpu_patterns[(i + 1) % 4];
+
+        fpu_set(t);
+        vmm_coroutine_enter(co);
+        assert_fpu_words(t);
+    }
+    fpu_set(&initial);
+}
+
 /* ---- moving between threads, thread-locals ------------------------------ */
 
 VMM_CO_TLS_STATIC(int, thread_tag)
@@ -558,6 +690,7 @@ int main(void)
         cmocka_unit_test(test_lifecycle),
         cmocka_unit_test(test_nesting),
         cmocka_unit_test(test_registers_and_fpu),
+        cmocka_unit_test(test_fpu_words_pingpong),
         cmocka_unit_test(test_thread_move_tls),
         cmocka_unit_test(test_wakeup_after_yield),
 #if !VMM_CO_TSAN  /* fork: TSan loses track of fibers in the child */
