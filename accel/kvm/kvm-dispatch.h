@@ -6,8 +6,8 @@
  * on every exit (nested virtualization, notably emulated), each distinct
  * page and call target an exit touches costs a page walk or a lookup:
  * inlining these calls took the PIO round trip from 1.04 to 1.02 times a
- * raw KVM_RUN loop's (bench/accel/bench-kvm.c).  The range is still a
- * separate heap object (a second page when the heap places it apart).   The map's writers and the
+ * raw KVM_RUN loop's (bench/accel/bench-kvm.c).  A map entry carries its
+ * range's data, so a lookup reads one heap object (the map array).   The map's writers and the
  * RCU rules are in kvm-io.c.
  * Include after defining _LGPL_SOURCE as kvm-io.c does (liburcu's inline
  * read side).
@@ -32,7 +32,7 @@ static inline size_t map_search(const IoMap *map, uint64_t addr)
 
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        const IoRange *r = map->r[mid];
+        const IoEntry *r = &map->e[mid];
         if (r->base + r->len <= addr) {
             lo = mid + 1;
         } else {
@@ -99,12 +99,12 @@ static VMM_ALWAYS_INLINE bool lookup(VmmVcpu *vcpu, bool pio, uint64_t addr, uns
     if (map) {
         size_t pos = map_search(map, addr);
         if (pos < map->n) {
-            const IoRange *r = map->r[pos];
+            const IoEntry *r = &map->e[pos];
             if (r->base <= addr && addr + size <= r->base + r->len && addr + size > addr) {
                 f->ops = r->ops;
                 f->opaque = r->opaque;
                 f->base = r->base;
-                vmm_atomic_set(&vcpu->cur_range, r);
+                vmm_atomic_set(&vcpu->cur_range, r->id);
                 ok = true;
             }
         }

@@ -36,11 +36,21 @@ typedef struct IoRange {
     void *opaque;
 } IoRange;
 
+/* A map entry: a copy of its range's data, so that a lookup reads the map
+ * array and nothing else; @id is the range itself (its identity for
+ * vcpu->cur_range, and what unregister frees), never read by lookups. */
+typedef struct IoEntry {
+    uint64_t base, len;
+    VmmIoOps ops;
+    void *opaque;
+    IoRange *id;
+} IoEntry;
+
 /* An RCU-published, sorted array of ranges. */
 typedef struct IoMap {
     struct rcu_head rcu;
     size_t n;
-    IoRange *r[];
+    IoEntry e[];
 } IoMap;
 
 /* What an exit reads of its VM, kept on the gate's page (the page the

@@ -64,7 +64,7 @@ void kvm_io_destroy(VmmVm *vm)
             continue;
         }
         for (size_t i = 0; i < maps[m]->n; i++) {
-            free(maps[m]->r[i]);
+            free(maps[m]->e[i].id);
         }
         free(maps[m]);
     }
@@ -74,10 +74,10 @@ void kvm_io_destroy(VmmVm *vm)
 static IoMap *map_copy(const IoMap *old, size_t extra)
 {
     size_t n = old ? old->n : 0;
-    IoMap *m = calloc(1, sizeof(*m) + (n + extra) * sizeof(IoRange *));
+    IoMap *m = calloc(1, sizeof(*m) + (n + extra) * sizeof(IoEntry));
 
     if (m && old) {
-        memcpy(m->r, old->r, n * sizeof(IoRange *));
+        memcpy(m->e, old->e, n * sizeof(IoEntry));
         m->n = n;
     }
     return m;
@@ -109,7 +109,7 @@ int vmm_vm_register_io(VmmVm *vm, bool pio, uint64_t base, uint64_t len,
     vmm_mutex_lock(&vm->io_lock);
     old = *map_slot(vm, pio);
     pos = old ? map_search(old, base) : 0;
-    if (old && pos < old->n && old->r[pos]->base < base + len) {
+    if (old && pos < old->n && old->e[pos].base < base + len) {
         vmm_mutex_unlock(&vm->io_lock);
         free(r);
         return -EEXIST;
@@ -120,8 +120,8 @@ int vmm_vm_register_io(VmmVm *vm, bool pio, uint64_t base, uint64_t len,
         free(r);
         return -ENOMEM;
     }
-    memmove(&m->r[pos + 1], &m->r[pos], (m->n - pos) * sizeof(IoRange *));
-    m->r[pos] = r;
+    memmove(&m->e[pos + 1], &m->e[pos], (m->n - pos) * sizeof(IoEntry));
+    m->e[pos] = (IoEntry){ .base = base, .len = len, .ops = *ops, .opaque = opaque, .id = r };
     m->n++;
     /* Publish (rcu_assign_pointer as a C11 release store, which TSan
      * understands): pairs with the load-acquire in lookup(). */
@@ -169,17 +169,17 @@ int vmm_vm_unregister_io(VmmVm *vm, bool pio, uint64_t base)
     vmm_mutex_lock(&vm->io_lock);
     old = *map_slot(vm, pio);
     pos = old ? map_search(old, base) : 0;
-    if (!old || pos >= old->n || old->r[pos]->base != base) {
+    if (!old || pos >= old->n || old->e[pos].base != base) {
         vmm_mutex_unlock(&vm->io_lock);
         return -ENOENT;
     }
-    r = old->r[pos];
+    r = old->e[pos].id;
     m = map_copy(old, 0);
     if (!m) {
         vmm_mutex_unlock(&vm->io_lock);
         return -ENOMEM;
     }
-    memmove(&m->r[pos], &m->r[pos + 1], (m->n - pos - 1) * sizeof(IoRange *));
+    memmove(&m->e[pos], &m->e[pos + 1], (m->n - pos - 1) * sizeof(IoEntry));
     m->n--;
     vmm_atomic_store_release(map_slot(vm, pio), m);  /* pairs with lookup() */
     vmm_mutex_unlock(&vm->io_lock);
