@@ -43,34 +43,31 @@
 #include "util/log.h"
 
 #define HELD_MAX 4
-#define SLOT_NAME_MAX 32
+/*
+ * A gate is one page: the gate, then a pool of slots.  The owner's fast
+ * path reads its slot and the gate's flag; with both on one page a vCPU
+ * exit touches one page fewer (page walks are what an exit costs where
+ * TLBs are flushed per exit, e.g. under emulated nested virtualization).
+ * Slots beyond the pool are allocated on their own.  A pool slot is free
+ * when its gate is NULL (under gate->lock).
+ */
+#define GATE_PAGE 4096
+#define GATE_POOL ((GATE_PAGE - sizeof(VmmAccelGate) - VMM_ACCEL_GATE_USER_SIZE) / \
+                   sizeof(VmmAccelCpuSlot))
 
-struct VmmAccelCpuSlot {
-    unsigned count VMM_CACHE_ALIGNED;   /* owner writes; inhibitor reads */
-    VmmAccelGate *gate;
-    VmmAccelKickFunc *kick;
-    void *opaque;
-    void *owner;                        /* &tls_self of the owner, or NULL */
-    VmmAccelCpuSlot *next;              /* gate->slots, under gate->lock */
-    char name[SLOT_NAME_MAX];
-};
-
-struct VmmAccelGate {
-    unsigned inhibited VMM_CACHE_ALIGNED;
-    unsigned shared_count VMM_CACHE_ALIGNED;
-    unsigned event VMM_CACHE_ALIGNED;
-    VmmMutex lock VMM_CACHE_ALIGNED;   /* serialises inhibitors; slot list */
-    VmmAccelCpuSlot *slots;  /* under lock */
-    void *inhibitor;                    /* &tls_self of the inhibitor */
-    unsigned inhibit_depth;             /* inhibitor's thread only */
-    unsigned bypass_depth;              /* inhibitor's own ioctls */
-    unsigned nr_slots;
-    uint64_t inhibits;
-};
+typedef struct GatePage {
+    VmmAccelGate gate;
+    /* Read-mostly data of the gate's user on the same page (the KVM layer
+     * keeps its PIO/MMIO map pointers here). */
+    uint8_t user[VMM_ACCEL_GATE_USER_SIZE] VMM_CACHE_ALIGNED;
+    VmmAccelCpuSlot pool[GATE_POOL];
+} GatePage;
+_Static_assert(sizeof(GatePage) <= GATE_PAGE, "a gate and its slot pool fit a page");
+_Static_assert(GATE_POOL >= 8, "the pool holds a few vCPUs");
 
 /* Per thread: its identity, the slot it owns, its shared-path nesting. */
 static __thread char tls_self;
-static __thread VmmAccelCpuSlot *tls_slot;
+static __thread VmmAccelCpuSlot *tls_slot VMM_TLS_IE;
 static __thread struct {
     VmmAccelGate *gate;
     unsigned depth;
@@ -103,16 +100,6 @@ bool vmm_accel_uses_membarrier(void)
     return use_membarrier;
 }
 
-/* The owner side of D1/D2: free when membarrier does the work. */
-static inline void owner_fence(void)
-{
-    if (vmm_likely(vmm_atomic_read(&use_membarrier))) {
-        vmm_barrier();
-    } else {
-        vmm_smp_mb();   /* pairs with vmm_smp_mb() in inhibitor_fence() */
-    }
-}
-
 /* The inhibitor side of D1/D2/D3. */
 static void inhibitor_fence(void)
 {
@@ -131,7 +118,7 @@ static void inhibitor_fence(void)
 
 /* ---- event: "an ioctl ended while inhibited" ---------------------------- */
 
-static void gate_event_set(VmmAccelGate *gate)
+void vmm_accel_gate_event_set(VmmAccelGate *gate)
 {
     /* The xchg is a full barrier: the count store before it is visible to
      * an inhibitor whose reset (xchg) reads this 1 (pairs with the xchg in
@@ -143,7 +130,7 @@ static void gate_event_set(VmmAccelGate *gate)
 
 static void gate_event_reset(VmmAccelGate *gate)
 {
-    (void)vmm_atomic_xchg(&gate->event, 0);     /* pairs with gate_event_set() */
+    (void)vmm_atomic_xchg(&gate->event, 0);     /* pairs with vmm_accel_gate_event_set() */
 }
 
 static void gate_wait_open(VmmAccelGate *gate)
@@ -159,18 +146,19 @@ static void gate_wait_open(VmmAccelGate *gate)
 
 VmmAccelGate *vmm_accel_gate_new(int *errp)
 {
-    VmmAccelGate *gate;
+    GatePage *page;
 
     pthread_once(&membarrier_once, membarrier_init);
-    if (posix_memalign((void **)&gate, VMM_CACHELINE, sizeof(*gate))) {
+    if (posix_memalign((void **)&page, GATE_PAGE, sizeof(*page))) {
         if (errp) {
             *errp = -ENOMEM;
         }
         return NULL;
     }
-    memset(gate, 0, sizeof(*gate));
-    pthread_mutex_init(&gate->lock.m, NULL);
-    return gate;
+    memset(page, 0, sizeof(*page));
+    pthread_mutex_init(&page->gate.lock.m, NULL);
+    page->gate.fence_free = use_membarrier;
+    return &page->gate;
 }
 
 void vmm_accel_gate_free(VmmAccelGate *gate)
@@ -189,6 +177,44 @@ void vmm_accel_gate_free(VmmAccelGate *gate)
     free(gate);
 }
 
+void *vmm_accel_gate_user_area(VmmAccelGate *gate)
+{
+    return vmm_container_of(gate, GatePage, gate)->user;
+}
+
+static bool slot_in_pool(VmmAccelGate *gate, VmmAccelCpuSlot *slot)
+{
+    GatePage *page = vmm_container_of(gate, GatePage, gate);
+
+    return slot >= page->pool && slot < page->pool + GATE_POOL;
+}
+
+/* A free pool slot, else a new one; its gate set, the rest zero. */
+static VmmAccelCpuSlot *slot_alloc(VmmAccelGate *gate)
+{
+    GatePage *page = vmm_container_of(gate, GatePage, gate);
+    VmmAccelCpuSlot *slot = NULL;
+
+    vmm_mutex_lock(&gate->lock);
+    for (size_t i = 0; i < GATE_POOL; i++) {
+        if (!page->pool[i].gate) {
+            slot = &page->pool[i];
+            slot->gate = gate;      /* taken */
+            break;
+        }
+    }
+    vmm_mutex_unlock(&gate->lock);
+    if (slot) {
+        return slot;
+    }
+    if (posix_memalign((void **)&slot, VMM_CACHELINE, sizeof(*slot))) {
+        return NULL;
+    }
+    memset(slot, 0, sizeof(*slot));
+    slot->gate = gate;
+    return slot;
+}
+
 VmmAccelCpuSlot *vmm_accel_cpu_slot_new(VmmAccelGate *gate, VmmAccelKickFunc *kick,
                                         void *opaque, const char *name, int *errp)
 {
@@ -203,12 +229,11 @@ VmmAccelCpuSlot *vmm_accel_cpu_slot_new(VmmAccelGate *gate, VmmAccelKickFunc *ki
         err = -EDEADLK;
         goto fail;
     }
-    err = -ENOMEM;
-    if (posix_memalign((void **)&slot, VMM_CACHELINE, sizeof(*slot))) {
+    slot = slot_alloc(gate);
+    if (!slot) {
+        err = -ENOMEM;
         goto fail;
     }
-    memset(slot, 0, sizeof(*slot));
-    slot->gate = gate;
     slot->kick = kick;
     slot->opaque = opaque;
     snprintf(slot->name, sizeof(slot->name), "%s", name ? name : "vcpu");
@@ -253,6 +278,10 @@ void vmm_accel_cpu_slot_free(VmmAccelCpuSlot *slot)
         }
     }
     vmm_atomic_set(&gate->nr_slots, gate->nr_slots - 1);
+    if (slot_in_pool(gate, slot)) {
+        memset(slot, 0, sizeof(*slot));     /* gate = NULL: free */
+        slot = NULL;
+    }
     vmm_mutex_unlock(&gate->lock);
     free(slot);
 }
@@ -348,7 +377,7 @@ static void shared_begin(VmmAccelGate *gate) VMM_NO_TSA
     vmm_atomic_inc(&gate->shared_count);
     while (vmm_unlikely(vmm_atomic_load_acquire(&gate->inhibited))) {
         vmm_atomic_dec(&gate->shared_count);
-        gate_event_set(gate);
+        vmm_accel_gate_event_set(gate);
         gate_wait_open(gate);
         vmm_atomic_inc(&gate->shared_count);
     }
@@ -373,68 +402,49 @@ static void shared_end(VmmAccelGate *gate) VMM_NO_TSA
     /* D3 again: the sub is a full barrier before the load of inhibited. */
     vmm_atomic_dec(&gate->shared_count);
     if (vmm_unlikely(vmm_atomic_read(&gate->inhibited))) {
-        gate_event_set(gate);
+        vmm_accel_gate_event_set(gate);
     }
 }
 
 /* ---- the owner's fast path ---------------------------------------------- */
 
-static VMM_NOINLINE void slot_begin_slow(VmmAccelCpuSlot *slot)
+VMM_NOINLINE void vmm_accel_slot_begin_slow(VmmAccelCpuSlot *slot)
 {
     VmmAccelGate *gate = slot->gate;
 
     do {
         /* Step back so the inhibitor can finish; the release store and the
-         * xchg in gate_event_set() publish count == 0 to its scan. */
+         * xchg in vmm_accel_gate_event_set() publish count == 0 to its scan. */
         vmm_atomic_store_release(&slot->count, 0);
-        gate_event_set(gate);
+        vmm_accel_gate_event_set(gate);
         gate_wait_open(gate);
         vmm_atomic_set(&slot->count, 1);
         vmm_smp_mb();   /* D1 without relying on membarrier; pairs with inhibitor_fence() */
     } while (vmm_atomic_load_acquire(&gate->inhibited));
 }
 
+/* The owner's fast path itself is vmm_accel_owner_begin/end in
+ * accel-internal.h (inlined into the KVM run loop). */
 VMM_HOT void vmm_accel_cpu_ioctl_begin(VmmAccelCpuSlot *slot) VMM_NO_TSA
 {
-    unsigned c;
-
     if (vmm_unlikely(slot != tls_slot)) {
         shared_begin(slot->gate);
         return;
     }
-    c = slot->count;
-    vmm_atomic_set(&slot->count, c + 1);
-    if (c) {
-        return;     /* nested: already counted */
-    }
-    owner_fence();  /* D1: pairs with inhibitor_fence() */
-    if (vmm_unlikely(vmm_atomic_load_acquire(&slot->gate->inhibited))) {
-        slot_begin_slow(slot);
-    }
+    vmm_accel_owner_begin(slot);
 }
 
 VMM_HOT void vmm_accel_cpu_ioctl_end(VmmAccelCpuSlot *slot) VMM_NO_TSA
 {
-    unsigned c;
-
     if (vmm_unlikely(slot != tls_slot)) {
         shared_end(slot->gate);
         return;
     }
-    c = slot->count;
-    if (vmm_unlikely(c == 0)) {
+    if (vmm_unlikely(slot->count == 0)) {
         VMM_MISUSE("cpu_ioctl_end without cpu_ioctl_begin on slot %s", slot->name);
         return;
     }
-    /* Release pairs with the inhibitor's load-acquire of the count. */
-    vmm_atomic_store_release(&slot->count, c - 1);
-    if (c > 1) {
-        return;
-    }
-    owner_fence();  /* D2: pairs with inhibitor_fence() */
-    if (vmm_unlikely(vmm_atomic_read(&slot->gate->inhibited))) {
-        gate_event_set(slot->gate);
-    }
+    vmm_accel_owner_end(slot);
 }
 
 void vmm_accel_ioctl_begin(VmmAccelGate *gate) VMM_NO_TSA
@@ -511,7 +521,7 @@ static void gate_wait_idle(VmmAccelGate *gate) VMM_REQUIRES(gate->lock)
     const char *who = NULL;
 
     for (;;) {
-        gate_event_reset(gate);     /* pairs with gate_event_set() */
+        gate_event_reset(gate);     /* pairs with vmm_accel_gate_event_set() */
         if (!gate_busy(gate, &who)) {
             return;
         }

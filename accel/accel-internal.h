@@ -3,16 +3,112 @@
 #ifndef VMM_ACCEL_INTERNAL_H
 #define VMM_ACCEL_INTERNAL_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "vmmkit/accel.h"
+#include "util/atomic.h"
+#include "util/compiler.h"
+#include "util/lock.h"
 
 /* The per-exit path: grouped by the linker (.text.hot), so an exit touches
  * few code pages (it matters where TLBs are flushed per exit, e.g. under
  * emulated nested virtualization). */
 #define VMM_HOT __attribute__((hot))
 
+/* Thread-locals read on every exit: initial-exec, so the shared library
+ * reads them at a fixed offset from the thread pointer instead of calling
+ * __tls_get_addr (a few bytes of glibc's surplus static TLS if vmmkit is
+ * dlopen()ed). */
+#define VMM_TLS_IE __attribute__((tls_model("initial-exec")))
+
+/* The gate's structures (accel-blocker.c has the algorithm and its barrier
+ * pairs); here so the owner's fast path can be inlined into the run loop. */
+#define SLOT_NAME_MAX 32
+
+struct VmmAccelCpuSlot {
+    unsigned count VMM_CACHE_ALIGNED;   /* owner writes; inhibitor reads */
+    VmmAccelGate *gate;
+    VmmAccelKickFunc *kick;
+    void *opaque;
+    void *owner;                        /* &tls_self of the owner, or NULL */
+    VmmAccelCpuSlot *next;              /* gate->slots, under gate->lock */
+    char name[SLOT_NAME_MAX];
+};
+
+struct VmmAccelGate {
+    unsigned inhibited VMM_CACHE_ALIGNED;
+    bool fence_free;                    /* use_membarrier, read per begin/end */
+    unsigned shared_count VMM_CACHE_ALIGNED;
+    unsigned event VMM_CACHE_ALIGNED;
+    VmmMutex lock VMM_CACHE_ALIGNED;   /* serialises inhibitors; slot list */
+    VmmAccelCpuSlot *slots;  /* under lock */
+    void *inhibitor;                    /* &tls_self of the inhibitor */
+    unsigned inhibit_depth;             /* inhibitor's thread only */
+    unsigned bypass_depth;              /* inhibitor's own ioctls */
+    unsigned nr_slots;
+    uint64_t inhibits;
+};
+
+/* VMM_ACCEL_GATE_USER_SIZE zeroed bytes, 64-byte aligned, on the page of
+ * @gate and its first slots: for read-mostly data the gate's user reads on
+ * the same path as the gate (fewer pages touched per vCPU exit). */
+#define VMM_ACCEL_GATE_USER_SIZE 64
+void *vmm_accel_gate_user_area(VmmAccelGate *gate);
+
 /* The slot the calling thread owns, or NULL. */
 VmmAccelCpuSlot *vmm_accel_current_slot(void);
 /* True if the calling thread is inhibiting @gate. */
 bool vmm_accel_is_inhibitor(VmmAccelGate *gate);
+
+/* Slow paths of the owner's brackets (accel-blocker.c). */
+void vmm_accel_slot_begin_slow(VmmAccelCpuSlot *slot);
+void vmm_accel_gate_event_set(VmmAccelGate *gate);
+
+/* The owner side of D1/D2: free when membarrier does the work.
+ * gate->fence_free is use_membarrier, copied at the gate's creation. */
+static inline void vmm_accel_owner_fence(const VmmAccelGate *gate)
+{
+    if (vmm_likely(gate->fence_free)) {
+        vmm_barrier();
+    } else {
+        vmm_smp_mb();   /* pairs with vmm_smp_mb() in inhibitor_fence() */
+    }
+}
+
+/*
+ * vmm_accel_cpu_ioctl_begin/end for the thread that owns @slot (bound with
+ * vmm_accel_cpu_slot_bind), without the ownership check: the KVM vCPU
+ * thread's own brackets around KVM_RUN.  Same algorithm as the public
+ * functions (pairs D1/D2 in accel-blocker.c).
+ */
+static inline void vmm_accel_owner_begin(VmmAccelCpuSlot *slot) VMM_NO_TSA
+{
+    unsigned c = slot->count;
+
+    vmm_atomic_set(&slot->count, c + 1);
+    if (c) {
+        return;     /* nested: already counted */
+    }
+    vmm_accel_owner_fence(slot->gate);  /* D1: pairs with inhibitor_fence() */
+    if (vmm_unlikely(vmm_atomic_load_acquire(&slot->gate->inhibited))) {
+        vmm_accel_slot_begin_slow(slot);
+    }
+}
+
+static inline void vmm_accel_owner_end(VmmAccelCpuSlot *slot) VMM_NO_TSA
+{
+    unsigned c = slot->count;
+
+    /* Release pairs with the inhibitor's load-acquire of the count. */
+    vmm_atomic_store_release(&slot->count, c - 1);
+    if (c > 1) {
+        return;
+    }
+    vmm_accel_owner_fence(slot->gate);  /* D2: pairs with inhibitor_fence() */
+    if (vmm_unlikely(vmm_atomic_read(&slot->gate->inhibited))) {
+        vmm_accel_gate_event_set(slot->gate);
+    }
+}
 
 #endif

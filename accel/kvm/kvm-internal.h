@@ -43,6 +43,14 @@ typedef struct IoMap {
     IoRange *r[];
 } IoMap;
 
+/* What an exit reads of its VM, kept on the gate's page (the page the
+ * vCPU's gate slot is on: vmm_accel_gate_user_area) rather than on the
+ * VM's. */
+typedef struct KvmHot {
+    IoMap *pio_map, *mmio_map;      /* rcu */
+    bool coalesced_used;            /* a zone was registered once */
+} KvmHot;
+
 typedef struct VcpuWork {
     VmmVcpuWorkFunc *fn;
     void *opaque;
@@ -60,6 +68,11 @@ struct VmmVcpu {
     struct kvm_dirty_gfn *gfns;     /* dirty ring, or NULL */
     uint32_t gfn_fetch;             /* next ring entry to harvest */
     VmmAccelCpuSlot *slot;
+    KvmHot *hot;                    /* vm->hot */
+    /* vm->ops.ioctl (NULL for the default: a direct ioctl) and its
+     * opaque, copied for KVM_RUN (vcpu_run_ioctl): no VM page per exit. */
+    int (*ioctl)(void *opaque, int fd, unsigned long request, void *arg);
+    void *ops_opaque;
     pthread_t thread;
     pid_t tid;                      /* set by the thread before it runs */
     char name[32];
@@ -91,7 +104,6 @@ struct VmmVm {
     int coalesced_page;             /* page offset of the ring, 0 = none */
     struct kvm_coalesced_mmio_ring *coalesced;  /* via the first vCPU */
     VmmMutex coalesced_lock;
-    bool coalesced_used;            /* a zone was registered once */
     bool has_irqchip, has_pit, has_xsave, has_xcrs, has_debugregs, has_events;
     bool has_msi, has_routing;
     uint32_t max_slots;
@@ -100,7 +112,7 @@ struct VmmVm {
 
     /* PIO / MMIO maps (hot on every exit: kept near the top). */
     VmmMutex io_lock;
-    IoMap *pio_map, *mmio_map;      /* rcu */
+    KvmHot *hot;                    /* the maps, on the gate's page */
     uint64_t unhandled_io;
 
     /* Exit handlers (set while vCPUs are stopped). */
@@ -152,8 +164,6 @@ void kvm_state_init(VmmVcpu *vcpu);
 /* kvm-io.c */
 void kvm_io_init(VmmVm *vm);
 void kvm_io_destroy(VmmVm *vm);
-void kvm_dispatch_pio(VmmVcpu *vcpu);
-void kvm_dispatch_mmio(VmmVcpu *vcpu);
 void kvm_flush_coalesced(VmmVm *vm);
 
 /* kvm-mem.c */

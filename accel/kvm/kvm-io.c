@@ -36,13 +36,17 @@
 #include <time.h>
 
 #include "accel/kvm/kvm-internal.h"
+#include "accel/kvm/kvm-dispatch.h"
 #include "util/atomic.h"
 #include "util/log.h"
 
+/* After the gate exists. */
 void kvm_io_init(VmmVm *vm)
 {
-    vm->pio_map = NULL;
-    vm->mmio_map = NULL;
+    _Static_assert(sizeof(KvmHot) <= VMM_ACCEL_GATE_USER_SIZE, "fits the gate page");
+    vm->hot = vmm_accel_gate_user_area(vm->gate);
+    vm->hot->pio_map = NULL;
+    vm->hot->mmio_map = NULL;
 }
 
 static void map_free_rcu(struct rcu_head *head)
@@ -53,7 +57,7 @@ static void map_free_rcu(struct rcu_head *head)
 
 void kvm_io_destroy(VmmVm *vm)
 {
-    IoMap *maps[2] = { vm->pio_map, vm->mmio_map };
+    IoMap *maps[2] = { vm->hot->pio_map, vm->hot->mmio_map };
 
     for (int m = 0; m < 2; m++) {
         if (!maps[m]) {
@@ -64,24 +68,7 @@ void kvm_io_destroy(VmmVm *vm)
         }
         free(maps[m]);
     }
-    vm->pio_map = vm->mmio_map = NULL;
-}
-
-/* First range whose end is above @addr (binary search), or n. */
-VMM_HOT static size_t map_search(const IoMap *map, uint64_t addr)
-{
-    size_t lo = 0, hi = map->n;
-
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        const IoRange *r = map->r[mid];
-        if (r->base + r->len <= addr) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    return lo;
+    vm->hot->pio_map = vm->hot->mmio_map = NULL;
 }
 
 static IoMap *map_copy(const IoMap *old, size_t extra)
@@ -98,7 +85,7 @@ static IoMap *map_copy(const IoMap *old, size_t extra)
 
 static IoMap **map_slot(VmmVm *vm, bool pio)
 {
-    return pio ? &vm->pio_map : &vm->mmio_map;
+    return pio ? &vm->hot->pio_map : &vm->hot->mmio_map;
 }
 
 int vmm_vm_register_io(VmmVm *vm, bool pio, uint64_t base, uint64_t len,
@@ -212,47 +199,7 @@ uint64_t vmm_vm_unhandled_io(VmmVm *vm)
 
 /* ---- dispatch ------------------------------------------------------------ */
 
-typedef struct Found {
-    VmmIoOps ops;
-    void *opaque;
-    uint64_t base;
-} Found;
-
-/* Look up [addr, addr+size) and mark it current on @vcpu.  False: a hole. */
-VMM_HOT static bool lookup(VmmVcpu *vcpu, bool pio, uint64_t addr, unsigned size, Found *f)
-{
-    VmmVm *vm = vcpu->vm;
-    bool ok = false;
-    IoMap *map;
-
-    vmm_rcu_read_lock();
-    /* Acquire (rcu_dereference, stronger): pairs with the release that
-     * published the map. */
-    map = vmm_atomic_load_acquire(map_slot(vm, pio));
-    if (map) {
-        size_t pos = map_search(map, addr);
-        if (pos < map->n) {
-            const IoRange *r = map->r[pos];
-            if (r->base <= addr && addr + size <= r->base + r->len && addr + size > addr) {
-                f->ops = r->ops;
-                f->opaque = r->opaque;
-                f->base = r->base;
-                vmm_atomic_set(&vcpu->cur_range, r);
-                ok = true;
-            }
-        }
-    }
-    vmm_rcu_read_unlock();
-    return ok;
-}
-
-VMM_HOT static void done(VmmVcpu *vcpu)
-{
-    /* Release pairs with the load-acquire in wait_range_idle(). */
-    vmm_atomic_store_release(&vcpu->cur_range, NULL);
-}
-
-static void unhandled(VmmVm *vm, bool pio, uint64_t addr, bool write)
+void kvm_io_unhandled(VmmVm *vm, bool pio, uint64_t addr, bool write)
 {
     uint64_t n = vmm_atomic_fetch_add(&vm->unhandled_io, 1);
 
@@ -262,101 +209,19 @@ static void unhandled(VmmVm *vm, bool pio, uint64_t addr, bool write)
     }
 }
 
-VMM_HOT static uint64_t io_read(VmmVcpu *vcpu, bool pio, uint64_t addr, unsigned size)
-{
-    Found f;
-    uint64_t v = ~0ULL;
-
-    if (lookup(vcpu, pio, addr, size, &f)) {
-        if (f.ops.read) {
-            v = f.ops.read(f.opaque, addr - f.base, size);
-        }
-        done(vcpu);
-    } else {
-        unhandled(vcpu->vm, pio, addr, false);
-    }
-    return size < 8 ? v & ((1ULL << (size * 8)) - 1) : v;
-}
-
-VMM_HOT static void io_write(VmmVcpu *vcpu, bool pio, uint64_t addr, unsigned size, uint64_t v)
-{
-    Found f;
-
-    if (lookup(vcpu, pio, addr, size, &f)) {
-        if (f.ops.write) {
-            f.ops.write(f.opaque, addr - f.base, v, size);
-        }
-        done(vcpu);
-    } else {
-        unhandled(vcpu->vm, pio, addr, true);
-    }
-}
-
-static bool valid_size(unsigned size)
-{
-    return size == 1 || size == 2 || size == 4 || size == 8;
-}
-
-VMM_HOT void kvm_dispatch_pio(VmmVcpu *vcpu)
-{
-    struct kvm_run *run = vcpu->run;
-    unsigned size = run->io.size;
-    uint64_t off = run->io.data_offset;
-    uint32_t count = run->io.count;
-    uint8_t *data;
-
-    if (!valid_size(size) || size == 8 || off > vcpu->mmap_size ||
-        (uint64_t)count * size > vcpu->mmap_size - off) {
-        unhandled(vcpu->vm, true, run->io.port, run->io.direction == KVM_EXIT_IO_OUT);
-        return;
-    }
-    data = (uint8_t *)run + off;
-    for (uint32_t i = 0; i < count; i++, data += size) {
-        uint64_t v = 0;
-        if (run->io.direction == KVM_EXIT_IO_OUT) {
-            memcpy(&v, data, size);
-            io_write(vcpu, true, run->io.port, size, v);
-        } else {
-            v = io_read(vcpu, true, run->io.port, size);
-            memcpy(data, &v, size);
-        }
-    }
-}
-
-VMM_HOT void kvm_dispatch_mmio(VmmVcpu *vcpu)
-{
-    struct kvm_run *run = vcpu->run;
-    unsigned len = run->mmio.len;
-    uint64_t v = 0;
-
-    if (!valid_size(len)) {
-        unhandled(vcpu->vm, false, run->mmio.phys_addr, run->mmio.is_write);
-        if (!run->mmio.is_write) {
-            memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
-        }
-        return;
-    }
-    if (run->mmio.is_write) {
-        memcpy(&v, run->mmio.data, len);
-        io_write(vcpu, false, run->mmio.phys_addr, len, v);
-    } else {
-        v = io_read(vcpu, false, run->mmio.phys_addr, len);
-        memcpy(run->mmio.data, &v, len);
-    }
-}
-
 /* ---- coalesced MMIO / PIO ------------------------------------------------ */
 
-static __thread bool flushing;
+static __thread bool flushing VMM_TLS_IE;
 
 VMM_HOT void kvm_flush_coalesced(VmmVm *vm)
 {
     struct kvm_coalesced_mmio_ring *ring = vm->coalesced;
     const uint32_t max = (KVM_PAGE_SIZE - sizeof(*ring)) / sizeof(ring->coalesced_mmio[0]);
-    VmmVcpu *self = vmm_vcpu_current();
+    VmmVcpu *self;
 
     /* No zone was ever registered: the ring stays empty; do not touch it. */
-    if (!ring || !vmm_atomic_read(&vm->coalesced_used) || flushing || !self) {
+    if (!ring || !vmm_atomic_read(&vm->hot->coalesced_used) || flushing ||
+        !(self = vmm_vcpu_current())) {
         return;
     }
     /* Acquire pairs with the kernel's release of last after the entry. */
@@ -373,9 +238,8 @@ VMM_HOT void kvm_flush_coalesced(VmmVm *vm)
         }
         struct kvm_coalesced_mmio ent = ring->coalesced_mmio[first];
         if (valid_size(ent.len)) {
-            uint64_t v = 0;
-            memcpy(&v, ent.data, ent.len);
-            io_write(self, ent.pio == 1, ent.phys_addr, ent.len, v);
+            io_write(self, ent.pio == 1, ent.phys_addr, ent.len,
+                     load_sized(ent.data, ent.len));
         }
         /* Release: the entry is consumed before the kernel may reuse it. */
         __atomic_store_n(&ring->first, (first + 1) % max, __ATOMIC_RELEASE);
@@ -395,7 +259,7 @@ static int coalesced(VmmVm *vm, bool pio, uint64_t base, uint32_t len, bool add)
         return -EOPNOTSUPP;
     }
     if (add) {
-        vmm_atomic_set(&vm->coalesced_used, true);
+        vmm_atomic_set(&vm->hot->coalesced_used, true);
     }
     return kvm_vm_ioctl(vm, add ? KVM_REGISTER_COALESCED_MMIO : KVM_UNREGISTER_COALESCED_MMIO,
                         &z);

@@ -13,8 +13,24 @@
  * immediate_exit overwrote the requester's 1, K1/K2 make the vCPU's next
  * read of exit_request see the request.
  */
+/* The inline read-side fast path of liburcu (no library call per exit:
+ * the PIO/MMIO dispatch of kvm-dispatch.h is inlined here);
+ * not under ThreadSanitizer, which must not see liburcu's uninstrumented
+ * internals (tests/tsan.supp suppresses them only inside the library). */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define VMM_NO_LGPL_URCU 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define VMM_NO_LGPL_URCU 1
+#endif
+#ifndef VMM_NO_LGPL_URCU
+#define _LGPL_SOURCE 1
+#endif
 #include <errno.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,13 +40,14 @@
 
 #include "accel/futex.h"
 #include "accel/kvm/kvm-internal.h"
+#include "accel/kvm/kvm-dispatch.h"
 #include "util/atomic.h"
 #include "util/log.h"
 #include "util/thread.h"
 
 #define STAT_INC(v, f) vmm_atomic_set(&(v)->stats.f, (v)->stats.f + 1)
 
-static __thread VmmVcpu *tls_vcpu;
+static __thread VmmVcpu *tls_vcpu VMM_TLS_IE;
 
 VmmVcpu *vmm_vcpu_current(void)
 {
@@ -194,8 +211,29 @@ VMM_HOT static int handle_exit(VmmVcpu *vcpu)
 
 /* ---- the run loop ----------------------------------------------------------- */
 
-/* Run until a request (pause, end, work, quit) or an exit that stops us. */
-VMM_HOT static void vcpu_exec(VmmVcpu *vcpu)
+/* KVM_RUN inside the vCPU's gate bracket, all inline: this thread owns
+ * the slot (bound in vcpu_thread), and with the default ops the ioctl is
+ * made directly (vcpu->ioctl is NULL), as a raw KVM_RUN loop makes it. */
+static inline int vcpu_run_ioctl(VmmVcpu *vcpu)
+{
+    int r;
+
+    vmm_accel_owner_begin(vcpu->slot);
+    if (vmm_likely(!vcpu->ioctl)) {
+        r = ioctl(vcpu->fd, KVM_RUN, 0);
+        if (r < 0) {
+            r = -errno;
+        }
+    } else {
+        r = vcpu->ioctl(vcpu->ops_opaque, vcpu->fd, KVM_RUN, NULL);
+    }
+    vmm_accel_owner_end(vcpu->slot);
+    return r;
+}
+
+/* Run until a request (pause, end, work, quit) or an exit that stops us.
+ * Not inlined into vcpu_thread: the loop stays in the hot text. */
+VMM_HOT __attribute__((noinline)) static void vcpu_exec(VmmVcpu *vcpu)
 {
     struct kvm_run *run = vcpu->run;
     int r;
@@ -220,7 +258,7 @@ VMM_HOT static void vcpu_exec(VmmVcpu *vcpu)
         /* Kicks before this point are covered by immediate_exit; only a
          * kick after the coming exit may end a halt wait. */
         vmm_atomic_set(&vcpu->halt_wake, 0);
-        r = kvm_vcpu_ioctl(vcpu, KVM_RUN, NULL);
+        r = vcpu_run_ioctl(vcpu);
         STAT_INC(vcpu, runs);
         vcpu->io_pending = false;   /* any entry completes it */
         if (r < 0) {
@@ -233,8 +271,11 @@ VMM_HOT static void vcpu_exec(VmmVcpu *vcpu)
             end_with_error(vcpu, r);
             return;
         }
-        /* Writes queued in the coalesced ring happened before this exit. */
-        kvm_flush_coalesced(vcpu->vm);
+        /* Writes queued in the coalesced ring happened before this exit.
+         * No zone registered (the usual case): the ring stays empty. */
+        if (vmm_unlikely(vmm_atomic_read(&vcpu->hot->coalesced_used))) {
+            kvm_flush_coalesced(vcpu->vm);
+        }
         r = handle_exit(vcpu);
         if (r < 0) {
             end_with_error(vcpu, r);
@@ -399,6 +440,10 @@ VmmVcpu *vmm_vcpu_new(VmmVm *vm, uint32_t id, const char *name, int *errp)
         goto fail;
     }
     vcpu->vm = vm;
+    vcpu->hot = vm->hot;
+    /* NULL: the default ops, whose ioctl the run loop makes directly. */
+    vcpu->ioctl = vm->ops.ioctl == vmm_kvm_default_ops()->ioctl ? NULL : vm->ops.ioctl;
+    vcpu->ops_opaque = vm->ops.opaque;
     vcpu->id = id;
     vcpu->fd = -1;
     vcpu->paused = true;        /* stopped until vmm_vm_start() */

@@ -286,12 +286,12 @@ VmmVm *vmm_vm_new(const VmmVmOptions *opts, int *errp)
     vm->kvm_fd = vm->vm_fd = -1;
     vm->kick_signal = opts && opts->kick_signal ? opts->kick_signal : SIGUSR1;
     vm_init_locks(vm);
-    kvm_io_init(vm);
     vm->gate = vmm_accel_gate_new(&r);
     if (!vm->gate) {
         vm_close(vm);
         goto fail;
     }
+    kvm_io_init(vm);
     r = vm_create(vm, opts);
     if (r < 0) {
         kvm_io_destroy(vm);
