@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "block/block-int.h"
+#include "block/graph-lock-int.h"
 
 struct VmmBlockBackend {
     VmmBlockChild *root VMM_GUARDED_BY(vmm_graph_lock);
@@ -272,6 +273,12 @@ uint32_t vmm_blk_request_alignment(VmmBlockBackend *blk)
     return n ? n->request_alignment : 1;
 }
 
+uint32_t vmm_blk_max_transfer(VmmBlockBackend *blk)
+{
+    VmmBlockNode *n = vmm_blk_node(blk);
+    return n ? vmm_atomic_read(&n->max_transfer) : 0;
+}
+
 size_t vmm_blk_mem_alignment(VmmBlockBackend *blk)
 {
     VmmBlockNode *n = vmm_blk_node(blk);
@@ -335,7 +342,7 @@ static int coroutine_fn blk_co_do(VmmBlockBackend *blk, BlkOp op, int64_t offset
         return -EINVAL;
     }
     blk_co_enter(blk);
-    vmm_graph_co_rdlock();
+    block_graph_co_rdlock_fast();       /* inline: no call per request */
     int ret;
     VmmBlockChild *root = blk->root;
     if (!root) {
@@ -359,7 +366,7 @@ static int coroutine_fn blk_co_do(VmmBlockBackend *blk, BlkOp op, int64_t offset
             break;
         }
     }
-    vmm_graph_co_rdunlock();
+    block_graph_co_rdunlock_fast();
     blk_dec_in_flight(blk);
     return ret;
 }

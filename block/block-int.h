@@ -163,7 +163,12 @@ struct VmmBlockNode {
     int64_t total_bytes;                        /* set by open/refresh */
     uint32_t request_alignment;                 /* power of two, >= 1 */
     size_t mem_alignment;                       /* power of two, >= 1 */
-    uint32_t max_transfer;                      /* 0: no limit */
+    /* Largest request the driver gets (a multiple of request_alignment);
+     * larger ones are split (io.c).  0: no limit.  Drivers set it in open
+     * (filters and raw inherit their child's); block_node_cap_max_transfer()
+     * applies the node's "max-transfer" option. */
+    uint32_t max_transfer;
+    uint32_t max_transfer_opt;                  /* option; 0: none */
 
     VmmBlockChild *children VMM_GUARDED_BY(vmm_graph_lock);
     VmmBlockChild *parents VMM_GUARDED_BY(vmm_graph_lock);
@@ -207,6 +212,10 @@ void block_node_apply_context(VmmBlockNode *n, VmmAioContext *ctx, VmmBlockChild
                               GPtrArray *visited) GRAPH_RDLOCK;
 int block_node_move_context(VmmBlockNode *n, VmmAioContext *ctx, VmmBlockChild *ignore,
                             GError **errp) GRAPH_UNLOCKED;
+
+/* @declared (a driver's limit, 0: none) capped by the node's max-transfer
+ * option and made a multiple of its request alignment. */
+uint32_t block_node_cap_max_transfer(VmmBlockNode *n, uint32_t declared);
 
 /* Length refresh after a graph change (main loop). */
 void block_node_refresh_length(VmmBlockNode *n) GRAPH_RDLOCK;

@@ -13,7 +13,7 @@
  * State
  *   has_writer       set by the writer from the start of its wait until it
  *                    unlocks; readers that see it queue (except main-loop
- *                    readers during the wait, see rdlock_slow).
+ *                    readers during the wait, see block_graph_rdlock_slow).
  *   writer_waiting   set for the whole of vmm_graph_wrlock()'s wait; readers
  *                    that see it on unlock kick the main loop.
  *   GraphSlot        one reader count per AioContext (its own cache line),
@@ -58,17 +58,23 @@
 
 #include "aio/aio-internal.h"
 #include "block/block-int.h"
+#include "block/graph-lock-int.h"
 
 VmmGraphLock vmm_graph_lock;
 
-typedef struct GraphSlot {
-    uint32_t count;                 /* written by the context's thread */
-    VmmAioContext *ctx;             /* owner; NULL when free (atomic) */
-    struct GraphSlot *next;         /* all slots, under list_lock */
-} VMM_CACHE_ALIGNED GraphSlot;
+typedef BlockGraphSlot GraphSlot;
 
-static int has_writer;
-static int writer_waiting;
+/* has_writer, writer_waiting, use_membarrier: read inline by the fast path
+ * (graph-lock-int.h). */
+BlockGraphFlags block_graph_flags;
+#define has_writer      (block_graph_flags.has_writer)
+#define writer_waiting  (block_graph_flags.writer_waiting)
+#define use_membarrier  (block_graph_flags.use_membarrier)
+
+BlockGraphSlot block_graph_free_slot = { .ctx = BLOCK_GRAPH_SLOT_FREE };
+__thread BlockGraphSlot *block_graph_tls_slot = &block_graph_free_slot;
+#define tls_slot        block_graph_tls_slot
+
 static uint32_t foreign_count;      /* threads without a context; atomic */
 
 static VmmMutex list_lock = { PTHREAD_MUTEX_INITIALIZER };
@@ -77,11 +83,7 @@ static uint32_t orphaned VMM_GUARDED_BY(list_lock);
 static BlockWaiter *reader_queue VMM_GUARDED_BY(list_lock);
 
 static int slot_key = -1;
-static bool use_membarrier;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
-
-/* initial-exec: a plain %fs-relative load, no __tls_get_addr call. */
-static __thread GraphSlot *tls_slot __attribute__((tls_model("initial-exec")));
 
 #if defined(__SANITIZE_THREAD__)
 #define GRAPH_TSAN 1
@@ -104,7 +106,7 @@ static void slot_destroy(VmmAioContext *ctx, void *value)
     /* The dying context's readers (or its -1s) live on in the sum. */
     orphaned += vmm_atomic_load_acquire(&s->count);
     vmm_atomic_set(&s->count, 0);
-    vmm_atomic_set(&s->ctx, NULL);     /* free: stale thread caches miss */
+    vmm_atomic_set(&s->ctx, BLOCK_GRAPH_SLOT_FREE);  /* stale thread caches miss */
     vmm_mutex_unlock(&list_lock);
 }
 
@@ -114,7 +116,7 @@ static void *slot_create(VmmAioContext *ctx, void *arg)
     vmm_mutex_lock(&list_lock);
     GraphSlot *s;
     for (s = all_slots; s; s = s->next) {
-        if (!vmm_atomic_read(&s->ctx)) {
+        if (vmm_atomic_read(&s->ctx) == BLOCK_GRAPH_SLOT_FREE) {
             break;
         }
     }
@@ -162,51 +164,26 @@ static void __attribute__((constructor)) graph_ctor(void)
     pthread_once(&init_once, graph_init);
 }
 
-/* Slow half of slot_current(): look up (or create) the current context's
- * slot and cache it for this thread. */
-static VMM_NOINLINE GraphSlot *slot_lookup_slow(VmmAioContext *ctx)
+/* Slow half of block_graph_slot_current(): look up (or create) the
+ * current context's slot and cache it for this thread.  Called by the
+ * fast path, which does not yield before it last uses the result, so the
+ * thread-local written here is the calling thread's. */
+VMM_NOINLINE GraphSlot *block_graph_slot_lookup_slow(VmmAioContext *ctx)
 {
     graph_ensure_init();
     if (!ctx || slot_key < 0) {
         return NULL;
     }
     GraphSlot *s = vmm_aio_slot_get_or_create(ctx, slot_key, slot_create, NULL);
-    tls_slot = s;
+    tls_slot = s ? s : &block_graph_free_slot;
     return s;
-}
-
-/*
- * The calling thread's slot, or NULL (use `foreign`).  Only called from
- * functions that do not yield between this call and their last use of the
- * result (the rdlock/rdunlock fast paths), so the thread-local read is
- * never reused on another thread.  The cache is valid while its slot still
- * belongs to the context this thread runs now (slots are recycled, never
- * freed, and a recycled one names its new owner).
- */
-static inline GraphSlot *slot_current(void)
-{
-    /* Inline (aio-internal.h): read fresh here, never reused across a yield. */
-    VmmAioContext *ctx = vmm_aio_current_context_fresh();
-    GraphSlot *s = tls_slot;
-    if (vmm_likely(s && ctx && vmm_atomic_read(&s->ctx) == ctx)) {
-        return s;
-    }
-    return slot_lookup_slow(ctx);
-}
-
-static inline void fence_reader(void)
-{
-    if (vmm_likely(vmm_atomic_read(&use_membarrier))) {
-        vmm_barrier();      /* pairs with fence_writer()'s membarrier */
-    } else {
-        vmm_smp_mb();       /* pairs with fence_writer()'s smp_mb */
-    }
 }
 
 static void fence_writer(void)
 {
     if (vmm_atomic_read(&use_membarrier)) {
-        /* Pairs with fence_reader()'s compiler barrier on every CPU. */
+        /* Pairs with block_graph_fence_reader()'s compiler barrier on
+         * every CPU (graph-lock-int.h). */
         if (syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0) {
             return;
         }
@@ -215,19 +192,12 @@ static void fence_writer(void)
         /* A reader that still used the compiler barrier has passed through
          * the failed system call's context switch: full barrier there. */
     }
-    vmm_smp_mb();           /* pairs with fence_reader()'s smp_mb */
+    vmm_smp_mb();           /* pairs with block_graph_fence_reader()'s smp_mb */
 }
 
-static void slot_add(GraphSlot *s, uint32_t delta)
+void block_graph_slot_add_foreign(uint32_t delta)
 {
-    if (vmm_likely(s != NULL)) {
-        /* Single writer (this context's thread): no RMW needed.  Release:
-         * the writer's acquire load of the count sees our graph reads as
-         * done (pairing (1)/(2) above for ordering against has_writer). */
-        vmm_atomic_store_release(&s->count, vmm_atomic_read(&s->count) + delta);
-    } else {
-        vmm_atomic_fetch_add(&foreign_count, delta);
-    }
+    vmm_atomic_fetch_add(&foreign_count, delta);
 }
 
 static uint32_t reader_count(void)
@@ -246,7 +216,7 @@ static uint32_t reader_count(void)
 
 static void coroutine_fn graph_rdlock_retry(void);
 
-static VMM_NOINLINE void coroutine_fn rdlock_slow(GraphSlot *s) VMM_NO_TSA
+VMM_NOINLINE void coroutine_fn block_graph_rdlock_slow(GraphSlot *s) VMM_NO_TSA
 {
     if (!vmm_in_coroutine()) {
         /* Cannot wait outside a coroutine; the main loop has its own lock. */
@@ -269,7 +239,7 @@ static VMM_NOINLINE void coroutine_fn rdlock_slow(GraphSlot *s) VMM_NO_TSA
     }
     /* Back off (same thread as the increment: no yield since), queue,
      * and let the writer's poll see the count drop. */
-    slot_add(s, (uint32_t)-1);
+    block_graph_slot_add(s, (uint32_t)-1);
     BlockWaiter w = { .co = vmm_coroutine_self(), .next = NULL };
     BlockWaiter **pp = &reader_queue;
     while (*pp) {
@@ -282,17 +252,15 @@ static VMM_NOINLINE void coroutine_fn rdlock_slow(GraphSlot *s) VMM_NO_TSA
     graph_rdlock_retry();      /* from the start, in whatever thread we are now */
 }
 
+/* The fast paths are block_graph_rdlock_body() and
+ * block_graph_rdunlock_body() (graph-lock-int.h), inlined here and into
+ * the block layer's request path. */
 void vmm_graph_co_rdlock(void) VMM_NO_TSA
 {
-    GraphSlot *s = slot_current();
-    slot_add(s, 1);
-    fence_reader();                                 /* pairing (1) */
-    if (vmm_unlikely(vmm_atomic_load_acquire(&has_writer))) {
-        rdlock_slow(s);
-    }
+    block_graph_rdlock_body();
 }
 
-/* Not inlined into rdlock_slow: a fresh frame re-reads the thread-locals
+/* Not inlined into block_graph_rdlock_slow: a fresh frame re-reads the thread-locals
  * after the yield. */
 static VMM_NOINLINE void coroutine_fn graph_rdlock_retry(void) VMM_NO_TSA
 {
@@ -301,12 +269,7 @@ static VMM_NOINLINE void coroutine_fn graph_rdlock_retry(void) VMM_NO_TSA
 
 void vmm_graph_co_rdunlock(void) VMM_NO_TSA
 {
-    GraphSlot *s = slot_current();
-    slot_add(s, (uint32_t)-1);
-    fence_reader();                                 /* pairing (2) */
-    if (vmm_unlikely(vmm_atomic_read(&writer_waiting))) {
-        vmm_aio_wait_kick();
-    }
+    block_graph_rdunlock_body();
 }
 
 void vmm_graph_rdlock_main_loop(void) VMM_NO_TSA
@@ -364,7 +327,7 @@ void vmm_graph_wrlock(void) VMM_NO_TSA
     vmm_atomic_set(&has_writer, 1);
     fence_writer();                                 /* pairings (1) and (2) */
     /* Readers in other threads now queue; readers run by this poll (the
-     * main loop's callbacks) pass (rdlock_slow), so they cannot deadlock
+     * main loop's callbacks) pass (block_graph_rdlock_slow), so they cannot deadlock
      * against us, and they are counted, so we wait for them too. */
     VMM_AIO_WAIT_WHILE(NULL, readers_active());
     vmm_atomic_set(&writer_waiting, 0);

@@ -372,6 +372,35 @@ static int node_attach_and_open(VmmBlockNode *n, VmmBlockNode **kids, BlockOpts 
     return 0;
 }
 
+uint32_t block_node_cap_max_transfer(VmmBlockNode *n, uint32_t declared)
+{
+    uint32_t max = declared;
+    if (n->max_transfer_opt && (!max || n->max_transfer_opt < max)) {
+        max = n->max_transfer_opt;
+    }
+    uint32_t align = n->request_alignment;
+    if (max && align > 1) {
+        max = MAX(VMM_ALIGN_DOWN(max, align), align);
+    }
+    return max;
+}
+
+/* The generic "max-transfer" option, after the driver opened the node
+ * (its alignment is known). */
+static bool apply_max_transfer(VmmBlockNode *n, uint64_t opt, GError **errp)
+{
+    if (opt && (opt > UINT32_MAX || opt % n->request_alignment)) {
+        g_set_error(errp, BLOCK_ERR_DOMAIN, EINVAL,
+                    "Option 'max-transfer' (%" PRIu64 ") must be a multiple of %u (the "
+                    "request alignment of '%s') and below 4G", opt, n->request_alignment,
+                    n->node_name);
+        return false;
+    }
+    n->max_transfer_opt = (uint32_t)opt;
+    n->max_transfer = block_node_cap_max_transfer(n, n->max_transfer);
+    return true;
+}
+
 static VmmBlockNode *open_node(BlockOpts *o, int flags, GError **errp)
 {
     g_autofree char *dname = block_opts_take(o, "driver");
@@ -389,6 +418,7 @@ static VmmBlockNode *open_node(BlockOpts *o, int flags, GError **errp)
     g_hash_table_insert(shown, g_strdup("driver"), g_strdup(dname));
     char *name = block_opts_take(o, "node-name");
     bool ro = false;
+    uint64_t max_transfer = 0;
     VmmBlockNode *kids[4] = { NULL };
     VmmBlockNode *n = NULL;
 
@@ -403,7 +433,8 @@ static VmmBlockNode *open_node(BlockOpts *o, int flags, GError **errp)
                     name);
         goto fail;
     }
-    if (!block_opts_take_bool(o, "read-only", false, &ro, errp)) {
+    if (!block_opts_take_bool(o, "read-only", false, &ro, errp) ||
+        !block_opts_take_size(o, "max-transfer", 0, &max_transfer, errp)) {
         goto fail;
     }
     if (flags & VMM_BLOCK_RDONLY) {
@@ -424,6 +455,12 @@ static VmmBlockNode *open_node(BlockOpts *o, int flags, GError **errp)
         n->ctx = kids[0]->ctx;
     }
     if (node_attach_and_open(n, kids, o, flags, errp) < 0) {
+        goto fail;
+    }
+    if (!apply_max_transfer(n, max_transfer, errp)) {
+        if (n->drv->close) {
+            n->drv->close(n);
+        }
         goto fail;
     }
     for (size_t i = 0; i < VMM_ARRAY_SIZE(kids); i++) {

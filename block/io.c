@@ -3,8 +3,8 @@
  * The node request path: bounds checks, in-flight counting, alignment
  * (bounce buffers for reads and buffers, read-modify-write for writes, the
  * latter serialised against overlapping writes), FUA emulation, and the
- * write_zeroes fallback.  Everything here runs in a coroutine holding the
- * graph read lock.
+ * write_zeroes fallback, and splitting at the node's max transfer size.
+ * Everything here runs in a coroutine holding the graph read lock.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -64,6 +64,29 @@ void block_iov_memset(const struct iovec *iov, int iovcnt, int c, size_t bytes)
         memset(iov[i].iov_base, c, len);
         bytes -= len;
     }
+}
+
+/* The part [@skip, @skip + @bytes) of @iov as an iovec array in @dst
+ * (@cap entries).  Returns the number of entries it needs; if that is
+ * more than @cap, @dst holds only the first @cap. */
+static int iov_slice(const struct iovec *iov, int iovcnt, size_t skip, size_t bytes,
+                     struct iovec *dst, int cap)
+{
+    int n = 0;
+    for (int i = 0; i < iovcnt && bytes; i++) {
+        if (skip >= iov[i].iov_len) {
+            skip -= iov[i].iov_len;
+            continue;
+        }
+        size_t len = MIN(iov[i].iov_len - skip, bytes);
+        if (n < cap) {
+            dst[n] = (struct iovec){ (char *)iov[i].iov_base + skip, len };
+        }
+        n++;
+        bytes -= len;
+        skip = 0;
+    }
+    return n;
 }
 
 static void *bounce_alloc(VmmBlockNode *n, size_t bytes)
@@ -175,6 +198,74 @@ static int coroutine_fn read_bounced(VmmBlockNode *n, int64_t offset, int64_t by
     return ret;
 }
 
+static int coroutine_fn read_one(VmmBlockNode *n, int64_t offset, int64_t bytes,
+                                 const struct iovec *iov, int iovcnt, int flags)
+    GRAPH_RDLOCK
+{
+    uint32_t align = n->request_alignment;
+    if (vmm_likely((align <= 1 || (VMM_IS_ALIGNED(offset, align) &&
+                                   VMM_IS_ALIGNED(bytes, align))) &&
+                   iov_mem_aligned(n, iov, iovcnt, bytes))) {
+        return n->drv->co_preadv(n, offset, bytes, iov, iovcnt, flags);
+    }
+    return read_bounced(n, offset, bytes, iov, iovcnt, flags);
+}
+
+/* ---- Splitting at the max transfer size ------------------------------------------- */
+
+/* The largest chunk the node takes (aligned), or 0: no limit. */
+static int64_t chunk_limit(VmmBlockNode *n)
+{
+    int64_t align = n->request_alignment;
+    int64_t max = vmm_atomic_read(&n->max_transfer);  /* changes under drain */
+    if (vmm_likely(max == 0)) {
+        return 0;
+    }
+    /* graph.c keeps it a multiple of the alignment; be safe anyway. */
+    return MAX(VMM_ALIGN_DOWN(max, align), align);
+}
+
+/* Length of the chunk at @offset (at most @bytes): chunks after the first
+ * start aligned, and each, padded to the alignment, spans at most @limit. */
+static int64_t chunk_len(VmmBlockNode *n, int64_t limit, int64_t offset, int64_t bytes)
+{
+    int64_t start = VMM_ALIGN_DOWN(offset, (int64_t)n->request_alignment);
+    return MIN(bytes, start + limit - offset);
+}
+
+/* read_one or write_one (callers hold the read lock: split_rw is GRAPH_RDLOCK;
+ * clang cannot annotate a function type). */
+typedef int coroutine_fn IoOneFn(VmmBlockNode *n, int64_t offset, int64_t bytes,
+                                 const struct iovec *iov, int iovcnt, int flags);
+
+#define SLICE_STACK 16
+
+/* Run @fn on each chunk of the request in order; stop at the first error
+ * and return it (later chunks are not issued). */
+static int coroutine_fn split_rw(VmmBlockNode *n, IoOneFn *fn, int64_t limit,
+                                 int64_t offset, int64_t bytes, const struct iovec *iov,
+                                 int iovcnt, int flags) GRAPH_RDLOCK
+{
+    int64_t done = 0;
+    int ret = 0;
+    while (done < bytes && ret == 0) {
+        int64_t len = chunk_len(n, limit, offset + done, bytes - done);
+        struct iovec stack[SLICE_STACK];
+        struct iovec *v = stack;
+        int cnt = iov_slice(iov, iovcnt, done, len, stack, SLICE_STACK);
+        if (cnt > SLICE_STACK) {
+            v = g_new(struct iovec, cnt);
+            iov_slice(iov, iovcnt, done, len, v, cnt);
+        }
+        ret = fn(n, offset + done, len, v, cnt, flags);
+        if (v != stack) {
+            g_free(v);
+        }
+        done += len;
+    }
+    return ret;
+}
+
 int block_co_preadv(VmmBlockNode *n, int64_t offset, int64_t bytes,
                     const struct iovec *iov, int iovcnt, int flags)
 {
@@ -183,13 +274,11 @@ int block_co_preadv(VmmBlockNode *n, int64_t offset, int64_t bytes,
         return ret;
     }
     block_inc_in_flight(n);
-    uint32_t align = n->request_alignment;
-    if (vmm_likely((align <= 1 || (VMM_IS_ALIGNED(offset, align) &&
-                                   VMM_IS_ALIGNED(bytes, align))) &&
-                   iov_mem_aligned(n, iov, iovcnt, bytes))) {
-        ret = n->drv->co_preadv(n, offset, bytes, iov, iovcnt, flags);
+    int64_t limit = chunk_limit(n);
+    if (vmm_likely(limit == 0 || chunk_len(n, limit, offset, bytes) == bytes)) {
+        ret = read_one(n, offset, bytes, iov, iovcnt, flags);
     } else {
-        ret = read_bounced(n, offset, bytes, iov, iovcnt, flags);
+        ret = split_rw(n, read_one, limit, offset, bytes, iov, iovcnt, flags);
     }
     block_dec_in_flight(n);
     return ret;
@@ -242,19 +331,13 @@ static int coroutine_fn write_bounced(VmmBlockNode *n, int64_t offset, int64_t b
     return ret;
 }
 
-int block_co_pwritev(VmmBlockNode *n, int64_t offset, int64_t bytes,
-                     const struct iovec *iov, int iovcnt, int flags)
+/* One chunk of a write (no FUA: the caller flushes once after all). */
+static int coroutine_fn write_one(VmmBlockNode *n, int64_t offset, int64_t bytes,
+                                  const struct iovec *iov, int iovcnt, int dflags)
+    GRAPH_RDLOCK
 {
-    int ret = check_request(n, offset, bytes, iov, iovcnt, true);
-    if (ret < 0 || bytes == 0) {
-        return ret;
-    }
-    if (n->read_only) {
-        return -EPERM;
-    }
-    block_inc_in_flight(n);
+    int ret;
     uint32_t align = n->request_alignment;
-    int dflags = flags & ~VMM_REQ_FUA;
     if (vmm_likely(align <= 1)) {
         ret = iov_mem_aligned(n, iov, iovcnt, bytes)
             ? n->drv->co_pwritev(n, offset, bytes, iov, iovcnt, dflags)
@@ -274,6 +357,27 @@ int block_co_pwritev(VmmBlockNode *n, int64_t offset, int64_t bytes,
             ret = write_bounced(n, offset, bytes, iov, iovcnt, dflags);
         }
         track_end(n, &me);
+    }
+    return ret;
+}
+
+int block_co_pwritev(VmmBlockNode *n, int64_t offset, int64_t bytes,
+                     const struct iovec *iov, int iovcnt, int flags)
+{
+    int ret = check_request(n, offset, bytes, iov, iovcnt, true);
+    if (ret < 0 || bytes == 0) {
+        return ret;
+    }
+    if (n->read_only) {
+        return -EPERM;
+    }
+    block_inc_in_flight(n);
+    int dflags = flags & ~VMM_REQ_FUA;
+    int64_t limit = chunk_limit(n);
+    if (vmm_likely(limit == 0 || chunk_len(n, limit, offset, bytes) == bytes)) {
+        ret = write_one(n, offset, bytes, iov, iovcnt, dflags);
+    } else {
+        ret = split_rw(n, write_one, limit, offset, bytes, iov, iovcnt, dflags);
     }
     if (ret == 0 && (flags & VMM_REQ_FUA)) {
         ret = n->drv->co_flush ? n->drv->co_flush(n) : 0;
@@ -312,7 +416,13 @@ int block_co_pdiscard(VmmBlockNode *n, int64_t offset, int64_t bytes)
         return 0;
     }
     block_inc_in_flight(n);
-    ret = n->drv->co_pdiscard(n, start, end - start);
+    int64_t limit = chunk_limit(n);
+    ret = 0;
+    for (int64_t off = start; off < end && ret == 0; ) {
+        int64_t len = limit ? MIN(end - off, limit) : end - off;
+        ret = n->drv->co_pdiscard(n, off, len);
+        off += len;
+    }
     block_dec_in_flight(n);
     return ret == -ENOTSUP ? 0 : ret;
 }
@@ -340,6 +450,27 @@ static int coroutine_fn zeroes_by_writes(VmmBlockNode *n, int64_t offset, int64_
     return ret;
 }
 
+/* The driver's write_zeroes in chunks of at most the max transfer size
+ * (offset and bytes aligned).  -ENOTSUP on the first chunk falls back to
+ * writes for the whole request; on a later one, for the rest. */
+static int coroutine_fn zeroes_split(VmmBlockNode *n, int64_t offset, int64_t bytes,
+                                     int flags) GRAPH_RDLOCK
+{
+    int64_t limit = chunk_limit(n);
+    int64_t done = 0;
+    int ret = 0;
+    while (done < bytes && ret == 0) {
+        int64_t len = limit ? MIN(bytes - done, limit) : bytes - done;
+        ret = n->drv->co_pwrite_zeroes(n, offset + done, len, flags);
+        if (ret == -ENOTSUP && done > 0) {
+            ret = zeroes_by_writes(n, offset + done, bytes - done, flags);
+            break;
+        }
+        done += len;
+    }
+    return ret;
+}
+
 int block_co_pwrite_zeroes(VmmBlockNode *n, int64_t offset, int64_t bytes, int flags)
 {
     int ret = check_request(n, offset, bytes, NULL, 0, false);
@@ -354,7 +485,7 @@ int block_co_pwrite_zeroes(VmmBlockNode *n, int64_t offset, int64_t bytes, int f
     if (n->drv->co_pwrite_zeroes && VMM_IS_ALIGNED(offset, align) &&
         VMM_IS_ALIGNED(bytes, align)) {
         block_inc_in_flight(n);
-        ret = n->drv->co_pwrite_zeroes(n, offset, bytes, flags & ~VMM_REQ_FUA);
+        ret = zeroes_split(n, offset, bytes, flags & ~VMM_REQ_FUA);
         if (ret == 0 && (flags & VMM_REQ_FUA) && n->drv->co_flush) {
             ret = n->drv->co_flush(n);
         }

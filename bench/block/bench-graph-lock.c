@@ -12,10 +12,17 @@
  *                          read of the waiter count) -- same calls, same TLS
  *                          context lookup;
  *     pthread_rwlock_pair  pthread_rwlock_rdlock + unlock (shared).
+ *   graph_rdlock_pair_inline  the same lock and unlock as the block layer's
+ *                          request path runs them (block_graph_co_rdlock_fast,
+ *                          inlined into the caller: no call), against the
+ *                          same two comparators.
  *   graph_rdlock_pair_2t   the same with readers in two iothreads at once,
  *                          against pthread_rwlock_pair_2t.
  *   graph_wrlock_pair      vmm_graph_wrlock + wrunlock with two idle
  *                          iothreads, against pthread_rwlock_wr_pair.
+ *
+ * A comment line also gives two empty out-of-line calls per iteration:
+ * the floor under any pair of exported functions on the machine.
  *
  * VMM_BENCH_QUICK=1: a short single run (bench-smoke).
  */
@@ -27,6 +34,7 @@
 
 #include "aio/aio-internal.h"
 #include "block/block-int.h"
+#include "block/graph-lock-int.h"
 #include "../bench-util.h"
 #include "vmmkit/block.h"
 
@@ -76,9 +84,21 @@ static VMM_NOINLINE void qemu_rdunlock(void)
     qemu_aio_wait_kick();
 }
 
+/* Two empty out-of-line calls: what any exported lock+unlock pair pays
+ * before doing anything. */
+static VMM_NOINLINE void empty_call_a(void)
+{
+    vmm_barrier();
+}
+
+static VMM_NOINLINE void empty_call_b(void)
+{
+    vmm_barrier();
+}
+
 /* ---- Loops ---------------------------------------------------------------- */
 
-typedef enum { L_GRAPH, L_QEMU, L_RWLOCK } LoopKind;
+typedef enum { L_GRAPH, L_GRAPH_INLINE, L_QEMU, L_RWLOCK, L_EMPTY_CALLS } LoopKind;
 
 static pthread_rwlock_t rwl = PTHREAD_RWLOCK_INITIALIZER;
 
@@ -90,6 +110,18 @@ static double run_loop(LoopKind k, long n)
         for (long i = 0; i < n; i++) {
             vmm_graph_co_rdlock();
             vmm_graph_co_rdunlock();
+        }
+        break;
+    case L_GRAPH_INLINE:
+        for (long i = 0; i < n; i++) {
+            block_graph_co_rdlock_fast();
+            block_graph_co_rdunlock_fast();
+        }
+        break;
+    case L_EMPTY_CALLS:
+        for (long i = 0; i < n; i++) {
+            empty_call_a();
+            empty_call_b();
         }
         break;
     case L_QEMU:
@@ -205,6 +237,11 @@ int main(void)
     double rw = measure(L_RWLOCK, ctx, 1);
     bench_print("graph_rdlock_pair", ours, "ns", "qemu_shape_pair", qemu);
     bench_print("graph_rdlock_pair", ours, "ns", "pthread_rwlock_pair", rw);
+    double inl = measure(L_GRAPH_INLINE, ctx, 1);
+    bench_print("graph_rdlock_pair_inline", inl, "ns", "qemu_shape_pair", qemu);
+    bench_print("graph_rdlock_pair_inline", inl, "ns", "pthread_rwlock_pair", rw);
+    printf("# two empty out-of-line calls: %.2f ns per pair (floor of an exported pair)\n",
+           measure(L_EMPTY_CALLS, ctx, 1));
 
     double ours2 = measure(L_GRAPH, ctx, 2);
     double qemu2 = measure(L_QEMU, ctx, 2);

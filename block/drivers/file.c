@@ -535,6 +535,10 @@ static int file_open(VmmBlockNode *n, BlockOpts *o, int flags, GError **errp)
         n->request_alignment = probe_alignment(s->fd, blockdev);
         n->mem_alignment = MAX(n->request_alignment, 512u);
     }
+    /* Linux transfers at most 2G - 4k per read/write system call (and an
+     * io_uring SQE); larger requests are split by the generic layer rather
+     * than looping on short transfers. */
+    n->max_transfer = VMM_ALIGN_DOWN(0x7ffff000u, n->request_alignment);
     return 0;
 
 fail:

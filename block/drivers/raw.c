@@ -29,6 +29,8 @@ static void raw_refresh_length(VmmBlockNode *n) GRAPH_RDLOCK
     if (n->file) {
         n->request_alignment = n->file->bs->request_alignment;
         n->mem_alignment = n->file->bs->mem_alignment;
+        vmm_atomic_set(&n->max_transfer,
+                       block_node_cap_max_transfer(n, n->file->bs->max_transfer));
     }
 }
 

@@ -248,6 +248,10 @@ VMM_EXPORT bool vmm_blk_is_read_only(VmmBlockBackend *blk);
  * read-modify-write, and the buffer alignment.  Any thread. */
 VMM_EXPORT uint32_t vmm_blk_request_alignment(VmmBlockBackend *blk);
 VMM_EXPORT size_t vmm_blk_mem_alignment(VmmBlockBackend *blk);
+/* The largest request (bytes) the root node takes in one piece, 0 if there
+ * is no limit: larger requests work, split into pieces of at most this
+ * size ("max-transfer" option, or the driver's limit).  Any thread. */
+VMM_EXPORT uint32_t vmm_blk_max_transfer(VmmBlockBackend *blk);
 
 /* While quiesced, new requests wait until the drain ends (default), or,
  * with @disable, run anyway (for requests the drain itself waits on).
@@ -308,6 +312,26 @@ VMM_EXPORT VMM_COROUTINE_FN int vmm_block_co_preadv(VmmBlockNode *n, int64_t off
 VMM_EXPORT VMM_COROUTINE_FN int vmm_block_co_pwritev(VmmBlockNode *n, int64_t offset,
                                                      int64_t bytes, const struct iovec *iov,
                                                      int iovcnt, int flags) VMM_GRAPH_RDLOCK;
+
+/* ---- Fault-injection filter rules at run time ----------------------------- */
+
+/*
+ * Add a rule to the fault filter @n (driver "fault"): @rule takes the keys
+ * of an open-time "inject.N." rule, e.g. "op=read,offset=64k,len=4k,
+ * errno=EIO,count=1" (docs/block.md).  Returns the rule's id (>= 0; rules
+ * given at open as inject.N have id N, later ones count up from 8), or
+ * -EINVAL (bad rule) / -ENOTSUP (@n is not a fault filter) with @errp
+ * naming the problem.  Requests that start checking rules after the call
+ * returns see the rule; requests in any iothread see each rule wholly or
+ * not at all.  Main loop, while the caller holds a reference to @n.
+ */
+VMM_EXPORT int vmm_block_fault_add_rule(VmmBlockNode *n, const char *rule, GError **errp);
+/* Remove rule @id: 0, -ENOENT (no such rule) or -ENOTSUP.  Requests that
+ * already picked their error and delay keep them.  Main loop. */
+VMM_EXPORT int vmm_block_fault_remove_rule(VmmBlockNode *n, int id);
+/* How many times rule @id fired (failed or delayed a request), or -ENOENT
+ * / -ENOTSUP.  Main loop. */
+VMM_EXPORT int64_t vmm_block_fault_rule_hits(VmmBlockNode *n, int id);
 
 VMM_END_DECLS
 
