@@ -48,9 +48,10 @@ typedef struct Args {
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: vmmkit-run --kernel BZIMAGE [--initrd FILE] [--append CMDLINE]\n"
+            "usage: vmmkit-run --kernel KERNEL [--initrd FILE] [--append CMDLINE]\n"
             "                  [--disk PATH[,readonly]]... [--memory SIZE] [--cpus N]\n"
             "                  [--api-socket PATH] [--seccomp on|off]\n"
+            "KERNEL: a bzImage, or an uncompressed x86-64 vmlinux (ELF; boots faster, no KASLR).\n"
             "SIZE: bytes with K, M or G (a bare number is MiB); also size=SIZE.\n"
             "Exit: 0 guest powered off, 1 guest crashed, 2 host error, 130 stopped.\n");
 }

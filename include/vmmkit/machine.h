@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * vmmkit/machine.h - an x86-64 PC-like machine that boots a Linux bzImage.
+ * vmmkit/machine.h - an x86-64 PC-like machine that boots a Linux kernel
+ * (bzImage or uncompressed vmlinux).
  *
  * The machine puts together what the rest of vmmkit provides: a KVM VM with
  * the in-kernel irqchip and PIT, guest RAM, the 64-bit Linux boot protocol
@@ -35,7 +36,11 @@ typedef struct VmmKvmOps VmmKvmOps;
 
 typedef struct VmmMachineOptions {
     size_t size;                /* sizeof(VmmMachineOptions), for ABI growth */
-    const char *kernel;         /* path of a bzImage (boot protocol >= 2.12) */
+    const char *kernel;         /* path of a bzImage (boot protocol >= 2.12) or
+                                 * of an x86-64 vmlinux ELF: its segments load at
+                                 * their physical addresses and vCPU 0 enters its
+                                 * entry point in 64-bit mode (no in-guest
+                                 * decompression, and so no KASLR) */
     const char *initrd;         /* path or NULL */
     const char *cmdline;        /* NULL: "" */
     uint64_t memory;            /* bytes of RAM, >= 32 MiB, 4 KiB multiple */
@@ -65,7 +70,7 @@ VMM_EXPORT const char *vmm_machine_state_name(VmmMachineState st);
 
 /*
  * Build the machine and load the kernel and initrd.  Errors: -EINVAL (bad
- * options), -ENOEXEC (not a bzImage the machine can boot), -E2BIG (kernel,
+ * options), -ENOEXEC (neither a bzImage nor an ELF kernel the machine can boot), -E2BIG (kernel,
  * initrd or command line do not fit), the errno of a file or of KVM (a
  * message names it through vmm_set_log_handler).  Main loop.
  */

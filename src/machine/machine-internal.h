@@ -32,6 +32,7 @@ struct VmmMachine {
     VmmRamRegion *ram;
     VmmGuestMemory *mem;
     uint8_t *host;
+    uint64_t boot_rip;          /* vCPU 0's entry: bzImage startup_64 or ELF entry */
     uint64_t ram_size, low_size;
     uint32_t cpus;
     int console_fd;

@@ -90,29 +90,73 @@ static uint8_t *low_ram(VmmMachine *m, uint64_t gpa, uint64_t len)
 
 /* ---- Boot ------------------------------------------------------------------- */
 
+/* Place the kernel: a bzImage's protected-mode part at 1 MiB, or an ELF
+ * vmlinux's segments at their physical addresses.  Fills what the initrd
+ * placement needs (@bz: init_size and initrd_addr_max from the header, or
+ * the ELF's extent and the protocol's default 2 GiB limit). */
+static int place_kernel(VmmMachine *m, const char *path, const uint8_t *img, size_t len,
+                        X86BzImage *bz, bool *elf)
+{
+    int r = x86_bzimage_parse(img, len, bz);
+    *elf = false;
+    if (r == -ENOEXEC) {
+        X86ElfKernel ek;
+        int e = x86_elf_parse(img, len, &ek);
+        if (e != -ENOEXEC) {
+            r = e;
+            *elf = true;
+        }
+        if (e == 0) {
+            for (unsigned i = 0; i < ek.nseg; i++) {
+                const X86ElfSegment *s = &ek.seg[i];
+                uint8_t *dst = low_ram(m, s->paddr, s->memsz);
+                if (!dst) {
+                    vmm_error("machine: %s: a segment at 0x%" PRIx64 " (%" PRIu64
+                              " bytes) is outside low RAM", path, s->paddr, s->memsz);
+                    return -E2BIG;
+                }
+                memcpy(dst, img + s->offset, s->filesz);
+                memset(dst + s->filesz, 0, s->memsz - s->filesz);
+            }
+            memset(bz, 0, sizeof(*bz));
+            bz->init_size = (uint32_t)(ek.load_end - X86_HIMEM_START);
+            bz->initrd_addr_max = 0x7fffffff;
+            bz->cmdline_size = X86_ELF_CMDLINE_MAX;
+            m->boot_rip = ek.entry;
+            return 0;
+        }
+    }
+    if (r < 0) {
+        vmm_error("machine: %s is neither a bootable bzImage nor an x86-64 ELF kernel (%s)",
+                  path, strerror(-r));
+        return r;
+    }
+    uint8_t *dst = low_ram(m, X86_HIMEM_START, bz->init_size);
+    if (!dst) {
+        vmm_error("machine: the kernel needs %u bytes from 1 MiB: not enough RAM",
+                  bz->init_size);
+        return -E2BIG;
+    }
+    memcpy(dst, img + bz->kernel_offset, bz->kernel_size);
+    m->boot_rip = X86_HIMEM_START + 0x200;      /* startup_64 of a bzImage */
+    return 0;
+}
+
 static int load_linux(VmmMachine *m, const VmmMachineOptions *o)
 {
     uint8_t *img = NULL, *initrd = NULL;
     size_t img_len = 0, initrd_len = 0;
     X86BzImage bz;
+    bool elf;
     X86E820Entry e820[8];
     int r = read_file(o->kernel, &img, &img_len, 256u << 20);
     if (r < 0) {
         return r;
     }
-    r = x86_bzimage_parse(img, img_len, &bz);
+    r = place_kernel(m, o->kernel, img, img_len, &bz, &elf);
     if (r < 0) {
-        vmm_error("machine: %s is not a bootable bzImage (%s)", o->kernel, strerror(-r));
         goto out;
     }
-    uint8_t *dst = low_ram(m, X86_HIMEM_START, bz.init_size);
-    if (!dst) {
-        vmm_error("machine: the kernel needs %u bytes from 1 MiB: not enough RAM",
-                  bz.init_size);
-        r = -E2BIG;
-        goto out;
-    }
-    memcpy(dst, img + bz.kernel_offset, bz.kernel_size);
 
     X86BootParams p = { .cmdline_addr = X86_CMDLINE_ADDR, .acpi_rsdp_addr = X86_BIOS_START };
     const char *cmd = o->cmdline ? o->cmdline : "";
@@ -147,7 +191,8 @@ static int load_linux(VmmMachine *m, const VmmMachineOptions *o)
     }
     p.e820 = e820;
     p.e820_entries = r;
-    r = x86_zero_page_build(m->host + X86_ZERO_PAGE_ADDR, img, &bz, &p);
+    r = elf ? x86_zero_page_build_elf(m->host + X86_ZERO_PAGE_ADDR, &p)
+            : x86_zero_page_build(m->host + X86_ZERO_PAGE_ADDR, img, &bz, &p);
     if (r < 0) {
         goto out;
     }
@@ -208,7 +253,7 @@ static int setup_vcpu(VmmMachine *m, VmmVcpu *cpu, uint32_t id,
             return r;
         }
         x86_boot_sregs(&sregs);
-        x86_boot_regs(&regs, X86_HIMEM_START);
+        x86_boot_regs_at(&regs, m->boot_rip);
         r = vmm_vcpu_set_sregs(cpu, &sregs);
         if (r == 0) {
             r = vmm_vcpu_set_regs(cpu, &regs);

@@ -6,6 +6,7 @@
  */
 #include "machine/x86-boot.h"
 
+#include <elf.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <string.h>
@@ -33,6 +34,7 @@
 #define HDR_CMDLINE_SIZE    0x238
 #define HDR_PREF_ADDRESS    0x258
 #define HDR_INIT_SIZE       0x260
+#define HDR_CMDLINE_SIZE_END 0x23c  /* the 2.06 header ends here */
 #define ZP_HDR_LIMIT        0x290   /* the setup header must end by here */
 #define ZP_E820_TABLE       0x2d0
 
@@ -109,6 +111,79 @@ int x86_bzimage_parse(const uint8_t *img, size_t len, X86BzImage *out)
     return 0;
 }
 
+/* ---- ELF vmlinux ------------------------------------------------------------ */
+
+/* Where the segment that holds @addr (a virtual or physical address) puts
+ * it physically; UINT64_MAX when no segment holds it. */
+static uint64_t elf_entry_phys(unsigned n, const uint8_t *img, size_t phoff,
+                               uint64_t addr)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        for (unsigned i = 0; i < n; i++) {
+            Elf64_Phdr h;
+            memcpy(&h, img + phoff + (size_t)i * sizeof(h), sizeof(h));
+            if (h.p_type != PT_LOAD) {
+                continue;
+            }
+            uint64_t base = pass == 0 ? h.p_paddr : h.p_vaddr;
+            if (addr >= base && addr - base < h.p_memsz) {
+                return h.p_paddr + (addr - base);
+            }
+        }
+    }
+    return UINT64_MAX;
+}
+
+int x86_elf_parse(const uint8_t *img, size_t len, X86ElfKernel *out)
+{
+    Elf64_Ehdr eh;
+
+    memset(out, 0, sizeof(*out));
+    if (!img || len < sizeof(eh)) {
+        return -ENOEXEC;
+    }
+    memcpy(&eh, img, sizeof(eh));
+    if (memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
+        eh.e_ident[EI_DATA] != ELFDATA2LSB || eh.e_machine != EM_X86_64 ||
+        eh.e_type != ET_EXEC) {
+        return -ENOEXEC;
+    }
+    if (eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum == 0 || eh.e_phnum > 64 ||
+        eh.e_phoff > len || (len - eh.e_phoff) / sizeof(Elf64_Phdr) < eh.e_phnum) {
+        return -EINVAL;
+    }
+    out->load_start = UINT64_MAX;
+    for (unsigned i = 0; i < eh.e_phnum; i++) {
+        Elf64_Phdr h;
+        memcpy(&h, img + eh.e_phoff + (size_t)i * sizeof(h), sizeof(h));
+        if (h.p_type != PT_LOAD || h.p_memsz == 0) {
+            continue;
+        }
+        if (out->nseg == X86_ELF_MAX_SEGS || h.p_filesz > h.p_memsz ||
+            h.p_offset > len || h.p_filesz > len - h.p_offset ||
+            h.p_paddr < X86_HIMEM_START || h.p_memsz > X86_IDENTITY_MAP ||
+            h.p_paddr > X86_IDENTITY_MAP - h.p_memsz) {
+            return -EINVAL;
+        }
+        out->seg[out->nseg++] = (X86ElfSegment){ h.p_paddr, h.p_offset, h.p_filesz,
+                                                 h.p_memsz };
+        if (h.p_paddr < out->load_start) {
+            out->load_start = h.p_paddr;
+        }
+        if (h.p_paddr + h.p_memsz > out->load_end) {
+            out->load_end = h.p_paddr + h.p_memsz;
+        }
+    }
+    if (out->nseg == 0) {
+        return -EINVAL;
+    }
+    out->entry = elf_entry_phys(eh.e_phnum, img, eh.e_phoff, eh.e_entry);
+    if (out->entry == UINT64_MAX) {
+        return -EINVAL;
+    }
+    return 0;
+}
+
 static int e820_add(X86E820Entry *map, int n, int max, uint64_t addr,
                     uint64_t size, uint32_t type)
 {
@@ -152,18 +227,9 @@ uint64_t x86_initrd_addr(const X86BzImage *bz, uint64_t ram_size, uint64_t size,
     return (top - size) & ~0xfffull;
 }
 
-int x86_zero_page_build(uint8_t *zp, const uint8_t *img, const X86BzImage *bz,
-                        const X86BootParams *p)
+/* The fields of the zero page that come from @p (both kinds of kernel). */
+static void zero_page_params(uint8_t *zp, const X86BootParams *p)
 {
-    if (p->e820_entries < 0 || p->e820_entries > E820_MAX ||
-        p->cmdline_len > bz->cmdline_size || p->cmdline_len >= X86_CMDLINE_MAX) {
-        return -EINVAL;
-    }
-    if (bz->header_end > ZP_HDR_LIMIT || bz->header_end <= HDR_SETUP_SECTS) {
-        return -EINVAL;
-    }
-    memset(zp, 0, X86_ZERO_PAGE_SIZE);
-    memcpy(zp + HDR_SETUP_SECTS, img + HDR_SETUP_SECTS, bz->header_end - HDR_SETUP_SECTS);
     wr8(zp + HDR_TYPE_OF_LOADER, 0xff);
     wr32(zp + HDR_CMD_LINE_PTR, (uint32_t)p->cmdline_addr);
     wr32(zp + ZP_EXT_CMD_LINE, (uint32_t)(p->cmdline_addr >> 32));
@@ -179,6 +245,39 @@ int x86_zero_page_build(uint8_t *zp, const uint8_t *img, const X86BzImage *bz,
         wr64(e + 8, p->e820[i].size);
         wr32(e + 16, p->e820[i].type);
     }
+}
+
+int x86_zero_page_build(uint8_t *zp, const uint8_t *img, const X86BzImage *bz,
+                        const X86BootParams *p)
+{
+    if (p->e820_entries < 0 || p->e820_entries > E820_MAX ||
+        p->cmdline_len > bz->cmdline_size || p->cmdline_len >= X86_CMDLINE_MAX) {
+        return -EINVAL;
+    }
+    if (bz->header_end > ZP_HDR_LIMIT || bz->header_end <= HDR_SETUP_SECTS) {
+        return -EINVAL;
+    }
+    memset(zp, 0, X86_ZERO_PAGE_SIZE);
+    memcpy(zp + HDR_SETUP_SECTS, img + HDR_SETUP_SECTS, bz->header_end - HDR_SETUP_SECTS);
+    zero_page_params(zp, p);
+    return 0;
+}
+
+int x86_zero_page_build_elf(uint8_t *zp, const X86BootParams *p)
+{
+    if (p->e820_entries < 0 || p->e820_entries > E820_MAX ||
+        p->cmdline_len > X86_ELF_CMDLINE_MAX) {
+        return -EINVAL;
+    }
+    memset(zp, 0, X86_ZERO_PAGE_SIZE);
+    wr16(zp + HDR_BOOT_FLAG, 0xaa55);
+    wr8(zp + HDR_JUMP + 1, (uint8_t)(HDR_CMDLINE_SIZE_END - HDR_MAGIC));
+    wr32(zp + HDR_MAGIC, HDRS_MAGIC);
+    wr16(zp + HDR_VERSION, 0x020c);
+    wr8(zp + HDR_LOADFLAGS, LOADED_HIGH);
+    wr32(zp + HDR_KERNEL_ALIGN, 0x1000000);
+    wr32(zp + HDR_CMDLINE_SIZE, X86_ELF_CMDLINE_MAX);
+    zero_page_params(zp, p);
     return 0;
 }
 
@@ -254,12 +353,17 @@ void x86_boot_sregs(struct kvm_sregs *s)
     s->efer = 0x500;          /* LMA | LME */
 }
 
-void x86_boot_regs(struct kvm_regs *r, uint64_t kernel_load)
+void x86_boot_regs_at(struct kvm_regs *r, uint64_t rip)
 {
     memset(r, 0, sizeof(*r));
     r->rflags = 0x2;
-    r->rip = kernel_load + 0x200;   /* startup_64 of a bzImage */
+    r->rip = rip;
     r->rsi = X86_ZERO_PAGE_ADDR;
+}
+
+void x86_boot_regs(struct kvm_regs *r, uint64_t kernel_load)
+{
+    x86_boot_regs_at(r, kernel_load + 0x200);   /* startup_64 of a bzImage */
 }
 
 static unsigned bits_for(uint32_t n)

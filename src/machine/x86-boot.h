@@ -69,6 +69,40 @@ typedef struct X86BzImage {
 int x86_bzimage_parse(const uint8_t *img, size_t len, X86BzImage *out);
 
 /*
+ * An uncompressed x86-64 vmlinux (ELF64): what Firecracker and
+ * cloud-hypervisor boot.  Its PT_LOAD segments go to their physical
+ * addresses and the vCPU enters the ELF entry point (phys_startup_64) in
+ * 64-bit mode with the zero page in RSI, as the bzImage decompressor would
+ * have jumped there, so the guest skips decompressing itself (and, like
+ * every vmlinux boot, KASLR).
+ */
+#define X86_ELF_MAX_SEGS 16
+
+typedef struct X86ElfSegment {
+    uint64_t paddr, offset, filesz, memsz;
+} X86ElfSegment;
+
+typedef struct X86ElfKernel {
+    uint64_t entry;         /* guest-physical entry point */
+    uint64_t load_start;    /* lowest physical address of any segment */
+    uint64_t load_end;      /* end of the highest segment, bss included */
+    unsigned nseg;
+    X86ElfSegment seg[X86_ELF_MAX_SEGS];
+} X86ElfKernel;
+
+/*
+ * Parse and validate an ELF64 x86-64 executable of @len bytes.  -ENOEXEC
+ * when it is not one; -EINVAL for inconsistent headers (segments outside
+ * the file, below 1 MiB, wrapping, an entry outside every segment, too many
+ * segments).  Never reads out of bounds.
+ */
+int x86_elf_parse(const uint8_t *img, size_t len, X86ElfKernel *out);
+
+/* The longest command line an ELF kernel is given (x86 COMMAND_LINE_SIZE
+ * is 2048 with the NUL; a vmlinux has no header to say otherwise). */
+#define X86_ELF_CMDLINE_MAX 2047u
+
+/*
  * The e820 map for @ram_size bytes of RAM: low memory up to the EBDA,
  * the BIOS area reserved, RAM from 1 MiB to the MMIO hole and the rest
  * above 4 GiB.  Returns the number of entries (at most @max) or -EINVAL.
@@ -104,6 +138,14 @@ typedef struct X86BootParams {
 int x86_zero_page_build(uint8_t *zp, const uint8_t *img, const X86BzImage *bz,
                         const X86BootParams *p);
 
+/*
+ * The zero page for an ELF kernel: no setup header to copy, so the loader
+ * writes the fields the kernel reads (boot flag, "HdrS", version 2.12,
+ * loader type, LOADED_HIGH, alignment, command line size) plus @p.
+ * Returns 0 or -EINVAL as above.
+ */
+int x86_zero_page_build_elf(uint8_t *zp, const X86BootParams *p);
+
 /* The GDT: null, null, 64-bit code (0x10), data (0x18), TSS (0x20). */
 void x86_gdt_build(uint64_t gdt[X86_GDT_ENTRIES]);
 
@@ -117,6 +159,8 @@ void x86_page_tables_build(uint8_t *buf, size_t len);
  * @kernel_load; @sregs is updated in place (it starts as KVM's reset state). */
 void x86_boot_sregs(struct kvm_sregs *sregs);
 void x86_boot_regs(struct kvm_regs *regs, uint64_t kernel_load);
+/* The same for a kernel entered at @rip exactly (an ELF entry point). */
+void x86_boot_regs_at(struct kvm_regs *regs, uint64_t rip);
 
 /*
  * Adapt KVM's supported CPUID to vCPU @index of @ncpus: APIC ids, the

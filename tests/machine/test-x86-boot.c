@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <elf.h>
 
 #include "machine/x86-boot.h"
 
@@ -125,6 +126,152 @@ static void test_bzimage_random(void **state)
         }
         free(t);
     }
+    free(img);
+}
+
+/* A minimal vmlinux: text at 16 MiB (virtual 0xffffffff81000000), data
+ * with a bss after it, entry given physically as x86-64 vmlinux does. */
+#define ELF_LEN 16384
+static uint8_t *make_elf(void)
+{
+    uint8_t *img = calloc(1, ELF_LEN);
+    Elf64_Ehdr eh = { 0 };
+    memcpy(eh.e_ident, ELFMAG, SELFMAG);
+    eh.e_ident[EI_CLASS] = ELFCLASS64;
+    eh.e_ident[EI_DATA] = ELFDATA2LSB;
+    eh.e_ident[EI_VERSION] = EV_CURRENT;
+    eh.e_type = ET_EXEC;
+    eh.e_machine = EM_X86_64;
+    eh.e_version = EV_CURRENT;
+    eh.e_entry = 0x1000000;
+    eh.e_phoff = sizeof(eh);
+    eh.e_ehsize = sizeof(eh);
+    eh.e_phentsize = sizeof(Elf64_Phdr);
+    eh.e_phnum = 3;
+    memcpy(img, &eh, sizeof(eh));
+    Elf64_Phdr ph[3] = {
+        { .p_type = PT_LOAD, .p_offset = 4096, .p_vaddr = 0xffffffff81000000ull,
+          .p_paddr = 0x1000000, .p_filesz = 4096, .p_memsz = 4096 },
+        { .p_type = PT_NOTE, .p_offset = 12288, .p_filesz = 16, .p_memsz = 16 },
+        { .p_type = PT_LOAD, .p_offset = 8192, .p_vaddr = 0xffffffff81200000ull,
+          .p_paddr = 0x1200000, .p_filesz = 4096, .p_memsz = 0x10000 },
+    };
+    memcpy(img + sizeof(eh), ph, sizeof(ph));
+    return img;
+}
+
+static Elf64_Phdr *elf_ph(uint8_t *img, int i)
+{
+    return (Elf64_Phdr *)(img + sizeof(Elf64_Ehdr)) + i;
+}
+
+static void test_elf_valid(void **state)
+{
+    (void)state;
+    uint8_t *img = make_elf();
+    X86ElfKernel k;
+    assert_int_equal(x86_elf_parse(img, ELF_LEN, &k), 0);
+    assert_int_equal(k.nseg, 2);
+    assert_int_equal(k.entry, 0x1000000);
+    assert_int_equal(k.load_start, 0x1000000);
+    assert_int_equal(k.load_end, 0x1210000);
+    assert_int_equal(k.seg[1].filesz, 4096);
+    assert_int_equal(k.seg[1].memsz, 0x10000);
+    /* A virtual entry point is translated through its segment. */
+    ((Elf64_Ehdr *)img)->e_entry = 0xffffffff81000100ull;
+    assert_int_equal(x86_elf_parse(img, ELF_LEN, &k), 0);
+    assert_int_equal(k.entry, 0x1000100);
+    uint64_t entry = k.entry;
+    /* A bzImage is not an ELF and the other way round. */
+    uint8_t *bzi = make_image(8192);
+    assert_int_equal(x86_elf_parse(bzi, 8192, &k), -ENOEXEC);
+    X86BzImage bz;
+    assert_int_equal(x86_bzimage_parse(img, ELF_LEN, &bz), -ENOEXEC);
+    free(bzi);
+    /* The zero page says what the kernel reads from a setup header. */
+    uint8_t zp[X86_ZERO_PAGE_SIZE];
+    X86E820Entry e820[8];
+    int n = x86_e820_build(256u << 20, e820, 8);
+    X86BootParams p = { .cmdline_addr = X86_CMDLINE_ADDR, .cmdline_len = 10,
+                        .initrd_addr = 0x8000000, .initrd_size = 4096,
+                        .acpi_rsdp_addr = X86_BIOS_START, .e820 = e820, .e820_entries = n };
+    assert_int_equal(x86_zero_page_build_elf(zp, &p), 0);
+    assert_int_equal(zp[0x1fe] | zp[0x1ff] << 8, 0xaa55);
+    assert_int_equal(get32(zp + 0x202), 0x53726448);
+    assert_int_equal(get32(zp + 0x228), X86_CMDLINE_ADDR);
+    assert_int_equal(get32(zp + 0x218), 0x8000000);
+    assert_int_equal(get32(zp + 0x21c), 4096);
+    assert_int_equal(zp[0x210], 0xff);
+    assert_int_equal(zp[0x1e8], n);
+    assert_int_equal(get64(zp + 0x70), X86_BIOS_START);
+    p.cmdline_len = X86_ELF_CMDLINE_MAX + 1;
+    assert_int_equal(x86_zero_page_build_elf(zp, &p), -EINVAL);
+    /* The boot registers enter exactly at the entry point. */
+    struct kvm_regs r;
+    x86_boot_regs_at(&r, entry);
+    assert_int_equal(r.rip, 0x1000100);
+    assert_int_equal(r.rsi, X86_ZERO_PAGE_ADDR);
+    free(img);
+}
+
+static void test_elf_rejects(void **state)
+{
+    (void)state;
+    X86ElfKernel k;
+    uint8_t *img = make_elf();
+    assert_int_equal(x86_elf_parse(NULL, 0, &k), -ENOEXEC);
+    assert_int_equal(x86_elf_parse(img, sizeof(Elf64_Ehdr) - 1, &k), -ENOEXEC);
+    /* Program headers past the end of the file. */
+    assert_int_equal(x86_elf_parse(img, sizeof(Elf64_Ehdr) + 10, &k), -EINVAL);
+    uint8_t *t = malloc(ELF_LEN);
+#define EDIT(stmt, err) do { memcpy(t, img, ELF_LEN); stmt; \
+        assert_int_equal(x86_elf_parse(t, ELF_LEN, &k), err); } while (0)
+    EDIT(t[EI_CLASS] = ELFCLASS32, -ENOEXEC);
+    EDIT(((Elf64_Ehdr *)t)->e_machine = EM_386, -ENOEXEC);
+    EDIT(((Elf64_Ehdr *)t)->e_type = ET_DYN, -ENOEXEC);
+    EDIT(((Elf64_Ehdr *)t)->e_phnum = 0, -EINVAL);
+    EDIT(((Elf64_Ehdr *)t)->e_phentsize = 32, -EINVAL);
+    EDIT(((Elf64_Ehdr *)t)->e_phoff = ELF_LEN - 8, -EINVAL);
+    EDIT(((Elf64_Ehdr *)t)->e_phoff = UINT64_MAX - 8, -EINVAL);
+    EDIT(elf_ph(t, 0)->p_filesz = 8192, -EINVAL);                 /* > memsz */
+    EDIT(elf_ph(t, 0)->p_offset = ELF_LEN - 100, -EINVAL);        /* past EOF */
+    EDIT(elf_ph(t, 0)->p_offset = UINT64_MAX - 10, -EINVAL);
+    EDIT(elf_ph(t, 0)->p_paddr = 0x7000, -EINVAL);                /* below 1 MiB */
+    EDIT(elf_ph(t, 2)->p_paddr = UINT64_MAX - 0x1000, -EINVAL);   /* wraps */
+    EDIT(elf_ph(t, 2)->p_memsz = 1ull << 40, -EINVAL);
+    EDIT(((Elf64_Ehdr *)t)->e_entry = 0x5000000, -EINVAL);        /* in no segment */
+    EDIT(elf_ph(t, 0)->p_type = PT_NULL; elf_ph(t, 2)->p_type = PT_NULL, -EINVAL);
+#undef EDIT
+    free(t);
+    free(img);
+}
+
+static void test_elf_random(void **state)
+{
+    (void)state;
+    /* Random corruption of the headers: errors or a consistent result. */
+    unsigned seed = 777;
+    uint8_t *img = make_elf();
+    uint8_t *t = malloc(ELF_LEN);
+    for (int iter = 0; iter < 20000; iter++) {
+        memcpy(t, img, ELF_LEN);
+        for (int k = 0; k < 4; k++) {
+            seed = seed * 1103515245u + 12345u;
+            t[(seed >> 8) % (sizeof(Elf64_Ehdr) + 3 * sizeof(Elf64_Phdr))] = (uint8_t)(seed >> 20);
+        }
+        X86ElfKernel k;
+        if (x86_elf_parse(t, ELF_LEN, &k) == 0) {
+            assert_true(k.nseg >= 1 && k.nseg <= X86_ELF_MAX_SEGS);
+            for (unsigned i = 0; i < k.nseg; i++) {
+                assert_true(k.seg[i].offset + k.seg[i].filesz <= ELF_LEN);
+                assert_true(k.seg[i].filesz <= k.seg[i].memsz);
+                assert_true(k.seg[i].paddr >= X86_HIMEM_START);
+                assert_true(k.seg[i].paddr + k.seg[i].memsz <= X86_IDENTITY_MAP);
+            }
+            assert_true(k.entry >= k.load_start && k.entry < k.load_end);
+        }
+    }
+    free(t);
     free(img);
 }
 
@@ -310,6 +457,9 @@ int main(void)
         cmocka_unit_test(test_bzimage_valid),
         cmocka_unit_test(test_bzimage_rejects),
         cmocka_unit_test(test_bzimage_random),
+        cmocka_unit_test(test_elf_valid),
+        cmocka_unit_test(test_elf_rejects),
+        cmocka_unit_test(test_elf_random),
         cmocka_unit_test(test_e820),
         cmocka_unit_test(test_initrd_and_zero_page),
         cmocka_unit_test(test_gdt_and_sregs),
