@@ -105,6 +105,8 @@ struct VmmVm {
     struct kvm_coalesced_mmio_ring *coalesced;  /* via the first vCPU */
     VmmMutex coalesced_lock;
     bool has_irqchip, has_pit, has_xsave, has_xcrs, has_debugregs, has_events;
+    bool has_xsave2;                /* KVM_GET_XSAVE2 of xsave_size bytes */
+    uint32_t xsave_size;            /* bytes of the XSAVE area (0: FPU) */
     bool has_msi, has_routing;
     uint32_t max_slots;
     uint32_t *msr_list;             /* KVM_GET_MSR_INDEX_LIST */

@@ -93,6 +93,7 @@ void kvm_state_init(VmmVcpu *vcpu)
         }
     }
     st->has_xsave = vcpu->vm->has_xsave;
+    st->xsave_size = vcpu->vm->xsave_size;
     st->has_xcrs = vcpu->vm->has_xcrs;
     st->has_lapic = vcpu->vm->has_irqchip;
 }
@@ -148,7 +149,8 @@ int kvm_state_get(VmmVcpu *vcpu)
         (r = kvm_vcpu_ioctl(vcpu, KVM_GET_SREGS, &st->sregs)) < 0) {
         return r;
     }
-    r = vm->has_xsave ? kvm_vcpu_ioctl(vcpu, KVM_GET_XSAVE, &st->xsave)
+    r = vm->has_xsave2 ? kvm_vcpu_ioctl(vcpu, KVM_GET_XSAVE2, st->xsave)
+      : vm->has_xsave ? kvm_vcpu_ioctl(vcpu, KVM_GET_XSAVE, st->xsave)
                       : kvm_vcpu_ioctl(vcpu, KVM_GET_FPU, &st->fpu);
     if (r < 0) {
         return r;
@@ -205,7 +207,8 @@ int kvm_state_put(VmmVcpu *vcpu, VmmStateLevel level)
     if ((r = kvm_vcpu_ioctl(vcpu, KVM_SET_REGS, &st->regs)) < 0) {
         return r;
     }
-    r = vm->has_xsave ? kvm_vcpu_ioctl(vcpu, KVM_SET_XSAVE, &st->xsave)
+    /* KVM_SET_XSAVE reads the XSAVE2 size when KVM has KVM_CAP_XSAVE2. */
+    r = vm->has_xsave ? kvm_vcpu_ioctl(vcpu, KVM_SET_XSAVE, st->xsave)
                       : kvm_vcpu_ioctl(vcpu, KVM_SET_FPU, &st->fpu);
     if (r < 0) {
         return r;
@@ -480,8 +483,15 @@ static int do_set_state(VmmVcpu *vcpu, void *opaque)
 
     do_pre_loadvm(vcpu, NULL);
     memcpy(&vcpu->st, in, sizeof(vcpu->st));
-    /* What KVM supports is the VM's, not the snapshot's. */
+    /* What KVM supports is the VM's, not the snapshot's.  A smaller XSAVE
+     * area (a legacy 4 KiB snapshot): the components beyond it are absent
+     * (XSTATE_BV says so) and zero. */
     vcpu->st.size = sizeof(vcpu->st);
+    if (in->xsave_size < keep.xsave_size) {
+        memset((char *)vcpu->st.xsave + in->xsave_size, 0,
+               keep.xsave_size - in->xsave_size);
+    }
+    vcpu->st.xsave_size = keep.xsave_size;
     vcpu->st.has_xsave = keep.has_xsave;
     vcpu->st.has_xcrs = keep.has_xcrs;
     vcpu->st.has_lapic = keep.has_lapic;
@@ -500,6 +510,11 @@ int vmm_vcpu_set_state(VmmVcpu *vcpu, const VmmVcpuState *in)
 {
     if (!vcpu || !in || in->size != sizeof(VmmVcpuState) ||
         in->nmsrs > VMM_VCPU_MAX_MSRS) {
+        return -EINVAL;
+    }
+    /* An XSAVE area larger than this VM's holds state KVM cannot take. */
+    if (vcpu->vm->has_xsave && in->has_xsave &&
+        (in->xsave_size > vcpu->vm->xsave_size || in->xsave_size % 4)) {
         return -EINVAL;
     }
     return vmm_vcpu_run_on(vcpu, do_set_state, (void *)in);

@@ -23,6 +23,27 @@ static int check_ext(VmmVm *vm, long cap)
     return r < 0 ? 0 : r;
 }
 
+/* The XSAVE area's size: KVM_CAP_XSAVE2 reports the whole uABI buffer
+ * (>= 4096; more with AMX tiles, when this process may give them to
+ * guests); without it KVM_GET_XSAVE's 4096. */
+static void xsave_caps(VmmVm *vm)
+{
+    int size = vm->has_xsave ? check_ext(vm, KVM_CAP_XSAVE2) : 0;
+
+    vm->has_xsave2 = false;
+    vm->xsave_size = vm->has_xsave ? sizeof(struct kvm_xsave) : 0;
+    if (size < (int)sizeof(struct kvm_xsave)) {
+        return;
+    }
+    if (size > VMM_XSAVE_MAX) {
+        vmm_warn("kvm: the XSAVE area takes %d bytes, more than VMM_XSAVE_MAX (%d): "
+                 "only the legacy 4096 are saved", size, VMM_XSAVE_MAX);
+        return;
+    }
+    vm->has_xsave2 = true;
+    vm->xsave_size = size;
+}
+
 int vmm_vm_check_extension(VmmVm *vm, long cap)
 {
     if (!vm) {
@@ -70,16 +91,50 @@ static void kick_handler(int sig)
     (void)sig;      /* only interrupts KVM_RUN; immediate_exit does the rest */
 }
 
+/* A signal the application may hand us: not one the kernel raises for a
+ * fault (its handler must not return) nor one glibc keeps for itself. */
+static bool kick_signal_valid(int sig)
+{
+    switch (sig) {
+    case SIGKILL: case SIGSTOP: case SIGSEGV: case SIGBUS: case SIGFPE:
+    case SIGILL: case SIGTRAP: case SIGABRT: case SIGSYS:
+        return false;
+    default:
+        return sig > 0 && sig < NSIG && (sig < 32 || sig >= SIGRTMIN);
+    }
+}
+
+/*
+ * The kick signal's handler does nothing: the signal only has to be
+ * delivered for KVM_RUN to return -EINTR (KVM returns -EINTR itself, which
+ * is never restarted).  SA_RESTART is set so that the other system calls a
+ * vCPU thread makes (device callbacks reading files, futex waits) resume
+ * instead of failing with EINTR when a kick arrives outside KVM_RUN.  The
+ * signal is the process's: installed once, on the first VM that names it;
+ * a signal that already has another handler is refused (-EBUSY) rather
+ * than taken from the application.
+ */
 static int install_kick_signal(int sig)
 {
     static int installed[NSIG];
-    struct sigaction sa;
+    struct sigaction sa, old;
 
-    if (sig <= 0 || sig >= NSIG || sig == SIGKILL || sig == SIGSTOP) {
+    if (!kick_signal_valid(sig)) {
+        vmm_error("kvm: signal %d cannot be the kick signal", sig);
         return -EINVAL;
     }
     if (vmm_atomic_read(&installed[sig])) {
         return 0;
+    }
+    if (sigaction(sig, NULL, &old) < 0) {
+        return -errno;
+    }
+    if ((old.sa_flags & SA_SIGINFO) ||
+        (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN &&
+         old.sa_handler != kick_handler)) {
+        vmm_error("kvm: signal %d, the kick signal, already has a handler: pick another "
+                  "with VmmVmOptions.kick_signal", sig);
+        return -EBUSY;
     }
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = kick_handler;
@@ -166,6 +221,7 @@ static int vm_probe_caps(VmmVm *vm)
         vm->coalesced_page = 0;
     }
     vm->has_xsave = check_ext(vm, KVM_CAP_XSAVE) > 0;
+    xsave_caps(vm);
     vm->has_xcrs = check_ext(vm, KVM_CAP_XCRS) > 0;
     vm->has_debugregs = check_ext(vm, KVM_CAP_DEBUGREGS) > 0;
     vm->has_events = check_ext(vm, KVM_CAP_VCPU_EVENTS) > 0;

@@ -378,7 +378,7 @@ static void *raw_thread(void *opaque)
     sigset_t set;
 
     sigemptyset(&set);
-    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     __atomic_store_n(&r->tid, (pid_t)syscall(SYS_gettid), __ATOMIC_SEQ_CST);
     while (!__atomic_load_n(&r->stop, __ATOMIC_SEQ_CST)) {
@@ -414,7 +414,7 @@ static double raw_kick_us(const uint8_t *code, size_t len, bool irqchip, int rou
         unsigned before = __atomic_load_n(&r.returns, __ATOMIC_SEQ_CST);
         int64_t t0 = bench_now_ns();
         __atomic_store_n(&r.run->immediate_exit, 1, __ATOMIC_SEQ_CST);
-        syscall(SYS_tgkill, getpid(), r.tid, SIGUSR1);
+        syscall(SYS_tgkill, getpid(), r.tid, SIGUSR2);
         while (__atomic_load_n(&r.returns, __ATOMIC_SEQ_CST) == before) {
             /* Sleep as the gate's inhibitor does: the vCPU may need this CPU. */
             syscall(SYS_futex, &r.returns, FUTEX_WAIT_PRIVATE, before, NULL, NULL, 0);
@@ -424,7 +424,7 @@ static double raw_kick_us(const uint8_t *code, size_t len, bool irqchip, int rou
     }
     __atomic_store_n(&r.stop, 1, __ATOMIC_SEQ_CST);
     __atomic_store_n(&r.run->immediate_exit, 1, __ATOMIC_SEQ_CST);
-    syscall(SYS_tgkill, getpid(), r.tid, SIGUSR1);
+    syscall(SYS_tgkill, getpid(), r.tid, SIGUSR2);
     pthread_join(t, NULL);
     raw_close(&r);
     return bench_median(v, rounds);
@@ -464,7 +464,7 @@ int main(void)
 
     quick = getenv("VMM_BENCH_QUICK") != NULL;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGUSR2, &sa, NULL);     /* the raw kicks; vmmkit's is SIGUSR1 */
 
     uint32_t n = quick ? 500 : 2000;
     int reps = quick ? 1 : 15;

@@ -68,9 +68,14 @@ typedef struct VmmVmOptions {
      * (KVM_CAP_DIRTY_LOG_RING) else the bitmap; -1 = always the bitmap;
      * > 0 = ring with this many entries per vCPU (a power of two). */
     int dirty_ring_entries;
-    /* The signal that kicks vCPU threads out of KVM_RUN (0: SIGUSR1).  The
-     * library installs a handler for it on first use; the application
-     * must not use it for anything else. */
+    /* The signal that kicks this VM's vCPU threads out of KVM_RUN (0:
+     * SIGUSR1); VMs may share one.  Signals are the process's: vmmkit
+     * installs a no-op handler (SA_RESTART) on the first VM that names the
+     * signal, and the application must not use it for anything else.
+     * vmm_vm_new fails with -EBUSY if the signal already has another
+     * handler, -EINVAL for a fault signal (SEGV, BUS, FPE, ILL, TRAP,
+     * ABRT, SYS), SIGKILL/SIGSTOP or one glibc keeps (32, 33).  Only vCPU
+     * threads unblock it; kicks go to one thread (tgkill). */
     int kick_signal;
 } VmmVmOptions;
 
@@ -413,14 +418,23 @@ typedef enum VmmStateLevel {
 /* Maximum MSRs a vCPU's cache holds. */
 #define VMM_VCPU_MAX_MSRS 64
 
+/* Room for the XSAVE area in VmmVcpuState: the legacy 4 KiB plus the
+ * dynamically sized components (AMX tiles: about 11 KiB in all). */
+#define VMM_XSAVE_MAX 16384
+
 /* The whole architectural state of an x86 vCPU (a snapshot). */
 typedef struct VmmVcpuState {
     size_t size;                    /* sizeof(VmmVcpuState) */
     struct kvm_regs regs;
     struct kvm_sregs sregs;
-    /* struct kvm_xsave's 4 KiB region (KVM_GET/SET_XSAVE); valid if
-     * has_xsave, else fpu is. */
-    uint32_t xsave[1024];
+    /* The XSAVE area in KVM's (standard, uncompacted) format, valid if
+     * has_xsave (else fpu is): xsave_size bytes, as KVM_CHECK_EXTENSION
+     * (KVM_CAP_XSAVE2) reports them (KVM_GET_XSAVE2), else the legacy 4096
+     * (KVM_GET_XSAVE).  A VM whose size would exceed VMM_XSAVE_MAX keeps
+     * the legacy 4096 and says so in the log.  vmm_vcpu_set_state accepts
+     * a snapshot whose xsave_size is at most the VM's (the rest zero). */
+    uint32_t xsave_size;
+    uint32_t xsave[VMM_XSAVE_MAX / 4];
     struct kvm_fpu fpu;
     struct kvm_xcrs xcrs;
     struct kvm_debugregs debugregs;

@@ -57,6 +57,12 @@ static int sys_ioctl(FakeKvm *f, unsigned long req, void *arg)
         if ((long)arg == KVM_CAP_DIRTY_LOG_RING) {
             return f->dirty_ring_bytes;
         }
+        if ((long)arg == KVM_CAP_XSAVE) {
+            return f->has_xsave;
+        }
+        if ((long)arg == KVM_CAP_XSAVE2) {
+            return f->xsave2_size;
+        }
         return has_cap(f, (long)arg);
     case KVM_GET_VCPU_MMAP_SIZE:
         return RUN_SIZE;
@@ -146,18 +152,20 @@ static int msrs(FakeVcpu *v, struct kvm_msrs *m, bool set)
     return (int)m->nmsrs;
 }
 
+static int fake_kick_signal = SIGUSR1;
+
 int fake_block(FakeVcpu *fv)
 {
     sigset_t block, old;
     int r = 0;
 
     sigemptyset(&block);
-    sigaddset(&block, SIGUSR1);
+    sigaddset(&block, fake_kick_signal);
     pthread_sigmask(SIG_BLOCK, &block, &old);
     if (!__atomic_load_n(&fv->run->immediate_exit, __ATOMIC_SEQ_CST)) {
         struct timespec ts = { 5, 0 };
         sigset_t during = old;
-        sigdelset(&during, SIGUSR1);
+        sigdelset(&during, fake_kick_signal);
         r = ppoll(NULL, 0, &ts, &during) < 0 ? -errno : -ETIMEDOUT;
     } else {
         r = -EINTR;
@@ -191,6 +199,26 @@ static int vcpu_ioctl(FakeKvm *f, FakeVcpu *v, unsigned long req, void *arg)
     case KVM_SET_SREGS: memcpy(&v->sregs, arg, sizeof(v->sregs)); return 0;
     case KVM_GET_MP_STATE: memcpy(arg, &v->mp, sizeof(v->mp)); return 0;
     case KVM_SET_MP_STATE: memcpy(&v->mp, arg, sizeof(v->mp)); return 0;
+    case KVM_GET_XSAVE:
+        if (!f->has_xsave) {
+            return -ENOTTY;
+        }
+        memcpy(arg, v->xsave, 4096);
+        return 0;
+    case KVM_GET_XSAVE2:
+        if (!f->has_xsave || f->xsave2_size < 4096 || f->xsave2_size > 16384) {
+            return -ENOTTY;
+        }
+        memcpy(arg, v->xsave, f->xsave2_size);
+        return 0;
+    case KVM_SET_XSAVE:
+        if (!f->has_xsave) {
+            return -ENOTTY;
+        }
+        /* With KVM_CAP_XSAVE2 the kernel reads the larger size. */
+        memcpy(v->xsave, arg, f->xsave2_size >= 4096 && f->xsave2_size <= 16384
+                              ? (size_t)f->xsave2_size : 4096);
+        return 0;
     case KVM_GET_MSRS: return msrs(v, arg, false);
     case KVM_SET_MSRS: return msrs(v, arg, true);
     case KVM_GET_FPU: case KVM_SET_FPU: case KVM_GET_VCPU_EVENTS:
@@ -291,11 +319,14 @@ void fake_kvm_init(FakeKvm *f)
     for (int i = 0; i < FAKE_MAX_VCPUS; i++) {
         f->vcpus[i].msr_tsc = 1000;
     }
+    f->kick_signal = SIGUSR1;
 }
 
 VmmVmOptions fake_vm_options(FakeKvm *f)
 {
-    VmmVmOptions o = { .size = sizeof(o), .ops = &f->ops, .dirty_ring_entries = -1 };
+    VmmVmOptions o = { .size = sizeof(o), .ops = &f->ops, .dirty_ring_entries = -1,
+                       .kick_signal = f->kick_signal };
+    fake_kick_signal = f->kick_signal;
     return o;
 }
 

@@ -37,6 +37,7 @@ struct FakeVcpu {
     /* MSRs written by the last KVM_SET_MSRS. */
     uint32_t last_set_msrs[64];
     uint32_t nlast_set_msrs;
+    uint8_t xsave[16384];           /* KVM_GET/SET_XSAVE(2) */
 };
 
 typedef struct FakeKvm {
@@ -46,6 +47,9 @@ typedef struct FakeKvm {
     long missing_cap;           /* KVM_CAP_* reported absent (-1: none) */
     int dirty_ring_bytes;       /* KVM_CAP_DIRTY_LOG_RING value */
     bool has_irqchip_cap;
+    bool has_xsave;             /* KVM_CAP_XSAVE (default: off, FPU) */
+    int xsave2_size;            /* KVM_CAP_XSAVE2's value; 0: absent */
+    int kick_signal;            /* what fake_block() waits for (SIGUSR1) */
     FakeRunFunc *run_fn;
     void *run_opaque;
     FakeVcpu vcpus[FAKE_MAX_VCPUS];

@@ -614,6 +614,86 @@ static void test_state_snapshot_and_errors(void **state)
     free(snap);
 }
 
+/* XSAVE beyond 4 KiB: KVM_GET_XSAVE2 with the size KVM_CAP_XSAVE2 reports,
+ * the legacy KVM_GET_XSAVE without it or when the size is too large for
+ * VmmVcpuState, failures passed up, snapshot sizes checked. */
+static void test_xsave2(void **state)
+{
+    VmmVcpuState *snap = calloc(1, sizeof(*snap));
+    (void)state;
+
+    fk.has_xsave = true;
+    fk.xsave2_size = 11008;                 /* AMX-sized */
+    VmmVm *vm = new_vm();
+    VmmVcpu *v = vmm_vcpu_new(vm, 0, "c0", NULL);
+    FakeVcpu *f = &fk.vcpus[0];
+    f->xsave[100] = 0x11;
+    f->xsave[5000] = 0x22;                  /* beyond the legacy area */
+    f->xsave[11007] = 0x33;
+    unsigned from = fk.nlog;
+    assert_int_equal(vmm_vcpu_get_state(v, snap), 0);
+    assert_int_equal(fake_count(&fk, KVM_GET_XSAVE2, from), 1);
+    assert_int_equal(fake_count(&fk, KVM_GET_XSAVE, from), 0);
+    assert_int_equal(fake_count(&fk, KVM_GET_FPU, from), 0);
+    assert_int_equal(snap->xsave_size, 11008);
+    assert_true(snap->has_xsave);
+    const uint8_t *x = (const uint8_t *)snap->xsave;
+    assert_int_equal(x[100], 0x11);
+    assert_int_equal(x[5000], 0x22);
+    assert_int_equal(x[11007], 0x33);
+
+    /* Restore: KVM_SET_XSAVE carries the whole area. */
+    ((uint8_t *)snap->xsave)[6000] = 0x44;
+    memset(f->xsave, 0, sizeof(f->xsave));
+    from = fk.nlog;
+    assert_int_equal(vmm_vcpu_set_state(v, snap), 0);
+    assert_int_equal(fake_count(&fk, KVM_SET_XSAVE, from), 1);
+    assert_int_equal(f->xsave[5000], 0x22);
+    assert_int_equal(f->xsave[6000], 0x44);
+    assert_int_equal(f->xsave[11007], 0x33);
+
+    /* A legacy-sized snapshot: the rest is zeroed, not stale. */
+    snap->xsave_size = 4096;
+    assert_int_equal(vmm_vcpu_set_state(v, snap), 0);
+    assert_int_equal(f->xsave[100], 0x11);
+    assert_int_equal(f->xsave[5000], 0);
+    /* Larger than this VM's area, or not whole words: refused. */
+    snap->xsave_size = 12000;
+    assert_int_equal(vmm_vcpu_set_state(v, snap), -EINVAL);
+    snap->xsave_size = 4097;
+    assert_int_equal(vmm_vcpu_set_state(v, snap), -EINVAL);
+
+    /* A failing KVM_GET_XSAVE2 fails the read. */
+    assert_int_equal(vmm_vcpu_synchronize_post_reset(v), 0);   /* clean */
+    fake_fail(&fk, KVM_GET_XSAVE2, 1, -EFAULT);
+    assert_int_equal(vmm_vcpu_get_state(v, snap), -EFAULT);
+    assert_int_equal(vmm_vcpu_get_state(v, snap), 0);
+    vmm_vm_free(vm);
+
+    /* No KVM_CAP_XSAVE2: KVM_GET_XSAVE, 4096 bytes. */
+    fk.xsave2_size = 0;
+    vm = new_vm();
+    v = vmm_vcpu_new(vm, 0, "c0", NULL);
+    from = fk.nlog;
+    assert_int_equal(vmm_vcpu_get_state(v, snap), 0);
+    assert_int_equal(fake_count(&fk, KVM_GET_XSAVE, from), 1);
+    assert_int_equal(fake_count(&fk, KVM_GET_XSAVE2, from), 0);
+    assert_int_equal(snap->xsave_size, 4096);
+    vmm_vm_free(vm);
+
+    /* An area larger than VmmVcpuState holds: legacy, with a warning. */
+    fk.xsave2_size = VMM_XSAVE_MAX + 4096;
+    vm = new_vm();
+    assert_non_null(strstr(last_log, "VMM_XSAVE_MAX"));
+    v = vmm_vcpu_new(vm, 0, "c0", NULL);
+    from = fk.nlog;
+    assert_int_equal(vmm_vcpu_get_state(v, snap), 0);
+    assert_int_equal(fake_count(&fk, KVM_GET_XSAVE, from), 1);
+    assert_int_equal(snap->xsave_size, 4096);
+    vmm_vm_free(vm);
+    free(snap);
+}
+
 /* ---- memory slots ------------------------------------------------------ */
 
 static void test_memslots(void **state)
@@ -890,6 +970,65 @@ static void test_kick_from_signal(void **state)
     vmm_vm_free(vm);
 }
 
+/* VmmVmOptions.kick_signal: a vCPU blocked in KVM_RUN is kicked out with
+ * the signal named (the fake's KVM_RUN waits for that signal only: with
+ * any other, the pause would take its 5 s timeout and end the VM); a
+ * signal with the application's own handler, or a fault signal, is
+ * refused. */
+static void kick_other(int sig)
+{
+    (void)sig;
+}
+
+static void test_kick_signal_option(void **state)
+{
+    struct sigaction sa, old;
+    VmmVmExit e;
+    int err = 0;
+    (void)state;
+
+    fk.kick_signal = SIGRTMIN + 5;
+    fk.run_fn = NULL;                       /* fake_block */
+    VmmVm *vm = new_vm();
+    assert_int_equal(sigaction(SIGRTMIN + 5, NULL, &old), 0);
+    assert_true(old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN);
+    assert_true(old.sa_flags & SA_RESTART);
+    VmmVcpu *v = vmm_vcpu_new(vm, 0, "c0", NULL);
+    for (int i = 0; i < 3; i++) {
+        uint64_t before = fk.vcpus[0].nruns;
+        vmm_vm_start(vm);
+        wait_for(&fk.vcpus[0].nruns, before + 1);
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        assert_int_equal(vmm_vm_pause(vm), 0);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        assert_true(t1.tv_sec - t0.tv_sec < 2);
+        assert_true(vmm_vcpu_is_paused(v));
+        assert_int_equal(vmm_vm_wait(vm, 0, &e), -ETIMEDOUT);     /* not ended */
+    }
+    vmm_vm_free(vm);
+
+    /* The application's signal is not taken. */
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = kick_other;
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGRTMIN + 6, &sa, &old), 0);
+    VmmVmOptions o = fake_vm_options(&fk);
+    o.kick_signal = SIGRTMIN + 6;
+    assert_null(vmm_vm_new(&o, &err));
+    assert_int_equal(err, -EBUSY);
+    sigaction(SIGRTMIN + 6, &old, NULL);
+    o.kick_signal = SIGSEGV;
+    assert_null(vmm_vm_new(&o, &err));
+    assert_int_equal(err, -EINVAL);
+    o.kick_signal = 33;                     /* glibc's own (below SIGRTMIN) */
+    assert_null(vmm_vm_new(&o, &err));
+    assert_int_equal(err, -EINVAL);
+    assert_int_equal(fk.open_fds, 0);       /* nothing leaked on the way */
+    fk.kick_signal = SIGUSR1;
+    fake_vm_options(&fk);                   /* back to the default */
+}
+
 int main(void)
 {
     if (getenv("TEST_FILTER")) {
@@ -911,6 +1050,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_irq, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unregister_stress, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kick_from_signal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_xsave2, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kick_signal_option, setup, teardown),
     };
     return cmocka_run_group_tests_name("kvm-fake", tests, NULL, NULL);
 }

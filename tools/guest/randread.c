@@ -8,7 +8,9 @@
  *   vmmkit-randread DEVICE COUNT
  *   -> "VMMKIT-BENCH-RAND <count> reads of 4096 bytes, <seconds> seconds"
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>

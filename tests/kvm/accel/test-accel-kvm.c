@@ -14,6 +14,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,7 @@
 #define G(name) extern const uint8_t name[], name##_end[]
 G(g_io); G(g_hlt); G(g_regs); G(g_spin); G(g_halt_forever); G(g_read_loop);
 G(g_dirty); G(g_hammer); G(g_triple); G(g_fetch_mmio); G(g_irq); G(g_ioevent);
-G(g_pio_loop); G(g_long); G(g_coalesced);
+G(g_pio_loop); G(g_long); G(g_coalesced); G(g_avx);
 #define PROG(name) name, (size_t)(name##_end - name)
 
 #define SEC 1000000000LL
@@ -129,9 +130,12 @@ static uint64_t pw(int port)
     return v;
 }
 
+static int vm_kick_signal;       /* VmmVmOptions.kick_signal of vm_up() */
+
 static void vm_up(int ring, bool irqchip)
 {
-    VmmVmOptions o = { .size = sizeof(o), .dirty_ring_entries = ring };
+    VmmVmOptions o = { .size = sizeof(o), .dirty_ring_entries = ring,
+                       .kick_signal = vm_kick_signal };
     int err = 0;
 
     memset(env.port_val, 0, sizeof(env.port_val));
@@ -592,14 +596,11 @@ static void test_ioeventfd(void **state)
 }
 
 /* Long mode: identity-mapped first 2 MiB, 64-bit code segment. */
-static void test_long_mode(void **state)
+/* Identity-map the first 2 MiB and put @v in 64-bit mode at 0x1000. */
+static void long_mode(VmmVcpu *v)
 {
-    (void)state;
     struct kvm_sregs s;
     struct kvm_regs r;
-    vm_up(0, false);
-    load(PROG(g_long));
-    VmmVcpu *v = real_cpu(0, 0, 0, 0);
     uint64_t *pml4 = (uint64_t *)(env.ram0 + 0x4000);
     uint64_t *pdpt = (uint64_t *)(env.ram0 + 0x5000);
     uint64_t *pd = (uint64_t *)(env.ram0 + 0x6000);
@@ -623,6 +624,14 @@ static void test_long_mode(void **state)
     r.rsp = 0x7000;
     r.rflags = 2;
     assert_int_equal(vmm_vcpu_set_regs(v, &r), 0);
+}
+
+static void test_long_mode(void **state)
+{
+    (void)state;
+    vm_up(0, false);
+    load(PROG(g_long));
+    long_mode(real_cpu(0, 0, 0, 0));
     VmmVmExit e = run_to_end(20);
     assert_int_equal(e.kind, VMM_VM_END_REQUESTED);
     assert_int_equal(e.code, 5);
@@ -630,6 +639,104 @@ static void test_long_mode(void **state)
     assert_int_equal(pv(0x12), 0x12345678);
     assert_int_equal(pv(0x13), 0xcafef00d);
     assert_true(pv(0x14) & 0x80000000);
+    vm_down();
+}
+
+static bool is_ready(void)
+{
+    return __atomic_load_n(&env.ready, __ATOMIC_SEQ_CST);
+}
+
+/*
+ * The XSAVE area on a real KVM (KVM_GET_XSAVE2 with KVM_CAP_XSAVE2's size,
+ * else KVM_GET_XSAVE): a guest with XSAVE enabled (XCR0 = x87|SSE|AVX)
+ * loads xmm0 and spins; the host pauses it and snapshots it: xmm0 is in the
+ * area.  It changes xmm0 and puts AVX state (ymm0's upper half, XSTATE_BV
+ * bit 2) into the snapshot and restores it: reading the state back from
+ * KVM shows the AVX component kept, and the guest stores the new xmm0.
+ * (The guest itself cannot execute AVX here: under QEMU 7.2's TCG a nested
+ * guest triple-faults at its first VEX instruction, vmovdqu.)  The VM uses its own kick signal,
+ * SIGRTMIN + 3: vCPU threads block every other signal, so pausing the
+ * spinning guest needs that one.
+ */
+static void test_xsave_state(void **state)
+{
+    (void)state;
+    int err;
+    uint32_t ymm_off = 0;
+    bool avx = false;
+
+    vm_kick_signal = SIGRTMIN + 3;
+    vm_up(0, false);
+    vm_kick_signal = 0;
+    struct kvm_cpuid2 *c = vmm_vm_get_supported_cpuid(env.vm, &err);
+    assert_non_null(c);
+    for (uint32_t i = 0; i < c->nent; i++) {
+        if (c->entries[i].function == 1) {
+            avx = (c->entries[i].ecx & (1u << 26)) && (c->entries[i].ecx & (1u << 28));
+        }
+        if (c->entries[i].function == 0xd && c->entries[i].index == 2) {
+            ymm_off = c->entries[i].ebx;    /* the AVX component's offset */
+        }
+    }
+    if (!avx || ymm_off < 576 || ymm_off + 16 > 4096) {
+        free(c);
+        vm_down();
+        printf("# no XSAVE+AVX for guests here (avx %d, offset %u)\n", avx, ymm_off);
+        skip();
+    }
+    load(PROG(g_avx));
+    VmmVcpu *v = real_cpu(0, 0, 0, 0);
+    assert_int_equal(vmm_vcpu_set_cpuid(v, c), 0);
+    free(c);
+    long_mode(v);
+    uint8_t pat[16], pat2[16], hi[16];
+    for (int i = 0; i < 16; i++) {
+        pat[i] = 0xa0 + i;
+        pat2[i] = 0x30 + i;
+        hi[i] = 0x5a ^ i;
+    }
+    memcpy(env.ram0 + 0x3000, pat, 16);
+    assert_int_equal(vmm_vm_start(env.vm), 0);
+    for (int64_t end = now_ns() + 20 * SEC; !is_ready(); usleep(1000)) {
+        VmmVmExit e;
+        if (vmm_vm_wait(env.vm, 0, &e) == 0) {
+            fail_msg("the guest ended: kind %d exit %u", e.kind, e.exit_reason);
+        }
+        assert_true(now_ns() < end);
+    }
+    assert_int_equal(vmm_vm_pause(env.vm), 0);
+
+    VmmVcpuState *snap = calloc(1, sizeof(*snap));
+    assert_int_equal(vmm_vcpu_get_state(v, snap), 0);
+    assert_true(snap->has_xsave);
+    int xsave2 = vmm_vm_check_extension(env.vm, KVM_CAP_XSAVE2);
+    printf("# XSAVE area %u bytes; KVM_CAP_XSAVE2 %d; AVX at %u\n", snap->xsave_size,
+           xsave2, ymm_off);
+    assert_int_equal(snap->xsave_size, xsave2 >= 4096 ? (uint32_t)xsave2 : 4096);
+    uint8_t *x = (uint8_t *)snap->xsave;
+    uint64_t xstate_bv;
+    assert_memory_equal(x + 160, pat, 16);          /* xmm0 in the legacy image */
+    memcpy(x + 160, pat2, 16);
+    memcpy(x + ymm_off, hi, 16);                    /* ymm0[255:128] */
+    memcpy(&xstate_bv, x + 512, 8);
+    xstate_bv |= 4;                                 /* AVX state present */
+    memcpy(x + 512, &xstate_bv, 8);
+    assert_int_equal(vmm_vcpu_set_state(v, snap), 0);
+
+    memset(snap, 0, sizeof(*snap));
+    assert_int_equal(vmm_vcpu_get_state(v, snap), 0);   /* read back from KVM */
+    memcpy(&xstate_bv, x + 512, 8);
+    assert_true(xstate_bv & 4);
+    assert_memory_equal(x + ymm_off, hi, 16);
+    assert_memory_equal(x + 160, pat2, 16);
+
+    env.ram0[0x3200] = 1;
+    VmmVmExit e = run_to_end(20);
+    assert_int_equal(e.kind, VMM_VM_END_REQUESTED);
+    assert_int_equal(e.code, 6);
+    assert_memory_equal(env.ram0 + 0x3100, pat2, 16);
+    free(snap);
     vm_down();
 }
 
@@ -802,6 +909,7 @@ int main(void)
         cmocka_unit_test(test_irqfd),
         cmocka_unit_test(test_ioeventfd),
         cmocka_unit_test(test_long_mode),
+        cmocka_unit_test(test_xsave_state),
         cmocka_unit_test(test_cpuid_two_vms),
         cmocka_unit_test(test_coalesced),
         cmocka_unit_test(test_aio_notifiers),
