@@ -6,7 +6,8 @@
  * on every exit (nested virtualization, notably emulated), each distinct
  * page and call target an exit touches costs a page walk or a lookup:
  * inlining these calls took the PIO round trip from 1.04 to 1.02 times a
- * raw KVM_RUN loop's (bench/accel/bench-kvm.c).  The map's writers and the
+ * raw KVM_RUN loop's (bench/accel/bench-kvm.c).  The range is still a
+ * separate heap object (a second page when the heap places it apart).   The map's writers and the
  * RCU rules are in kvm-io.c.
  * Include after defining _LGPL_SOURCE as kvm-io.c does (liburcu's inline
  * read side).
