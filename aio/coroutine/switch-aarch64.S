@@ -14,7 +14,11 @@
  *   sp+0 x19 x20 ... x28 x29 x30 (96 bytes), sp+96 d8..d15 (64 bytes),
  *   sp+160 FPCR, sp+168 padding
  */
+/* The build's coroutine-config.h, unless VMM_CO_FPU_CTL comes from the
+ * command line (tests/coroutine/test-switch-aarch64.c's standalone build). */
+#ifndef VMM_CO_FPU_CTL
 #include "aio/coroutine/coroutine-config.h"
+#endif
 #ifndef VMM_CO_FPU_CTL
 #define VMM_CO_FPU_CTL 0
 #endif

@@ -36,7 +36,11 @@
  * all: coroutines then share the thread's rounding mode and exception
  * masks (see docs/coroutines.md).
  */
+/* The build's coroutine-config.h, unless VMM_CO_FPU_CTL comes from the
+ * command line (tests/coroutine/test-switch-aarch64.c's standalone build). */
+#ifndef VMM_CO_FPU_CTL
 #include "aio/coroutine/coroutine-config.h"
+#endif
 #ifndef VMM_CO_FPU_CTL
 #define VMM_CO_FPU_CTL 0
 #endif
