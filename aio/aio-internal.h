@@ -119,14 +119,22 @@ extern __thread VmmAioContext *vmm_aio_tls_current
  * (a yield is a call).  The initial-exec model makes it two loads and no
  * __tls_get_addr.  Elsewhere it is the out-of-line call.
  */
+#if defined(__x86_64__) && defined(__ELF__)
+/* Load the initial-exec thread-local pointer @var afresh, as above: one
+ * volatile asm (GOT offset, then %fs-relative load) that the compiler can
+ * neither merge with another read nor move across a call. */
+#define VMM_TLS_PTR_FRESH(var) __extension__({                          \
+        __typeof__(var) tls_v_;                                          \
+        __asm__ volatile("movq " #var "@gottpoff(%%rip), %0\n\t"         \
+                         "movq %%fs:(%0), %0"                            \
+                         : "=r"(tls_v_) : : "memory");                   \
+        tls_v_; })
+#endif
+
 static inline VmmAioContext *vmm_aio_current_context_fresh(void)
 {
-#if defined(__x86_64__) && defined(__ELF__)
-    VmmAioContext *ctx;
-    __asm__ volatile("movq vmm_aio_tls_current@gottpoff(%%rip), %0\n\t"
-                     "movq %%fs:(%0), %0"
-                     : "=r"(ctx) : : "memory");
-    return ctx;
+#ifdef VMM_TLS_PTR_FRESH
+    return VMM_TLS_PTR_FRESH(vmm_aio_tls_current);
 #else
     return vmm_aio_get_current_context_raw();
 #endif

@@ -48,16 +48,17 @@ BlockGraphSlot *block_graph_slot_lookup_slow(VmmAioContext *ctx);
 void coroutine_fn block_graph_rdlock_slow(BlockGraphSlot *s);
 void block_graph_slot_add_foreign(uint32_t delta);
 
+/* Out of line: the portable way to read the slot cache afresh. */
+BlockGraphSlot *block_graph_tls_slot_get(void);
+
 static inline BlockGraphSlot *block_graph_tls_slot_fresh(void)
 {
-#if defined(__x86_64__) && defined(__ELF__)
-    BlockGraphSlot *s;
-    __asm__ volatile("movq block_graph_tls_slot@gottpoff(%%rip), %0\n\t"
-                     "movq %%fs:(%0), %0"
-                     : "=r"(s) : : "memory");
-    return s;
+#ifdef VMM_TLS_PTR_FRESH
+    return VMM_TLS_PTR_FRESH(block_graph_tls_slot);    /* aio/aio-internal.h */
 #else
-    return block_graph_tls_slot;
+    /* A plain inline read could reuse a thread pointer from before a
+     * yield; a call cannot. */
+    return block_graph_tls_slot_get();
 #endif
 }
 

@@ -19,17 +19,7 @@
 /* The inline read-side fast path of liburcu (no library call per exit);
  * not under ThreadSanitizer, which must not see liburcu's uninstrumented
  * internals (tests/tsan.supp suppresses them only inside the library). */
-#if defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define VMM_NO_LGPL_URCU 1
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define VMM_NO_LGPL_URCU 1
-#endif
-#ifndef VMM_NO_LGPL_URCU
-#define _LGPL_SOURCE 1
-#endif
+#include "util/urcu-lgpl.h"   /* first: before any liburcu header */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

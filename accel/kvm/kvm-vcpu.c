@@ -17,17 +17,7 @@
  * the PIO/MMIO dispatch of kvm-dispatch.h is inlined here);
  * not under ThreadSanitizer, which must not see liburcu's uninstrumented
  * internals (tests/tsan.supp suppresses them only inside the library). */
-#if defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define VMM_NO_LGPL_URCU 1
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define VMM_NO_LGPL_URCU 1
-#endif
-#ifndef VMM_NO_LGPL_URCU
-#define _LGPL_SOURCE 1
-#endif
+#include "util/urcu-lgpl.h"   /* first: before any liburcu header */
 #include <errno.h>
 #include <signal.h>
 #include <sys/ioctl.h>

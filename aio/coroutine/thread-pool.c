@@ -233,21 +233,7 @@ static ThreadPool *pool_get(VmmAioContext *ctx)
 
 static int spawn_worker(ThreadPool *p) VMM_REQUIRES(p->lock)
 {
-    pthread_attr_t attr;
-    sigset_t all, old;
-    pthread_t th;
-    int ret;
-
-    /* Workers take no signals: those belong to the program's threads. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    ret = vmm_thread_attr_init(&attr);
-    if (ret == 0) {
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        ret = pthread_create(&th, &attr, worker_main, p);
-        pthread_attr_destroy(&attr);
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int ret = vmm_thread_start_detached(worker_main, p);
     if (ret == 0) {
         p->workers++;
     }

@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -97,22 +96,7 @@ static void *rcu_reclaimer(void *arg)
 
 static void rcu_reclaimer_start(void)
 {
-    pthread_attr_t attr;
-    pthread_t tid;
-    sigset_t all, old;
-    int r;
-
-    /* It takes no signals: they belong to the program's threads. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    r = vmm_thread_attr_init(&attr);
-    if (r == 0) {
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        r = pthread_create(&tid, &attr, rcu_reclaimer, NULL);
-        pthread_attr_destroy(&attr);
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    rcu_reclaimer_failed = r != 0;
+    rcu_reclaimer_failed = vmm_thread_start_detached(rcu_reclaimer, NULL) != 0;
 }
 
 void vmm_rcu_call(struct rcu_head *head, void (*fn)(struct rcu_head *head))

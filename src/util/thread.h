@@ -5,6 +5,7 @@
 #define VMMKIT_UTIL_THREAD_H
 
 #include <pthread.h>
+#include <signal.h>
 
 /* 1 MiB stacks instead of glibc's 8 MiB.  The size matters less than the
  * shape: a stack mapping smaller than 2 MiB cannot hold a transparent huge
@@ -25,6 +26,27 @@ static inline int vmm_thread_attr_init(pthread_attr_t *attr)
             pthread_attr_destroy(attr);
         }
     }
+    return r;
+}
+
+/* Start a detached library thread (worker, reclaimer) with the library's
+ * stack size and every signal blocked: signals belong to the program's own
+ * threads.  Returns 0 or a positive errno. */
+static inline int vmm_thread_start_detached(void *(*fn)(void *), void *arg)
+{
+    pthread_attr_t attr;
+    sigset_t all, old;
+    pthread_t th;
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int r = vmm_thread_attr_init(&attr);
+    if (r == 0) {
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        r = pthread_create(&th, &attr, fn, arg);
+        pthread_attr_destroy(&attr);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     return r;
 }
 
