@@ -90,10 +90,34 @@ static uint8_t *low_ram(VmmMachine *m, uint64_t gpa, uint64_t len)
 
 /* ---- Boot ------------------------------------------------------------------- */
 
+/* An ELF vmlinux: its PT_LOAD segments at their physical addresses, bss
+ * zeroed; @bz gets what the initrd placement needs (the kernel's extent and
+ * the boot protocol's default 2 GiB initrd limit). */
+static int place_elf(VmmMachine *m, const char *path, const uint8_t *img,
+                     const X86ElfKernel *ek, X86BzImage *bz)
+{
+    for (unsigned i = 0; i < ek->nseg; i++) {
+        const X86ElfSegment *s = &ek->seg[i];
+        uint8_t *dst = low_ram(m, s->paddr, s->memsz);
+        if (!dst) {
+            vmm_error("machine: %s: a segment at 0x%" PRIx64 " (%" PRIu64
+                      " bytes) is outside low RAM", path, s->paddr, s->memsz);
+            return -E2BIG;
+        }
+        memcpy(dst, img + s->offset, s->filesz);
+        memset(dst + s->filesz, 0, s->memsz - s->filesz);
+    }
+    memset(bz, 0, sizeof(*bz));
+    bz->init_size = (uint32_t)(ek->load_end - X86_HIMEM_START);
+    bz->initrd_addr_max = 0x7fffffff;
+    bz->cmdline_size = X86_ELF_CMDLINE_MAX;
+    m->boot_rip = ek->entry;
+    return 0;
+}
+
 /* Place the kernel: a bzImage's protected-mode part at 1 MiB, or an ELF
- * vmlinux's segments at their physical addresses.  Fills what the initrd
- * placement needs (@bz: init_size and initrd_addr_max from the header, or
- * the ELF's extent and the protocol's default 2 GiB limit). */
+ * vmlinux (place_elf).  @bz describes the kernel for the initrd placement
+ * and command line checks; *@elf says which kind it was. */
 static int place_kernel(VmmMachine *m, const char *path, const uint8_t *img, size_t len,
                         X86BzImage *bz, bool *elf)
 {
@@ -102,28 +126,12 @@ static int place_kernel(VmmMachine *m, const char *path, const uint8_t *img, siz
     if (r == -ENOEXEC) {
         X86ElfKernel ek;
         int e = x86_elf_parse(img, len, &ek);
-        if (e != -ENOEXEC) {
-            r = e;
-            *elf = true;
-        }
         if (e == 0) {
-            for (unsigned i = 0; i < ek.nseg; i++) {
-                const X86ElfSegment *s = &ek.seg[i];
-                uint8_t *dst = low_ram(m, s->paddr, s->memsz);
-                if (!dst) {
-                    vmm_error("machine: %s: a segment at 0x%" PRIx64 " (%" PRIu64
-                              " bytes) is outside low RAM", path, s->paddr, s->memsz);
-                    return -E2BIG;
-                }
-                memcpy(dst, img + s->offset, s->filesz);
-                memset(dst + s->filesz, 0, s->memsz - s->filesz);
-            }
-            memset(bz, 0, sizeof(*bz));
-            bz->init_size = (uint32_t)(ek.load_end - X86_HIMEM_START);
-            bz->initrd_addr_max = 0x7fffffff;
-            bz->cmdline_size = X86_ELF_CMDLINE_MAX;
-            m->boot_rip = ek.entry;
-            return 0;
+            *elf = true;
+            return place_elf(m, path, img, &ek, bz);
+        }
+        if (e != -ENOEXEC) {
+            r = e;      /* an ELF x86-64 executable, but a broken one */
         }
     }
     if (r < 0) {
@@ -138,7 +146,7 @@ static int place_kernel(VmmMachine *m, const char *path, const uint8_t *img, siz
         return -E2BIG;
     }
     memcpy(dst, img + bz->kernel_offset, bz->kernel_size);
-    m->boot_rip = X86_HIMEM_START + 0x200;      /* startup_64 of a bzImage */
+    m->boot_rip = X86_HIMEM_START + X86_BZ_ENTRY64;
     return 0;
 }
 

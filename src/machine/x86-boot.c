@@ -363,7 +363,7 @@ void x86_boot_regs_at(struct kvm_regs *r, uint64_t rip)
 
 void x86_boot_regs(struct kvm_regs *r, uint64_t kernel_load)
 {
-    x86_boot_regs_at(r, kernel_load + 0x200);   /* startup_64 of a bzImage */
+    x86_boot_regs_at(r, kernel_load + X86_BZ_ENTRY64);
 }
 
 static unsigned bits_for(uint32_t n)

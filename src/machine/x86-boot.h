@@ -23,6 +23,7 @@
 #define X86_EBDA_START      0x9fc00ull
 #define X86_BIOS_START      0xe0000ull  /* ACPI tables live here */
 #define X86_HIMEM_START     0x100000ull /* the protected-mode kernel */
+#define X86_BZ_ENTRY64      0x200ull    /* a bzImage's startup_64, from its load address */
 #define X86_IDENTITY_MAP    (4ull << 30)
 
 /* The 32-bit MMIO hole below 4 GiB: PCI BARs, IOAPIC, LAPIC. */

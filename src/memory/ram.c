@@ -88,32 +88,26 @@ static int ram_map_private(VmmRamRegion *r, const VmmRamRegionOptions *o)
         mflags |= MAP_HUGETLB |
                   (int)((unsigned)__builtin_ctzll(r->page_size) << MAP_HUGE_SHIFT);
     } else if (r->length >= RAM_THP_ALIGN) {
-        slack = RAM_THP_ALIGN;
-        if (r->length > UINT64_MAX - slack) {
-            return -EINVAL;
-        }
+        slack = RAM_THP_ALIGN;      /* length <= INT64_MAX: no wrap */
     }
     void *p = mmap(NULL, r->length + slack, PROT_READ | PROT_WRITE, mflags, -1, 0);
     if (p == MAP_FAILED) {
         return -errno;
     }
-    r->map = p;
-    r->map_length = r->length + slack;
-    uintptr_t host = VMM_ALIGN_UP((uintptr_t)p, (uintptr_t)(slack ? slack : 1));
-    r->host = (void *)host;
+    r->host = r->map = p;
+    r->map_length = r->length;
     if (slack) {
-        /* Give back the slack on both sides so the region is exactly
-         * [host, host + length): nothing else can share its huge pages. */
+        /* Keep exactly the aligned [host, host + length) and give back the
+         * slack on both sides: nothing else can share its huge pages. */
+        uintptr_t host = VMM_ALIGN_UP((uintptr_t)p, (uintptr_t)slack);
         uintptr_t head = host - (uintptr_t)p;
-        uintptr_t tail = (uintptr_t)slack - head;
         if (head) {
             munmap(p, head);
         }
-        if (tail) {
-            munmap((void *)(host + r->length), tail);
+        if (slack - head) {
+            munmap((void *)(host + r->length), slack - head);
         }
-        r->map = r->host;
-        r->map_length = r->length;
+        r->host = r->map = (void *)host;
         if (madvise(r->host, r->length, MADV_HUGEPAGE) < 0 && errno != EINVAL) {
             return -errno;   /* EINVAL: a kernel without THP; 4 KiB pages */
         }

@@ -106,7 +106,7 @@ void vmm_rcu_call(struct rcu_head *head, void (*fn)(struct rcu_head *head))
     if (vmm_unlikely(rcu_reclaimer_failed)) {
         /* No thread to defer to (EAGAIN at start-up): wait here instead.
          * The caller is outside any read-side section (it is a writer). */
-        vmm_log(VMM_LOG_WARNING, "rcu: no reclaimer thread; freeing synchronously");
+        vmm_warn("rcu: no reclaimer thread; freeing synchronously");
         urcu_memb_synchronize_rcu();
         vmm_rcu_tsan_acquire();
         fn(head);
