@@ -11,17 +11,6 @@
 #include "util/compiler.h"
 #include "util/lock.h"
 
-/* The per-exit path: grouped by the linker (.text.hot), so an exit touches
- * few code pages (it matters where TLBs are flushed per exit, e.g. under
- * emulated nested virtualization). */
-#define VMM_HOT __attribute__((hot))
-
-/* Thread-locals read on every exit: initial-exec, so the shared library
- * reads them at a fixed offset from the thread pointer instead of calling
- * __tls_get_addr (a few bytes of glibc's surplus static TLS if vmmkit is
- * dlopen()ed). */
-#define VMM_TLS_IE __attribute__((tls_model("initial-exec")))
-
 /* The gate's structures (accel-blocker.c has the algorithm and its barrier
  * pairs); here so the owner's fast path can be inlined into the run loop. */
 #define SLOT_NAME_MAX 32

@@ -21,6 +21,7 @@
 #ifndef VMM_AIO_INTERNAL_H
 #define VMM_AIO_INTERNAL_H
 
+#include "util/compiler.h"
 #include "vmmkit/aio.h"
 
 /* ---- Private slots -------------------------------------------------------- */
@@ -104,7 +105,7 @@ VmmAioContext *vmm_aio_get_current_context_raw(void);
 /* The thread-local behind both (aio/async.c).  Read it only through
  * vmm_aio_current_context_fresh(); written only by async.c. */
 extern __thread VmmAioContext *vmm_aio_tls_current
-    __attribute__((tls_model("initial-exec"), visibility("hidden")));
+    VMM_TLS_IE __attribute__((visibility("hidden")));
 
 /*
  * Same value as vmm_aio_get_current_context_raw(), inline, for hot paths

@@ -263,6 +263,11 @@ int coroutine_fn block_child_co_pwritev(VmmBlockChild *c, int64_t offset, int64_
 
 /* iovec helpers. */
 size_t block_iov_size(const struct iovec *iov, int iovcnt);
+/* The part [@skip, @skip + @bytes) of @iov as an iovec array in @dst (@cap
+ * entries).  Returns the number of entries it needs; if that is more than
+ * @cap, @dst holds only the first @cap. */
+int block_iov_slice(const struct iovec *iov, int iovcnt, size_t skip, size_t bytes,
+                    struct iovec *dst, int cap);
 size_t block_iov_to_buf(const struct iovec *iov, int iovcnt, size_t offset, void *buf,
                         size_t bytes);
 size_t block_iov_from_buf(const struct iovec *iov, int iovcnt, size_t offset,

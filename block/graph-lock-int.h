@@ -42,23 +42,21 @@ extern BlockGraphFlags block_graph_flags;
 extern BlockGraphSlot block_graph_free_slot;
 /* This thread's cached slot, valid while its ctx is the current context. */
 extern __thread BlockGraphSlot *block_graph_tls_slot
-    __attribute__((tls_model("initial-exec"), visibility("hidden")));
+    VMM_TLS_IE __attribute__((visibility("hidden")));
 
 BlockGraphSlot *block_graph_slot_lookup_slow(VmmAioContext *ctx);
 void coroutine_fn block_graph_rdlock_slow(BlockGraphSlot *s);
 void block_graph_slot_add_foreign(uint32_t delta);
-
-/* Out of line: the portable way to read the slot cache afresh. */
-BlockGraphSlot *block_graph_tls_slot_get(void);
 
 static inline BlockGraphSlot *block_graph_tls_slot_fresh(void)
 {
 #ifdef VMM_TLS_PTR_FRESH
     return VMM_TLS_PTR_FRESH(block_graph_tls_slot);    /* aio/aio-internal.h */
 #else
-    /* A plain inline read could reuse a thread pointer from before a
-     * yield; a call cannot. */
-    return block_graph_tls_slot_get();
+    /* Only reached inside the exported vmm_graph_co_rdlock/rdunlock (the
+     * inline fast path below is x86-64 only), which do not yield between
+     * this read and its use. */
+    return block_graph_tls_slot;
 #endif
 }
 

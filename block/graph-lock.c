@@ -75,11 +75,6 @@ BlockGraphSlot block_graph_free_slot = { .ctx = BLOCK_GRAPH_SLOT_FREE };
 __thread BlockGraphSlot *block_graph_tls_slot = &block_graph_free_slot;
 #define tls_slot        block_graph_tls_slot
 
-VMM_NOINLINE BlockGraphSlot *block_graph_tls_slot_get(void)
-{
-    return block_graph_tls_slot;
-}
-
 static uint32_t foreign_count;      /* threads without a context; atomic */
 
 static VmmMutex list_lock = { PTHREAD_MUTEX_INITIALIZER };

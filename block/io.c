@@ -69,8 +69,8 @@ void block_iov_memset(const struct iovec *iov, int iovcnt, int c, size_t bytes)
 /* The part [@skip, @skip + @bytes) of @iov as an iovec array in @dst
  * (@cap entries).  Returns the number of entries it needs; if that is
  * more than @cap, @dst holds only the first @cap. */
-static int iov_slice(const struct iovec *iov, int iovcnt, size_t skip, size_t bytes,
-                     struct iovec *dst, int cap)
+int block_iov_slice(const struct iovec *iov, int iovcnt, size_t skip, size_t bytes,
+                    struct iovec *dst, int cap)
 {
     int n = 0;
     for (int i = 0; i < iovcnt && bytes; i++) {
@@ -213,16 +213,12 @@ static int coroutine_fn read_one(VmmBlockNode *n, int64_t offset, int64_t bytes,
 
 /* ---- Splitting at the max transfer size ------------------------------------------- */
 
-/* The largest chunk the node takes (aligned), or 0: no limit. */
+/* The largest chunk the node takes, or 0: no limit.  Every store of
+ * max_transfer goes through block_node_cap_max_transfer() (graph.c), which
+ * keeps it a multiple of the alignment; it changes only under drain. */
 static int64_t chunk_limit(VmmBlockNode *n)
 {
-    int64_t align = n->request_alignment;
-    int64_t max = vmm_atomic_read(&n->max_transfer);  /* changes under drain */
-    if (vmm_likely(max == 0)) {
-        return 0;
-    }
-    /* graph.c keeps it a multiple of the alignment; be safe anyway. */
-    return MAX(VMM_ALIGN_DOWN(max, align), align);
+    return vmm_atomic_read(&n->max_transfer);
 }
 
 /* Length of the chunk at @offset (at most @bytes): chunks after the first
@@ -252,10 +248,10 @@ static int coroutine_fn split_rw(VmmBlockNode *n, IoOneFn *fn, int64_t limit,
         int64_t len = chunk_len(n, limit, offset + done, bytes - done);
         struct iovec stack[SLICE_STACK];
         struct iovec *v = stack;
-        int cnt = iov_slice(iov, iovcnt, done, len, stack, SLICE_STACK);
+        int cnt = block_iov_slice(iov, iovcnt, done, len, stack, SLICE_STACK);
         if (cnt > SLICE_STACK) {
             v = g_new(struct iovec, cnt);
-            iov_slice(iov, iovcnt, done, len, v, cnt);
+            block_iov_slice(iov, iovcnt, done, len, v, cnt);
         }
         ret = fn(n, offset + done, len, v, cnt, flags);
         if (v != stack) {

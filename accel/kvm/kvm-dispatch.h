@@ -20,8 +20,6 @@
 #include "accel/kvm/kvm-internal.h"
 #include "util/atomic.h"
 
-#define VMM_ALWAYS_INLINE inline __attribute__((always_inline))
-
 /* Counts (and names the first few of) accesses to holes (kvm-io.c). */
 void kvm_io_unhandled(VmmVm *vm, bool pio, uint64_t addr, bool write);
 

@@ -176,7 +176,7 @@ void kvm_state_init(VmmVcpu *vcpu);
 /* kvm-io.c */
 void kvm_io_init(VmmVm *vm);
 void kvm_io_destroy(VmmVm *vm);
-void kvm_flush_coalesced(VmmVm *vm);
+void kvm_flush_coalesced(VmmVcpu *self);
 
 /* kvm-mem.c */
 void kvm_mem_destroy(VmmVm *vm);

@@ -34,9 +34,7 @@
 void kvm_io_init(VmmVm *vm)
 {
     _Static_assert(sizeof(KvmHot) <= VMM_ACCEL_GATE_USER_SIZE, "fits the gate page");
-    vm->hot = vmm_accel_gate_user_area(vm->gate);
-    vm->hot->pio_map = NULL;
-    vm->hot->mmio_map = NULL;
+    vm->hot = vmm_accel_gate_user_area(vm->gate);    /* zeroed: no maps yet */
 }
 
 static void map_free_rcu(struct rcu_head *head)
@@ -203,15 +201,14 @@ void kvm_io_unhandled(VmmVm *vm, bool pio, uint64_t addr, bool write)
 
 static __thread bool flushing VMM_TLS_IE;
 
-VMM_HOT void kvm_flush_coalesced(VmmVm *vm)
+VMM_HOT void kvm_flush_coalesced(VmmVcpu *self)
 {
+    VmmVm *vm = self->vm;
     struct kvm_coalesced_mmio_ring *ring = vm->coalesced;
     const uint32_t max = (KVM_PAGE_SIZE - sizeof(*ring)) / sizeof(ring->coalesced_mmio[0]);
-    VmmVcpu *self;
 
-    /* No zone was ever registered: the ring stays empty; do not touch it. */
-    if (!ring || !vmm_atomic_read(&vm->hot->coalesced_used) || flushing ||
-        !(self = vmm_vcpu_current())) {
+    /* The run loop calls this only once a zone was registered. */
+    if (!ring || flushing) {
         return;
     }
     /* Acquire pairs with the kernel's release of last after the entry. */

@@ -264,7 +264,7 @@ VMM_HOT __attribute__((noinline)) static void vcpu_exec(VmmVcpu *vcpu)
         /* Writes queued in the coalesced ring happened before this exit.
          * No zone registered (the usual case): the ring stays empty. */
         if (vmm_unlikely(vmm_atomic_read(&vcpu->hot->coalesced_used))) {
-            kvm_flush_coalesced(vcpu->vm);
+            kvm_flush_coalesced(vcpu);
         }
         r = handle_exit(vcpu);
         if (r < 0) {

@@ -318,11 +318,7 @@ static int median_pair(const double *ours, const double *raw, int n)
     for (int i = 0; i < n; i++) {
         r[i] = sorted[i] = ours[i] / raw[i];
     }
-    double m = sorted[0];
-    if (n > 1) {
-        qsort(sorted, n, sizeof(double), cmp_double);
-        m = sorted[n / 2];
-    }
+    double m = bench_median(sorted, n);
     for (int i = 0; i < n; i++) {
         if (r[i] == m) {
             return i;
@@ -363,11 +359,12 @@ static void pio_pairs(int npairs, int k)
         lo = r < lo ? r : lo;
         hi = r > hi ? r : hi;
     }
+    /* The median pair, read before bench_median() sorts the arrays. */
+    double ours_m = p.ours[m], raw_m = p.raw_ns[m];
     printf("# kvm-pio-exit: %d pairs of %d exits on one thread; per-pair ratios %.3f..%.3f, "
            "median %.4f; median ns runner %.0f raw %.0f\n", npairs, k, lo, hi,
-           p.ours[m] / p.raw_ns[m], bench_median(p.ours, npairs),
-           bench_median(p.raw_ns, npairs));
-    bench_print("kvm-pio-exit", p.ours[m], "ns", "raw-kvm-run-loop", p.raw_ns[m]);
+           ours_m / raw_m, bench_median(p.ours, npairs), bench_median(p.raw_ns, npairs));
+    bench_print("kvm-pio-exit", ours_m, "ns", "raw-kvm-run-loop", raw_m);
 }
 
 /* ---- inhibit latency ------------------------------------------------------ */

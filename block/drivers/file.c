@@ -344,18 +344,8 @@ static int coroutine_fn file_rw(VmmBlockNode *n, bool write, int64_t offset, int
             /* Slice off what was transferred (rare: short transfers). */
             g_free(rest);
             rest = g_new(struct iovec, iovcnt);
-            curcnt = 0;
-            size_t skip = done;
-            for (int i = 0; i < iovcnt; i++) {
-                if (skip >= iov[i].iov_len) {
-                    skip -= iov[i].iov_len;
-                    continue;
-                }
-                rest[curcnt].iov_base = (char *)iov[i].iov_base + skip;
-                rest[curcnt].iov_len = iov[i].iov_len - skip;
-                skip = 0;
-                curcnt++;
-            }
+            curcnt = block_iov_slice(iov, iovcnt, (size_t)done, (size_t)(bytes - done),
+                                     rest, iovcnt);
             cur = rest;
         }
         int r = file_rw_once(s, write, offset + done, cur, curcnt);

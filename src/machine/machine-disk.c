@@ -125,15 +125,12 @@ static void d_config_write(void *o, uint32_t off, uint32_t size, uint32_t val)
 static void vector_release(MachineDisk *d, DiskVector *vec)
 {
     VmmVm *vm = d->m->vm;
-    if (vec->gsi >= 0 && vec->n) {
-        vmm_vm_remove_irqfd_notifier(vm, vec->n, (uint32_t)vec->gsi);
+    if (vec->gsi < 0) {
+        return;     /* vector_setup sets gsi and n together */
     }
-    if (vec->gsi >= 0) {
-        vmm_vm_remove_msi_route(vm, vec->gsi);
-    }
-    if (vec->n) {
-        vmm_event_notifier_free(vec->n);
-    }
+    vmm_vm_remove_irqfd_notifier(vm, vec->n, (uint32_t)vec->gsi);
+    vmm_vm_remove_msi_route(vm, vec->gsi);
+    vmm_event_notifier_free(vec->n);
     vec->n = NULL;
     vec->gsi = -1;
 }

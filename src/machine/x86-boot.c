@@ -113,21 +113,16 @@ int x86_bzimage_parse(const uint8_t *img, size_t len, X86BzImage *out)
 
 /* ---- ELF vmlinux ------------------------------------------------------------ */
 
-/* Where the segment that holds @addr (a virtual or physical address) puts
- * it physically; UINT64_MAX when no segment holds it. */
-static uint64_t elf_entry_phys(unsigned n, const uint8_t *img, size_t phoff,
-                               uint64_t addr)
+/* Where the loaded segment that holds @addr (a physical address, else a
+ * virtual one) puts it physically; UINT64_MAX when none holds it. */
+static uint64_t elf_entry_phys(const X86ElfKernel *k, uint64_t addr)
 {
     for (int pass = 0; pass < 2; pass++) {
-        for (unsigned i = 0; i < n; i++) {
-            Elf64_Phdr h;
-            memcpy(&h, img + phoff + (size_t)i * sizeof(h), sizeof(h));
-            if (h.p_type != PT_LOAD) {
-                continue;
-            }
-            uint64_t base = pass == 0 ? h.p_paddr : h.p_vaddr;
-            if (addr >= base && addr - base < h.p_memsz) {
-                return h.p_paddr + (addr - base);
+        for (unsigned i = 0; i < k->nseg; i++) {
+            const X86ElfSegment *s = &k->seg[i];
+            uint64_t base = pass == 0 ? s->paddr : s->vaddr;
+            if (addr >= base && addr - base < s->memsz) {
+                return s->paddr + (addr - base);
             }
         }
     }
@@ -165,8 +160,8 @@ int x86_elf_parse(const uint8_t *img, size_t len, X86ElfKernel *out)
             h.p_paddr > X86_IDENTITY_MAP - h.p_memsz) {
             return -EINVAL;
         }
-        out->seg[out->nseg++] = (X86ElfSegment){ h.p_paddr, h.p_offset, h.p_filesz,
-                                                 h.p_memsz };
+        out->seg[out->nseg++] = (X86ElfSegment){ h.p_paddr, h.p_vaddr, h.p_offset,
+                                                 h.p_filesz, h.p_memsz };
         if (h.p_paddr < out->load_start) {
             out->load_start = h.p_paddr;
         }
@@ -177,7 +172,7 @@ int x86_elf_parse(const uint8_t *img, size_t len, X86ElfKernel *out)
     if (out->nseg == 0) {
         return -EINVAL;
     }
-    out->entry = elf_entry_phys(eh.e_phnum, img, eh.e_phoff, eh.e_entry);
+    out->entry = elf_entry_phys(out, eh.e_entry);
     if (out->entry == UINT64_MAX) {
         return -EINVAL;
     }
@@ -247,11 +242,18 @@ static void zero_page_params(uint8_t *zp, const X86BootParams *p)
     }
 }
 
+/* What both kinds of zero page check in @p: the e820 table fits and the
+ * command line is not longer than the kernel takes. */
+static bool zero_page_params_ok(const X86BootParams *p, uint32_t cmdline_max)
+{
+    return p->e820_entries >= 0 && p->e820_entries <= E820_MAX &&
+           p->cmdline_len <= cmdline_max && p->cmdline_len < X86_CMDLINE_MAX;
+}
+
 int x86_zero_page_build(uint8_t *zp, const uint8_t *img, const X86BzImage *bz,
                         const X86BootParams *p)
 {
-    if (p->e820_entries < 0 || p->e820_entries > E820_MAX ||
-        p->cmdline_len > bz->cmdline_size || p->cmdline_len >= X86_CMDLINE_MAX) {
+    if (!zero_page_params_ok(p, bz->cmdline_size)) {
         return -EINVAL;
     }
     if (bz->header_end > ZP_HDR_LIMIT || bz->header_end <= HDR_SETUP_SECTS) {
@@ -265,8 +267,7 @@ int x86_zero_page_build(uint8_t *zp, const uint8_t *img, const X86BzImage *bz,
 
 int x86_zero_page_build_elf(uint8_t *zp, const X86BootParams *p)
 {
-    if (p->e820_entries < 0 || p->e820_entries > E820_MAX ||
-        p->cmdline_len > X86_ELF_CMDLINE_MAX) {
+    if (!zero_page_params_ok(p, X86_ELF_CMDLINE_MAX)) {
         return -EINVAL;
     }
     memset(zp, 0, X86_ZERO_PAGE_SIZE);

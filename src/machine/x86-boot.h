@@ -80,7 +80,7 @@ int x86_bzimage_parse(const uint8_t *img, size_t len, X86BzImage *out);
 #define X86_ELF_MAX_SEGS 16
 
 typedef struct X86ElfSegment {
-    uint64_t paddr, offset, filesz, memsz;
+    uint64_t paddr, vaddr, offset, filesz, memsz;
 } X86ElfSegment;
 
 typedef struct X86ElfKernel {

@@ -18,6 +18,16 @@
 #define VMM_IS_ALIGNED(n, m) (((n) % (m)) == 0)
 
 #define VMM_NOINLINE    __attribute__((noinline))
+#define VMM_ALWAYS_INLINE inline __attribute__((always_inline))
+/* Hot paths (the vCPU exit path): grouped by the linker (.text.hot), so
+ * they touch few code pages (it matters where TLBs are flushed per exit,
+ * e.g. under emulated nested virtualization). */
+#define VMM_HOT         __attribute__((hot))
+/* Thread-locals read on hot paths: initial-exec, so the shared library
+ * reads them at a fixed offset from the thread pointer instead of calling
+ * __tls_get_addr (a few bytes of glibc's surplus static TLS if vmmkit is
+ * dlopen()ed). */
+#define VMM_TLS_IE      __attribute__((tls_model("initial-exec")))
 #define VMM_UNUSED      __attribute__((unused))
 #define VMM_CACHELINE   64
 #define VMM_CACHE_ALIGNED __attribute__((aligned(VMM_CACHELINE)))
