@@ -11,6 +11,7 @@
 #include "aio-test-util.h"
 #include "vmmkit/aio.h"
 #include "aio/aio-internal.h"
+#include "util/thread.h"
 
 #define NPRODUCERS 4
 
@@ -41,6 +42,7 @@ typedef struct Probe {
     VmmAioContext *expect;
     bool in_thread;
     bool current_ok;
+    size_t stack;
     int done;
 } Probe;
 
@@ -50,6 +52,11 @@ static void probe_cb(void *opaque)
     p->current_ok = vmm_aio_context_current() == p->expect &&
                     vmm_aio_get_current_context_raw() == p->expect;
     p->in_thread = vmm_aio_context_in_thread(p->expect);
+    pthread_attr_t a;
+    if (pthread_getattr_np(pthread_self(), &a) == 0) {
+        pthread_attr_getstacksize(&a, &p->stack);
+        pthread_attr_destroy(&a);
+    }
     __atomic_store_n(&p->done, 1, __ATOMIC_RELEASE);
     vmm_aio_wait_kick();
 }
@@ -70,6 +77,9 @@ static void test_iothread_context(void **state)
         VMM_AIO_WAIT_WHILE(NULL, probe_pending(&p));
         assert_true(p.current_ok);
         assert_true(p.in_thread);
+        /* The library's small stack (util/thread.h), not glibc's 8 MiB:
+         * under 2 MiB, where no transparent huge page fits. */
+        assert_true(p.stack >= VMM_THREAD_STACK_SIZE && p.stack < (2u << 20));
     }
     assert_ptr_equal(vmm_aio_context_current(), vmm_aio_context_main());
 }
