@@ -47,14 +47,26 @@ typedef struct Reader {
     VmmAioContext *unlock_ctx;      /* move here before unlocking (or NULL) */
     int held, go, released, done;
     int64_t hold_ns;
+    int *until;                     /* with hold_ns: release early once set */
 } Reader;
+
+/* Coroutine: sleep until *p becomes non-zero, at most @ns. */
+static void co_wait_flag_ns(int *p, int64_t ns)
+{
+    int64_t end = vmm_clock_ns() + ns;
+    while (!flag_get(p) && vmm_clock_ns() < end) {
+        vmm_co_sleep_ns(NULL, 1000000);
+    }
+}
 
 static void reader_entry(void *opaque)
 {
     Reader *r = opaque;
     vmm_graph_co_rdlock();
     flag_set(&r->held, 1);
-    if (r->hold_ns) {
+    if (r->hold_ns && r->until) {
+        co_wait_flag_ns(r->until, r->hold_ns);
+    } else if (r->hold_ns) {
         vmm_co_sleep_ns(NULL, r->hold_ns);
     } else {
         co_wait_flag(&r->go);
@@ -258,10 +270,16 @@ static void test_callback_reader_during_wait(void **state)
     (void)state;
     int e = 0;
     VmmIOThread *t = vmm_iothread_new("gl-cb", NULL, &e);
-    Reader r = { .hold_ns = 40000000 };
+    /* The reader holds the lock until the callback's reader is done (10 s
+     * at most), so the writer must wait, and run the callback meanwhile.
+     * A fixed 40 ms hold raced: a main thread stalled that long found no
+     * reader left, took the lock without polling, and the callback had
+     * not run.  A writer that does not run callbacks while it waits, or a
+     * callback reader that blocks on it, now fails after 10 s. */
+    Reader r = { .hold_ns = 10 * 1000000000LL, .until = &cb_reader_done };
+    cb_reader_done = 0;
     spawn(vmm_iothread_get_context(t), reader_entry, &r);
     VMM_AIO_WAIT_WHILE(NULL, !flag_get(&r.held));
-    cb_reader_done = 0;
     /* Runs inside the writer's poll: a main-loop coroutine reader. */
     vmm_bh_schedule_oneshot(vmm_aio_context_main(), start_cb_reader, NULL, "cb-reader");
     vmm_graph_wrlock();
