@@ -60,7 +60,8 @@ static void worker_entry(void *opaque)
             w->errors++;
             break;
         }
-        w->ops++;
+        /* Atomic: the main loop reads it to know the workers progress. */
+        __atomic_store_n(&w->ops, w->ops + 1, __ATOMIC_RELAXED);
     }
     g_rand_free(rnd);
     g_free(wbuf);
@@ -79,15 +80,29 @@ static bool workers_done(Worker *w, int n)
     return true;
 }
 
+static long workers_ops(Worker *w, int n)
+{
+    long ops = 0;
+    for (int i = 0; i < n; i++) {
+        ops += __atomic_load_n(&w[i].ops, __ATOMIC_RELAXED);
+    }
+    return ops;
+}
+
 /* The main loop's side: replace the child, move the tree, drain, take the
- * write lock, until @secs have passed.  Returns the number of rounds. */
+ * write lock, until @secs have passed and both sides made some progress
+ * (the checks below): on a loaded machine (TSan, two cores) the workers
+ * may barely start within @secs, which proves nothing.  A side stuck for
+ * good still fails, after a 60 s cap.  Returns the number of rounds. */
 static long graph_churn(double secs, VmmBlockNode *top, VmmBlockNode *fa, VmmBlockNode *fb,
-                        VmmBlockBackend *blk, VmmAioContext **ctx)
+                        VmmBlockBackend *blk, VmmAioContext **ctx, Worker *w, int nw)
 {
     GError *err = NULL;
-    int64_t end = vmm_clock_ns() + (int64_t)(secs * 1e9);
+    int64_t start = vmm_clock_ns();
+    int64_t end = start + (int64_t)(secs * 1e9), cap = start + 60 * 1000000000LL;
     long rounds = 0;
-    while (vmm_clock_ns() < end) {
+    while (vmm_clock_ns() < end ||
+           ((rounds <= 4 || workers_ops(w, nw) <= nw) && vmm_clock_ns() < cap)) {
         VmmBlockNode *next = rounds % 2 ? fa : fb;
         switch (rounds % 4) {
         case 0:
@@ -159,7 +174,7 @@ static void test_stress(void **state)
         vmm_aio_co_enter(ctx[i % 2], co);
     }
 
-    long rounds = graph_churn(secs, top, fa, fb, blk, ctx);
+    long rounds = graph_churn(secs, top, fa, fb, blk, ctx, w, NW);
     for (int i = 0; i < NW; i++) {
         __atomic_store_n(&w[i].stop, 1, __ATOMIC_RELEASE);
     }
@@ -209,10 +224,20 @@ static void lock_worker(void *opaque)
             lw->torn++;
         }
         vmm_graph_co_rdunlock();
-        lw->rounds++;
+        __atomic_store_n(&lw->rounds, lw->rounds + 1, __ATOMIC_RELAXED);
     }
     __atomic_store_n(&lw->done, 1, __ATOMIC_RELEASE);
     vmm_aio_wait_kick();
+}
+
+static bool lock_workers_ran(LockWorker *lw, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (!__atomic_load_n(&lw[i].rounds, __ATOMIC_RELAXED)) {
+            return false;
+        }
+    }
+    return true;
 }
 
 static void test_lock_stress(void **state)
@@ -232,9 +257,12 @@ static void test_lock_stress(void **state)
         VmmCoroutine *co = vmm_coroutine_create(lock_worker, &lw[i], &ce);
         vmm_aio_co_enter(vmm_iothread_get_context(t[i % 2]), co);
     }
-    int64_t end = vmm_clock_ns() + (int64_t)(secs * 1e9);
+    /* For @secs, and until every reader got through at least once (60 s
+     * cap: a reader starved for good still fails the check below). */
+    int64_t start = vmm_clock_ns();
+    int64_t end = start + (int64_t)(secs * 1e9), cap = start + 60 * 1000000000LL;
     long writes = 0;
-    while (vmm_clock_ns() < end) {
+    while (vmm_clock_ns() < end || (!lock_workers_ran(lw, 4) && vmm_clock_ns() < cap)) {
         vmm_graph_wrlock();
         pair_a++;
         g_usleep(50);
