@@ -346,8 +346,17 @@ static void test_pause_snapshot(void **state)
     assert_int_equal(vmm_vcpu_get_regs(v, &r), 0);
     assert_int_equal(r.rcx, ecx);
     assert_int_equal(r.rip, snap->regs.rip);
+    /* Run until the guest made two more loop iterations (two incl of the
+     * counter: at least one inc of ecx between them), not for a fixed
+     * 20 ms: in an emulated machine on a loaded host the vCPU may not
+     * reach the guest within that. */
+    uint32_t c2 = *ctr;
     vmm_vm_resume(env.vm);
-    usleep(20000);
+    int64_t end = now_ns() + 20 * SEC;
+    while (*ctr - c2 < 2) {
+        assert_true(now_ns() < end);
+        usleep(1000);
+    }
     vmm_vm_pause(env.vm);
     assert_int_equal(vmm_vcpu_get_regs(v, &r), 0);
     assert_true(r.rcx > ecx);
