@@ -4,6 +4,7 @@
  *
  *   vmmkit-run --kernel K [--initrd I] [--append '...'] [--disk path[,readonly]]...
  *              [--memory 512M] [--cpus N] [--api-socket PATH] [--seccomp on|off]
+ *              [--kernel-unpack host|guest]
  *
  * The console (a 16550) is on stdin/stdout.  Exit status: 0 when the guest
  * powers off, 130 after Ctrl-C (SIGINT/SIGTERM stop the VM cleanly), 1 when
@@ -50,8 +51,10 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: vmmkit-run --kernel KERNEL [--initrd FILE] [--append CMDLINE]\n"
             "                  [--disk PATH[,readonly]]... [--memory SIZE] [--cpus N]\n"
-            "                  [--api-socket PATH] [--seccomp on|off]\n"
-            "KERNEL: a bzImage, or an uncompressed x86-64 vmlinux (ELF; boots faster, no KASLR).\n"
+            "                  [--api-socket PATH] [--seccomp on|off] [--kernel-unpack host|guest]\n"
+            "KERNEL: a bzImage, or an uncompressed x86-64 vmlinux (ELF; no KASLR).\n"
+            "  A bzImage's xz or gzip payload is unpacked by the VMM (host, the default:\n"
+            "  no KASLR) or by the kernel's own decompressor (guest).\n"
             "SIZE: bytes with K, M or G (a bare number is MiB); also size=SIZE.\n"
             "Exit: 0 guest powered off, 1 guest crashed, 2 host error, 130 stopped.\n");
 }
@@ -94,6 +97,7 @@ static int parse_args(int argc, char **argv, Args *a)
         { "cpus", required_argument, NULL, 'c' },
         { "api-socket", required_argument, NULL, 's' },
         { "seccomp", required_argument, NULL, 'S' },
+        { "kernel-unpack", required_argument, NULL, 'U' },
         { "help", no_argument, NULL, 'h' },
         { 0, 0, 0, 0 },
     };
@@ -156,6 +160,16 @@ static int parse_args(int argc, char **argv, Args *a)
                 a->seccomp = false;
             } else {
                 fprintf(stderr, "vmmkit-run: --seccomp on|off\n");
+                return -1;
+            }
+            break;
+        case 'U':
+            if (!strcmp(optarg, "guest")) {
+                a->mo.boot_flags |= VMM_MACHINE_BOOT_GUEST_DECOMPRESS;
+            } else if (!strcmp(optarg, "host")) {
+                a->mo.boot_flags &= ~VMM_MACHINE_BOOT_GUEST_DECOMPRESS;
+            } else {
+                fprintf(stderr, "vmmkit-run: --kernel-unpack host|guest\n");
                 return -1;
             }
             break;

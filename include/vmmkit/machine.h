@@ -40,7 +40,9 @@ typedef struct VmmMachineOptions {
                                  * of an x86-64 vmlinux ELF: its segments load at
                                  * their physical addresses and vCPU 0 enters its
                                  * entry point in 64-bit mode (no in-guest
-                                 * decompression, and so no KASLR) */
+                                 * decompression, and so no KASLR).  A bzImage
+                                 * with an xz or gzip payload is unpacked the
+                                 * same way by default (boot_flags) */
     const char *initrd;         /* path or NULL */
     const char *cmdline;        /* NULL: "" */
     uint64_t memory;            /* bytes of RAM, >= 32 MiB, 4 KiB multiple */
@@ -52,7 +54,19 @@ typedef struct VmmMachineOptions {
      * fail and see the machine fall back to KVM_SIGNAL_MSI / MMIO exits.
      * Callers built before this field existed pass a smaller size. */
     const VmmKvmOps *kvm_ops;
+    uint32_t boot_flags;        /* VMM_MACHINE_BOOT_*; a smaller size means 0 */
 } VmmMachineOptions;
+
+/*
+ * Boot a bzImage the standard way: its own decompressor runs in the guest
+ * (and chooses a KASLR location).  Without this flag the library decodes
+ * an xz or gzip payload on the host, writes the vmlinux segments straight
+ * into guest RAM and enters the kernel in 64-bit mode, as the decompressor
+ * would have - which saves the guest that work (most of the time before
+ * the kernel's first message) but gives up KASLR.  Other compressions, and
+ * payloads that fail the host's checks, always take the standard way.
+ */
+#define VMM_MACHINE_BOOT_GUEST_DECOMPRESS (1u << 0)
 
 typedef enum VmmMachineState {
     VMM_MACHINE_CREATED = 0,    /* built, not started */
@@ -134,6 +148,8 @@ typedef struct VmmMachineStats {
     uint64_t mmio_doorbells;    /* queue notifications that exited to the VMM */
     uint32_t irqfd_vectors;     /* MSI-X vectors with a route and an irqfd */
     uint32_t ioeventfd_queues;  /* queues whose doorbell is a KVM ioeventfd */
+    uint32_t kernel_unpacked;   /* 1: the library unpacked the bzImage's kernel
+                                 * (VMM_MACHINE_BOOT_GUEST_DECOMPRESS) */
 } VmmMachineStats;
 
 /* Fill *@out (@out->size says how much).  0 or -EINVAL.  Any thread

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "machine/acpi.h"
+#include "machine/kernel-unpack.h"
 #include "util/log.h"
 #include "util/thread.h"
 
@@ -115,12 +116,43 @@ static int place_elf(VmmMachine *m, const char *path, const uint8_t *img,
     return 0;
 }
 
-/* Place the kernel: a bzImage's protected-mode part at 1 MiB, or an ELF
- * vmlinux (place_elf).  @bz describes the kernel for the initrd placement
- * and command line checks; *@elf says which kind it was. */
-static int place_kernel(VmmMachine *m, const char *path, const uint8_t *img, size_t len,
-                        X86BzImage *bz, bool *elf)
+/* A bzImage whose payload the host can decode: its vmlinux straight into
+ * RAM (kernel-unpack.h).  Any failure leaves the guest's decompressor to
+ * do it: the caller then loads the image the standard way, over whatever
+ * this wrote. */
+static int place_unpacked(VmmMachine *m, const char *path, const uint8_t *img, size_t len,
+                          X86BzImage *bz)
 {
+    X86Payload pl;
+    X86ElfKernel ek;
+    int r = x86_bzimage_payload(img, len, bz, &pl);
+    if (r == 0) {
+        r = x86_unpack_elf(img, &pl, m->host, m->low_size, &ek);
+    }
+    if (r < 0) {
+        if (r != -ENOTSUP) {
+            vmm_warn("machine: %s: cannot unpack the kernel on the host (%s); "
+                     "the guest will decompress it", path, strerror(-r));
+        }
+        return r;
+    }
+    /* The initrd goes above both the decompressor's area and the kernel. */
+    if (ek.load_end - X86_HIMEM_START > bz->init_size) {
+        bz->init_size = (uint32_t)(ek.load_end - X86_HIMEM_START);
+    }
+    m->boot_rip = ek.entry;
+    m->kernel_unpacked = true;
+    return 0;
+}
+
+/* Place the kernel: a bzImage unpacked on the host (place_unpacked) or its
+ * protected-mode part at 1 MiB, or an ELF vmlinux (place_elf).  @bz
+ * describes the kernel for the initrd placement and command line checks;
+ * *@elf says whether it was an ELF file. */
+static int place_kernel(VmmMachine *m, const VmmMachineOptions *o, const uint8_t *img,
+                        size_t len, X86BzImage *bz, bool *elf)
+{
+    const char *path = o->kernel;
     int r = x86_bzimage_parse(img, len, bz);
     *elf = false;
     if (r == -ENOEXEC) {
@@ -138,6 +170,12 @@ static int place_kernel(VmmMachine *m, const char *path, const uint8_t *img, siz
         vmm_error("machine: %s is neither a bootable bzImage nor an x86-64 ELF kernel (%s)",
                   path, strerror(-r));
         return r;
+    }
+    uint32_t flags = o->size >= offsetof(VmmMachineOptions, boot_flags) + sizeof(o->boot_flags)
+                         ? o->boot_flags : 0;
+    if (!(flags & VMM_MACHINE_BOOT_GUEST_DECOMPRESS) &&
+        place_unpacked(m, path, img, len, bz) == 0) {
+        return 0;
     }
     uint8_t *dst = low_ram(m, X86_HIMEM_START, bz->init_size);
     if (!dst) {
@@ -161,7 +199,7 @@ static int load_linux(VmmMachine *m, const VmmMachineOptions *o)
     if (r < 0) {
         return r;
     }
-    r = place_kernel(m, o->kernel, img, img_len, &bz, &elf);
+    r = place_kernel(m, o, img, img_len, &bz, &elf);
     if (r < 0) {
         goto out;
     }

@@ -32,6 +32,8 @@
 #define HDR_RELOCATABLE     0x234
 #define HDR_XLOADFLAGS      0x236
 #define HDR_CMDLINE_SIZE    0x238
+#define HDR_PAYLOAD_OFFSET  0x248
+#define HDR_PAYLOAD_LENGTH  0x24c
 #define HDR_PREF_ADDRESS    0x258
 #define HDR_INIT_SIZE       0x260
 #define HDR_CMDLINE_SIZE_END 0x23c  /* the 2.06 header ends here */
@@ -111,6 +113,35 @@ int x86_bzimage_parse(const uint8_t *img, size_t len, X86BzImage *out)
     return 0;
 }
 
+int x86_bzimage_payload(const uint8_t *img, size_t len, const X86BzImage *bz,
+                        X86Payload *out)
+{
+    static const uint8_t xz_magic[6] = { 0xfd, '7', 'z', 'X', 'Z', 0 };
+    memset(out, 0, sizeof(*out));
+    /* 2.08 brought payload_offset/length; the header must reach them. */
+    if (bz->version < 0x0208 || bz->header_end < HDR_PAYLOAD_LENGTH + 4 ||
+        bz->kernel_offset > len || bz->kernel_size > len - bz->kernel_offset) {
+        return -ENOTSUP;
+    }
+    uint32_t off = rd32(img + HDR_PAYLOAD_OFFSET), plen = rd32(img + HDR_PAYLOAD_LENGTH);
+    /* Magic bytes plus the size the kernel's build appends after them. */
+    if (plen < 10 || off > bz->kernel_size || plen > bz->kernel_size - off) {
+        return -EINVAL;
+    }
+    const uint8_t *p = img + bz->kernel_offset + off;
+    if (p[0] == 0x1f && p[1] == 0x8b) {
+        out->format = X86_PAYLOAD_GZIP;
+    } else if (memcmp(p, xz_magic, sizeof(xz_magic)) == 0) {
+        out->format = X86_PAYLOAD_XZ;
+    } else {
+        return -ENOTSUP;        /* bzip2, lzma, lzo, lz4, zstd: the guest's job */
+    }
+    out->offset = bz->kernel_offset + off;
+    out->length = plen - 4;
+    out->unpacked_size = rd32(p + plen - 4);
+    return out->unpacked_size ? 0 : -EINVAL;
+}
+
 /* ---- ELF vmlinux ------------------------------------------------------------ */
 
 /* Where the loaded segment that holds @addr (a physical address, else a
@@ -131,10 +162,16 @@ static uint64_t elf_entry_phys(const X86ElfKernel *k, uint64_t addr)
 
 int x86_elf_parse(const uint8_t *img, size_t len, X86ElfKernel *out)
 {
+    return x86_elf_parse_head(img, len, len, out);
+}
+
+int x86_elf_parse_head(const uint8_t *img, size_t head_len, uint64_t len,
+                       X86ElfKernel *out)
+{
     Elf64_Ehdr eh;
 
     memset(out, 0, sizeof(*out));
-    if (!img || len < sizeof(eh)) {
+    if (!img || head_len < sizeof(eh) || head_len > len) {
         return -ENOEXEC;
     }
     memcpy(&eh, img, sizeof(eh));
@@ -144,7 +181,8 @@ int x86_elf_parse(const uint8_t *img, size_t len, X86ElfKernel *out)
         return -ENOEXEC;
     }
     if (eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum == 0 || eh.e_phnum > 64 ||
-        eh.e_phoff > len || (len - eh.e_phoff) / sizeof(Elf64_Phdr) < eh.e_phnum) {
+        eh.e_phoff > head_len ||
+        (head_len - eh.e_phoff) / sizeof(Elf64_Phdr) < eh.e_phnum) {
         return -EINVAL;
     }
     out->load_start = UINT64_MAX;

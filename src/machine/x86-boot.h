@@ -70,6 +70,33 @@ typedef struct X86BzImage {
 int x86_bzimage_parse(const uint8_t *img, size_t len, X86BzImage *out);
 
 /*
+ * The compressed kernel inside a bzImage (protocol >= 2.08): an ELF
+ * vmlinux compressed with the kernel's build-time choice, followed by its
+ * uncompressed size (le32).  The machine unpacks xz and gzip payloads on
+ * the host (kernel-unpack.h) instead of running the guest's decompressor.
+ */
+typedef enum X86PayloadFormat {
+    X86_PAYLOAD_NONE = 0,
+    X86_PAYLOAD_GZIP,
+    X86_PAYLOAD_XZ,
+} X86PayloadFormat;
+
+typedef struct X86Payload {
+    X86PayloadFormat format;
+    size_t offset;              /* of the compressed stream in the file */
+    size_t length;              /* of the stream, the size trailer excluded */
+    uint32_t unpacked_size;     /* what the trailer says it unpacks to */
+} X86Payload;
+
+/*
+ * Find the payload of @img, already parsed into @bz.  0; -ENOTSUP for an
+ * older protocol or another compression (the caller lets the guest
+ * decompress); -EINVAL for offsets outside the file or a zero size.
+ */
+int x86_bzimage_payload(const uint8_t *img, size_t len, const X86BzImage *bz,
+                        X86Payload *out);
+
+/*
  * An uncompressed x86-64 vmlinux (ELF64): what Firecracker and
  * cloud-hypervisor boot.  Its PT_LOAD segments go to their physical
  * addresses and the vCPU enters the ELF entry point (phys_startup_64) in
@@ -98,6 +125,12 @@ typedef struct X86ElfKernel {
  * segments).  Never reads out of bounds.
  */
 int x86_elf_parse(const uint8_t *img, size_t len, X86ElfKernel *out);
+
+/* The same from the first @head_len bytes of an ELF file of @len bytes
+ * (the headers must lie in that head; segments are checked against @len):
+ * for a kernel that is still being decompressed. */
+int x86_elf_parse_head(const uint8_t *img, size_t head_len, uint64_t len,
+                       X86ElfKernel *out);
 
 /* The longest command line an ELF kernel is given (x86 COMMAND_LINE_SIZE
  * is 2048 with the NUL; a vmlinux has no header to say otherwise). */

@@ -32,6 +32,7 @@ typedef struct Run {
     int state;
     char msg[256];
     int paused_output;     /* bytes the guest printed while paused */
+    bool paused;           /* the pause happened (before the guest ended) */
     VmmMachineStats stats; /* the disk's interrupt and doorbell paths */
     uint64_t mmio_exits;   /* all vCPUs' MMIO exits */
 } Run;
@@ -58,6 +59,7 @@ static void drain(int fd, Run *r)
 
 static const char *disk_opts;   /* block options of the next boot's disk */
 static const VmmKvmOps *kvm_ops; /* the next boot's KVM interface (NULL: kernel) */
+static uint32_t boot_flags;     /* the next boot's VMM_MACHINE_BOOT_* */
 
 /* Boot with @mode; pause for a second @pause_at seconds in when > 0. */
 static void boot(const char *mode, uint32_t cpus, double pause_at, Run *r)
@@ -70,7 +72,8 @@ static void boot(const char *mode, uint32_t cpus, double pause_at, Run *r)
              mode);
     VmmMachineOptions o = { .size = sizeof(o), .kernel = kernel, .initrd = initrd,
                             .cmdline = cmd, .memory = 256ull << 20, .cpus = cpus,
-                            .console_out_fd = p[1], .kvm_ops = kvm_ops };
+                            .console_out_fd = p[1], .kvm_ops = kvm_ops,
+                            .boot_flags = boot_flags };
     int err = 0;
     VmmMachine *m = vmm_machine_new(&o, &err);
     assert_non_null(m);
@@ -93,6 +96,7 @@ static void boot(const char *mode, uint32_t cpus, double pause_at, Run *r)
         }
         if (pause_at > 0 && !paused_once && now() - t0 > pause_at) {
             paused_once = true;
+            r->paused = vmm_machine_state(m) == VMM_MACHINE_RUNNING;
             assert_int_equal(vmm_machine_pause(m), 0);
             assert_int_equal(vmm_machine_state(m), VMM_MACHINE_PAUSED);
             drain(p[0], r);
@@ -116,9 +120,10 @@ static void boot(const char *mode, uint32_t cpus, double pause_at, Run *r)
     }
     fprintf(stderr, "# stats: irqfd_signals=%" PRIu64 " msi_injections=%" PRIu64
             " msix_pended=%" PRIu64 " mmio_doorbells=%" PRIu64 " irqfd_vectors=%u"
-            " ioeventfd_queues=%u mmio_exits=%" PRIu64 "\n", r->stats.irqfd_signals,
-            r->stats.msi_injections, r->stats.msix_pended, r->stats.mmio_doorbells,
-            r->stats.irqfd_vectors, r->stats.ioeventfd_queues, r->mmio_exits);
+            " ioeventfd_queues=%u mmio_exits=%" PRIu64 " kernel_unpacked=%u\n",
+            r->stats.irqfd_signals, r->stats.msi_injections, r->stats.msix_pended,
+            r->stats.mmio_doorbells, r->stats.irqfd_vectors, r->stats.ioeventfd_queues,
+            r->mmio_exits, r->stats.kernel_unpacked);
     vmm_machine_free(m);
     close(p[0]);
     close(p[1]);
@@ -133,6 +138,22 @@ static void test_boot_to_init(void **state)
     assert_int_equal(r.state, VMM_MACHINE_POWEROFF);
     assert_non_null(strstr(r.out, "VMMKIT-INIT mode=init"));
     assert_non_null(strstr(r.out, "VMMKIT-POWEROFF"));
+    /* Debian's bzImage carries an xz payload: unpacked by the library. */
+    assert_int_equal(r.stats.kernel_unpacked, 1);
+    free(r.out);
+}
+
+/* The standard protocol: the kernel's own decompressor runs in the guest. */
+static void test_boot_guest_decompress(void **state)
+{
+    (void)state;
+    Run r;
+    boot_flags = VMM_MACHINE_BOOT_GUEST_DECOMPRESS;
+    boot("init", 1, 0, &r);
+    boot_flags = 0;
+    assert_int_equal(r.state, VMM_MACHINE_POWEROFF);
+    assert_non_null(strstr(r.out, "VMMKIT-INIT mode=init"));
+    assert_int_equal(r.stats.kernel_unpacked, 0);
     free(r.out);
 }
 
@@ -160,7 +181,8 @@ static void test_pause_resume(void **state)
 {
     (void)state;
     Run r;
-    boot("init", 1, 3.0, &r);
+    boot("init", 1, 1.0, &r);
+    assert_true(r.paused);
     assert_int_equal(r.paused_output, 0);
     assert_int_equal(r.state, VMM_MACHINE_POWEROFF);
     assert_non_null(strstr(r.out, "VMMKIT-INIT"));
@@ -365,6 +387,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_kernel),
         cmocka_unit_test(test_boot_to_init),
+        cmocka_unit_test(test_boot_guest_decompress),
         cmocka_unit_test(test_two_vcpus),
         cmocka_unit_test(test_reboot),
         cmocka_unit_test(test_pause_resume),
