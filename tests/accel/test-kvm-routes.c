@@ -266,7 +266,7 @@ static void test_stress(void **state)
      * (a worker stuck for good still fails, at the cap). */
     uint64_t start = now_ms(), end = start + ms, cap = start + 60000;
     unsigned inhibits = 0;
-    while (now_ms() < end || (!all_updated(w) && now_ms() < cap)) {
+    while (inhibits == 0 || now_ms() < end || (!all_updated(w) && now_ms() < cap)) {
         vmm_accel_ioctl_inhibit_begin(vmm_vm_gate(vm));
         inhibits++;
         vmm_accel_ioctl_inhibit_end(vmm_vm_gate(vm));
