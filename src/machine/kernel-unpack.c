@@ -111,9 +111,12 @@ static int dec_read(Decoder *d, uint8_t *dst, size_t n)
         if (got < 0) {
             return (int)got;
         }
-        if (got == 0) {
+        if (got == 0 && d->ended) {
             return -EINVAL;     /* shorter than the trailer said */
         }
+        /* got == 0 before the end: the decoder consumed headers only.  It
+         * cannot loop: both libraries report an error (LZMA_BUF_ERROR,
+         * Z_BUF_ERROR) on a call that can make no progress. */
         dst += got;
         n -= (size_t)got;
     }
@@ -213,6 +216,9 @@ int x86_unpack_elf(const uint8_t *img, const X86Payload *pl, uint8_t *ram,
                    uint64_t ram_len, X86ElfKernel *ek)
 {
     uint8_t head[HEAD_LEN];
+    if (pl->unpacked_size > ram_len) {
+        return -E2BIG;          /* a kernel file larger than the guest's RAM */
+    }
     size_t head_len = pl->unpacked_size < HEAD_LEN ? pl->unpacked_size : HEAD_LEN;
     Decoder d;
     int r = dec_init(&d, img + pl->offset, pl->length, pl->format);

@@ -27,8 +27,9 @@
  * describing the kernel.  Errors: -ENOTSUP (no decoder for the format),
  * -EINVAL (a corrupt stream, an ELF inside that x86_elf_parse rejects,
  * segments out of order or overlapping in the file, sizes that disagree),
- * -E2BIG (a segment beyond @ram_len), -ENOMEM.  On error @ram may have
- * been written to (only inside the segments' ranges).
+ * -E2BIG (a segment beyond @ram_len, or an image larger than it),
+ * -ENOMEM.  On error @ram may have been written to (only inside the
+ * segments' ranges).
  */
 int x86_unpack_elf(const uint8_t *img, const X86Payload *pl, uint8_t *ram,
                    uint64_t ram_len, X86ElfKernel *ek);

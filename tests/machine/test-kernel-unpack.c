@@ -213,6 +213,9 @@ static void test_unpack_rejects(void **state)
         bad.unpacked_size--;            /* the stream goes on */
         assert_int_equal(x86_unpack_elf(img, &bad, ram, RAM_LEN, &ek), -EINVAL);
         bad = pl;
+        bad.unpacked_size = RAM_LEN + 1;    /* larger than the RAM */
+        assert_int_equal(x86_unpack_elf(img, &bad, ram, RAM_LEN, &ek), -E2BIG);
+        bad = pl;
         bad.length -= 9;                /* truncated */
         assert_int_equal(x86_unpack_elf(img, &bad, ram, RAM_LEN, &ek), -EINVAL);
         /* A segment above the RAM. */
