@@ -67,8 +67,6 @@ def _die_with_parent():
 
 def qemu_command(vmlinuz, initrd, smp, mem, append=''):
     accel = 'tcg,thread=single' if smp > 1 else 'tcg'
-    if os.environ.get('VMMKIT_QEMU_TB_SIZE'):
-        accel += ',tb-size=' + os.environ['VMMKIT_QEMU_TB_SIZE']
     cpu = os.environ.get('VMMKIT_QEMU_CPU', 'max')
     return [QEMU, '-accel', accel, '-cpu', cpu, '-m', str(mem), '-smp', str(smp),
             '-nographic', '-no-reboot', '-nic', 'none',
