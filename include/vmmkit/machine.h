@@ -41,8 +41,8 @@ typedef struct VmmMachineOptions {
                                  * their physical addresses and vCPU 0 enters its
                                  * entry point in 64-bit mode (no in-guest
                                  * decompression, and so no KASLR).  A bzImage
-                                 * with an xz or gzip payload is unpacked the
-                                 * same way by default (boot_flags) */
+                                 * decompresses itself in the guest, unless
+                                 * VMM_MACHINE_BOOT_HOST_UNPACK */
     const char *initrd;         /* path or NULL */
     const char *cmdline;        /* NULL: "" */
     uint64_t memory;            /* bytes of RAM, >= 32 MiB, 4 KiB multiple */
@@ -58,15 +58,16 @@ typedef struct VmmMachineOptions {
 } VmmMachineOptions;
 
 /*
- * Boot a bzImage the standard way: its own decompressor runs in the guest
- * (and chooses a KASLR location).  Without this flag the library decodes
- * an xz or gzip payload on the host, writes the vmlinux segments straight
- * into guest RAM and enters the kernel in 64-bit mode, as the decompressor
- * would have - which saves the guest that work (most of the time before
- * the kernel's first message) but gives up KASLR.  Other compressions, and
- * payloads that fail the host's checks, always take the standard way.
+ * Unpack a bzImage on the host: the library decodes an xz or gzip payload
+ * (liblzma, zlib), writes the vmlinux segments straight into guest RAM and
+ * enters the kernel in 64-bit mode, as the kernel's own decompressor would
+ * have - which spares the guest that work but gives up KASLR (the
+ * decompressor chooses the random location).  Other compressions, and
+ * payloads that fail the host's checks, take the standard way: the guest
+ * decompresses itself.  Not the default: under nested emulation the
+ * host's decoder measured no faster than the guest's (docs/machine.md).
  */
-#define VMM_MACHINE_BOOT_GUEST_DECOMPRESS (1u << 0)
+#define VMM_MACHINE_BOOT_HOST_UNPACK (1u << 0)
 
 typedef enum VmmMachineState {
     VMM_MACHINE_CREATED = 0,    /* built, not started */
@@ -149,7 +150,7 @@ typedef struct VmmMachineStats {
     uint32_t irqfd_vectors;     /* MSI-X vectors with a route and an irqfd */
     uint32_t ioeventfd_queues;  /* queues whose doorbell is a KVM ioeventfd */
     uint32_t kernel_unpacked;   /* 1: the library unpacked the bzImage's kernel
-                                 * (VMM_MACHINE_BOOT_GUEST_DECOMPRESS) */
+                                 * (VMM_MACHINE_BOOT_HOST_UNPACK) */
 } VmmMachineStats;
 
 /* Fill *@out (@out->size says how much).  0 or -EINVAL.  Any thread

@@ -12,7 +12,7 @@
  * after which the vCPU enters the ELF entry point in 64-bit mode with the
  * bzImage's own setup header in the zero page, exactly as the decompressor
  * would have jumped there.  The price is KASLR, as for every vmlinux boot:
- * VMM_MACHINE_BOOT_GUEST_DECOMPRESS keeps the guest's decompressor.
+ * hence an option (VMM_MACHINE_BOOT_HOST_UNPACK), not the default.
  */
 #ifndef VMM_MACHINE_KERNEL_UNPACK_H
 #define VMM_MACHINE_KERNEL_UNPACK_H

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "machine/acpi.h"
@@ -125,10 +126,13 @@ static int place_unpacked(VmmMachine *m, const char *path, const uint8_t *img, s
 {
     X86Payload pl;
     X86ElfKernel ek;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     int r = x86_bzimage_payload(img, len, bz, &pl);
     if (r == 0) {
         r = x86_unpack_elf(img, &pl, m->host, m->low_size, &ek);
     }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
     if (r < 0) {
         if (r != -ENOTSUP) {
             vmm_warn("machine: %s: cannot unpack the kernel on the host (%s); "
@@ -142,6 +146,9 @@ static int place_unpacked(VmmMachine *m, const char *path, const uint8_t *img, s
     }
     m->boot_rip = ek.entry;
     m->kernel_unpacked = true;
+    vmm_info("machine: %s: %s payload unpacked on the host (%u bytes, %u segments) in %.0f ms",
+             path, pl.format == X86_PAYLOAD_XZ ? "xz" : "gzip", pl.unpacked_size, ek.nseg,
+             (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
     return 0;
 }
 
@@ -173,7 +180,7 @@ static int place_kernel(VmmMachine *m, const VmmMachineOptions *o, const uint8_t
     }
     uint32_t flags = o->size >= offsetof(VmmMachineOptions, boot_flags) + sizeof(o->boot_flags)
                          ? o->boot_flags : 0;
-    if (!(flags & VMM_MACHINE_BOOT_GUEST_DECOMPRESS) &&
+    if ((flags & VMM_MACHINE_BOOT_HOST_UNPACK) &&
         place_unpacked(m, path, img, len, bz) == 0) {
         return 0;
     }
