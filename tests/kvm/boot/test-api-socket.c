@@ -6,6 +6,10 @@
  * query, pause during the boot (no console output while paused), resume,
  * check the errors for a bad command and a resume while running, wait for
  * the guest's /init, then stop: vmmkit-run exits 130 and removes the socket.
+ * Then the seccomp allow list: vmmkit-run with the filter on, two vCPUs and
+ * a disk boots a guest that writes a marker, reboots (vmmkit-run rebuilds
+ * the machine under the filter), writes and reads back the pattern and
+ * powers off: exit 0, every step on the console, the pattern in the image.
  *
  * usage: test-api-socket VMMKIT-RUN VMLINUZ INITRAMFS
  */
@@ -177,6 +181,58 @@ static void test_api_socket(void **state)
     close(console_fd);
 }
 
+static void test_seccomp_disk_reboot(void **state)
+{
+    (void)state;
+    static const char img[] = "seccomp-disk.img";
+    int dfd = open(img, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    assert_true(dfd >= 0);
+    assert_int_equal(ftruncate(dfd, 4 << 20), 0);
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        int null = open("/dev/null", O_RDONLY);
+        dup2(null, 0);
+        dup2(p[1], 1);
+        execl(run_path, run_path, "--kernel", kernel, "--initrd", initrd,
+              "--memory", "256M", "--cpus", "2", "--seccomp", "on", "--disk", img,
+              "--append", "console=ttyS0 quiet panic=-1 vmmkit.tag=sc vmmkit.mode=reboot-demo",
+              (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    console_fd = p[0];
+    fcntl(console_fd, F_SETFL, O_NONBLOCK);
+    out_len = 0;
+    out[0] = '\0';
+    int status = 0;
+    double t0 = now();
+    while (waitpid(child, &status, WNOHANG) == 0) {
+        assert_true(now() - t0 < 400);
+        struct pollfd pf = { .fd = console_fd, .events = POLLIN };
+        poll(&pf, 1, 500);
+        drain();
+    }
+    drain();
+    close(console_fd);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_null(strstr(out, "VMMKIT-FAIL"));
+    const char *a = strstr(out, "VMMKIT-REBOOTING");
+    assert_non_null(a);
+    const char *b = strstr(a, "VMMKIT-AFTER-REBOOT");
+    assert_non_null(b);
+    assert_non_null(strstr(b, "VMMKIT-DEMO-OK"));
+    /* The pattern reached the image. */
+    char buf[64];
+    assert_int_equal(pread(dfd, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+    assert_memory_equal(buf, "VMMKIT-PATTERN-sc\n", 18);
+    close(dfd);
+    unlink(img);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 4) {
@@ -189,6 +245,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_api_socket),
+        cmocka_unit_test(test_seccomp_disk_reboot),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
