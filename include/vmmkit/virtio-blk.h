@@ -60,6 +60,24 @@ VMM_EXPORT unsigned vmm_virtio_blk_stopped_requests(VmmVirtioBlk *vblk);
 /* Retry (@retry) or fail with VIRTIO_BLK_S_IOERR the held requests.  Main loop. */
 VMM_EXPORT void vmm_virtio_blk_resume_stopped(VmmVirtioBlk *vblk, bool retry);
 
+/*
+ * Where a request's time goes inside the VMM (counters since creation):
+ * service_ns sums, over completed requests, the time from taking the
+ * request off the queue to putting its answer in the used ring (the
+ * interrupt follows); io_ns is the part spent in the block layer.  What the
+ * guest sees per request, minus service_ns / requests, is the transport:
+ * doorbell, iothread wake-up, interrupt delivery.
+ */
+typedef struct VmmVirtioBlkStats {
+    size_t size;                /* sizeof(VmmVirtioBlkStats), set by the caller */
+    uint64_t requests;
+    uint64_t service_ns;
+    uint64_t io_ns;
+} VmmVirtioBlkStats;
+
+/* Fill *@out (@out->size says how much).  0 or -EINVAL.  Any thread. */
+VMM_EXPORT int vmm_virtio_blk_get_stats(VmmVirtioBlk *vblk, VmmVirtioBlkStats *out);
+
 VMM_END_DECLS
 
 #endif /* VMMKIT_VIRTIO_BLK_H */

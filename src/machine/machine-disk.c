@@ -434,6 +434,12 @@ int vmm_machine_get_stats(VmmMachine *m, VmmMachineStats *out)
         for (unsigned q = 0; q < VPCI_MAX_QUEUES; q++) {
             st.ioeventfd_queues += d->bell_gpa[q] != UINT64_MAX;
         }
+        VmmVirtioBlkStats bs = { .size = sizeof(bs) };
+        if (vmm_virtio_blk_get_stats(d->vblk, &bs) == 0) {
+            st.blk_requests += bs.requests;
+            st.blk_service_ns += bs.service_ns;
+            st.blk_io_ns += bs.io_ns;
+        }
     }
     pthread_mutex_unlock(&m->lock);
     st.kernel_unpacked = m->kernel_unpacked;    /* set before vmm_machine_new returned */

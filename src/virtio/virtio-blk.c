@@ -41,6 +41,7 @@ struct VmmVirtioBlk {
     VblkRequest *stopped;           /* under stop_lock */
     unsigned reports;               /* atomic: error reports not yet run */
     unsigned nstopped;              /* atomic */
+    uint64_t st_requests, st_service_ns, st_io_ns;  /* atomic (relaxed): stats */
 };
 
 struct VblkRequest {
@@ -50,12 +51,19 @@ struct VblkRequest {
     VblkReq r;
     int err;                        /* for the error policy */
     VblkRequest *next;
+    int64_t t_pop;                  /* vmm_clock_ns() when taken off the queue */
+    int64_t io_ns;                  /* in the block layer */
 };
 
 static void vblk_complete(VblkRequest *req, uint8_t status, uint32_t len)
 {
     VmmVirtqueue *vq = req->vq;
+    VmmVirtioBlk *b = req->b;
 
+    __atomic_add_fetch(&b->st_requests, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&b->st_service_ns, (uint64_t)(vmm_clock_ns() - req->t_pop),
+                       __ATOMIC_RELAXED);
+    __atomic_add_fetch(&b->st_io_ns, (uint64_t)req->io_ns, __ATOMIC_RELAXED);
     *req->r.status = status;
     vmm_virtqueue_push(vq, &req->elem, len);
     free(req);
@@ -152,7 +160,9 @@ static VMM_COROUTINE_FN void vblk_co(void *opaque)
 {
     VblkRequest *req = opaque;
     uint32_t len = 1;                   /* the status byte */
+    int64_t t0 = vmm_clock_ns();
     int ret = vblk_do_io(req, &len);
+    req->io_ns += vmm_clock_ns() - t0;
 
     if (ret < 0) {
         if (vblk_stop_on_error(req, ret)) {
@@ -191,6 +201,8 @@ static void vblk_handle(VmmVirtioDevice *vdev, VmmVirtqueue *vq, void *opaque)
     do {
         vmm_virtqueue_set_notification(vq, false);
         while ((req = vmm_virtqueue_pop(vq, sizeof(*req), &err))) {
+            req->t_pop = vmm_clock_ns();
+            req->io_ns = 0;
             if (!have_lim) {
                 /* Only now: a successful pop means the queue was enabled,
                  * which happens after feature negotiation wrote b->lim
@@ -201,6 +213,8 @@ static void vblk_handle(VmmVirtioDevice *vdev, VmmVirtqueue *vq, void *opaque)
             }
             req->b = b;
             req->vq = vq;
+            req->next = NULL;
+            req->err = 0;
             /* Trim in place: the element's own iovecs become the data. */
             int st = vblk_parse(&req->elem, &lim, req->elem.iov, &req->r);
             if (st < 0) {
@@ -425,6 +439,22 @@ fail:
         *errp = err;
     }
     return NULL;
+}
+
+int vmm_virtio_blk_get_stats(VmmVirtioBlk *b, VmmVirtioBlkStats *out)
+{
+    if (!b || !out || out->size < sizeof(size_t)) {
+        return -EINVAL;
+    }
+    VmmVirtioBlkStats st = {
+        .size = sizeof(st),
+        .requests = __atomic_load_n(&b->st_requests, __ATOMIC_RELAXED),
+        .service_ns = __atomic_load_n(&b->st_service_ns, __ATOMIC_RELAXED),
+        .io_ns = __atomic_load_n(&b->st_io_ns, __ATOMIC_RELAXED),
+    };
+    size_t n = out->size < sizeof(st) ? out->size : sizeof(st);
+    memcpy((char *)out + sizeof(size_t), (char *)&st + sizeof(size_t), n - sizeof(size_t));
+    return 0;
 }
 
 void vmm_virtio_blk_free(VmmVirtioBlk *b)

@@ -508,6 +508,36 @@ static void test_vm_quiesce_timeout(void **state)
     destroy(t);
 }
 
+/* The stats: one count per completed request; the delayed read's time is
+ * in io_ns and service_ns >= io_ns; a request refused before the block
+ * layer counts with io_ns unchanged. */
+static void test_stats(void **state)
+{
+    (void)state;
+    T *t = make(SLOW, 1, VMM_BLK_ERROR_REPORT);
+    VmmVirtioBlkStats st = { .size = sizeof(st) };
+    assert_int_equal(vmm_virtio_blk_get_stats(t->vblk, &st), 0);
+    assert_int_equal(st.requests, 0);
+    assert_int_equal(run(t, 0, VIRTIO_BLK_T_IN, 0, 4096, true, NULL), VIRTIO_BLK_S_OK);
+    assert_int_equal(vmm_virtio_blk_get_stats(t->vblk, &st), 0);
+    assert_int_equal(st.requests, 1);
+    assert_true(st.io_ns >= (uint64_t)SLOW_NS);
+    assert_true(st.service_ns >= st.io_ns);
+    uint64_t io = st.io_ns;
+    /* Beyond the end: answered without I/O. */
+    assert_int_equal(run(t, 0, VIRTIO_BLK_T_IN, MiB / 512, 4096, true, NULL),
+                     VIRTIO_BLK_S_IOERR);
+    assert_int_equal(vmm_virtio_blk_get_stats(t->vblk, &st), 0);
+    assert_int_equal(st.requests, 2);
+    assert_true(st.io_ns == io);
+    /* A caller built with a smaller struct gets only what fits. */
+    struct { size_t size; uint64_t requests; } old = { .size = sizeof(old) };
+    assert_int_equal(vmm_virtio_blk_get_stats(t->vblk, (VmmVirtioBlkStats *)&old), 0);
+    assert_int_equal(old.requests, 2);
+    assert_int_equal(vmm_virtio_blk_get_stats(t->vblk, NULL), -EINVAL);
+    destroy(t);
+}
+
 static void test_read_only(void **state)
 {
     (void)state;
@@ -533,6 +563,7 @@ int main(void)
         cmocka_unit_test(test_vm_quiesce),
         cmocka_unit_test(test_vm_quiesce_timeout),
         cmocka_unit_test(test_read_only),
+        cmocka_unit_test(test_stats),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
