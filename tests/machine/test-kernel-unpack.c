@@ -19,6 +19,7 @@
 #define ZLIB_CONST
 #include <zlib.h>
 
+#include "elf-header.h"
 #include "machine/kernel-unpack.h"
 
 #define SETUP_LEN  (5 * 512)            /* 4 setup sectors + the boot sector */
@@ -44,26 +45,13 @@ static uint8_t *make_elf(void)
     for (size_t i = 0; i < ELF_SIZE; i++) {
         img[i] = (uint8_t)(i * 7 + (i >> 9));   /* no two segments alike */
     }
-    Elf64_Ehdr eh = { 0 };
-    memcpy(eh.e_ident, ELFMAG, SELFMAG);
-    eh.e_ident[EI_CLASS] = ELFCLASS64;
-    eh.e_ident[EI_DATA] = ELFDATA2LSB;
-    eh.e_ident[EI_VERSION] = EV_CURRENT;
-    eh.e_type = ET_EXEC;
-    eh.e_machine = EM_X86_64;
-    eh.e_version = EV_CURRENT;
-    eh.e_entry = 0x1000000;
-    eh.e_phoff = sizeof(eh);
-    eh.e_ehsize = sizeof(eh);
-    eh.e_phentsize = sizeof(Elf64_Phdr);
-    eh.e_phnum = 3;
-    memcpy(img, &eh, sizeof(eh));
+    test_elf_header(img, 0x1000000, 3);
     for (int i = 0; i < 3; i++) {
         Elf64_Phdr ph = { .p_type = PT_LOAD, .p_offset = segs[i].off,
                           .p_vaddr = 0xffffffff80000000ull + segs[i].paddr,
                           .p_paddr = segs[i].paddr, .p_filesz = segs[i].filesz,
                           .p_memsz = segs[i].memsz };
-        memcpy(img + sizeof(eh) + i * sizeof(ph), &ph, sizeof(ph));
+        memcpy(img + sizeof(Elf64_Ehdr) + i * sizeof(ph), &ph, sizeof(ph));
     }
     return img;
 }

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 #include <elf.h>
 
+#include "elf-header.h"
 #include "machine/x86-boot.h"
 
 #define IMG_LEN (64 * 1024)
@@ -135,20 +136,7 @@ static void test_bzimage_random(void **state)
 static uint8_t *make_elf(void)
 {
     uint8_t *img = calloc(1, ELF_LEN);
-    Elf64_Ehdr eh = { 0 };
-    memcpy(eh.e_ident, ELFMAG, SELFMAG);
-    eh.e_ident[EI_CLASS] = ELFCLASS64;
-    eh.e_ident[EI_DATA] = ELFDATA2LSB;
-    eh.e_ident[EI_VERSION] = EV_CURRENT;
-    eh.e_type = ET_EXEC;
-    eh.e_machine = EM_X86_64;
-    eh.e_version = EV_CURRENT;
-    eh.e_entry = 0x1000000;
-    eh.e_phoff = sizeof(eh);
-    eh.e_ehsize = sizeof(eh);
-    eh.e_phentsize = sizeof(Elf64_Phdr);
-    eh.e_phnum = 3;
-    memcpy(img, &eh, sizeof(eh));
+    test_elf_header(img, 0x1000000, 3);
     Elf64_Phdr ph[3] = {
         { .p_type = PT_LOAD, .p_offset = 4096, .p_vaddr = 0xffffffff81000000ull,
           .p_paddr = 0x1000000, .p_filesz = 4096, .p_memsz = 4096 },
@@ -156,7 +144,7 @@ static uint8_t *make_elf(void)
         { .p_type = PT_LOAD, .p_offset = 8192, .p_vaddr = 0xffffffff81200000ull,
           .p_paddr = 0x1200000, .p_filesz = 4096, .p_memsz = 0x10000 },
     };
-    memcpy(img + sizeof(eh), ph, sizeof(ph));
+    memcpy(img + sizeof(Elf64_Ehdr), ph, sizeof(ph));
     return img;
 }
 

@@ -110,6 +110,32 @@ static int connect_retry(const char *path, pid_t child)
     }
 }
 
+/* Start vmmkit-run on the kernel and initrd with @cpus vCPUs, the filter
+ * on, the two extra arguments and @append; its console becomes console_fd
+ * (non-blocking) and the output buffer starts empty.  Returns its pid. */
+static pid_t spawn_run(const char *cpus, const char *opt, const char *val,
+                       const char *append)
+{
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        int null = open("/dev/null", O_RDONLY);
+        dup2(null, 0);
+        dup2(p[1], 1);
+        execl(run_path, run_path, "--kernel", kernel, "--initrd", initrd, "--memory", "256M",
+              "--cpus", cpus, "--seccomp", "on", opt, val, "--append", append, (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    console_fd = p[0];
+    fcntl(console_fd, F_SETFL, O_NONBLOCK);
+    out_len = 0;
+    out[0] = '\0';
+    return child;
+}
+
 static void test_api_socket(void **state)
 {
     (void)state;
@@ -119,22 +145,8 @@ static void test_api_socket(void **state)
     snprintf(paused, sizeof(paused), "ok %s", vmm_machine_state_name(VMM_MACHINE_PAUSED));
     char sock[108];
     snprintf(sock, sizeof(sock), "/tmp/vmmkit-api-%d.sock", (int)getpid());
-    int p[2];
-    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-    pid_t child = fork();
-    assert_true(child >= 0);
-    if (child == 0) {
-        int null = open("/dev/null", O_RDONLY);
-        dup2(null, 0);
-        dup2(p[1], 1);
-        execl(run_path, run_path, "--kernel", kernel, "--initrd", initrd,
-              "--memory", "256M", "--cpus", "1", "--seccomp", "on", "--api-socket", sock,
-              "--append", "console=ttyS0 quiet panic=-1 vmmkit.mode=wait", (char *)NULL);
-        _exit(127);
-    }
-    close(p[1]);
-    console_fd = p[0];
-    fcntl(console_fd, F_SETFL, O_NONBLOCK);
+    pid_t child = spawn_run("1", "--api-socket", sock,
+                            "console=ttyS0 quiet panic=-1 vmmkit.mode=wait");
 
     int fd = connect_retry(sock, child);
     assert_string_equal(command(fd, "query"), running);
@@ -188,25 +200,8 @@ static void test_seccomp_disk_reboot(void **state)
     int dfd = open(img, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     assert_true(dfd >= 0);
     assert_int_equal(ftruncate(dfd, 4 << 20), 0);
-    int p[2];
-    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-    pid_t child = fork();
-    assert_true(child >= 0);
-    if (child == 0) {
-        int null = open("/dev/null", O_RDONLY);
-        dup2(null, 0);
-        dup2(p[1], 1);
-        execl(run_path, run_path, "--kernel", kernel, "--initrd", initrd,
-              "--memory", "256M", "--cpus", "2", "--seccomp", "on", "--disk", img,
-              "--append", "console=ttyS0 quiet panic=-1 vmmkit.tag=sc vmmkit.mode=reboot-demo",
-              (char *)NULL);
-        _exit(127);
-    }
-    close(p[1]);
-    console_fd = p[0];
-    fcntl(console_fd, F_SETFL, O_NONBLOCK);
-    out_len = 0;
-    out[0] = '\0';
+    pid_t child = spawn_run("2", "--disk", img,
+                            "console=ttyS0 quiet panic=-1 vmmkit.tag=sc vmmkit.mode=reboot-demo");
     int status = 0;
     double t0 = now();
     while (waitpid(child, &status, WNOHANG) == 0) {
