@@ -56,7 +56,7 @@ static void blk_child_drained_end(VmmBlockChild *c)
 static bool blk_child_drained_poll(VmmBlockChild *c)
 {
     VmmBlockBackend *blk = c->parent;
-    if (vmm_atomic_read(&blk->in_flight) > 0) {
+    if (vmm_atomic_load_acquire(&blk->in_flight) > 0) {  /* pairs with blk_dec_in_flight */
         return true;
     }
     return blk->dev_ops.drained_poll && blk->dev_ops.drained_poll(blk->dev_opaque);
@@ -299,7 +299,9 @@ void vmm_blk_drain(VmmBlockBackend *blk)
         vmm_block_drained_end(n);
         vmm_block_node_unref(n);
     } else {
-        VMM_AIO_WAIT_WHILE(vmm_blk_get_context(blk), vmm_atomic_read(&blk->in_flight) > 0);
+        /* Acquire: pairs with blk_dec_in_flight's (release) decrement. */
+        VMM_AIO_WAIT_WHILE(vmm_blk_get_context(blk),
+                           vmm_atomic_load_acquire(&blk->in_flight) > 0);
     }
 }
 

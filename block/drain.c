@@ -30,9 +30,12 @@ void block_dec_in_flight(VmmBlockNode *n)
     vmm_aio_wait_kick();
 }
 
+/* Acquire, here and in block_node_drain_busy: pairs with the (seq_cst,
+ * hence release) decrement in block_dec_in_flight, so whoever sees a count
+ * of 0 also sees everything the finished requests wrote (their data). */
 unsigned vmm_block_node_in_flight(VmmBlockNode *n)
 {
-    return vmm_atomic_read(&n->in_flight);
+    return vmm_atomic_load_acquire(&n->in_flight);
 }
 
 bool vmm_block_node_quiesced(VmmBlockNode *n)
@@ -68,7 +71,7 @@ static void parents_drained_end(VmmBlockNode *n) VMM_NO_TSA
  * parents list here needs no lock. */
 bool block_node_drain_busy(VmmBlockNode *n) VMM_NO_TSA
 {
-    if (vmm_atomic_read(&n->in_flight) > 0) {
+    if (vmm_atomic_load_acquire(&n->in_flight) > 0) {
         return true;
     }
     for (VmmBlockChild *c = n->parents; c; c = c->next_parent) {
