@@ -411,7 +411,12 @@ static void test_inhibit(void **state)
     }
     VmmVcpuStats s;
     vmm_vcpu_get_stats(v1, &s);
-    assert_true(s.runs >= 20);          /* kicked out of the halted guest */
+    /* Kicked out of the halted guest: at least by the first inhibit (it had
+     * been halted in KVM_RUN since long before).  Not one exit per inhibit:
+     * after an inhibit_end it may still be waiting to re-enter when the
+     * next inhibit begins, which then has nothing to kick (a loaded host
+     * made ">= 20" fail by chance).  A missing kick hangs inhibit_begin. */
+    assert_true(s.runs >= 1);
     assert_int_equal(vmm_vm_pause(env.vm), 0);
     vm_down();
 }
