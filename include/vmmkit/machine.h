@@ -152,7 +152,7 @@ typedef struct VmmMachineStats {
     uint32_t kernel_unpacked;   /* 1: the library unpacked the bzImage's kernel
                                  * (VMM_MACHINE_BOOT_HOST_UNPACK) */
     /* The disks' requests and their time inside the VMM (vmmkit/virtio-blk.h
-     * VmmVirtioBlkStats: queue to used ring, and of that the block layer). */
+     * VmmVirtioBlkStats: queue to end of I/O, and of that the block layer). */
     uint64_t blk_requests;
     uint64_t blk_service_ns;
     uint64_t blk_io_ns;

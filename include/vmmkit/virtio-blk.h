@@ -63,8 +63,10 @@ VMM_EXPORT void vmm_virtio_blk_resume_stopped(VmmVirtioBlk *vblk, bool retry);
 /*
  * Where a request's time goes inside the VMM (counters since creation):
  * service_ns sums, over completed requests, the time from taking the
- * request off the queue to putting its answer in the used ring (the
- * interrupt follows); io_ns is the part spent in the block layer.  What the
+ * request off the queue to the end of its I/O, after which its answer goes
+ * into the used ring at once and the interrupt follows (to the answer, for
+ * a request refused without I/O); io_ns is the part spent in the block
+ * layer.  What the
  * guest sees per request, minus service_ns / requests, is the transport:
  * doorbell, iothread wake-up, interrupt delivery.
  */

@@ -83,6 +83,24 @@ typedef struct CoRun {
     bool done;
 } CoRun;
 
+/* A BlockBackend opened from a printf-style option string; fails the test
+ * with GError's message when it cannot be opened. */
+static inline VmmBlockBackend *blk_open(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+static inline VmmBlockBackend *blk_open(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *opts = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    GError *err = NULL;
+    VmmBlockBackend *blk = vmm_blk_new_open(opts, 0, &err);
+    if (!blk) {
+        print_error("open '%s': %s\n", opts, err->message);
+        fail();
+    }
+    return blk;
+}
+
 static void co_run_entry(void *opaque)
 {
     CoRun *r = opaque;

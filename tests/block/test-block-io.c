@@ -2,22 +2,6 @@
 /* Block I/O: drivers, bounds, alignment, errors, drain. */
 #include "block-test-util.h"
 
-static VmmBlockBackend *blk_open(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
-static VmmBlockBackend *blk_open(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    g_autofree char *opts = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    GError *err = NULL;
-    VmmBlockBackend *blk = vmm_blk_new_open(opts, 0, &err);
-    if (!blk) {
-        print_error("open '%s': %s\n", opts, err->message);
-        fail();
-    }
-    return blk;
-}
-
 static void check_pattern(const unsigned char *buf, int64_t file_off, size_t len)
 {
     for (size_t i = 0; i < len; i++) {

@@ -8,22 +8,6 @@
 
 #include "block-test-util.h"
 
-static VmmBlockBackend *blk_open(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
-static VmmBlockBackend *blk_open(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    g_autofree char *opts = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    GError *err = NULL;
-    VmmBlockBackend *blk = vmm_blk_new_open(opts, 0, &err);
-    if (!blk) {
-        print_error("open '%s': %s\n", opts, err->message);
-        fail();
-    }
-    return blk;
-}
-
 /* Cut @buf into @n iovecs of uneven lengths (1, 2, ..., wrapping at 97). */
 static int scatter(unsigned char *buf, size_t len, struct iovec *iov, int max)
 {

@@ -19,7 +19,7 @@
 #define ZLIB_CONST
 #include <zlib.h>
 
-#include "elf-header.h"
+#include "boot-images.h"
 #include "machine/kernel-unpack.h"
 
 #define SETUP_LEN  (5 * 512)            /* 4 setup sectors + the boot sector */
@@ -36,8 +36,6 @@ static const struct { uint64_t off, paddr, filesz, memsz; } segs[3] = {
     { 0x5000, 0x1400000, 0x1800, 0x9000 },     /* data + bss */
 };
 
-static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
-static void put32(uint8_t *p, uint32_t v) { put16(p, (uint16_t)v); put16(p + 2, (uint16_t)(v >> 16)); }
 
 static uint8_t *make_elf(void)
 {
@@ -89,21 +87,9 @@ static uint8_t *make_bzimage(const uint8_t *elf, size_t elf_len, bool gzip, size
     const size_t poff = 0x200;          /* payload offset in the protected-mode part */
     *len = SETUP_LEN + poff + zlen + 4;
     uint8_t *img = calloc(1, *len);
-    img[0x1f1] = 4;
-    put16(img + 0x1fe, 0xaa55);
-    img[0x200] = 0xeb;
-    img[0x201] = 0x6a;                  /* header ends at 0x26c */
-    put32(img + 0x202, 0x53726448);
-    put16(img + 0x206, 0x020f);
-    img[0x211] = 0x01;                  /* LOADED_HIGH */
-    put32(img + 0x22c, 0x7fffffff);
-    put32(img + 0x230, 0x200000);
-    img[0x234] = 1;
-    put16(img + 0x236, 0x1);            /* XLF_KERNEL_64 */
-    put32(img + 0x238, 2047);
+    test_bzimage_header(img, 0x4000000);
     put32(img + 0x248, (uint32_t)poff);
     put32(img + 0x24c, (uint32_t)(zlen + 4));
-    put32(img + 0x260, 0x4000000);      /* init_size */
     memcpy(img + SETUP_LEN + poff, z, zlen);
     put32(img + SETUP_LEN + poff + zlen, (uint32_t)elf_len);
     free(z);

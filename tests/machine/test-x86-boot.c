@@ -11,13 +11,11 @@
 #include <cmocka.h>
 #include <elf.h>
 
-#include "elf-header.h"
+#include "boot-images.h"
 #include "machine/x86-boot.h"
 
 #define IMG_LEN (64 * 1024)
 
-static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
-static void put32(uint8_t *p, uint32_t v) { put16(p, (uint16_t)v); put16(p + 2, (uint16_t)(v >> 16)); }
 static uint32_t get32(const uint8_t *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
 static uint64_t get64(const uint8_t *p) { return get32(p) | (uint64_t)get32(p + 4) << 32; }
 
@@ -25,20 +23,7 @@ static uint64_t get64(const uint8_t *p) { return get32(p) | (uint64_t)get32(p + 
 static uint8_t *make_image(size_t len)
 {
     uint8_t *img = calloc(1, len);
-    img[0x1f1] = 4;
-    put16(img + 0x1fe, 0xaa55);
-    img[0x200] = 0xeb;
-    img[0x201] = 0x6a;                     /* header ends at 0x26c */
-    put32(img + 0x202, 0x53726448);
-    put16(img + 0x206, 0x020f);
-    img[0x211] = 0x01;                     /* LOADED_HIGH */
-    put32(img + 0x22c, 0x7fffffff);        /* initrd_addr_max */
-    put32(img + 0x230, 0x200000);          /* kernel_alignment */
-    img[0x234] = 1;
-    put16(img + 0x236, 0x1);               /* XLF_KERNEL_64 */
-    put32(img + 0x238, 2047);              /* cmdline_size */
-    put32(img + 0x258, 0x1000000);
-    put32(img + 0x260, 0x800000);          /* init_size */
+    test_bzimage_header(img, 0x800000);
     return img;
 }
 
