@@ -20,7 +20,6 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "machine/acpi.h"
@@ -126,13 +125,12 @@ static int place_unpacked(VmmMachine *m, const char *path, const uint8_t *img, s
 {
     X86Payload pl;
     X86ElfKernel ek;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int64_t t0 = vmm_clock_ns();
     int r = x86_bzimage_payload(img, len, bz, &pl);
     if (r == 0) {
         r = x86_unpack_elf(img, &pl, m->host, m->low_size, &ek);
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    int64_t t1 = vmm_clock_ns();
     if (r < 0) {
         if (r != -ENOTSUP) {
             vmm_warn("machine: %s: cannot unpack the kernel on the host (%s); "
@@ -148,7 +146,7 @@ static int place_unpacked(VmmMachine *m, const char *path, const uint8_t *img, s
     m->kernel_unpacked = true;
     vmm_info("machine: %s: %s payload unpacked on the host (%u bytes, %u segments) in %.0f ms",
              path, pl.format == X86_PAYLOAD_XZ ? "xz" : "gzip", pl.unpacked_size, ek.nseg,
-             (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+             (double)(t1 - t0) / 1e6);
     return 0;
 }
 
