@@ -7,17 +7,23 @@
  * bench/machine/run-bench-boot (which uses scripts/vm-run where /dev/kvm is
  * missing).
  *
- *   bench-boot VMLINUZ INITRAMFS [-- QEMU-COMMAND...]
+ *   bench-boot VMLINUZ INITRAMFS [--vmlinux VMLINUX] [-- QEMU-COMMAND...]
  *
  * Without a QEMU command (VMM_BENCH_QUICK=1) only vmmkit's boot runs and
  * the comparator is that same boot (ratio 1): the smoke test.
  *
- * The two VMMs boot alternately VMM_BENCH_REPS times (default 3; 1 when
- * quick), each boot in a fresh process, and the medians are compared, so
- * that load drifting on a shared machine hits both.  vmmkit boots the
+ * Series of boots, each boot in a fresh process: vmmkit booting the
  * bzImage as it does by default (the kernel decompresses itself, as with
- * QEMU); with QEMU there, a third series has the library unpack it on the
- * host (VMM_MACHINE_BOOT_HOST_UNPACK) and gets a BENCH line of its own.  vmmkit's first boot also has the guest measure its
+ * QEMU), QEMU booting it, vmmkit with the library unpacking it on the host
+ * (VMM_MACHINE_BOOT_HOST_UNPACK), and with --vmlinux the same kernel
+ * uncompressed booted by both (QEMU through its PVH entry), where neither
+ * guest decompresses itself.  VMM_BENCH_REPS rounds (default 5; 1 when
+ * quick) boot every series once, each round starting one series further,
+ * so that no VMM always boots first or after the same other (in an
+ * emulated machine the first boot is often the fastest and boots are
+ * 1-2 s apart from round to round).  The BENCH lines compare medians;
+ * a comment line gives the median of the per-round ratios.  vmmkit's
+ * first boot also has the guest measure its
  * virtio disk: sequential 1 MiB reads (dd) and random 4 KiB reads at queue
  * depth 1 (tools/guest/randread.c), each against the same file read the
  * same way on the host.
@@ -359,13 +365,90 @@ static int boot_vmmkit_child(const char *kernel, const char *initrd, double *sec
     return 0;
 }
 
+/* One series of boots: a VMM and a kernel (and for vmmkit its boot flags). */
+enum { MAX_REPS = 15 };
+struct series {
+    const char *name;
+    char **qemu;                /* QEMU's command, or NULL: vmmkit */
+    const char *kernel;
+    uint32_t flags;
+    double secs[MAX_REPS], kib[MAX_REPS];
+};
+
+static int run_one(struct series *s, const char *initrd, int i)
+{
+    long k = 0;
+    int e;
+    if (s->qemu) {
+        e = boot_qemu(s->qemu, &s->secs[i], &k);
+    } else {
+        boot_flags = s->flags;
+        e = boot_vmmkit_child(s->kernel, initrd, &s->secs[i], &k);
+        boot_flags = 0;
+    }
+    s->kib[i] = (double)k;
+    return e;
+}
+
+/* @argv with the argument after "-kernel" replaced by @kernel (leaks: the
+ * process is short-lived). */
+static char **with_kernel(char **argv, const char *kernel)
+{
+    int n = 0;
+    while (argv[n]) {
+        n++;
+    }
+    char **v = calloc((size_t)n + 1, sizeof(*v));
+    if (!v) {
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        v[i] = (i > 0 && !strcmp(argv[i - 1], "-kernel")) ? (char *)kernel : argv[i];
+    }
+    return v;
+}
+
+/* Median of @ours[i] / @theirs[i] over the rounds (the same round's boots
+ * ran next to each other, under the same load). */
+static double median_ratio(const struct series *ours, const struct series *theirs, int reps)
+{
+    double r[MAX_REPS];
+    for (int i = 0; i < reps; i++) {
+        r[i] = ours->secs[i] / theirs->secs[i];
+    }
+    return bench_median(r, reps);
+}
+
+static void print_time(const char *name, struct series *ours, struct series *theirs,
+                       const char *vs, int reps)
+{
+    double pr = median_ratio(ours, theirs, reps);
+    double o[MAX_REPS], t[MAX_REPS];
+    memcpy(o, ours->secs, sizeof(o));
+    memcpy(t, theirs->secs, sizeof(t));
+    double om = bench_median(o, reps), tm = bench_median(t, reps);
+    printf("# %s: median of the per-round ratios %.3f\n", name, pr);
+    printf("BENCH name=%s value=%.2f unit=s vs=%s vs_value=%.2f ratio=%.3f\n",
+           name, om, vs, tm, om / tm);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: bench-boot VMLINUZ INITRAMFS [-- QEMU-COMMAND...]\n");
+        fprintf(stderr, "usage: bench-boot VMLINUZ INITRAMFS [--vmlinux VMLINUX] "
+                "[-- QEMU-COMMAND...]\n");
         return 2;
     }
     char **qemu = NULL;
+    const char *vmlinux = NULL;
+    int a = 3;
+    if (argc > a + 1 && !strcmp(argv[a], "--vmlinux")) {
+        vmlinux = argv[a + 1];
+        a += 2;
+    }
+    if (argc > a + 1 && !strcmp(argv[a], "--")) {
+        qemu = argv + a + 1;
+    }
     /* A disk image for the throughput figure (created here, 64 MiB of
      * non-zero data so the guest reads real blocks). */
     static char img[] = "bench-disk.img";
@@ -389,53 +472,70 @@ int main(int argc, char **argv)
         close(ifd);
         disk_image = img;
     }
-    if (argc > 4 && !strcmp(argv[3], "--")) {
-        qemu = argv + 4;
+    if (bench_quick()) {
+        qemu = NULL;
     }
     const char *r = getenv("VMM_BENCH_REPS");
-    int reps = r ? atoi(r) : (qemu && !bench_quick() ? 3 : 1);
-    if (reps < 1 || reps > 15) {
+    int reps = r ? atoi(r) : (qemu ? 5 : 1);
+    if (reps < 1 || reps > MAX_REPS) {
         reps = 1;
     }
-    double os[15], qs[15], gs[15], ok[15], qk[15];
-    for (int i = 0; i < reps; i++) {
-        long k = 0;
-        if (boot_vmmkit_child(argv[1], argv[2], &os[i], &k) < 0) {
-            return 1;
-        }
-        ok[i] = (double)k;
-        if (qemu) {
-            if (boot_qemu(qemu, &qs[i], &k) < 0) {
-                return 1;
-            }
-            qk[i] = (double)k;
-            boot_flags = VMM_MACHINE_BOOT_HOST_UNPACK;
-            int e = boot_vmmkit_child(argv[1], argv[2], &gs[i], &k);
-            boot_flags = 0;
-            if (e < 0) {
-                return 1;
-            }
-            fprintf(stderr, "# boot %d: vmmkit %.2f s, qemu %.2f s, vmmkit host-unpack "
-                    "%.2f s\n", i + 1, os[i], qs[i], gs[i]);
-        } else {
-            qs[i] = os[i];
-            qk[i] = ok[i];
-            fprintf(stderr, "# boot %d: vmmkit %.2f s\n", i + 1, os[i]);
-        }
-    }
-    double ours_s = bench_median(os, reps), qemu_s = bench_median(qs, reps);
-    long ours_k = (long)bench_median(ok, reps), qemu_k = (long)bench_median(qk, reps);
-    const char *vs = qemu ? "qemu-microvm" : "self";
-    printf("BENCH name=machine-start-to-init value=%.2f unit=s vs=%s-start-to-init "
-           "vs_value=%.2f ratio=%.3f\n", ours_s, vs, qemu_s, ours_s / qemu_s);
+    /* The series; each round boots every series once, starting one series
+     * further than the round before, so that no VMM always boots first
+     * (or right after the same other) in a round. */
+    static struct series sv[5];
+    int n = 0;
+    sv[n++] = (struct series){ .name = "vmmkit", .kernel = argv[1] };
+    struct series *ours = &sv[0], *theirs = NULL, *unpack = NULL;
+    struct series *ours_elf = NULL, *theirs_elf = NULL;
     if (qemu) {
-        double g = bench_median(gs, reps);
-        printf("BENCH name=machine-start-to-init-host-unpack value=%.2f unit=s "
-               "vs=%s-start-to-init vs_value=%.2f ratio=%.3f\n", g, vs, qemu_s, g / qemu_s);
+        theirs = &sv[n];
+        sv[n++] = (struct series){ .name = "qemu", .qemu = qemu };
+        unpack = &sv[n];
+        sv[n++] = (struct series){ .name = "vmmkit-host-unpack", .kernel = argv[1],
+                                   .flags = VMM_MACHINE_BOOT_HOST_UNPACK };
+        if (vmlinux) {
+            ours_elf = &sv[n];
+            sv[n++] = (struct series){ .name = "vmmkit-vmlinux", .kernel = vmlinux };
+            theirs_elf = &sv[n];
+            sv[n++] = (struct series){ .name = "qemu-vmlinux",
+                                       .qemu = with_kernel(qemu, vmlinux) };
+            if (!theirs_elf->qemu) {
+                return 1;
+            }
+        }
     }
+    for (int i = 0; i < reps; i++) {
+        char line[256];
+        int len = snprintf(line, sizeof(line), "# round %d:", i + 1);
+        for (int j = 0; j < n; j++) {
+            struct series *s = &sv[(i + j) % n];
+            if (run_one(s, argv[2], i) < 0) {
+                return 1;
+            }
+            if (len < (int)sizeof(line)) {
+                len += snprintf(line + len, sizeof(line) - (size_t)len, " %s %.2f s%s",
+                                s->name, s->secs[i], j + 1 < n ? "," : "");
+            }
+        }
+        fprintf(stderr, "%s\n", line);
+    }
+    if (!theirs) {
+        theirs = ours;      /* quick: the smoke test's ratio is 1 */
+    }
+    const char *vs = qemu ? "qemu-microvm-start-to-init" : "self-start-to-init";
+    print_time("machine-start-to-init", ours, theirs, vs, reps);
+    if (unpack) {
+        print_time("machine-start-to-init-host-unpack", unpack, theirs, vs, reps);
+    }
+    if (ours_elf) {
+        print_time("machine-start-to-init-vmlinux", ours_elf, theirs_elf,
+                   "qemu-microvm-pvh-start-to-init", reps);
+    }
+    double ok = bench_median(ours->kib, reps), qk = bench_median(theirs->kib, reps);
+    const char *vm = qemu ? "qemu-microvm" : "self";
     printf("BENCH name=machine-vmm-memory value=%.2f unit=MiB vs=%s-vmm-memory "
-           "vs_value=%.2f ratio=%.3f\n", ours_k / 1024.0, vs, qemu_k / 1024.0,
-           (double)ours_k / (double)(qemu_k ? qemu_k : 1));
+           "vs_value=%.2f ratio=%.3f\n", ok / 1024.0, vm, qk / 1024.0, ok / (qk ? qk : 1));
     if (disk_image) {
         double host = host_seq_read(disk_image);
         printf("BENCH name=machine-disk-seq-read value=%.1f unit=MB/s vs=host-file-seq-read "
@@ -444,7 +544,7 @@ int main(int argc, char **argv)
         printf("BENCH name=machine-disk-rand-read-4k value=%.0f unit=reads/s "
                "vs=host-file-rand-read-4k vs_value=%.0f ratio=%.3f\n", guest_rps, hrps,
                hrps > 0 ? guest_rps / hrps : 0);
-        unlink(disk_image);
+        unlink(img);
     }
     return 0;
 }
