@@ -38,7 +38,8 @@ const char *vmm_machine_state_name(VmmMachineState st)
 
 /* ---- Files ------------------------------------------------------------------ */
 
-static int read_file(const char *path, uint8_t **out, size_t *len, size_t max)
+/* Open @path for loading: a regular file of at most @max bytes. */
+static int open_image(const char *path, uint64_t max, int *fd_out, uint64_t *size)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -57,28 +58,36 @@ static int read_file(const char *path, uint8_t **out, size_t *len, size_t max)
         vmm_error("machine: %s is too large (%lld bytes)", path, (long long)st.st_size);
         return -E2BIG;
     }
-    uint8_t *buf = malloc(st.st_size ? (size_t)st.st_size : 1);
-    if (!buf) {
-        close(fd);
-        return -ENOMEM;
-    }
+    *fd_out = fd;
+    *size = (uint64_t)st.st_size;
+    return 0;
+}
+
+/* Read @len bytes at @off of @fd into @dst (guest RAM or a buffer): the
+ * loader reads each part of a kernel or initrd straight to where it goes,
+ * with no copy of the whole file on the heap.  A file that shrank since
+ * open_image() is an error, not a SIGBUS as a mapping would give. */
+static int read_at(int fd, const char *path, void *dst, size_t len, uint64_t off)
+{
     size_t done = 0;
-    while (done < (size_t)st.st_size) {
-        ssize_t n = read(fd, buf + done, (size_t)st.st_size - done);
+    while (done < len) {
+        ssize_t n = pread(fd, (uint8_t *)dst + done, len - done, (off_t)(off + done));
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
         if (n <= 0) {
             int e = n < 0 ? -errno : -EIO;
-            free(buf);
-            close(fd);
-            vmm_error("machine: reading %s failed", path);
+            vmm_error("machine: reading %s failed%s", path, n == 0 ? " (file shrank)" : "");
             return e;
         }
         done += (size_t)n;
     }
-    close(fd);
-    *out = buf;
-    *len = done;
     return 0;
 }
+
+/* The first bytes of a kernel file read by load_linux(): the bzImage setup
+ * header or the ELF and program headers must lie within them. */
+#define KERNEL_HEAD (64u << 10)
 
 /* Host address of guest RAM [gpa, gpa+len) in low memory, or NULL. */
 static uint8_t *low_ram(VmmMachine *m, uint64_t gpa, uint64_t len)
@@ -94,7 +103,7 @@ static uint8_t *low_ram(VmmMachine *m, uint64_t gpa, uint64_t len)
 /* An ELF vmlinux: its PT_LOAD segments at their physical addresses, bss
  * zeroed; @bz gets what the initrd placement needs (the kernel's extent and
  * the boot protocol's default 2 GiB initrd limit). */
-static int place_elf(VmmMachine *m, const char *path, const uint8_t *img,
+static int place_elf(VmmMachine *m, const char *path, int fd,
                      const X86ElfKernel *ek, X86BzImage *bz)
 {
     for (unsigned i = 0; i < ek->nseg; i++) {
@@ -105,7 +114,10 @@ static int place_elf(VmmMachine *m, const char *path, const uint8_t *img,
                       " bytes) is outside low RAM", path, s->paddr, s->memsz);
             return -E2BIG;
         }
-        memcpy(dst, img + s->offset, s->filesz);
+        int r = read_at(fd, path, dst, s->filesz, s->offset);
+        if (r < 0) {
+            return r;
+        }
         memset(dst + s->filesz, 0, s->memsz - s->filesz);
     }
     memset(bz, 0, sizeof(*bz));
@@ -150,22 +162,23 @@ static int place_unpacked(VmmMachine *m, const char *path, const uint8_t *img, s
     return 0;
 }
 
-/* Place the kernel: a bzImage unpacked on the host (place_unpacked) or its
- * protected-mode part at 1 MiB, or an ELF vmlinux (place_elf).  @bz
- * describes the kernel for the initrd placement and command line checks;
- * *@elf says whether it was an ELF file. */
-static int place_kernel(VmmMachine *m, const VmmMachineOptions *o, const uint8_t *img,
-                        size_t len, X86BzImage *bz, bool *elf)
+/* Place the kernel open on @fd (@size bytes, the first @head_len in @head):
+ * a bzImage unpacked on the host (place_unpacked) or its protected-mode
+ * part at 1 MiB, or an ELF vmlinux (place_elf), each read from the file
+ * straight into guest RAM.  @bz describes the kernel for the initrd
+ * placement and command line checks; *@elf says whether it was an ELF file. */
+static int place_kernel(VmmMachine *m, const VmmMachineOptions *o, int fd, uint64_t size,
+                        const uint8_t *head, size_t head_len, X86BzImage *bz, bool *elf)
 {
     const char *path = o->kernel;
-    int r = x86_bzimage_parse(img, len, bz);
+    int r = x86_bzimage_parse_head(head, head_len, size, bz);
     *elf = false;
     if (r == -ENOEXEC) {
         X86ElfKernel ek;
-        int e = x86_elf_parse(img, len, &ek);
+        int e = x86_elf_parse_head(head, head_len, size, &ek);
         if (e == 0) {
             *elf = true;
-            return place_elf(m, path, img, &ek, bz);
+            return place_elf(m, path, fd, &ek, bz);
         }
         if (e != -ENOEXEC) {
             r = e;      /* an ELF x86-64 executable, but a broken one */
@@ -178,9 +191,20 @@ static int place_kernel(VmmMachine *m, const VmmMachineOptions *o, const uint8_t
     }
     uint32_t flags = o->size >= offsetof(VmmMachineOptions, boot_flags) + sizeof(o->boot_flags)
                          ? o->boot_flags : 0;
-    if ((flags & VMM_MACHINE_BOOT_HOST_UNPACK) &&
-        place_unpacked(m, path, img, len, bz) == 0) {
-        return 0;
+    if (flags & VMM_MACHINE_BOOT_HOST_UNPACK) {
+        /* The decoder wants the whole payload: the file on the heap. */
+        uint8_t *img = malloc((size_t)size);
+        if (!img) {
+            return -ENOMEM;
+        }
+        r = read_at(fd, path, img, (size_t)size, 0);
+        if (r == 0) {
+            r = place_unpacked(m, path, img, (size_t)size, bz);
+        }
+        free(img);
+        if (r == 0) {
+            return 0;
+        }
     }
     uint8_t *dst = low_ram(m, X86_HIMEM_START, bz->init_size);
     if (!dst) {
@@ -188,23 +212,37 @@ static int place_kernel(VmmMachine *m, const VmmMachineOptions *o, const uint8_t
                   bz->init_size);
         return -E2BIG;
     }
-    memcpy(dst, img + bz->kernel_offset, bz->kernel_size);
+    r = read_at(fd, path, dst, bz->kernel_size, bz->kernel_offset);
+    if (r < 0) {
+        return r;
+    }
     m->boot_rip = X86_HIMEM_START + X86_BZ_ENTRY64;
     return 0;
 }
 
 static int load_linux(VmmMachine *m, const VmmMachineOptions *o)
 {
-    uint8_t *img = NULL, *initrd = NULL;
-    size_t img_len = 0, initrd_len = 0;
+    uint8_t *head = NULL;
+    int fd = -1, ifd = -1;
+    uint64_t size;
     X86BzImage bz;
     bool elf;
     X86E820Entry e820[8];
-    int r = read_file(o->kernel, &img, &img_len, 256u << 20);
+    int r = open_image(o->kernel, 256u << 20, &fd, &size);
     if (r < 0) {
         return r;
     }
-    r = place_kernel(m, o, img, img_len, &bz, &elf);
+    size_t head_len = size < KERNEL_HEAD ? (size_t)size : KERNEL_HEAD;
+    head = malloc(head_len ? head_len : 1);
+    if (!head) {
+        r = -ENOMEM;
+        goto out;
+    }
+    r = read_at(fd, o->kernel, head, head_len, 0);
+    if (r < 0) {
+        goto out;
+    }
+    r = place_kernel(m, o, fd, size, head, head_len, &bz, &elf);
     if (r < 0) {
         goto out;
     }
@@ -222,17 +260,22 @@ static int load_linux(VmmMachine *m, const VmmMachineOptions *o)
     p.cmdline_len = (uint32_t)clen;
 
     if (o->initrd) {
-        r = read_file(o->initrd, &initrd, &initrd_len, 1u << 30);
+        uint64_t initrd_len;
+        r = open_image(o->initrd, 1u << 30, &ifd, &initrd_len);
         if (r < 0) {
             goto out;
         }
         uint64_t at = x86_initrd_addr(&bz, m->ram_size, initrd_len, X86_HIMEM_START);
         if (!at || !low_ram(m, at, initrd_len)) {
-            vmm_error("machine: the initrd (%zu bytes) does not fit in RAM", initrd_len);
+            vmm_error("machine: the initrd (%" PRIu64 " bytes) does not fit in RAM",
+                      initrd_len);
             r = -E2BIG;
             goto out;
         }
-        memcpy(m->host + at, initrd, initrd_len);
+        r = read_at(ifd, o->initrd, m->host + at, (size_t)initrd_len, 0);
+        if (r < 0) {
+            goto out;
+        }
         p.initrd_addr = at;
         p.initrd_size = initrd_len;
     }
@@ -243,7 +286,7 @@ static int load_linux(VmmMachine *m, const VmmMachineOptions *o)
     p.e820 = e820;
     p.e820_entries = r;
     r = elf ? x86_zero_page_build_elf(m->host + X86_ZERO_PAGE_ADDR, &p)
-            : x86_zero_page_build(m->host + X86_ZERO_PAGE_ADDR, img, &bz, &p);
+            : x86_zero_page_build(m->host + X86_ZERO_PAGE_ADDR, head, &bz, &p);
     if (r < 0) {
         goto out;
     }
@@ -259,8 +302,13 @@ static int load_linux(VmmMachine *m, const VmmMachineOptions *o)
     r = n < 0 ? (int)n : 0;
     x86_reset_stub(m->host + X86_RESET_VECTOR);
 out:
-    free(img);
-    free(initrd);
+    free(head);
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (ifd >= 0) {
+        close(ifd);
+    }
     return r;
 }
 

@@ -66,8 +66,14 @@ static void wr64(uint8_t *p, uint64_t v)
 
 int x86_bzimage_parse(const uint8_t *img, size_t len, X86BzImage *out)
 {
+    return x86_bzimage_parse_head(img, len, len, out);
+}
+
+int x86_bzimage_parse_head(const uint8_t *img, size_t head_len, uint64_t len,
+                           X86BzImage *out)
+{
     memset(out, 0, sizeof(*out));
-    if (!img || len < ZP_HDR_LIMIT) {
+    if (!img || head_len < ZP_HDR_LIMIT || head_len > len) {
         return -ENOEXEC;
     }
     if (rd16(img + HDR_BOOT_FLAG) != 0xaa55 || rd32(img + HDR_MAGIC) != HDRS_MAGIC) {
@@ -92,8 +98,11 @@ int x86_bzimage_parse(const uint8_t *img, size_t len, X86BzImage *out)
     if (out->setup_size >= len) {
         return -EINVAL;
     }
+    if (len - out->setup_size > UINT32_MAX) {
+        return -EINVAL;
+    }
     out->kernel_offset = out->setup_size;
-    out->kernel_size = len - out->setup_size;
+    out->kernel_size = (size_t)(len - out->setup_size);
     out->init_size = rd32(img + HDR_INIT_SIZE);
     out->initrd_addr_max = rd32(img + HDR_INITRD_ADDR_MAX);
     out->cmdline_size = rd32(img + HDR_CMDLINE_SIZE);

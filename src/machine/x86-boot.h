@@ -69,6 +69,12 @@ typedef struct X86BzImage {
  */
 int x86_bzimage_parse(const uint8_t *img, size_t len, X86BzImage *out);
 
+/* The same from the first @head_len bytes of a bzImage file of @len bytes
+ * (the setup header lies in the first 0x290; sizes are checked against
+ * @len), for a loader that reads the rest straight into guest RAM. */
+int x86_bzimage_parse_head(const uint8_t *img, size_t head_len, uint64_t len,
+                           X86BzImage *out);
+
 /*
  * The compressed kernel inside a bzImage (protocol >= 2.08): an ELF
  * vmlinux compressed with the kernel's build-time choice, followed by its

@@ -47,6 +47,33 @@ static void test_bzimage_valid(void **state)
     free(img);
 }
 
+/* The loader parses the first bytes of the file and reads the rest into
+ * guest RAM: the head gives what the whole image gives, sizes come from the
+ * file's length, and a head too short for the setup header is refused. */
+static void test_bzimage_head(void **state)
+{
+    (void)state;
+    uint8_t *img = make_image(IMG_LEN);
+    X86BzImage whole, head;
+    assert_int_equal(x86_bzimage_parse(img, IMG_LEN, &whole), 0);
+    assert_int_equal(x86_bzimage_parse_head(img, 4096, IMG_LEN, &head), 0);
+    assert_memory_equal(&whole, &head, sizeof(whole));
+    /* A file of 100 MiB: only its length changes the kernel's size. */
+    assert_int_equal(x86_bzimage_parse_head(img, 4096, 100u << 20, &head), -EINVAL);
+    img[0x260] = 0;                     /* init_size 256 MiB */
+    img[0x261] = 0;
+    img[0x262] = 0;
+    img[0x263] = 0x10;
+    assert_int_equal(x86_bzimage_parse_head(img, 4096, 100u << 20, &head), 0);
+    assert_int_equal(head.kernel_size, (100u << 20) - 5 * 512);
+    /* The setup header must be in the head; the head in the file. */
+    assert_int_equal(x86_bzimage_parse_head(img, 0x28f, IMG_LEN, &head), -ENOEXEC);
+    assert_int_equal(x86_bzimage_parse_head(img, 4096, 4095, &head), -ENOEXEC);
+    /* Setup sectors reaching the end of the file. */
+    assert_int_equal(x86_bzimage_parse_head(img, 0x290, 5 * 512, &head), -EINVAL);
+    free(img);
+}
+
 static void test_bzimage_rejects(void **state)
 {
     (void)state;
@@ -428,6 +455,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bzimage_valid),
+        cmocka_unit_test(test_bzimage_head),
         cmocka_unit_test(test_bzimage_rejects),
         cmocka_unit_test(test_bzimage_random),
         cmocka_unit_test(test_elf_valid),
