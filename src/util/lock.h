@@ -8,6 +8,7 @@
 #define VMM_UTIL_LOCK_H
 
 #include <pthread.h>
+#include <stdbool.h>
 
 #include "vmmkit/common.h"
 
@@ -28,6 +29,13 @@ static inline void vmm_mutex_destroy(VmmMutex *l)
 static inline void vmm_mutex_lock(VmmMutex *l) VMM_ACQUIRE(*l) VMM_NO_TSA
 {
     pthread_mutex_lock(&l->m);
+}
+
+/* Take the lock if it is free, without waiting: true when taken (also
+ * false when the caller itself holds it: the mutex is not recursive). */
+static inline bool vmm_mutex_trylock(VmmMutex *l) VMM_TRY_ACQUIRE(true, *l) VMM_NO_TSA
+{
+    return pthread_mutex_trylock(&l->m) == 0;
 }
 
 static inline void vmm_mutex_unlock(VmmMutex *l) VMM_RELEASE(*l) VMM_NO_TSA
