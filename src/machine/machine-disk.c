@@ -4,9 +4,18 @@
  * BlockBackend in the machine's iothread, behind the virtio-pci transport.
  *
  * Threads: BAR accesses come from vCPU threads with the machine's lock
- * held (a recursive mutex: the virtio core may raise an interrupt from
- * inside a register write); interrupts come from the iothread and take the
- * same lock.
+ * (m->lock) held; it guards the transport (d->t), the vectors' routes and
+ * the doorbells' registrations.  Interrupts come from the virtio core -
+ * mostly in the iothread, but synchronously inside a register write too
+ * (e.g. a queue enabled after DRIVER_OK with bad rings: the core marks the
+ * device NEEDS_RESET and raises the config interrupt from within
+ * vmm_virtio_queue_enable, on the vCPU thread that holds the lock).  So
+ * disk_interrupt never takes the lock: it records the interrupt in
+ * irq_queues/irq_config and hands it to the lock (irq-handoff.h), which
+ * delivers it to the transport under the lock - by the raiser when the
+ * lock is free, else by the holder before it releases, i.e. before the
+ * register write returns to the guest.  The transport then fires or pends
+ * it exactly as before (below).
  *
  * Interrupts: each MSI-X vector the driver unmasks gets a KVM GSI route
  * with the vector's address/data and an irqfd on an event notifier; the
@@ -16,7 +25,8 @@
  * one eventfd write (vmm_event_notifier_set) from whatever thread raises
  * it - no ioctl.  The transport only fires live vectors, under the lock,
  * so a masked vector's interrupt goes to the PBA instead and is fired on
- * unmask, after its route is current.  Masking keeps the route and irqfd
+ * unmask, after its route is current (the unmasking write's msix_update
+ * runs first, in the same locked write).  Masking keeps the route and irqfd
  * (nothing writes the eventfd while masked).  Where routes or irqfds are
  * unavailable (no KVM_CAP_IRQ_ROUTING, table full, an ioctl fails) the
  * vector falls back to KVM_SIGNAL_MSI with the vector's address/data.
@@ -33,6 +43,7 @@
 #include "machine/machine-internal.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stdint.h>
@@ -51,16 +62,22 @@ typedef struct DiskVector {
 
 struct MachineDisk {
     VmmMachine *m;
+    unsigned index;                     /* in m->disks[]: the handoff source */
     VmmBlockBackend *blk;
     VmmVirtioBlk *vblk;
     VmmVirtioDevice *vdev;
-    VirtioPci t;
+    VirtioPci t;                        /* m->lock */
     VmmMachinePciDev pcidev;
-    bool paused;
-    bool no_irqfd;                      /* routes unavailable: signal_msi only */
-    DiskVector vec[VPCI_MAX_VECTORS];   /* under m->lock */
-    VmmEventNotifier *bell[VPCI_MAX_QUEUES];    /* attached to the queues */
-    uint64_t bell_gpa[VPCI_MAX_QUEUES]; /* ioeventfd registered there, or UINT64_MAX */
+    bool paused;                        /* main loop */
+    bool no_irqfd;                      /* m->lock; routes unavailable: signal_msi only */
+    DiskVector vec[VPCI_MAX_VECTORS];   /* m->lock */
+    VmmEventNotifier *bell[VPCI_MAX_QUEUES];    /* set at creation, attached to the queues */
+    /* m->lock: ioeventfd registered there, or UINT64_MAX */
+    uint64_t bell_gpa[VPCI_MAX_QUEUES];
+    /* Interrupts raised by the virtio core, not yet given to the transport
+     * (atomic; set by disk_interrupt, taken by machine_disk_deliver). */
+    uint64_t irq_queues;                /* bit q: queue q */
+    bool irq_config;
     /* Statistics (atomic, relaxed). */
     uint64_t irqfd_signals, msi_injections;
 };
@@ -122,7 +139,7 @@ static void d_config_write(void *o, uint32_t off, uint32_t size, uint32_t val)
 
 /* ---- MSI-X through irqfds ------------------------------------------------ */
 
-static void vector_release(MachineDisk *d, DiskVector *vec)
+static void vector_release(MachineDisk *d, DiskVector *vec) VMM_REQUIRES(d->m->lock)
 {
     VmmVm *vm = d->m->vm;
     if (vec->gsi < 0) {
@@ -137,6 +154,7 @@ static void vector_release(MachineDisk *d, DiskVector *vec)
 
 /* A new route + irqfd for @vec; on failure the vector uses signal_msi. */
 static void vector_setup(MachineDisk *d, DiskVector *vec, uint64_t addr, uint32_t data)
+    VMM_REQUIRES(d->m->lock)
 {
     VmmVm *vm = d->m->vm;
     int r = 0;
@@ -169,6 +187,7 @@ static void vector_setup(MachineDisk *d, DiskVector *vec, uint64_t addr, uint32_
 static void d_msix_update(void *o, unsigned v, uint64_t addr, uint32_t data, bool live)
 {
     MachineDisk *d = o;
+    machine_assert_locked(d->m);        /* a VirtioPciOps callback */
     DiskVector *vec = &d->vec[v];
     if (!live || d->no_irqfd) {
         return;                             /* masked: keep the route for later */
@@ -183,10 +202,12 @@ static void d_msix_update(void *o, unsigned v, uint64_t addr, uint32_t data, boo
     vector_setup(d, vec, addr, data);
 }
 
-/* Fire live vector @v: iothread or vCPU thread, machine lock held. */
+/* Fire live vector @v: whichever thread delivers (machine_disk_deliver) or
+ * a vCPU unmasking it; machine lock held. */
 static void d_msix_fire(void *o, unsigned v)
 {
     MachineDisk *d = o;
+    machine_assert_locked(d->m);        /* a VirtioPciOps callback */
     uint64_t addr;
     uint32_t data;
     if (d->vec[v].gsi >= 0) {
@@ -203,6 +224,7 @@ static void d_msix_fire(void *o, unsigned v)
 /* ---- Doorbells through ioeventfds -------------------------------------------- */
 
 static int bell_assign(MachineDisk *d, unsigned q, uint64_t gpa, bool assign)
+    VMM_REQUIRES(d->m->lock)
 {
     /* Linux writes the 16-bit queue index; each queue has its own address. */
     if (assign) {
@@ -216,6 +238,7 @@ static int bell_assign(MachineDisk *d, unsigned q, uint64_t gpa, bool assign)
 static void d_doorbell(void *o, unsigned q, uint64_t gpa)
 {
     MachineDisk *d = o;
+    machine_assert_locked(d->m);        /* a VirtioPciOps callback */
     if (q >= VPCI_MAX_QUEUES || !d->bell[q]) {
         return;
     }
@@ -256,43 +279,74 @@ static void bells_attach(MachineDisk *d)
     }
 }
 
-/* Detach and free the notifiers, irqfds and routes.  Main loop, vCPUs
- * stopped. */
-static void disk_irq_free(MachineDisk *d)
+/* Remove the ioeventfds, irqfds and routes (under the lock), then detach
+ * and free the notifiers (which waits for the iothread: without it).
+ * Main loop, vCPUs stopped, @d no longer in m->disks[]. */
+static void disk_irq_free(MachineDisk *d) VMM_EXCLUDES(d->m->lock)
 {
+    machine_lock(d->m);
     for (unsigned q = 0; q < VPCI_MAX_QUEUES; q++) {
-        if (!d->bell[q]) {
-            continue;
-        }
-        if (d->bell_gpa[q] != UINT64_MAX) {
+        if (d->bell[q] && d->bell_gpa[q] != UINT64_MAX) {
             bell_assign(d, q, d->bell_gpa[q], false);
+            d->bell_gpa[q] = UINT64_MAX;
         }
-        vmm_virtio_queue_set_host_notifier(d->vdev, q, NULL);
-        vmm_event_notifier_free(d->bell[q]);
-        d->bell[q] = NULL;
     }
     for (unsigned v = 0; v < VPCI_MAX_VECTORS; v++) {
         vector_release(d, &d->vec[v]);
     }
+    machine_unlock(d->m);
+    for (unsigned q = 0; q < VPCI_MAX_QUEUES; q++) {
+        if (d->bell[q]) {
+            vmm_virtio_queue_set_host_notifier(d->vdev, q, NULL);
+            vmm_event_notifier_free(d->bell[q]);
+            d->bell[q] = NULL;
+        }
+    }
 }
 
-/* The virtio core's interrupt (iothread, or a vCPU inside a register write). */
+/* The virtio core's interrupt: the iothread, or a vCPU inside a register
+ * write that already holds the machine's lock - so record it and hand it
+ * to the lock (irq-handoff.h) instead of taking it.  The seq_cst RMW on
+ * irq_queues/irq_config comes before the handoff's fetch_or on the same
+ * thread; machine_disk_deliver reads them after its exchange of the
+ * handoff's bits, so it sees them. */
 static void disk_interrupt(void *opaque, VmmVirtioDevice *vdev, int queue)
 {
     MachineDisk *d = opaque;
     (void)vdev;
-    pthread_mutex_lock(&d->m->lock);
     if (queue < 0) {
-        virtio_pci_config_interrupt(&d->t);
+        __atomic_store_n(&d->irq_config, true, __ATOMIC_SEQ_CST);
+    } else if ((unsigned)queue < VPCI_MAX_QUEUES) {
+        __atomic_fetch_or(&d->irq_queues, 1ull << queue, __ATOMIC_SEQ_CST);
     } else {
-        virtio_pci_queue_interrupt(&d->t, (unsigned)queue);
+        return;                             /* no such queue on the transport */
     }
-    pthread_mutex_unlock(&d->m->lock);
+    irq_handoff_raise(&d->m->irqs, &d->m->lock, d->index);
+}
+
+void machine_disk_deliver(void *opaque, unsigned src)
+{
+    VmmMachine *m = opaque;
+    machine_assert_locked(m);               /* the handoff's deliver callback */
+    MachineDisk *d = src < m->ndisks ? m->disks[src] : NULL;
+    if (!d) {
+        return;                             /* being freed: the vCPUs are gone */
+    }
+    machine_assert_locked(d->m);            /* d->m == m */
+    if (__atomic_exchange_n(&d->irq_config, false, __ATOMIC_SEQ_CST)) {
+        virtio_pci_config_interrupt(&d->t);
+    }
+    uint64_t q = __atomic_exchange_n(&d->irq_queues, 0, __ATOMIC_SEQ_CST);
+    while (q) {
+        virtio_pci_queue_interrupt(&d->t, (unsigned)__builtin_ctzll(q));
+        q &= q - 1;
+    }
 }
 
 static uint64_t disk_bar_read(VmmMachinePciDev *pd, int bar, uint64_t off, unsigned size)
 {
     MachineDisk *d = pd->opaque;
+    machine_assert_locked(d->m);            /* a VmmMachinePciDev callback */
     return bar == 0 ? virtio_pci_bar0_read(&d->t, off, size)
                     : virtio_pci_msix_read(&d->t, off, size);
 }
@@ -301,6 +355,7 @@ static void disk_bar_write(VmmMachinePciDev *pd, int bar, uint64_t off, unsigned
                            uint64_t val)
 {
     MachineDisk *d = pd->opaque;
+    machine_assert_locked(d->m);            /* a VmmMachinePciDev callback */
     if (bar == 0) {
         virtio_pci_bar0_write(&d->t, off, size, val);
     } else {
@@ -324,10 +379,50 @@ static int ensure_iothread(VmmMachine *m)
     return m->iothread ? 0 : (r ? r : -ENOMEM);
 }
 
+/* Give @d its transport and a PCI slot, and publish it in m->disks[]. */
+static int disk_plug(VmmMachine *m, MachineDisk *d) VMM_REQUIRES(m->lock)
+{
+    machine_assert_locked(d->m);            /* d->m == m */
+    if (m->ndisks >= MACHINE_MAX_PCI - 1) {
+        VMM_MISUSE("at most %d disks", MACHINE_MAX_PCI - 1);
+        return -EINVAL;
+    }
+    for (unsigned i = 0; i < VPCI_MAX_VECTORS; i++) {
+        d->vec[i].gsi = -1;
+    }
+    for (unsigned i = 0; i < VPCI_MAX_QUEUES; i++) {
+        d->bell_gpa[i] = UINT64_MAX;
+    }
+    VirtioPciConfig pc = {
+        .virtio_id = vmm_virtio_device_id(d->vdev), .class_code = 0x018000,
+        .num_queues = vmm_virtio_num_queues(d->vdev),
+        .queue_max_size = vmm_virtio_queue_get_max_size(d->vdev, 0),
+        .devcfg_len = sizeof(struct virtio_blk_config),
+        .bar0_addr = machine_alloc_mmio(m, VPCI_BAR_SIZE),
+        .bar1_addr = machine_alloc_mmio(m, VPCI_MSIX_BAR_SIZE),
+    };
+    if (!pc.bar0_addr || !pc.bar1_addr) {
+        return -ENOSPC;
+    }
+    int r = virtio_pci_init(&d->t, &pc, &disk_ops, d);
+    if (r < 0) {
+        return r;
+    }
+    d->pcidev = (VmmMachinePciDev){ .pci = &d->t.pci, .read = disk_bar_read,
+                                    .write = disk_bar_write, .opaque = d };
+    r = machine_pci_add(m, &d->pcidev);
+    if (r < 0) {
+        return r;
+    }
+    d->index = m->ndisks;
+    m->disks[m->ndisks++] = d;
+    return 0;
+}
+
 int vmm_machine_add_block(VmmMachine *m, const char *options, bool readonly)
 {
-    if (m->state != VMM_MACHINE_CREATED || m->ndisks >= MACHINE_MAX_PCI - 1) {
-        VMM_MISUSE("disks are added before start, at most %d", MACHINE_MAX_PCI - 1);
+    if (m->state != VMM_MACHINE_CREATED) {
+        VMM_MISUSE("disks are added before start");
         return -EINVAL;
     }
     int r = ensure_iothread(m);
@@ -339,12 +434,6 @@ int vmm_machine_add_block(VmmMachine *m, const char *options, bool readonly)
         return -ENOMEM;
     }
     d->m = m;
-    for (unsigned i = 0; i < VPCI_MAX_VECTORS; i++) {
-        d->vec[i].gsi = -1;
-    }
-    for (unsigned i = 0; i < VPCI_MAX_QUEUES; i++) {
-        d->bell_gpa[i] = UINT64_MAX;
-    }
     GError *gerr = NULL;
     d->blk = vmm_blk_new_open(options, readonly ? VMM_BLOCK_RDONLY : 0, &gerr);
     if (!d->blk || vmm_blk_set_context(d->blk, vmm_iothread_get_context(m->iothread),
@@ -360,31 +449,16 @@ int vmm_machine_add_block(VmmMachine *m, const char *options, bool readonly)
         goto fail;
     }
     d->vdev = vmm_virtio_blk_get_virtio(d->vblk);
+    machine_lock(m);
+    r = disk_plug(m, d);
+    machine_unlock(m);
+    if (r < 0) {
+        goto fail;
+    }
+    /* From here on the disk is the machine's: no failure path.  Nothing
+     * raises before the guest runs. */
     vmm_virtio_set_interrupt(d->vdev, disk_interrupt, d);
-    VirtioPciConfig pc = {
-        .virtio_id = vmm_virtio_device_id(d->vdev), .class_code = 0x018000,
-        .num_queues = vmm_virtio_num_queues(d->vdev),
-        .queue_max_size = vmm_virtio_queue_get_max_size(d->vdev, 0),
-        .devcfg_len = sizeof(struct virtio_blk_config),
-        .bar0_addr = machine_alloc_mmio(m, VPCI_BAR_SIZE),
-        .bar1_addr = machine_alloc_mmio(m, VPCI_MSIX_BAR_SIZE),
-    };
-    if (!pc.bar0_addr || !pc.bar1_addr) {
-        r = -ENOSPC;
-        goto fail;
-    }
-    r = virtio_pci_init(&d->t, &pc, &disk_ops, d);
-    if (r < 0) {
-        goto fail;
-    }
-    d->pcidev = (VmmMachinePciDev){ .pci = &d->t.pci, .read = disk_bar_read,
-                                    .write = disk_bar_write, .opaque = d };
-    r = machine_pci_add(m, &d->pcidev);
-    if (r < 0) {
-        goto fail;
-    }
     bells_attach(d);
-    m->disks[m->ndisks++] = d;
     return 0;
 fail:
     if (d->vblk) {
@@ -421,9 +495,10 @@ int vmm_machine_get_stats(VmmMachine *m, VmmMachineStats *out)
     }
     VmmMachineStats st = { .size = sizeof(st) };
     /* The lock: the vector and doorbell tables change under it. */
-    pthread_mutex_lock(&m->lock);
+    machine_lock(m);
     for (unsigned i = 0; i < m->ndisks; i++) {
         MachineDisk *d = m->disks[i];
+        machine_assert_locked(d->m);        /* d->m == m */
         st.irqfd_signals += __atomic_load_n(&d->irqfd_signals, __ATOMIC_RELAXED);
         st.msi_injections += __atomic_load_n(&d->msi_injections, __ATOMIC_RELAXED);
         st.msix_pended += __atomic_load_n(&d->t.msix_pended, __ATOMIC_RELAXED);
@@ -441,7 +516,7 @@ int vmm_machine_get_stats(VmmMachine *m, VmmMachineStats *out)
             st.blk_io_ns += bs.io_ns;
         }
     }
-    pthread_mutex_unlock(&m->lock);
+    machine_unlock(m);
     st.kernel_unpacked = m->kernel_unpacked;    /* set before vmm_machine_new returned */
     size_t n = out->size < sizeof(st) ? out->size : sizeof(st);
     memcpy((char *)out + sizeof(size_t), (char *)&st + sizeof(size_t), n - sizeof(size_t));
@@ -475,27 +550,44 @@ static void pause_done(VmmDevice *dev, int ret, void *opaque)
     pthread_mutex_unlock(&w->lock);
 }
 
+/* A copy of m->disks[] to work on without the lock (which is not held
+ * across a wait for the iothread); with @detach, m->disks[] empties. */
+static unsigned disks_snapshot(VmmMachine *m, MachineDisk **out, bool detach)
+    VMM_EXCLUDES(m->lock)
+{
+    machine_lock(m);
+    unsigned n = m->ndisks;
+    memcpy(out, m->disks, n * sizeof(*out));
+    if (detach) {
+        m->ndisks = 0;
+    }
+    machine_unlock(m);
+    return n;
+}
+
 int machine_devices_pause(VmmMachine *m, bool pause)
 {
+    MachineDisk *disks[MACHINE_MAX_PCI];
+    unsigned n = disks_snapshot(m, disks, false);
     if (!pause) {
-        for (unsigned i = 0; i < m->ndisks; i++) {
-            if (m->disks[i]->paused) {
-                vmm_device_unpause(vmm_virtio_device_get_device(m->disks[i]->vdev));
-                m->disks[i]->paused = false;
+        for (unsigned i = 0; i < n; i++) {
+            if (disks[i]->paused) {
+                vmm_device_unpause(vmm_virtio_device_get_device(disks[i]->vdev));
+                disks[i]->paused = false;
             }
         }
         return 0;
     }
     PauseWait w = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
-    for (unsigned i = 0; i < m->ndisks; i++) {
+    for (unsigned i = 0; i < n; i++) {
         pthread_mutex_lock(&w.lock);
         w.pending++;
         pthread_mutex_unlock(&w.lock);
-        if (vmm_device_pause(vmm_virtio_device_get_device(m->disks[i]->vdev), pause_done,
+        if (vmm_device_pause(vmm_virtio_device_get_device(disks[i]->vdev), pause_done,
                              &w) < 0) {
             pause_done(NULL, -EIO, &w);
         } else {
-            m->disks[i]->paused = true;
+            disks[i]->paused = true;
         }
     }
     pthread_mutex_lock(&w.lock);
@@ -508,8 +600,11 @@ int machine_devices_pause(VmmMachine *m, bool pause)
 
 void machine_devices_free(VmmMachine *m)
 {
-    for (unsigned i = 0; i < m->ndisks; i++) {
-        MachineDisk *d = m->disks[i];
+    /* Out of m->disks[] first, so no delivery reaches a disk being freed. */
+    MachineDisk *disks[MACHINE_MAX_PCI];
+    unsigned n = disks_snapshot(m, disks, true);
+    for (unsigned i = 0; i < n; i++) {
+        MachineDisk *d = disks[i];
         if (d->paused) {
             vmm_device_unpause(vmm_virtio_device_get_device(d->vdev));
         }
@@ -519,7 +614,6 @@ void machine_devices_free(VmmMachine *m)
         vmm_blk_unref(d->blk);
         free(d);
     }
-    m->ndisks = 0;
     if (m->iothread) {
         vmm_iothread_destroy(m->iothread);
         m->iothread = NULL;

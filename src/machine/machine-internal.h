@@ -10,14 +10,18 @@
 #include "vmmkit/kvm.h"
 #include "vmmkit/machine.h"
 #include "vmmkit/memory.h"
+#include "machine/irq-handoff.h"
 #include "machine/pci.h"
 #include "machine/serial.h"
 #include "machine/x86-boot.h"
+#include "util/lock.h"
 
 #define MACHINE_MAX_PCI 8
 
 typedef struct VmmMachinePciDev VmmMachinePciDev;
-/* A PCI function's BAR accesses, called with the machine's lock held. */
+/* A PCI function's BAR accesses, called with the machine's lock held (the
+ * VMM_REQUIRES cannot ride on the function pointers: implementations
+ * start with machine_assert_locked()). */
 struct VmmMachinePciDev {
     PciDevice *pci;
     uint64_t (*read)(VmmMachinePciDev *d, int bar, uint64_t off, unsigned size);
@@ -38,16 +42,21 @@ struct VmmMachine {
     uint32_t cpus;
     int console_fd;
 
-    pthread_mutex_t lock;          /* the device lock (see machine.c) */
-    PciBus bus;
-    PciDevice host_bridge;
-    VmmMachinePciDev *pci[MACHINE_MAX_PCI];
-    unsigned npci;
-    uint64_t next_mmio;
-    Serial serial;
+    /* The device lock (see machine.c).  It guards the fields marked
+     * "lock" below and in MachineDisk.  (clang's guarded_by cannot name a
+     * sibling field in C before clang 19's late-parsed attributes: the
+     * functions touching them carry VMM_REQUIRES(m->lock) instead.) */
+    VmmMutex lock;
+    IrqHandoff irqs;               /* sources: disk indexes (machine-disk.c) */
+    PciBus bus;                    /* lock */
+    PciDevice host_bridge;         /* lock */
+    VmmMachinePciDev *pci[MACHINE_MAX_PCI];     /* lock */
+    unsigned npci;                 /* lock */
+    uint64_t next_mmio;            /* main loop, before start */
+    Serial serial;                 /* lock */
 
-    MachineDisk *disks[MACHINE_MAX_PCI];
-    unsigned ndisks;
+    MachineDisk *disks[MACHINE_MAX_PCI];        /* lock */
+    unsigned ndisks;               /* lock */
     VmmIOThread *iothread;         /* runs the disks' queues */
 
     VmmMachineState state;         /* atomic */
@@ -57,14 +66,27 @@ struct VmmMachine {
     char end_msg[256];
 };
 
+/* Take and release the device lock.  machine_unlock() first delivers the
+ * interrupts devices raised meanwhile (irq-handoff.h). */
+void machine_lock(VmmMachine *m) VMM_ACQUIRE(m->lock);
+void machine_unlock(VmmMachine *m) VMM_RELEASE(m->lock);
+
+/* The caller holds m->lock, though the analysis cannot see it: a callback
+ * through a function pointer (VmmMachinePciDev, VirtioPciOps, the
+ * handoff's deliver) or a device reached through m->disks[].  Debug builds
+ * check that somebody holds it. */
+void machine_assert_locked(VmmMachine *m) VMM_ASSERT_CAPABILITY(m->lock);
+
 /* Plug @d into the next PCI slot.  Main loop, before start. */
-int machine_pci_add(VmmMachine *m, VmmMachinePciDev *d);
+int machine_pci_add(VmmMachine *m, VmmMachinePciDev *d) VMM_REQUIRES(m->lock);
 /* A naturally aligned range of the PCI window for a BAR; 0 when full. */
 uint64_t machine_alloc_mmio(VmmMachine *m, uint64_t size);
 
 /* Device glue (machine-disk.c). */
 int machine_devices_start(VmmMachine *m);
-int machine_devices_pause(VmmMachine *m, bool pause);
-void machine_devices_free(VmmMachine *m);
+int machine_devices_pause(VmmMachine *m, bool pause) VMM_EXCLUDES(m->lock);
+void machine_devices_free(VmmMachine *m) VMM_EXCLUDES(m->lock);
+/* The handoff's deliver (m->irqs): disk @src's pending interrupts. */
+void machine_disk_deliver(void *opaque, unsigned src);
 
 #endif

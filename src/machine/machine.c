@@ -4,10 +4,26 @@
  * Linux boot protocol, ACPI, PCI, virtio-pci and a 16550.  See
  * include/vmmkit/machine.h and docs/machine.md.
  *
- * Locking: m->lock (the device lock) serialises every device model (PCI
- * config, UART, power device, virtio-pci transports) against the vCPU
- * threads that access them and the main loop that feeds console input.
- * It is never held across a call that waits for a vCPU.
+ * Locking: m->lock (the device lock, a plain non-recursive VmmMutex)
+ * serialises every device model - PCI bus and config space, the UART, the
+ * virtio-pci transports and the disks' MSI-X vectors and doorbells - against
+ * the vCPU threads that access them (port and MMIO exits), the main loop
+ * (console input, statistics, creation and teardown) and the disk
+ * iothread (interrupts).  The fields it guards are marked "lock" in
+ * machine-internal.h and machine-disk.c; the functions that touch them
+ * carry VMM_REQUIRES(m->lock) (clang 14 cannot attach guarded_by to a
+ * field naming a sibling field in C), and callbacks reached through a
+ * function pointer assert it (machine_assert_locked).  It is taken only by machine_lock() and left only
+ * by machine_unlock(), never held across a call that waits for a vCPU or
+ * the iothread, and nothing taken under it takes it again.
+ *
+ * Interrupts: a device raises through m->irqs (irq-handoff.h), never by
+ * taking the lock: the raiser records the interrupt and delivers it itself
+ * if the lock is free; otherwise the holder delivers it in machine_unlock()
+ * before releasing.  So an interrupt the virtio core raises synchronously
+ * inside a register write (the vCPU holds the lock) reaches the transport
+ * before that write returns to the guest, still under the lock, and the
+ * iothread never waits for a vCPU's register write.
  */
 #include "machine/machine-internal.h"
 
@@ -21,6 +37,8 @@
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <assert.h>
 
 #include "machine/acpi.h"
 #include "machine/kernel-unpack.h"
@@ -387,9 +405,9 @@ static uint64_t uart_read(void *opaque, uint64_t off, unsigned size)
 {
     VmmMachine *m = opaque;
     (void)size;
-    pthread_mutex_lock(&m->lock);
+    machine_lock(m);
     uint8_t v = serial_read(&m->serial, (unsigned)off);
-    pthread_mutex_unlock(&m->lock);
+    machine_unlock(m);
     return v;
 }
 
@@ -397,9 +415,9 @@ static void uart_write(void *opaque, uint64_t off, uint64_t val, unsigned size)
 {
     VmmMachine *m = opaque;
     (void)size;
-    pthread_mutex_lock(&m->lock);
+    machine_lock(m);
     serial_write(&m->serial, (unsigned)off, (uint8_t)val);
-    pthread_mutex_unlock(&m->lock);
+    machine_unlock(m);
 }
 
 static const VmmIoOps uart_ops = { .read = uart_read, .write = uart_write };
@@ -407,21 +425,47 @@ static const VmmIoOps uart_ops = { .read = uart_read, .write = uart_write };
 static uint64_t pci_io_read(void *opaque, uint64_t off, unsigned size)
 {
     VmmMachine *m = opaque;
-    pthread_mutex_lock(&m->lock);
+    machine_lock(m);
     uint32_t v = pci_bus_pio_read(&m->bus, (uint16_t)(PCI_CONFIG_ADDR_PORT + off), size);
-    pthread_mutex_unlock(&m->lock);
+    machine_unlock(m);
     return v;
 }
 
 static void pci_io_write(void *opaque, uint64_t off, uint64_t val, unsigned size)
 {
     VmmMachine *m = opaque;
-    pthread_mutex_lock(&m->lock);
+    machine_lock(m);
     pci_bus_pio_write(&m->bus, (uint16_t)(PCI_CONFIG_ADDR_PORT + off), size, (uint32_t)val);
-    pthread_mutex_unlock(&m->lock);
+    machine_unlock(m);
 }
 
 static const VmmIoOps pci_io_ops = { .read = pci_io_read, .write = pci_io_write };
+
+/* ---- The device lock ---------------------------------------------------------- */
+
+void machine_lock(VmmMachine *m)
+{
+    vmm_mutex_lock(&m->lock);
+}
+
+void machine_unlock(VmmMachine *m)
+{
+    irq_handoff_unlock(&m->irqs, &m->lock);
+}
+
+void machine_assert_locked(VmmMachine *m)
+{
+#ifndef NDEBUG
+    /* Fails for any holder, the caller included (not recursive); taking
+     * it here means nobody held it. */
+    if (vmm_mutex_trylock(&m->lock)) {
+        machine_unlock(m);
+        assert(!"machine lock not held");
+    }
+#else
+    (void)m;
+#endif
+}
 
 /* The guest asked to power off or reset: end the VM with that reason. */
 static void power_request(VmmMachine *m, VmmMachineState why)
@@ -471,7 +515,7 @@ static const VmmIoOps kbd_ops = { .read = kbd_read, .write = kbd_write };
 /* ---- PCI MMIO: the whole window, dispatched to BARs --------------------------- */
 
 static bool find_bar(VmmMachine *m, uint64_t addr, unsigned size, VmmMachinePciDev **dev,
-                     int *bar, uint64_t *off)
+                     int *bar, uint64_t *off) VMM_REQUIRES(m->lock)
 {
     for (unsigned i = 0; i < m->npci; i++) {
         VmmMachinePciDev *d = m->pci[i];
@@ -495,11 +539,11 @@ static uint64_t mmio_read(void *opaque, uint64_t off, unsigned size)
     VmmMachinePciDev *d;
     int bar;
     uint64_t boff, v = ~0ull;
-    pthread_mutex_lock(&m->lock);
+    machine_lock(m);
     if (find_bar(m, X86_MMIO_HOLE_START + off, size, &d, &bar, &boff) && d->read) {
         v = d->read(d, bar, boff, size);
     }
-    pthread_mutex_unlock(&m->lock);
+    machine_unlock(m);
     return v;
 }
 
@@ -509,11 +553,11 @@ static void mmio_write(void *opaque, uint64_t off, uint64_t val, unsigned size)
     VmmMachinePciDev *d;
     int bar;
     uint64_t boff;
-    pthread_mutex_lock(&m->lock);
+    machine_lock(m);
     if (find_bar(m, X86_MMIO_HOLE_START + off, size, &d, &bar, &boff) && d->write) {
         d->write(d, bar, boff, size, val);
     }
-    pthread_mutex_unlock(&m->lock);
+    machine_unlock(m);
 }
 
 static const VmmIoOps mmio_ops = { .read = mmio_read, .write = mmio_write };
@@ -660,12 +704,14 @@ static int build(VmmMachine *m, const VmmMachineOptions *o)
         return r;
     }
     /* Slot 0: a host bridge, so Linux's type-1 probe finds a bus. */
+    machine_lock(m);
     pci_device_init(&m->host_bridge, 0x1b36, 0x0008, 0x060000, 0, 0x1b36, 0);
     r = pci_bus_plug(&m->bus, 0, &m->host_bridge);
+    serial_init(&m->serial, serial_out, serial_irq, m);
+    machine_unlock(m);
     if (r < 0) {
         return r;
     }
-    serial_init(&m->serial, serial_out, serial_irq, m);
     r = register_io(m);
     if (r < 0) {
         return r;
@@ -699,13 +745,8 @@ VmmMachine *vmm_machine_new(const VmmMachineOptions *o, int *errp)
         r = -ENOMEM;
         goto fail;
     }
-    pthread_mutexattr_t ma;
-    pthread_mutexattr_init(&ma);
-    /* Recursive: the virtio core may interrupt from inside a register
-     * write the vCPU makes with the lock held. */
-    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
-    pthread_mutex_init(&m->lock, &ma);
-    pthread_mutexattr_destroy(&ma);
+    vmm_mutex_init(&m->lock);
+    irq_handoff_init(&m->irqs, machine_disk_deliver, m);
     m->ram_size = o->memory;
     m->cpus = o->cpus;
     m->console_fd = o->console_out_fd;
@@ -834,9 +875,9 @@ int vmm_machine_wait(VmmMachine *m, int64_t timeout_ns, char *msg, size_t msg_le
 
 size_t vmm_machine_console_input(VmmMachine *m, const void *buf, size_t len)
 {
-    pthread_mutex_lock(&m->lock);
+    machine_lock(m);
     size_t n = serial_receive(&m->serial, buf, len);
-    pthread_mutex_unlock(&m->lock);
+    machine_unlock(m);
     return n;
 }
 
@@ -868,6 +909,6 @@ void vmm_machine_free(VmmMachine *m)
     if (m->end_fd >= 0) {
         close(m->end_fd);
     }
-    pthread_mutex_destroy(&m->lock);
+    vmm_mutex_destroy(&m->lock);
     free(m);
 }
