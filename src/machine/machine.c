@@ -13,9 +13,12 @@
  * machine-internal.h and machine-disk.c; the functions that touch them
  * carry VMM_REQUIRES(m->lock) (clang 14 cannot attach guarded_by to a
  * field naming a sibling field in C), and callbacks reached through a
- * function pointer assert it (machine_assert_locked).  It is taken only by machine_lock() and left only
- * by machine_unlock(), never held across a call that waits for a vCPU or
- * the iothread, and nothing taken under it takes it again.
+ * function pointer assert it (machine_assert_locked).  It is taken by
+ * machine_lock() (or the handoff's trylock, which never waits) and left
+ * only by machine_unlock(); it is never held across a call that waits for a
+ * vCPU or the iothread, and nothing called under it takes it again.  The
+ * iothread never waits for it, so no lock the iothread holds (a queue's
+ * run_lock, taken by a reset's quiesce under this lock) can close a cycle.
  *
  * Interrupts: a device raises through m->irqs (irq-handoff.h), never by
  * taking the lock: the raiser records the interrupt and delivers it itself
