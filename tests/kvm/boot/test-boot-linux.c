@@ -328,6 +328,30 @@ static void test_disk_eio(void **state)
     unlink(image);
 }
 
+/* A hostile driver in the guest (tools/guest/virtio-poke.c) unbinds Linux's
+ * and enables a queue after DRIVER_OK with rings outside guest RAM: the
+ * device must ask for a reset - raising its config interrupt from inside
+ * the vCPU's register write, under the machine's device lock, the path
+ * the lock's interrupt handoff serves (a lock taken again there hangs the
+ * vCPU and this test) - reset to 0, and work again for Linux's driver
+ * bound back; the machine keeps running and powers off. */
+static void test_hostile_driver(void **state)
+{
+    (void)state;
+    Run r;
+    new_image();
+    disk_opts = raw_opts();
+    boot("poke", 1, 0, &r);
+    disk_opts = NULL;
+    assert_int_equal(r.state, VMM_MACHINE_POWEROFF);
+    assert_non_null(strstr(r.out, "VMMKIT-POKE status=0x4f after-reset=0x00"));
+    assert_non_null(strstr(r.out, "VMMKIT-POKE-OK"));
+    assert_non_null(strstr(r.out, "VMMKIT-POKE-DISK-OK"));
+    free(r.out);
+    assert_true(image_has_pattern());
+    unlink(image);
+}
+
 /* The guest writes and flushes, says so, and the VMM is killed at once:
  * the data must be in the image. */
 static void test_flush_survives_sigkill(void **state)
@@ -396,6 +420,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_disk_write_then_read),
         cmocka_unit_test(test_disk_without_eventfds),
         cmocka_unit_test(test_disk_eio),
+        cmocka_unit_test(test_hostile_driver),
         cmocka_unit_test(test_flush_survives_sigkill),
     };
     /* VMM_BOOT_TESTS=pattern runs only the matching tests (by hand). */
