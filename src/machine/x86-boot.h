@@ -134,7 +134,8 @@ int x86_elf_parse(const uint8_t *img, size_t len, X86ElfKernel *out);
 
 /* The same from the first @head_len bytes of an ELF file of @len bytes
  * (the headers must lie in that head; segments are checked against @len):
- * for a kernel that is still being decompressed. */
+ * for the loader, which reads the segments straight into guest RAM, and for
+ * a kernel that is still being decompressed. */
 int x86_elf_parse_head(const uint8_t *img, size_t head_len, uint64_t len,
                        X86ElfKernel *out);
 
