@@ -342,7 +342,8 @@ static int setup_vcpu(VmmMachine *m, VmmVcpu *cpu, uint32_t id,
         return -ENOMEM;
     }
     memcpy(c, supported, sz);
-    x86_cpuid_fixup(c->entries, c->nent, id, m->cpus);
+    x86_cpuid_fixup(c->entries, c->nent, id, m->cpus,
+                    vmm_vm_check_extension(m->vm, KVM_CAP_TSC_DEADLINE_TIMER) > 0);
     int r = vmm_vcpu_set_cpuid(cpu, c);
     free(c);
     if (r < 0) {

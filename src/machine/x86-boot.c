@@ -424,7 +424,7 @@ static unsigned bits_for(uint32_t n)
 }
 
 void x86_cpuid_fixup(struct kvm_cpuid_entry2 *e, uint32_t nent, uint32_t index,
-                     uint32_t ncpus)
+                     uint32_t ncpus, bool tsc_deadline)
 {
     for (uint32_t i = 0; i < nent; i++) {
         struct kvm_cpuid_entry2 *c = &e[i];
@@ -432,6 +432,9 @@ void x86_cpuid_fixup(struct kvm_cpuid_entry2 *e, uint32_t nent, uint32_t index,
         case 1:
             c->ebx = (c->ebx & 0xffff) | (index << 24) | ((ncpus & 0xff) << 16);
             c->ecx |= 1u << 31;               /* running on a hypervisor */
+            if (tsc_deadline) {
+                c->ecx |= 1u << 24;           /* TSC-deadline timer mode */
+            }
             if (ncpus > 1) {
                 c->edx |= 1u << 28;           /* HTT: ebx[23:16] is valid */
             }

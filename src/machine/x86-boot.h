@@ -8,6 +8,7 @@
 #define VMM_MACHINE_X86_BOOT_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <linux/kvm.h>
 
@@ -206,9 +207,13 @@ void x86_boot_regs_at(struct kvm_regs *regs, uint64_t rip);
 /*
  * Adapt KVM's supported CPUID to vCPU @index of @ncpus: APIC ids, the
  * hypervisor bit, topology leaves.  Entries are edited in place.
+ * @tsc_deadline: KVM has KVM_CAP_TSC_DEADLINE_TIMER (with the in-kernel
+ * LAPIC), which KVM_GET_SUPPORTED_CPUID does not report by itself: the
+ * guest then arms its timer with one MSR write instead of calibrating and
+ * programming the LAPIC's count-down timer.
  */
 void x86_cpuid_fixup(struct kvm_cpuid_entry2 *e, uint32_t nent, uint32_t index,
-                     uint32_t ncpus);
+                     uint32_t ncpus, bool tsc_deadline);
 
 /* The MSRs a vCPU starts with (Linux expects fast strings enabled). */
 #define X86_BOOT_MSR_COUNT 10

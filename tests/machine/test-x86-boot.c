@@ -414,7 +414,10 @@ static void test_cpuid_msr_lapic(void **state)
         { .function = 0xb, .index = 1 },
         { .function = 0xb, .index = 2 },
     };
-    x86_cpuid_fixup(e, 4, 3, 4);
+    x86_cpuid_fixup(e, 4, 3, 4, false);
+    assert_false(e[0].ecx & (1u << 24));
+    x86_cpuid_fixup(e, 4, 3, 4, true);
+    assert_true(e[0].ecx & (1u << 24));
     assert_int_equal(e[0].ebx >> 24, 3);
     assert_int_equal((e[0].ebx >> 16) & 0xff, 4);
     assert_int_equal(e[0].ebx & 0xffff, 0x0800);
