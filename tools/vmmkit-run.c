@@ -4,7 +4,7 @@
  *
  *   vmmkit-run --kernel K [--initrd I] [--append '...'] [--disk path[,readonly]]...
  *              [--memory 512M] [--cpus N] [--api-socket PATH] [--seccomp on|off|log]
- *              [--kernel-unpack host|guest] [--map-files] [--verbose]
+ *              [--kernel-unpack host|guest] [--verbose]
  *
  * The console (a 16550) is on stdin/stdout.  Exit status: 0 when the guest
  * powers off, 130 after Ctrl-C (SIGINT/SIGTERM stop the VM cleanly), 1 when
@@ -53,13 +53,10 @@ static void usage(FILE *f)
             "usage: vmmkit-run --kernel KERNEL [--initrd FILE] [--append CMDLINE]\n"
             "                  [--disk PATH[,readonly]]... [--memory SIZE] [--cpus N]\n"
             "                  [--api-socket PATH] [--seccomp on|off|log] [--kernel-unpack host|guest]\n"
-            "                  [--map-files] [--verbose]\n"
+            "                  [--verbose]\n"
             "KERNEL: a bzImage, or an uncompressed x86-64 vmlinux (ELF; no KASLR).\n"
             "  A bzImage's xz or gzip payload is unpacked by the kernel's own\n"
             "  decompressor (guest, the default) or by the VMM (host: no KASLR).\n"
-            "--map-files: map a vmlinux's segments and the initrd into guest RAM\n"
-            "  copy-on-write instead of reading them (the files must then not be\n"
-            "  truncated or rewritten in place while the VM runs).\n"
             "SIZE: bytes with K, M or G (a bare number is MiB); also size=SIZE.\n"
             "Exit: 0 guest powered off, 1 guest crashed, 2 host error, 130 stopped.\n");
 }
@@ -103,7 +100,6 @@ static int parse_args(int argc, char **argv, Args *a)
         { "api-socket", required_argument, NULL, 's' },
         { "seccomp", required_argument, NULL, 'S' },
         { "kernel-unpack", required_argument, NULL, 'U' },
-        { "map-files", no_argument, NULL, 'M' },
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
         { 0, 0, 0, 0 },
@@ -183,7 +179,6 @@ static int parse_args(int argc, char **argv, Args *a)
                 return -1;
             }
             break;
-        case 'M': a->mo.boot_flags |= VMM_MACHINE_BOOT_MAP_FILES; break;
         case 'v': vmm_set_log_handler(NULL, NULL, VMM_LOG_INFO); break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return -1;

@@ -17,8 +17,7 @@
  * QEMU), QEMU booting it, vmmkit with the library unpacking it on the host
  * (VMM_MACHINE_BOOT_HOST_UNPACK), and with --vmlinux the same kernel
  * uncompressed booted by both (QEMU through its PVH entry), where neither
- * guest decompresses itself, vmmkit once reading it and once mapping it
- * (VMM_MACHINE_BOOT_MAP_FILES).  VMM_BENCH_REPS rounds (default 5; 1 when
+ * guest decompresses itself.  VMM_BENCH_REPS rounds (default 5; 1 when
  * quick) boot every series once, each round starting one series further,
  * so that no VMM always boots first or after the same other (in an
  * emulated machine the first boot is often the fastest and boots are
@@ -484,11 +483,11 @@ int main(int argc, char **argv)
     /* The series; each round boots every series once, starting one series
      * further than the round before, so that no VMM always boots first
      * (or right after the same other) in a round. */
-    static struct series sv[6];
+    static struct series sv[5];
     int n = 0;
     sv[n++] = (struct series){ .name = "vmmkit", .kernel = argv[1] };
     struct series *ours = &sv[0], *theirs = NULL, *unpack = NULL;
-    struct series *ours_elf = NULL, *theirs_elf = NULL, *mapped_elf = NULL;
+    struct series *ours_elf = NULL, *theirs_elf = NULL;
     if (qemu) {
         theirs = &sv[n];
         sv[n++] = (struct series){ .name = "qemu", .qemu = qemu };
@@ -498,9 +497,6 @@ int main(int argc, char **argv)
         if (vmlinux) {
             ours_elf = &sv[n];
             sv[n++] = (struct series){ .name = "vmmkit-vmlinux", .kernel = vmlinux };
-            mapped_elf = &sv[n];
-            sv[n++] = (struct series){ .name = "vmmkit-vmlinux-mapped", .kernel = vmlinux,
-                                       .flags = VMM_MACHINE_BOOT_MAP_FILES };
             theirs_elf = &sv[n];
             sv[n++] = (struct series){ .name = "qemu-vmlinux",
                                        .qemu = with_kernel(qemu, vmlinux) };
@@ -534,8 +530,6 @@ int main(int argc, char **argv)
     }
     if (ours_elf) {
         print_time("machine-start-to-init-vmlinux", ours_elf, theirs_elf,
-                   "qemu-microvm-pvh-start-to-init", reps);
-        print_time("machine-start-to-init-vmlinux-mapped", mapped_elf, theirs_elf,
                    "qemu-microvm-pvh-start-to-init", reps);
     }
     double ok = bench_median(ours->kib, reps), qk = bench_median(theirs->kib, reps);

@@ -68,20 +68,6 @@ typedef struct VmmMachineOptions {
  * host's decoder measured no faster than the guest's (docs/machine.md).
  */
 #define VMM_MACHINE_BOOT_HOST_UNPACK (1u << 0)
-/*
- * Map an ELF vmlinux's segments and the initrd into guest RAM copy-on-write
- * (vmm_ram_region_map_file) instead of reading them: the guest reads the
- * files' page-cache pages, so loading a 60 MB vmlinux costs neither a copy
- * nor the zeroing of fresh RAM, and only the pages the guest writes get
- * copies.  What cannot be mapped is read as without the flag: a bzImage
- * (its kernel's file offset is not page aligned), partial pages at the ends
- * of a segment, a file that cannot be mapped.  The files must then not be
- * truncated or rewritten in place while the machine lives (see
- * vmm_ram_region_map_file(): a truncation crashes the VMM with SIGBUS);
- * replacing them by rename is safe.  VmmMachineStats.boot_bytes_mapped says
- * how much was mapped.
- */
-#define VMM_MACHINE_BOOT_MAP_FILES (1u << 1)
 
 typedef enum VmmMachineState {
     VMM_MACHINE_CREATED = 0,    /* built, not started */
@@ -170,9 +156,6 @@ typedef struct VmmMachineStats {
     uint64_t blk_requests;
     uint64_t blk_service_ns;
     uint64_t blk_io_ns;
-    /* Bytes of the kernel and initrd mapped from their files rather than
-     * read (VMM_MACHINE_BOOT_MAP_FILES). */
-    uint64_t boot_bytes_mapped;
 } VmmMachineStats;
 
 /* Fill *@out (@out->size says how much).  0 or -EINVAL.  Any thread

@@ -77,22 +77,6 @@ VMM_EXPORT uint64_t vmm_ram_region_page_size(VmmRamRegion *r);
  * another process or map it again to share the memory.  -1 for a
  * VMM_RAM_PRIVATE region.  Any thread. */
 VMM_EXPORT int vmm_ram_region_fd(VmmRamRegion *r);
-/* Back [@offset, @offset + @length) of a VMM_RAM_PRIVATE region with a
- * private, copy-on-write mapping of @fd's bytes at @file_offset: reads see
- * the file's page-cache pages without a copy (a kernel or initrd image
- * loaded this way costs no copy and no zeroing of fresh pages), writes go
- * to private copies, the file never changes.  All three numbers must be
- * multiples of the page size; the file must hold the whole range.  What
- * the range held before is gone.  Errors: -EINVAL (bad range, unaligned, a
- * file too short), -EOPNOTSUPP (a shared or hugetlb region), or the errno
- * of mmap (a file that cannot be mapped): the range is then unchanged.
- * The file must not be truncated or written in place while the region
- * lives: pages not yet written show such writes, and a truncation makes
- * the guest's accesses fail (KVM_RUN -EFAULT) and the VMM's own raise
- * SIGBUS; replace a file by renaming it, as package managers do.  Any
- * thread, while nothing (vCPU, device) uses the range. */
-VMM_EXPORT int vmm_ram_region_map_file(VmmRamRegion *r, uint64_t offset, int fd,
-                                       uint64_t file_offset, uint64_t length);
 
 /* ---- The guest-physical address map ---------------------------------------- */
 

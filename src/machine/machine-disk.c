@@ -518,7 +518,6 @@ int vmm_machine_get_stats(VmmMachine *m, VmmMachineStats *out)
     }
     machine_unlock(m);
     st.kernel_unpacked = m->kernel_unpacked;    /* set before vmm_machine_new returned */
-    st.boot_bytes_mapped = m->boot_bytes_mapped;
     size_t n = out->size < sizeof(st) ? out->size : sizeof(st);
     memcpy((char *)out + sizeof(size_t), (char *)&st + sizeof(size_t), n - sizeof(size_t));
     return 0;

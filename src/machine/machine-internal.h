@@ -38,7 +38,6 @@ struct VmmMachine {
     uint8_t *host;
     uint64_t boot_rip;          /* vCPU 0's entry: bzImage startup_64 or ELF entry */
     bool kernel_unpacked;       /* a bzImage's vmlinux was unpacked on the host */
-    uint64_t boot_bytes_mapped; /* VMM_MACHINE_BOOT_MAP_FILES: bytes mapped, not read */
     uint64_t ram_size, low_size;
     uint32_t cpus;
     int console_fd;

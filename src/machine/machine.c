@@ -119,45 +119,13 @@ static uint8_t *low_ram(VmmMachine *m, uint64_t gpa, uint64_t len)
     return m->host + gpa;
 }
 
-/* Put @len bytes of @fd at @off into guest RAM at @gpa (low RAM, checked
- * by the caller): with @map, the whole pages in the middle are mapped from
- * the file copy-on-write (vmm_ram_region_map_file) and only the partial
- * pages at the ends are read; a file or range that cannot be mapped is
- * read whole.  Low RAM's region offset is its GPA. */
-static int load_at(VmmMachine *m, const char *path, int fd, uint64_t gpa, uint64_t len,
-                   uint64_t off, bool map)
-{
-    uint64_t ps = (uint64_t)sysconf(_SC_PAGESIZE);
-    if (map && len >= ps && (gpa & (ps - 1)) == (off & (ps - 1))) {
-        uint64_t head = (ps - (gpa & (ps - 1))) & (ps - 1);
-        uint64_t body = (len - head) & ~(ps - 1);
-        if (body && vmm_ram_region_map_file(m->ram, gpa + head, fd, off + head, body) == 0) {
-            m->boot_bytes_mapped += body;
-            int r = read_at(fd, path, m->host + gpa, (size_t)head, off);
-            if (r == 0) {
-                uint64_t tail = head + body;
-                r = read_at(fd, path, m->host + gpa + tail, (size_t)(len - tail), off + tail);
-            }
-            return r;
-        }
-    }
-    return read_at(fd, path, m->host + gpa, (size_t)len, off);
-}
-
-static bool boot_flag(const VmmMachineOptions *o, uint32_t flag)
-{
-    uint32_t flags = o->size >= offsetof(VmmMachineOptions, boot_flags) + sizeof(o->boot_flags)
-                         ? o->boot_flags : 0;
-    return flags & flag;
-}
-
 /* ---- Boot ------------------------------------------------------------------- */
 
 /* An ELF vmlinux: its PT_LOAD segments at their physical addresses, bss
  * zeroed; @bz gets what the initrd placement needs (the kernel's extent and
  * the boot protocol's default 2 GiB initrd limit). */
 static int place_elf(VmmMachine *m, const char *path, int fd,
-                     const X86ElfKernel *ek, X86BzImage *bz, bool map)
+                     const X86ElfKernel *ek, X86BzImage *bz)
 {
     for (unsigned i = 0; i < ek->nseg; i++) {
         const X86ElfSegment *s = &ek->seg[i];
@@ -167,7 +135,7 @@ static int place_elf(VmmMachine *m, const char *path, int fd,
                       " bytes) is outside low RAM", path, s->paddr, s->memsz);
             return -E2BIG;
         }
-        int r = load_at(m, path, fd, s->paddr, s->filesz, s->offset, map);
+        int r = read_at(fd, path, dst, s->filesz, s->offset);
         if (r < 0) {
             return r;
         }
@@ -231,7 +199,7 @@ static int place_kernel(VmmMachine *m, const VmmMachineOptions *o, int fd, uint6
         int e = x86_elf_parse_head(head, head_len, size, &ek);
         if (e == 0) {
             *elf = true;
-            return place_elf(m, path, fd, &ek, bz, boot_flag(o, VMM_MACHINE_BOOT_MAP_FILES));
+            return place_elf(m, path, fd, &ek, bz);
         }
         if (e != -ENOEXEC) {
             r = e;      /* an ELF x86-64 executable, but a broken one */
@@ -242,7 +210,9 @@ static int place_kernel(VmmMachine *m, const VmmMachineOptions *o, int fd, uint6
                   path, strerror(-r));
         return r;
     }
-    if (boot_flag(o, VMM_MACHINE_BOOT_HOST_UNPACK)) {
+    uint32_t flags = o->size >= offsetof(VmmMachineOptions, boot_flags) + sizeof(o->boot_flags)
+                         ? o->boot_flags : 0;
+    if (flags & VMM_MACHINE_BOOT_HOST_UNPACK) {
         /* The decoder wants the whole payload: the file on the heap. */
         uint8_t *img = malloc((size_t)size);
         if (!img) {
@@ -323,8 +293,7 @@ static int load_linux(VmmMachine *m, const VmmMachineOptions *o)
             r = -E2BIG;
             goto out;
         }
-        r = load_at(m, o->initrd, ifd, at, initrd_len, 0,
-                    boot_flag(o, VMM_MACHINE_BOOT_MAP_FILES));
+        r = read_at(ifd, o->initrd, m->host + at, (size_t)initrd_len, 0);
         if (r < 0) {
             goto out;
         }

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "util/atomic.h"
@@ -208,45 +207,4 @@ uint64_t vmm_ram_region_page_size(VmmRamRegion *r)
 int vmm_ram_region_fd(VmmRamRegion *r)
 {
     return r->fd;
-}
-
-int vmm_ram_region_map_file(VmmRamRegion *r, uint64_t offset, int fd,
-                            uint64_t file_offset, uint64_t length)
-{
-    if (!r || fd < 0) {
-        return -EINVAL;
-    }
-    uint64_t ps = (uint64_t)sysconf(_SC_PAGESIZE);
-    if (r->fd >= 0 || r->page_size != ps) {
-        return -EOPNOTSUPP;     /* shared memfd or hugetlb pages */
-    }
-    if (length == 0 || !VMM_IS_ALIGNED(offset, ps) || !VMM_IS_ALIGNED(length, ps) ||
-        !VMM_IS_ALIGNED(file_offset, ps) || offset > r->length ||
-        length > r->length - offset || file_offset > (uint64_t)INT64_MAX - length) {
-        return -EINVAL;
-    }
-    struct stat st;
-    if (fstat(fd, &st) < 0) {
-        return -errno;
-    }
-    /* A page past the end of the file would raise SIGBUS when touched. */
-    if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size < file_offset + length) {
-        return -EINVAL;
-    }
-    /* Map the file elsewhere first, then move it over the range in one
-     * step (mremap with MREMAP_FIXED replaces what was there atomically):
-     * a failure leaves the range as it was. */
-    void *at = (uint8_t *)r->host + offset;
-    void *p = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, (off_t)file_offset);
-    if (p == MAP_FAILED) {
-        return -errno;
-    }
-    void *q = mremap(p, length, length, MREMAP_MAYMOVE | MREMAP_FIXED, at);
-    if (q == MAP_FAILED) {
-        int e = -errno;
-        munmap(p, length);
-        return e;
-    }
-    (void)madvise(at, length, MADV_DONTDUMP);
-    return 0;
 }

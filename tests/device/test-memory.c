@@ -8,9 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -155,79 +153,6 @@ static void test_region_private(void **state)
     assert_int_equal(vmm_ram_region_fd(r), -1);
     ((uint8_t *)vmm_ram_region_host(r))[65535] = 1;
     vmm_ram_region_unref(r);
-}
-
-/* A file mapped copy-on-write into a private region: its bytes appear at
- * the range, writes stay private (the file is unchanged), the rest of the
- * region is untouched; bad ranges and shared regions are refused. */
-static void test_region_map_file(void **state)
-{
-    (void)state;
-    char path[] = "/tmp/vmmkit-test-mapXXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    unlink(path);
-    enum { FLEN = 5 * 4096 };
-    uint8_t *data = malloc(FLEN);
-    assert_non_null(data);
-    for (int i = 0; i < FLEN; i++) {
-        data[i] = (uint8_t)(i * 7 + 3);
-    }
-    assert_int_equal(write(fd, data, FLEN), FLEN);
-
-    VmmRamRegionOptions o = { .size = sizeof(o), .length = 4 * MiB,
-                              .flags = VMM_RAM_PRIVATE | VMM_RAM_NORESERVE };
-    int err = 0;
-    VmmRamRegion *r = vmm_ram_region_new(&o, &err);
-    assert_non_null(r);
-    uint8_t *p = vmm_ram_region_host(r);
-    memset(p, 0x5a, 4 * MiB);
-
-    /* File pages 1..3 at region offset 2 MiB + 8 KiB. */
-    uint64_t at = 2 * MiB + 8192;
-    assert_int_equal(vmm_ram_region_map_file(r, at, fd, 4096, 3 * 4096), 0);
-    assert_ptr_equal(vmm_ram_region_host(r), p);
-    assert_memory_equal(p + at, data + 4096, 3 * 4096);
-    assert_int_equal(p[at - 1], 0x5a);
-    assert_int_equal(p[at + 3 * 4096], 0x5a);
-    assert_int_equal(p[0], 0x5a);
-    assert_int_equal(p[4 * MiB - 1], 0x5a);
-    /* Writes are the region's own; the file keeps its bytes. */
-    p[at + 5] = 0xee;
-    memset(p + at + 4096, 0x11, 4096);
-    uint8_t back[3 * 4096];
-    assert_int_equal(pread(fd, back, sizeof(back), 4096), (ssize_t)sizeof(back));
-    assert_memory_equal(back, data + 4096, sizeof(back));
-    assert_int_equal(p[at + 5], 0xee);
-    assert_int_equal(p[at + 4096 + 100], 0x11);
-    assert_int_equal(p[at + 2 * 4096 + 1], data[3 * 4096 + 1]);
-
-    /* Refused, the range unchanged: unaligned offset, file offset or
-     * length, beyond the region, beyond the file's end, no length. */
-    assert_int_equal(vmm_ram_region_map_file(r, 100, fd, 0, 4096), -EINVAL);
-    assert_int_equal(vmm_ram_region_map_file(r, 0, fd, 100, 4096), -EINVAL);
-    assert_int_equal(vmm_ram_region_map_file(r, 0, fd, 0, 100), -EINVAL);
-    assert_int_equal(vmm_ram_region_map_file(r, 4 * MiB - 4096, fd, 0, 8192), -EINVAL);
-    assert_int_equal(vmm_ram_region_map_file(r, 0, fd, 4096, 5 * 4096), -EINVAL);
-    assert_int_equal(vmm_ram_region_map_file(r, 0, fd, 0, 0), -EINVAL);
-    assert_int_equal(vmm_ram_region_map_file(r, 0, -1, 0, 4096), -EINVAL);
-    assert_int_equal(vmm_ram_region_map_file(r, UINT64_MAX - 4095, fd, 0, 4096), -EINVAL);
-    /* Not a regular file. */
-    int pfd[2];
-    assert_int_equal(pipe(pfd), 0);
-    assert_int_equal(vmm_ram_region_map_file(r, 0, pfd[0], 0, 4096), -EINVAL);
-    close(pfd[0]);
-    close(pfd[1]);
-    assert_int_equal(p[0], 0x5a);
-    assert_int_equal(p[at + 5], 0xee);
-    vmm_ram_region_unref(r);
-
-    /* A shared (memfd) region cannot take a private file mapping. */
-    r = new_ram(2 * MiB);
-    assert_int_equal(vmm_ram_region_map_file(r, 0, fd, 0, 4096), -EOPNOTSUPP);
-    vmm_ram_region_unref(r);
-    free(data);
-    close(fd);
 }
 
 static void test_add_checks(void **state)
@@ -433,7 +358,6 @@ int main(void)
         cmocka_unit_test(test_region_bad_options),
         cmocka_unit_test(test_region_hugepages),
         cmocka_unit_test(test_region_private),
-        cmocka_unit_test(test_region_map_file),
         cmocka_unit_test(test_add_checks),
         cmocka_unit_test(test_add_too_many),
         cmocka_unit_test_setup_teardown(test_dma_rw, fx_setup, fx_teardown),

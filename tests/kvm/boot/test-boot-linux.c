@@ -15,7 +15,6 @@
 #include <string.h>
 #include <time.h>
 #include <signal.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <inttypes.h>
@@ -141,50 +140,6 @@ static void test_boot_to_init(void **state)
     assert_non_null(strstr(r.out, "VMMKIT-POWEROFF"));
     /* The standard protocol: the kernel decompressed itself. */
     assert_int_equal(r.stats.kernel_unpacked, 0);
-    /* Without VMM_MACHINE_BOOT_MAP_FILES everything was read. */
-    assert_int_equal(r.stats.boot_bytes_mapped, 0);
-    free(r.out);
-}
-
-static uint64_t file_size(const char *path)
-{
-    struct stat st;
-    assert_int_equal(stat(path, &st), 0);
-    return (uint64_t)st.st_size;
-}
-
-static bool is_elf(const char *path)
-{
-    char magic[4] = "";
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    assert_true(fd >= 0);
-    ssize_t n = read(fd, magic, sizeof(magic));
-    close(fd);
-    return n == 4 && memcmp(magic, "\177ELF", 4) == 0;
-}
-
-/* VMM_MACHINE_BOOT_MAP_FILES: the initrd (and a vmlinux's segments) are
- * mapped copy-on-write, and the guest boots from those pages.  A bzImage
- * is read as before (not page aligned in its file). */
-static void test_boot_mapped_files(void **state)
-{
-    (void)state;
-    Run r;
-    boot_flags = VMM_MACHINE_BOOT_MAP_FILES;
-    boot("init", 1, 0, &r);
-    boot_flags = 0;
-    assert_int_equal(r.state, VMM_MACHINE_POWEROFF);
-    assert_non_null(strstr(r.out, "VMMKIT-INIT mode=init"));
-    assert_non_null(strstr(r.out, "VMMKIT-POWEROFF"));
-    uint64_t initrd_pages = file_size(initrd) & ~4095ull;
-    fprintf(stderr, "# mapped %" PRIu64 " bytes (initrd %" PRIu64 ", kernel %" PRIu64 ")\n",
-            r.stats.boot_bytes_mapped, file_size(initrd), file_size(kernel));
-    if (is_elf(kernel)) {
-        /* Debian's vmlinux loads tens of MiB from its file. */
-        assert_true(r.stats.boot_bytes_mapped > initrd_pages + (16ull << 20));
-    } else {
-        assert_int_equal(r.stats.boot_bytes_mapped, initrd_pages);
-    }
     free(r.out);
 }
 
@@ -449,25 +404,16 @@ static void test_flush_survives_sigkill(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3 && !(argc == 4 && strcmp(argv[3], "map") == 0)) {
-        fprintf(stderr, "usage: %s KERNEL INITRAMFS [map]\n", argv[0]);
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s VMLINUZ INITRAMFS\n", argv[0]);
         return 2;
     }
     kernel = argv[1];
     initrd = argv[2];
-    if (argc == 4) {
-        /* Another kernel file (the vmlinux): its mapped and read boots. */
-        const struct CMUnitTest map_tests[] = {
-            cmocka_unit_test(test_boot_to_init),
-            cmocka_unit_test(test_boot_mapped_files),
-        };
-        return cmocka_run_group_tests_name("boot-map", map_tests, NULL, NULL);
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_kernel),
         cmocka_unit_test(test_boot_to_init),
         cmocka_unit_test(test_boot_host_unpack),
-        cmocka_unit_test(test_boot_mapped_files),
         cmocka_unit_test(test_two_vcpus),
         cmocka_unit_test(test_reboot),
         cmocka_unit_test(test_pause_resume),
