@@ -50,7 +50,7 @@ typedef struct Args {
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: vmmkit-run --kernel KERNEL [--initrd FILE] [--append CMDLINE]\n"
+            "usage: vmmkit-run --kernel KERNEL [--initrd|--initramfs FILE] [--append CMDLINE]\n"
             "                  [--disk PATH[,readonly]]... [--memory SIZE] [--cpus N]\n"
             "                  [--api-socket PATH] [--seccomp on|off|log] [--kernel-unpack host|guest]\n"
             "                  [--verbose]\n"
@@ -92,6 +92,7 @@ static int parse_args(int argc, char **argv, Args *a)
     static const struct option opts[] = {
         { "kernel", required_argument, NULL, 'k' },
         { "initrd", required_argument, NULL, 'i' },
+        { "initramfs", required_argument, NULL, 'i' },
         { "append", required_argument, NULL, 'a' },
         { "cmdline", required_argument, NULL, 'a' },
         { "disk", required_argument, NULL, 'd' },

@@ -30,6 +30,7 @@ typedef struct Run {
     char *out;
     size_t len;
     int state;
+    bool tsc_deadline;     /* KVM offered KVM_CAP_TSC_DEADLINE_TIMER */
     char msg[256];
     int paused_output;     /* bytes the guest printed while paused */
     bool paused;           /* the pause happened (before the guest ended) */
@@ -83,6 +84,7 @@ static void boot(const char *mode, uint32_t cpus, double pause_at, Run *r)
     }
     memset(r, 0, sizeof(*r));
     r->out = calloc(1, OUT_MAX);
+    r->tsc_deadline = vmm_vm_check_extension(vmm_machine_vm(m), KVM_CAP_TSC_DEADLINE_TIMER) > 0;
     assert_int_equal(vmm_machine_start(m), 0);
     double t0 = now();
     bool paused_once = false;
@@ -138,6 +140,8 @@ static void test_boot_to_init(void **state)
     assert_int_equal(r.state, VMM_MACHINE_POWEROFF);
     assert_non_null(strstr(r.out, "VMMKIT-INIT mode=init"));
     assert_non_null(strstr(r.out, "VMMKIT-POWEROFF"));
+    /* The guest sees the TSC-deadline timer exactly when KVM offers it. */
+    assert_non_null(strstr(r.out, r.tsc_deadline ? "tscdl=1" : "tscdl=0"));
     /* The standard protocol: the kernel decompressed itself. */
     assert_int_equal(r.stats.kernel_unpacked, 0);
     free(r.out);
