@@ -8,6 +8,14 @@
  * missing).
  *
  *   bench-boot VMLINUZ INITRAMFS [--vmlinux VMLINUX] [-- QEMU-COMMAND...]
+ *   bench-boot VMLINUZ INITRAMFS [--vmlinux VMLINUX] --only SERIES --round N
+ *              [--disk-bench] [-- QEMU-COMMAND...]
+ *   bench-boot --report RESULTS
+ *
+ * The first form boots every series in this process's machine; the second
+ * boots one series once and prints a "# result" line (and with
+ * --disk-bench a "# disk" line), for run-bench-boot, which runs each boot
+ * in a fresh emulated machine and hands the collected lines to the third.
  *
  * Without a QEMU command (VMM_BENCH_QUICK=1) only vmmkit's boot runs and
  * the comparator is that same boot (ratio 1): the smoke test.
@@ -432,119 +440,267 @@ static void print_time(const char *name, struct series *ours, struct series *the
            name, om, vs, tm, om / tm);
 }
 
+/* The series of a run, in their rotation order (bench-boot's own rounds
+ * and run-bench-boot's one-boot-per-machine rounds use the same). */
+enum { MAX_SERIES = 5 };
+typedef struct Run {
+    struct series sv[MAX_SERIES];
+    int n;
+    struct series *ours, *theirs, *unpack, *ours_elf, *theirs_elf;
+} Run;
+
+static int setup_series(Run *r, const char *vmlinuz, const char *vmlinux, char **qemu)
+{
+    memset(r, 0, sizeof(*r));
+    r->ours = &r->sv[r->n];
+    r->sv[r->n++] = (struct series){ .name = "vmmkit", .kernel = vmlinuz };
+    if (!qemu) {
+        return 0;
+    }
+    r->theirs = &r->sv[r->n];
+    r->sv[r->n++] = (struct series){ .name = "qemu", .qemu = qemu };
+    r->unpack = &r->sv[r->n];
+    r->sv[r->n++] = (struct series){ .name = "vmmkit-host-unpack", .kernel = vmlinuz,
+                                     .flags = VMM_MACHINE_BOOT_HOST_UNPACK };
+    if (vmlinux) {
+        r->ours_elf = &r->sv[r->n];
+        r->sv[r->n++] = (struct series){ .name = "vmmkit-vmlinux", .kernel = vmlinux };
+        r->theirs_elf = &r->sv[r->n];
+        r->sv[r->n++] = (struct series){ .name = "qemu-vmlinux",
+                                         .qemu = qemu ? with_kernel(qemu, vmlinux) : NULL };
+        if (!r->theirs_elf->qemu) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static struct series *find_series(Run *r, const char *name)
+{
+    for (int i = 0; i < r->n; i++) {
+        if (!strcmp(r->sv[i].name, name)) {
+            return &r->sv[i];
+        }
+    }
+    return NULL;
+}
+
+/* The BENCH lines of a finished run; @have_disk: guest_mbs/guest_rps and
+ * @host_mbs/@host_rps hold the disk figures. */
+static void report(Run *r, bool quick, int reps, bool have_disk, double host_mbs,
+                   double host_rps)
+{
+    struct series *theirs = r->theirs ? r->theirs : r->ours; /* quick: ratio 1 */
+    const char *vs = quick ? "self-start-to-init" : "qemu-microvm-start-to-init";
+    print_time("machine-start-to-init", r->ours, theirs, vs, reps);
+    if (r->unpack) {
+        print_time("machine-start-to-init-host-unpack", r->unpack, theirs, vs, reps);
+    }
+    if (r->ours_elf) {
+        print_time("machine-start-to-init-vmlinux", r->ours_elf, r->theirs_elf,
+                   "qemu-microvm-pvh-start-to-init", reps);
+    }
+    double ok = bench_median(r->ours->kib, reps), qk = bench_median(theirs->kib, reps);
+    const char *vm = quick ? "self" : "qemu-microvm";
+    printf("BENCH name=machine-vmm-memory value=%.2f unit=MiB vs=%s-vmm-memory "
+           "vs_value=%.2f ratio=%.3f\n", ok / 1024.0, vm, qk / 1024.0, ok / (qk ? qk : 1));
+    if (have_disk) {
+        printf("BENCH name=machine-disk-seq-read value=%.1f unit=MB/s vs=host-file-seq-read "
+               "vs_value=%.1f ratio=%.3f\n", guest_mbs, host_mbs,
+               host_mbs > 0 ? guest_mbs / host_mbs : 0);
+        printf("BENCH name=machine-disk-rand-read-4k value=%.0f unit=reads/s "
+               "vs=host-file-rand-read-4k vs_value=%.0f ratio=%.3f\n", guest_rps, host_rps,
+               host_rps > 0 ? guest_rps / host_rps : 0);
+    }
+}
+
+/* --report FILE: the BENCH lines from the "result" and "disk" lines that
+ * --only boots printed (run-bench-boot collects them, one boot per fresh
+ * emulated machine).  A round counts when every series booted in it. */
+static int report_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        perror(path);
+        return 1;
+    }
+    Run r;
+    static char *fake_qemu[] = { "qemu", "-kernel", "k", NULL };
+    if (setup_series(&r, "vmlinuz", "vmlinux", fake_qemu) < 0) {
+        fclose(f);
+        return 1;
+    }
+    bool seen[MAX_SERIES][MAX_REPS] = { { false } };
+    bool have_disk = false, have_elf = false;
+    double host_mbs = 0, host_rps = 0;
+    char line[512], name[64];
+    while (fgets(line, sizeof(line), f)) {
+        int round;
+        double secs, kib, a, b, c, d;
+        if (sscanf(line, "# result %63s round=%d secs=%lf kib=%lf", name, &round, &secs,
+                   &kib) == 4) {
+            struct series *s = find_series(&r, name);
+            if (!s || round < 0 || round >= MAX_REPS) {
+                continue;
+            }
+            s->secs[round] = secs;
+            s->kib[round] = kib;
+            seen[s - r.sv][round] = true;
+            have_elf |= s == r.ours_elf;
+        } else if (sscanf(line, "# disk guest_mbs=%lf guest_rps=%lf host_mbs=%lf host_rps=%lf",
+                          &a, &b, &c, &d) == 4) {
+            have_disk = true;
+            guest_mbs = a, guest_rps = b, host_mbs = c, host_rps = d;
+        }
+    }
+    fclose(f);
+    if (!have_elf) {
+        r.n -= 2;
+        r.ours_elf = r.theirs_elf = NULL;
+    }
+    /* Keep the complete rounds, packed to the front. */
+    int reps = 0;
+    for (int i = 0; i < MAX_REPS; i++) {
+        bool all = true;
+        for (int j = 0; j < r.n; j++) {
+            all &= seen[j][i];
+        }
+        if (!all) {
+            continue;
+        }
+        for (int j = 0; j < r.n; j++) {
+            r.sv[j].secs[reps] = r.sv[j].secs[i];
+            r.sv[j].kib[reps] = r.sv[j].kib[i];
+        }
+        reps++;
+    }
+    if (reps == 0) {
+        fprintf(stderr, "bench-boot: no complete round in %s\n", path);
+        return 1;
+    }
+    printf("# %d rounds, each boot in a fresh emulated machine\n", reps);
+    report(&r, false, reps, have_disk, host_mbs, host_rps);
+    return 0;
+}
+
+/* The disk image for the throughput figure (64 MiB of non-zero data so the
+ * guest reads real blocks). */
+static void make_disk_image(void)
+{
+    static char img[] = "bench-disk.img";
+    int ifd = open(img, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (ifd < 0) {
+        return;
+    }
+    /* Heap (an mmap freed before the boot), so that the benchmark's own
+     * buffer is not counted as the VMM's memory. */
+    size_t bsz = 1 << 20;
+    char *blk = malloc(bsz);
+    if (!blk) {
+        close(ifd);
+        return;
+    }
+    memset(blk, 0x5a, bsz);
+    for (int i = 0; i < 64; i++) {
+        if (write(ifd, blk, bsz) != (ssize_t)bsz) {
+            break;
+        }
+    }
+    free(blk);
+    fsync(ifd);
+    close(ifd);
+    disk_image = img;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 3 && !strcmp(argv[1], "--report")) {
+        return report_file(argv[2]);
+    }
     if (argc < 3) {
         fprintf(stderr, "usage: bench-boot VMLINUZ INITRAMFS [--vmlinux VMLINUX] "
-                "[-- QEMU-COMMAND...]\n");
+                "[--only SERIES --round N [--disk-bench]] [-- QEMU-COMMAND...]\n"
+                "       bench-boot --report RESULTS\n");
         return 2;
     }
     char **qemu = NULL;
-    const char *vmlinux = NULL;
-    int a = 3;
+    const char *vmlinux = NULL, *only = NULL;
+    int a = 3, round = 0;
+    bool disk_bench = true;
     if (argc > a + 1 && !strcmp(argv[a], "--vmlinux")) {
         vmlinux = argv[a + 1];
         a += 2;
     }
+    if (argc > a + 3 && !strcmp(argv[a], "--only") && !strcmp(argv[a + 2], "--round")) {
+        only = argv[a + 1];
+        round = atoi(argv[a + 3]);
+        a += 4;
+        disk_bench = argc > a && !strcmp(argv[a], "--disk-bench");
+        a += disk_bench;
+    }
     if (argc > a + 1 && !strcmp(argv[a], "--")) {
         qemu = argv + a + 1;
     }
-    /* A disk image for the throughput figure (created here, 64 MiB of
-     * non-zero data so the guest reads real blocks). */
-    static char img[] = "bench-disk.img";
-    int ifd = open(img, O_RDWR | O_CREAT | O_TRUNC, 0644);
-    if (ifd >= 0) {
-        /* Heap (an mmap freed before the boot), so that the benchmark's
-         * own buffer is not counted as the VMM's memory. */
-        size_t bsz = 1 << 20;
-        char *blk = malloc(bsz);
-        if (!blk) {
+    make_disk_image();
+    disk_bench_done = !disk_bench;
+    bool quick = bench_quick();
+    if (quick) {
+        qemu = NULL;
+    }
+    Run run;
+    if (setup_series(&run, argv[1], vmlinux, qemu) < 0) {
+        return 1;
+    }
+    if (only) {
+        /* One boot of one series, for run-bench-boot's fresh machines. */
+        struct series *s = find_series(&run, only);
+        if (!s || round < 0 || round >= MAX_REPS || run_one(s, argv[2], 0) < 0) {
+            fprintf(stderr, "bench-boot: series %s failed or unknown\n", only);
             return 1;
         }
-        memset(blk, 0x5a, bsz);
-        for (int i = 0; i < 64; i++) {
-            if (write(ifd, blk, bsz) != (ssize_t)bsz) {
-                break;
-            }
+        printf("# result %s round=%d secs=%.3f kib=%.0f\n", s->name, round, s->secs[0],
+               s->kib[0]);
+        if (disk_image && disk_bench && !s->qemu) {
+            printf("# disk guest_mbs=%.1f guest_rps=%.0f host_mbs=%.1f host_rps=%.0f\n",
+                   guest_mbs, guest_rps, host_seq_read(disk_image),
+                   host_rand_read(disk_image, 2000));
         }
-        free(blk);
-        fsync(ifd);
-        close(ifd);
-        disk_image = img;
-    }
-    if (bench_quick()) {
-        qemu = NULL;
+        if (disk_image) {
+            unlink(disk_image);
+        }
+        return 0;
     }
     const char *r = getenv("VMM_BENCH_REPS");
     int reps = r ? atoi(r) : (qemu ? 5 : 1);
     if (reps < 1 || reps > MAX_REPS) {
         reps = 1;
     }
-    /* The series; each round boots every series once, starting one series
-     * further than the round before, so that no VMM always boots first
-     * (or right after the same other) in a round. */
-    static struct series sv[5];
-    int n = 0;
-    sv[n++] = (struct series){ .name = "vmmkit", .kernel = argv[1] };
-    struct series *ours = &sv[0], *theirs = NULL, *unpack = NULL;
-    struct series *ours_elf = NULL, *theirs_elf = NULL;
-    if (qemu) {
-        theirs = &sv[n];
-        sv[n++] = (struct series){ .name = "qemu", .qemu = qemu };
-        unpack = &sv[n];
-        sv[n++] = (struct series){ .name = "vmmkit-host-unpack", .kernel = argv[1],
-                                   .flags = VMM_MACHINE_BOOT_HOST_UNPACK };
-        if (vmlinux) {
-            ours_elf = &sv[n];
-            sv[n++] = (struct series){ .name = "vmmkit-vmlinux", .kernel = vmlinux };
-            theirs_elf = &sv[n];
-            sv[n++] = (struct series){ .name = "qemu-vmlinux",
-                                       .qemu = with_kernel(qemu, vmlinux) };
-            if (!theirs_elf->qemu) {
-                return 1;
-            }
-        }
-    }
+    /* Each round boots every series once, starting one series further
+     * than the round before, so that no VMM always boots first (or right
+     * after the same other) in a round. */
     for (int i = 0; i < reps; i++) {
         char line[256];
         int len = snprintf(line, sizeof(line), "# round %d:", i + 1);
-        for (int j = 0; j < n; j++) {
-            struct series *s = &sv[(i + j) % n];
+        for (int j = 0; j < run.n; j++) {
+            struct series *s = &run.sv[(i + j) % run.n];
             if (run_one(s, argv[2], i) < 0) {
                 return 1;
             }
             if (len < (int)sizeof(line)) {
                 len += snprintf(line + len, sizeof(line) - (size_t)len, " %s %.2f s%s",
-                                s->name, s->secs[i], j + 1 < n ? "," : "");
+                                s->name, s->secs[i], j + 1 < run.n ? "," : "");
             }
         }
         fprintf(stderr, "%s\n", line);
     }
-    if (!theirs) {
-        theirs = ours;      /* quick: the smoke test's ratio is 1 */
-    }
-    const char *vs = qemu ? "qemu-microvm-start-to-init" : "self-start-to-init";
-    print_time("machine-start-to-init", ours, theirs, vs, reps);
-    if (unpack) {
-        print_time("machine-start-to-init-host-unpack", unpack, theirs, vs, reps);
-    }
-    if (ours_elf) {
-        print_time("machine-start-to-init-vmlinux", ours_elf, theirs_elf,
-                   "qemu-microvm-pvh-start-to-init", reps);
-    }
-    double ok = bench_median(ours->kib, reps), qk = bench_median(theirs->kib, reps);
-    const char *vm = qemu ? "qemu-microvm" : "self";
-    printf("BENCH name=machine-vmm-memory value=%.2f unit=MiB vs=%s-vmm-memory "
-           "vs_value=%.2f ratio=%.3f\n", ok / 1024.0, vm, qk / 1024.0, ok / (qk ? qk : 1));
+    double host_mbs = 0, host_rps = 0;
     if (disk_image) {
-        double host = host_seq_read(disk_image);
-        printf("BENCH name=machine-disk-seq-read value=%.1f unit=MB/s vs=host-file-seq-read "
-               "vs_value=%.1f ratio=%.3f\n", guest_mbs, host, host > 0 ? guest_mbs / host : 0);
-        double hrps = host_rand_read(disk_image, 2000);
-        printf("BENCH name=machine-disk-rand-read-4k value=%.0f unit=reads/s "
-               "vs=host-file-rand-read-4k vs_value=%.0f ratio=%.3f\n", guest_rps, hrps,
-               hrps > 0 ? guest_rps / hrps : 0);
-        unlink(img);
+        host_mbs = host_seq_read(disk_image);
+        host_rps = host_rand_read(disk_image, 2000);
+    }
+    report(&run, quick, reps, disk_image != NULL, host_mbs, host_rps);
+    if (disk_image) {
+        unlink(disk_image);
     }
     return 0;
 }
