@@ -334,7 +334,7 @@ out:
 }
 
 static int setup_vcpu(VmmMachine *m, VmmVcpu *cpu, uint32_t id,
-                      const struct kvm_cpuid2 *supported)
+                      const struct kvm_cpuid2 *supported, bool tsc_deadline)
 {
     size_t sz = sizeof(struct kvm_cpuid2) + supported->nent * sizeof(struct kvm_cpuid_entry2);
     struct kvm_cpuid2 *c = malloc(sz);
@@ -342,8 +342,7 @@ static int setup_vcpu(VmmMachine *m, VmmVcpu *cpu, uint32_t id,
         return -ENOMEM;
     }
     memcpy(c, supported, sz);
-    x86_cpuid_fixup(c->entries, c->nent, id, m->cpus,
-                    vmm_vm_check_extension(m->vm, KVM_CAP_TSC_DEADLINE_TIMER) > 0);
+    x86_cpuid_fixup(c->entries, c->nent, id, m->cpus, tsc_deadline);
     int r = vmm_vcpu_set_cpuid(cpu, c);
     free(c);
     if (r < 0) {
@@ -724,12 +723,13 @@ static int build(VmmMachine *m, const VmmMachineOptions *o)
     if (!cpuid) {
         return r;
     }
+    bool tsc_deadline = vmm_vm_check_extension(m->vm, KVM_CAP_TSC_DEADLINE_TIMER) > 0;
     for (uint32_t i = 0; i < m->cpus && r >= 0; i++) {
         char name[16];
         snprintf(name, sizeof(name), "vcpu%u", i);
         VmmVcpu *cpu = vmm_vcpu_new(m->vm, i, name, &r);
         if (cpu) {
-            r = setup_vcpu(m, cpu, i, cpuid);
+            r = setup_vcpu(m, cpu, i, cpuid, tsc_deadline);
         }
     }
     free(cpuid);
