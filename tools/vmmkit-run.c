@@ -4,11 +4,18 @@
  *
  *   vmmkit-run --kernel K [--initrd I] [--append '...'] [--disk path[,readonly]]...
  *              [--memory 512M] [--cpus N] [--api-socket PATH] [--seccomp on|off|log]
- *              [--kernel-unpack host|guest] [--verbose]
+ *              [--kernel-unpack host|guest] [--kvm-check on|off]
+ *              [--console-timeout SECONDS] [--verbose]
  *
  * The console (a 16550) is on stdin/stdout.  Exit status: 0 when the guest
  * powers off, 130 after Ctrl-C (SIGINT/SIGTERM stop the VM cleanly), 1 when
- * the guest crashes, 2 on a host error or bad arguments.  A guest reboot
+ * the guest crashes or prints nothing for --console-timeout seconds, 2 on a
+ * host error or bad arguments, 3 when the KVM cannot run a stock kernel
+ * (vmm_kvm_probe; --kvm-check off boots anyway, e.g. a PVM guest kernel).
+ * The guest's console output passes through a pipe that the main loop
+ * copies to stdout, counting it: --verbose reports, every two seconds, the
+ * console bytes and each vCPU's exits, so a guest that makes no progress is
+ * never silent.  A guest reboot
  * builds a fresh machine and boots again.  The control socket takes one
  * command per line: "pause", "resume", "query", "stop"; each gets one line
  * back ("ok <state>" or "error <reason>").
@@ -16,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,11 +36,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifdef HAVE_SECCOMP
-#include <seccomp.h>
-#endif
-
 #include "vmmkit/vmmkit.h"
+#include "seccomp-policy.h"
 
 #define MAX_DISKS 4
 #define MAX_CLIENTS 8
@@ -45,6 +50,9 @@ typedef struct Args {
     const char *api_socket;
     bool seccomp;
     bool seccomp_log;
+    bool kvm_check;
+    bool verbose;
+    double console_timeout;     /* seconds; 0: none */
 } Args;
 
 static void usage(FILE *f)
@@ -53,12 +61,16 @@ static void usage(FILE *f)
             "usage: vmmkit-run --kernel KERNEL [--initrd|--initramfs FILE] [--append CMDLINE]\n"
             "                  [--disk PATH[,readonly]]... [--memory SIZE] [--cpus N]\n"
             "                  [--api-socket PATH] [--seccomp on|off|log] [--kernel-unpack host|guest]\n"
-            "                  [--verbose]\n"
+            "                  [--kvm-check on|off] [--console-timeout SECONDS] [--verbose]\n"
             "KERNEL: a bzImage, or an uncompressed x86-64 vmlinux (ELF; no KASLR).\n"
             "  A bzImage's xz or gzip payload is unpacked by the kernel's own\n"
             "  decompressor (guest, the default) or by the VMM (host: no KASLR).\n"
             "SIZE: bytes with K, M or G (a bare number is MiB); also size=SIZE.\n"
-            "Exit: 0 guest powered off, 1 guest crashed, 2 host error, 130 stopped.\n");
+            "--kvm-check off: boot even where the KVM cannot run a stock kernel\n"
+            "  (kvm_pvm: a kernel built for PVM).  --console-timeout: stop a guest that\n"
+            "  prints nothing for that long.  --verbose: progress every 2 s.\n"
+            "Exit: 0 guest powered off, 1 guest crashed or silent, 2 host error,\n"
+            "3 the KVM cannot run a stock kernel, 130 stopped.\n");
 }
 
 static int parse_size(const char *s, uint64_t *out)
@@ -101,6 +113,8 @@ static int parse_args(int argc, char **argv, Args *a)
         { "api-socket", required_argument, NULL, 's' },
         { "seccomp", required_argument, NULL, 'S' },
         { "kernel-unpack", required_argument, NULL, 'U' },
+        { "kvm-check", required_argument, NULL, 'K' },
+        { "console-timeout", required_argument, NULL, 'T' },
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
         { 0, 0, 0, 0 },
@@ -112,6 +126,7 @@ static int parse_args(int argc, char **argv, Args *a)
     a->mo.cmdline = "console=ttyS0";
     a->mo.console_out_fd = STDOUT_FILENO;
     a->seccomp = true;
+    a->kvm_check = true;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -180,7 +195,27 @@ static int parse_args(int argc, char **argv, Args *a)
                 return -1;
             }
             break;
-        case 'v': vmm_set_log_handler(NULL, NULL, VMM_LOG_INFO); break;
+        case 'K':
+            if (!strcmp(optarg, "on") || !strcmp(optarg, "off")) {
+                a->kvm_check = !strcmp(optarg, "on");
+            } else {
+                fprintf(stderr, "vmmkit-run: --kvm-check on|off\n");
+                return -1;
+            }
+            break;
+        case 'T': {
+            char *end;
+            a->console_timeout = strtod(optarg, &end);
+            if (*end || !(a->console_timeout > 0) || a->console_timeout > 1e6) {
+                fprintf(stderr, "vmmkit-run: bad --console-timeout '%s'\n", optarg);
+                return -1;
+            }
+            break;
+        }
+        case 'v':
+            a->verbose = true;
+            vmm_set_log_handler(NULL, NULL, VMM_LOG_INFO);
+            break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return -1;
         }
@@ -218,75 +253,6 @@ static void term_restore(void)
     if (tio_saved) {
         tcsetattr(STDIN_FILENO, TCSANOW, &saved_tio);
     }
-}
-
-/* ---- Seccomp ---------------------------------------------------------------- */
-
-/*
- * An allow list, installed after the machine is built and applied to every
- * thread (TSYNC), the vCPU threads included: what the VMM does from then on
- * - run vCPUs (KVM ioctls, the kick signal), serve disks (io_uring, or the
- * thread pool's preadv/pwritev/fdatasync), the console and the control
- * socket, rebuild the machine on a guest reboot (open the kernel, the
- * initrd, the images and /dev/kvm again, map RAM) - and nothing else: no
- * exec, fork, ptrace, mount, module or kexec calls, no new sockets or
- * outgoing connections.  Anything else fails with EPERM (the library turns
- * a failed call into an error, never a crash), or with --seccomp log is
- * allowed and logged by the kernel (audit, "type=1326") to find what a new
- * path needs.  The list was taken from strace -f -c of a demo boot with a
- * disk, two vCPUs and the control socket, plus the calls of paths that
- * boot did not take (docs/machine.md).
- */
-static const char *const allowed_calls[] = {
-    /* files and descriptors */
-    "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev",
-    "preadv2", "pwritev2", "openat", "open", "close", "fstat", "newfstatat", "statx",
-    "lseek", "fcntl", "ioctl", "dup", "dup3", "fsync", "fdatasync", "fallocate",
-    "ftruncate", "unlink", "unlinkat", "readlink", "readlinkat", "getcwd", "access",
-    "faccessat", "faccessat2", "pipe2", "fstatfs",
-    /* memory */
-    "mmap", "munmap", "mprotect", "madvise", "mremap", "brk", "membarrier",
-    /* threads, signals, time */
-    "futex", "clone", "clone3", "set_robust_list", "rseq", "set_tid_address", "exit",
-    "exit_group", "gettid", "getpid", "tgkill", "tkill", "rt_sigaction", "rt_sigprocmask",
-    "rt_sigreturn", "sigaltstack", "sched_yield", "sched_getaffinity", "nanosleep",
-    "clock_nanosleep", "clock_gettime", "clock_getres", "gettimeofday", "prctl",
-    "getrandom", "prlimit64", "getrlimit", "uname", "getuid", "geteuid", "getgid",
-    "getegid",
-    /* waiting */
-    "poll", "ppoll", "select", "pselect6", "epoll_create1", "epoll_ctl", "epoll_wait",
-    "epoll_pwait", "epoll_pwait2", "eventfd2", "signalfd4", "timerfd_create",
-    "timerfd_settime", "timerfd_gettime",
-    "io_uring_setup", "io_uring_enter", "io_uring_register",
-    /* the control socket (created before the filter) */
-    "accept", "accept4", "recvfrom", "recvmsg", "sendto", "sendmsg", "shutdown",
-    "getsockopt", "setsockopt",
-};
-
-static int install_seccomp(bool log_only)
-{
-#ifdef HAVE_SECCOMP
-    scmp_filter_ctx ctx = seccomp_init(log_only ? SCMP_ACT_LOG : SCMP_ACT_ERRNO(EPERM));
-    if (!ctx) {
-        return -ENOMEM;
-    }
-    int r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
-    for (size_t i = 0; r == 0 && i < sizeof(allowed_calls) / sizeof(allowed_calls[0]); i++) {
-        int nr = seccomp_syscall_resolve_name(allowed_calls[i]);
-        if (nr == __NR_SCMP_ERROR) {
-            continue;           /* not a system call on this architecture */
-        }
-        r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
-    }
-    if (r == 0) {
-        r = seccomp_load(ctx);
-    }
-    seccomp_release(ctx);
-    return r;
-#else
-    (void)log_only;
-    return -ENOTSUP;
-#endif
 }
 
 /* ---- Control socket ------------------------------------------------------------ */
@@ -373,34 +339,175 @@ static bool client_read(VmmMachine *m, Client *c)
 /* ---- Main loop ---------------------------------------------------------------- */
 
 typedef struct Loop {
+    const Args *args;
     int sigfd, listen_fd;
+    int console_rd;             /* the guest's console output (a pipe) */
     Client clients[MAX_CLIENTS];
     int nclients;
     bool stdin_open;
     uint8_t pending[256];
     size_t npending;
+    /* What the guest printed: a count and the last bytes, for --verbose and
+     * for the message of a guest that goes silent. */
+    uint64_t console_bytes;
+    char tail[2048];
+    size_t tail_len;
+    double last_output;         /* when the guest last printed (or started) */
+    double started, next_report;
 } Loop;
 
-/* Run one machine until it ends; returns its final state or -errno. */
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Copy the guest's console to stdout; false once the pipe has no more. */
+static bool console_drain(Loop *l)
+{
+    char buf[4096];
+    ssize_t n = read(l->console_rd, buf, sizeof(buf));
+    if (n <= 0) {
+        return false;
+    }
+    for (ssize_t off = 0; off < n;) {
+        ssize_t w = write(STDOUT_FILENO, buf + off, (size_t)(n - off));
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w <= 0) {
+            break;              /* stdout gone: keep counting, drop the bytes */
+        }
+        off += w;
+    }
+    l->console_bytes += (uint64_t)n;
+    l->last_output = now_s();
+    size_t keep = (size_t)n < sizeof(l->tail) ? (size_t)n : sizeof(l->tail);
+    if (l->tail_len + keep > sizeof(l->tail)) {
+        size_t drop = l->tail_len + keep - sizeof(l->tail);
+        memmove(l->tail, l->tail + drop, l->tail_len - drop);
+        l->tail_len -= drop;
+    }
+    memcpy(l->tail + l->tail_len, buf + n - keep, keep);
+    l->tail_len += keep;
+    return true;
+}
+
+static uint64_t total_exits(VmmMachine *m, char *detail, size_t len)
+{
+    VmmVm *vm = vmm_machine_vm(m);
+    uint64_t sum = 0;
+    size_t off = 0;
+    detail[0] = '\0';
+    for (unsigned i = 0; i < vmm_vm_nr_vcpus(vm); i++) {
+        VmmVcpuStats st;
+        vmm_vcpu_get_stats(vmm_vm_get_vcpu(vm, i), &st);
+        uint64_t n = st.exits_io + st.exits_mmio + st.exits_hlt + st.exits_intr +
+                     st.exits_other;
+        sum += n;
+        if (off < len) {
+            int w = snprintf(detail + off, len - off,
+                             "%svCPU%u %" PRIu64 " (io %" PRIu64 ", mmio %" PRIu64
+                             ", hlt %" PRIu64 ", intr %" PRIu64 ", other %" PRIu64 ")",
+                             i ? "; " : "", i, n, st.exits_io, st.exits_mmio,
+                             st.exits_hlt, st.exits_intr, st.exits_other);
+            off += w > 0 ? (size_t)w : 0;
+        }
+    }
+    return sum;
+}
+
+/* The last lines the guest printed, each prefixed, on stderr. */
+static void print_tail(const Loop *l)
+{
+    if (!l->tail_len) {
+        fprintf(stderr, "vmmkit-run: the guest printed nothing at all\n");
+        return;
+    }
+    int lines = 0;
+    size_t start = l->tail_len;
+    while (start > 0 && lines < 10) {
+        start--;
+        if (l->tail[start] == '\n' && start + 1 < l->tail_len) {
+            lines++;
+        }
+    }
+    fprintf(stderr, "vmmkit-run: its last console lines:\n");
+    const char *p = l->tail + start, *end = l->tail + l->tail_len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        if (n || nl) {
+            fprintf(stderr, "vmmkit-run: | %.*s\n", (int)n, p);
+        }
+        p += n + (nl ? 1 : 0);
+    }
+}
+
+/* Once a poll: progress for --verbose, the --console-timeout bound.
+ * Returns true when the guest is to be stopped as silent. */
+static bool watch(VmmMachine *m, Loop *l)
+{
+    double t = now_s();
+    if (l->args->verbose && t >= l->next_report) {
+        char detail[512];
+        uint64_t exits = total_exits(m, detail, sizeof(detail));
+        fprintf(stderr, "vmmkit-run: %.1f s: %s, console %" PRIu64 " bytes, %" PRIu64
+                " exits: %s\n", t - l->started,
+                vmm_machine_state_name(vmm_machine_state(m)), l->console_bytes, exits, detail);
+        l->next_report = t + 2.0;
+    }
+    double limit = l->args->console_timeout;
+    if (limit > 0 && vmm_machine_state(m) == VMM_MACHINE_RUNNING &&
+        t - l->last_output > limit) {
+        char detail[512];
+        uint64_t exits = total_exits(m, detail, sizeof(detail));
+        fprintf(stderr, "vmmkit-run: the guest printed nothing for %.0f s (%" PRIu64
+                " console bytes in all; %" PRIu64 " exits: %s): stopping it\n", limit,
+                l->console_bytes, exits, detail);
+        print_tail(l);
+        return true;
+    }
+    return false;
+}
+
+/* Run one machine until it ends; returns its final state or -errno, or
+ * -ETIMEDOUT when --console-timeout stopped it. */
 static int run_machine(VmmMachine *m, Loop *l, char *msg, size_t msglen)
 {
+    l->started = l->last_output = now_s();
+    l->next_report = l->started + 2.0;
+    bool timed = l->args->verbose || l->args->console_timeout > 0;
     for (;;) {
-        struct pollfd p[4 + MAX_CLIENTS];
+        struct pollfd p[5 + MAX_CLIENTS];
         int n = 0;
         p[n++] = (struct pollfd){ .fd = vmm_machine_event_fd(m), .events = POLLIN };
         p[n++] = (struct pollfd){ .fd = l->sigfd, .events = POLLIN };
         p[n++] = (struct pollfd){ .fd = l->stdin_open && !l->npending ? STDIN_FILENO : -1,
                                   .events = POLLIN };
         p[n++] = (struct pollfd){ .fd = l->listen_fd, .events = POLLIN };
+        p[n++] = (struct pollfd){ .fd = l->console_rd, .events = POLLIN };
         for (int i = 0; i < l->nclients; i++) {
             p[n++] = (struct pollfd){ .fd = l->clients[i].fd, .events = POLLIN };
         }
-        int r = poll(p, (nfds_t)n, l->npending ? 10 : -1);
+        int r = poll(p, (nfds_t)n, l->npending ? 10 : timed ? 500 : -1);
         if (r < 0 && errno != EINTR) {
             return -errno;
         }
+        if (p[4].revents) {
+            console_drain(l);
+        }
         if (p[0].revents) {
+            /* What the guest printed before it ended, then the end. */
+            while (console_drain(l)) {
+            }
             return vmm_machine_wait(m, -1, msg, msglen);
+        }
+        if (watch(m, l)) {
+            vmm_machine_stop(m);
+            vmm_machine_wait(m, -1, msg, msglen);
+            return -ETIMEDOUT;
         }
         if (p[1].revents & POLLIN) {
             struct signalfd_siginfo si;
@@ -428,14 +535,41 @@ static int run_machine(VmmMachine *m, Loop *l, char *msg, size_t msglen)
             }
         }
         for (int i = 0; i < l->nclients; i++) {
-            if (p[4 + i].revents && !client_read(m, &l->clients[i])) {
+            if (p[5 + i].revents && !client_read(m, &l->clients[i])) {
                 close(l->clients[i].fd);
                 l->clients[i] = l->clients[--l->nclients];
-                p[4 + i] = p[4 + l->nclients];
+                p[5 + i] = p[5 + l->nclients];
                 i--;
             }
         }
     }
+}
+
+/*
+ * Whether this KVM can boot a stock kernel (vmm_kvm_probe), said in one
+ * sentence when it cannot.  Returns 0 to go on, else the exit status.
+ */
+static int check_kvm(const Args *a)
+{
+    VmmVmOptions vo = { .size = sizeof(vo), .dev_path = a->mo.kvm_path };
+    VmmKvmInfo info = { .size = sizeof(info) };
+    int r = vmm_kvm_probe(&vo, &info);
+    if (r < 0) {
+        fprintf(stderr, "vmmkit-run: no usable KVM: %s\n", info.reason);
+        return 2;
+    }
+    if (a->verbose) {
+        fprintf(stderr, "vmmkit-run: KVM: %s, %s (%.3g guest instructions/s)\n",
+                info.module[0] ? info.module : "unknown module",
+                info.full ? "runs stock kernels" : "partial", info.insns_per_sec);
+    }
+    if (!info.full) {
+        fprintf(stderr, "vmmkit-run: this KVM (%s) cannot run a stock Linux kernel at "
+                "hardware speed (%s); --kvm-check off boots anyway, for a kernel built "
+                "for it\n", info.module[0] ? info.module : "unknown module", info.reason);
+        return 3;
+    }
+    return 0;
 }
 
 static VmmMachine *build(const Args *a)
@@ -484,12 +618,30 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (a.kvm_check) {
+        int st = check_kvm(&a);
+        if (st) {
+            return st;
+        }
+    }
+    a.mo.boot_flags |= VMM_MACHINE_BOOT_ANY_KVM;     /* checked above, or not wanted */
+    /* The console goes through a pipe the main loop copies to stdout. */
+    int cp[2];
+    if (pipe2(cp, O_CLOEXEC) < 0) {
+        perror("vmmkit-run: pipe");
+        return 2;
+    }
+    fcntl(cp[0], F_SETFL, O_NONBLOCK);
+    fcntl(cp[1], F_SETPIPE_SZ, 1 << 20);    /* a blocked vCPU is rare; best effort */
+    a.mo.console_out_fd = cp[1];
+    l.console_rd = cp[0];
+    l.args = &a;
     VmmMachine *m = build(&a);
     if (!m) {
         return 2;
     }
     if (a.seccomp) {
-        int r = install_seccomp(a.seccomp_log);
+        int r = run_seccomp_install(a.seccomp_log);
         if (r < 0) {
             fprintf(stderr, "vmmkit-run: seccomp filter: %s\n", strerror(-r));
             vmm_machine_free(m);
@@ -519,6 +671,8 @@ int main(int argc, char **argv)
         } else if (st == VMM_MACHINE_STOPPED) {
             fprintf(stderr, "vmmkit-run: stopped\n");
             status = 130;
+        } else if (st == -ETIMEDOUT) {
+            status = 1;             /* watch() said why */
         } else if (st == VMM_MACHINE_CRASHED) {
             fprintf(stderr, "vmmkit-run: %s\n", msg);
             status = 1;

@@ -112,6 +112,78 @@ VMM_EXPORT int vmm_kvm_ioctl(VmmVm *vm, unsigned long request, void *arg);
  */
 VMM_EXPORT struct kvm_cpuid2 *vmm_vm_get_supported_cpuid(VmmVm *vm, int *errp);
 
+/* ---- What the KVM in front of the library can do ------------------------- */
+
+/*
+ * A /dev/kvm that opens is not always a full KVM.  kvm_intel and kvm_amd run
+ * guests on the CPU's virtualization extensions; kvm_pvm (a paging-based
+ * KVM for CPUs without VMX/SVM) runs only guest kernels built for it at
+ * speed and takes a stock kernel through KVM's instruction emulator, which
+ * is about a thousand times slower and stops at instructions it cannot
+ * emulate.  vmm_kvm_probe() finds out by running a small 64-bit guest.
+ */
+typedef enum VmmKvmKind {
+    VMM_KVM_KIND_NONE = 0,      /* no usable device (the reason says why) */
+    VMM_KVM_KIND_INTEL,         /* kvm_intel: VMX */
+    VMM_KVM_KIND_AMD,           /* kvm_amd: SVM */
+    VMM_KVM_KIND_PVM,           /* kvm_pvm: paging-based, no VMX/SVM */
+    VMM_KVM_KIND_OTHER,         /* a KVM none of the above names */
+} VmmKvmKind;
+
+/* The probe's checks (bits of VmmKvmInfo.checked and .passed). */
+#define VMM_KVM_CHECK_LONG_MODE  (1u << 0)  /* 64-bit code with paging runs */
+#define VMM_KVM_CHECK_SPEED      (1u << 1)  /* a tight loop runs at least at
+                                             * VMM_KVM_MIN_INSNS_PER_SEC */
+#define VMM_KVM_CHECK_CMPXCHG16B (1u << 2)  /* lock cmpxchg16b (if in CPUID) */
+#define VMM_KVM_CHECK_XSAVE      (1u << 3)  /* xsetbv, xsave, xrstor (if in CPUID) */
+#define VMM_KVM_CHECK_INT3       (1u << 4)  /* int3 through a 64-bit IDT, iretq */
+#define VMM_KVM_CHECK_TSC_WRITE  (1u << 5)  /* KVM_SET_MSRS of IA32_TSC sets the
+                                             * TSC the guest reads (the library
+                                             * writes it at reset and restore) */
+/* What a stock x86-64 Linux kernel needs to boot at hardware speed. */
+#define VMM_KVM_CHECKS_STOCK (VMM_KVM_CHECK_LONG_MODE | VMM_KVM_CHECK_SPEED | \
+                              VMM_KVM_CHECK_CMPXCHG16B | VMM_KVM_CHECK_XSAVE | \
+                              VMM_KVM_CHECK_INT3)
+/* The loop's threshold: hardware runs it at 10^9 instructions a second and
+ * more (so does a KVM nested under software emulation); an instruction
+ * emulator at about 10^6. */
+#define VMM_KVM_MIN_INSNS_PER_SEC 10000000.0
+
+typedef struct VmmKvmInfo {
+    size_t size;                /* sizeof(VmmKvmInfo), set by the caller */
+    VmmKvmKind kind;
+    char module[16];            /* the kernel module: "kvm_amd", ... or "" */
+    int api_version;            /* KVM_GET_API_VERSION; 0: not opened */
+    uint32_t checked;           /* VMM_KVM_CHECK_* that were tried */
+    uint32_t passed;            /* ... and held */
+    /* True when every check of VMM_KVM_CHECKS_STOCK that was tried passed
+     * (long mode and the speed check are always tried): a stock kernel
+     * runs.  TSC_WRITE is reported beside it, not part of it. */
+    bool full;
+    double insns_per_sec;       /* the loop's measured rate; 0: not measured */
+    char reason[200];           /* why not full, one sentence; "" when full */
+} VmmKvmInfo;
+
+/*
+ * Find out what the KVM at @opts->dev_path (NULL @opts: /dev/kvm, the
+ * kernel's ops) is and can do: which module provides it (from sysfs), then
+ * a probe VM with one vCPU runs each check as its own short 64-bit guest
+ * (about 10 ms on hardware; the speed check stops a loop that outlasts
+ * 250 ms).  Fills *@out and returns 0 when the device opened, whatever the
+ * checks found; -EINVAL for a NULL @out or @out->size smaller than this
+ * structure; else the errno of opening it or of creating the VM, with kind
+ * VMM_KVM_KIND_NONE and the reason filled in.  Creates and frees a VM (its
+ * kick signal from @opts, as vmm_vm_new).  Any thread but a vCPU thread.
+ */
+VMM_EXPORT int vmm_kvm_probe(const VmmVmOptions *opts, VmmKvmInfo *out);
+
+/* "none", "kvm_intel", "kvm_amd", "kvm_pvm", "other"; "unknown" for a value
+ * outside the enum.  Any thread. */
+VMM_EXPORT const char *vmm_kvm_kind_name(VmmKvmKind kind);
+/* "long-mode", "speed", "cmpxchg16b", "xsave", "int3", "tsc-write" for one
+ * VMM_KVM_CHECK_* bit; "unknown" otherwise.  Any thread. */
+VMM_EXPORT const char *vmm_kvm_check_name(uint32_t check);
+
 /* ---- Why a VM ended -------------------------------------------------------- */
 
 typedef enum VmmVmEndKind {

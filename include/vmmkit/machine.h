@@ -69,6 +69,18 @@ typedef struct VmmMachineOptions {
  */
 #define VMM_MACHINE_BOOT_HOST_UNPACK (1u << 0)
 
+/*
+ * Boot on whatever KVM is there.  By default vmm_machine_new() first asks
+ * vmm_kvm_probe() (vmmkit/kvm.h; once per device path and process) whether
+ * the KVM runs a stock kernel at hardware speed, and fails with
+ * -EOPNOTSUPP and a message naming the reason where it cannot (kvm_pvm:
+ * stock kernels crawl through KVM's instruction emulator, then stop at an
+ * instruction it cannot emulate).  With this flag the machine boots anyway,
+ * e.g. a guest kernel built for PVM.  Machines with @kvm_ops are never
+ * probed.
+ */
+#define VMM_MACHINE_BOOT_ANY_KVM (1u << 1)
+
 typedef enum VmmMachineState {
     VMM_MACHINE_CREATED = 0,    /* built, not started */
     VMM_MACHINE_RUNNING,
@@ -85,7 +97,8 @@ VMM_EXPORT const char *vmm_machine_state_name(VmmMachineState st);
 
 /*
  * Build the machine and load the kernel and initrd.  Errors: -EINVAL (bad
- * options), -ENOEXEC (neither a bzImage nor an ELF kernel the machine can boot), -E2BIG (kernel,
+ * options), -EOPNOTSUPP (a KVM that cannot run a stock kernel, see
+ * VMM_MACHINE_BOOT_ANY_KVM), -ENOEXEC (neither a bzImage nor an ELF kernel the machine can boot), -E2BIG (kernel,
  * initrd or command line do not fit), the errno of a file or of KVM (a
  * message names it through vmm_set_log_handler).  Main loop.
  */

@@ -683,6 +683,55 @@ static int check_options(const VmmMachineOptions *o)
     return 0;
 }
 
+/*
+ * The machine boots stock kernels: refuse a KVM that cannot run one (an
+ * emulation-only kvm_pvm) instead of starting a guest that crawls and then
+ * dies, unless VMM_MACHINE_BOOT_ANY_KVM.  The verdict is the probe's
+ * (vmm_kvm_probe), kept per device path for the life of the process: the
+ * KVM module does not change under a running VMM.
+ */
+static pthread_mutex_t kvm_verdict_lock = PTHREAD_MUTEX_INITIALIZER;
+static char kvm_verdict_path[256];
+static int kvm_verdict;             /* 0 full, else -EOPNOTSUPP or -errno */
+static char kvm_verdict_msg[512];
+
+static int check_kvm(const VmmMachineOptions *o)
+{
+    bool kvm_ops = o->size >= offsetof(VmmMachineOptions, kvm_ops) + sizeof(o->kvm_ops) &&
+                   o->kvm_ops;
+    uint32_t flags = o->size >= offsetof(VmmMachineOptions, boot_flags) + sizeof(o->boot_flags)
+                         ? o->boot_flags : 0;
+    if (kvm_ops || (flags & VMM_MACHINE_BOOT_ANY_KVM)) {
+        return 0;                   /* a test's KVM, or the caller's choice */
+    }
+    const char *path = o->kvm_path ? o->kvm_path : "/dev/kvm";
+    pthread_mutex_lock(&kvm_verdict_lock);
+    if (strcmp(kvm_verdict_path, path) != 0) {
+        VmmVmOptions vo = { .size = sizeof(vo), .dev_path = path };
+        VmmKvmInfo info = { .size = sizeof(info) };
+        int r = vmm_kvm_probe(&vo, &info);
+        if (r == 0 && !info.full) {
+            r = -EOPNOTSUPP;
+            snprintf(kvm_verdict_msg, sizeof(kvm_verdict_msg),
+                     "%s (%s) cannot run a stock kernel at hardware speed: %s; "
+                     "VMM_MACHINE_BOOT_ANY_KVM boots anyway (a kernel built for it)",
+                     path, info.module[0] ? info.module : "unknown KVM", info.reason);
+        } else if (r < 0) {
+            snprintf(kvm_verdict_msg, sizeof(kvm_verdict_msg), "%s", info.reason);
+        }
+        kvm_verdict = r;
+        if (r != -ENOENT && r != -EACCES) {     /* those may change: ask again */
+            snprintf(kvm_verdict_path, sizeof(kvm_verdict_path), "%s", path);
+        }
+    }
+    int r = kvm_verdict;
+    if (r < 0) {
+        vmm_error("machine: %s", kvm_verdict_msg);
+    }
+    pthread_mutex_unlock(&kvm_verdict_lock);
+    return r;
+}
+
 static int build(VmmMachine *m, const VmmMachineOptions *o)
 {
     int r;
@@ -742,6 +791,10 @@ VmmMachine *vmm_machine_new(const VmmMachineOptions *o, int *errp)
     VmmMachine *m = NULL;
     if (r < 0) {
         VMM_MISUSE("bad machine options");
+        goto fail;
+    }
+    r = check_kvm(o);
+    if (r < 0) {
         goto fail;
     }
     m = calloc(1, sizeof(*m));

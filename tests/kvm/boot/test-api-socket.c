@@ -10,6 +10,10 @@
  * a disk boots a guest that writes a marker, reboots (vmmkit-run rebuilds
  * the machine under the filter), writes and reads back the pattern and
  * powers off: exit 0, every step on the console, the pattern in the image.
+ * Last, a guest that goes silent ("wait" mode) under --console-timeout and
+ * --verbose: vmmkit-run reports progress while it runs, then stops it with
+ * the reason and its last console lines, exit 1, long before any test
+ * timeout.
  *
  * usage: test-api-socket VMMKIT-RUN VMLINUZ INITRAMFS
  */
@@ -228,6 +232,61 @@ static void test_seccomp_disk_reboot(void **state)
     unlink(img);
 }
 
+#define SILENT_S 25
+
+static void test_silent_guest(void **state)
+{
+    (void)state;
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    char limit[16];
+    snprintf(limit, sizeof(limit), "%d", SILENT_S);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        int null = open("/dev/null", O_RDONLY);
+        dup2(null, 0);
+        dup2(p[1], 1);
+        dup2(p[1], 2);              /* its messages too */
+        execl(run_path, run_path, "--kernel", kernel, "--initrd", initrd, "--memory", "256M",
+              "--seccomp", "on", "--verbose", "--console-timeout", limit, "--append",
+              "console=ttyS0 quiet panic=-1 vmmkit.mode=wait", (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    console_fd = p[0];
+    fcntl(console_fd, F_SETFL, O_NONBLOCK);
+    out_len = 0;
+    out[0] = '\0';
+    int status = 0;
+    double t0 = now();
+    while (waitpid(child, &status, WNOHANG) == 0) {
+        /* Silent for SILENT_S after the boot: well inside this bound. */
+        assert_true(now() - t0 < 240);
+        struct pollfd pf = { .fd = console_fd, .events = POLLIN };
+        poll(&pf, 1, 500);
+        drain();
+    }
+    drain();
+    close(console_fd);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 1);
+    /* Progress while it ran, then the reason. */
+    assert_non_null(strstr(out, " exits: vCPU0 "));
+    char reason[64];
+    snprintf(reason, sizeof(reason), "the guest printed nothing for %d s", SILENT_S);
+    const char *r = strstr(out, reason);
+    assert_non_null(r);
+    /* The last lines it printed, when it got as far as printing (a boot
+     * slower than the bound is stopped with nothing printed: also right). */
+    const char *w = strstr(out, "VMMKIT-WAITING");
+    if (w) {
+        assert_non_null(strstr(r, "vmmkit-run: | VMMKIT-WAITING"));
+    } else {
+        assert_non_null(strstr(r, "the guest printed nothing at all"));
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 4) {
@@ -241,6 +300,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_api_socket),
         cmocka_unit_test(test_seccomp_disk_reboot),
+        cmocka_unit_test(test_silent_guest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
