@@ -136,6 +136,16 @@ static void port_write(void *opaque, uint64_t off, uint64_t v, unsigned size)
 
 static const VmmIoOps port_ops = { NULL, port_write };
 
+/* A check that stops the guest is an answer, not a fault to warn about:
+ * end the run with the exit's report, quietly. */
+static int end_quietly(VmmVcpu *vcpu, struct kvm_run *run, void *opaque)
+{
+    (void)vcpu;
+    (void)run;
+    (void)opaque;
+    return VMM_EXIT_END_VM;
+}
+
 static void put_gate(uint8_t *idt, unsigned vec, uint64_t handler)
 {
     uint64_t lo = (handler & 0xffff) | (0x08ULL << 16) |     /* selector */
@@ -421,6 +431,11 @@ int vmm_kvm_probe(const VmmVmOptions *opts, VmmKvmInfo *out)
     }
     if (r == 0) {
         r = vmm_vm_register_io(vm, true, PROBE_PORT, 1, &port_ops, &p);
+    }
+    static const uint32_t quiet[] = { KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_SHUTDOWN,
+                                      KVM_EXIT_FAIL_ENTRY };
+    for (size_t i = 0; r == 0 && i < sizeof(quiet) / sizeof(quiet[0]); i++) {
+        r = vmm_vm_set_exit_handler(vm, quiet[i], end_quietly, NULL);
     }
     if (r == 0) {
         p.vcpu = vmm_vcpu_new(vm, 0, "kvm-probe", &r);

@@ -88,6 +88,7 @@ static int sys_ioctl(FakeKvm *f, unsigned long req, void *arg)
         c->nent = 2;
         c->entries[0].function = 0;
         c->entries[1].function = 1;
+        c->entries[1].ecx = f->cpuid1_ecx;
         return 0;
     }
     default:

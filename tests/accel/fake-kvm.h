@@ -50,6 +50,7 @@ typedef struct FakeKvm {
     bool has_xsave;             /* KVM_CAP_XSAVE (default: off, FPU) */
     int xsave2_size;            /* KVM_CAP_XSAVE2's value; 0: absent */
     int kick_signal;            /* what fake_block() waits for (SIGUSR1) */
+    uint32_t cpuid1_ecx;        /* KVM_GET_SUPPORTED_CPUID leaf 1 ECX (0) */
     FakeRunFunc *run_fn;
     void *run_opaque;
     FakeVcpu vcpus[FAKE_MAX_VCPUS];
