@@ -459,8 +459,9 @@ static bool watch(VmmMachine *m, Loop *l)
         l->next_report = t + 2.0;
     }
     double limit = l->args->console_timeout;
-    if (limit > 0 && vmm_machine_state(m) == VMM_MACHINE_RUNNING &&
-        t - l->last_output > limit) {
+    if (vmm_machine_state(m) != VMM_MACHINE_RUNNING) {
+        l->last_output = t;         /* a paused guest is not a silent one */
+    } else if (limit > 0 && t - l->last_output > limit) {
         char detail[512];
         uint64_t exits = total_exits(m, detail, sizeof(detail));
         fprintf(stderr, "vmmkit-run: the guest printed nothing for %.0f s (%" PRIu64
