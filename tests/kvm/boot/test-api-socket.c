@@ -115,11 +115,21 @@ static int connect_retry(const char *path, pid_t child)
 }
 
 /* Start vmmkit-run on the kernel and initrd with @cpus vCPUs, the filter
- * on, the two extra arguments and @append; its console becomes console_fd
+ * on, the extra options @opts (NULL-terminated, may be NULL) and @append;
+ * its console (and with @with_stderr its messages) becomes console_fd
  * (non-blocking) and the output buffer starts empty.  Returns its pid. */
-static pid_t spawn_run(const char *cpus, const char *opt, const char *val,
-                       const char *append)
+static pid_t spawn_run(const char *cpus, const char *const *opts, const char *append,
+                       bool with_stderr)
 {
+    const char *argv[32] = { run_path, "--kernel", kernel, "--initrd", initrd, "--memory",
+                             "256M", "--cpus", cpus, "--seccomp", "on" };
+    size_t n = 11;
+    for (; opts && *opts && n < 28; opts++) {
+        argv[n++] = *opts;
+    }
+    argv[n++] = "--append";
+    argv[n++] = append;
+    argv[n] = NULL;
     int p[2];
     assert_int_equal(pipe2(p, O_CLOEXEC), 0);
     pid_t child = fork();
@@ -128,8 +138,10 @@ static pid_t spawn_run(const char *cpus, const char *opt, const char *val,
         int null = open("/dev/null", O_RDONLY);
         dup2(null, 0);
         dup2(p[1], 1);
-        execl(run_path, run_path, "--kernel", kernel, "--initrd", initrd, "--memory", "256M",
-              "--cpus", cpus, "--seccomp", "on", opt, val, "--append", append, (char *)NULL);
+        if (with_stderr) {
+            dup2(p[1], 2);
+        }
+        execv(run_path, (char *const *)argv);
         _exit(127);
     }
     close(p[1]);
@@ -138,6 +150,24 @@ static pid_t spawn_run(const char *cpus, const char *opt, const char *val,
     out_len = 0;
     out[0] = '\0';
     return child;
+}
+
+/* Collect vmmkit-run's output until it exits (within @limit_s seconds);
+ * returns its exit status. */
+static int wait_run(pid_t child, double limit_s)
+{
+    int status = 0;
+    double t0 = now();
+    while (waitpid(child, &status, WNOHANG) == 0) {
+        assert_true(now() - t0 < limit_s);
+        struct pollfd pf = { .fd = console_fd, .events = POLLIN };
+        poll(&pf, 1, 500);
+        drain();
+    }
+    drain();
+    close(console_fd);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
 }
 
 static void test_api_socket(void **state)
@@ -149,8 +179,8 @@ static void test_api_socket(void **state)
     snprintf(paused, sizeof(paused), "ok %s", vmm_machine_state_name(VMM_MACHINE_PAUSED));
     char sock[108];
     snprintf(sock, sizeof(sock), "/tmp/vmmkit-api-%d.sock", (int)getpid());
-    pid_t child = spawn_run("1", "--api-socket", sock,
-                            "console=ttyS0 quiet panic=-1 vmmkit.mode=wait");
+    pid_t child = spawn_run("1", (const char *[]){ "--api-socket", sock, NULL },
+                            "console=ttyS0 quiet panic=-1 vmmkit.mode=wait", false);
 
     int fd = connect_retry(sock, child);
     assert_string_equal(command(fd, "query"), running);
@@ -204,20 +234,10 @@ static void test_seccomp_disk_reboot(void **state)
     int dfd = open(img, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     assert_true(dfd >= 0);
     assert_int_equal(ftruncate(dfd, 4 << 20), 0);
-    pid_t child = spawn_run("2", "--disk", img,
-                            "console=ttyS0 quiet panic=-1 vmmkit.tag=sc vmmkit.mode=reboot-demo");
-    int status = 0;
-    double t0 = now();
-    while (waitpid(child, &status, WNOHANG) == 0) {
-        assert_true(now() - t0 < 400);
-        struct pollfd pf = { .fd = console_fd, .events = POLLIN };
-        poll(&pf, 1, 500);
-        drain();
-    }
-    drain();
-    close(console_fd);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
+    pid_t child = spawn_run("2", (const char *[]){ "--disk", img, NULL },
+                            "console=ttyS0 quiet panic=-1 vmmkit.tag=sc vmmkit.mode=reboot-demo",
+                            false);
+    assert_int_equal(wait_run(child, 400), 0);
     assert_null(strstr(out, "VMMKIT-FAIL"));
     const char *a = strstr(out, "VMMKIT-REBOOTING");
     assert_non_null(a);
@@ -237,40 +257,12 @@ static void test_seccomp_disk_reboot(void **state)
 static void test_silent_guest(void **state)
 {
     (void)state;
-    int p[2];
-    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
     char limit[16];
     snprintf(limit, sizeof(limit), "%d", SILENT_S);
-    pid_t child = fork();
-    assert_true(child >= 0);
-    if (child == 0) {
-        int null = open("/dev/null", O_RDONLY);
-        dup2(null, 0);
-        dup2(p[1], 1);
-        dup2(p[1], 2);              /* its messages too */
-        execl(run_path, run_path, "--kernel", kernel, "--initrd", initrd, "--memory", "256M",
-              "--seccomp", "on", "--verbose", "--console-timeout", limit, "--append",
-              "console=ttyS0 quiet panic=-1 vmmkit.mode=wait", (char *)NULL);
-        _exit(127);
-    }
-    close(p[1]);
-    console_fd = p[0];
-    fcntl(console_fd, F_SETFL, O_NONBLOCK);
-    out_len = 0;
-    out[0] = '\0';
-    int status = 0;
-    double t0 = now();
-    while (waitpid(child, &status, WNOHANG) == 0) {
-        /* Silent for SILENT_S after the boot: well inside this bound. */
-        assert_true(now() - t0 < 240);
-        struct pollfd pf = { .fd = console_fd, .events = POLLIN };
-        poll(&pf, 1, 500);
-        drain();
-    }
-    drain();
-    close(console_fd);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 1);
+    pid_t child = spawn_run("1", (const char *[]){ "--verbose", "--console-timeout", limit, NULL },
+                            "console=ttyS0 quiet panic=-1 vmmkit.mode=wait", true);
+    /* Silent for SILENT_S after the boot: well inside this bound. */
+    assert_int_equal(wait_run(child, 240), 1);
     /* Progress while it ran, then the reason. */
     assert_non_null(strstr(out, " exits: vCPU0 "));
     char reason[64];
