@@ -54,7 +54,9 @@
  *     inhibitor's own bypass, nesting and depth counters are left out).
  *   - Slot 0 is bound to its vCPU thread (owner fast path), slot 1 never
  *     bound (its vCPU thread takes the non-owner path); one more thread
- *     issues VM ioctls on the shared path.  No nesting.
+ *     issues a VM ioctl on the shared path.  No nesting: a nested begin is
+ *     counted already and never waits, so the inhibitor only sees a larger
+ *     count (a nested shared ioctl doubled the state space for nothing).
  *   - A vCPU ioctl is KVM_RUN: the guest either exits by itself or halts
  *     until kicked.  A kick is sticky (KVM's immediate_exit / pending
  *     signal): a kick that arrives before the vCPU enters KVM_RUN makes

@@ -28,9 +28,12 @@
  *     per PENDING flag; that flag machine is not modelled).
  *   - Timers, poll mode (try_poll_mode/poll_mode_stop) and fd handlers
  *     other than the context's own eventfd are left out: they only make
- *     the poller block less.  The GSource prepare (fetch_or bit 0 of
- *     notify_me) is the same Dekker pair as the fetch_add and is not
- *     modelled separately.
+ *     the poller block less.
+ *   - The poller's thread runs either vmm_aio_poll (blocking or not) or a
+ *     GMainLoop iteration over the context's GSource (aio/gsource.c:
+ *     aio_source_prepare sets bit 0 of notify_me and loads notified,
+ *     aio_source_check clears the bit and dispatches if the eventfd is
+ *     ready or notified is set, aio_source_dispatch accepts and runs BHs).
  *   - The eventfd is a level: written = readable until its handler reads it.
  *
  * Properties
@@ -112,18 +115,36 @@ inline bh_poll()
 
 active proctype poller()
 {
-    bool blocking, ready;
+    bool blocking, ready, glib;
 
     do
     :: ran == TOTAL -> break
     :: else ->
         ready = false;
+        glib = false;
         if
         :: blocking = true                      /* vmm_aio_poll(ctx, true) */
         :: blocking = false                     /* vmm_aio_poll(ctx, false) */
+        :: glib = true                          /* a GMainLoop iteration */
         fi;
         if
-        :: blocking ->
+        :: glib ->
+            /* aio_source_prepare: fetch_or(notify_me, 1), seq-cst load of
+             * notified (ready: GLib polls with timeout 0) */
+            atomic { notify_me = notify_me + 1; may_block = true };
+            blocking = !notified;
+            if
+            :: blocking -> eventfd; ready = true        /* g_poll blocks */
+            :: else -> ready = eventfd                  /* g_poll, timeout 0 */
+            fi;
+            /* aio_source_check: fetch_and(notify_me, ~1); dispatch if the
+             * eventfd is ready or notified is set */
+            atomic { notify_me = notify_me - 1; may_block = false };
+            if
+            :: ready || notified -> skip                /* aio_source_dispatch */
+            :: else -> goto next
+            fi
+        :: !glib && blocking ->
 #ifdef BROKEN_LATE_NOTIFY_ME
             if
             :: notified -> blocking = false
@@ -142,7 +163,7 @@ active proctype poller()
             :: else -> skip
             fi;
             atomic { notify_me = notify_me - 2; may_block = false }
-        :: else -> skip
+        :: !glib && !blocking -> skip
         fi;
 #ifdef BROKEN_ACCEPT_LATE
         bh_poll();
@@ -154,7 +175,8 @@ active proctype poller()
         if
         :: ready -> eventfd = false             /* ctx_notifier_read */
         :: else -> skip
-        fi
+        fi;
+next:   skip
     od;
     assert(bh_list == 0 && ran == TOTAL)        /* P3 */
 }
