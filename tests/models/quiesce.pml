@@ -45,7 +45,12 @@
  *   - The device: its quiesce callback answers 0 (it stopped DMA) or -EBUSY
  *     (its worker thread stops DMA later and calls vmm_device_quiesced, with
  *     0 or, at most once, an error).  The worker does DMA while the device
- *     is active (between resume and quiescing).
+ *     is active (between resume and quiescing).  Once at most, the quiesce
+ *     callback itself calls vmm_device_quiesced(dev, 0) and then returns
+ *     -EBUSY (quiesced_self).
+ *   - "The completion's thread is the deliverer" is the nested call's
+ *     position in the model; the code needs a check of the deliverer's
+ *     identity for it (or must refuse the call).
  *
  * Properties
  *   P1 device callbacks (quiesce, reset/map/migration, resume) never run
@@ -64,6 +69,9 @@
  *                         quiesced; the same search (pan -c0 -e) also finds
  *                         callbacks run while the device does DMA (P1) and
  *                         DMA while quiesced (P2).
+ *   BROKEN_SELF_WAIT      the completion waits for the deliverer also when it
+ *                         is called by the quiesce callback itself (the
+ *                         deliverer's own thread): P4 fails (deadlock).
  *   BROKEN_NO_RECHECK     the deliverer stops right after the resume callback
  *                         without looking at the queue again (a request made
  *                         meanwhile found it delivering): P4 fails.
@@ -93,6 +101,7 @@ byte qhead, qtail;
 bool dev_active = true; /* the device may DMA from its own threads */
 bool armed;             /* quiesce answered -EBUSY: the worker must complete */
 bool erred;             /* one completion with an error at most */
+bool self_done;         /* one completion from inside the callback at most */
 
 /* ghosts */
 byte in_cb;             /* device callbacks running */
@@ -126,12 +135,41 @@ inline unlock_last(chk)
 inline done(k)  { atomic { done_ran[k]++; ndone++ } }
 inline done_failed(k) { atomic { done_ran[k]++; ndone++; if :: k == K_PAUSE -> pause_failed = true :: else fi } }
 
+/* vmm_device_quiesced(dev, 0) called by the quiesce callback itself, on
+ * the deliverer's thread, before it returns -EBUSY (outside the header's
+ * contract, which asks for the call after the return, but it must not
+ * hang): the device is marked quiesced and the deliverer, once the
+ * callback has returned, delivers.  Waiting for the deliverer here would
+ * wait for this very thread (BROKEN_SELF_WAIT). */
+inline quiesced_self()
+{
+    lock();
+    assert(state == QUIESCING);
+    state = QUIESCED;
+#ifdef BROKEN_SELF_WAIT
+    do
+    :: delivering ->
+        handoff = true;
+        unlock();
+        atomic { !delivering && !dlock -> dlock = true }
+    :: else -> break
+    od;
+    handoff = false;
+#endif
+    unlock()
+}
+
 inline quiesce_cb(r)
 {
     atomic { assert(in_cb == 0); in_cb++ };         /* P1 */
     if
-    :: dev_active = false; r = R_OK                     /* stopped now */
+    :: dev_active = false; r = R_OK                 /* stopped now */
     :: armed = true; r = R_BUSY                     /* worker completes later */
+    :: !self_done ->                                /* completes in the callback */
+        self_done = true;
+        dev_active = false;
+        quiesced_self();
+        r = R_BUSY
     fi;
     in_cb--
 }
