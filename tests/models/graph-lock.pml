@@ -47,8 +47,14 @@
  *     its thread then runs no context and uses the foreign counter.
  *     Recycling its slot for a new context is the same as a fresh slot at
  *     zero and is not modelled separately.
- *   - Readers running in the main loop's own poll (which pass while the
- *     writer waits) and the block-layer drain around wrlock are left out.
+ *   - NMAIN coroutines (default 1) run in the main loop, on the writer's
+ *     thread: they run only while the writer polls (VMM_AIO_WAIT_WHILE runs
+ *     the main context's callbacks) or is outside the write lock, and while
+ *     the writer waits they pass (block_graph_rdlock_slow: writer_waiting
+ *     and the main context).  The main thread has its own store buffer; the
+ *     writer reads its own slot through it (store forwarding).
+ *   - The block-layer drain around wrlock is left out (it stops new
+ *     BlockBackend requests, i.e. it only removes readers).
  *   - The main context's poll returns when a kick's BH is pending (the
  *     notify model checks that wake-up path); the kick's BH is a flag.
  *   - Counts are small signed integers (the code's uint32 wrap-around sum).
@@ -60,8 +66,18 @@
  *   P2 no lost wake-up, no deadlock: everything terminates (a process
  *      blocked for good is an invalid end state).
  *   P3 no starvation of the writer (with -DLIVE, readers lock and unlock
- *      forever): under weak fairness the write lock is always taken,
- *      LTL <> wrote.
+ *      forever, holding the lock across a yield): under weak fairness the
+ *      write lock is always taken, LTL <> wrote.  It holds for readers in
+ *      IOThreads (-DLIVE -DNMAIN=0).  With a main-loop reader (-DLIVE) it
+ *      does not: the reader passes while the writer waits, and if it
+ *      re-locks in the same callback as it unlocks, the writer's poll
+ *      returns each time with the reader holding the lock again.  The pass
+ *      exists so that callbacks of the writer's poll that the holders may
+ *      be waiting for can make progress (the header allows them the read
+ *      lock); the library's own readers (BlockBackend requests) are stopped
+ *      by the drain before the wait, so only a caller's main-loop coroutine
+ *      that loops on vmm_graph_co_rdlock can starve the writer.  The suite
+ *      checks that the model still shows this limit.
  *
  * Broken variants (tests/models/check must see errors)
  *   BROKEN_NO_MEMBARRIER       fence_writer() as a plain smp_mb while readers
@@ -73,7 +89,8 @@
  *                              it polls (QEMU's older wrlock): P3 fails.
  */
 
-#define NTHR 2
+#define NTHR 3           /* IOThreads A = 0, B = 1, the main loop M = 2 */
+#define M 2
 #ifndef NCO
 #define NCO 2           /* coroutines */
 #endif
@@ -81,7 +98,7 @@
 #define NCYCLE 1        /* lock/unlock cycles per coroutine */
 #endif
 #ifndef NWRITE
-#define NWRITE 2
+#define NWRITE 1        /* write locks (the suite also checks 2, NMAIN=0) */
 #endif
 
 short count[NTHR];      /* the slots' counts as memory holds them */
@@ -95,14 +112,19 @@ bool list_lock;
 bool has_writer, writer_waiting;
 byte num_waiters;
 bool bh_pending;        /* the kick's BH on the main context */
-bool queued[NCO];
+bool in_wrlock;         /* the writer runs vmm_graph_wrlock..wrunlock */
+bool poll_open;         /* the writer's aio_poll may run one main-loop callback */
+#ifndef NMAIN
+#define NMAIN 1           /* coroutines in the main loop */
+#endif
+bool queued[NCO + NMAIN];
 
 byte holders;           /* ghost: coroutines holding the read lock */
 bool writing;           /* ghost: the writer holds the lock */
 bool wrote;             /* ghost: the writer took the lock (P3) */
 
 inline drain(t) { if :: buf_full[t] -> count[t] = buf_val[t]; buf_full[t] = false :: else fi }
-inline drain_all() { drain(0); drain(1) }
+inline drain_all() { drain(0); drain(1); drain(2) }
 
 /* block_graph_slot_add(): a plain store of view + delta, or the foreign RMW. */
 inline slot_add(t, delta)
@@ -122,8 +144,17 @@ inline slot_add(t, delta)
 
 inline lock_list(t) { atomic { !list_lock -> drain(t); list_lock = true } }
 inline unlock_list() { list_lock = false }
-inline run_on(t) { atomic { !thr_busy[t] -> thr_busy[t] = true } }
-inline leave(t) { thr_busy[t] = false }
+/* A coroutine runs on thread t; on the main thread only while the writer
+ * is outside its write lock or polls, and each run there is one callback
+ * of the writer's poll, after which the poll returns to the writer. */
+inline run_on(t)
+{
+    atomic { !thr_busy[t] && (t != M || !in_wrlock || poll_open) -> thr_busy[t] = true }
+}
+inline leave(t)
+{
+    atomic { thr_busy[t] = false; if :: t == M -> poll_open = false :: else fi }
+}
 
 /* vmm_aio_wait_kick(): smp_mb, then read num_waiters. */
 inline wait_kick(t) { atomic { drain(t); if :: num_waiters > 0 -> bh_pending = true :: else fi } }
@@ -149,6 +180,10 @@ retry:
             :: !has_writer ->
                 atomic { assert(!writing); holders++ };
                 unlock_list()
+            :: has_writer && writer_waiting && t == M ->
+                /* a callback of the writer's own poll: counted, passes */
+                atomic { assert(!writing); holders++ };
+                unlock_list()
             :: else ->
                 slot_add(t, -1);
                 queued[id] = true;
@@ -157,8 +192,9 @@ retry:
                 leave(t);               /* vmm_coroutine_yield */
                 !queued[id];            /* woken by wrunlock */
                 if                      /* in whatever thread it is now */
-                :: t = 0
-                :: t = 1
+                :: t < M -> t = 0
+                :: t < M -> t = 1
+                :: t == M -> skip       /* main-loop coroutines stay there */
                 fi;
                 run_on(t);
                 goto retry
@@ -166,7 +202,7 @@ retry:
         fi;
         leave(t);
         if                              /* move while holding the lock */
-        :: t = 1 - t
+        :: t < M -> t = 1 - t
         :: skip
         fi;
         run_on(t);
@@ -175,6 +211,12 @@ retry:
 #ifndef BROKEN_NO_KICK
         if
         :: writer_waiting -> wait_kick(t)
+        :: else -> skip
+        fi;
+#endif
+#ifdef LIVE
+        if
+        :: t == M -> goto retry         /* re-lock in the same callback */
         :: else -> skip
         fi;
 #endif
@@ -191,6 +233,7 @@ end_drain:
     do
     :: atomic { buf_full[0] -> drain(0) }
     :: atomic { buf_full[1] -> drain(1) }
+    :: atomic { buf_full[2] -> drain(2) }
     od
 }
 
@@ -229,15 +272,20 @@ active proctype writer()
     byte i, c;
     short sum;
     for (i : 1 .. NWRITE) {
+        atomic { !thr_busy[M] -> thr_busy[M] = true; in_wrlock = true };
         writer_waiting = true;
         has_writer = true;
         writer_fence();
         num_waiters++;                  /* vmm_aio_wait_begin_ (+ smp_mb) */
         do                              /* VMM_AIO_WAIT_WHILE(readers_active()) */
-        :: lock_list(0);                /* reader_count(); the writer has no buffer */
+        :: lock_list(M);                /* reader_count() */
            sum = orphaned + foreign;
            sum = sum + count[0];
            sum = sum + count[1];
+           if                          /* its own slot: store forwarding */
+           :: buf_full[M] -> sum = sum + buf_val[M]
+           :: else -> sum = sum + count[M]
+           fi;
            unlock_list();
            assert(sum >= 0);            /* P1: (int32_t)sum >= 0 */
            if
@@ -246,8 +294,11 @@ active proctype writer()
 #ifdef BROKEN_CLEAR_HAS_WRITER
                has_writer = false;
 #endif
-               bh_pending;              /* aio_poll(main, true) */
-               bh_pending = false
+               /* aio_poll(main, true): returns after a main-loop callback
+                * ran or on the kick's BH */
+               atomic { thr_busy[M] = false; poll_open = true };
+               atomic { (bh_pending || !poll_open) && !thr_busy[M] ->
+                        bh_pending = false; poll_open = false; thr_busy[M] = true }
 #ifdef BROKEN_CLEAR_HAS_WRITER
                ; has_writer = true;
                writer_fence()
@@ -258,12 +309,13 @@ active proctype writer()
         writer_waiting = false;
         atomic { assert(holders == 0); writing = true; wrote = true };    /* P1 */
         writing = false;
-        lock_list(0);                   /* vmm_graph_wrunlock */
+        lock_list(M);                   /* vmm_graph_wrunlock */
         has_writer = false;
-        for (c : 0 .. NCO - 1) {
+        for (c : 0 .. NCO + NMAIN - 1) {
             queued[c] = false
         }
-        unlock_list()
+        unlock_list();
+        atomic { in_wrlock = false; thr_busy[M] = false }
     }
 }
 
@@ -273,6 +325,9 @@ init {
         run coroutine(1, 1);
 #if NCO > 2
         run coroutine(2, 0);
+#endif
+#if NMAIN > 0
+        run coroutine(NCO, M);
 #endif
     }
 }
