@@ -78,6 +78,9 @@
  *                          own it counts in shared_count (today's code):
  *                          its halted guest is never kicked, P2 fails.
  *   BROKEN_NO_KICK         gate_busy() does not kick: P2 fails.
+ *   BROKEN_RESET_AFTER_SCAN the inhibitor resets the event after its scan,
+ *                          not before: an ioctl that ends in between is
+ *                          lost, P2 fails.
  */
 
 #ifndef NRUN
@@ -215,7 +218,10 @@ active proctype inhibitor()
         atomic { drain() };             /* inhibitor_fence: membarrier */
 #endif
         do                              /* gate_wait_idle */
-        :: event = false;               /* gate_event_reset: xchg */
+        ::
+#ifndef BROKEN_RESET_AFTER_SCAN
+           event = false;               /* gate_event_reset: xchg */
+#endif
            busy = (shared_count != 0);  /* gate_busy */
            for (s : 0 .. 1) {
                if
@@ -227,6 +233,9 @@ active proctype inhibitor()
                :: else -> skip
                fi
            }
+#ifdef BROKEN_RESET_AFTER_SCAN
+           event = false;
+#endif
            if
            :: !busy -> break
            :: else -> event             /* futex wait on the event */

@@ -55,6 +55,9 @@
  *                          the clear is lost: P1 fails.
  *   BROKEN_ALWAYS_WRITE    the notifier writes the eventfd without looking
  *                          at notify_me: P2 fails.
+ *   BROKEN_GSOURCE_NO_BIT  the GSource's prepare does not set bit 0 of
+ *                          notify_me: a GLib poll that blocks is not woken,
+ *                          P1 fails.
  */
 
 #ifndef NNOTIFIERS
@@ -131,7 +134,9 @@ active proctype poller()
         :: glib ->
             /* aio_source_prepare: fetch_or(notify_me, 1), seq-cst load of
              * notified (ready: GLib polls with timeout 0) */
+#ifndef BROKEN_GSOURCE_NO_BIT
             atomic { notify_me = notify_me + 1; may_block = true };
+#endif
             blocking = !notified;
             if
             :: blocking -> eventfd; ready = true        /* g_poll blocks */
@@ -139,7 +144,9 @@ active proctype poller()
             fi;
             /* aio_source_check: fetch_and(notify_me, ~1); dispatch if the
              * eventfd is ready or notified is set */
+#ifndef BROKEN_GSOURCE_NO_BIT
             atomic { notify_me = notify_me - 1; may_block = false };
+#endif
             if
             :: ready || notified -> skip                /* aio_source_dispatch */
             :: else -> goto next
