@@ -30,8 +30,9 @@
  * The fixed protocol for a vCPU ioctl made on a slot by a thread that does
  * not own it (a slot created with a kick but never bound): it is counted
  * on the slot (an atomic RMW, a full barrier, as on the shared path), so
- * the scan sees the slot busy and kicks it.  Today's code counts it in
- * the gate's shared_count, which the scan cannot kick: that is the
+ * the scan sees the slot busy and kicks it.  Counting it in the gate's
+ * shared_count instead (shared_begin, the path vmm_accel_cpu_ioctl_begin
+ * takes when slot != tls_slot), which the scan cannot kick, is the
  * variant BROKEN_UNBOUND_SHARED.
  *
  * Memory model
@@ -75,7 +76,7 @@
  *   BROKEN_NO_MEMBARRIER   inhibitor_fence() as a plain smp_mb while owners
  *                          stay fence-free: D1 fails, P1 is violated.
  *   BROKEN_UNBOUND_SHARED  a slot's vCPU ioctl from a thread that does not
- *                          own it counts in shared_count (today's code):
+ *                          own it counts in shared_count (shared_begin):
  *                          its halted guest is never kicked, P2 fails.
  *   BROKEN_NO_KICK         gate_busy() does not kick: P2 fails.
  *   BROKEN_RESET_AFTER_SCAN the inhibitor resets the event after its scan,

@@ -29,9 +29,9 @@
  * (the callback decided on -EBUSY and let its worker finish before it
  * returned) waits for the callback to return and takes the deliverer's
  * role over: the deliverer sees the waiting completion at the top of its
- * loop and stops.  Today's code returns at once from device_run() in that
- * case, with the device quiesced and nothing delivered: that is the
- * variant BROKEN_NO_HANDOFF.
+ * loop and stops.  Returning at once from device_run() in that case ("that
+ * thread re-checks"), with the device quiesced and nothing delivered, is
+ * the variant BROKEN_NO_HANDOFF.
  *
  * Abstractions
  *   - dev->lock is a mutex (a flag taken atomically); the completion's
@@ -62,8 +62,8 @@
  *      running and idle (final assertions; no deadlock: invalid end state).
  *
  * Broken variants (tests/models/check must see errors)
- *   BROKEN_NO_HANDOFF     today's vmm_device_quiesced(): device_run() returns
- *                         when another thread delivers: P3 fails.
+ *   BROKEN_NO_HANDOFF     vmm_device_quiesced() ends with device_run(), which
+ *                         returns when another thread delivers: P3 fails.
  *   BROKEN_EBUSY_QUIESCED the deliverer treats -EBUSY like 0: the first error
  *                         found is the completion finding the device already
  *                         quiesced; the same search (pan -c0 -e) also finds
