@@ -72,6 +72,9 @@
  *      an invalid end state.  Every loop is bounded by the threads'
  *      iteration counts, so inhibit_begin terminates.
  *
+ * -DFALLBACK_FENCES checks the path without membarrier (old kernels,
+ * VMM_ACCEL_NO_MEMBARRIER=1): owner_fence and inhibitor_fence are smp_mb.
+ *
  * Broken variants (tests/models/check must see errors)
  *   BROKEN_NO_MEMBARRIER   inhibitor_fence() as a plain smp_mb while owners
  *                          stay fence-free: D1 fails, P1 is violated.
@@ -110,6 +113,15 @@ inline owner_store(v) { atomic { buf_full = true; buf_val = v } }
 /* vmm_accel_gate_event_set(): xchg is a full barrier. */
 inline event_set() { atomic { drain(); event = true } }
 
+/* vmm_accel_owner_fence(): a compiler barrier with membarrier (fence_free:
+ * nothing to model), smp_mb without (FALLBACK_FENCES: no membarrier,
+ * VMM_ACCEL_NO_MEMBARRIER=1). */
+#ifdef FALLBACK_FENCES
+#define OWNER_FENCE atomic { drain() };
+#else
+#define OWNER_FENCE
+#endif
+
 inline section(s)
 {
     atomic { assert(!inhibiting); running++ };          /* P1 */
@@ -128,7 +140,7 @@ active proctype vcpu_owner()
     byte i;
     for (i : 1 .. NRUN) {
         owner_store(1);                 /* vmm_accel_owner_begin: count = 1 */
-        /* owner_fence: compiler barrier only (fence_free) */
+        OWNER_FENCE
         if
         :: inhibited ->                 /* D1 -> vmm_accel_slot_begin_slow */
             do
@@ -145,6 +157,7 @@ active proctype vcpu_owner()
         fi;
         section(0);
         owner_store(0);                 /* vmm_accel_owner_end */
+        OWNER_FENCE
         if
         :: inhibited -> event_set()     /* D2 */
         :: else -> skip
@@ -215,9 +228,9 @@ active proctype inhibitor()
     bool busy;
     for (i : 1 .. NINHIBIT) {
         inhibited = true;
-#ifndef BROKEN_NO_MEMBARRIER
+#if !defined(BROKEN_NO_MEMBARRIER) && !defined(FALLBACK_FENCES)
         atomic { drain() };             /* inhibitor_fence: membarrier */
-#endif
+#endif                                  /* else smp_mb: the inhibitor's own */
         do                              /* gate_wait_idle */
         ::
 #ifndef BROKEN_RESET_AFTER_SCAN

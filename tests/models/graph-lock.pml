@@ -79,6 +79,9 @@
  *      that loops on vmm_graph_co_rdlock can starve the writer.  The suite
  *      checks that the model still shows this limit.
  *
+ * -DFALLBACK_FENCES checks the path without membarrier (old kernels, and
+ * ThreadSanitizer builds): FENCE_R and FENCE_W are both smp_mb.
+ *
  * Broken variants (tests/models/check must see errors)
  *   BROKEN_NO_MEMBARRIER       fence_writer() as a plain smp_mb while readers
  *                              use a compiler barrier: P1 fails.
@@ -156,6 +159,15 @@ inline leave(t)
     atomic { thr_busy[t] = false; if :: t == M -> poll_open = false :: else fi }
 }
 
+/* block_graph_fence_reader(): a compiler barrier with membarrier (nothing
+ * to model), smp_mb without (FALLBACK_FENCES: no membarrier, or
+ * ThreadSanitizer builds). */
+#ifdef FALLBACK_FENCES
+#define FENCE_R atomic { drain(t) };
+#else
+#define FENCE_R
+#endif
+
 /* vmm_aio_wait_kick(): smp_mb, then read num_waiters. */
 inline wait_kick(t) { atomic { drain(t); if :: num_waiters > 0 -> bh_pending = true :: else fi } }
 
@@ -171,7 +183,7 @@ end_co:
         run_on(t);
 retry:
         slot_add(t, 1);                 /* rdlock: count + 1 */
-        /* FENCE_R: compiler barrier */
+        FENCE_R
         if
         :: !has_writer -> atomic { assert(!writing); holders++ }
         :: else ->                      /* block_graph_rdlock_slow */
@@ -207,7 +219,7 @@ retry:
         fi;
         run_on(t);
         atomic { holders--; slot_add(t, -1) };     /* rdunlock: count - 1 */
-        /* FENCE_R: compiler barrier */
+        FENCE_R
 #ifndef BROKEN_NO_KICK
         if
         :: writer_waiting -> wait_kick(t)
@@ -260,7 +272,7 @@ active proctype destroy_b()
 
 inline writer_fence()
 {
-#ifndef BROKEN_NO_MEMBARRIER
+#if !defined(BROKEN_NO_MEMBARRIER) && !defined(FALLBACK_FENCES)
     atomic { drain_all() }              /* membarrier */
 #else
     skip                                /* smp_mb: orders the writer's own accesses */
