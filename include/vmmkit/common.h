@@ -75,8 +75,16 @@
 
 VMM_BEGIN_DECLS
 
-/* The library version as "MAJOR.MINOR.PATCH".  Any thread. */
+/*
+ * The version of the library running (which may be newer than the headers
+ * compiled against: VMM_VERSION_STRING and VMM_VERSION in vmmkit/version.h).
+ * vmm_version() gives "MAJOR.MINOR.MICRO"; vmm_version_number() gives
+ * VMM_VERSION_ENCODE(MAJOR, MINOR, MICRO), so
+ * `vmm_version_number() >= VMM_VERSION_ENCODE(0, 2, 0)` checks for 0.2.0.
+ * Any thread.
+ */
 VMM_EXPORT const char *vmm_version(void);
+VMM_EXPORT unsigned vmm_version_number(void);
 
 /* Log levels for messages the library prints about misuse or guest errors. */
 typedef enum VmmLogLevel {
