@@ -81,7 +81,9 @@ void kvm_vcpu_request(VmmVcpu *vcpu)
 
 /* ---- exits ---------------------------------------------------------------- */
 
-static void fill_exit_report(VmmVcpu *vcpu, VmmVmExit *e)
+/* The report of @vcpu's last exit; @by_handler: an exit handler returned
+ * VMM_EXIT_END_VM for it. */
+static void fill_exit_report(VmmVcpu *vcpu, VmmVmExit *e, bool by_handler)
 {
     struct kvm_run *run = vcpu->run;
     struct kvm_regs regs;
@@ -116,6 +118,9 @@ static void fill_exit_report(VmmVcpu *vcpu, VmmVmExit *e)
         e->code = run->exit_reason;
         break;
     }
+    if (by_handler) {
+        e->kind = VMM_VM_END_HANDLER;
+    }
     if (kvm_vcpu_ioctl(vcpu, KVM_GET_REGS, &regs) >= 0) {
         e->rip = regs.rip;
     }
@@ -127,7 +132,7 @@ static void end_with_error(VmmVcpu *vcpu, int err)
         .kind = VMM_VM_END_ERROR, .vcpu_id = vcpu->id,
         .exit_reason = vcpu->run->exit_reason, .error = err,
     };
-    vmm_error("vcpu %u: %s", vcpu->id, strerror(-err));
+    vmm_error("vcpu %u: %s", vcpu->id, vmm_strerror(err));
     kvm_vm_end(vcpu->vm, &e);
 }
 
@@ -192,8 +197,9 @@ VMM_HOT static int handle_exit(VmmVcpu *vcpu)
     if (reason == KVM_EXIT_HLT) {
         return default_halt(vcpu);
     }
-    fill_exit_report(vcpu, &e);
-    vmm_warn("vcpu %u: exit %u (code %llu) ends the VM", vcpu->id, reason,
+    fill_exit_report(vcpu, &e, false);
+    vmm_warn("vcpu %u: %s (KVM exit %s, %u; code %llu) ends the VM", vcpu->id,
+             vmm_vm_end_kind_name(e.kind), vmm_exit_reason_name(reason), reason,
              (unsigned long long)e.code);
     kvm_vm_end(vcpu->vm, &e);
     return VMM_EXIT_END_VM;
@@ -279,7 +285,7 @@ VMM_HOT __attribute__((noinline)) static void vcpu_exec(VmmVcpu *vcpu)
         }
         if (r == VMM_EXIT_END_VM) {
             VmmVmExit e;
-            fill_exit_report(vcpu, &e);
+            fill_exit_report(vcpu, &e, true);
             kvm_vm_end(vcpu->vm, &e);   /* no-op if the handler ended it */
             return;
         }

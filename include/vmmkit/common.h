@@ -86,6 +86,15 @@ VMM_BEGIN_DECLS
 VMM_EXPORT const char *vmm_version(void);
 VMM_EXPORT unsigned vmm_version_number(void);
 
+/*
+ * The message for an errno as the library returns it (negative; a positive
+ * errno works too), e.g. vmm_strerror(-ENOENT) is "No such file or
+ * directory"; 0 gives "Success", an errno the C library does not know gives
+ * "Unknown error".  Unlike strerror(), the string is static and the call is
+ * safe from any thread.
+ */
+VMM_EXPORT const char *vmm_strerror(int err);
+
 /* Log levels for messages the library prints about misuse or guest errors. */
 typedef enum VmmLogLevel {
     VMM_LOG_ERROR = 0,

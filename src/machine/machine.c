@@ -54,7 +54,9 @@ const char *vmm_machine_state_name(VmmMachineState st)
         "created", "running", "paused", "poweroff", "reboot", "stopped",
         "crashed", "error",
     };
-    return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "?";
+    _Static_assert(sizeof(names) / sizeof(names[0]) == VMM_MACHINE_ERROR + 1,
+                   "a VmmMachineState without a name");
+    return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "unknown";
 }
 
 /* ---- Files ------------------------------------------------------------------ */
@@ -654,13 +656,15 @@ static void *waiter_main(void *opaque)
     case VMM_VM_END_ERROR:
         st = VMM_MACHINE_ERROR;
         snprintf(m->end_msg, sizeof(m->end_msg), "host error on vCPU %u: %s",
-                 ex.vcpu_id, strerror(-ex.error));
+                 ex.vcpu_id, vmm_strerror(ex.error));
         break;
     default:
         st = VMM_MACHINE_CRASHED;
         snprintf(m->end_msg, sizeof(m->end_msg),
-                 "guest crashed: vCPU %u, KVM exit %u, code 0x%" PRIx64 ", rip 0x%" PRIx64,
-                 ex.vcpu_id, ex.exit_reason, ex.code, ex.rip);
+                 "guest crashed: vCPU %u, %s at KVM exit %s (%u), code 0x%" PRIx64
+                 ", rip 0x%" PRIx64,
+                 ex.vcpu_id, vmm_vm_end_kind_name(ex.kind),
+                 vmm_exit_reason_name(ex.exit_reason), ex.exit_reason, ex.code, ex.rip);
         break;
     }
     if (!m->end_msg[0]) {
