@@ -287,11 +287,6 @@ void vmm_graph_assume_rdlock(void)
 {
 }
 
-bool block_graph_writer_active(void)
-{
-    return vmm_atomic_read(&has_writer);
-}
-
 void block_assert_main_loop(const char *func)
 {
     VmmAioContext *cur = vmm_aio_get_current_context_raw();

@@ -49,7 +49,7 @@ static void kick_run(VmmVcpu *vcpu)
 {
     pid_t tid = vmm_atomic_read(&vcpu->tid);
 
-    __atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_RELAXED);
+    vmm_atomic_set(&vcpu->run->immediate_exit, 1);
     if (tid > 0) {
         syscall(SYS_tgkill, getpid(), tid, vcpu->vm->kick_signal);
     }
@@ -66,7 +66,7 @@ void vmm_vcpu_kick(VmmVcpu *vcpu)
     if (!vcpu) {
         return;
     }
-    __atomic_fetch_add(&vcpu->stats.kicks, 1, __ATOMIC_RELAXED);
+    vmm_atomic_stat_add(&vcpu->stats.kicks, 1);
     vmm_smp_mb();   /* K1 for callers that set a flag the vCPU reads */
     kick_run(vcpu);
     vmm_atomic_set(&vcpu->halt_wake, 1);
@@ -147,7 +147,7 @@ static int default_halt(VmmVcpu *vcpu)
     }
     /* The kick that woke us also set immediate_exit: consume it here, as
      * after -EINTR, so the next KVM_RUN runs the guest. */
-    __atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_RELAXED);
+    vmm_atomic_set(&vcpu->run->immediate_exit, 0);
     vmm_smp_mb();       /* K2: pairs with K1 in vmm_vcpu_kick() */
     return VMM_EXIT_CONTINUE;
 }
@@ -241,7 +241,7 @@ VMM_HOT __attribute__((noinline)) static void vcpu_exec(VmmVcpu *vcpu)
             }
             /* Complete the pending PIO/MMIO without running the guest:
              * KVM finishes the instruction, then sees immediate_exit. */
-            __atomic_store_n(&run->immediate_exit, 1, __ATOMIC_RELAXED);
+            vmm_atomic_set(&run->immediate_exit, 1);
         }
         if (vcpu->dirty) {
             r = kvm_state_put(vcpu, VMM_STATE_RUNTIME);
@@ -259,7 +259,7 @@ VMM_HOT __attribute__((noinline)) static void vcpu_exec(VmmVcpu *vcpu)
         vcpu->io_pending = false;   /* any entry completes it */
         if (r < 0) {
             if (r == -EINTR || r == -EAGAIN) {
-                __atomic_store_n(&run->immediate_exit, 0, __ATOMIC_RELAXED);
+                vmm_atomic_set(&run->immediate_exit, 0);
                 vmm_smp_mb();       /* K2: pairs with K1 in vmm_vcpu_kick() */
                 STAT_INC(vcpu, exits_intr);
                 continue;

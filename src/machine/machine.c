@@ -47,6 +47,7 @@
 #include "machine/kernel-unpack.h"
 #include "util/log.h"
 #include "util/thread.h"
+#include "util/atomic.h"
 
 const char *vmm_machine_state_name(VmmMachineState st)
 {
@@ -670,7 +671,7 @@ static void *waiter_main(void *opaque)
     if (!m->end_msg[0]) {
         snprintf(m->end_msg, sizeof(m->end_msg), "%s", vmm_machine_state_name(st));
     }
-    __atomic_store_n(&m->state, st, __ATOMIC_RELEASE);
+    vmm_atomic_store_release(&m->state, st);
     uint64_t one = 1;
     ssize_t n = write(m->end_fd, &one, sizeof(one));
     (void)n;
@@ -799,7 +800,7 @@ int vmm_machine_start(VmmMachine *m)
         return -r;
     }
     m->have_waiter = true;
-    __atomic_store_n(&m->state, VMM_MACHINE_RUNNING, __ATOMIC_RELEASE);
+    vmm_atomic_store_release(&m->state, VMM_MACHINE_RUNNING);
     r = vmm_vm_start(m->vm);
     if (r < 0) {
         vmm_vm_request_end(m->vm, VMM_MACHINE_ERROR);
@@ -809,7 +810,7 @@ int vmm_machine_start(VmmMachine *m)
 
 VmmMachineState vmm_machine_state(VmmMachine *m)
 {
-    return __atomic_load_n(&m->state, __ATOMIC_ACQUIRE);
+    return vmm_atomic_load_acquire(&m->state);
 }
 
 int vmm_machine_pause(VmmMachine *m)
