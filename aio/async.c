@@ -14,6 +14,7 @@
 
 #include "aio/aio-priv.h"
 #include "util/atomic.h"
+#include "util/trace.h"
 
 /* ---- Threads and the current context ------------------------------------------------ */
 
@@ -425,6 +426,7 @@ bool aio_bh_poll(VmmAioContext *ctx)
             if (!(flags & BH_IDLE)) {
                 progress = true;
             }
+            VMM_TRACE(bh_dispatch, ctx, bh, bh->cb);
             bh->cb(bh->opaque);
         }
         if (flags & (BH_DELETED | BH_ONESHOT)) {

@@ -34,6 +34,7 @@
 #include "util/atomic.h"
 #include "util/log.h"
 #include "util/thread.h"
+#include "util/trace.h"
 
 #define STAT_INC(v, f) vmm_atomic_set(&(v)->stats.f, (v)->stats.f + 1)
 
@@ -272,7 +273,9 @@ VMM_HOT __attribute__((noinline)) static void vcpu_exec(VmmVcpu *vcpu)
         if (vmm_unlikely(vmm_atomic_read(&vcpu->hot->coalesced_used))) {
             kvm_flush_coalesced(vcpu);
         }
+        VMM_TRACE(vcpu_exit, vcpu->id, run->exit_reason);
         r = handle_exit(vcpu);
+        VMM_TRACE(vcpu_exit_done, vcpu->id, run->exit_reason, r);
         if (r < 0) {
             end_with_error(vcpu, r);
             return;
