@@ -426,7 +426,7 @@ bool aio_bh_poll(VmmAioContext *ctx)
             if (!(flags & BH_IDLE)) {
                 progress = true;
             }
-            VMM_TRACE(bh_dispatch, ctx, bh, bh->cb);
+            TRACE_PROBE(bh_dispatch, ctx, bh, bh->cb);
             bh->cb(bh->opaque);
         }
         if (flags & (BH_DELETED | BH_ONESHOT)) {

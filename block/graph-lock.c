@@ -249,9 +249,9 @@ VMM_NOINLINE void coroutine_fn block_graph_rdlock_slow(GraphSlot *s) VMM_NO_TSA
     *pp = &w;
     vmm_mutex_unlock(&list_lock);
     vmm_aio_wait_kick();
-    VMM_TRACE(graph_rdlock_wait, w.co);
+    TRACE_PROBE(graph_rdlock_wait, w.co);
     vmm_coroutine_yield();
-    VMM_TRACE(graph_rdlock_wait_done, w.co);
+    TRACE_PROBE(graph_rdlock_wait_done, w.co);
     graph_rdlock_retry();      /* from the start, in whatever thread we are now */
 }
 
@@ -327,9 +327,9 @@ void vmm_graph_wrlock(void) VMM_NO_TSA
     /* Readers in other threads now queue; readers run by this poll (the
      * main loop's callbacks) pass (block_graph_rdlock_slow), so they cannot deadlock
      * against us, and they are counted, so we wait for them too. */
-    VMM_TRACE(graph_wrlock_wait);
+    TRACE_PROBE(graph_wrlock_wait);
     VMM_AIO_WAIT_WHILE(NULL, readers_active());
-    VMM_TRACE(graph_wrlock_wait_done);
+    TRACE_PROBE(graph_wrlock_wait_done);
     vmm_atomic_set(&writer_waiting, 0);
 
     vmm_block_drain_all_end();

@@ -273,9 +273,9 @@ VMM_HOT __attribute__((noinline)) static void vcpu_exec(VmmVcpu *vcpu)
         if (vmm_unlikely(vmm_atomic_read(&vcpu->hot->coalesced_used))) {
             kvm_flush_coalesced(vcpu);
         }
-        VMM_TRACE(vcpu_exit, vcpu->id, run->exit_reason);
+        TRACE_PROBE(vcpu_exit, vcpu->id, run->exit_reason);
         r = handle_exit(vcpu);
-        VMM_TRACE(vcpu_exit_done, vcpu->id, run->exit_reason, r);
+        TRACE_PROBE(vcpu_exit_done, vcpu->id, run->exit_reason, r);
         if (r < 0) {
             end_with_error(vcpu, r);
             return;

@@ -77,7 +77,7 @@ static void sched_bh(void *opaque)
         fifo = co->sched_next;
         co->sched_next = NULL;
         vmm_atomic_set(&co->scheduled, NULL);
-        VMM_TRACE(co_scheduled_enter, s->ctx, co);
+        TRACE_PROBE(co_scheduled_enter, s->ctx, co);
         vmm_co_enter_ctx(s->ctx, co);
     }
 }
@@ -127,7 +127,7 @@ void vmm_co_schedule_by(VmmAioContext *ctx, struct VmmCoroutine *co,
     const char *prev;
     CoSched *s;
 
-    VMM_TRACE(co_schedule, ctx, co);
+    TRACE_PROBE(co_schedule, ctx, co);
     prev = vmm_atomic_cmpxchg(&co->scheduled, NULL, who);
     if (vmm_unlikely(prev)) {
         char a[128], b[128];

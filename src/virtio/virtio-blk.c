@@ -62,7 +62,7 @@ static void vblk_complete(VblkRequest *req, uint8_t status, uint32_t len)
     VmmVirtqueue *vq = req->vq;
     VmmVirtioBlk *b = req->b;
 
-    VMM_TRACE(virtio_blk_complete, b, req, status, len);
+    TRACE_PROBE(virtio_blk_complete, b, req, status, len);
     vmm_atomic_stat_add(&b->st_requests, 1);
     /* The I/O's end stands for the answer's time (the push follows at
      * once): one clock read fewer per request. */
@@ -183,7 +183,7 @@ static VMM_COROUTINE_FN void vblk_co(void *opaque)
 static void vblk_start(VmmVirtioBlk *b, VblkRequest *req)
 {
     int err = 0;
-    VMM_TRACE(virtio_blk_request, b, req, req->r.type, req->r.sector);
+    TRACE_PROBE(virtio_blk_request, b, req, req->r.type, req->r.sector);
     VmmCoroutine *co = vmm_coroutine_create(vblk_co, req, &err);
 
     if (!co) {
