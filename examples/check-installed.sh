@@ -2,7 +2,8 @@
 # check-installed.sh MESON BUILDDIR EXAMPLESDIR FILE.c...
 # Install the build into a temporary directory, then compile and link every
 # example with `cc FILE $(pkg-config --cflags --libs vmmkit)` against that
-# copy alone; run glib-loop from it.  Fails if any step fails.
+# copy alone; run glib-loop from it.  Fails if any step fails.  $CC (default
+# cc) may add flags, e.g. the sanitizers the library was built with.
 set -eu
 meson=$1 build=$2 src=$3
 shift 3
@@ -22,8 +23,8 @@ libdir=$(pkg-config --variable=libdir vmmkit)
 failed=0
 for f in "$@"; do
   exe="$tmp/$(basename "$f" .c)"
-  # shellcheck disable=SC2086 # the flags are words
-  if cc -Wall -Wextra -Werror "$src/$f" $flags -o "$exe"; then
+  # shellcheck disable=SC2086 # CC and the flags are words
+  if ${CC:-cc} -Wall -Wextra -Werror "$src/$f" $flags -o "$exe"; then
     echo "built $f against the installed library"
   else
     echo "FAILED to build $f against the installed library"; failed=1
