@@ -589,12 +589,3 @@ uint64_t vmm_accel_gate_inhibit_count(VmmAccelGate *gate)
     return vmm_atomic_read(&gate->inhibits);
 }
 
-VmmAccelCpuSlot *vmm_accel_current_slot(void)
-{
-    return tls_slot;
-}
-
-bool vmm_accel_is_inhibitor(VmmAccelGate *gate)
-{
-    return vmm_atomic_read(&gate->inhibitor) == (void *)&tls_self;
-}

@@ -45,11 +45,6 @@ struct VmmAccelGate {
 #define VMM_ACCEL_GATE_USER_SIZE 64
 void *vmm_accel_gate_user_area(VmmAccelGate *gate);
 
-/* The slot the calling thread owns, or NULL. */
-VmmAccelCpuSlot *vmm_accel_current_slot(void);
-/* True if the calling thread is inhibiting @gate. */
-bool vmm_accel_is_inhibitor(VmmAccelGate *gate);
-
 /* Slow paths of the owner's brackets (accel-blocker.c). */
 void vmm_accel_slot_begin_slow(VmmAccelCpuSlot *slot);
 void vmm_accel_gate_event_set(VmmAccelGate *gate);

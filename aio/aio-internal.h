@@ -83,10 +83,6 @@ int vmm_aio_context_hooks_register(const VmmAioContextHooks *hooks, void *opaque
 /* Returns 0 or -ENOENT.  Any thread. */
 int vmm_aio_context_hooks_unregister(const VmmAioContextHooks *hooks);
 
-/* Call @fn for each live context under the hooks mutex (same rules). */
-void vmm_aio_context_foreach(void (*fn)(VmmAioContext *ctx, void *opaque),
-                             void *opaque);
-
 /* ---- Current context ---------------------------------------------------------- */
 
 /*

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "aio/aio-priv.h"
+#include "util/atomic.h"
 
 #define POLL_NS_START 4000     /* first busy-poll budget when growing */
 
@@ -591,7 +592,7 @@ bool vmm_aio_poll(VmmAioContext *ctx, bool blocking)
          * see notified, or the notifier sees notify_me and writes the
          * eventfd we are about to wait on. */
         vmm_atomic_fetch_add(&ctx->notify_me, 2);
-        if (__atomic_load_n(&ctx->notified, __ATOMIC_SEQ_CST)) {
+        if (vmm_atomic_load_seq_cst(&ctx->notified)) {
             timeout = 0;
         }
     }

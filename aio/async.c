@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "aio/aio-priv.h"
+#include "util/atomic.h"
+#include "util/trace.h"
 
 /* ---- Threads and the current context ------------------------------------------------ */
 
@@ -160,13 +162,13 @@ void aio_poll_exit(VmmAioContext *ctx, VmmAioContext *saved_current)
 void vmm_aio_notify(VmmAioContext *ctx)
 {
     /* Pairs with the xchg in aio_notify_accept(). */
-    if (__atomic_load_n(&ctx->notified, __ATOMIC_SEQ_CST)) {
+    if (vmm_atomic_load_seq_cst(&ctx->notified)) {
         return;
     }
     /* Pairs with the fetch_add of notify_me in vmm_aio_poll() and the
      * fetch_or in the GSource prepare. */
     (void)vmm_atomic_xchg(&ctx->notified, true);
-    if (__atomic_load_n(&ctx->notify_me, __ATOMIC_SEQ_CST)) {
+    if (vmm_atomic_load_seq_cst(&ctx->notify_me)) {
         vmm_event_notifier_set(&ctx->notifier);
     }
 }
@@ -373,7 +375,7 @@ static VmmBH *bh_take_all(VmmAioContext *ctx)
 {
     /* Seq-cst (a plain load on x86): ordered after the xchg of notified
      * in aio_notify_accept(), see vmm_aio_notify(). */
-    if (!__atomic_load_n(&ctx->bh_list, __ATOMIC_SEQ_CST)) {
+    if (!vmm_atomic_load_seq_cst(&ctx->bh_list)) {
         return NULL;
     }
     /* Pairs with the xchg in bh_push(). */
@@ -424,6 +426,7 @@ bool aio_bh_poll(VmmAioContext *ctx)
             if (!(flags & BH_IDLE)) {
                 progress = true;
             }
+            TRACE_PROBE(bh_dispatch, ctx, bh, bh->cb);
             bh->cb(bh->opaque);
         }
         if (flags & (BH_DELETED | BH_ONESHOT)) {
@@ -637,15 +640,6 @@ int vmm_aio_context_hooks_unregister(const VmmAioContextHooks *h)
     }
     pthread_mutex_unlock(&hooks_lock);
     return ret;
-}
-
-void vmm_aio_context_foreach(void (*fn)(VmmAioContext *ctx, void *opaque), void *opaque)
-{
-    pthread_mutex_lock(&hooks_lock);
-    for (VmmAioContext *c = all_contexts; c; c = c->all_next) {
-        fn(c, opaque);
-    }
-    pthread_mutex_unlock(&hooks_lock);
 }
 
 static void ctx_register(VmmAioContext *ctx)

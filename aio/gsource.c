@@ -15,6 +15,7 @@
 #include <errno.h>
 
 #include "aio/aio-priv.h"
+#include "util/atomic.h"
 
 typedef struct AioSource {
     GSource source;
@@ -33,7 +34,7 @@ static gboolean aio_source_prepare(GSource *s, gint *timeout)
     /* Pairs with the xchg of notified in vmm_aio_notify(). */
     vmm_atomic_fetch_or(&ctx->notify_me, 1u);
     int64_t ns = aio_compute_timeout(ctx);
-    if (__atomic_load_n(&ctx->notified, __ATOMIC_SEQ_CST)) {
+    if (vmm_atomic_load_seq_cst(&ctx->notified)) {
         ns = 0;
     }
     *timeout = ns < 0 ? -1 : (gint)((ns + 999999) / 1000000);

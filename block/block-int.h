@@ -232,7 +232,6 @@ bool block_node_drain_busy(VmmBlockNode *n);
 
 /* ---- Graph lock internals ---------------------------------------------------- */
 
-bool block_graph_writer_active(void);
 /* The sum of reader counts (tests), and whether readers use asymmetric
  * fences (membarrier). */
 uint32_t block_graph_reader_count(void);

@@ -59,6 +59,7 @@
 #include "aio/aio-internal.h"
 #include "block/block-int.h"
 #include "block/graph-lock-int.h"
+#include "util/trace.h"
 
 VmmGraphLock vmm_graph_lock;
 
@@ -248,7 +249,9 @@ VMM_NOINLINE void coroutine_fn block_graph_rdlock_slow(GraphSlot *s) VMM_NO_TSA
     *pp = &w;
     vmm_mutex_unlock(&list_lock);
     vmm_aio_wait_kick();
+    TRACE_PROBE(graph_rdlock_wait, w.co);
     vmm_coroutine_yield();
+    TRACE_PROBE(graph_rdlock_wait_done, w.co);
     graph_rdlock_retry();      /* from the start, in whatever thread we are now */
 }
 
@@ -285,11 +288,6 @@ void vmm_graph_rdunlock_main_loop(void) VMM_NO_TSA
 
 void vmm_graph_assume_rdlock(void)
 {
-}
-
-bool block_graph_writer_active(void)
-{
-    return vmm_atomic_read(&has_writer);
 }
 
 void block_assert_main_loop(const char *func)
@@ -329,7 +327,9 @@ void vmm_graph_wrlock(void) VMM_NO_TSA
     /* Readers in other threads now queue; readers run by this poll (the
      * main loop's callbacks) pass (block_graph_rdlock_slow), so they cannot deadlock
      * against us, and they are counted, so we wait for them too. */
+    TRACE_PROBE(graph_wrlock_wait);
     VMM_AIO_WAIT_WHILE(NULL, readers_active());
+    TRACE_PROBE(graph_wrlock_wait_done);
     vmm_atomic_set(&writer_waiting, 0);
 
     vmm_block_drain_all_end();

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "block/block-int.h"
+#include "util/trace.h"
 
 /* ---- iovec helpers ------------------------------------------------------------- */
 
@@ -270,12 +271,14 @@ int block_co_preadv(VmmBlockNode *n, int64_t offset, int64_t bytes,
         return ret;
     }
     block_inc_in_flight(n);
+    TRACE_PROBE(block_read, n, offset, bytes);
     int64_t limit = chunk_limit(n);
     if (vmm_likely(limit == 0 || chunk_len(n, limit, offset, bytes) == bytes)) {
         ret = read_one(n, offset, bytes, iov, iovcnt, flags);
     } else {
         ret = split_rw(n, read_one, limit, offset, bytes, iov, iovcnt, flags);
     }
+    TRACE_PROBE(block_read_done, n, offset, ret);
     block_dec_in_flight(n);
     return ret;
 }
@@ -368,6 +371,7 @@ int block_co_pwritev(VmmBlockNode *n, int64_t offset, int64_t bytes,
         return -EPERM;
     }
     block_inc_in_flight(n);
+    TRACE_PROBE(block_write, n, offset, bytes, flags);
     int dflags = flags & ~VMM_REQ_FUA;
     int64_t limit = chunk_limit(n);
     if (vmm_likely(limit == 0 || chunk_len(n, limit, offset, bytes) == bytes)) {
@@ -378,6 +382,7 @@ int block_co_pwritev(VmmBlockNode *n, int64_t offset, int64_t bytes,
     if (ret == 0 && (flags & VMM_REQ_FUA)) {
         ret = n->drv->co_flush ? n->drv->co_flush(n) : 0;
     }
+    TRACE_PROBE(block_write_done, n, offset, ret);
     block_dec_in_flight(n);
     return ret;
 }
@@ -390,7 +395,9 @@ int block_co_flush(VmmBlockNode *n)
         return 0;
     }
     block_inc_in_flight(n);
+    TRACE_PROBE(block_flush, n);
     int ret = n->drv->co_flush(n);
+    TRACE_PROBE(block_flush_done, n, ret);
     block_dec_in_flight(n);
     return ret;
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * vmmkit-aio-demo: the event loop at work (the main job until vmmkit-run
- * replaced it; kept as a runnable example and a test).  The main loop runs the main AioContext; an iothread runs
+ * vmmkit-aio-demo: the event loop at work, a runnable walk-through that is
+ * also a test.  The main loop runs the main AioContext; an iothread runs
  * its own.  What happens, in order:
  *   - a timer on the main context ticks three times, 40 ms apart;
  *   - on the first tick the main loop schedules a BH into the iothread;

@@ -307,7 +307,7 @@ static void control_command(VmmMachine *m, int fd, char *cmd)
         return;
     }
     if (r < 0) {
-        reply(fd, "error %s\n", strerror(-r));
+        reply(fd, "error %s\n", vmm_strerror(r));
     } else {
         reply(fd, "ok %s\n", vmm_machine_state_name(vmm_machine_state(m)));
     }
@@ -578,13 +578,13 @@ static VmmMachine *build(const Args *a)
     int err = 0;
     VmmMachine *m = vmm_machine_new(&a->mo, &err);
     if (!m) {
-        fprintf(stderr, "vmmkit-run: cannot create the machine: %s\n", strerror(-err));
+        fprintf(stderr, "vmmkit-run: cannot create the machine: %s\n", vmm_strerror(err));
         return NULL;
     }
     for (int i = 0; i < a->ndisks; i++) {
         err = vmm_machine_add_disk(m, a->disk[i], a->disk_ro[i]);
         if (err < 0) {
-            fprintf(stderr, "vmmkit-run: disk %s: %s\n", a->disk[i], strerror(-err));
+            fprintf(stderr, "vmmkit-run: disk %s: %s\n", a->disk[i], vmm_strerror(err));
             vmm_machine_free(m);
             return NULL;
         }
@@ -615,7 +615,7 @@ int main(int argc, char **argv)
         l.listen_fd = listen_unix(a.api_socket);
         if (l.listen_fd < 0) {
             fprintf(stderr, "vmmkit-run: api socket %s: %s\n", a.api_socket,
-                    strerror(-l.listen_fd));
+                    vmm_strerror(l.listen_fd));
             return 2;
         }
     }
@@ -644,7 +644,7 @@ int main(int argc, char **argv)
     if (a.seccomp) {
         int r = run_seccomp_install(a.seccomp_log);
         if (r < 0) {
-            fprintf(stderr, "vmmkit-run: seccomp filter: %s\n", strerror(-r));
+            fprintf(stderr, "vmmkit-run: seccomp filter: %s\n", vmm_strerror(r));
             vmm_machine_free(m);
             return 2;
         }
@@ -678,7 +678,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "vmmkit-run: %s\n", msg);
             status = 1;
         } else {
-            fprintf(stderr, "vmmkit-run: %s\n", st < 0 ? strerror(-st) : msg);
+            fprintf(stderr, "vmmkit-run: %s\n", st < 0 ? vmm_strerror(st) : msg);
             status = 2;
         }
         break;

@@ -212,15 +212,15 @@ VMM_HOT void kvm_flush_coalesced(VmmVcpu *self)
         return;
     }
     /* Acquire pairs with the kernel's release of last after the entry. */
-    if (__atomic_load_n(&ring->first, __ATOMIC_RELAXED) ==
-        __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE)) {
+    if (vmm_atomic_read(&ring->first) ==
+        vmm_atomic_load_acquire(&ring->last)) {
         return;
     }
     flushing = true;
     vmm_mutex_lock(&vm->coalesced_lock);
     for (;;) {
-        uint32_t first = __atomic_load_n(&ring->first, __ATOMIC_RELAXED);
-        if (first == __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE) || first >= max) {
+        uint32_t first = vmm_atomic_read(&ring->first);
+        if (first == vmm_atomic_load_acquire(&ring->last) || first >= max) {
             break;
         }
         struct kvm_coalesced_mmio ent = ring->coalesced_mmio[first];
@@ -229,7 +229,7 @@ VMM_HOT void kvm_flush_coalesced(VmmVcpu *self)
                      load_sized(ent.data, ent.len));
         }
         /* Release: the entry is consumed before the kernel may reuse it. */
-        __atomic_store_n(&ring->first, (first + 1) % max, __ATOMIC_RELEASE);
+        vmm_atomic_store_release(&ring->first, (first + 1) % max);
     }
     vmm_mutex_unlock(&vm->coalesced_lock);
     flushing = false;

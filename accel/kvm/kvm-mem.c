@@ -340,7 +340,7 @@ static int harvest_locked(VmmVm *vm, VmmVcpu *vcpu) VMM_REQUIRES(vm->mem_lock)
     for (;;) {
         struct kvm_dirty_gfn *g = &vcpu->gfns[vcpu->gfn_fetch & (n - 1)];
         /* Acquire pairs with KVM's release when it publishes the entry. */
-        uint32_t flags = __atomic_load_n(&g->flags, __ATOMIC_ACQUIRE);
+        uint32_t flags = vmm_atomic_load_acquire(&g->flags);
         if (!(flags & KVM_DIRTY_GFN_F_DIRTY)) {
             break;
         }
@@ -349,7 +349,7 @@ static int harvest_locked(VmmVm *vm, VmmVcpu *vcpu) VMM_REQUIRES(vm->mem_lock)
             s->dirty[g->offset / 64] |= 1ULL << (g->offset % 64);
         }
         /* Release pairs with KVM's read in KVM_RESET_DIRTY_RINGS. */
-        __atomic_store_n(&g->flags, KVM_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
+        vmm_atomic_store_release(&g->flags, KVM_DIRTY_GFN_F_RESET);
         vcpu->gfn_fetch++;
         count++;
     }

@@ -34,6 +34,7 @@
 #include "util/atomic.h"
 #include "util/log.h"
 #include "util/thread.h"
+#include "util/trace.h"
 
 #define STAT_INC(v, f) vmm_atomic_set(&(v)->stats.f, (v)->stats.f + 1)
 
@@ -49,7 +50,7 @@ static void kick_run(VmmVcpu *vcpu)
 {
     pid_t tid = vmm_atomic_read(&vcpu->tid);
 
-    __atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_RELAXED);
+    vmm_atomic_set(&vcpu->run->immediate_exit, 1);
     if (tid > 0) {
         syscall(SYS_tgkill, getpid(), tid, vcpu->vm->kick_signal);
     }
@@ -66,7 +67,7 @@ void vmm_vcpu_kick(VmmVcpu *vcpu)
     if (!vcpu) {
         return;
     }
-    __atomic_fetch_add(&vcpu->stats.kicks, 1, __ATOMIC_RELAXED);
+    vmm_atomic_stat_add(&vcpu->stats.kicks, 1);
     vmm_smp_mb();   /* K1 for callers that set a flag the vCPU reads */
     kick_run(vcpu);
     vmm_atomic_set(&vcpu->halt_wake, 1);
@@ -81,7 +82,9 @@ void kvm_vcpu_request(VmmVcpu *vcpu)
 
 /* ---- exits ---------------------------------------------------------------- */
 
-static void fill_exit_report(VmmVcpu *vcpu, VmmVmExit *e)
+/* The report of @vcpu's last exit; @by_handler: an exit handler returned
+ * VMM_EXIT_END_VM for it. */
+static void fill_exit_report(VmmVcpu *vcpu, VmmVmExit *e, bool by_handler)
 {
     struct kvm_run *run = vcpu->run;
     struct kvm_regs regs;
@@ -116,6 +119,9 @@ static void fill_exit_report(VmmVcpu *vcpu, VmmVmExit *e)
         e->code = run->exit_reason;
         break;
     }
+    if (by_handler) {
+        e->kind = VMM_VM_END_HANDLER;
+    }
     if (kvm_vcpu_ioctl(vcpu, KVM_GET_REGS, &regs) >= 0) {
         e->rip = regs.rip;
     }
@@ -127,7 +133,7 @@ static void end_with_error(VmmVcpu *vcpu, int err)
         .kind = VMM_VM_END_ERROR, .vcpu_id = vcpu->id,
         .exit_reason = vcpu->run->exit_reason, .error = err,
     };
-    vmm_error("vcpu %u: %s", vcpu->id, strerror(-err));
+    vmm_error("vcpu %u: %s", vcpu->id, vmm_strerror(err));
     kvm_vm_end(vcpu->vm, &e);
 }
 
@@ -142,7 +148,7 @@ static int default_halt(VmmVcpu *vcpu)
     }
     /* The kick that woke us also set immediate_exit: consume it here, as
      * after -EINTR, so the next KVM_RUN runs the guest. */
-    __atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_RELAXED);
+    vmm_atomic_set(&vcpu->run->immediate_exit, 0);
     vmm_smp_mb();       /* K2: pairs with K1 in vmm_vcpu_kick() */
     return VMM_EXIT_CONTINUE;
 }
@@ -192,8 +198,9 @@ VMM_HOT static int handle_exit(VmmVcpu *vcpu)
     if (reason == KVM_EXIT_HLT) {
         return default_halt(vcpu);
     }
-    fill_exit_report(vcpu, &e);
-    vmm_warn("vcpu %u: exit %u (code %llu) ends the VM", vcpu->id, reason,
+    fill_exit_report(vcpu, &e, false);
+    vmm_warn("vcpu %u: %s (KVM exit %s, %u; code %llu) ends the VM", vcpu->id,
+             vmm_vm_end_kind_name(e.kind), vmm_exit_reason_name(reason), reason,
              (unsigned long long)e.code);
     kvm_vm_end(vcpu->vm, &e);
     return VMM_EXIT_END_VM;
@@ -235,7 +242,7 @@ VMM_HOT __attribute__((noinline)) static void vcpu_exec(VmmVcpu *vcpu)
             }
             /* Complete the pending PIO/MMIO without running the guest:
              * KVM finishes the instruction, then sees immediate_exit. */
-            __atomic_store_n(&run->immediate_exit, 1, __ATOMIC_RELAXED);
+            vmm_atomic_set(&run->immediate_exit, 1);
         }
         if (vcpu->dirty) {
             r = kvm_state_put(vcpu, VMM_STATE_RUNTIME);
@@ -253,7 +260,7 @@ VMM_HOT __attribute__((noinline)) static void vcpu_exec(VmmVcpu *vcpu)
         vcpu->io_pending = false;   /* any entry completes it */
         if (r < 0) {
             if (r == -EINTR || r == -EAGAIN) {
-                __atomic_store_n(&run->immediate_exit, 0, __ATOMIC_RELAXED);
+                vmm_atomic_set(&run->immediate_exit, 0);
                 vmm_smp_mb();       /* K2: pairs with K1 in vmm_vcpu_kick() */
                 STAT_INC(vcpu, exits_intr);
                 continue;
@@ -266,7 +273,9 @@ VMM_HOT __attribute__((noinline)) static void vcpu_exec(VmmVcpu *vcpu)
         if (vmm_unlikely(vmm_atomic_read(&vcpu->hot->coalesced_used))) {
             kvm_flush_coalesced(vcpu);
         }
+        TRACE_PROBE(vcpu_exit, vcpu->id, run->exit_reason);
         r = handle_exit(vcpu);
+        TRACE_PROBE(vcpu_exit_done, vcpu->id, run->exit_reason, r);
         if (r < 0) {
             end_with_error(vcpu, r);
             return;
@@ -279,7 +288,7 @@ VMM_HOT __attribute__((noinline)) static void vcpu_exec(VmmVcpu *vcpu)
         }
         if (r == VMM_EXIT_END_VM) {
             VmmVmExit e;
-            fill_exit_report(vcpu, &e);
+            fill_exit_report(vcpu, &e, true);
             kvm_vm_end(vcpu->vm, &e);   /* no-op if the handler ended it */
             return;
         }

@@ -43,7 +43,7 @@
 void vmm_co_spin_lock_slow(VmmCoSpin *s)
 {
     for (unsigned n = 0;; n++) {
-        if (!vmm_atomic_read(&s->v) && !__atomic_exchange_n(&s->v, 1, __ATOMIC_ACQUIRE)) {
+        if (!vmm_atomic_read(&s->v) && !vmm_atomic_xchg_acquire(&s->v, 1)) {
             return;
         }
         if (n < 64) {

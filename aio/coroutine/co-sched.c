@@ -26,6 +26,7 @@
 #include "coroutine-int.h"
 #include "util/atomic.h"
 #include "util/log.h"
+#include "util/trace.h"
 
 typedef struct CoSched {
     VmmAioContext *ctx;
@@ -76,6 +77,7 @@ static void sched_bh(void *opaque)
         fifo = co->sched_next;
         co->sched_next = NULL;
         vmm_atomic_set(&co->scheduled, NULL);
+        TRACE_PROBE(co_scheduled_enter, s->ctx, co);
         vmm_co_enter_ctx(s->ctx, co);
     }
 }
@@ -125,6 +127,7 @@ void vmm_co_schedule_by(VmmAioContext *ctx, struct VmmCoroutine *co,
     const char *prev;
     CoSched *s;
 
+    TRACE_PROBE(co_schedule, ctx, co);
     prev = vmm_atomic_cmpxchg(&co->scheduled, NULL, who);
     if (vmm_unlikely(prev)) {
         char a[128], b[128];

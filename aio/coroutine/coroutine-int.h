@@ -18,6 +18,7 @@
 #undef VMM_CO_BACKEND_ASM
 #endif
 #include "util/compiler.h"
+#include "util/atomic.h"
 
 /* ---- Sanitizer and valgrind detection ---------------------------------- */
 
@@ -72,14 +73,14 @@ void vmm_co_spin_lock_slow(VmmCoSpin *s);
 static inline void vmm_co_spin_lock(VmmCoSpin *s) VMM_ACQUIRE(*s) VMM_NO_TSA
 {
     /* Acquire pairs with the release in vmm_co_spin_unlock(). */
-    if (vmm_unlikely(__atomic_exchange_n(&s->v, 1, __ATOMIC_ACQUIRE))) {
+    if (vmm_unlikely(vmm_atomic_xchg_acquire(&s->v, 1))) {
         vmm_co_spin_lock_slow(s);
     }
 }
 
 static inline void vmm_co_spin_unlock(VmmCoSpin *s) VMM_RELEASE(*s) VMM_NO_TSA
 {
-    __atomic_store_n(&s->v, 0, __ATOMIC_RELEASE);
+    vmm_atomic_store_release(&s->v, 0);
 }
 
 /* What a switch tells the coroutine it lands in. */
@@ -146,11 +147,6 @@ static inline void vmm_co_fifo_init(VmmCoFifo *f)
 {
     f->head = NULL;
     f->tailp = &f->head;
-}
-
-static inline bool vmm_co_fifo_empty(const VmmCoFifo *f)
-{
-    return f->head == NULL;
 }
 
 static inline void vmm_co_fifo_push(VmmCoFifo *f, struct VmmCoroutine *co)

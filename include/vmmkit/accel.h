@@ -20,7 +20,7 @@
  *
  * The KVM layer (vmmkit/kvm.h) brackets its own ioctls; a VMM uses this
  * header directly only for ioctls it issues itself on fds it got from
- * vmmkit (vmm_kvm_vm_fd(), vmm_vcpu_fd()), or to build its own accelerator.
+ * vmmkit (vmm_vm_fd(), vmm_vcpu_fd()), or to build its own accelerator.
  */
 #ifndef VMMKIT_ACCEL_H
 #define VMMKIT_ACCEL_H

@@ -91,9 +91,9 @@ VMM_EXPORT void vmm_graph_assume_rdlock(void) VMM_ASSERT_SHARED_CAPABILITY(vmm_g
  * "driver=raw,offset=1M,file.driver=file,file.filename=/x.img".  Options
  * every node takes: driver (required), node-name, read-only.  The node is
  * in the main context.  Returns a node holding one reference, or NULL
- * with *errp set (messages name the option or file at fault).  Main loop.
+ * with *gerr set (messages name the option or file at fault).  Main loop.
  */
-VMM_EXPORT VmmBlockNode *vmm_block_open(const char *options, int flags, GError **errp);
+VMM_EXPORT VmmBlockNode *vmm_block_open(const char *options, int flags, GError **gerr);
 
 /* References.  The graph holds its own: a node attached as a child stays
  * alive while attached.  Main loop. */
@@ -142,7 +142,7 @@ VMM_EXPORT unsigned vmm_block_child_role(VmmBlockChild *c) VMM_GRAPH_RDLOCK;
  * taken, -ELOOP if it would make a cycle, -EPERM if the parent's driver
  * takes no such child.  Takes the write lock.  Main loop. */
 VMM_EXPORT int vmm_block_attach_child(VmmBlockNode *parent, VmmBlockNode *child,
-                                      const char *name, unsigned role, GError **errp)
+                                      const char *name, unsigned role, GError **gerr)
     VMM_GRAPH_UNLOCKED;
 /* Detach the child edge @name of @parent (drains it first).  Returns 0 or
  * -ENOENT.  Takes the write lock.  Main loop. */
@@ -154,19 +154,19 @@ VMM_EXPORT int vmm_block_detach_child(VmmBlockNode *parent, const char *name)
  * if it cannot).  Edges from nodes below @to are kept (a filter inserted
  * above @from keeps pointing at it).  Parents whose length changes are
  * told (VmmBlockDevOps.resize).  Takes the write lock.  Main loop. */
-VMM_EXPORT int vmm_block_replace_node(VmmBlockNode *from, VmmBlockNode *to, GError **errp)
+VMM_EXPORT int vmm_block_replace_node(VmmBlockNode *from, VmmBlockNode *to, GError **gerr)
     VMM_GRAPH_UNLOCKED;
 /* Make the edge @name of @parent point at @to (the old child loses a
  * reference).  As vmm_block_replace_node() but for one edge. */
 VMM_EXPORT int vmm_block_replace_child(VmmBlockNode *parent, const char *name,
-                                       VmmBlockNode *to, GError **errp) VMM_GRAPH_UNLOCKED;
+                                       VmmBlockNode *to, GError **gerr) VMM_GRAPH_UNLOCKED;
 
 /* Move @n, its children (recursively) and every BlockBackend and node
  * parent of those nodes to @ctx, under drain.  Fails with -EBUSY if a
  * BlockBackend above it is bound to a device that forbids the move.
  * Main loop. */
 VMM_EXPORT int vmm_block_node_set_context(VmmBlockNode *n, VmmAioContext *ctx,
-                                          GError **errp) VMM_GRAPH_UNLOCKED;
+                                          GError **gerr) VMM_GRAPH_UNLOCKED;
 
 /* ---- Drain ----------------------------------------------------------------- */
 
@@ -211,9 +211,9 @@ typedef struct VmmBlockDevOps {
     /* The length changed (e.g. the node was replaced).  */
     void (*resize)(void *opaque);
     /* May the BlockBackend move to another AioContext?  Return 0 or
-     * -errno (and fill @errp) to refuse.  NULL: refuse (-EBUSY) once a
+     * -errno (and fill @gerr) to refuse.  NULL: refuse (-EBUSY) once a
      * device is attached, unless it called vmm_blk_set_context itself. */
-    int (*can_set_context)(void *opaque, VmmAioContext *ctx, GError **errp);
+    int (*can_set_context)(void *opaque, VmmAioContext *ctx, GError **gerr);
     /* The BlockBackend moved to @ctx (while drained). */
     void (*set_context)(void *opaque, VmmAioContext *ctx);
 } VmmBlockDevOps;
@@ -221,14 +221,14 @@ typedef struct VmmBlockDevOps {
 /* A BlockBackend in @ctx (NULL: the main context), empty.  Main loop. */
 VMM_EXPORT VmmBlockBackend *vmm_blk_new(VmmAioContext *ctx, int *errp);
 /* Open @options (as vmm_block_open) and insert the node.  Main loop. */
-VMM_EXPORT VmmBlockBackend *vmm_blk_new_open(const char *options, int flags, GError **errp);
+VMM_EXPORT VmmBlockBackend *vmm_blk_new_open(const char *options, int flags, GError **gerr);
 /* Detaches the node and frees.  Main loop. */
 VMM_EXPORT void vmm_blk_unref(VmmBlockBackend *blk);
 
 /* Insert @n as the root (the node moves to the BlockBackend's context if
  * it has no other parents; -EBUSY if it does and they are elsewhere),
  * remove it.  Main loop. */
-VMM_EXPORT int vmm_blk_insert(VmmBlockBackend *blk, VmmBlockNode *n, GError **errp);
+VMM_EXPORT int vmm_blk_insert(VmmBlockBackend *blk, VmmBlockNode *n, GError **gerr);
 VMM_EXPORT void vmm_blk_remove(VmmBlockBackend *blk);
 /* The root node, or NULL.  Main loop, or a coroutine holding the read lock. */
 VMM_EXPORT VmmBlockNode *vmm_blk_node(VmmBlockBackend *blk);
@@ -237,7 +237,7 @@ VMM_EXPORT VmmBlockNode *vmm_blk_node(VmmBlockBackend *blk);
 VMM_EXPORT int vmm_blk_set_dev_ops(VmmBlockBackend *blk, const VmmBlockDevOps *ops,
                                    void *opaque);
 /* Move the BlockBackend and its subtree to @ctx under drain.  Main loop. */
-VMM_EXPORT int vmm_blk_set_context(VmmBlockBackend *blk, VmmAioContext *ctx, GError **errp);
+VMM_EXPORT int vmm_blk_set_context(VmmBlockBackend *blk, VmmAioContext *ctx, GError **gerr);
 VMM_EXPORT VmmAioContext *vmm_blk_get_context(VmmBlockBackend *blk);
 
 /* Length in bytes, or -errno (-ENOMEDIUM when empty).  Any thread. */
@@ -320,12 +320,12 @@ VMM_EXPORT VMM_COROUTINE_FN int vmm_block_co_pwritev(VmmBlockNode *n, int64_t of
  * of an open-time "inject.N." rule, e.g. "op=read,offset=64k,len=4k,
  * errno=EIO,count=1" (docs/block.md).  Returns the rule's id (>= 0; rules
  * given at open as inject.N have id N, later ones count up from 8), or
- * -EINVAL (bad rule) / -ENOTSUP (@n is not a fault filter) with @errp
+ * -EINVAL (bad rule) / -ENOTSUP (@n is not a fault filter) with @gerr
  * naming the problem.  Requests that start checking rules after the call
  * returns see the rule; requests in any iothread see each rule wholly or
  * not at all.  Main loop, while the caller holds a reference to @n.
  */
-VMM_EXPORT int vmm_block_fault_add_rule(VmmBlockNode *n, const char *rule, GError **errp);
+VMM_EXPORT int vmm_block_fault_add_rule(VmmBlockNode *n, const char *rule, GError **gerr);
 /* Remove rule @id: 0, -ENOENT (no such rule) or -ENOTSUP.  Requests that
  * already picked their error and delay keep them.  Main loop. */
 VMM_EXPORT int vmm_block_fault_remove_rule(VmmBlockNode *n, int id);

@@ -75,8 +75,25 @@
 
 VMM_BEGIN_DECLS
 
-/* The library version as "MAJOR.MINOR.PATCH".  Any thread. */
+/*
+ * The version of the library running (which may be newer than the headers
+ * compiled against: VMM_VERSION_STRING and VMM_VERSION in vmmkit/version.h).
+ * vmm_version() gives "MAJOR.MINOR.MICRO"; vmm_version_number() gives
+ * VMM_VERSION_ENCODE(MAJOR, MINOR, MICRO), so
+ * `vmm_version_number() >= VMM_VERSION_ENCODE(0, 2, 0)` checks for 0.2.0.
+ * Any thread.
+ */
 VMM_EXPORT const char *vmm_version(void);
+VMM_EXPORT unsigned vmm_version_number(void);
+
+/*
+ * The message for an errno as the library returns it (negative; a positive
+ * errno works too), e.g. vmm_strerror(-ENOENT) is "No such file or
+ * directory"; 0 gives "Success", an errno the C library does not know gives
+ * "Unknown error".  Unlike strerror(), the string is static and the call is
+ * safe from any thread.
+ */
+VMM_EXPORT const char *vmm_strerror(int err);
 
 /* Log levels for messages the library prints about misuse or guest errors. */
 typedef enum VmmLogLevel {

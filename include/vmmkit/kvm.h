@@ -195,7 +195,21 @@ typedef enum VmmVmEndKind {
     VMM_VM_END_FAIL_ENTRY,      /* KVM_EXIT_FAIL_ENTRY; code = hw reason */
     VMM_VM_END_UNHANDLED_EXIT,  /* an exit nobody handles; code = reason */
     VMM_VM_END_ERROR,           /* an ioctl failed; error = -errno */
+    VMM_VM_END_HANDLER,         /* an exit handler returned VMM_EXIT_END_VM
+                                 * without vmm_vm_request_end(); exit_reason
+                                 * names the exit, code/data are that exit's
+                                 * as above (other exits: code = reason) */
 } VmmVmEndKind;
+
+/*
+ * Names for messages.  vmm_exit_reason_name(KVM_EXIT_HLT) is "hlt",
+ * vmm_exit_reason_name(KVM_EXIT_IO) is "io" (the KVM_EXIT_* name in lower
+ * case, '_' as '-'); vmm_vm_end_kind_name(VMM_VM_END_SHUTDOWN) is
+ * "shutdown".  A value these functions do not know gives "unknown".  The
+ * strings are static.  Any thread.
+ */
+VMM_EXPORT const char *vmm_exit_reason_name(uint32_t exit_reason);
+VMM_EXPORT const char *vmm_vm_end_kind_name(VmmVmEndKind kind);
 
 typedef struct VmmVmExit {
     VmmVmEndKind kind;

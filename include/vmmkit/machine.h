@@ -92,7 +92,9 @@ typedef enum VmmMachineState {
     VMM_MACHINE_ERROR,          /* ended: a host error */
 } VmmMachineState;
 
-/* "running", "poweroff", ... for messages.  Any thread. */
+/* "created", "running", "paused", "poweroff", "reboot", "stopped",
+ * "crashed", "error" for messages; another value gives "unknown".  The
+ * strings are static.  Any thread. */
 VMM_EXPORT const char *vmm_machine_state_name(VmmMachineState st);
 
 /*

@@ -171,6 +171,8 @@ VMM_EXPORT uint32_t vmm_virtio_config_generation(VmmVirtioDevice *vdev);
 /* Read and clear the ISR bits. */
 VMM_EXPORT uint8_t vmm_virtio_isr_read_clear(VmmVirtioDevice *vdev);
 
+/* Queue @q's largest size (the device's limit) and its current size; 0 for
+ * a queue the device does not have. */
 VMM_EXPORT uint16_t vmm_virtio_queue_get_max_size(VmmVirtioDevice *vdev, unsigned q);
 VMM_EXPORT uint16_t vmm_virtio_queue_get_size(VmmVirtioDevice *vdev, unsigned q);
 /* Power of two, <= max; only while the queue is disabled (-EINVAL, -EBUSY). */

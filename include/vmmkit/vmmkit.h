@@ -4,6 +4,7 @@
 #define VMMKIT_VMMKIT_H
 
 #include "vmmkit/common.h"
+#include "vmmkit/version.h"
 #include "vmmkit/aio.h"
 #include "vmmkit/coroutine.h"
 #include "vmmkit/block.h"

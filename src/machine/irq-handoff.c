@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Interrupts handed to the device lock's holder; see irq-handoff.h. */
 #include "machine/irq-handoff.h"
+#include "util/atomic.h"
 
 #include <assert.h>
 
@@ -14,9 +15,9 @@ void irq_handoff_init(IrqHandoff *h, IrqHandoffDeliver *deliver, void *opaque)
 void irq_handoff_raise(IrqHandoff *h, VmmMutex *lock, unsigned src)
 {
     assert(src < IRQ_HANDOFF_MAX_SOURCES);
-    __atomic_fetch_or(&h->pending, 1ull << src, __ATOMIC_SEQ_CST);
+    vmm_atomic_fetch_or(&h->pending, 1ull << src);
     /* [R] pairs with [U] in irq_handoff_unlock (header comment). */
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    vmm_smp_mb();
     if (vmm_mutex_trylock(lock)) {
         irq_handoff_unlock(h, lock);
     }
@@ -26,7 +27,7 @@ void irq_handoff_raise(IrqHandoff *h, VmmMutex *lock, unsigned src)
 static void deliver_all(IrqHandoff *h, VmmMutex *lock) VMM_REQUIRES(*lock)
 {
     (void)lock;                 /* names the capability for the analysis */
-    uint64_t p = __atomic_exchange_n(&h->pending, 0, __ATOMIC_SEQ_CST);
+    uint64_t p = vmm_atomic_xchg(&h->pending, 0);
     while (p) {
         unsigned src = (unsigned)__builtin_ctzll(p);
         p &= p - 1;
@@ -37,13 +38,13 @@ static void deliver_all(IrqHandoff *h, VmmMutex *lock) VMM_REQUIRES(*lock)
 void irq_handoff_unlock(IrqHandoff *h, VmmMutex *lock)
 {
     for (;;) {
-        if (__atomic_load_n(&h->pending, __ATOMIC_RELAXED)) {
+        if (vmm_atomic_read(&h->pending)) {
             deliver_all(h, lock);
         }
         vmm_mutex_unlock(lock);
         /* [U] pairs with [R] in irq_handoff_raise (header comment). */
-        __atomic_thread_fence(__ATOMIC_SEQ_CST);
-        if (!__atomic_load_n(&h->pending, __ATOMIC_SEQ_CST)) {
+        vmm_smp_mb();
+        if (!vmm_atomic_load_seq_cst(&h->pending)) {
             return;
         }
         if (!vmm_mutex_trylock(lock)) {

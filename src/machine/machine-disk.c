@@ -53,6 +53,7 @@
 #include "util/log.h"
 #include "vmmkit/block.h"
 #include "vmmkit/virtio-blk.h"
+#include "util/atomic.h"
 
 /* An MSI-X vector's irqfd: n != NULL and gsi >= 0 when it has one. */
 typedef struct DiskVector {
@@ -214,10 +215,10 @@ static void d_msix_fire(void *o, unsigned v)
         /* The route was committed by the write that made the vector live
          * (d_msix_update, same lock), so the eventfd write lands there. */
         vmm_event_notifier_set(d->vec[v].n);
-        __atomic_add_fetch(&d->irqfd_signals, 1, __ATOMIC_RELAXED);
+        vmm_atomic_stat_add(&d->irqfd_signals, 1);
     } else if (virtio_pci_msix_vector_live(&d->t, v, &addr, &data)) {
         vmm_vm_signal_msi(d->m->vm, addr, data);
-        __atomic_add_fetch(&d->msi_injections, 1, __ATOMIC_RELAXED);
+        vmm_atomic_stat_add(&d->msi_injections, 1);
     }
 }
 
@@ -315,9 +316,9 @@ static void disk_interrupt(void *opaque, VmmVirtioDevice *vdev, int queue)
     MachineDisk *d = opaque;
     (void)vdev;
     if (queue < 0) {
-        __atomic_store_n(&d->irq_config, true, __ATOMIC_SEQ_CST);
+        vmm_atomic_store_seq_cst(&d->irq_config, true);
     } else if ((unsigned)queue < VPCI_MAX_QUEUES) {
-        __atomic_fetch_or(&d->irq_queues, 1ull << queue, __ATOMIC_SEQ_CST);
+        vmm_atomic_fetch_or(&d->irq_queues, 1ull << queue);
     } else {
         return;                             /* no such queue on the transport */
     }
@@ -333,10 +334,10 @@ void machine_disk_deliver(void *opaque, unsigned src)
         return;                             /* being freed: the vCPUs are gone */
     }
     machine_assert_locked(d->m);            /* d->m == m */
-    if (__atomic_exchange_n(&d->irq_config, false, __ATOMIC_SEQ_CST)) {
+    if (vmm_atomic_xchg(&d->irq_config, false)) {
         virtio_pci_config_interrupt(&d->t);
     }
-    uint64_t q = __atomic_exchange_n(&d->irq_queues, 0, __ATOMIC_SEQ_CST);
+    uint64_t q = vmm_atomic_xchg(&d->irq_queues, 0);
     while (q) {
         virtio_pci_queue_interrupt(&d->t, (unsigned)__builtin_ctzll(q));
         q &= q - 1;
@@ -499,10 +500,10 @@ int vmm_machine_get_stats(VmmMachine *m, VmmMachineStats *out)
     for (unsigned i = 0; i < m->ndisks; i++) {
         MachineDisk *d = m->disks[i];
         machine_assert_locked(d->m);        /* d->m == m */
-        st.irqfd_signals += __atomic_load_n(&d->irqfd_signals, __ATOMIC_RELAXED);
-        st.msi_injections += __atomic_load_n(&d->msi_injections, __ATOMIC_RELAXED);
-        st.msix_pended += __atomic_load_n(&d->t.msix_pended, __ATOMIC_RELAXED);
-        st.mmio_doorbells += __atomic_load_n(&d->t.mmio_notifies, __ATOMIC_RELAXED);
+        st.irqfd_signals += vmm_atomic_read(&d->irqfd_signals);
+        st.msi_injections += vmm_atomic_read(&d->msi_injections);
+        st.msix_pended += vmm_atomic_read(&d->t.msix_pended);
+        st.mmio_doorbells += vmm_atomic_read(&d->t.mmio_notifies);
         for (unsigned v = 0; v < VPCI_MAX_VECTORS; v++) {
             st.irqfd_vectors += d->vec[v].gsi >= 0;
         }

@@ -47,6 +47,7 @@
 #include "machine/kernel-unpack.h"
 #include "util/log.h"
 #include "util/thread.h"
+#include "util/atomic.h"
 
 const char *vmm_machine_state_name(VmmMachineState st)
 {
@@ -54,7 +55,9 @@ const char *vmm_machine_state_name(VmmMachineState st)
         "created", "running", "paused", "poweroff", "reboot", "stopped",
         "crashed", "error",
     };
-    return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "?";
+    _Static_assert(sizeof(names) / sizeof(names[0]) == VMM_MACHINE_ERROR + 1,
+                   "a VmmMachineState without a name");
+    return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "unknown";
 }
 
 /* ---- Files ------------------------------------------------------------------ */
@@ -654,19 +657,21 @@ static void *waiter_main(void *opaque)
     case VMM_VM_END_ERROR:
         st = VMM_MACHINE_ERROR;
         snprintf(m->end_msg, sizeof(m->end_msg), "host error on vCPU %u: %s",
-                 ex.vcpu_id, strerror(-ex.error));
+                 ex.vcpu_id, vmm_strerror(ex.error));
         break;
     default:
         st = VMM_MACHINE_CRASHED;
         snprintf(m->end_msg, sizeof(m->end_msg),
-                 "guest crashed: vCPU %u, KVM exit %u, code 0x%" PRIx64 ", rip 0x%" PRIx64,
-                 ex.vcpu_id, ex.exit_reason, ex.code, ex.rip);
+                 "guest crashed: vCPU %u, %s at KVM exit %s (%u), code 0x%" PRIx64
+                 ", rip 0x%" PRIx64,
+                 ex.vcpu_id, vmm_vm_end_kind_name(ex.kind),
+                 vmm_exit_reason_name(ex.exit_reason), ex.exit_reason, ex.code, ex.rip);
         break;
     }
     if (!m->end_msg[0]) {
         snprintf(m->end_msg, sizeof(m->end_msg), "%s", vmm_machine_state_name(st));
     }
-    __atomic_store_n(&m->state, st, __ATOMIC_RELEASE);
+    vmm_atomic_store_release(&m->state, st);
     uint64_t one = 1;
     ssize_t n = write(m->end_fd, &one, sizeof(one));
     (void)n;
@@ -848,7 +853,7 @@ int vmm_machine_start(VmmMachine *m)
         return -r;
     }
     m->have_waiter = true;
-    __atomic_store_n(&m->state, VMM_MACHINE_RUNNING, __ATOMIC_RELEASE);
+    vmm_atomic_store_release(&m->state, VMM_MACHINE_RUNNING);
     r = vmm_vm_start(m->vm);
     if (r < 0) {
         vmm_vm_request_end(m->vm, VMM_MACHINE_ERROR);
@@ -858,7 +863,7 @@ int vmm_machine_start(VmmMachine *m)
 
 VmmMachineState vmm_machine_state(VmmMachine *m)
 {
-    return __atomic_load_n(&m->state, __ATOMIC_ACQUIRE);
+    return vmm_atomic_load_acquire(&m->state);
 }
 
 int vmm_machine_pause(VmmMachine *m)

@@ -13,6 +13,12 @@
 #define vmm_atomic_set(p, v)      __atomic_store_n(p, v, __ATOMIC_RELAXED)
 #define vmm_atomic_load_acquire(p)   __atomic_load_n(p, __ATOMIC_ACQUIRE)
 #define vmm_atomic_store_release(p, v) __atomic_store_n(p, v, __ATOMIC_RELEASE)
+/* Sequentially consistent load and store: for the Dekker-style pairs
+ * (store one flag, then load the other) where each side needs both. */
+#define vmm_atomic_load_seq_cst(p)     __atomic_load_n(p, __ATOMIC_SEQ_CST)
+#define vmm_atomic_store_seq_cst(p, v) __atomic_store_n(p, v, __ATOMIC_SEQ_CST)
+/* A counter only read for statistics: atomic, no ordering. */
+#define vmm_atomic_stat_add(p, v)   ((void)__atomic_fetch_add(p, v, __ATOMIC_RELAXED))
 
 /* Read-modify-write operations are sequentially consistent (full barriers). */
 #define vmm_atomic_xchg(p, v)       __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST)
@@ -24,6 +30,8 @@
 #define vmm_atomic_sub_fetch(p, v)  __atomic_sub_fetch(p, v, __ATOMIC_SEQ_CST)
 #define vmm_atomic_inc(p)           ((void)vmm_atomic_fetch_add(p, 1))
 #define vmm_atomic_dec(p)           ((void)vmm_atomic_fetch_sub(p, 1))
+/* Test-and-set for a lock: acquire only (the unlock is a release store). */
+#define vmm_atomic_xchg_acquire(p, v) __atomic_exchange_n(p, v, __ATOMIC_ACQUIRE)
 
 /* Returns the value found; the swap happened iff it equals @old. */
 #define vmm_atomic_cmpxchg(p, old, new) ({                                  \

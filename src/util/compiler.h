@@ -33,9 +33,9 @@
 #define VMM_CACHE_ALIGNED __attribute__((aligned(VMM_CACHELINE)))
 
 /*
- * VMM_DEBUG_CHECKS is 1 in debug builds (meson option debug_checks).
- * vmm_debug_assert() checks our own programming errors and the API misuse
- * a debug build promises to catch; release builds compile it out.
+ * VMM_DEBUG_CHECKS is 1 in debug builds (meson option debug_checks).  Code
+ * tests it (`if (VMM_DEBUG_CHECKS)`) around checks of our own invariants;
+ * VMM_MISUSE() (util/log.h) reports API misuse and aborts only when it is 1.
  */
 #ifndef VMM_DEBUG_CHECKS
 #define VMM_DEBUG_CHECKS 0

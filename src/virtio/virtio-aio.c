@@ -57,7 +57,7 @@ static bool notifier_poll(void *opaque)
 
     vmm_mutex_lock(&vq->run_lock);
     if (!vq->stopped && vmm_atomic_load_acquire(&vq->ready)) {
-        work = __atomic_load_n(&vq->avail->idx, __ATOMIC_RELAXED) != vq->last_avail_idx;
+        work = vmm_atomic_read(&vq->avail->idx) != vq->last_avail_idx;
     }
     vmm_mutex_unlock(&vq->run_lock);
     return work;

@@ -20,6 +20,7 @@
 #include "util/atomic.h"
 #include "util/compiler.h"
 #include "util/log.h"
+#include "util/trace.h"
 #include "virtio/virtio-blk-req.h"
 #include "vmmkit/coroutine.h"
 #include "vmmkit/virtio-blk.h"
@@ -61,12 +62,13 @@ static void vblk_complete(VblkRequest *req, uint8_t status, uint32_t len)
     VmmVirtqueue *vq = req->vq;
     VmmVirtioBlk *b = req->b;
 
-    __atomic_add_fetch(&b->st_requests, 1, __ATOMIC_RELAXED);
+    TRACE_PROBE(virtio_blk_complete, b, req, status, len);
+    vmm_atomic_stat_add(&b->st_requests, 1);
     /* The I/O's end stands for the answer's time (the push follows at
      * once): one clock read fewer per request. */
     int64_t done = req->t_done ? req->t_done : vmm_clock_ns();
-    __atomic_add_fetch(&b->st_service_ns, (uint64_t)(done - req->t_pop), __ATOMIC_RELAXED);
-    __atomic_add_fetch(&b->st_io_ns, (uint64_t)req->io_ns, __ATOMIC_RELAXED);
+    vmm_atomic_stat_add(&b->st_service_ns, (uint64_t)(done - req->t_pop));
+    vmm_atomic_stat_add(&b->st_io_ns, (uint64_t)req->io_ns);
     *req->r.status = status;
     vmm_virtqueue_push(vq, &req->elem, len);
     free(req);
@@ -181,6 +183,7 @@ static VMM_COROUTINE_FN void vblk_co(void *opaque)
 static void vblk_start(VmmVirtioBlk *b, VblkRequest *req)
 {
     int err = 0;
+    TRACE_PROBE(virtio_blk_request, b, req, req->r.type, req->r.sector);
     VmmCoroutine *co = vmm_coroutine_create(vblk_co, req, &err);
 
     if (!co) {
@@ -453,9 +456,9 @@ int vmm_virtio_blk_get_stats(VmmVirtioBlk *b, VmmVirtioBlkStats *out)
     }
     VmmVirtioBlkStats st = {
         .size = sizeof(st),
-        .requests = __atomic_load_n(&b->st_requests, __ATOMIC_RELAXED),
-        .service_ns = __atomic_load_n(&b->st_service_ns, __ATOMIC_RELAXED),
-        .io_ns = __atomic_load_n(&b->st_io_ns, __ATOMIC_RELAXED),
+        .requests = vmm_atomic_read(&b->st_requests),
+        .service_ns = vmm_atomic_read(&b->st_service_ns),
+        .io_ns = vmm_atomic_read(&b->st_io_ns),
     };
     size_t n = out->size < sizeof(st) ? out->size : sizeof(st);
     memcpy((char *)out + sizeof(size_t), (char *)&st + sizeof(size_t), n - sizeof(size_t));

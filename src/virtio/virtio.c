@@ -74,7 +74,7 @@ void vmm_virtio_request_finished(VmmVirtioDevice *vdev, VmmVirtqueue *vq)
 {
     /* Pairs with the xchg/load in core_quiesce() (header comment). */
     if (vmm_atomic_sub_fetch(&vdev->in_flight, 1) == 0 &&
-        __atomic_load_n(&vdev->quiesce_waiting, __ATOMIC_SEQ_CST) &&
+        vmm_atomic_load_seq_cst(&vdev->quiesce_waiting) &&
         vmm_atomic_xchg(&vdev->quiesce_waiting, 0)) {
         /* In a queue's context the caller (a request coroutine, a BH) may
          * still touch the queue after this push, e.g. to notify: finish
@@ -102,7 +102,7 @@ static int core_quiesce(VmmDevice *dev, void *opaque)
         vq->stopped = true;
         vmm_mutex_unlock(&vq->run_lock);
     }
-    if (__atomic_load_n(&vdev->in_flight, __ATOMIC_SEQ_CST) == 0 &&
+    if (vmm_atomic_load_seq_cst(&vdev->in_flight) == 0 &&
         vmm_atomic_xchg(&vdev->quiesce_waiting, 0)) {
         return 0;
     }

@@ -32,12 +32,12 @@
 
 static inline uint16_t ring_load16(const void *p)
 {
-    return le16toh(__atomic_load_n((const uint16_t *)p, __ATOMIC_RELAXED));
+    return le16toh(vmm_atomic_read((const uint16_t *)p));
 }
 
 static inline void ring_store16(void *p, uint16_t v)
 {
-    __atomic_store_n((uint16_t *)p, htole16(v), __ATOMIC_RELAXED);
+    vmm_atomic_set((uint16_t *)p, htole16(v));
 }
 
 static inline uint16_t *used_event_ptr(VmmVirtqueue *vq)
@@ -138,7 +138,7 @@ int vmm_vq_enable(VmmVirtqueue *vq, uint64_t features)
 static bool vq_refresh_avail(VmmVirtqueue *vq, int *err)
 {
     /* [A] Acquire: pairs with the driver's wmb before publishing avail->idx. */
-    uint16_t idx = le16toh(__atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE));
+    uint16_t idx = le16toh(vmm_atomic_load_acquire(&vq->avail->idx));
 
     if ((uint16_t)(idx - vq->last_avail_idx) > vq->size) {
         vmm_virtio_set_needs_reset(vq->vdev, "available index ran ahead of the ring");
@@ -337,11 +337,11 @@ void vmm_virtqueue_push(VmmVirtqueue *vq, const VmmVirtqElem *elem, uint32_t len
         len = (uint32_t)elem->in_len;
     }
     struct vring_used_elem *ue = &vq->used->ring[vq->used_idx & (vq->size - 1)];
-    __atomic_store_n(&ue->id, htole32(elem->index), __ATOMIC_RELAXED);
-    __atomic_store_n(&ue->len, htole32(len), __ATOMIC_RELAXED);
+    vmm_atomic_set(&ue->id, htole32(elem->index));
+    vmm_atomic_set(&ue->len, htole32(len));
     vq->used_idx++;
     /* [B] Release: pairs with the driver's rmb after it reads used->idx. */
-    __atomic_store_n(&vq->used->idx, htole16(vq->used_idx), __ATOMIC_RELEASE);
+    vmm_atomic_store_release(&vq->used->idx, htole16(vq->used_idx));
     vq_done(vq);
 }
 

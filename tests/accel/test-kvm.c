@@ -379,6 +379,49 @@ static void test_handlers(void **state)
     vmm_vm_free(vm);
 }
 
+/* A handler that ends the VM by its return value alone: reported as ended
+ * by a handler at that exit, not as an exit nobody handles. */
+static int hlt_ends(VmmVcpu *v, struct kvm_run *run, void *opaque)
+{
+    (void)v;
+    (void)run;
+    (*(int *)opaque)++;
+    return VMM_EXIT_END_VM;
+}
+
+static void test_handler_ends_vm(void **state)
+{
+    int n = 0, hlts = 0;
+    VmmVmExit e;
+    (void)state;
+
+    fk.run_fn = hlt_then_shutdown;
+    fk.run_opaque = &n;
+    VmmVm *vm = new_vm();
+    assert_non_null(vmm_vcpu_new(vm, 0, "c0", NULL));
+    assert_int_equal(vmm_vm_set_exit_handler(vm, KVM_EXIT_HLT, hlt_ends, &hlts), 0);
+    vmm_vm_start(vm);
+    assert_int_equal(vmm_vm_wait(vm, 5000000000LL, &e), 0);
+    assert_int_equal(hlts, 1);
+    assert_int_equal(e.kind, VMM_VM_END_HANDLER);
+    assert_string_equal(vmm_vm_end_kind_name(e.kind), "handler");
+    assert_int_equal(e.exit_reason, KVM_EXIT_HLT);
+    assert_int_equal(e.code, KVM_EXIT_HLT);
+    assert_int_equal(e.vcpu_id, 0);
+    vmm_vm_free(vm);
+
+    /* Same for an exit with its own kind: the exit data stay. */
+    n = 3;
+    vm = new_vm();
+    assert_non_null(vmm_vcpu_new(vm, 0, "c0", NULL));
+    assert_int_equal(vmm_vm_set_exit_handler(vm, KVM_EXIT_SHUTDOWN, hlt_ends, &hlts), 0);
+    vmm_vm_start(vm);
+    assert_int_equal(vmm_vm_wait(vm, 5000000000LL, &e), 0);
+    assert_int_equal(e.kind, VMM_VM_END_HANDLER);
+    assert_int_equal(e.exit_reason, KVM_EXIT_SHUTDOWN);
+    vmm_vm_free(vm);
+}
+
 /* Default HLT: the vCPU waits until kicked. */
 static void test_hlt_kick(void **state)
 {
@@ -1050,6 +1093,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_exits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_end_reports, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handlers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handler_ends_vm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hlt_kick, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pause_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_io_completed, setup, teardown),
