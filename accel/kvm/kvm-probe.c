@@ -235,7 +235,13 @@ static int run_one(Probe *p, const uint8_t *entry, int64_t budget_ns, VmmVmExit 
 
 static void describe_end(char *buf, size_t len, const VmmVmExit *e, int64_t budget_ns)
 {
-    switch (e->kind) {
+    VmmVmEndKind kind = e->kind;
+    if (kind == VMM_VM_END_HANDLER) {       /* end_quietly(): the exit's own kind */
+        kind = e->exit_reason == KVM_EXIT_INTERNAL_ERROR ? VMM_VM_END_INTERNAL_ERROR :
+               e->exit_reason == KVM_EXIT_SHUTDOWN ? VMM_VM_END_SHUTDOWN :
+               e->exit_reason == KVM_EXIT_FAIL_ENTRY ? VMM_VM_END_FAIL_ENTRY : kind;
+    }
+    switch (kind) {
     case VMM_VM_END_REQUESTED:
         snprintf(buf, len, "still running after %lld ms", (long long)(budget_ns / 1000000));
         break;
@@ -257,7 +263,8 @@ static void describe_end(char *buf, size_t len, const VmmVmExit *e, int64_t budg
         snprintf(buf, len, "KVM_RUN failed: %s", strerror(-e->error));
         break;
     default:
-        snprintf(buf, len, "exit reason %u", e->exit_reason);
+        snprintf(buf, len, "exit %s (%s)", vmm_exit_reason_name(e->exit_reason),
+                 vmm_vm_end_kind_name(e->kind));
         break;
     }
 }

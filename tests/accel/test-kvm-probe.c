@@ -25,6 +25,7 @@
 typedef struct Script {
     FakeKvm *f;
     bool emulator;          /* play an emulation-only KVM */
+    bool fast_loop;         /* ... whose loop runs at speed all the same */
 } Script;
 
 static void report(struct kvm_run *run, uint8_t byte)
@@ -54,7 +55,7 @@ static int run_fn(FakeVcpu *fv, struct kvm_run *run, void *opaque)
     if (rip == kvm_probe_gpa(kvm_probe_long)) {
         report(run, PROBE_OK_LONG);
     } else if (rip == kvm_probe_gpa(kvm_probe_loop)) {
-        if (!s->emulator) {
+        if (!s->emulator || s->fast_loop) {
             fv->regs.rcx = 0;
             report(run, PROBE_OK_LOOP);
             return 0;
@@ -85,12 +86,14 @@ static int run_fn(FakeVcpu *fv, struct kvm_run *run, void *opaque)
     return 0;
 }
 
-static void probe_with(bool emulator, uint32_t ecx1, VmmKvmInfo *info)
+/* Probe the fake: a full KVM, or an emulator (with a loop at speed when
+ * @fast_loop); leaf 1 ECX @ecx1 offers cmpxchg16b and XSAVE or not. */
+static void probe_with(bool emulator, bool fast_loop, uint32_t ecx1, VmmKvmInfo *info)
 {
     static FakeKvm f;
     fake_kvm_init(&f);
     f.cpuid1_ecx = ecx1;
-    Script s = { .f = &f, .emulator = emulator };
+    Script s = { .f = &f, .emulator = emulator, .fast_loop = fast_loop };
     f.run_fn = run_fn;
     f.run_opaque = &s;
     VmmVmOptions o = fake_vm_options(&f);
@@ -108,7 +111,7 @@ static void test_full(void **state)
 {
     (void)state;
     VmmKvmInfo info;
-    probe_with(false, CX16 | XSAVE, &info);
+    probe_with(false, false, CX16 | XSAVE, &info);
     uint32_t all = VMM_KVM_CHECKS_STOCK | VMM_KVM_CHECK_TSC_WRITE;
     assert_int_equal(info.checked, all);
     assert_int_equal(info.passed, all);
@@ -124,7 +127,7 @@ static void test_full_without_optional(void **state)
 {
     (void)state;
     VmmKvmInfo info;
-    probe_with(false, 0, &info);
+    probe_with(false, false, 0, &info);
     assert_false(info.checked & (VMM_KVM_CHECK_CMPXCHG16B | VMM_KVM_CHECK_XSAVE));
     assert_true(info.full);
 }
@@ -133,7 +136,7 @@ static void test_emulator(void **state)
 {
     (void)state;
     VmmKvmInfo info;
-    probe_with(true, CX16 | XSAVE, &info);
+    probe_with(true, false, CX16 | XSAVE, &info);
     assert_false(info.full);
     assert_int_equal(info.checked, VMM_KVM_CHECKS_STOCK | VMM_KVM_CHECK_TSC_WRITE);
     assert_int_equal(info.passed, VMM_KVM_CHECK_LONG_MODE);
@@ -142,6 +145,21 @@ static void test_emulator(void **state)
     /* The first failure is the reason, named by its check. */
     assert_true(strncmp(info.reason, "speed: ", 7) == 0);
     assert_non_null(strstr(info.reason, "instruction emulator"));
+}
+
+/* An emulation failure is named as such: the reason of a KVM whose loop
+ * passes but whose emulator stops at cmpxchg16b. */
+static void test_emulation_failure(void **state)
+{
+    (void)state;
+    VmmKvmInfo info;
+    probe_with(true, true, CX16 | XSAVE, &info);
+    assert_false(info.full);
+    assert_true(info.passed & VMM_KVM_CHECK_SPEED);
+    assert_false(info.passed & (VMM_KVM_CHECK_CMPXCHG16B | VMM_KVM_CHECK_XSAVE |
+                                VMM_KVM_CHECK_INT3 | VMM_KVM_CHECK_TSC_WRITE));
+    assert_non_null(strstr(info.reason,
+                           "cmpxchg16b: KVM_EXIT_INTERNAL_ERROR suberror 1 (emulation failure)"));
 }
 
 static void test_bad_args(void **state)
@@ -222,6 +240,7 @@ int main(void)
         cmocka_unit_test(test_full),
         cmocka_unit_test(test_full_without_optional),
         cmocka_unit_test(test_emulator),
+        cmocka_unit_test(test_emulation_failure),
         cmocka_unit_test(test_bad_args),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_kind),
