@@ -20,4 +20,12 @@ void vmm_log(VmmLogLevel level, const char *fmt, ...) VMM_PRINTF(2, 3);
 void vmm_misuse(const char *func, const char *fmt, ...) VMM_PRINTF(2, 3);
 #define VMM_MISUSE(...) vmm_misuse(__func__, __VA_ARGS__)
 
+/*
+ * A caller mistake for which the header promises an errno: log it as
+ * VMM_MISUSE does, in every build, and evaluate to @err (never abort: the
+ * caller gets the errno the header promises).
+ */
+int vmm_misuse_errno(const char *func, int err, const char *fmt, ...) VMM_PRINTF(3, 4);
+#define VMM_MISUSE_ERR(err, ...) vmm_misuse_errno(__func__, err, __VA_ARGS__)
+
 #endif
