@@ -249,13 +249,21 @@ static void bh_all_add(VmmAioContext *ctx, VmmBH *bh)
     aio_mutex_unlock(&ctx->bh_lock);
 }
 
-static void bh_free(VmmAioContext *ctx, VmmBH *bh)
+/*
+ * @flags: the BH's flags as its dequeue read them.  Oneshot BHs are never
+ * on all_bhs; the others are, until unlinked here or detached by
+ * bh_finalize().  all_pprev is read under bh_lock only: bh_all_add() in
+ * another thread (vmm_bh_new) rewrites it when it links a BH before this one.
+ */
+static void bh_free(VmmAioContext *ctx, VmmBH *bh, unsigned flags)
 {
-    if (bh->all_pprev) {
+    if (!(flags & BH_ONESHOT)) {
         aio_mutex_lock(&ctx->bh_lock);
-        *bh->all_pprev = bh->all_next;
-        if (bh->all_next) {
-            bh->all_next->all_pprev = bh->all_pprev;
+        if (bh->all_pprev) {
+            *bh->all_pprev = bh->all_next;
+            if (bh->all_next) {
+                bh->all_next->all_pprev = bh->all_pprev;
+            }
         }
         aio_mutex_unlock(&ctx->bh_lock);
     }
@@ -427,7 +435,7 @@ bool aio_bh_poll(VmmAioContext *ctx)
             bh->cb(bh->opaque);
         }
         if (flags & (BH_DELETED | BH_ONESHOT)) {
-            bh_free(ctx, bh);
+            bh_free(ctx, bh, flags);
         }
     }
     return progress;
@@ -492,7 +500,7 @@ static void bh_finalize(VmmAioContext *ctx)
                        bh->name, ctx->name);
         }
         if (flags & (BH_DELETED | BH_ONESHOT)) {
-            bh_free(ctx, bh);
+            bh_free(ctx, bh, flags);
         }
         bh = next;
     }
