@@ -830,6 +830,14 @@ VmmAioContext *vmm_aio_context_main(void)
     return vmm_atomic_load_acquire(&main_ctx);
 }
 
+bool aio_main_loop_is_other_thread(void)
+{
+    VmmAioContext *m = vmm_atomic_load_acquire(&main_ctx);
+    const void *home = m ? vmm_atomic_read(&m->home) : NULL;
+
+    return home && home != aio_thread_token();
+}
+
 bool vmm_aio_context_is_main(VmmAioContext *ctx)
 {
     return ctx && ctx == vmm_atomic_load_acquire(&main_ctx);

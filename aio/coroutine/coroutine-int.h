@@ -119,6 +119,7 @@ struct VmmCoroutine {
     const void *sched_where;        /* ... and from where (return address) */
     int xfer;                       /* portable backend: action handed over */
     unsigned locks_held;            /* CoMutex/CoRwlock holds, checked at exit */
+    unsigned graph_rdlocks;         /* graph read locks held (debug builds) */
 
     /* Coroutines woken while we run: entered right after we yield. */
     VmmCoFifo wakeup;

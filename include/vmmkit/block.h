@@ -61,19 +61,25 @@ VMM_EXPORT extern VmmGraphLock vmm_graph_lock;
 
 /* Take/drop the read lock in a coroutine in any AioContext.  Waits while
  * the main loop holds the write lock.  The unlock may run in another
- * context than the lock (the coroutine moved).  Coroutine. */
+ * context than the lock (the coroutine moved), but in the coroutine that
+ * took it: debug builds count each coroutine's holds and abort, naming the
+ * misuse, at an unlock without a lock.  Coroutine. */
 VMM_EXPORT VMM_COROUTINE_FN void vmm_graph_co_rdlock(void) VMM_ACQUIRE_SHARED(vmm_graph_lock);
 VMM_EXPORT VMM_COROUTINE_FN void vmm_graph_co_rdunlock(void) VMM_RELEASE_SHARED(vmm_graph_lock);
 
 /* The main loop's read lock: free (the main loop is the only writer), it
- * exists for the analysis and debug checks.  Main loop, not a coroutine. */
+ * exists for the analysis and debug checks (debug builds abort at an
+ * unlock without a lock, or a call from another thread).  Main loop, not
+ * a coroutine. */
 VMM_EXPORT void vmm_graph_rdlock_main_loop(void) VMM_ACQUIRE_SHARED(vmm_graph_lock);
 VMM_EXPORT void vmm_graph_rdunlock_main_loop(void) VMM_RELEASE_SHARED(vmm_graph_lock);
 
 /* Take the write lock: quiesces all BlockBackends (new requests queue),
  * waits until no coroutine holds the read lock, and makes new readers wait
  * until vmm_graph_wrunlock().  Callbacks that run while it waits may take
- * the read lock.  Main loop, not a coroutine, not while holding it. */
+ * the read lock.  Main loop (the thread that polls the main context), not
+ * a coroutine, not while holding it: a call from any other thread, or an
+ * unlock without a lock, is reported, and debug builds abort naming it. */
 VMM_EXPORT void vmm_graph_wrlock(void) VMM_ACQUIRE(vmm_graph_lock);
 VMM_EXPORT void vmm_graph_wrunlock(void) VMM_RELEASE(vmm_graph_lock);
 
