@@ -11,8 +11,10 @@
  *     (quiesced now) or -EBUSY (quiescing).  While quiescing the device
  *     goes on as normal, DMA included, and finishes in-flight work.
  *  2. With -EBUSY, the device later calls vmm_device_quiesced(dev, 0) from
- *     any thread.  The pending operations' callbacks (dma_map, reset,
- *     migration) may run inside that call, before it returns.  An error
+ *     any thread (see that function for exactly when).  The pending
+ *     operations' callbacks (dma_map, reset, migration) and their
+ *     completions run inside that call, then the resume callback: when it
+ *     returns, the device runs again (unless a pause holds it).  An error
  *     (vmm_device_quiesced(dev, -EIO)) fails the pending operations and the
  *     device stays running.
  *  3. Once quiesced, the device must not touch guest memory from its own
@@ -23,7 +25,8 @@
  *  4. After the operations (and when no pause holds it), the device's
  *     resume callback runs and the device is running again.
  *
- * This follows libvfio-user's protocol (vfu_device_quiesced); unlike it,
+ * This follows libvfio-user's protocol (vfu_device_quiesced: once it
+ * returns, the queued callbacks ran and the device is unquiesced); unlike it,
  * requests may come from any thread and several may queue up: they are
  * delivered in order, one device quiesce covering all that are queued.
  */
@@ -106,8 +109,25 @@ VMM_EXPORT int vmm_device_pause(VmmDevice *dev, VmmDeviceDoneFunc *done,
 /* Drop one pause; -EINVAL if none is held.  Any thread. */
 VMM_EXPORT int vmm_device_unpause(VmmDevice *dev);
 
-/* The device finished quiescing (@err == 0) or could not (-errno).  Only
- * after its quiesce callback returned -EBUSY.  Any thread. */
+/*
+ * The device finished quiescing (@err == 0) or could not (-errno), after
+ * its quiesce callback answered (or will answer) -EBUSY.  Any thread, at
+ * any time from the moment the quiesce callback was entered, once per
+ * -EBUSY:
+ *  - From another thread (a device worker), even while the quiesce
+ *    callback is still running in the requesting thread: the call waits
+ *    until that callback has returned, then delivers the pending
+ *    operations (callbacks and completions) and resumes the device in the
+ *    calling thread.  When it returns, all of that has happened and the
+ *    device may DMA again (unless a pause holds it quiesced, or a request
+ *    queued meanwhile started a new quiesce).  So the quiesce callback must
+ *    not wait for a thread that calls vmm_device_quiesced().
+ *  - From inside the quiesce callback itself (which then returns -EBUSY):
+ *    delivery and resume follow the callback's return, in the requesting
+ *    thread, before the request function returns.
+ * @err > 0 counts as -@err.  Called while not quiescing (twice, or after
+ * the callback answered 0) it is reported (debug builds abort).
+ */
 VMM_EXPORT void vmm_device_quiesced(VmmDevice *dev, int err);
 
 /* True when running with no request queued, none being delivered and no
