@@ -276,7 +276,7 @@ VmmBH *vmm_bh_new(VmmAioContext *ctx, VmmBHFunc *cb, void *opaque, const char *n
         return NULL;
     }
     if (!cb) {
-        VMM_MISUSE("BH '%s' without a callback", name ? name : "?");
+        VMM_MISUSE_ERR(0, "BH '%s' without a callback", name ? name : "?");
         return NULL;
     }
     VmmBH *bh = calloc(1, sizeof(*bh));
@@ -357,8 +357,7 @@ int vmm_bh_schedule_oneshot(VmmAioContext *ctx, VmmBHFunc *cb, void *opaque,
         return -EINVAL;
     }
     if (!cb) {
-        VMM_MISUSE("oneshot BH '%s' without a callback", name ? name : "?");
-        return -EINVAL;
+        return VMM_MISUSE_ERR(-EINVAL, "oneshot BH '%s' without a callback", name ? name : "?");
     }
     VmmBH *bh = malloc(sizeof(*bh));
     if (!bh) {

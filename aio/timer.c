@@ -60,7 +60,7 @@ VmmTimer *vmm_timer_new(VmmAioContext *ctx, VmmTimerFunc *cb, void *opaque)
         return NULL;
     }
     if (!cb) {
-        VMM_MISUSE("timer without a callback");
+        VMM_MISUSE_ERR(0, "timer without a callback");
         return NULL;
     }
     TimerNode *n = calloc(1, sizeof(*n));

@@ -159,9 +159,9 @@ VmmCoroutine *vmm_coroutine_create(VmmCoroutineEntry *entry, void *opaque, int *
     struct VmmCoroutine *co;
 
     if (!entry) {
-        VMM_MISUSE("NULL entry function");
+        int e = VMM_MISUSE_ERR(-EINVAL, "NULL entry function");
         if (errp) {
-            *errp = -EINVAL;
+            *errp = e;
         }
         return NULL;
     }

@@ -74,9 +74,9 @@ VmmDevice *vmm_device_new(const char *name, const VmmDeviceOps *ops, void *opaqu
 
     if (!ops || ops->size < offsetof(VmmDeviceOps, resume) + sizeof(void *) ||
         !ops->quiesce) {
-        VMM_MISUSE("device ops without a quiesce callback");
+        int e = VMM_MISUSE_ERR(-EINVAL, "device ops without a quiesce callback");
         if (errp) {
-            *errp = -EINVAL;
+            *errp = e;
         }
         return NULL;
     }
@@ -123,8 +123,7 @@ int vmm_device_free(VmmDevice *dev)
         return 0;
     }
     if (!vmm_device_is_idle(dev)) {
-        VMM_MISUSE("device '%s' freed while a request or pause is pending", dev->name);
-        return -EBUSY;
+        return VMM_MISUSE_ERR(-EBUSY, "device '%s' freed while a request or pause is pending", dev->name);
     }
     vmm_guest_memory_unref(dev->mem);
     pthread_cond_destroy(&dev->handoff);
@@ -345,8 +344,7 @@ int vmm_device_unpause(VmmDevice *dev)
     vmm_mutex_lock(&dev->lock);
     if (!dev->pauses) {
         vmm_mutex_unlock(&dev->lock);
-        VMM_MISUSE("device '%s' unpaused without a pause", dev->name);
-        return -EINVAL;
+        return VMM_MISUSE_ERR(-EINVAL, "device '%s' unpaused without a pause", dev->name);
     }
     dev->pauses--;
     vmm_mutex_unlock(&dev->lock);

@@ -203,8 +203,7 @@ static int check_ops(const VmmVirtioDeviceOps *ops)
         ops->queue_max_size == 0 || ops->queue_max_size > VMM_VIRTQUEUE_MAX_SIZE ||
         (ops->queue_max_size & (ops->queue_max_size - 1)) ||
         ops->config_size > MAX_CONFIG) {
-        VMM_MISUSE("invalid virtio device ops");
-        return -EINVAL;
+        return VMM_MISUSE_ERR(-EINVAL, "invalid virtio device ops");
     }
     return 0;
 }
