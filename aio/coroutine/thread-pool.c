@@ -296,7 +296,8 @@ int vmm_thread_pool_set_max_workers(VmmAioContext *ctx, int max)
     ThreadPool *p;
 
     if (!ctx || max < 1) {
-        return VMM_MISUSE_ERR(-EINVAL, "%s", ctx ? "max_workers must be at least 1" : "NULL context");
+        return VMM_MISUSE_ERR(-EINVAL, "%s",
+                              ctx ? "max_workers must be at least 1" : "NULL context");
     }
     p = pool_get(ctx);
     if (!p) {

@@ -77,12 +77,14 @@ typedef struct VmmDeviceOps {
 typedef void VmmDeviceDoneFunc(VmmDevice *dev, int ret, void *opaque);
 
 /* A device named @name (copied), doing DMA into @mem (a reference is
- * taken; may be NULL).  Main loop. */
+ * taken; may be NULL).  NULL with *errp = -EINVAL (@ops NULL, its size too
+ * small, or no quiesce callback) or -ENOMEM.  Main loop. */
 VMM_EXPORT VmmDevice *vmm_device_new(const char *name, const VmmDeviceOps *ops,
                                      void *opaque, VmmGuestMemory *mem,
                                      int *errp);
 /* Free a device with no request pending and no pause held (-EBUSY
- * otherwise, and nothing is freed).  Main loop. */
+ * otherwise, and nothing is freed; logged, never an abort).  NULL: 0.
+ * Main loop. */
 VMM_EXPORT int vmm_device_free(VmmDevice *dev);
 /* Any thread. */
 VMM_EXPORT const char *vmm_device_name(VmmDevice *dev);
@@ -106,7 +108,8 @@ VMM_EXPORT int vmm_device_set_migration_state(VmmDevice *dev, VmmMigrationState 
  * vmm_device_unpause().  Pauses nest. */
 VMM_EXPORT int vmm_device_pause(VmmDevice *dev, VmmDeviceDoneFunc *done,
                                 void *opaque);
-/* Drop one pause; -EINVAL if none is held.  Any thread. */
+/* Drop one pause; -EINVAL if none is held (logged, never an abort).  Any
+ * thread. */
 VMM_EXPORT int vmm_device_unpause(VmmDevice *dev);
 
 /*
@@ -172,7 +175,8 @@ VMM_EXPORT VmmQuiesceGroup *vmm_quiesce_group_new(int *errp);
 /* The group must not be quiesced.  A device that missed a deadline and has
  * not finished yet keeps the group's memory until it does.  Main loop. */
 VMM_EXPORT void vmm_quiesce_group_free(VmmQuiesceGroup *g);
-/* Members (-EBUSY while quiesced).  Main loop. */
+/* Members: 0, -EINVAL (@g, @dev, @gate or @begin NULL), -EBUSY (while
+ * quiesced) or -ENOMEM.  Main loop. */
 VMM_EXPORT int vmm_quiesce_group_add_device(VmmQuiesceGroup *g, VmmDevice *dev);
 VMM_EXPORT int vmm_quiesce_group_add_gate(VmmQuiesceGroup *g, VmmAccelGate *gate);
 /* @name is used in error reports (copied). */
@@ -184,7 +188,8 @@ VMM_EXPORT int vmm_quiesce_group_add_stage(VmmQuiesceGroup *g, const char *name,
 VMM_EXPORT int vmm_quiesce_group_add_block_drain(VmmQuiesceGroup *g);
 /*
  * Quiesce everything; devices get @timeout_ns (< 0: forever) to finish.
- * Returns 0, or -ETIMEDOUT naming in @who (if not NULL; a static or
+ * Returns 0, -EINVAL (@g NULL or already quiesced), or -ETIMEDOUT naming
+ * in @who (if not NULL; a static or
  * group-owned string valid until the next call) the first device that did
  * not finish, or a stage's error naming the stage.  On failure everything
  * is resumed (a device that finishes late is unpaused at once).

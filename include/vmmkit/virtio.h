@@ -128,8 +128,11 @@ VMM_EXPORT VmmVirtioDevice *vmm_virtio_device_new(const char *name,
 VMM_EXPORT void vmm_virtio_device_free(VmmVirtioDevice *vdev);
 /* The underlying device model object, for pause/migration/DMA map.  Any thread. */
 VMM_EXPORT VmmDevice *vmm_virtio_device_get_device(VmmVirtioDevice *vdev);
+/* The virtio device ID (VmmVirtioDeviceOps.device_id).  Any thread. */
 VMM_EXPORT uint16_t vmm_virtio_device_id(VmmVirtioDevice *vdev);
+/* The number of queues.  Any thread. */
 VMM_EXPORT unsigned vmm_virtio_num_queues(VmmVirtioDevice *vdev);
+/* Queue @idx, or NULL when @idx >= the number of queues.  Any thread. */
 VMM_EXPORT VmmVirtqueue *vmm_virtio_get_queue(VmmVirtioDevice *vdev, unsigned idx);
 
 /* Install the transport's interrupt callback.  Main loop, before DRIVER_OK. */
@@ -171,12 +174,19 @@ VMM_EXPORT uint32_t vmm_virtio_config_generation(VmmVirtioDevice *vdev);
 /* Read and clear the ISR bits. */
 VMM_EXPORT uint8_t vmm_virtio_isr_read_clear(VmmVirtioDevice *vdev);
 
+/* The largest size queue @q accepts (VmmVirtioDeviceOps' queue size), or 0
+ * when @q does not exist. */
 VMM_EXPORT uint16_t vmm_virtio_queue_get_max_size(VmmVirtioDevice *vdev, unsigned q);
+/* Queue @q's current size (the driver's choice, else the maximum; a reset
+ * restores the maximum), or 0 when @q does not exist. */
 VMM_EXPORT uint16_t vmm_virtio_queue_get_size(VmmVirtioDevice *vdev, unsigned q);
-/* Power of two, <= max; only while the queue is disabled (-EINVAL, -EBUSY). */
+/* Power of two, <= max; only while the queue is disabled.  -EINVAL (no
+ * queue @q, or a bad size), -EBUSY (enabled). */
 VMM_EXPORT int vmm_virtio_queue_set_size(VmmVirtioDevice *vdev, unsigned q,
                                          uint16_t size);
-/* Ring addresses; only while the queue is disabled. */
+/* Ring addresses; only while the queue is disabled.  -EINVAL (no queue
+ * @q), -EBUSY (enabled).  get_addr stores zeros for a queue that does not
+ * exist. */
 VMM_EXPORT int vmm_virtio_queue_set_addr(VmmVirtioDevice *vdev, unsigned q,
                                          uint64_t desc, uint64_t avail,
                                          uint64_t used);
@@ -185,8 +195,8 @@ VMM_EXPORT void vmm_virtio_queue_get_addr(VmmVirtioDevice *vdev, unsigned q,
                                           uint64_t *used);
 /*
  * Enable the queue: the rings are checked (alignment, inside RAM) and
- * pinned.  A bad ring marks the device DEVICE_NEEDS_RESET (returns -EFAULT).
- * Disabling is only done by reset.
+ * pinned.  A bad ring marks the device DEVICE_NEEDS_RESET (returns -EFAULT);
+ * -EINVAL when @q does not exist.  Disabling is only done by reset.
  */
 VMM_EXPORT int vmm_virtio_queue_enable(VmmVirtioDevice *vdev, unsigned q);
 VMM_EXPORT bool vmm_virtio_queue_is_enabled(VmmVirtioDevice *vdev, unsigned q);
