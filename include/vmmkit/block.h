@@ -187,7 +187,8 @@ VMM_EXPORT int vmm_block_node_set_context(VmmBlockNode *n, VmmAioContext *ctx,
 VMM_EXPORT void vmm_block_drained_begin(VmmBlockNode *n) VMM_GRAPH_UNLOCKED;
 VMM_EXPORT void vmm_block_drained_end(VmmBlockNode *n) VMM_GRAPH_UNLOCKED;
 /* As drained_begin, but give up after @timeout_ns: returns 0, or -ETIMEDOUT
- * after undoing the quiesce (no drained_end is then due).  Main loop. */
+ * after undoing the quiesce (no drained_end is then due), or -EINVAL (@n
+ * NULL, @timeout_ns < 0, or called from a coroutine).  Main loop. */
 VMM_EXPORT int vmm_block_drained_begin_timeout(VmmBlockNode *n, int64_t timeout_ns)
     VMM_GRAPH_UNLOCKED;
 /* Every node, including nodes opened while drained.  Main loop. */
@@ -239,7 +240,9 @@ VMM_EXPORT void vmm_blk_remove(VmmBlockBackend *blk);
 /* The root node, or NULL.  Main loop, or a coroutine holding the read lock. */
 VMM_EXPORT VmmBlockNode *vmm_blk_node(VmmBlockBackend *blk);
 
-/* Attach the device callbacks (@ops is copied up to ops->size).  Main loop. */
+/* Attach the device callbacks (@ops is copied up to ops->size; NULL
+ * detaches).  -EINVAL for @blk NULL or an @ops->size too small to hold
+ * drained_begin.  Main loop. */
 VMM_EXPORT int vmm_blk_set_dev_ops(VmmBlockBackend *blk, const VmmBlockDevOps *ops,
                                    void *opaque);
 /* Move the BlockBackend and its subtree to @ctx under drain.  Main loop. */

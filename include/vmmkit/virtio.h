@@ -115,7 +115,9 @@ typedef struct VmmVirtioDeviceOps {
 /*
  * Create a device named @name on @mem, with @ops/@opaque.  @config_init
  * (config_size bytes, may be NULL for zeros) is the initial configuration
- * space.  Main loop.
+ * space.  NULL with *errp = -EINVAL (@ops NULL or too small, no
+ * handle_queue, no queue or too many, queue_max_size not a power of two
+ * <= VMM_VIRTQUEUE_MAX_SIZE, config_size too large) or -ENOMEM.  Main loop.
  */
 VMM_EXPORT VmmVirtioDevice *vmm_virtio_device_new(const char *name,
                                                   const VmmVirtioDeviceOps *ops,
@@ -212,7 +214,8 @@ VMM_EXPORT int vmm_virtio_queue_set_context(VmmVirtioDevice *vdev, unsigned q,
 /*
  * Handle @n (an ioeventfd the transport registered with KVM for the
  * queue's doorbell) in the queue's context, with busy polling of the ring
- * when the context polls; NULL detaches.  The queue must have a context.
+ * when the context polls; NULL detaches.  The queue must have a context
+ * (-EINVAL without one, or for a queue that does not exist).
  * Main loop (it waits for @ctx's thread to switch).
  */
 VMM_EXPORT int vmm_virtio_queue_set_host_notifier(VmmVirtioDevice *vdev, unsigned q,
@@ -224,8 +227,9 @@ VMM_EXPORT int vmm_virtio_queue_set_host_notifier(VmmVirtioDevice *vdev, unsigne
  * Take the next request.  Returns an element of @elem_size bytes (>=
  * sizeof(VmmVirtqElem), zeroed beyond it; free() it after push), or NULL
  * when the queue is empty, disabled or broken (*errp = 0), or on failure
- * (*errp < 0: -ENOMEM, or -EIO when the guest broke the rules and the
- * device was marked DEVICE_NEEDS_RESET).
+ * (*errp < 0: -EINVAL for an @elem_size below sizeof(VmmVirtqElem),
+ * -ENOMEM, or -EIO when the guest broke the rules and the device was
+ * marked DEVICE_NEEDS_RESET).
  */
 VMM_EXPORT void *vmm_virtqueue_pop(VmmVirtqueue *vq, size_t elem_size, int *errp);
 /* Return @elem (@len bytes written to its writable part) on the used ring.

@@ -383,11 +383,13 @@ static void test_block(void **state)
     EXPECT_ERR(-EINVAL, true, vmm_blk_set_dev_ops(blk, &ops, NULL));
     EXPECT_ERR(-ENOMEDIUM, false, vmm_blk_getlength(blk));
     EXPECT_ERR(-EINVAL, true, vmm_block_drained_begin_timeout(NULL, 1000));
+    EXPECT_ERR(-EINVAL, false, vmm_blk_set_dev_ops(NULL, NULL, NULL));
 
     VmmBlockNode *n = vmm_block_open("driver=null,size=1M,node-name=bad-args-null", 0,
                                      &gerr);
     assert_non_null(n);
     assert_int_equal(vmm_blk_insert(blk, n, NULL), 0);
+    EXPECT_ERR(-EINVAL, true, vmm_block_drained_begin_timeout(n, -1));
     EXPECT_ERR(-EINVAL, false, vmm_blk_pread(blk, -512, 512, buf, 0));
     EXPECT_ERR(-ERANGE, false, vmm_blk_pread(blk, 1 << 20, 512, buf, 0));
     struct iovec iov = { buf, 256 };
@@ -401,6 +403,16 @@ static void test_block(void **state)
 }
 
 /* ---- kvm.h (on the fake KVM) -------------------------------------------- */
+
+/* On the vCPU's own thread: what would deadlock there says so. */
+static int on_vcpu(VmmVcpu *vcpu, void *opaque)
+{
+    (void)opaque;
+    EXPECT_ERR(-EDEADLK, true, vmm_vm_wait(vmm_vcpu_vm(vcpu), 1000, NULL));
+    EXPECT_ERR(-EDEADLK, true, vmm_vm_pause(vmm_vcpu_vm(vcpu)));
+    EXPECT_ERR(-EDEADLK, true, vmm_vcpu_pause(vcpu));
+    return 42;
+}
 
 static void test_kvm(void **state)
 {
@@ -437,6 +449,7 @@ static void test_kvm(void **state)
     EXPECT_ERR(-EBUSY, true, vmm_vm_create_irqchip(vm, false));      /* after vCPUs */
     uint64_t v;
     EXPECT_ERR(-ENOENT, false, vmm_vcpu_get_msr(c, 0xdeadbeef, &v));
+    assert_int_equal(vmm_vcpu_run_on(c, on_vcpu, NULL), 42);
     vmm_vm_free(vm);
     free(host);
 }
