@@ -81,17 +81,24 @@ bool vmm_aio_context_in_thread(VmmAioContext *ctx)
            vmm_atomic_read(&ctx->home) == me;
 }
 
-bool aio_ctx_check(VmmAioContext *ctx, const char *func)
+bool aio_ctx_check(VmmAioContext *ctx, const char *func, bool has_error)
 {
+    const char *what = NULL;
+
     if (vmm_unlikely(!ctx)) {
-        vmm_misuse(func, "NULL context");
-        return false;
+        what = "NULL context";
+    } else if (vmm_unlikely(vmm_atomic_read(&ctx->magic) != AIO_CTX_MAGIC)) {
+        what = "context is destroyed or not a context";
     }
-    if (vmm_unlikely(vmm_atomic_read(&ctx->magic) != AIO_CTX_MAGIC)) {
-        vmm_misuse(func, "context %p is destroyed or not a context", (void *)ctx);
-        return false;
+    if (vmm_likely(!what)) {
+        return true;
     }
-    return true;
+    if (has_error) {
+        vmm_misuse_errno(func, -EINVAL, "%s (%p)", what, (void *)ctx);
+    } else {
+        vmm_misuse(func, "%s (%p)", what, (void *)ctx);
+    }
+    return false;
 }
 
 static void ctx_destroy(VmmAioContext *ctx);
@@ -272,7 +279,7 @@ static void bh_free(VmmAioContext *ctx, VmmBH *bh, unsigned flags)
 
 VmmBH *vmm_bh_new(VmmAioContext *ctx, VmmBHFunc *cb, void *opaque, const char *name)
 {
-    if (!AIO_CTX_CHECK(ctx)) {
+    if (!AIO_CTX_CHECK_ERR(ctx)) {
         return NULL;
     }
     if (!cb) {
@@ -353,7 +360,7 @@ void vmm_bh_delete(VmmBH *bh)
 int vmm_bh_schedule_oneshot(VmmAioContext *ctx, VmmBHFunc *cb, void *opaque,
                             const char *name)
 {
-    if (!AIO_CTX_CHECK(ctx)) {
+    if (!AIO_CTX_CHECK_ERR(ctx)) {
         return -EINVAL;
     }
     if (!cb) {

@@ -56,7 +56,7 @@ static TimerNode **all_timers(VmmAioContext *ctx)
 
 VmmTimer *vmm_timer_new(VmmAioContext *ctx, VmmTimerFunc *cb, void *opaque)
 {
-    if (!AIO_CTX_CHECK(ctx)) {
+    if (!AIO_CTX_CHECK_ERR(ctx)) {
         return NULL;
     }
     if (!cb) {

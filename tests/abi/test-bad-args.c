@@ -136,13 +136,20 @@ static void test_aio(void **state)
     assert_non_null(ctx);
 
     EXPECT_ERR(-EINVAL, false, vmm_aio_context_set_poll_params(ctx, 1000, 1, 0));
+    EXPECT_ERR(-EINVAL, false, vmm_aio_context_set_poll_params(ctx, -1, 0, 0));
+    EXPECT_ERR(-EINVAL, true, vmm_aio_context_set_poll_params(NULL, 1000, 0, 0));
     assert_null(vmm_bh_new(ctx, NULL, NULL, "no-cb"));
+    assert_null(vmm_bh_new(NULL, noop, NULL, "no-ctx"));
     EXPECT_ERR(-EINVAL, true, vmm_bh_schedule_oneshot(ctx, NULL, NULL, "no-cb"));
+    EXPECT_ERR(-EINVAL, true, vmm_bh_schedule_oneshot(NULL, noop, NULL, "no-ctx"));
     assert_null(vmm_timer_new(ctx, NULL, NULL));
+    assert_null(vmm_timer_new(NULL, noop, NULL));
 
     int fds[2];
     assert_int_equal(pipe(fds), 0);
     EXPECT_ERR(-EBADF, false, vmm_aio_set_fd_handler(ctx, -1, noop, NULL, NULL, NULL, NULL));
+    EXPECT_ERR(-EINVAL, true, vmm_aio_set_fd_handler(NULL, fds[0], noop, NULL, NULL, NULL,
+                                                     NULL));
     EXPECT_ERR(-ENOENT, false, vmm_aio_set_fd_handler(ctx, fds[0], NULL, NULL, NULL, NULL,
                                                       NULL));
     EXPECT_ERR(-EINVAL, false, vmm_aio_set_fd_handler(ctx, fds[0], noop, NULL, NULL, noop,
