@@ -119,7 +119,6 @@ struct VmmCoroutine {
     const void *sched_where;        /* ... and from where (return address) */
     int xfer;                       /* portable backend: action handed over */
     unsigned locks_held;            /* CoMutex/CoRwlock holds, checked at exit */
-    unsigned graph_rdlocks;         /* graph read locks held (debug builds) */
 
     /* Coroutines woken while we run: entered right after we yield. */
     VmmCoFifo wakeup;
@@ -139,6 +138,7 @@ struct VmmCoroutine {
     void *backend;                  /* portable backend: its jmp_buf/ucontext */
     bool is_leader;                 /* a thread's own stack, not a coroutine */
     bool wakeup_queued;             /* in another coroutine's wake-up FIFO */
+    unsigned graph_rdlocks;         /* graph read locks held (debug builds) */
 };
 
 /* ---- FIFO helpers (not thread-safe; the caller serialises) -------------- */
