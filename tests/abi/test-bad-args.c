@@ -405,6 +405,26 @@ static void test_block(void **state)
     EXPECT_ERR(-ENOTSUP, false, vmm_block_fault_add_rule(n, "op=read", &gerr));
     g_clear_error(&gerr);
     EXPECT_ERR(-ENOTSUP, false, vmm_block_fault_remove_rule(n, 0));
+    EXPECT_ERR(-ENOTSUP, false, vmm_block_fault_rule_hits(n, 0));
+
+    /* Edges: a name taken, a driver without such a child, a cycle. */
+    VmmBlockNode *f = vmm_block_open("driver=fault,node-name=bad-args-flt,file.driver=null",
+                                     0, &gerr);
+    assert_non_null(f);
+    VmmBlockNode *other = vmm_block_open("driver=null,node-name=bad-args-other", 0, &gerr);
+    assert_non_null(other);
+    EXPECT_ERR(-EEXIST, false, vmm_block_attach_child(f, other, "file", VMM_CHILD_DATA,
+                                                      &gerr));
+    g_clear_error(&gerr);
+    EXPECT_ERR(-EPERM, false, vmm_block_attach_child(other, f, "file", VMM_CHILD_DATA,
+                                                     &gerr));
+    g_clear_error(&gerr);
+    EXPECT_ERR(-EINVAL, false, vmm_block_fault_add_rule(f, "op=munch", &gerr));
+    g_clear_error(&gerr);
+    EXPECT_ERR(-ENOENT, false, vmm_block_fault_remove_rule(f, 5));
+    EXPECT_ERR(-ENOENT, false, vmm_block_fault_rule_hits(f, 5));
+    vmm_block_node_unref(other);
+    vmm_block_node_unref(f);
     vmm_blk_unref(blk);
     vmm_block_node_unref(n);
 }
