@@ -623,7 +623,8 @@ int vmm_vcpu_pause(VmmVcpu *vcpu)
         return -EINVAL;
     }
     if (tls_vcpu == vcpu) {
-        return VMM_MISUSE_ERR(-EDEADLK, "vmm_vcpu_pause on the vCPU's own thread (return VMM_EXIT_PAUSE_VCPU)");
+        return VMM_MISUSE_ERR(-EDEADLK, "vmm_vcpu_pause on the vCPU's own thread "
+                              "(return VMM_EXIT_PAUSE_VCPU)");
     }
     vmm_mutex_lock(&vcpu->vm->run_lock);
     vcpu->want_run = false;

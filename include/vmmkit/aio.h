@@ -87,7 +87,8 @@ VMM_EXPORT bool vmm_aio_poll(VmmAioContext *ctx, bool blocking);
 
 /* Adaptive polling parameters: ceiling in ns (0 turns polling off), growth
  * factor (0 = 2; 1 is invalid), shrink divisor (0 = 2).  Returns 0 or
- * -EINVAL (also for a NULL @ctx, or a negative value).  Any thread (handlers' budgets are clamped when next used). */
+ * -EINVAL (also for a NULL @ctx, or a negative value).  Any thread
+ * (handlers' budgets are clamped when next used). */
 VMM_EXPORT int vmm_aio_context_set_poll_params(VmmAioContext *ctx, int64_t max_ns,
                                                int64_t grow, int64_t shrink);
 

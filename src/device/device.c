@@ -123,7 +123,8 @@ int vmm_device_free(VmmDevice *dev)
         return 0;
     }
     if (!vmm_device_is_idle(dev)) {
-        return VMM_MISUSE_ERR(-EBUSY, "device '%s' freed while a request or pause is pending", dev->name);
+        return VMM_MISUSE_ERR(-EBUSY, "device '%s' freed while a request or pause is pending",
+                              dev->name);
     }
     vmm_guest_memory_unref(dev->mem);
     pthread_cond_destroy(&dev->handoff);
