@@ -94,8 +94,10 @@ VMM_EXPORT void vmm_accel_ioctl_end(VmmAccelGate *gate)
 
 /*
  * Bracket a vCPU ioctl, KVM_RUN included.  Blocks while the gate is
- * inhibited.  Nests.  Any thread; fence-free on the slot's owner thread.
- * Async-signal-safe on the owner thread when the gate is not inhibited.
+ * inhibited.  Nests.  Any thread; fence-free on the slot's owner thread,
+ * two atomic adds on any other, and on every thread the inhibitor calls the
+ * slot's kick while the ioctl is in flight.  Async-signal-safe on the owner
+ * thread when the gate is not inhibited.
  */
 VMM_EXPORT void vmm_accel_cpu_ioctl_begin(VmmAccelCpuSlot *slot)
     VMM_ACQUIRE_SHARED(slot);
