@@ -7,7 +7,9 @@
  *   shared_count  ioctls in flight from threads that own no slot of the gate.
  *   event         level-triggered "something ended" flag the inhibitor
  *                 sleeps on (reset, scan, wait loop: no lost wake-up).
- * State per vCPU slot: count, written only by its owner thread.
+ * State per vCPU slot: count, written only by its owner thread; foreign,
+ * the slot's vCPU ioctls issued by other threads (atomic adds).  The
+ * inhibitor kicks every slot whose count or foreign is non-zero.
  *
  * The Dekker pairs (each access below names its pair):
  *   D1  owner begin: store count; [compiler barrier]; load inhibited
@@ -16,6 +18,11 @@
  *       inhibitor:   (same membarrier) reset event (xchg); load counts
  *   D3  shared begin/end: atomic add on shared_count (a full barrier), then
  *       load inhibited; the inhibitor side is the same as D1.
+ *   D4  a vCPU ioctl on a slot from a thread that does not own it: atomic
+ *       add on slot->foreign, then D3.  Both adds are full barriers, so an
+ *       inhibitor whose scan sees the shared_count add (load-acquire) also
+ *       sees the foreign add and kicks the slot; a thread that steps back
+ *       because the gate is inhibited undoes foreign too.
  * membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) executes a full barrier on
  * every thread of the process that is running; threads not running have
  * one at their context switch.  So each owner's program order is cut at
@@ -225,8 +232,7 @@ VmmAccelCpuSlot *vmm_accel_cpu_slot_new(VmmAccelGate *gate, VmmAccelKickFunc *ki
         goto fail;
     }
     if (vmm_atomic_read(&gate->inhibitor) == (void *)&tls_self) {
-        VMM_MISUSE("slot added by the thread inhibiting its gate");
-        err = -EDEADLK;
+        err = VMM_MISUSE_ERR(-EDEADLK, "slot added by the thread inhibiting its gate");
         goto fail;
     }
     slot = slot_alloc(gate);
@@ -258,9 +264,9 @@ void vmm_accel_cpu_slot_free(VmmAccelCpuSlot *slot)
         return;
     }
     gate = slot->gate;
-    if (vmm_atomic_load_acquire(&slot->count)) {
+    if (vmm_atomic_load_acquire(&slot->count) || vmm_atomic_load_acquire(&slot->foreign)) {
         VMM_MISUSE("slot %s freed with %u ioctls in flight (begin without end)",
-                   slot->name, slot->count);
+                   slot->name, slot->count + slot->foreign);
         return;
     }
     if (vmm_atomic_read(&gate->inhibitor) == (void *)&tls_self) {
@@ -293,29 +299,26 @@ int vmm_accel_cpu_slot_bind(VmmAccelCpuSlot *slot, bool bind)
     }
     if (!bind) {
         if (tls_slot != slot) {
-            VMM_MISUSE("slot %s unbound by a thread that does not own it", slot->name);
-            return -EPERM;
+            return VMM_MISUSE_ERR(-EPERM, "slot %s unbound by a thread that does not own it",
+                                  slot->name);
         }
         if (slot->count) {
-            VMM_MISUSE("slot %s unbound with %u ioctls in flight (begin without end)",
-                       slot->name, slot->count);
-            return -EBUSY;
+            return VMM_MISUSE_ERR(-EBUSY, "slot %s unbound with %u ioctls in flight "
+                                  "(begin without end)", slot->name, slot->count);
         }
         vmm_atomic_set(&slot->owner, NULL);
         tls_slot = NULL;
         return 0;
     }
     if (tls_slot && tls_slot != slot) {
-        VMM_MISUSE("thread already owns slot %s", tls_slot->name);
-        return -EBUSY;
+        return VMM_MISUSE_ERR(-EBUSY, "thread already owns slot %s", tls_slot->name);
     }
     if (vmm_atomic_read(&slot->owner) && slot->owner != (void *)&tls_self) {
-        VMM_MISUSE("slot %s is owned by another thread", slot->name);
-        return -EBUSY;
+        return VMM_MISUSE_ERR(-EBUSY, "slot %s is owned by another thread", slot->name);
     }
     if (vmm_atomic_read(&slot->gate->inhibitor) == (void *)&tls_self) {
-        VMM_MISUSE("slot %s bound by the thread inhibiting its gate", slot->name);
-        return -EDEADLK;
+        return VMM_MISUSE_ERR(-EDEADLK, "slot %s bound by the thread inhibiting its gate",
+                              slot->name);
     }
     vmm_atomic_set(&slot->owner, (void *)&tls_self);
     tls_slot = slot;
@@ -356,10 +359,17 @@ static void held_pop(VmmAccelGate *gate)
     }
 }
 
-static void shared_begin(VmmAccelGate *gate) VMM_NO_TSA
+/*
+ * @foreign: the slot->foreign of a vCPU ioctl from a thread that does not
+ * own the slot (D4), else NULL.  It is counted whenever shared_count is.
+ */
+static void shared_begin(VmmAccelGate *gate, unsigned *foreign) VMM_NO_TSA
 {
     int i;
 
+    if (foreign) {
+        vmm_atomic_inc(foreign);    /* D4: before the add on shared_count */
+    }
     if (vmm_atomic_read(&gate->inhibitor) == (void *)&tls_self) {
         gate->bypass_depth++;       /* the inhibitor's own VM ioctls */
         return;
@@ -377,15 +387,29 @@ static void shared_begin(VmmAccelGate *gate) VMM_NO_TSA
     vmm_atomic_inc(&gate->shared_count);
     while (vmm_unlikely(vmm_atomic_load_acquire(&gate->inhibited))) {
         vmm_atomic_dec(&gate->shared_count);
+        if (foreign) {
+            vmm_atomic_dec(foreign);    /* D4: not in an ioctl while waiting */
+        }
         vmm_accel_gate_event_set(gate);
         gate_wait_open(gate);
+        if (foreign) {
+            vmm_atomic_inc(foreign);    /* D4: before the add on shared_count */
+        }
         vmm_atomic_inc(&gate->shared_count);
     }
     held_push(gate);
 }
 
-static void shared_end(VmmAccelGate *gate) VMM_NO_TSA
+static void shared_end(VmmAccelGate *gate, unsigned *foreign) VMM_NO_TSA
 {
+    if (foreign) {
+        if (!vmm_atomic_read(foreign)) {
+            VMM_MISUSE("cpu_ioctl_end without cpu_ioctl_begin on a slot this thread "
+                       "does not own");
+            return;
+        }
+        vmm_atomic_dec(foreign);    /* D4: before the sub on shared_count */
+    }
     if (vmm_atomic_read(&gate->inhibitor) == (void *)&tls_self) {
         if (gate->bypass_depth == 0) {
             VMM_MISUSE("ioctl_end without ioctl_begin by the inhibitor");
@@ -428,7 +452,7 @@ VMM_NOINLINE void vmm_accel_slot_begin_slow(VmmAccelCpuSlot *slot)
 VMM_HOT void vmm_accel_cpu_ioctl_begin(VmmAccelCpuSlot *slot) VMM_NO_TSA
 {
     if (vmm_unlikely(slot != tls_slot)) {
-        shared_begin(slot->gate);
+        shared_begin(slot->gate, &slot->foreign);   /* D4 */
         return;
     }
     vmm_accel_owner_begin(slot);
@@ -437,7 +461,7 @@ VMM_HOT void vmm_accel_cpu_ioctl_begin(VmmAccelCpuSlot *slot) VMM_NO_TSA
 VMM_HOT void vmm_accel_cpu_ioctl_end(VmmAccelCpuSlot *slot) VMM_NO_TSA
 {
     if (vmm_unlikely(slot != tls_slot)) {
-        shared_end(slot->gate);
+        shared_end(slot->gate, &slot->foreign);     /* D4 */
         return;
     }
     if (vmm_unlikely(slot->count == 0)) {
@@ -454,7 +478,7 @@ void vmm_accel_ioctl_begin(VmmAccelGate *gate) VMM_NO_TSA
     if (slot && slot->gate == gate) {
         vmm_accel_cpu_ioctl_begin(slot);
     } else {
-        shared_begin(gate);
+        shared_begin(gate, NULL);
     }
 }
 
@@ -465,7 +489,7 @@ void vmm_accel_ioctl_end(VmmAccelGate *gate) VMM_NO_TSA
     if (slot && slot->gate == gate) {
         vmm_accel_cpu_ioctl_end(slot);
     } else {
-        shared_end(gate);
+        shared_end(gate, NULL);
     }
 }
 
@@ -492,7 +516,8 @@ static bool gate_busy(VmmAccelGate *gate, const char **who) VMM_REQUIRES(gate->l
         *who = "a VM ioctl";
     }
     for (VmmAccelCpuSlot *s = gate->slots; s; s = s->next) {
-        if (vmm_atomic_load_acquire(&s->count)) {
+        /* foreign: D4, seen whenever the shared_count add above was. */
+        if (vmm_atomic_load_acquire(&s->count) || vmm_atomic_load_acquire(&s->foreign)) {
             if (!busy) {
                 *who = s->name;
             }

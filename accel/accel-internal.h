@@ -17,6 +17,7 @@
 
 struct VmmAccelCpuSlot {
     unsigned count VMM_CACHE_ALIGNED;   /* owner writes; inhibitor reads */
+    unsigned foreign;                   /* vCPU ioctls of other threads (D4) */
     VmmAccelGate *gate;
     VmmAccelKickFunc *kick;
     void *opaque;

@@ -140,6 +140,14 @@ static inline VmmAioContext *vmm_aio_current_context_fresh(void)
 /* True for the process's main context.  Any thread. */
 bool vmm_aio_context_is_main(VmmAioContext *ctx);
 
+/* True when a thread runs the main context (it polled it first, see
+ * vmm_aio_context_main()) and it is not the calling thread.  Any thread. */
+bool aio_main_loop_is_other_thread(void);
+
+/* The running coroutine's count of graph read locks held (the block
+ * layer's debug checks), or NULL outside a coroutine.  Calling thread. */
+unsigned *aio_co_graph_rdlocks(void);
+
 /* The context's name (diagnostics): "main", an iothread's name, or "aio". */
 const char *vmm_aio_context_name(VmmAioContext *ctx);
 

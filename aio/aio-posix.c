@@ -206,7 +206,7 @@ int vmm_aio_set_fd_handler(VmmAioContext *ctx, int fd, VmmIOHandler *io_read,
         .io_poll = io_poll, .io_poll_ready = io_poll_ready, .opaque = opaque,
     };
 
-    if (!AIO_CTX_CHECK(ctx)) {
+    if (!AIO_CTX_CHECK_ERR(ctx)) {
         return -EINVAL;
     }
     return aio_set_handler(ctx, fd, &o, false);
@@ -233,7 +233,7 @@ int vmm_aio_set_fd_handler_full(VmmAioContext *ctx, int fd, const VmmAioHandlerO
 {
     VmmAioHandlerOptions o;
 
-    if (!AIO_CTX_CHECK(ctx) || handler_opts_copy(&o, opts) < 0) {
+    if (!AIO_CTX_CHECK_ERR(ctx) || handler_opts_copy(&o, opts) < 0) {
         return -EINVAL;
     }
     return aio_set_handler(ctx, fd, &o, false);
@@ -248,7 +248,7 @@ int vmm_aio_set_event_notifier(VmmAioContext *ctx, VmmEventNotifier *n, VmmIOHan
         .io_poll_ready = io_poll_ready, .opaque = opaque,
     };
 
-    if (!AIO_CTX_CHECK(ctx)) {
+    if (!AIO_CTX_CHECK_ERR(ctx)) {
         return -EINVAL;
     }
     if (!n) {
@@ -262,7 +262,7 @@ int vmm_aio_set_event_notifier_full(VmmAioContext *ctx, VmmEventNotifier *n,
 {
     VmmAioHandlerOptions o;
 
-    if (!AIO_CTX_CHECK(ctx) || !n || handler_opts_copy(&o, opts) < 0 || o.io_write) {
+    if (!AIO_CTX_CHECK_ERR(ctx) || !n || handler_opts_copy(&o, opts) < 0 || o.io_write) {
         return -EINVAL;
     }
     return aio_set_handler(ctx, n->fd, &o, false);
@@ -522,7 +522,7 @@ static void adjust_ready(VmmAioContext *ctx, AioReadyList *ready, int64_t block_
 int vmm_aio_context_set_poll_params(VmmAioContext *ctx, int64_t max_ns, int64_t grow,
                                     int64_t shrink)
 {
-    if (!AIO_CTX_CHECK(ctx)) {
+    if (!AIO_CTX_CHECK_ERR(ctx)) {
         return -EINVAL;
     }
     if (max_ns < 0 || grow < 0 || shrink < 0 || grow == 1) {

@@ -226,8 +226,11 @@ struct VmmAioContext {
 /* A token unique to the calling thread (the address of a thread-local). */
 const void *aio_thread_token(void);
 
-bool aio_ctx_check(VmmAioContext *ctx, const char *func);
-#define AIO_CTX_CHECK(ctx) aio_ctx_check(ctx, __func__)
+/* @ctx is a live context; else report the misuse (debug builds abort
+ * unless @has_error: the caller returns the error its header promises). */
+bool aio_ctx_check(VmmAioContext *ctx, const char *func, bool has_error);
+#define AIO_CTX_CHECK(ctx) aio_ctx_check(ctx, __func__, false)
+#define AIO_CTX_CHECK_ERR(ctx) aio_ctx_check(ctx, __func__, true)
 
 /* async.c */
 bool aio_bh_poll(VmmAioContext *ctx);

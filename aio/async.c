@@ -83,17 +83,24 @@ bool vmm_aio_context_in_thread(VmmAioContext *ctx)
            vmm_atomic_read(&ctx->home) == me;
 }
 
-bool aio_ctx_check(VmmAioContext *ctx, const char *func)
+bool aio_ctx_check(VmmAioContext *ctx, const char *func, bool has_error)
 {
+    const char *what = NULL;
+
     if (vmm_unlikely(!ctx)) {
-        vmm_misuse(func, "NULL context");
-        return false;
+        what = "NULL context";
+    } else if (vmm_unlikely(vmm_atomic_read(&ctx->magic) != AIO_CTX_MAGIC)) {
+        what = "context is destroyed or not a context";
     }
-    if (vmm_unlikely(vmm_atomic_read(&ctx->magic) != AIO_CTX_MAGIC)) {
-        vmm_misuse(func, "context %p is destroyed or not a context", (void *)ctx);
-        return false;
+    if (vmm_likely(!what)) {
+        return true;
     }
-    return true;
+    if (has_error) {
+        vmm_misuse_errno(func, -EINVAL, "%s (%p)", what, (void *)ctx);
+    } else {
+        vmm_misuse(func, "%s (%p)", what, (void *)ctx);
+    }
+    return false;
 }
 
 static void ctx_destroy(VmmAioContext *ctx);
@@ -251,13 +258,21 @@ static void bh_all_add(VmmAioContext *ctx, VmmBH *bh)
     aio_mutex_unlock(&ctx->bh_lock);
 }
 
-static void bh_free(VmmAioContext *ctx, VmmBH *bh)
+/*
+ * @flags: the BH's flags as its dequeue read them.  Oneshot BHs are never
+ * on all_bhs; the others are, until unlinked here or detached by
+ * bh_finalize().  all_pprev is read under bh_lock only: bh_all_add() in
+ * another thread (vmm_bh_new) rewrites it when it links a BH before this one.
+ */
+static void bh_free(VmmAioContext *ctx, VmmBH *bh, unsigned flags)
 {
-    if (bh->all_pprev) {
+    if (!(flags & BH_ONESHOT)) {
         aio_mutex_lock(&ctx->bh_lock);
-        *bh->all_pprev = bh->all_next;
-        if (bh->all_next) {
-            bh->all_next->all_pprev = bh->all_pprev;
+        if (bh->all_pprev) {
+            *bh->all_pprev = bh->all_next;
+            if (bh->all_next) {
+                bh->all_next->all_pprev = bh->all_pprev;
+            }
         }
         aio_mutex_unlock(&ctx->bh_lock);
     }
@@ -266,11 +281,11 @@ static void bh_free(VmmAioContext *ctx, VmmBH *bh)
 
 VmmBH *vmm_bh_new(VmmAioContext *ctx, VmmBHFunc *cb, void *opaque, const char *name)
 {
-    if (!AIO_CTX_CHECK(ctx)) {
+    if (!AIO_CTX_CHECK_ERR(ctx)) {
         return NULL;
     }
     if (!cb) {
-        VMM_MISUSE("BH '%s' without a callback", name ? name : "?");
+        VMM_MISUSE_ERR(0, "BH '%s' without a callback", name ? name : "?");
         return NULL;
     }
     VmmBH *bh = calloc(1, sizeof(*bh));
@@ -347,12 +362,11 @@ void vmm_bh_delete(VmmBH *bh)
 int vmm_bh_schedule_oneshot(VmmAioContext *ctx, VmmBHFunc *cb, void *opaque,
                             const char *name)
 {
-    if (!AIO_CTX_CHECK(ctx)) {
+    if (!AIO_CTX_CHECK_ERR(ctx)) {
         return -EINVAL;
     }
     if (!cb) {
-        VMM_MISUSE("oneshot BH '%s' without a callback", name ? name : "?");
-        return -EINVAL;
+        return VMM_MISUSE_ERR(-EINVAL, "oneshot BH '%s' without a callback", name ? name : "?");
     }
     VmmBH *bh = malloc(sizeof(*bh));
     if (!bh) {
@@ -430,7 +444,7 @@ bool aio_bh_poll(VmmAioContext *ctx)
             bh->cb(bh->opaque);
         }
         if (flags & (BH_DELETED | BH_ONESHOT)) {
-            bh_free(ctx, bh);
+            bh_free(ctx, bh, flags);
         }
     }
     return progress;
@@ -495,7 +509,7 @@ static void bh_finalize(VmmAioContext *ctx)
                        bh->name, ctx->name);
         }
         if (flags & (BH_DELETED | BH_ONESHOT)) {
-            bh_free(ctx, bh);
+            bh_free(ctx, bh, flags);
         }
         bh = next;
     }
@@ -814,6 +828,14 @@ VmmAioContext *vmm_aio_context_main(void)
 {
     pthread_once(&main_once, main_ctx_init);
     return vmm_atomic_load_acquire(&main_ctx);
+}
+
+bool aio_main_loop_is_other_thread(void)
+{
+    VmmAioContext *m = vmm_atomic_load_acquire(&main_ctx);
+    const void *home = m ? vmm_atomic_read(&m->home) : NULL;
+
+    return home && home != aio_thread_token();
 }
 
 bool vmm_aio_context_is_main(VmmAioContext *ctx)

@@ -56,11 +56,11 @@ static TimerNode **all_timers(VmmAioContext *ctx)
 
 VmmTimer *vmm_timer_new(VmmAioContext *ctx, VmmTimerFunc *cb, void *opaque)
 {
-    if (!AIO_CTX_CHECK(ctx)) {
+    if (!AIO_CTX_CHECK_ERR(ctx)) {
         return NULL;
     }
     if (!cb) {
-        VMM_MISUSE("timer without a callback");
+        VMM_MISUSE_ERR(0, "timer without a callback");
         return NULL;
     }
     TimerNode *n = calloc(1, sizeof(*n));

@@ -217,8 +217,7 @@ int vmm_blk_set_dev_ops(VmmBlockBackend *blk, const VmmBlockDevOps *ops, void *o
     memset(&blk->dev_ops, 0, sizeof(blk->dev_ops));
     if (ops) {
         if (ops->size < offsetof(VmmBlockDevOps, drained_begin)) {
-            VMM_MISUSE("VmmBlockDevOps.size not set");
-            return -EINVAL;
+            return VMM_MISUSE_ERR(-EINVAL, "VmmBlockDevOps.size not set");
         }
         memcpy(&blk->dev_ops, ops, MIN(ops->size, sizeof(blk->dev_ops)));
     }

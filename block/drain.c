@@ -168,12 +168,10 @@ static bool drain_busy_cb(void *opaque)
 int vmm_block_drained_begin_timeout(VmmBlockNode *n, int64_t timeout_ns)
 {
     if (!n || timeout_ns < 0) {
-        VMM_MISUSE("bad argument");
-        return -EINVAL;
+        return VMM_MISUSE_ERR(-EINVAL, "bad argument");
     }
     if (vmm_in_coroutine()) {
-        VMM_MISUSE("timed drain from a coroutine (main loop only)");
-        return -EINVAL;
+        return VMM_MISUSE_ERR(-EINVAL, "timed drain from a coroutine (main loop only)");
     }
     block_drained_begin_nopoll(n);
     int ret = vmm_aio_wait_while_timeout_(vmm_block_node_get_context(n), drain_busy_cb, n,

@@ -47,6 +47,11 @@ extern __thread BlockGraphSlot *block_graph_tls_slot
 BlockGraphSlot *block_graph_slot_lookup_slow(VmmAioContext *ctx);
 void coroutine_fn block_graph_rdlock_slow(BlockGraphSlot *s);
 void block_graph_slot_add_foreign(uint32_t delta);
+/* Debug builds (VMM_DEBUG_CHECKS): count the read locks the caller (the
+ * running coroutine, else the thread) holds, and report an unlock without
+ * a lock where it happens (graph-lock.c). */
+void block_graph_debug_rdlock(void);
+void block_graph_debug_rdunlock(void);
 
 static inline BlockGraphSlot *block_graph_tls_slot_fresh(void)
 {
@@ -111,7 +116,9 @@ static inline void coroutine_fn block_graph_rdlock_body(void) VMM_NO_TSA
     block_graph_slot_add(s, 1);
     block_graph_fence_reader();                     /* pairing (1) */
     if (vmm_unlikely(vmm_atomic_load_acquire(&block_graph_flags.has_writer))) {
-        block_graph_rdlock_slow(s);
+        block_graph_rdlock_slow(s);     /* counts the hold itself */
+    } else if (VMM_DEBUG_CHECKS) {
+        block_graph_debug_rdlock();
     }
 }
 
@@ -119,6 +126,9 @@ static inline void coroutine_fn block_graph_rdunlock_body(void)
     VMM_RELEASE_SHARED(vmm_graph_lock);
 static inline void coroutine_fn block_graph_rdunlock_body(void) VMM_NO_TSA
 {
+    if (VMM_DEBUG_CHECKS) {
+        block_graph_debug_rdunlock();   /* aborts on an unlock without lock */
+    }
     BlockGraphSlot *s = block_graph_slot_current();
     block_graph_slot_add(s, (uint32_t)-1);
     block_graph_fence_reader();                     /* pairing (2) */

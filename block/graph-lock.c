@@ -209,8 +209,38 @@ static uint32_t reader_count(void)
         sum += vmm_atomic_load_acquire(&s->count);
     }
     vmm_mutex_unlock(&list_lock);
-    assert((int32_t)sum >= 0);
     return sum;
+}
+
+/* ---- Debug checks (VMM_DEBUG_CHECKS) --------------------------------------------- */
+
+/* Read locks held outside coroutines by this thread, and the main loop's
+ * read-lock depth.  A coroutine's own count lives in the coroutine (it
+ * may unlock in another thread than it locked in). */
+static __thread unsigned tls_rdlocks;
+static __thread unsigned tls_main_rdlocks;
+
+static unsigned *rdlock_depth(void)
+{
+    unsigned *d = aio_co_graph_rdlocks();
+    return d ? d : &tls_rdlocks;
+}
+
+void block_graph_debug_rdlock(void)
+{
+    (*rdlock_depth())++;
+}
+
+void block_graph_debug_rdunlock(void)
+{
+    unsigned *d = rdlock_depth();
+
+    if (*d == 0) {
+        vmm_misuse("vmm_graph_co_rdunlock", "graph read lock released but not held by "
+                   "this %s", vmm_in_coroutine() ? "coroutine" : "thread");
+        return;
+    }
+    (*d)--;
 }
 
 /* ---- Readers ----------------------------------------------------------------- */
@@ -222,12 +252,18 @@ VMM_NOINLINE void coroutine_fn block_graph_rdlock_slow(GraphSlot *s) VMM_NO_TSA
     if (!vmm_in_coroutine()) {
         /* Cannot wait outside a coroutine; the main loop has its own lock. */
         VMM_MISUSE("vmm_graph_co_rdlock outside a coroutine while a writer is active");
+        if (VMM_DEBUG_CHECKS) {
+            block_graph_debug_rdlock();     /* counted as held, as it is */
+        }
         return;
     }
     vmm_mutex_lock(&list_lock);
     if (!vmm_atomic_load_acquire(&has_writer)) {
         /* The writer left between our check and the lock: we hold it. */
         vmm_mutex_unlock(&list_lock);
+        if (VMM_DEBUG_CHECKS) {
+            block_graph_debug_rdlock();
+        }
         return;
     }
     if (vmm_atomic_read(&writer_waiting) &&
@@ -236,6 +272,9 @@ VMM_NOINLINE void coroutine_fn block_graph_rdlock_slow(GraphSlot *s) VMM_NO_TSA
          * the writer.  The writer counts us, and does not own the graph
          * until we are done. */
         vmm_mutex_unlock(&list_lock);
+        if (VMM_DEBUG_CHECKS) {
+            block_graph_debug_rdlock();
+        }
         return;
     }
     /* Back off (same thread as the increment: no yield since), queue,
@@ -252,7 +291,8 @@ VMM_NOINLINE void coroutine_fn block_graph_rdlock_slow(GraphSlot *s) VMM_NO_TSA
     TRACE_PROBE(graph_rdlock_wait, w.co);
     vmm_coroutine_yield();
     TRACE_PROBE(graph_rdlock_wait_done, w.co);
-    graph_rdlock_retry();      /* from the start, in whatever thread we are now */
+    graph_rdlock_retry();      /* from the start, in whatever thread we are now;
+                                * it counts the hold (debug builds) */
 }
 
 /* The fast paths are block_graph_rdlock_body() and
@@ -279,11 +319,20 @@ void vmm_graph_rdlock_main_loop(void) VMM_NO_TSA
 {
     if (VMM_DEBUG_CHECKS) {
         block_assert_main_loop(__func__);
+        tls_main_rdlocks++;
     }
 }
 
 void vmm_graph_rdunlock_main_loop(void) VMM_NO_TSA
 {
+    if (VMM_DEBUG_CHECKS) {
+        block_assert_main_loop(__func__);
+        if (tls_main_rdlocks == 0) {
+            VMM_MISUSE("main-loop graph read lock released but not held");
+            return;
+        }
+        tls_main_rdlocks--;
+    }
 }
 
 void vmm_graph_assume_rdlock(void)
@@ -298,6 +347,9 @@ void block_assert_main_loop(const char *func)
     } else if (cur && !vmm_aio_context_is_main(cur)) {
         vmm_misuse(func, "called from context '%s', not the main loop",
                    vmm_aio_context_name(cur));
+    } else if (!cur && aio_main_loop_is_other_thread()) {
+        vmm_misuse(func, "called from a thread that is not the main loop (the thread "
+                   "that polls the main context)");
     }
 }
 
@@ -305,7 +357,16 @@ void block_assert_main_loop(const char *func)
 
 static bool readers_active(void)
 {
-    return reader_count() > 0;
+    uint32_t n = reader_count();
+
+    if (vmm_unlikely((int32_t)n < 0)) {
+        /* Only an unlock without a lock gets here; debug builds report it
+         * at the unlock already (block_graph_debug_rdunlock). */
+        VMM_MISUSE("graph read lock released more often than taken (%d readers)",
+                   (int32_t)n);
+        return false;
+    }
+    return n > 0;
 }
 
 void vmm_graph_wrlock(void) VMM_NO_TSA
@@ -337,6 +398,7 @@ void vmm_graph_wrlock(void) VMM_NO_TSA
 
 void vmm_graph_wrunlock(void) VMM_NO_TSA
 {
+    block_assert_main_loop(__func__);
     if (!vmm_atomic_read(&has_writer)) {
         VMM_MISUSE("graph write lock released but not held");
         return;

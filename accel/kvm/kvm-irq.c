@@ -91,8 +91,7 @@ int vmm_vm_create_irqchip(VmmVm *vm, bool with_pit)
         return -EEXIST;
     }
     if (vmm_vm_nr_vcpus(vm)) {
-        VMM_MISUSE("irqchip created after vCPUs");
-        return -EBUSY;
+        return VMM_MISUSE_ERR(-EBUSY, "irqchip created after vCPUs");
     }
     if (kvm_sys_ioctl(vm, KVM_CHECK_EXTENSION, (void *)KVM_CAP_IRQCHIP) <= 0) {
         vmm_error("kvm: the kernel lacks KVM_CAP_IRQCHIP");

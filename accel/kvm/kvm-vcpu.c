@@ -602,8 +602,7 @@ int vmm_vm_pause(VmmVm *vm)
         return -EINVAL;
     }
     if (tls_vcpu) {
-        VMM_MISUSE("vmm_vm_pause from a vCPU thread would deadlock");
-        return -EDEADLK;
+        return VMM_MISUSE_ERR(-EDEADLK, "vmm_vm_pause from a vCPU thread would deadlock");
     }
     return kvm_vm_pause_all(vm);
 }
@@ -633,8 +632,8 @@ int vmm_vcpu_pause(VmmVcpu *vcpu)
         return -EINVAL;
     }
     if (tls_vcpu == vcpu) {
-        VMM_MISUSE("vmm_vcpu_pause on the vCPU's own thread (return VMM_EXIT_PAUSE_VCPU)");
-        return -EDEADLK;
+        return VMM_MISUSE_ERR(-EDEADLK, "vmm_vcpu_pause on the vCPU's own thread "
+                              "(return VMM_EXIT_PAUSE_VCPU)");
     }
     vmm_mutex_lock(&vcpu->vm->run_lock);
     vcpu->want_run = false;

@@ -459,8 +459,7 @@ int vmm_vm_wait(VmmVm *vm, int64_t timeout_ns, VmmVmExit *out)
         return -EINVAL;
     }
     if (vmm_vcpu_current()) {
-        VMM_MISUSE("vmm_vm_wait from a vCPU thread would deadlock");
-        return -EDEADLK;
+        return VMM_MISUSE_ERR(-EDEADLK, "vmm_vm_wait from a vCPU thread would deadlock");
     }
     clock_gettime(CLOCK_REALTIME, &ts);
     if (timeout_ns >= 0) {

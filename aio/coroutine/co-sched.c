@@ -264,8 +264,7 @@ int vmm_co_run_sync(VmmAioContext *ctx, VmmCoroutineEntry *entry, void *opaque)
     int err = 0;
 
     if (!entry || !ctx) {
-        VMM_MISUSE("NULL %s", entry ? "context" : "entry");
-        return -EINVAL;
+        return VMM_MISUSE_ERR(-EINVAL, "NULL %s", entry ? "context" : "entry");
     }
     if (vmm_in_coroutine()) {
         entry(opaque);

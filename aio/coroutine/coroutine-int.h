@@ -139,6 +139,7 @@ struct VmmCoroutine {
     void *backend;                  /* portable backend: its jmp_buf/ucontext */
     bool is_leader;                 /* a thread's own stack, not a coroutine */
     bool wakeup_queued;             /* in another coroutine's wake-up FIFO */
+    unsigned graph_rdlocks;         /* graph read locks held (debug builds) */
 };
 
 /* ---- FIFO helpers (not thread-safe; the caller serialises) -------------- */

@@ -159,9 +159,9 @@ VmmCoroutine *vmm_coroutine_create(VmmCoroutineEntry *entry, void *opaque, int *
     struct VmmCoroutine *co;
 
     if (!entry) {
-        VMM_MISUSE("NULL entry function");
+        int e = VMM_MISUSE_ERR(-EINVAL, "NULL entry function");
         if (errp) {
-            *errp = -EINVAL;
+            *errp = e;
         }
         return NULL;
     }
@@ -177,6 +177,7 @@ VmmCoroutine *vmm_coroutine_create(VmmCoroutineEntry *entry, void *opaque, int *
     co->ctx = NULL;
     co->caller = NULL;
     co->locks_held = 0;
+    co->graph_rdlocks = 0;
     vmm_atomic_set(&co->scheduled, NULL);
     return co;
 }
@@ -336,6 +337,13 @@ VmmCoroutine *vmm_coroutine_self(void)
 bool vmm_in_coroutine(void)
 {
     return co_thread_get()->current != NULL;
+}
+
+unsigned *aio_co_graph_rdlocks(void)
+{
+    VmmCoroutine *co = co_thread_get()->current;
+
+    return co ? &co->graph_rdlocks : NULL;
 }
 
 bool vmm_coroutine_entered(VmmCoroutine *co)

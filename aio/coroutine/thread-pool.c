@@ -248,8 +248,7 @@ int vmm_thread_pool_submit(VmmAioContext *ctx, VmmThreadPoolFunc *fn, void *arg,
     int ret = 0;
 
     if (!ctx || !fn) {
-        VMM_MISUSE("NULL %s", ctx ? "function" : "context");
-        return -EINVAL;
+        return VMM_MISUSE_ERR(-EINVAL, "NULL %s", ctx ? "function" : "context");
     }
     p = pool_get(ctx);
     req = calloc(1, sizeof(*req));
@@ -297,8 +296,8 @@ int vmm_thread_pool_set_max_workers(VmmAioContext *ctx, int max)
     ThreadPool *p;
 
     if (!ctx || max < 1) {
-        VMM_MISUSE("%s", ctx ? "max_workers must be at least 1" : "NULL context");
-        return -EINVAL;
+        return VMM_MISUSE_ERR(-EINVAL, "%s",
+                              ctx ? "max_workers must be at least 1" : "NULL context");
     }
     p = pool_get(ctx);
     if (!p) {
@@ -332,8 +331,7 @@ int vmm_thread_pool_co_submit(VmmThreadPoolFunc *fn, void *arg)
     int ret;
 
     if (!s.co) {
-        VMM_MISUSE("called outside a coroutine");
-        return -EINVAL;
+        return VMM_MISUSE_ERR(-EINVAL, "called outside a coroutine");
     }
     ret = vmm_thread_pool_submit(vmm_aio_context_current(), fn, arg, co_submit_done, &s);
     if (ret < 0) {

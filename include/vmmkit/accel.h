@@ -50,10 +50,13 @@ VMM_EXPORT VmmAccelGate *vmm_accel_gate_new(int *errp);
 VMM_EXPORT void vmm_accel_gate_free(VmmAccelGate *gate);
 
 /*
- * Register a vCPU slot on @gate; @kick is called by the inhibitor while the
- * slot's count is non-zero.  @name is used in diagnostics (copied; may be
- * NULL).  Any thread but an inhibitor of @gate (blocks while @gate is
- * inhibited).
+ * Register a vCPU slot on @gate.  While any vCPU ioctl bracketed with
+ * vmm_accel_cpu_ioctl_begin/end(slot) is in flight, on the owner thread or
+ * on any other, vmm_accel_ioctl_inhibit_begin() calls @kick, which must get
+ * every thread issuing such an ioctl out of it.  @name is used in
+ * diagnostics (copied; may be NULL).  Errors: -EINVAL (@gate or @kick
+ * NULL), -EDEADLK (the caller inhibits @gate), -ENOMEM.  Any thread but an
+ * inhibitor of @gate.
  */
 VMM_EXPORT VmmAccelCpuSlot *vmm_accel_cpu_slot_new(VmmAccelGate *gate,
                                                    VmmAccelKickFunc *kick,
@@ -67,10 +70,15 @@ VMM_EXPORT void vmm_accel_cpu_slot_free(VmmAccelCpuSlot *slot);
 
 /*
  * Make the calling thread the slot's owner (its vCPU thread), or drop the
- * ownership with @bind false.  A thread owns at most one slot.  Only the
- * owner takes the fence-free fast path; vCPU ioctls from other threads take
- * the shared path, which is correct but slower.  A thread that owns a slot
- * may not inhibit.  The owning thread.
+ * ownership with @bind false.  Binding is an optimisation, not a condition
+ * of correctness: only the owner takes the fence-free fast path (a plain
+ * counter update); vCPU ioctls on the slot from any other thread take the
+ * shared path (two atomic adds) and are kicked all the same.  A thread
+ * owns at most one slot, and a thread that owns a slot may not inhibit.
+ * Errors: -EINVAL (@slot NULL), -EBUSY (the thread owns another slot, the
+ * slot has another owner, or unbinding inside a bracket), -EPERM (unbinding
+ * a slot the thread does not own), -EDEADLK (the caller inhibits the
+ * slot's gate).  The owning thread.
  */
 VMM_EXPORT int vmm_accel_cpu_slot_bind(VmmAccelCpuSlot *slot, bool bind);
 
@@ -86,8 +94,10 @@ VMM_EXPORT void vmm_accel_ioctl_end(VmmAccelGate *gate)
 
 /*
  * Bracket a vCPU ioctl, KVM_RUN included.  Blocks while the gate is
- * inhibited.  Nests.  Any thread; fence-free on the slot's owner thread.
- * Async-signal-safe on the owner thread when the gate is not inhibited.
+ * inhibited.  Nests.  Any thread; fence-free on the slot's owner thread,
+ * two atomic adds on any other, and on every thread the inhibitor calls the
+ * slot's kick while the ioctl is in flight.  Async-signal-safe on the owner
+ * thread when the gate is not inhibited.
  */
 VMM_EXPORT void vmm_accel_cpu_ioctl_begin(VmmAccelCpuSlot *slot)
     VMM_ACQUIRE_SHARED(slot);

@@ -87,7 +87,8 @@ VMM_EXPORT bool vmm_aio_poll(VmmAioContext *ctx, bool blocking);
 
 /* Adaptive polling parameters: ceiling in ns (0 turns polling off), growth
  * factor (0 = 2; 1 is invalid), shrink divisor (0 = 2).  Returns 0 or
- * -EINVAL.  Any thread (handlers' budgets are clamped when next used). */
+ * -EINVAL (also for a NULL @ctx, or a negative value).  Any thread
+ * (handlers' budgets are clamped when next used). */
 VMM_EXPORT int vmm_aio_context_set_poll_params(VmmAioContext *ctx, int64_t max_ns,
                                                int64_t grow, int64_t shrink);
 
@@ -97,7 +98,8 @@ VMM_EXPORT VmmFdMonitorKind vmm_aio_context_fdmon(VmmAioContext *ctx);
 /* ---- Bottom halves ----------------------------------------------------- */
 
 /* @name is used in diagnostics and may be NULL (it must outlive the BH).
- * Returns NULL if @cb is NULL or memory is short.  Any thread. */
+ * Returns NULL if @ctx or @cb is NULL (logged) or memory is short.  Any
+ * thread. */
 VMM_EXPORT VmmBH *vmm_bh_new(VmmAioContext *ctx, VmmBHFunc *cb, void *opaque,
                              const char *name);
 /* Wait-free; from any thread or a signal handler.  A BH scheduled while
@@ -112,7 +114,8 @@ VMM_EXPORT void vmm_bh_cancel(VmmBH *bh);
  * is freed by the context's next poll.  Deleting twice is reported.
  * Any thread. */
 VMM_EXPORT void vmm_bh_delete(VmmBH *bh);
-/* Allocate, schedule, run once, free.  Returns 0 or -errno.  Any thread. */
+/* Allocate, schedule, run once, free.  Returns 0, -EINVAL (@ctx or @cb
+ * NULL; logged) or -ENOMEM.  Any thread. */
 VMM_EXPORT int vmm_bh_schedule_oneshot(VmmAioContext *ctx, VmmBHFunc *cb,
                                        void *opaque, const char *name);
 
@@ -123,7 +126,7 @@ VMM_EXPORT int vmm_bh_schedule_oneshot(VmmAioContext *ctx, VmmBHFunc *cb,
  * called again, even if it was ready).  Returns 0 or -errno: -EBADF for an
  * invalid fd, -ENOENT when removing a handler that is not set, -EBUSY for the
  * context's own notifier fd, -EINVAL for
- * io_poll_ready without io_poll.  An fd closed while its handler is set is
+ * io_poll_ready without io_poll or a NULL @ctx (logged).  An fd closed while its handler is set is
  * reported and no longer watched.  Any thread (a poller blocked in @ctx's
  * thread is woken to see the change). */
 VMM_EXPORT int vmm_aio_set_fd_handler(VmmAioContext *ctx, int fd,
@@ -206,7 +209,7 @@ VMM_EXPORT int vmm_aio_set_event_notifier_full(VmmAioContext *ctx, VmmEventNotif
 
 /* CLOCK_MONOTONIC in ns.  Any thread. */
 VMM_EXPORT int64_t vmm_clock_ns(void);
-/* Any thread. */
+/* NULL if @ctx or @cb is NULL (logged) or memory is short.  Any thread. */
 VMM_EXPORT VmmTimer *vmm_timer_new(VmmAioContext *ctx, VmmTimerFunc *cb, void *opaque);
 /* Arm at absolute @expire_ns (vmm_clock_ns() time base); re-arming moves it.
  * @ctx's thread, or any thread (it notifies the context). */

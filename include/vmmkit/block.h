@@ -61,19 +61,25 @@ VMM_EXPORT extern VmmGraphLock vmm_graph_lock;
 
 /* Take/drop the read lock in a coroutine in any AioContext.  Waits while
  * the main loop holds the write lock.  The unlock may run in another
- * context than the lock (the coroutine moved).  Coroutine. */
+ * context than the lock (the coroutine moved), but in the coroutine that
+ * took it: debug builds count each coroutine's holds and abort, naming the
+ * misuse, at an unlock without a lock.  Coroutine. */
 VMM_EXPORT VMM_COROUTINE_FN void vmm_graph_co_rdlock(void) VMM_ACQUIRE_SHARED(vmm_graph_lock);
 VMM_EXPORT VMM_COROUTINE_FN void vmm_graph_co_rdunlock(void) VMM_RELEASE_SHARED(vmm_graph_lock);
 
 /* The main loop's read lock: free (the main loop is the only writer), it
- * exists for the analysis and debug checks.  Main loop, not a coroutine. */
+ * exists for the analysis and debug checks (debug builds abort at an
+ * unlock without a lock, or a call from another thread).  Main loop, not
+ * a coroutine. */
 VMM_EXPORT void vmm_graph_rdlock_main_loop(void) VMM_ACQUIRE_SHARED(vmm_graph_lock);
 VMM_EXPORT void vmm_graph_rdunlock_main_loop(void) VMM_RELEASE_SHARED(vmm_graph_lock);
 
 /* Take the write lock: quiesces all BlockBackends (new requests queue),
  * waits until no coroutine holds the read lock, and makes new readers wait
  * until vmm_graph_wrunlock().  Callbacks that run while it waits may take
- * the read lock.  Main loop, not a coroutine, not while holding it. */
+ * the read lock.  Main loop (the thread that polls the main context), not
+ * a coroutine, not while holding it: a call from any other thread, or an
+ * unlock without a lock, is reported, and debug builds abort naming it. */
 VMM_EXPORT void vmm_graph_wrlock(void) VMM_ACQUIRE(vmm_graph_lock);
 VMM_EXPORT void vmm_graph_wrunlock(void) VMM_RELEASE(vmm_graph_lock);
 
@@ -181,7 +187,8 @@ VMM_EXPORT int vmm_block_node_set_context(VmmBlockNode *n, VmmAioContext *ctx,
 VMM_EXPORT void vmm_block_drained_begin(VmmBlockNode *n) VMM_GRAPH_UNLOCKED;
 VMM_EXPORT void vmm_block_drained_end(VmmBlockNode *n) VMM_GRAPH_UNLOCKED;
 /* As drained_begin, but give up after @timeout_ns: returns 0, or -ETIMEDOUT
- * after undoing the quiesce (no drained_end is then due).  Main loop. */
+ * after undoing the quiesce (no drained_end is then due), or -EINVAL (@n
+ * NULL, @timeout_ns < 0, or called from a coroutine).  Main loop. */
 VMM_EXPORT int vmm_block_drained_begin_timeout(VmmBlockNode *n, int64_t timeout_ns)
     VMM_GRAPH_UNLOCKED;
 /* Every node, including nodes opened while drained.  Main loop. */
@@ -233,7 +240,9 @@ VMM_EXPORT void vmm_blk_remove(VmmBlockBackend *blk);
 /* The root node, or NULL.  Main loop, or a coroutine holding the read lock. */
 VMM_EXPORT VmmBlockNode *vmm_blk_node(VmmBlockBackend *blk);
 
-/* Attach the device callbacks (@ops is copied up to ops->size).  Main loop. */
+/* Attach the device callbacks (@ops is copied up to ops->size; NULL
+ * detaches).  -EINVAL for @blk NULL or an @ops->size too small to hold
+ * drained_begin.  Main loop. */
 VMM_EXPORT int vmm_blk_set_dev_ops(VmmBlockBackend *blk, const VmmBlockDevOps *ops,
                                    void *opaque);
 /* Move the BlockBackend and its subtree to @ctx under drain.  Main loop. */

@@ -20,8 +20,8 @@ typedef void VmmCoroutineEntry(void *opaque);
 
 /* ---- Coroutines ---------------------------------------------------------- */
 
-/* Create (from the pool when possible); NULL and *errp = -ENOMEM on failure.
- * Any thread. */
+/* Create (from the pool when possible); NULL and *errp = -EINVAL (@entry
+ * NULL) or -ENOMEM on failure.  Any thread. */
 VMM_EXPORT VmmCoroutine *vmm_coroutine_create(VmmCoroutineEntry *entry, void *opaque,
                                               int *errp);
 /* Enter in the calling thread; returns when it yields or terminates (then it
@@ -90,7 +90,8 @@ VMM_EXPORT VmmAioContext *vmm_coroutine_get_context(VmmCoroutine *co);
 /* Run entry(opaque) in a new coroutine in @ctx and wait until it returns:
  * in @ctx's thread by polling @ctx, in the main loop (for an iothread's
  * context) with VMM_AIO_WAIT_WHILE.  From inside a coroutine, entry is
- * simply called.  Returns 0 or -ENOMEM.  @ctx's thread or the main loop. */
+ * simply called.  Returns 0, -EINVAL (@ctx or @entry NULL) or -ENOMEM.
+ * @ctx's thread or the main loop. */
 VMM_EXPORT int vmm_co_run_sync(VmmAioContext *ctx, VmmCoroutineEntry *entry,
                                void *opaque);
 
@@ -106,7 +107,8 @@ VMM_EXPORT void vmm_co_sleep_wake(VmmCoSleep *w);
 
 /*
  * A zero-filled VmmCoMutex, VmmCoQueue or VmmCoRwlock is initialised; the
- * init functions just do that.  None of the locks blocks a thread: a
+ * init functions just do that, from any thread (or coroutine), on a lock
+ * no coroutine holds or waits for.  None of the locks blocks a thread: a
  * coroutine that must wait yields, and is woken in the context it last
  * ran in.  Holder and waiters may run in different contexts (threads).
  */
@@ -156,8 +158,11 @@ VMM_EXPORT bool vmm_co_queue_empty(VmmCoQueue *q);
  * writers never starve.  Upgrade gives up the read hold and queues as a
  * writer unless it is the only holder and nobody waits: other writers may
  * run in between.  Downgrade keeps the lock held (as a reader) throughout
- * and lets queued readers in.
+ * and lets queued readers in.  The lock and unlock functions: coroutine
+ * (misuse - unlock while not held, upgrade without a read hold, downgrade
+ * without a write hold - is reported, and debug builds abort).
  */
+/* Any thread or coroutine, while no coroutine holds or waits for @l. */
 VMM_EXPORT void vmm_co_rwlock_init(VmmCoRwlock *l);
 VMM_EXPORT VMM_COROUTINE_FN void vmm_co_rwlock_rdlock(VmmCoRwlock *l) VMM_ACQUIRE_SHARED(*l);
 VMM_EXPORT VMM_COROUTINE_FN void vmm_co_rwlock_wrlock(VmmCoRwlock *l) VMM_ACQUIRE(*l);
@@ -175,13 +180,16 @@ typedef int VmmThreadPoolFunc(void *opaque);
 typedef void VmmThreadPoolDone(void *opaque, int ret);
 
 /* Run @fn(@arg) in a worker thread of the current context's pool and yield
- * until it returns; returns its result. */
+ * until it returns; returns its result, or -EINVAL (@fn NULL, or called
+ * outside a coroutine) or -ENOMEM without running it.  Coroutine. */
 VMM_EXPORT VMM_COROUTINE_FN int vmm_thread_pool_co_submit(VmmThreadPoolFunc *fn, void *arg);
 /* Callback form: @done(@opaque, ret) runs in @ctx when @fn returns.
+ * Returns 0, or -EINVAL (@ctx or @fn NULL) or -ENOMEM and nothing runs.
  * @ctx's thread. */
 VMM_EXPORT int vmm_thread_pool_submit(VmmAioContext *ctx, VmmThreadPoolFunc *fn, void *arg,
                                       VmmThreadPoolDone *done, void *opaque);
-/* Bound the workers of @ctx's pool.  @ctx's thread. */
+/* Bound the workers of @ctx's pool to @max (>= 1).  Returns 0, -EINVAL
+ * (@ctx NULL or @max < 1) or -ENOMEM.  @ctx's thread. */
 VMM_EXPORT int vmm_thread_pool_set_max_workers(VmmAioContext *ctx, int max);
 
 VMM_END_DECLS

@@ -11,8 +11,10 @@
  *     (quiesced now) or -EBUSY (quiescing).  While quiescing the device
  *     goes on as normal, DMA included, and finishes in-flight work.
  *  2. With -EBUSY, the device later calls vmm_device_quiesced(dev, 0) from
- *     any thread.  The pending operations' callbacks (dma_map, reset,
- *     migration) may run inside that call, before it returns.  An error
+ *     any thread (see that function for exactly when).  The pending
+ *     operations' callbacks (dma_map, reset, migration) and their
+ *     completions run inside that call, then the resume callback: when it
+ *     returns, the device runs again (unless a pause holds it).  An error
  *     (vmm_device_quiesced(dev, -EIO)) fails the pending operations and the
  *     device stays running.
  *  3. Once quiesced, the device must not touch guest memory from its own
@@ -23,7 +25,8 @@
  *  4. After the operations (and when no pause holds it), the device's
  *     resume callback runs and the device is running again.
  *
- * This follows libvfio-user's protocol (vfu_device_quiesced); unlike it,
+ * This follows libvfio-user's protocol (vfu_device_quiesced: once it
+ * returns, the queued callbacks ran and the device is unquiesced); unlike it,
  * requests may come from any thread and several may queue up: they are
  * delivered in order, one device quiesce covering all that are queued.
  */
@@ -74,12 +77,14 @@ typedef struct VmmDeviceOps {
 typedef void VmmDeviceDoneFunc(VmmDevice *dev, int ret, void *opaque);
 
 /* A device named @name (copied), doing DMA into @mem (a reference is
- * taken; may be NULL).  Main loop. */
+ * taken; may be NULL).  NULL with *errp = -EINVAL (@ops NULL, its size too
+ * small, or no quiesce callback) or -ENOMEM.  Main loop. */
 VMM_EXPORT VmmDevice *vmm_device_new(const char *name, const VmmDeviceOps *ops,
                                      void *opaque, VmmGuestMemory *mem,
                                      int *errp);
 /* Free a device with no request pending and no pause held (-EBUSY
- * otherwise, and nothing is freed).  Main loop. */
+ * otherwise, and nothing is freed; logged, never an abort).  NULL: 0.
+ * Main loop. */
 VMM_EXPORT int vmm_device_free(VmmDevice *dev);
 /* Any thread. */
 VMM_EXPORT const char *vmm_device_name(VmmDevice *dev);
@@ -103,11 +108,29 @@ VMM_EXPORT int vmm_device_set_migration_state(VmmDevice *dev, VmmMigrationState 
  * vmm_device_unpause().  Pauses nest. */
 VMM_EXPORT int vmm_device_pause(VmmDevice *dev, VmmDeviceDoneFunc *done,
                                 void *opaque);
-/* Drop one pause; -EINVAL if none is held.  Any thread. */
+/* Drop one pause; -EINVAL if none is held (logged, never an abort).  Any
+ * thread. */
 VMM_EXPORT int vmm_device_unpause(VmmDevice *dev);
 
-/* The device finished quiescing (@err == 0) or could not (-errno).  Only
- * after its quiesce callback returned -EBUSY.  Any thread. */
+/*
+ * The device finished quiescing (@err == 0) or could not (-errno), after
+ * its quiesce callback answered (or will answer) -EBUSY.  Any thread, at
+ * any time from the moment the quiesce callback was entered, once per
+ * -EBUSY:
+ *  - From another thread (a device worker), even while the quiesce
+ *    callback is still running in the requesting thread: the call waits
+ *    until that callback has returned, then delivers the pending
+ *    operations (callbacks and completions) and resumes the device in the
+ *    calling thread.  When it returns, all of that has happened and the
+ *    device may DMA again (unless a pause holds it quiesced, or a request
+ *    queued meanwhile started a new quiesce).  So the quiesce callback must
+ *    not wait for a thread that calls vmm_device_quiesced().
+ *  - From inside the quiesce callback itself (which then returns -EBUSY):
+ *    delivery and resume follow the callback's return, in the requesting
+ *    thread, before the request function returns.
+ * @err > 0 counts as -@err.  Called while not quiescing (twice, or after
+ * the callback answered 0) it is reported (debug builds abort).
+ */
 VMM_EXPORT void vmm_device_quiesced(VmmDevice *dev, int err);
 
 /* True when running with no request queued, none being delivered and no
@@ -152,7 +175,8 @@ VMM_EXPORT VmmQuiesceGroup *vmm_quiesce_group_new(int *errp);
 /* The group must not be quiesced.  A device that missed a deadline and has
  * not finished yet keeps the group's memory until it does.  Main loop. */
 VMM_EXPORT void vmm_quiesce_group_free(VmmQuiesceGroup *g);
-/* Members (-EBUSY while quiesced).  Main loop. */
+/* Members: 0, -EINVAL (@g, @dev, @gate or @begin NULL), -EBUSY (while
+ * quiesced) or -ENOMEM.  Main loop. */
 VMM_EXPORT int vmm_quiesce_group_add_device(VmmQuiesceGroup *g, VmmDevice *dev);
 VMM_EXPORT int vmm_quiesce_group_add_gate(VmmQuiesceGroup *g, VmmAccelGate *gate);
 /* @name is used in error reports (copied). */
@@ -164,7 +188,8 @@ VMM_EXPORT int vmm_quiesce_group_add_stage(VmmQuiesceGroup *g, const char *name,
 VMM_EXPORT int vmm_quiesce_group_add_block_drain(VmmQuiesceGroup *g);
 /*
  * Quiesce everything; devices get @timeout_ns (< 0: forever) to finish.
- * Returns 0, or -ETIMEDOUT naming in @who (if not NULL; a static or
+ * Returns 0, -EINVAL (@g NULL or already quiesced), or -ETIMEDOUT naming
+ * in @who (if not NULL; a static or
  * group-owned string valid until the next call) the first device that did
  * not finish, or a stage's error naming the stage.  On failure everything
  * is resumed (a device that finishes late is unpaused at once).

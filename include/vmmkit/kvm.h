@@ -230,7 +230,7 @@ VMM_EXPORT void vmm_vm_request_end(VmmVm *vm, uint64_t code);
 /*
  * Wait until the VM ends, then pause every vCPU and copy the report to
  * *@out (may be NULL).  @timeout_ns < 0 waits forever.  Returns 0, or
- * -ETIMEDOUT.  Not from a vCPU thread.
+ * -ETIMEDOUT.  Not from a vCPU thread (-EDEADLK).
  */
 VMM_EXPORT int vmm_vm_wait(VmmVm *vm, int64_t timeout_ns, VmmVmExit *out);
 
@@ -245,7 +245,7 @@ VMM_EXPORT int vmm_vm_start(VmmVm *vm);
 /*
  * Pause every vCPU and return once all sit outside KVM_RUN with no pending
  * PIO/MMIO (KVM_RUN is re-entered with immediate_exit to complete it).
- * Not from a vCPU thread.  Main loop.
+ * Not from a vCPU thread (-EDEADLK).  Main loop.
  */
 VMM_EXPORT int vmm_vm_pause(VmmVm *vm);
 /* Same as vmm_vm_start(). */
@@ -346,7 +346,7 @@ VMM_EXPORT int vmm_vm_del_coalesced_io(VmmVm *vm, bool pio, uint64_t base,
 /* ---- Interrupts ------------------------------------------------------------ */
 
 /* KVM_CREATE_IRQCHIP (PIC + IOAPIC + LAPICs), then KVM_CREATE_PIT2 if
- * @with_pit.  Before creating vCPUs.  Main loop. */
+ * @with_pit.  Before creating vCPUs (-EBUSY after).  Main loop. */
 VMM_EXPORT int vmm_vm_create_irqchip(VmmVm *vm, bool with_pit);
 /* KVM_IRQ_LINE: set GSI @gsi (ISA IRQ 0-15, IOAPIC pins 0-23) to @level.
  * Any thread. */
@@ -459,7 +459,7 @@ VMM_EXPORT VmmVcpu *vmm_vcpu_current(void);
 VMM_EXPORT void vmm_vcpu_kick(VmmVcpu *vcpu);
 
 /* Pause / resume one vCPU (vmm_vm_pause semantics).  Not from that vCPU's
- * thread (use VMM_EXIT_PAUSE_VCPU there).  Main loop. */
+ * thread (-EDEADLK: use VMM_EXIT_PAUSE_VCPU there).  Main loop. */
 VMM_EXPORT int vmm_vcpu_pause(VmmVcpu *vcpu);
 VMM_EXPORT int vmm_vcpu_resume(VmmVcpu *vcpu);
 /* True while the vCPU is paused or not started.  Any thread. */

@@ -108,7 +108,8 @@ VMM_EXPORT VmmMachine *vmm_machine_new(const VmmMachineOptions *opts, int *errp)
 
 /*
  * Add a virtio-blk disk backed by the image file @path (raw), read-only if
- * @readonly.  Before vmm_machine_start().  Returns 0 or the errno of
+ * @readonly.  Before vmm_machine_start() (-EINVAL after; also more disks
+ * than the bus has slots).  Returns 0 or the errno of
  * opening the image (a message names it).  Main loop.
  */
 VMM_EXPORT int vmm_machine_add_disk(VmmMachine *m, const char *path, bool readonly);
@@ -116,11 +117,14 @@ VMM_EXPORT int vmm_machine_add_disk(VmmMachine *m, const char *path, bool readon
 /*
  * Add a virtio-blk disk on a block graph described by @options (the
  * syntax of vmm_block_open(), e.g. a fault-injection filter over a file).
- * Before vmm_machine_start().  Main loop.
+ * Before vmm_machine_start().  Returns 0, -EINVAL (after start, or more
+ * disks than the bus has slots), -ENOMEM, or the error of opening the
+ * graph (a message names it).  Main loop.
  */
 VMM_EXPORT int vmm_machine_add_block(VmmMachine *m, const char *options, bool readonly);
 
-/* Run the vCPUs.  Main loop. */
+/* Run the vCPUs.  0, -EINVAL (already started), or the error of starting
+ * them.  Main loop. */
 VMM_EXPORT int vmm_machine_start(VmmMachine *m);
 /* Stop every vCPU (and device) / let them go on.  Main loop. */
 VMM_EXPORT int vmm_machine_pause(VmmMachine *m);

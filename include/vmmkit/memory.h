@@ -58,9 +58,10 @@ typedef struct VmmRamRegionOptions {
     uint64_t hugepage_size; /* with VMM_RAM_HUGEPAGES: 2 MiB, 1 GiB; 0 = default */
 } VmmRamRegionOptions;
 
-/* Create a zero-filled region (refcount 1).  Errors: -EINVAL (bad options),
- * -ENOMEM, or the errno of memfd_create/ftruncate/mmap/madvise.  Any
- * thread. */
+/* Create a zero-filled region (refcount 1).  Errors: -EINVAL (@opts NULL or
+ * its size too small, length 0 or not a multiple of the page size in use,
+ * an unknown flag, a hugepage_size that is not a power of two), -ENOMEM,
+ * or the errno of memfd_create/ftruncate/mmap/madvise.  Any thread. */
 VMM_EXPORT VmmRamRegion *vmm_ram_region_new(const VmmRamRegionOptions *opts,
                                             int *errp);
 /* Any thread. */

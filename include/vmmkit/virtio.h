@@ -115,7 +115,9 @@ typedef struct VmmVirtioDeviceOps {
 /*
  * Create a device named @name on @mem, with @ops/@opaque.  @config_init
  * (config_size bytes, may be NULL for zeros) is the initial configuration
- * space.  Main loop.
+ * space.  NULL with *errp = -EINVAL (@ops NULL or too small, no
+ * handle_queue, no queue or too many, queue_max_size not a power of two
+ * <= VMM_VIRTQUEUE_MAX_SIZE, config_size too large) or -ENOMEM.  Main loop.
  */
 VMM_EXPORT VmmVirtioDevice *vmm_virtio_device_new(const char *name,
                                                   const VmmVirtioDeviceOps *ops,
@@ -128,8 +130,11 @@ VMM_EXPORT VmmVirtioDevice *vmm_virtio_device_new(const char *name,
 VMM_EXPORT void vmm_virtio_device_free(VmmVirtioDevice *vdev);
 /* The underlying device model object, for pause/migration/DMA map.  Any thread. */
 VMM_EXPORT VmmDevice *vmm_virtio_device_get_device(VmmVirtioDevice *vdev);
+/* The virtio device ID (VmmVirtioDeviceOps.device_id).  Any thread. */
 VMM_EXPORT uint16_t vmm_virtio_device_id(VmmVirtioDevice *vdev);
+/* The number of queues.  Any thread. */
 VMM_EXPORT unsigned vmm_virtio_num_queues(VmmVirtioDevice *vdev);
+/* Queue @idx, or NULL when @idx >= the number of queues.  Any thread. */
 VMM_EXPORT VmmVirtqueue *vmm_virtio_get_queue(VmmVirtioDevice *vdev, unsigned idx);
 
 /* Install the transport's interrupt callback.  Main loop, before DRIVER_OK. */
@@ -171,14 +176,19 @@ VMM_EXPORT uint32_t vmm_virtio_config_generation(VmmVirtioDevice *vdev);
 /* Read and clear the ISR bits. */
 VMM_EXPORT uint8_t vmm_virtio_isr_read_clear(VmmVirtioDevice *vdev);
 
-/* Queue @q's largest size (the device's limit) and its current size; 0 for
- * a queue the device does not have. */
+/* The largest size queue @q accepts (VmmVirtioDeviceOps' queue size), or 0
+ * when @q does not exist. */
 VMM_EXPORT uint16_t vmm_virtio_queue_get_max_size(VmmVirtioDevice *vdev, unsigned q);
+/* Queue @q's current size (the driver's choice, else the maximum; a reset
+ * restores the maximum), or 0 when @q does not exist. */
 VMM_EXPORT uint16_t vmm_virtio_queue_get_size(VmmVirtioDevice *vdev, unsigned q);
-/* Power of two, <= max; only while the queue is disabled (-EINVAL, -EBUSY). */
+/* Power of two, <= max; only while the queue is disabled.  -EINVAL (no
+ * queue @q, or a bad size), -EBUSY (enabled). */
 VMM_EXPORT int vmm_virtio_queue_set_size(VmmVirtioDevice *vdev, unsigned q,
                                          uint16_t size);
-/* Ring addresses; only while the queue is disabled. */
+/* Ring addresses; only while the queue is disabled.  -EINVAL (no queue
+ * @q), -EBUSY (enabled).  get_addr stores zeros for a queue that does not
+ * exist. */
 VMM_EXPORT int vmm_virtio_queue_set_addr(VmmVirtioDevice *vdev, unsigned q,
                                          uint64_t desc, uint64_t avail,
                                          uint64_t used);
@@ -187,8 +197,8 @@ VMM_EXPORT void vmm_virtio_queue_get_addr(VmmVirtioDevice *vdev, unsigned q,
                                           uint64_t *used);
 /*
  * Enable the queue: the rings are checked (alignment, inside RAM) and
- * pinned.  A bad ring marks the device DEVICE_NEEDS_RESET (returns -EFAULT).
- * Disabling is only done by reset.
+ * pinned.  A bad ring marks the device DEVICE_NEEDS_RESET (returns -EFAULT);
+ * -EINVAL when @q does not exist.  Disabling is only done by reset.
  */
 VMM_EXPORT int vmm_virtio_queue_enable(VmmVirtioDevice *vdev, unsigned q);
 VMM_EXPORT bool vmm_virtio_queue_is_enabled(VmmVirtioDevice *vdev, unsigned q);
@@ -204,7 +214,8 @@ VMM_EXPORT int vmm_virtio_queue_set_context(VmmVirtioDevice *vdev, unsigned q,
 /*
  * Handle @n (an ioeventfd the transport registered with KVM for the
  * queue's doorbell) in the queue's context, with busy polling of the ring
- * when the context polls; NULL detaches.  The queue must have a context.
+ * when the context polls; NULL detaches.  The queue must have a context
+ * (-EINVAL without one, or for a queue that does not exist).
  * Main loop (it waits for @ctx's thread to switch).
  */
 VMM_EXPORT int vmm_virtio_queue_set_host_notifier(VmmVirtioDevice *vdev, unsigned q,
@@ -216,8 +227,9 @@ VMM_EXPORT int vmm_virtio_queue_set_host_notifier(VmmVirtioDevice *vdev, unsigne
  * Take the next request.  Returns an element of @elem_size bytes (>=
  * sizeof(VmmVirtqElem), zeroed beyond it; free() it after push), or NULL
  * when the queue is empty, disabled or broken (*errp = 0), or on failure
- * (*errp < 0: -ENOMEM, or -EIO when the guest broke the rules and the
- * device was marked DEVICE_NEEDS_RESET).
+ * (*errp < 0: -EINVAL for an @elem_size below sizeof(VmmVirtqElem),
+ * -ENOMEM, or -EIO when the guest broke the rules and the device was
+ * marked DEVICE_NEEDS_RESET).
  */
 VMM_EXPORT void *vmm_virtqueue_pop(VmmVirtqueue *vq, size_t elem_size, int *errp);
 /* Return @elem (@len bytes written to its writable part) on the used ring.

@@ -12,6 +12,14 @@
  * device_run(); if another thread is already delivering it only leaves the
  * work queued, and that deliverer loops until nothing is left to do, so no
  * wake-up is lost and callbacks never run concurrently.
+ *
+ * The hand-over (H): a quiesce callback that answers -EBUSY ends its
+ * thread's delivery loop; vmm_device_quiesced() runs the loop itself, so
+ * that when it returns the queued requests were delivered and the device
+ * resumed, whichever thread called it and whenever.  If it is called while
+ * the requesting thread is still inside the quiesce callback (or on its
+ * way back to the lock), it waits on handoff until that thread has left
+ * the loop.  Both sides test and change delivering and state under lock.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -48,12 +56,16 @@ struct VmmDevice {
     VmmGuestMemory *mem;
     int state;              /* DEV_*; written under lock, read atomically */
     bool delivering;        /* a thread runs device_run()'s loop */
+    const void *deliverer;  /* that thread (&tls_token) */
+    pthread_cond_t handoff; /* signalled when delivering drops (H) */
     unsigned pauses;        /* granted vmm_device_pause() holds */
     DevReq *head, **tail;   /* queued requests */
 };
 
 /* The device whose callback this thread is delivering, for the DMA rule. */
 static __thread VmmDevice *tls_delivering;
+/* This thread's identity (dev->deliverer). */
+static __thread char tls_token;
 
 VmmDevice *vmm_device_new(const char *name, const VmmDeviceOps *ops, void *opaque,
                           VmmGuestMemory *mem, int *errp)
@@ -62,9 +74,9 @@ VmmDevice *vmm_device_new(const char *name, const VmmDeviceOps *ops, void *opaqu
 
     if (!ops || ops->size < offsetof(VmmDeviceOps, resume) + sizeof(void *) ||
         !ops->quiesce) {
-        VMM_MISUSE("device ops without a quiesce callback");
+        int e = VMM_MISUSE_ERR(-EINVAL, "device ops without a quiesce callback");
         if (errp) {
-            *errp = -EINVAL;
+            *errp = e;
         }
         return NULL;
     }
@@ -79,6 +91,7 @@ VmmDevice *vmm_device_new(const char *name, const VmmDeviceOps *ops, void *opaqu
     memcpy(&dev->ops, ops, ops->size < sizeof(dev->ops) ? ops->size : sizeof(dev->ops));
     dev->ops.size = sizeof(dev->ops);
     vmm_mutex_init(&dev->lock);
+    pthread_cond_init(&dev->handoff, NULL);
     dev->opaque = opaque;
     dev->mem = mem;
     if (mem) {
@@ -110,10 +123,11 @@ int vmm_device_free(VmmDevice *dev)
         return 0;
     }
     if (!vmm_device_is_idle(dev)) {
-        VMM_MISUSE("device '%s' freed while a request or pause is pending", dev->name);
-        return -EBUSY;
+        return VMM_MISUSE_ERR(-EBUSY, "device '%s' freed while a request or pause is pending",
+                              dev->name);
     }
     vmm_guest_memory_unref(dev->mem);
+    pthread_cond_destroy(&dev->handoff);
     vmm_mutex_destroy(&dev->lock);
     free(dev->name);
     free(dev);
@@ -198,8 +212,14 @@ static bool device_step(VmmDevice *dev) VMM_REQUIRES(dev->lock)
             vmm_mutex_unlock(&dev->lock);
             fail_all(dev, all, r);
             vmm_mutex_lock(&dev->lock);
+        } else if (r == -EBUSY && dev->state == DEV_QUIESCING) {
+            /* H: vmm_device_quiesced() delivers; hand the loop over (it
+             * may be waiting for us already).  Still QUIESCING means no
+             * other thread reported yet: they wait for the hand-over. */
+            return false;
         }
-        /* -EBUSY: vmm_device_quiesced() moves on (maybe already did). */
+        /* Otherwise the callback itself reported (quiesced from inside
+         * it, in this thread): go on delivering. */
         return true;
     }
     if (dev->state == DEV_QUIESCING) {
@@ -241,6 +261,18 @@ static bool device_step(VmmDevice *dev) VMM_REQUIRES(dev->lock)
     return true;
 }
 
+/* Run the delivery loop in this thread until nothing is left to do. */
+static void run_loop(VmmDevice *dev) VMM_REQUIRES(dev->lock)
+{
+    dev->delivering = true;
+    dev->deliverer = &tls_token;
+    while (device_step(dev)) {
+    }
+    dev->delivering = false;
+    dev->deliverer = NULL;
+    pthread_cond_broadcast(&dev->handoff);     /* H: a waiting quiesced() */
+}
+
 static void device_run(VmmDevice *dev)
 {
     vmm_mutex_lock(&dev->lock);
@@ -249,10 +281,7 @@ static void device_run(VmmDevice *dev)
         vmm_mutex_unlock(&dev->lock);
         return;
     }
-    dev->delivering = true;
-    while (device_step(dev)) {
-    }
-    dev->delivering = false;
+    run_loop(dev);
     vmm_mutex_unlock(&dev->lock);
     /* Completions may have run in another thread than the main loop's:
      * let a VMM_AIO_WAIT_WHILE() there re-check its condition. */
@@ -316,8 +345,7 @@ int vmm_device_unpause(VmmDevice *dev)
     vmm_mutex_lock(&dev->lock);
     if (!dev->pauses) {
         vmm_mutex_unlock(&dev->lock);
-        VMM_MISUSE("device '%s' unpaused without a pause", dev->name);
-        return -EINVAL;
+        return VMM_MISUSE_ERR(-EINVAL, "device '%s' unpaused without a pause", dev->name);
     }
     dev->pauses--;
     vmm_mutex_unlock(&dev->lock);
@@ -325,25 +353,59 @@ int vmm_device_unpause(VmmDevice *dev)
     return 0;
 }
 
+/* Report the quiesce's outcome (lock held, state QUIESCING); returns the
+ * requests it fails, for fail_all() without the lock. */
+static DevReq *quiesce_outcome(VmmDevice *dev, int err) VMM_REQUIRES(dev->lock)
+{
+    if (err == 0) {
+        set_state(dev, DEV_QUIESCED);
+        return NULL;
+    }
+    set_state(dev, DEV_RUNNING);
+    return take_all(dev);
+}
+
 void vmm_device_quiesced(VmmDevice *dev, int err)
 {
-    DevReq *failed = NULL;
+    DevReq *failed;
 
+    if (!dev) {
+        VMM_MISUSE("NULL device");
+        return;
+    }
+    err = err < 0 ? err : -err;
     vmm_mutex_lock(&dev->lock);
+    if (dev->state == DEV_QUIESCING && dev->delivering && dev->deliverer == &tls_token) {
+        /* From inside the quiesce callback, in the delivering thread: its
+         * loop goes on delivering once the callback returns. */
+        failed = quiesce_outcome(dev, err);
+        vmm_mutex_unlock(&dev->lock);
+        fail_all(dev, failed, err);
+        return;
+    }
+    /* H: the requesting thread may still be inside the quiesce callback,
+     * or on its way back to the lock: wait until it has left the loop. */
+    while (dev->delivering && dev->state == DEV_QUIESCING) {
+        pthread_cond_wait(&dev->handoff, &dev->lock.m);
+    }
     if (dev->state != DEV_QUIESCING) {
         vmm_mutex_unlock(&dev->lock);
         VMM_MISUSE("device '%s' reported quiesced while not quiescing", dev->name);
         return;
     }
-    if (err == 0) {
-        set_state(dev, DEV_QUIESCED);
-    } else {
-        set_state(dev, DEV_RUNNING);
-        failed = take_all(dev);
+    failed = quiesce_outcome(dev, err);
+    if (failed) {
+        /* Hold the loop while the failed requests complete without the lock:
+         * a request queued meanwhile waits for run_loop() below. */
+        dev->delivering = true;
+        dev->deliverer = &tls_token;
+        vmm_mutex_unlock(&dev->lock);
+        fail_all(dev, failed, err);
+        vmm_mutex_lock(&dev->lock);
     }
+    run_loop(dev);
     vmm_mutex_unlock(&dev->lock);
-    fail_all(dev, failed, err < 0 ? err : -err);
-    device_run(dev);
+    vmm_aio_wait_kick();
 }
 
 bool vmm_device_dma_allowed(VmmDevice *dev, const char *func)

@@ -311,8 +311,7 @@ int vmm_quiesce_group_begin(VmmQuiesceGroup *g, int64_t timeout_ns, const char *
     VMM_NO_TSA
 {
     if (!g || g->quiesced) {
-        VMM_MISUSE("quiesce group %s", g ? "already quiesced" : "is NULL");
-        return -EINVAL;
+        return VMM_MISUSE_ERR(-EINVAL, "quiesce group %s", g ? "already quiesced" : "is NULL");
     }
     for (unsigned i = 0; i < g->ngates; i++) {
         vmm_accel_ioctl_inhibit_begin(g->gates[i]);

@@ -385,8 +385,7 @@ static int disk_plug(VmmMachine *m, MachineDisk *d) VMM_REQUIRES(m->lock)
 {
     machine_assert_locked(d->m);            /* d->m == m */
     if (m->ndisks >= MACHINE_MAX_PCI - 1) {
-        VMM_MISUSE("at most %d disks", MACHINE_MAX_PCI - 1);
-        return -EINVAL;
+        return VMM_MISUSE_ERR(-EINVAL, "at most %d disks", MACHINE_MAX_PCI - 1);
     }
     for (unsigned i = 0; i < VPCI_MAX_VECTORS; i++) {
         d->vec[i].gsi = -1;
@@ -423,8 +422,7 @@ static int disk_plug(VmmMachine *m, MachineDisk *d) VMM_REQUIRES(m->lock)
 int vmm_machine_add_block(VmmMachine *m, const char *options, bool readonly)
 {
     if (m->state != VMM_MACHINE_CREATED) {
-        VMM_MISUSE("disks are added before start");
-        return -EINVAL;
+        return VMM_MISUSE_ERR(-EINVAL, "disks are added before start");
     }
     int r = ensure_iothread(m);
     if (r < 0) {

@@ -795,7 +795,7 @@ VmmMachine *vmm_machine_new(const VmmMachineOptions *o, int *errp)
     int r = check_options(o);
     VmmMachine *m = NULL;
     if (r < 0) {
-        VMM_MISUSE("bad machine options");
+        r = VMM_MISUSE_ERR(r, "bad machine options");
         goto fail;
     }
     r = check_kvm(o);
@@ -836,8 +836,7 @@ fail:
 int vmm_machine_start(VmmMachine *m)
 {
     if (m->state != VMM_MACHINE_CREATED) {
-        VMM_MISUSE("machine already started");
-        return -EINVAL;
+        return VMM_MISUSE_ERR(-EINVAL, "machine already started");
     }
     int r = machine_devices_start(m);
     if (r < 0) {

@@ -145,7 +145,7 @@ VmmRamRegion *vmm_ram_region_new(const VmmRamRegionOptions *opts, int *errp)
 
     if (!opts || opts->size < offsetof(VmmRamRegionOptions, hugepage_size) ||
         opts->length == 0 || (opts->flags & ~(VMM_RAM_HUGEPAGES | VMM_RAM_NORESERVE | VMM_RAM_PRIVATE))) {
-        VMM_MISUSE("invalid RAM region options");
+        err = VMM_MISUSE_ERR(-EINVAL, "invalid RAM region options");
         goto fail;
     }
     VmmRamRegionOptions o = { 0 };

@@ -58,16 +58,32 @@ void vmm_log(VmmLogLevel level, const char *fmt, ...)
     va_end(ap);
 }
 
-void vmm_misuse(const char *func, const char *fmt, ...)
+static void misuse_vlog(const char *func, const char *fmt, va_list ap)
 {
     char buf[400];
+
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    vmm_log(VMM_LOG_ERROR, "misuse in %s(): %s", func, buf);
+}
+
+void vmm_misuse(const char *func, const char *fmt, ...)
+{
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
+    misuse_vlog(func, fmt, ap);
     va_end(ap);
-    vmm_log(VMM_LOG_ERROR, "misuse in %s(): %s", func, buf);
     if (VMM_DEBUG_CHECKS) {
         abort();
     }
+}
+
+int vmm_misuse_errno(const char *func, int err, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    misuse_vlog(func, fmt, ap);
+    va_end(ap);
+    return err;
 }

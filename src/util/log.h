@@ -14,10 +14,21 @@ void vmm_log(VmmLogLevel level, const char *fmt, ...) VMM_PRINTF(2, 3);
 
 /*
  * API misuse that a debug build promises to catch: log it naming the
- * function, then abort in debug builds; release builds only log.
- * Never use it for bad input from a guest or an image: return an error.
+ * function, then abort in debug builds; release builds only log.  Only
+ * where the function has no error to return (a void function) or for the
+ * library's own invariants: where the header promises an errno, use
+ * VMM_MISUSE_ERR.  Never use it for bad input from a guest or an image:
+ * return an error.
  */
 void vmm_misuse(const char *func, const char *fmt, ...) VMM_PRINTF(2, 3);
 #define VMM_MISUSE(...) vmm_misuse(__func__, __VA_ARGS__)
+
+/*
+ * A caller mistake for which the header promises an errno: log it as
+ * VMM_MISUSE does, in every build, and evaluate to @err (never abort: the
+ * caller gets the errno the header promises).
+ */
+int vmm_misuse_errno(const char *func, int err, const char *fmt, ...) VMM_PRINTF(3, 4);
+#define VMM_MISUSE_ERR(err, ...) vmm_misuse_errno(__func__, err, __VA_ARGS__)
 
 #endif

@@ -108,8 +108,7 @@ int vmm_virtio_queue_set_host_notifier(VmmVirtioDevice *vdev, unsigned q,
     VmmVirtqueue *vq = vmm_virtio_get_queue(vdev, q);
 
     if (!vq || !vq->ctx) {
-        VMM_MISUSE("host notifier for queue %u without a context", q);
-        return -EINVAL;
+        return VMM_MISUSE_ERR(-EINVAL, "host notifier for queue %u without a context", q);
     }
     NotifierSwitch s = { .vq = vq, .n = n };
     if (vmm_aio_context_in_thread(vq->ctx)) {

@@ -16,6 +16,10 @@
  *   finish:  sub_fetch(in_flight) ... load(quiesce_waiting)
  * at least one side sees the other; xchg(quiesce_waiting, 0) picks exactly
  * one to report: the callback's return 0, or vmm_device_quiesced().
+ * vmm_device_quiesced() waits until the quiesce callback has returned, and
+ * that callback waits for each queue's run_lock: a report from inside
+ * handle_queue (a queue without a context, run in the notifying thread
+ * under run_lock) is therefore made after dispatch_here() drops the lock.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -41,9 +45,20 @@ void vmm_virtio_raise(VmmVirtioDevice *vdev, int queue)
     }
 }
 
+/* The device whose handle_queue this thread runs under a run_lock, and
+ * whether a quiesce report waits for that lock to drop. */
+static __thread VmmVirtioDevice *tls_dispatching;
+static __thread bool tls_report_quiesced;
+
 /* Run handle_queue here (the queue's context, or anywhere without one). */
 static void dispatch_here(VmmVirtioDevice *vdev, VmmVirtqueue *vq)
 {
+    VmmVirtioDevice *outer = tls_dispatching;
+    bool outer_report = tls_report_quiesced;
+    bool report;
+
+    tls_dispatching = vdev;
+    tls_report_quiesced = false;
     vmm_mutex_lock(&vq->run_lock);
     if (vq->stopped) {
         vq->kick_pending = true;    /* handled at resume */
@@ -51,6 +66,12 @@ static void dispatch_here(VmmVirtioDevice *vdev, VmmVirtqueue *vq)
         vdev->ops.handle_queue(vdev, vq, vdev->opaque);
     }
     vmm_mutex_unlock(&vq->run_lock);
+    report = tls_report_quiesced;
+    tls_dispatching = outer;
+    tls_report_quiesced = outer_report;
+    if (report) {
+        vmm_device_quiesced(vdev->dev, 0);  /* deferred by request_finished */
+    }
 }
 
 void vmm_virtio_dispatch(VmmVirtioDevice *vdev, VmmVirtqueue *vq)
@@ -67,6 +88,12 @@ void vmm_virtio_dispatch(VmmVirtioDevice *vdev, VmmVirtqueue *vq)
 static void quiesced_bh(void *opaque)
 {
     VmmVirtioDevice *vdev = opaque;
+
+    if (tls_dispatching == vdev) {
+        /* Run by a poll nested in handle_queue: after the run_lock drops. */
+        tls_report_quiesced = true;
+        return;
+    }
     vmm_device_quiesced(vdev->dev, 0);
 }
 
@@ -82,6 +109,12 @@ void vmm_virtio_request_finished(VmmVirtioDevice *vdev, VmmVirtqueue *vq)
          * pending callbacks (reset, DMA map) then run there. */
         VmmAioContext *ctx = vmm_atomic_load_acquire(&vq->ctx);
         if (ctx && vmm_bh_schedule_oneshot(ctx, quiesced_bh, vdev, "virtio-quiesced") == 0) {
+            return;
+        }
+        if (tls_dispatching == vdev) {
+            /* Under a run_lock the quiesce callback may be waiting for:
+             * report once dispatch_here() has dropped it. */
+            tls_report_quiesced = true;
             return;
         }
         vmm_device_quiesced(vdev->dev, 0);
@@ -203,8 +236,7 @@ static int check_ops(const VmmVirtioDeviceOps *ops)
         ops->queue_max_size == 0 || ops->queue_max_size > VMM_VIRTQUEUE_MAX_SIZE ||
         (ops->queue_max_size & (ops->queue_max_size - 1)) ||
         ops->config_size > MAX_CONFIG) {
-        VMM_MISUSE("invalid virtio device ops");
-        return -EINVAL;
+        return VMM_MISUSE_ERR(-EINVAL, "invalid virtio device ops");
     }
     return 0;
 }

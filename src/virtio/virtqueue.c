@@ -264,8 +264,8 @@ void *vmm_virtqueue_pop(VmmVirtqueue *vq, size_t elem_size, int *errp)
     VmmVirtqElem *elem = NULL;
 
     if (elem_size < sizeof(VmmVirtqElem)) {
-        VMM_MISUSE("element size %zu is smaller than VmmVirtqElem", elem_size);
-        err = -EINVAL;
+        err = VMM_MISUSE_ERR(-EINVAL, "element size %zu is smaller than VmmVirtqElem",
+                             elem_size);
         goto out;
     }
     if (!vq_ready(vq)) {

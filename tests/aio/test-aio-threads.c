@@ -204,6 +204,61 @@ static void test_cross_thread_under_load(void **state)
     }
 }
 
+/* ---- BH create/schedule/delete churn from several threads ---- */
+
+/*
+ * Threads create, schedule and delete BHs of one context in a loop while
+ * the context's own thread polls: vmm_bh_new links into the context's list
+ * of BHs while the poller frees deleted ones (unlinking them).  ThreadSanitizer
+ * checks the list is only touched under its lock.
+ */
+#define NCHURN 3
+
+static long churn_runs;     /* atomic */
+
+static void churn_cb(void *opaque)
+{
+    (void)opaque;
+    __atomic_fetch_add(&churn_runs, 1, __ATOMIC_RELAXED);
+}
+
+static void *churner(void *opaque)
+{
+    long iters = (long)(intptr_t)opaque;
+    VmmAioContext *c0 = vmm_iothread_get_context(io[0]);
+
+    for (long i = 0; i < iters; i++) {
+        VmmBH *bh = vmm_bh_new(c0, churn_cb, NULL, "churn");
+        assert_non_null(bh);
+        vmm_bh_schedule(bh);
+        if (i & 1) {
+            sched_yield();      /* sometimes let it run before the delete */
+        }
+        vmm_bh_delete(bh);
+    }
+    return NULL;
+}
+
+static void test_bh_churn(void **state)
+{
+    (void)state;
+    long iters = env_long("VMM_TEST_AIO_ITERS", 20000);
+    pthread_t t[NCHURN];
+
+    __atomic_store_n(&churn_runs, 0, __ATOMIC_RELAXED);
+    for (long i = 0; i < NCHURN; i++) {
+        pthread_create(&t[i], NULL, churner, (void *)(intptr_t)iters);
+    }
+    for (int i = 0; i < NCHURN; i++) {
+        pthread_join(t[i], NULL);
+    }
+    /* Flush: every deleted BH is freed by the iothread's next poll. */
+    Probe p = { .expect = vmm_iothread_get_context(io[0]) };
+    vmm_bh_schedule_oneshot(p.expect, probe_cb, &p, "flush");
+    VMM_AIO_WAIT_WHILE(NULL, probe_pending(&p));
+    assert_true(__atomic_load_n(&churn_runs, __ATOMIC_RELAXED) <= iters * NCHURN);
+}
+
 /* ---- handlers and timers set from another thread ---- */
 
 typedef struct Remote {
@@ -288,6 +343,7 @@ int main(void)
         cmocka_unit_test(test_iothread_context),
         cmocka_unit_test(test_iothread_start_stop),
         cmocka_unit_test(test_cross_thread_under_load),
+        cmocka_unit_test(test_bh_churn),
         cmocka_unit_test(test_handler_and_timer_from_other_thread),
         cmocka_unit_test(test_wait_timeout),
     };

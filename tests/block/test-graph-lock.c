@@ -3,6 +3,7 @@
 #include "block-test-util.h"
 #include "aio/aio-internal.h"
 #include "block/block-int.h"
+#include "../device/misuse.h"
 
 static int flag_get(int *p)
 {
@@ -290,6 +291,96 @@ static void test_callback_reader_during_wait(void **state)
     vmm_iothread_destroy(t);
 }
 
+/* ---- Misuse: debug builds abort naming it ------------------------------------ */
+/* (The misusing functions are unbalanced on purpose: VMM_NO_TSA.) */
+
+#if defined(__SANITIZE_THREAD__)
+#define GL_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define GL_TSAN 1
+#endif
+#endif
+#ifndef GL_TSAN
+#define GL_TSAN 0
+#endif
+
+#if !GL_TSAN     /* the child starts a thread: TSan forbids that after fork */
+static void *wrlock_thread(void *opaque)
+{
+    (void)opaque;
+    vmm_graph_wrlock();     /* a plain thread, not the main loop */
+    vmm_graph_wrunlock();
+    return NULL;
+}
+
+static void wrlock_from_plain_thread(void *opaque)
+{
+    pthread_t t;
+    (void)opaque;
+    vmm_aio_poll(vmm_aio_context_main(), false);    /* this thread is the main loop */
+    pthread_create(&t, NULL, wrlock_thread, NULL);
+    pthread_join(t, NULL);
+}
+
+static void test_wrlock_wrong_thread(void **state)
+{
+    (void)state;
+    expect_misuse(wrlock_from_plain_thread, NULL, "not the main loop");
+}
+#endif
+
+static void unlock_only_entry(void *opaque) VMM_NO_TSA
+{
+    (void)opaque;
+    vmm_graph_co_rdunlock();
+}
+
+static void co_rdunlock_without_lock(void *opaque)
+{
+    (void)opaque;
+    co_run_in(vmm_aio_context_main(), unlock_only_entry, NULL);
+}
+
+static void rdunlock_outside_coroutine(void *opaque) VMM_NO_TSA
+{
+    (void)opaque;
+    vmm_graph_co_rdunlock();
+}
+
+/* Locked in one coroutine, unlocked in another: each holds its own. */
+static void lock_only_entry(void *opaque) VMM_NO_TSA
+{
+    (void)opaque;
+    vmm_graph_co_rdlock();
+}
+
+static void co_rdunlock_other_coroutine(void *opaque)
+{
+    (void)opaque;
+    co_run_in(vmm_aio_context_main(), lock_only_entry, NULL);
+    co_run_in(vmm_aio_context_main(), unlock_only_entry, NULL);
+}
+
+static void main_rdunlock_without_lock(void *opaque) VMM_NO_TSA
+{
+    (void)opaque;
+    vmm_aio_poll(vmm_aio_context_main(), false);
+    vmm_graph_rdunlock_main_loop();
+}
+
+static void test_rdunlock_without_rdlock(void **state)
+{
+    (void)state;
+    if (!VMM_DEBUG_CHECKS) {
+        skip();     /* the holder counts exist in debug builds only */
+    }
+    expect_misuse(co_rdunlock_without_lock, NULL, "released but not held by this coroutine");
+    expect_misuse(rdunlock_outside_coroutine, NULL, "released but not held by this thread");
+    expect_misuse(co_rdunlock_other_coroutine, NULL, "released but not held by this coroutine");
+    expect_misuse(main_rdunlock_without_lock, NULL, "main-loop graph read lock released");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -300,6 +391,10 @@ int main(void)
         cmocka_unit_test(test_reader_moves),
         cmocka_unit_test(test_context_dies_with_reader),
         cmocka_unit_test(test_callback_reader_during_wait),
+#if !GL_TSAN     /* the child starts a thread: TSan forbids that after fork */
+        cmocka_unit_test(test_wrlock_wrong_thread),
+#endif
+        cmocka_unit_test(test_rdunlock_without_rdlock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

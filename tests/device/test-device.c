@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -161,6 +163,132 @@ static void test_async_quiesce(void **state)
     assert_int_equal(t->quiesce_calls, 1);
 }
 
+/*
+ * The completion races the request: a device worker calls
+ * vmm_device_quiesced() while (or before) the quiesce callback returns
+ * -EBUSY in the requesting thread.  Whatever the interleaving, once the
+ * call returns the queued callbacks ran and the device runs again (a
+ * device restarts its DMA right then).
+ */
+typedef struct Racer {
+    TDev *t;
+    pthread_t worker;
+    int worker_spin;        /* delay before the worker's call */
+    int cb_spin;            /* delay before the callback returns -EBUSY */
+    int cb_sleep_us;
+    char log_at_return[256];
+    bool quiesced_at_return;
+    int dma_at_return;
+} Racer;
+
+static Racer racer;
+
+static void spin(int n)
+{
+    for (volatile int i = 0; i < n; i++) {
+    }
+}
+
+static void *race_worker(void *arg)
+{
+    Racer *r = arg;
+    uint8_t b;
+    spin(r->worker_spin);
+    vmm_device_quiesced(r->t->dev, 0);
+    strcpy(r->log_at_return, r->t->log);
+    r->quiesced_at_return = vmm_device_is_quiesced(r->t->dev);
+    /* The device restarts DMA right away: it must be allowed. */
+    r->dma_at_return = vmm_device_dma_read(r->t->dev, 0, &b, 1);
+    return NULL;
+}
+
+static int race_quiesce(VmmDevice *dev, void *opaque)
+{
+    TDev *t = opaque;
+    (void)dev;
+    tlog(t, "Q");
+    pthread_create(&racer.worker, NULL, race_worker, &racer);
+    spin(racer.cb_spin);
+    if (racer.cb_sleep_us) {
+        usleep(racer.cb_sleep_us);  /* the worker's call lands in here */
+    }
+    return -EBUSY;
+}
+
+static const VmmDeviceOps race_ops = {
+    .size = sizeof(VmmDeviceOps),
+    .quiesce = race_quiesce, .resume = t_resume, .reset = t_reset,
+};
+
+/* Join with a guard: a deadlock fails the test instead of hanging it. */
+static void join_guarded(pthread_t t)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 10;
+    assert_int_equal(pthread_timedjoin_np(t, NULL, &ts), 0);
+}
+
+static void race_once(TDev *t, int worker_spin, int cb_spin, int cb_sleep_us)
+{
+    VmmDevice *dev = vmm_device_new("race", &race_ops, t, t->mem, NULL);
+
+    assert_non_null(dev);
+    t->dev = dev;
+    t->log[0] = 0;
+    memset(&racer, 0, sizeof(racer));
+    racer.t = t;
+    racer.worker_spin = worker_spin;
+    racer.cb_spin = cb_spin;
+    racer.cb_sleep_us = cb_sleep_us;
+    assert_int_equal(vmm_device_reset(dev, t_done, t), 0);
+    join_guarded(racer.worker);
+    assert_string_equal(racer.log_at_return, "QRd0U");
+    assert_false(racer.quiesced_at_return);
+    assert_int_equal(racer.dma_at_return, 0);
+    assert_true(vmm_device_is_idle(dev));
+    assert_int_equal(vmm_device_free(dev), 0);
+}
+
+static void test_quiesced_races_request(void **state)
+{
+    TDev *t = *state;
+    VmmDevice *orig = t->dev;
+
+    /* The worker's call lands while the callback still runs. */
+    race_once(t, 0, 0, 50000);
+    /* Every interleaving around the callback's return. */
+    for (int i = 0; i < 200; i++) {
+        race_once(t, (i % 20) * 500, (i / 20) * 500, 0);
+    }
+    t->dev = orig;
+}
+
+/* Reported from inside the quiesce callback itself: delivery follows the
+ * callback's return, in the requesting thread. */
+static int self_report_quiesce(VmmDevice *dev, void *opaque)
+{
+    tlog(opaque, "Q");
+    vmm_device_quiesced(dev, 0);
+    return -EBUSY;
+}
+
+static void test_quiesced_inside_callback(void **state)
+{
+    TDev *t = *state;
+    const VmmDeviceOps ops = {
+        .size = sizeof(VmmDeviceOps),
+        .quiesce = self_report_quiesce, .resume = t_resume, .reset = t_reset,
+    };
+    VmmDevice *dev = vmm_device_new("self", &ops, t, t->mem, NULL);
+
+    assert_non_null(dev);
+    assert_int_equal(vmm_device_reset(dev, t_done, t), 0);
+    assert_string_equal(t->log, "QRd0U");
+    assert_true(vmm_device_is_idle(dev));
+    assert_int_equal(vmm_device_free(dev), 0);
+}
+
 static void test_quiesce_refused(void **state)
 {
     TDev *t = *state;
@@ -253,8 +381,9 @@ static void test_misuse(void **state)
 {
     TDev *t = *state;
 
-    expect_misuse(free_paused, t, "freed while");
-    expect_misuse(bare_unpause, t, "without a pause");
+    /* Both promise an errno: logged, returned, no abort. */
+    expect_misuse_errno(free_paused, t, "freed while");
+    expect_misuse_errno(bare_unpause, t, "without a pause");
 }
 
 int main(void)
@@ -262,6 +391,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_sync_quiesce, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async_quiesce, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quiesced_races_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quiesced_inside_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quiesce_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_callback_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pause, setup, teardown),

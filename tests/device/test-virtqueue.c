@@ -6,6 +6,10 @@
  * every rule violation ends in DEVICE_NEEDS_RESET with the host unharmed.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -38,6 +42,8 @@ typedef struct Echo {
     int handled;
     int resets;
     bool refuse_features;
+    bool stall;                 /* hold the queue's run lock a while per request */
+    int stall_entered;          /* atomic */
 } Echo;
 
 static void echo_one(VmmVirtqueue *vq, VmmVirtqElem *e)
@@ -70,6 +76,12 @@ static void echo_handle(VmmVirtioDevice *vdev, VmmVirtqueue *vq, void *opaque)
             if (t->hold) {
                 t->held[t->nheld++] = e;
                 continue;
+            }
+            if (t->stall) {
+                /* The reset's quiesce callback now waits for our run lock;
+                 * the push below then reports the quiesce from in here. */
+                __atomic_store_n(&t->stall_entered, 1, __ATOMIC_RELEASE);
+                usleep(100 * 1000);
             }
             echo_one(vq, e);
             free(e);
@@ -451,6 +463,59 @@ static void test_reset_mid_request(void **state)
     (void)len;
 }
 
+/*
+ * The last in-flight request finishes inside handle_queue (holding the
+ * queue's run lock, in a thread of its own: a queue without a context runs
+ * in the notifying thread) while a reset's quiesce callback waits for that
+ * lock.  The report of the quiesce must not wait for the callback from
+ * under the lock it waits for: guarded by a watchdog.
+ */
+static void *notify_thread(void *opaque)
+{
+    Echo *t = opaque;
+    vmm_virtio_queue_notify(t->vdev, 0);
+    return NULL;
+}
+
+static int watchdog_done;
+
+static void *watchdog(void *opaque)
+{
+    (void)opaque;
+    for (int i = 0; i < 1000 && !__atomic_load_n(&watchdog_done, __ATOMIC_ACQUIRE); i++) {
+        usleep(10 * 1000);
+    }
+    if (!__atomic_load_n(&watchdog_done, __ATOMIC_ACQUIRE)) {
+        fprintf(stderr, "deadlock: the reset did not finish within 10 s\n");
+        _exit(1);
+    }
+    return NULL;
+}
+
+static void test_reset_while_handler_finishes(void **state)
+{
+    Echo *t = *state;
+    TestBuf b[2] = { { 0x80000, 4, false }, { 0x81000, 4, true } };
+    pthread_t nt, wd;
+
+    bringup(t, F_V1);
+    t->stall = true;
+    tvq_add(&t->tq, b, 2);
+    __atomic_store_n(&watchdog_done, 0, __ATOMIC_RELAXED);
+    pthread_create(&wd, NULL, watchdog, NULL);
+    pthread_create(&nt, NULL, notify_thread, t);
+    while (!__atomic_load_n(&t->stall_entered, __ATOMIC_ACQUIRE)) {
+        sched_yield();
+    }
+    vmm_virtio_set_status(t->vdev, 0);  /* quiesce waits for the run lock */
+    pthread_join(nt, NULL);
+    __atomic_store_n(&watchdog_done, 1, __ATOMIC_RELEASE);
+    pthread_join(wd, NULL);
+    t->stall = false;
+    assert_int_equal(t->resets, 1);
+    assert_int_equal(vmm_virtio_get_status(t->vdev), 0);
+}
+
 static void test_pause_defers_kicks(void **state)
 {
     Echo *t = *state;
@@ -664,7 +729,8 @@ int main(void)
         T(test_event_idx), T(test_no_interrupt_flag), T(test_features),
         T(test_config), T(test_queue_setup_checks), T(test_rings_outside_ram),
         T(test_rings_misaligned), T(test_used_ring_in_rom), T(test_reset_and_reinit),
-        T(test_reset_mid_request), T(test_pause_defers_kicks),
+        T(test_reset_mid_request),
+        T(test_reset_while_handler_finishes), T(test_pause_defers_kicks),
         T(test_dma_map_change_repins),
         T(test_bad_head), T(test_bad_next), T(test_loop), T(test_avail_idx_runs_ahead),
         T(test_buf_outside_ram), T(test_buf_crosses_hole), T(test_buf_wraps),
