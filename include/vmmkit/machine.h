@@ -54,7 +54,8 @@ typedef struct VmmMachineOptions {
      * fail and see the machine fall back to KVM_SIGNAL_MSI / MMIO exits.
      * Callers built before this field existed pass a smaller size. */
     const VmmKvmOps *kvm_ops;
-    uint32_t boot_flags;        /* VMM_MACHINE_BOOT_*; a smaller size means 0 */
+    uint32_t boot_flags;        /* VMM_MACHINE_BOOT_*; a smaller size means 0;
+                                 * an unknown flag fails with -EINVAL */
 } VmmMachineOptions;
 
 /*

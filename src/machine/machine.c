@@ -685,6 +685,10 @@ static int check_options(const VmmMachineOptions *o)
         (o->memory & 0xfff) || o->memory > (1ull << 40)) {
         return -EINVAL;
     }
+    if (o->size >= offsetof(VmmMachineOptions, boot_flags) + sizeof(o->boot_flags) &&
+        (o->boot_flags & ~(VMM_MACHINE_BOOT_HOST_UNPACK | VMM_MACHINE_BOOT_ANY_KVM))) {
+        return -EINVAL;             /* a flag this library does not know */
+    }
     return 0;
 }
 

@@ -490,6 +490,10 @@ static void test_machine(void **state)
 
     EXPECT_NULL_ERR(-EINVAL, vmm_machine_new(&o, errp));
     EXPECT_NULL_ERR(-EINVAL, vmm_machine_new(NULL, errp));
+    /* A flag the library does not know, with everything else right. */
+    VmmMachineOptions f = { .size = sizeof(f), .kernel = "/nonexistent", .memory = 64 << 20,
+                            .cpus = 1, .console_out_fd = -1, .boot_flags = 1u << 30 };
+    EXPECT_NULL_ERR(-EINVAL, vmm_machine_new(&f, errp));
 }
 
 int main(int argc, char **argv)
