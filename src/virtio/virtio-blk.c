@@ -29,6 +29,19 @@
 
 typedef struct VblkRequest VblkRequest;
 
+/*
+ * Per queue, touched only in the queue's context (one thread at a time):
+ * the pass state that batches interrupts, the clock reading that requests
+ * share, and the statistics (single writer: relaxed loads and stores, no
+ * locked instruction per request; any thread may read them).
+ */
+typedef struct VblkQueue {
+    bool in_pass;                   /* vblk_handle() is popping this queue */
+    bool notify_pending;            /* a completion in the pass owes a notify */
+    int64_t now;                    /* latest clock reading of the pass */
+    uint64_t requests, service_ns, io_ns;
+} VblkQueue;
+
 struct VmmVirtioBlk {
     VmmVirtioDevice *vdev;
     VmmBlockBackend *blk;
@@ -41,7 +54,7 @@ struct VmmVirtioBlk {
     VblkRequest *stopped;           /* under stop_lock */
     unsigned reports;               /* atomic: error reports not yet run */
     unsigned nstopped;              /* atomic */
-    uint64_t st_requests, st_service_ns, st_io_ns;  /* atomic (relaxed): stats */
+    VblkQueue *q;                   /* opts.num_queues of them */
 };
 
 struct VblkRequest {
@@ -52,24 +65,46 @@ struct VblkRequest {
     int err;                        /* for the error policy */
     VblkRequest *next;
     int64_t t_pop;                  /* vmm_clock_ns() when taken off the queue */
+    int64_t t_io;                   /* ... when its I/O started (0: read it then) */
     int64_t t_done;                 /* ... when its I/O ended (0: none yet) */
     int64_t io_ns;                  /* in the block layer */
 };
 
+static inline void stat_add(uint64_t *v, uint64_t n)
+{
+    /* Single writer (the queue's context): no read-modify-write needed. */
+    __atomic_store_n(v, __atomic_load_n(v, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
+}
+
+static inline VblkQueue *vblk_queue(VmmVirtioBlk *b, VmmVirtqueue *vq)
+{
+    return &b->q[vmm_virtqueue_index(vq)];
+}
+
+/*
+ * Answer @req.  Inside a pass of vblk_handle() on its queue (a request
+ * whose I/O ended at once), the interrupt waits for the end of the pass:
+ * one notify, one event-index check and one barrier per batch.
+ */
 static void vblk_complete(VblkRequest *req, uint8_t status, uint32_t len)
 {
     VmmVirtqueue *vq = req->vq;
-    VmmVirtioBlk *b = req->b;
+    VblkQueue *q = vblk_queue(req->b, vq);
 
-    __atomic_add_fetch(&b->st_requests, 1, __ATOMIC_RELAXED);
     /* The I/O's end stands for the answer's time (the push follows at
      * once): one clock read fewer per request. */
     int64_t done = req->t_done ? req->t_done : vmm_clock_ns();
-    __atomic_add_fetch(&b->st_service_ns, (uint64_t)(done - req->t_pop), __ATOMIC_RELAXED);
-    __atomic_add_fetch(&b->st_io_ns, (uint64_t)req->io_ns, __ATOMIC_RELAXED);
+    stat_add(&q->requests, 1);
+    stat_add(&q->service_ns, (uint64_t)(done - req->t_pop));
+    stat_add(&q->io_ns, (uint64_t)req->io_ns);
     *req->r.status = status;
     vmm_virtqueue_push(vq, &req->elem, len);
     free(req);
+    if (q->in_pass) {
+        q->notify_pending = true;
+        q->now = done;              /* the next pop's time */
+        return;
+    }
     vmm_virtqueue_notify(vq);
 }
 
@@ -163,7 +198,7 @@ static VMM_COROUTINE_FN void vblk_co(void *opaque)
 {
     VblkRequest *req = opaque;
     uint32_t len = 1;                   /* the status byte */
-    int64_t t0 = vmm_clock_ns();
+    int64_t t0 = req->t_io ? req->t_io : vmm_clock_ns();
     int ret = vblk_do_io(req, &len);
     req->t_done = vmm_clock_ns();
     req->io_ns += req->t_done - t0;
@@ -191,6 +226,15 @@ static void vblk_start(VmmVirtioBlk *b, VblkRequest *req)
     vmm_coroutine_enter(co);
 }
 
+/* The interrupt owed by the completions of a pass, once. */
+static void vblk_pass_notify(VblkQueue *q, VmmVirtqueue *vq)
+{
+    if (q->notify_pending) {
+        q->notify_pending = false;
+        vmm_virtqueue_notify(vq);
+    }
+}
+
 static void vblk_handle(VmmVirtioDevice *vdev, VmmVirtqueue *vq, void *opaque)
 {
     VmmVirtioBlk *b = opaque;
@@ -202,10 +246,18 @@ static void vblk_handle(VmmVirtioDevice *vdev, VmmVirtqueue *vq, void *opaque)
     }
     VblkLimits lim;
     bool have_lim = false;
+    VblkQueue *q = vblk_queue(b, vq);
+
+    /* Requests popped in this pass share one clock reading (the pass's
+     * start, then the end of the previous request's I/O), which also
+     * stands for the start of their I/O: they start at once. */
+    q->in_pass = true;
+    q->now = vmm_clock_ns();
     do {
         vmm_virtqueue_set_notification(vq, false);
         while ((req = vmm_virtqueue_pop(vq, sizeof(*req), &err))) {
-            req->t_pop = vmm_clock_ns();
+            req->t_pop = q->now;
+            req->t_io = q->now;
             req->t_done = 0;
             req->io_ns = 0;
             if (!have_lim) {
@@ -227,7 +279,7 @@ static void vblk_handle(VmmVirtioDevice *vdev, VmmVirtqueue *vq, void *opaque)
                 free(req);
                 vmm_virtio_set_needs_reset(vdev, "virtio-blk request without a "
                                                  "header or a status byte");
-                return;
+                break;
             }
             if (st != VIRTIO_BLK_S_OK) {
                 vblk_complete(req, (uint8_t)st, 1);
@@ -235,7 +287,10 @@ static void vblk_handle(VmmVirtioDevice *vdev, VmmVirtqueue *vq, void *opaque)
             }
             vblk_start(b, req);
         }
+        vblk_pass_notify(q, vq);
     } while (vmm_virtqueue_set_notification(vq, true));
+    q->in_pass = false;
+    vblk_pass_notify(q, vq);
 }
 
 static int vblk_set_features(VmmVirtioDevice *vdev, uint64_t f, void *opaque)
@@ -320,7 +375,10 @@ static const VmmBlockDevOps vblk_dev_ops = {
 
 static VMM_COROUTINE_FN void vblk_retry_co(void *opaque)
 {
-    vblk_co(opaque);
+    VblkRequest *req = opaque;
+
+    req->t_io = 0;                      /* read the clock when it starts */
+    vblk_co(req);
 }
 
 static VMM_COROUTINE_FN void vblk_fail_co(void *opaque)
@@ -399,6 +457,11 @@ VmmVirtioBlk *vmm_virtio_blk_new(VmmBlockBackend *blk, VmmGuestMemory *mem,
     if (err < 0) {
         goto fail;
     }
+    b->q = calloc(b->opts.num_queues, sizeof(*b->q));
+    if (!b->q) {
+        err = -ENOMEM;
+        goto fail;
+    }
     b->blk = blk;
     b->ctx = vmm_blk_get_context(blk);
     if (b->opts.serial) {
@@ -439,6 +502,9 @@ VmmVirtioBlk *vmm_virtio_blk_new(VmmBlockBackend *blk, VmmGuestMemory *mem,
     }
     return b;
 fail:
+    if (b) {
+        free(b->q);
+    }
     free(b);
     if (errp) {
         *errp = err;
@@ -451,12 +517,13 @@ int vmm_virtio_blk_get_stats(VmmVirtioBlk *b, VmmVirtioBlkStats *out)
     if (!b || !out || out->size < sizeof(size_t)) {
         return -EINVAL;
     }
-    VmmVirtioBlkStats st = {
-        .size = sizeof(st),
-        .requests = __atomic_load_n(&b->st_requests, __ATOMIC_RELAXED),
-        .service_ns = __atomic_load_n(&b->st_service_ns, __ATOMIC_RELAXED),
-        .io_ns = __atomic_load_n(&b->st_io_ns, __ATOMIC_RELAXED),
-    };
+    VmmVirtioBlkStats st = { .size = sizeof(st) };
+
+    for (unsigned i = 0; i < b->opts.num_queues; i++) {
+        st.requests += __atomic_load_n(&b->q[i].requests, __ATOMIC_RELAXED);
+        st.service_ns += __atomic_load_n(&b->q[i].service_ns, __ATOMIC_RELAXED);
+        st.io_ns += __atomic_load_n(&b->q[i].io_ns, __ATOMIC_RELAXED);
+    }
     size_t n = out->size < sizeof(st) ? out->size : sizeof(st);
     memcpy((char *)out + sizeof(size_t), (char *)&st + sizeof(size_t), n - sizeof(size_t));
     return 0;
@@ -472,6 +539,7 @@ void vmm_virtio_blk_free(VmmVirtioBlk *b)
     vmm_blk_set_dev_ops(b->blk, NULL, NULL);
     vmm_virtio_device_free(b->vdev);
     vmm_mutex_destroy(&b->stop_lock);
+    free(b->q);
     free(b);
 }
 
