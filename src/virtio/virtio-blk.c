@@ -65,7 +65,6 @@ struct VblkRequest {
     int err;                        /* for the error policy */
     VblkRequest *next;
     int64_t t_pop;                  /* vmm_clock_ns() when taken off the queue */
-    int64_t t_io;                   /* ... when its I/O started (0: read it then) */
     int64_t t_done;                 /* ... when its I/O ended (0: none yet) */
     int64_t io_ns;                  /* in the block layer */
 };
@@ -198,7 +197,7 @@ static VMM_COROUTINE_FN void vblk_co(void *opaque)
 {
     VblkRequest *req = opaque;
     uint32_t len = 1;                   /* the status byte */
-    int64_t t0 = req->t_io ? req->t_io : vmm_clock_ns();
+    int64_t t0 = vmm_clock_ns();
     int ret = vblk_do_io(req, &len);
     req->t_done = vmm_clock_ns();
     req->io_ns += req->t_done - t0;
@@ -248,16 +247,16 @@ static void vblk_handle(VmmVirtioDevice *vdev, VmmVirtqueue *vq, void *opaque)
     bool have_lim = false;
     VblkQueue *q = vblk_queue(b, vq);
 
-    /* Requests popped in this pass share one clock reading (the pass's
-     * start, then the end of the previous request's I/O), which also
-     * stands for the start of their I/O: they start at once. */
+    /* A request's pop time is the latest clock reading of the pass: taken
+     * when the pass (or a round of it) starts popping, then the end of the
+     * previous request's I/O (requests that complete at once follow each
+     * other): one reading per request instead of two. */
     q->in_pass = true;
-    q->now = vmm_clock_ns();
     do {
+        q->now = vmm_clock_ns();
         vmm_virtqueue_set_notification(vq, false);
         while ((req = vmm_virtqueue_pop(vq, sizeof(*req), &err))) {
             req->t_pop = q->now;
-            req->t_io = q->now;
             req->t_done = 0;
             req->io_ns = 0;
             if (!have_lim) {
@@ -375,10 +374,7 @@ static const VmmBlockDevOps vblk_dev_ops = {
 
 static VMM_COROUTINE_FN void vblk_retry_co(void *opaque)
 {
-    VblkRequest *req = opaque;
-
-    req->t_io = 0;                      /* read the clock when it starts */
-    vblk_co(req);
+    vblk_co(opaque);
 }
 
 static VMM_COROUTINE_FN void vblk_fail_co(void *opaque)
