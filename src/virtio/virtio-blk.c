@@ -37,7 +37,8 @@ typedef struct VblkRequest VblkRequest;
  */
 typedef struct VblkQueue {
     bool in_pass;                   /* vblk_handle() is popping this queue */
-    bool notify_pending;            /* a completion in the pass owes a notify */
+    bool notified;                  /* the pass's first completion notified */
+    bool notify_pending;            /* a later completion in the pass owes one */
     int64_t now;                    /* latest clock reading of the pass */
     uint64_t requests, service_ns, io_ns;
 } VblkQueue;
@@ -82,8 +83,10 @@ static inline VblkQueue *vblk_queue(VmmVirtioBlk *b, VmmVirtqueue *vq)
 
 /*
  * Answer @req.  Inside a pass of vblk_handle() on its queue (a request
- * whose I/O ended at once), the interrupt waits for the end of the pass:
- * one notify, one event-index check and one barrier per batch.
+ * whose I/O ended at once), the first completion notifies at once (a
+ * driver that sleeps until then wakes while the pass goes on) and the
+ * others wait for the end of the pass: at most two notifies, event-index
+ * checks and barriers per batch.
  */
 static void vblk_complete(VblkRequest *req, uint8_t status, uint32_t len)
 {
@@ -100,9 +103,12 @@ static void vblk_complete(VblkRequest *req, uint8_t status, uint32_t len)
     vmm_virtqueue_push(vq, &req->elem, len);
     free(req);
     if (q->in_pass) {
-        q->notify_pending = true;
         q->now = done;              /* the next pop's time */
-        return;
+        if (q->notified) {
+            q->notify_pending = true;
+            return;
+        }
+        q->notified = true;         /* the driver may be waiting: at once */
     }
     vmm_virtqueue_notify(vq);
 }
@@ -252,6 +258,7 @@ static void vblk_handle(VmmVirtioDevice *vdev, VmmVirtqueue *vq, void *opaque)
      * previous request's I/O (requests that complete at once follow each
      * other): one reading per request instead of two. */
     q->in_pass = true;
+    q->notified = false;
     do {
         q->now = vmm_clock_ns();
         vmm_virtqueue_set_notification(vq, false);
