@@ -10,9 +10,10 @@
 const char vmm_co_backend_name[] = "asm";
 
 #if defined(__x86_64__)
-/* MXCSR default (all exceptions masked, round to nearest) and x87 CW
- * default (extended precision, all masked): the ABI's initial state. */
-#define FPU_INIT (0x1F80ull | (0x037Full << 32))
+/* MXCSR default controls (all exceptions masked, round to nearest) with
+ * the status flags set as the switch keeps them (switch-x86_64.S), and
+ * the x87 CW default (extended precision, all masked). */
+#define FPU_INIT (0x1FBFull | (0x037Full << 32))
 enum { FRAME_WORDS = 8, SLOT_FPU = 0, SLOT_R12 = 4, SLOT_RBP = 6, SLOT_RET = 7 };
 #elif defined(__aarch64__)
 enum { FRAME_WORDS = 22, SLOT_X19 = 0, SLOT_X29 = 10, SLOT_X30 = 11, SLOT_FPCR = 20 };

@@ -43,6 +43,25 @@
 # define VMM_CO_TSAN 0
 #endif
 
+/*
+ * The address of the initial-exec thread-local @var (declared with
+ * VMM_TLS_IE and, if static, __attribute__((used))) of the calling thread,
+ * computed afresh: one volatile asm with a memory clobber (as
+ * VMM_TLS_PTR_FRESH in aio/aio-internal.h), never merged with an earlier
+ * computation nor moved across a call, so code that a coroutine switch
+ * may move to another thread gets that thread's variable.  Two
+ * instructions, no __tls_get_addr.  Only where VMM_CO_TLS_ADDR_FRESH is
+ * defined (x86-64 ELF); elsewhere use a noinline getter.
+ */
+#if defined(__x86_64__) && defined(__ELF__)
+#define VMM_CO_TLS_ADDR_FRESH(var) __extension__({                      \
+        __typeof__(var) *tls_a_;                                         \
+        __asm__ volatile("movq " #var "@gottpoff(%%rip), %0\n\t"         \
+                         "addq %%fs:0, %0"                               \
+                         : "=r"(tls_a_) : : "memory");                   \
+        tls_a_; })
+#endif
+
 /* A pthread mutex that clang's thread-safety analysis understands. */
 typedef struct VMM_CAPABILITY("mutex") VmmCoPthreadLock {
     pthread_mutex_t m;

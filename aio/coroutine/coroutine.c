@@ -8,9 +8,11 @@
  * to end, so it may compute the address of a __thread variable once and
  * reuse it after a call that switched coroutines (on aarch64 it caches
  * tpidr_el0; on x86-64 it may cache %fs:0).  Every thread-local here is
- * therefore read through a noinline getter whose body holds a volatile asm,
- * so the call can neither be inlined nor be treated as pure and merged, and
- * code re-fetches it after each switch.  co_switch() is noinline for the
+ * therefore read through a getter that computes its address afresh: on
+ * x86-64 one volatile asm (VMM_CO_TLS_ADDR_FRESH, initial-exec), elsewhere
+ * a noinline function whose body holds a volatile asm, so the call can
+ * neither be inlined nor be treated as pure and merged; and code
+ * re-fetches it after each switch.  co_switch() is noinline for the
  * same reason.  The public header offers the same pattern (VMM_CO_TLS).
  */
 #include <errno.h>
@@ -34,13 +36,21 @@ typedef struct CoThread {
     struct VmmCoroutine leader;     /* stands for the thread's own stack */
 } CoThread;
 
-static __thread CoThread co_thread;
+static __thread CoThread co_thread VMM_TLS_IE __attribute__((used));
 
+/* The calling thread's CoThread, computed afresh on every call. */
+#ifdef VMM_CO_TLS_ADDR_FRESH
+static inline CoThread *co_thread_get(void)
+{
+    return VMM_CO_TLS_ADDR_FRESH(co_thread);
+}
+#else
 static VMM_NOINLINE CoThread *co_thread_get(void)
 {
     __asm__ volatile("");
     return &co_thread;
 }
+#endif
 
 static void co_thread_init(CoThread *t)
 {
@@ -109,7 +119,7 @@ static inline __attribute__((always_inline)) int co_switch(CoThread *t, struct V
 
 /*
  * Every coroutine's entry starts with the ABI's initial FPU control words
- * (x86-64: MXCSR 0x1F80, x87 CW 0x037F; aarch64: FPCR 0), also when its
+ * (x86-64: MXCSR controls 0x1F80, x87 CW 0x037F; aarch64: FPCR 0), also when its
  * object comes from the pool: otherwise it would inherit the words the
  * previous user of that stack had when it ended.  Not with
  * -Dcoroutine_fpu_ctl=false, where coroutines share the thread's words.
@@ -119,7 +129,9 @@ static inline void co_fpu_reset(void)
 #if defined(VMM_CO_BACKEND_ASM) && !VMM_CO_FPU_CTL
     /* shared with the thread: leave them alone */
 #elif defined(__x86_64__)
-    static const uint32_t mxcsr = 0x1F80;
+    /* Status flags set, as the switch keeps them (switch-x86_64.S): the
+     * load then leaves MXCSR unchanged unless the controls differ. */
+    static const uint32_t mxcsr = 0x1FBF;
     static const uint16_t cw = 0x037F;
 
     __asm__ volatile("ldmxcsr %0\n\tfldcw %1" : : "m"(mxcsr), "m"(cw));
@@ -255,10 +267,10 @@ void vmm_co_enter_ctx(VmmAioContext *ctx, struct VmmCoroutine *co)
 }
 
 /* vmm_aio_context_current() without its pthread_once on every call. */
-static VmmAioContext *current_context(void)
+static inline VmmAioContext *current_context(void)
 {
     static VmmAioContext *main_ctx;     /* atomic; set once */
-    VmmAioContext *ctx = vmm_aio_get_current_context_raw();
+    VmmAioContext *ctx = vmm_aio_current_context_fresh();
 
     if (vmm_likely(ctx)) {
         return ctx;

@@ -228,17 +228,24 @@ typedef struct LocalPool {
     bool registered;
 } LocalPool;
 
-static __thread LocalPool local_pool;
+static __thread LocalPool local_pool VMM_TLS_IE __attribute__((used));
 static pthread_key_t local_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 
 /* Pool code never runs across a coroutine switch, but it may be called
  * from a coroutine that moved threads: always fetch the pool afresh. */
+#ifdef VMM_CO_TLS_ADDR_FRESH
+static inline LocalPool *local_get(void)
+{
+    return VMM_CO_TLS_ADDR_FRESH(local_pool);
+}
+#else
 static VMM_NOINLINE LocalPool *local_get(void)
 {
     __asm__ volatile("");
     return &local_pool;
 }
+#endif
 
 /* Move up to @n coroutines of @lp, with their credits, to the shared pool. */
 static void local_to_global(LocalPool *lp, long n)

@@ -18,20 +18,23 @@
  * its own caller, so "ret" would mispredict in the return stack buffer on
  * every switch.
  *
- * The FPU words, measured on the Zen 5 used here (bench-fpu-words): the
- * cost is stmxcsr (~1.5 ns each inside a switch, not overlapped with
- * anything); fnstcw is free, ldmxcsr/fldcw of an unchanged value cost
- * ~0.3/0.6 ns.  So:
- *  - MXCSR is stored and reloaded unconditionally.  Comparing it to skip
- *    the reload needs stmxcsr's store back in a register, and that load
- *    waits for the store to retire: 18 ns per round trip instead of 11.
- *  - The x87 control word is compared in a register (fnstcw's store
- *    forwards normally) and fldcw runs only when the incoming word differs
- *    from the outgoing one: the common case (nobody changed precision or
- *    rounding) skips it, ~0.6 ns per round trip.
- * Both sides' words are therefore what each last set whatever the other
- * did: test_fpu_words_pingpong covers equal and different words in both
- * directions.
+ * The FPU words: stmxcsr/fnstcw into the outgoing frame, ldmxcsr/fldcw
+ * from the incoming one, unconditionally (comparing first would need the
+ * stored words back in a register: on Zen 5 that load waits for the
+ * store to retire, 18 ns per round trip instead of 11).  What makes this
+ * cheap everywhere is that ldmxcsr loads the value MXCSR already holds:
+ * an ldmxcsr that changes MXCSR serializes on Intel cores (tens of ns),
+ * and it would change on every switch if the two sides differed only in
+ * MXCSR's sticky status flags (bits 0-5), e.g. a thread that has done one
+ * inexact division against a coroutine that has done none.  The status
+ * flags are caller-saved in the ABI (only the control bits are
+ * callee-saved), so the switch keeps them all set: the word it loads has
+ * bits 0-5 set (a saved word without them gets them first, on the cold
+ * path), and since the flags are sticky, what runs afterwards still has
+ * them set when it switches out.  Sides with equal control words then
+ * switch without changing MXCSR at all.  bench-coroutine's
+ * asm_floor_fpu_flipflags_rt shows what a switch pays per CPU when the
+ * flags differ.
  * Built with -Dcoroutine_fpu_ctl=false, the FPU words are not switched at
  * all: coroutines then share the thread's rounding mode and exception
  * masks (see docs/coroutines.md).
@@ -63,15 +66,14 @@ vmm_co_switch_asm:
     fnstcw  4(%rsp)
 #endif
     movq    %rsp, (%rdi)
-#if VMM_CO_FPU_CTL
-    movzwl  4(%rsp), %eax           /* outgoing x87 CW */
-#endif
     movq    %rsi, %rsp
 #if VMM_CO_FPU_CTL
-    ldmxcsr (%rsp)
-    cmpw    4(%rsp), %ax
-    jne     2f
-1:
+    movl    (%rsp), %eax            /* incoming MXCSR, stored long ago */
+    notl    %eax
+    testb   $0x3F, %al
+    jnz     2f                      /* some status flag clear: set them */
+1:  ldmxcsr (%rsp)
+    fldcw   4(%rsp)
 #endif
     addq    $8, %rsp
     popq    %r15
@@ -84,7 +86,7 @@ vmm_co_switch_asm:
     movl    %edx, %eax
     jmpq    *%rcx
 #if VMM_CO_FPU_CTL
-2:  fldcw   4(%rsp)                 /* the incoming side's CW differs */
+2:  orb     $0x3F, (%rsp)
     jmp     1b
 #endif
     .cfi_endproc

@@ -5,7 +5,10 @@
  * scheduled back into A's context.  Measured with adaptive polling off
  * (both sides block in the kernel) and on (both sides busy-poll first),
  * against floors measured in the same run: a raw eventfd ping-pong
- * (blocking read) and a shared-memory spin ping-pong.
+ * (blocking read) and a shared-memory spin ping-pong; for the polling
+ * figure also a spin ping-pong right after each repetition
+ * (spin-pingpong-beside, ratio = median of the per-repetition ratios), as
+ * load on a shared machine changes between the phases of one run.
  * A runs on CPU 0, the other side on CPU 1.  Median of REPS repetitions.
  */
 #include <sys/eventfd.h>
@@ -66,8 +69,20 @@ static void pin_done_cb(void *opaque)
     vmm_aio_wait_kick();
 }
 
-/* One-way ns of the BH ping-pong with the given busy-poll ceiling. */
-static double bh_pingpong(int64_t poll_ns, long rounds, double *samples)
+static double spin_pingpong(long rounds);
+
+/* How long the iothread may keep busy-polling after the last BH (its
+ * budget is at most the ceiling, 10 ms by default), so that a floor
+ * measured next does not share CPU 1 with it. */
+#define SETTLE_US 30000
+
+/* One-way ns of the BH ping-pong with the given busy-poll ceiling.  With
+ * @floor_samples, each repetition is followed by a spin ping-pong of
+ * @floor_rounds (after the iothread stopped polling): a floor measured
+ * beside each sample, and @ratios[r] = samples[r] / floor_samples[r], a
+ * ratio per repetition that survives load changing during the run. */
+static double bh_pingpong(int64_t poll_ns, long rounds, double *samples,
+                          double *floor_samples, long floor_rounds, double *ratios)
 {
     VmmAioContextOptions o = { .size = sizeof(o), .poll_max_ns = poll_ns };
     VmmIOThread *t = vmm_iothread_new("bench-b", &o, NULL);
@@ -95,6 +110,11 @@ static double bh_pingpong(int64_t poll_ns, long rounds, double *samples)
         }
         if (r >= 0) {
             samples[r] = (double)(bench_now_ns() - t0) / (2.0 * p.n);
+            if (floor_samples) {
+                usleep(SETTLE_US);
+                floor_samples[r] = spin_pingpong(floor_rounds);
+                ratios[r] = samples[r] / floor_samples[r];
+            }
         }
     }
     __atomic_store_n(&pin_done, false, __ATOMIC_RELEASE);
@@ -210,14 +230,21 @@ int main(void)
         s_efd[r] = efd_pingpong(rounds_block);
         s_spin[r] = spin_pingpong(rounds_spin);
     }
-    double nopoll = bh_pingpong(0, rounds_block, s_nopoll);
+    double nopoll = bh_pingpong(0, rounds_block, s_nopoll, NULL, 0, NULL);
     const char *pe = getenv("VMM_BENCH_POLL_NS");
     int64_t poll_ns = pe && *pe ? strtoll(pe, NULL, 0) : POLL_NS_DEFAULT;
-    double poll = bh_pingpong(poll_ns, rounds_spin, s_poll);
-    double poll32 = bh_pingpong(POLL_NS_QEMU, rounds_spin, s_poll32);
+    double s_floor[REPS], s_ratio[REPS];
+    double poll = bh_pingpong(poll_ns, rounds_spin, s_poll, s_floor, rounds_spin / 4 + 1,
+                              s_ratio);
+    double poll32 = bh_pingpong(POLL_NS_QEMU, rounds_spin, s_poll32, NULL, 0, NULL);
     double efd = bench_median(s_efd, REPS), spin = bench_median(s_spin, REPS);
+    double floor_beside = bench_median(s_floor, REPS), ratio_beside = bench_median(s_ratio, REPS);
 
     bench_print("xthread-bh-wake-poll", poll, "ns", "spin-pingpong", spin);
+    /* The floor measured after each repetition; ratio: median of the
+     * per-repetition ratios (not value / vs_value). */
+    printf("BENCH name=xthread-bh-wake-poll value=%.2f unit=ns vs=spin-pingpong-beside "
+           "vs_value=%.2f ratio=%.4f\n", poll, floor_beside, ratio_beside);
     bench_print("xthread-bh-wake-poll", poll, "ns", "eventfd-pingpong", efd);
     bench_print("xthread-bh-wake-poll32us", poll32, "ns", "spin-pingpong", spin);
     bench_print("xthread-bh-wake-poll32us", poll32, "ns", "eventfd-pingpong", efd);

@@ -13,10 +13,24 @@
  *                                       must read the outgoing value; see
  *                                       bench-fpu-words for the per-
  *                                       instruction costs)
+ *                        asm_floor_fpu_flipflags_rt  asm_floor_fpu_rt with
+ *                                       sides whose MXCSR differs only in
+ *                                       the status flags, so every ldmxcsr
+ *                                       changes MXCSR (what our switch
+ *                                       avoids by keeping the flags set)
+ *                        asm_cwcmp_rt   asm_floor_fpu_rt reading the stored
+ *                                       x87 CW back to skip an unchanged
+ *                                       fldcw (an earlier form of our switch)
  *                        sigsetjmp_rt   sigsetjmp(,0)/siglongjmp (QEMU's way)
  *                        swapcontext_rt ucontext swapcontext
  *   co_enter_yield_rt  vmm_coroutine_enter + vmm_coroutine_yield through the
- *                      public API, against sigsetjmp_rt
+ *                      public API, against sigsetjmp_rt and against
+ *                        asm_floor_fpu_call_rt  asm_floor_fpu_rt entered
+ *                                       through a function that returns
+ *                                       (as vmm_coroutine_enter does): its
+ *                                       "ret" cannot be predicted, because
+ *                                       the other stack's calls are on top
+ *                                       of the return stack buffer
  *   co_lifecycle       create + enter + terminate from a warm pool, against
  *                      the same with the pool disabled (mmap per coroutine)
  *   co_mutex_uncontended  vmm_co_mutex_lock+unlock in a coroutine, against
@@ -95,6 +109,7 @@ static char *bench_stack(size_t size)
 void floor_switch(void **save, void *to);
 void floor_fpu_switch(void **save, void *to);
 void floor_mxread_switch(void **save, void *to);
+void floor_cwcmp_switch(void **save, void *to);
 void floor_start(void);
 __asm__(
     ".text\n"
@@ -126,6 +141,17 @@ __asm__(
     "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n"
     "  popq %rcx\n"
     "  jmpq *%rcx\n"
+    ".p2align 4\n"
+    "floor_cwcmp_switch:\n"
+    "  pushq %rbp\n  pushq %rbx\n  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
+    "  subq $8, %rsp\n  stmxcsr (%rsp)\n  fnstcw 4(%rsp)\n"
+    "  movq %rsp, (%rdi)\n  movzwl 4(%rsp), %eax\n"
+    "  movq %rsi, %rsp\n"
+    "  ldmxcsr (%rsp)\n  cmpw 4(%rsp), %ax\n  jne 2f\n1:\n  addq $8, %rsp\n"
+    "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n"
+    "  popq %rcx\n"
+    "  jmpq *%rcx\n"
+    "2:  fldcw 4(%rsp)\n  jmp 1b\n"
     "floor_start:\n"
     "  movq %r12, %rdi\n"
     "  call floor_loop\n"
@@ -150,9 +176,23 @@ static void floor_run(long n)
     }
 }
 
+static VMM_NOINLINE void floor_call(void)
+{
+    floor_fn(&floor_main_sp, floor_co_sp);
+    __asm__ volatile("");       /* a call and a return, not a jump */
+}
+
+static void floor_call_run(long n)
+{
+    for (long i = 0; i < n; i++) {
+        floor_call();
+    }
+}
+
 /* A fresh stack whose first switch lands in floor_start through @fn; @fpu:
- * the frame has the FPU words slot first. */
-static void floor_init(void (*fn)(void **save, void *to), bool fpu)
+ * the frame has the FPU words slot first, the thread's current words, or
+ * with @flip the MXCSR status flags inverted. */
+static void floor_init_flags(void (*fn)(void **save, void *to), bool fpu, bool flip)
 {
     static char *stk;
     uint64_t *f;
@@ -169,11 +209,19 @@ static void floor_init(void (*fn)(void **save, void *to), bool fpu)
         uint16_t cw;
 
         __asm__ volatile("stmxcsr %0; fnstcw %1" : "=m"(mx), "=m"(cw));
+        if (flip) {
+            mx ^= 0x3F;
+        }
         f[0] = mx | ((uint64_t)cw << 32);
     }
     f[w - 1] = (uint64_t)(uintptr_t)floor_start;
     floor_co_sp = f;
     floor_fn = fn;
+}
+
+static void floor_init(void (*fn)(void **save, void *to), bool fpu)
+{
+    floor_init_flags(fn, fpu, false);
 }
 #else
 #define HAVE_FLOOR 0
@@ -341,7 +389,7 @@ static void *nothing_thread(void *arg)
 int main(void)
 {
     const char *quick = getenv("VMM_BENCH_QUICK");
-    double sj, sc, api, life, nopool, com, pm;
+    double sj, sc, api, life, nopool, com, pm, flo_call = 0;
 
     if (quick && *quick && strcmp(quick, "0")) {
         iters = 20000;
@@ -373,9 +421,17 @@ int main(void)
     double flo_fpu = measure(floor_run, iters);
     floor_init(floor_mxread_switch, true);
     double flo_mx = measure(floor_run, iters);
+    floor_init_flags(floor_fpu_switch, true, true);
+    double flo_flip = measure(floor_run, iters);
+    floor_init(floor_cwcmp_switch, true);
+    double cwcmp = measure(floor_run, iters);
+    floor_init(floor_fpu_switch, true);
+    flo_call = measure(floor_call_run, iters);
     report("co_switch_rt", raw, "asm_floor_rt", flo);
     report("co_switch_rt", raw, "asm_floor_fpu_rt", flo_fpu);
     report("co_switch_rt", raw, "asm_floor_mxread_rt", flo_mx);
+    report("asm_floor_fpu_flipflags_rt", flo_flip, "asm_floor_fpu_rt", flo_fpu);
+    report("asm_cwcmp_rt", cwcmp, "asm_floor_fpu_rt", flo_fpu);
 # endif
     report("co_switch_rt", raw, "sigsetjmp_rt", sj);
     report("co_switch_rt", raw, "swapcontext_rt", sc);
@@ -386,6 +442,9 @@ int main(void)
     yield_stop = true;
     vmm_coroutine_enter(yield_co);
     report("co_enter_yield_rt", api, "sigsetjmp_rt", sj);
+    if (flo_call > 0) {
+        report("co_enter_yield_rt", api, "asm_floor_fpu_call_rt", flo_call);
+    }
 
     life = measure(lifecycle_run, iters);
     vmm_co_pool_reset_budget(0);                /* no pooling: mmap each time */

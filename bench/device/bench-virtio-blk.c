@@ -13,6 +13,9 @@
  *       iothread, same run: coroutines calling vmm_blk_co_preadv in a loop
  *       (no virtio in the way).
  *
+ *   virtio_blk_null_read_4k_qd1 / blk_null_read_4k_qd1: the same with one
+ *       request in flight (one coroutine looping for the comparator).
+ *
  * The ratio is the fraction of the block layer's speed left after the
  * virtio device; both are wall-clock rates on the same iothread, best of
  * three alternating rounds.  VMM_BENCH_QUICK=1: tiny runs (bench-smoke).
@@ -140,17 +143,17 @@ static void kick(Rig *r, uint16_t old)
     }
 }
 
-static double run_virtio(Rig *r, double secs)
+static double run_virtio(Rig *r, double secs, unsigned qd)
 {
     uint64_t done = 0;
     uint16_t old = r->tq.avail_idx;
 
-    for (unsigned s = 0; s < QD; s++) {
+    for (unsigned s = 0; s < qd; s++) {
         tvq_publish(&r->tq, r->head[s]);
     }
     kick(r, old);
     double t0 = now_s(), end = t0 + secs;
-    unsigned inflight = QD;
+    unsigned inflight = qd;
     bool stop = false;
     while (inflight) {
         uint32_t id, len;
@@ -193,6 +196,7 @@ typedef struct Direct {
     double end;
     uint64_t done;
     int running;
+    unsigned qd;
     char *buf;
 } Direct;
 
@@ -216,7 +220,7 @@ static VMM_COROUTINE_FN void direct_co(void *opaque)
 static void direct_start(void *opaque)
 {
     Direct *d = opaque;
-    for (int i = 0; i < QD; i++) {
+    for (unsigned i = 0; i < d->qd; i++) {
         VmmCoroutine *co = vmm_coroutine_create(direct_co, d, NULL);
         if (co) {
             vmm_coroutine_enter(co);
@@ -226,10 +230,10 @@ static void direct_start(void *opaque)
     }
 }
 
-static double run_direct(Rig *r, double secs)
+static double run_direct(Rig *r, double secs, unsigned qd)
 {
     static char buf[4096];
-    Direct d = { .blk = r->blk, .buf = buf, .running = QD };
+    Direct d = { .blk = r->blk, .buf = buf, .running = (int)qd, .qd = qd };
     double t0 = now_s();
     d.end = t0 + secs;
     vmm_bh_schedule_oneshot(r->ctx, direct_start, &d, "bench-direct");
@@ -245,16 +249,36 @@ int main(void)
     quick = getenv("VMM_BENCH_QUICK") != NULL;
     secs = quick ? 0.05 : 1.0;
     rig_init(&r);
-    double best_v = 0, best_d = 0;
-    for (int round = 0; round < (quick ? 1 : 3); round++) {
-        double v = run_virtio(&r, secs);
-        double d = run_direct(&r, secs);
-        best_v = v > best_v ? v : best_v;
-        best_d = d > best_d ? d : best_d;
+    static const unsigned qds[2] = { QD, 1 };
+    int ret = 0;
+    for (int i = 0; i < 2; i++) {
+        double best_v = 0, best_d = 0;
+        VmmVirtioBlkStats st0 = { .size = sizeof(st0) }, st1 = { .size = sizeof(st1) };
+        for (int round = 0; round < (quick ? 1 : 3); round++) {
+            vmm_virtio_blk_get_stats(r.vblk, &st0);
+            double v = run_virtio(&r, secs, qds[i]);
+            vmm_virtio_blk_get_stats(r.vblk, &st1);
+            double d = run_direct(&r, secs, qds[i]);
+            best_v = v > best_v ? v : best_v;
+            best_d = d > best_d ? d : best_d;
+        }
+        /* Where a request's time goes (last round): inside the VMM from pop
+         * to the end of its I/O, of which in the block layer; the rest of
+         * the wall time per request is doorbell, wake-ups and the interrupt. */
+        uint64_t n = st1.requests - st0.requests;
+        if (n) {
+            printf("# qd%u: a request takes %.0f ns from publish to answer (best round), "
+                   "of which %.0f ns in the device (pop to I/O end, last round), %.0f ns in "
+                   "the block layer\n", qds[i],
+                   1e9 * qds[i] / best_v, (double)(st1.service_ns - st0.service_ns) / (double)n,
+                   (double)(st1.io_ns - st0.io_ns) / (double)n);
+        }
+
+        printf("BENCH name=virtio_blk_null_read_4k_qd%u value=%.0f unit=req/s "
+               "vs=blk_null_read_4k%s vs_value=%.0f ratio=%.3f\n", qds[i],
+               best_v, qds[i] == QD ? "" : "_qd1", best_d, best_d > 0 ? best_v / best_d : 0.0);
+        ret |= !(best_v > 0 && best_d > 0);
     }
-    printf("BENCH name=virtio_blk_null_read_4k_qd32 value=%.0f unit=req/s "
-           "vs=blk_null_read_4k vs_value=%.0f ratio=%.3f\n",
-           best_v, best_d, best_d > 0 ? best_v / best_d : 0.0);
     rig_free(&r);
-    return best_v > 0 && best_d > 0 ? 0 : 1;
+    return ret;
 }

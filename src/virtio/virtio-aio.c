@@ -69,6 +69,52 @@ static void notifier_poll_ready(void *opaque)
     vmm_virtio_dispatch(vq->vdev, vq);
 }
 
+/*
+ * Busy-poll mode (the context's io_poll_begin/io_poll_end): while the
+ * context polls the available ring, the driver need not ring the doorbell
+ * (an eventfd write, a system call or a VM exit per kick), so doorbells
+ * are off (event index: avail_event is no longer advanced; else
+ * VRING_USED_F_NO_NOTIFY) and handle_queue's passes leave them off
+ * (vmm_virtqueue_set_notification).  Leaving poll mode turns them back on
+ * with [D]'s full barrier, and the context's re-poll after io_poll_end
+ * finds what the driver published meanwhile without a doorbell.
+ * A stopped (quiesced) queue's rings belong to the main loop: begin leaves
+ * it alone, and an end while stopped remembers a kick, so the resume runs
+ * a pass that turns doorbells back on.
+ */
+static void notifier_poll_begin(void *opaque)
+{
+    VmmVirtqueue *vq = opaque;
+    vmm_mutex_lock(&vq->run_lock);
+    if (!vq->stopped) {
+        vq->poll_mode = true;
+        vmm_virtqueue_set_notification(vq, false);
+    }
+    vmm_mutex_unlock(&vq->run_lock);
+}
+
+static void poll_mode_leave(VmmVirtqueue *vq)
+{
+    if (!vq->poll_mode) {
+        return;
+    }
+    vq->poll_mode = false;
+    if (vq->stopped) {
+        vq->kick_pending = true;
+    } else {
+        vmm_virtqueue_set_notification(vq, true);
+    }
+}
+
+static void notifier_poll_end(void *opaque)
+{
+    VmmVirtqueue *vq = opaque;
+
+    vmm_mutex_lock(&vq->run_lock);
+    poll_mode_leave(vq);
+    vmm_mutex_unlock(&vq->run_lock);
+}
+
 typedef struct NotifierSwitch {
     VmmVirtqueue *vq;
     VmmEventNotifier *n;
@@ -84,12 +130,20 @@ static void notifier_switch(void *opaque)
     if (vq->notifier) {
         vmm_aio_set_event_notifier(vq->ctx, vq->notifier, NULL, NULL, NULL, NULL);
         vq->notifier = NULL;
+        /* A removed handler gets no io_poll_end: the doorbells are ours. */
+        vmm_mutex_lock(&vq->run_lock);
+        poll_mode_leave(vq);
+        vmm_mutex_unlock(&vq->run_lock);
     }
     s->ret = 0;
     if (s->n) {
+        VmmAioHandlerOptions o = {
+            .size = sizeof(o), .io_read = notifier_read, .io_poll = notifier_poll,
+            .io_poll_ready = notifier_poll_ready, .opaque = vq,
+            .io_poll_begin = notifier_poll_begin, .io_poll_end = notifier_poll_end,
+        };
         vq->notifier = s->n;
-        s->ret = vmm_aio_set_event_notifier(vq->ctx, s->n, notifier_read, notifier_poll,
-                                            notifier_poll_ready, vq);
+        s->ret = vmm_aio_set_event_notifier_full(vq->ctx, s->n, &o);
         if (s->ret < 0) {
             vq->notifier = NULL;
         } else {

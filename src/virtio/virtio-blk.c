@@ -30,6 +30,20 @@
 
 typedef struct VblkRequest VblkRequest;
 
+/*
+ * Per queue, touched only in the queue's context (one thread at a time):
+ * the pass state that batches interrupts, the clock reading that requests
+ * share, and the statistics (single writer: relaxed loads and stores, no
+ * locked instruction per request; any thread may read them).
+ */
+typedef struct VblkQueue {
+    bool in_pass;                   /* vblk_handle() is popping this queue */
+    bool notified;                  /* the pass's first completion notified */
+    bool notify_pending;            /* a later completion in the pass owes one */
+    int64_t now;                    /* latest clock reading of the pass */
+    uint64_t requests, service_ns, io_ns;
+} VblkQueue;
+
 struct VmmVirtioBlk {
     VmmVirtioDevice *vdev;
     VmmBlockBackend *blk;
@@ -42,7 +56,7 @@ struct VmmVirtioBlk {
     VblkRequest *stopped;           /* under stop_lock */
     unsigned reports;               /* atomic: error reports not yet run */
     unsigned nstopped;              /* atomic */
-    uint64_t st_requests, st_service_ns, st_io_ns;  /* atomic (relaxed): stats */
+    VblkQueue *q;                   /* opts.num_queues of them */
 };
 
 struct VblkRequest {
@@ -57,21 +71,47 @@ struct VblkRequest {
     int64_t io_ns;                  /* in the block layer */
 };
 
+static inline void stat_add(uint64_t *v, uint64_t n)
+{
+    /* Single writer (the queue's context): no read-modify-write needed. */
+    vmm_atomic_set(v, vmm_atomic_read(v) + n);
+}
+
+static inline VblkQueue *vblk_queue(VmmVirtioBlk *b, VmmVirtqueue *vq)
+{
+    return &b->q[vmm_virtqueue_index(vq)];
+}
+
+/*
+ * Answer @req.  Inside a pass of vblk_handle() on its queue (a request
+ * whose I/O ended at once), the first completion notifies at once (a
+ * driver that sleeps until then wakes while the pass goes on) and the
+ * others wait for the end of the pass: at most two notifies, event-index
+ * checks and barriers per batch.
+ */
 static void vblk_complete(VblkRequest *req, uint8_t status, uint32_t len)
 {
     VmmVirtqueue *vq = req->vq;
-    VmmVirtioBlk *b = req->b;
+    VblkQueue *q = vblk_queue(req->b, vq);
 
-    TRACE_PROBE(virtio_blk_complete, b, req, status, len);
-    vmm_atomic_stat_add(&b->st_requests, 1);
+    TRACE_PROBE(virtio_blk_complete, req->b, req, status, len);
     /* The I/O's end stands for the answer's time (the push follows at
      * once): one clock read fewer per request. */
     int64_t done = req->t_done ? req->t_done : vmm_clock_ns();
-    vmm_atomic_stat_add(&b->st_service_ns, (uint64_t)(done - req->t_pop));
-    vmm_atomic_stat_add(&b->st_io_ns, (uint64_t)req->io_ns);
+    stat_add(&q->requests, 1);
+    stat_add(&q->service_ns, (uint64_t)(done - req->t_pop));
+    stat_add(&q->io_ns, (uint64_t)req->io_ns);
     *req->r.status = status;
     vmm_virtqueue_push(vq, &req->elem, len);
     free(req);
+    if (q->in_pass) {
+        q->now = done;              /* the next pop's time */
+        if (q->notified) {
+            q->notify_pending = true;
+            return;
+        }
+        q->notified = true;         /* the driver may be waiting: at once */
+    }
     vmm_virtqueue_notify(vq);
 }
 
@@ -194,6 +234,15 @@ static void vblk_start(VmmVirtioBlk *b, VblkRequest *req)
     vmm_coroutine_enter(co);
 }
 
+/* The interrupt owed by the completions of a pass, once. */
+static void vblk_pass_notify(VblkQueue *q, VmmVirtqueue *vq)
+{
+    if (q->notify_pending) {
+        q->notify_pending = false;
+        vmm_virtqueue_notify(vq);
+    }
+}
+
 static void vblk_handle(VmmVirtioDevice *vdev, VmmVirtqueue *vq, void *opaque)
 {
     VmmVirtioBlk *b = opaque;
@@ -205,10 +254,19 @@ static void vblk_handle(VmmVirtioDevice *vdev, VmmVirtqueue *vq, void *opaque)
     }
     VblkLimits lim;
     bool have_lim = false;
+    VblkQueue *q = vblk_queue(b, vq);
+
+    /* A request's pop time is the latest clock reading of the pass: taken
+     * when the pass (or a round of it) starts popping, then the end of the
+     * previous request's I/O (requests that complete at once follow each
+     * other): one reading per request instead of two. */
+    q->in_pass = true;
+    q->notified = false;
     do {
+        q->now = vmm_clock_ns();
         vmm_virtqueue_set_notification(vq, false);
         while ((req = vmm_virtqueue_pop(vq, sizeof(*req), &err))) {
-            req->t_pop = vmm_clock_ns();
+            req->t_pop = q->now;
             req->t_done = 0;
             req->io_ns = 0;
             if (!have_lim) {
@@ -230,7 +288,7 @@ static void vblk_handle(VmmVirtioDevice *vdev, VmmVirtqueue *vq, void *opaque)
                 free(req);
                 vmm_virtio_set_needs_reset(vdev, "virtio-blk request without a "
                                                  "header or a status byte");
-                return;
+                break;
             }
             if (st != VIRTIO_BLK_S_OK) {
                 vblk_complete(req, (uint8_t)st, 1);
@@ -238,7 +296,10 @@ static void vblk_handle(VmmVirtioDevice *vdev, VmmVirtqueue *vq, void *opaque)
             }
             vblk_start(b, req);
         }
+        vblk_pass_notify(q, vq);
     } while (vmm_virtqueue_set_notification(vq, true));
+    q->in_pass = false;
+    vblk_pass_notify(q, vq);
 }
 
 static int vblk_set_features(VmmVirtioDevice *vdev, uint64_t f, void *opaque)
@@ -402,6 +463,11 @@ VmmVirtioBlk *vmm_virtio_blk_new(VmmBlockBackend *blk, VmmGuestMemory *mem,
     if (err < 0) {
         goto fail;
     }
+    b->q = calloc(b->opts.num_queues, sizeof(*b->q));
+    if (!b->q) {
+        err = -ENOMEM;
+        goto fail;
+    }
     b->blk = blk;
     b->ctx = vmm_blk_get_context(blk);
     if (b->opts.serial) {
@@ -442,6 +508,9 @@ VmmVirtioBlk *vmm_virtio_blk_new(VmmBlockBackend *blk, VmmGuestMemory *mem,
     }
     return b;
 fail:
+    if (b) {
+        free(b->q);
+    }
     free(b);
     if (errp) {
         *errp = err;
@@ -454,12 +523,13 @@ int vmm_virtio_blk_get_stats(VmmVirtioBlk *b, VmmVirtioBlkStats *out)
     if (!b || !out || out->size < sizeof(size_t)) {
         return -EINVAL;
     }
-    VmmVirtioBlkStats st = {
-        .size = sizeof(st),
-        .requests = vmm_atomic_read(&b->st_requests),
-        .service_ns = vmm_atomic_read(&b->st_service_ns),
-        .io_ns = vmm_atomic_read(&b->st_io_ns),
-    };
+    VmmVirtioBlkStats st = { .size = sizeof(st) };
+
+    for (unsigned i = 0; i < b->opts.num_queues; i++) {
+        st.requests += vmm_atomic_read(&b->q[i].requests);
+        st.service_ns += vmm_atomic_read(&b->q[i].service_ns);
+        st.io_ns += vmm_atomic_read(&b->q[i].io_ns);
+    }
     size_t n = out->size < sizeof(st) ? out->size : sizeof(st);
     memcpy((char *)out + sizeof(size_t), (char *)&st + sizeof(size_t), n - sizeof(size_t));
     return 0;
@@ -475,6 +545,7 @@ void vmm_virtio_blk_free(VmmVirtioBlk *b)
     vmm_blk_set_dev_ops(b->blk, NULL, NULL);
     vmm_virtio_device_free(b->vdev);
     vmm_mutex_destroy(&b->stop_lock);
+    free(b->q);
     free(b);
 }
 

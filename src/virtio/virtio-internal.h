@@ -33,6 +33,8 @@ struct VmmVirtqueue {
     uint16_t signalled_used;    /* used_idx at the last interrupt */
     bool signalled_used_valid;
     bool notification;          /* doorbells wanted */
+    bool poll_mode;             /* the context busy-polls the ring: doorbells
+                                 * stay off (virtio-aio.c) */
     bool event_idx, indirect;   /* negotiated at enable */
     unsigned in_flight;
     struct iovec *scratch_iov;  /* VMM_VIRTQUEUE_MAX_IOV entries */

@@ -396,6 +396,11 @@ bool vmm_virtqueue_set_notification(VmmVirtqueue *vq, bool enable)
     if (!vq_ready(vq)) {
         return false;   /* processing state belongs to vmm_vq_enable() */
     }
+    if (enable && vq->poll_mode) {
+        /* The context busy-polls the ring (virtio-aio.c): doorbells stay
+         * off until it stops, which enables them (with [D]). */
+        return !vmm_virtqueue_empty(vq);
+    }
     vq->notification = enable;
     if (vq->event_idx) {
         if (enable) {

@@ -308,6 +308,64 @@ static void test_fpu_words_pingpong(void **state)
     fpu_set(&initial);
 }
 
+#if defined(__x86_64__) && defined(VMM_CO_BACKEND_ASM) && FPU_SWITCHED
+static uint32_t mxcsr_full(void)
+{
+    uint32_t mx;
+
+    __asm__ volatile("stmxcsr %0" : "=m"(mx));
+    return mx;
+}
+
+static volatile double fp_a = 1.0, fp_b = 3.0, fp_q;
+
+static void co_inexact_yield(void *opaque)
+{
+    uint32_t *seen = opaque;
+
+    for (int i = 0; i < 4; i++) {
+        seen[i] = mxcsr_full();
+        fp_q = fp_a / fp_b;             /* inexact: sets PE */
+        vmm_coroutine_yield();
+    }
+}
+#endif
+
+/*
+ * The switch never changes MXCSR between sides with equal controls, even
+ * when their sticky status flags differ (a thread that has done inexact
+ * arithmetic, a coroutine that has done none): after the first switch the
+ * whole word, flags included, is the same on both sides at every switch,
+ * as the cost of ldmxcsr on Intel cores requires (switch-x86_64.S).
+ */
+#if defined(__x86_64__) && defined(VMM_CO_BACKEND_ASM) && FPU_SWITCHED
+static void test_mxcsr_unchanged_by_switches(void **state)
+{
+    (void)state;
+    uint32_t seen[4] = { 0 }, mine[4];
+    uint32_t initial = mxcsr_full();
+    uint32_t clear = 0x1F80;                    /* the ABI's controls, no flags */
+    VmmCoroutine *co;
+
+    __asm__ volatile("ldmxcsr %0" : : "m"(clear));     /* flags clear */
+    co = vmm_coroutine_create(co_inexact_yield, seen, NULL);
+    assert_non_null(co);
+    for (int i = 0; i < 4; i++) {
+        fp_q = fp_b / fp_a + fp_a / fp_b;       /* the thread: inexact too */
+        vmm_coroutine_enter(co);
+        mine[i] = mxcsr_full();
+    }
+    vmm_coroutine_enter(co);                    /* ends */
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(seen[i], mine[0]);     /* what each side gets */
+        assert_int_equal(mine[i], mine[0]);
+    }
+    assert_int_equal(mine[0] & 0x3F, 0x3F);
+    assert_int_equal(mine[0] & ~0x3Fu, clear);  /* the controls are kept */
+    __asm__ volatile("ldmxcsr %0" : : "m"(initial));
+}
+#endif
+
 /* ---- moving between threads, thread-locals ------------------------------ */
 
 VMM_CO_TLS_STATIC(int, thread_tag)
@@ -691,6 +749,9 @@ int main(void)
         cmocka_unit_test(test_nesting),
         cmocka_unit_test(test_registers_and_fpu),
         cmocka_unit_test(test_fpu_words_pingpong),
+#if defined(__x86_64__) && defined(VMM_CO_BACKEND_ASM) && FPU_SWITCHED
+        cmocka_unit_test(test_mxcsr_unchanged_by_switches),
+#endif
         cmocka_unit_test(test_thread_move_tls),
         cmocka_unit_test(test_wakeup_after_yield),
 #if !VMM_CO_TSAN  /* fork: TSan loses track of fibers in the child */

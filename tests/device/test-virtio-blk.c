@@ -41,6 +41,7 @@ typedef struct T {
     char *path;
     int errors;             /* on_error calls (main loop) */
     int paused;             /* atomic */
+    int irqs;               /* atomic: interrupts raised */
 } T;
 
 static void irq_cb(void *opaque, VmmVirtioDevice *vdev, int queue)
@@ -48,6 +49,7 @@ static void irq_cb(void *opaque, VmmVirtioDevice *vdev, int queue)
     T *t = opaque;
     (void)vdev;
     (void)queue;
+    __atomic_add_fetch(&t->irqs, 1, __ATOMIC_RELAXED);
     vmm_event_notifier_set(t->irq);
 }
 
@@ -511,6 +513,92 @@ static void test_vm_quiesce_timeout(void **state)
 /* The stats: one count per completed request; the delayed read's time is
  * in io_ns and service_ns >= io_ns; a request refused before the block
  * layer counts with io_ns unchanged. */
+/*
+ * Requests that complete at once inside one pass over the queue are
+ * answered with at most two interrupts for the pass (the first completion,
+ * then the rest at its end), not one each: eight reads published together
+ * (one avail->idx store, one doorbell; no EVENT_IDX, so every notify
+ * raises) raise two, with every status and the stats right.
+ */
+static void test_one_interrupt_per_pass(void **state)
+{
+    (void)state;
+    T *t = make("driver=null,size=1M", 1, VMM_BLK_ERROR_REPORT);
+    enum { N = 8 };
+    VmmVirtioBlkStats st = { .size = sizeof(st) };
+
+    for (unsigned s = 0; s < N; s++) {
+        struct virtio_blk_outhdr h = { .type = VIRTIO_BLK_T_IN, .sector = 8ull * s };
+        memcpy(t->host + HDR + 16 * s, &h, sizeof(h));
+        t->host[STATUS + s] = 0xee;
+        TestBuf b[3] = { { HDR + 16 * s, 16, false }, { DATA + 4096ull * s, 4096, true },
+                         { STATUS + s, 1, true } };
+        uint16_t head = tvq_chain(&t->tq[0], b, 3);
+        t->tq[0].avail->ring[(t->tq[0].avail_idx + s) % t->tq[0].size] = head;
+    }
+    t->tq[0].avail_idx += N;
+    __atomic_store_n(&t->tq[0].avail->idx, t->tq[0].avail_idx, __ATOMIC_RELEASE);
+    vmm_event_notifier_set(t->doorbell[0]);
+    for (unsigned s = 0; s < N; s++) {
+        uint32_t len = 0;
+        assert_true(wait_used(t, 0, &len));
+        assert_int_equal(len, 4097);
+    }
+    for (unsigned s = 0; s < N; s++) {
+        assert_int_equal(t->host[STATUS + s], VIRTIO_BLK_S_OK);
+    }
+    assert_int_equal(__atomic_load_n(&t->irqs, __ATOMIC_RELAXED), 2);
+    assert_int_equal(vmm_virtio_blk_get_stats(t->vblk, &st), 0);
+    assert_int_equal(st.requests, N);
+    assert_true(st.io_ns <= st.service_ns);
+    destroy(t);
+}
+
+/* Test hook (aio/aio-posix.c): set the busy-poll budget of @fd's handler. */
+int aio_handler_set_poll_ns(VmmAioContext *ctx, int fd, int64_t ns);
+
+/*
+ * While the queue's context busy-polls the ring, doorbells are off (here
+ * without EVENT_IDX: VRING_USED_F_NO_NOTIFY) and requests published
+ * without one are still served; when polling stops they are on again and
+ * a doorbell is answered.
+ */
+static void test_doorbells_off_while_polling(void **state)
+{
+    (void)state;
+    /* ppoll: io_uring re-arms a fired poll with an SQE, and a context with
+     * SQEs to submit goes to the kernel instead of busy-polling. */
+    setenv("VMM_FDMON", "poll", 1);
+    T *t = make("driver=null,size=1M", 1, VMM_BLK_ERROR_REPORT);
+    unsetenv("VMM_FDMON");
+    VmmAioContext *ctx = vmm_iothread_get_context(t->iot);
+    int64_t forever = 30 * 1000000000LL;
+    uint32_t len = 0;
+
+    assert_int_equal(vmm_aio_context_set_poll_params(ctx, forever, 0, 0), 0);
+    assert_int_equal(aio_handler_set_poll_ns(ctx, vmm_event_notifier_fd(t->doorbell[0]),
+                                             forever), 0);
+    assert_int_equal(run(t, 0, VIRTIO_BLK_T_IN, 0, 4096, true, &len), VIRTIO_BLK_S_OK);
+    /* The context now busy-polls: doorbells go off. */
+    assert_true(WAIT_UNTIL(false, __atomic_load_n(&t->tq[0].used->flags, __ATOMIC_ACQUIRE) &
+                                  VRING_USED_F_NO_NOTIFY));
+    for (unsigned i = 0; i < 4; i++) {
+        struct virtio_blk_outhdr h = { .type = VIRTIO_BLK_T_IN, .sector = 8 };
+        memcpy(t->host + HDR, &h, sizeof(h));
+        t->host[STATUS] = 0xee;
+        TestBuf b[3] = { { HDR, 16, false }, { DATA, 4096, true }, { STATUS, 1, true } };
+        tvq_add(&t->tq[0], b, 3);               /* no doorbell */
+        assert_true(wait_used(t, 0, &len));
+        assert_int_equal(t->host[STATUS], VIRTIO_BLK_S_OK);
+    }
+    /* Polling off: the context leaves poll mode before it blocks. */
+    assert_int_equal(vmm_aio_context_set_poll_params(ctx, 0, 0, 0), 0);
+    assert_true(WAIT_UNTIL(false, !(__atomic_load_n(&t->tq[0].used->flags, __ATOMIC_ACQUIRE) &
+                                    VRING_USED_F_NO_NOTIFY)));
+    assert_int_equal(run(t, 0, VIRTIO_BLK_T_IN, 0, 4096, true, &len), VIRTIO_BLK_S_OK);
+    destroy(t);
+}
+
 static void test_stats(void **state)
 {
     (void)state;
@@ -564,6 +652,8 @@ int main(void)
         cmocka_unit_test(test_vm_quiesce_timeout),
         cmocka_unit_test(test_read_only),
         cmocka_unit_test(test_stats),
+        cmocka_unit_test(test_one_interrupt_per_pass),
+        cmocka_unit_test(test_doorbells_off_while_polling),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
