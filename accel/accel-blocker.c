@@ -117,35 +117,35 @@ static void inhibitor_fence(void)
     /* membarrier failed after registration: cannot happen on Linux; if it
      * did, owners still run fence-free, so we must not go on silently. */
     if (use_membarrier) {
-        vmm_error("accel gate: membarrier failed: %s", strerror(errno));
+        vk_error("accel gate: membarrier failed: %s", strerror(errno));
         abort();
     }
-    vmm_smp_mb();       /* pairs with vmm_smp_mb() in owner_fence() */
+    vk_smp_mb();       /* pairs with vk_smp_mb() in owner_fence() */
 }
 
 /* ---- event: "an ioctl ended while inhibited" ---------------------------- */
 
-void vmm_accel_gate_event_set(VmmAccelGate *gate)
+void accel_gate_event_set(VmmAccelGate *gate)
 {
     /* The xchg is a full barrier: the count store before it is visible to
      * an inhibitor whose reset (xchg) reads this 1 (pairs with the xchg in
      * gate_event_reset()). */
-    if (vmm_atomic_xchg(&gate->event, 1) == 0) {
-        vmm_futex_wake(&gate->event, 1);
+    if (vk_atomic_xchg(&gate->event, 1) == 0) {
+        vk_futex_wake(&gate->event, 1);
     }
 }
 
 static void gate_event_reset(VmmAccelGate *gate)
 {
-    (void)vmm_atomic_xchg(&gate->event, 0);     /* pairs with vmm_accel_gate_event_set() */
+    (void)vk_atomic_xchg(&gate->event, 0);     /* pairs with accel_gate_event_set() */
 }
 
 static void gate_wait_open(VmmAccelGate *gate)
 {
     /* Acquire pairs with the store-release in inhibit_end: whatever the
      * inhibitor changed is visible once we see the gate open. */
-    while (vmm_atomic_load_acquire(&gate->inhibited)) {
-        vmm_futex_wait(&gate->inhibited, 1, NULL);
+    while (vk_atomic_load_acquire(&gate->inhibited)) {
+        vk_futex_wait(&gate->inhibited, 1, NULL);
     }
 }
 
@@ -173,25 +173,25 @@ void vmm_accel_gate_free(VmmAccelGate *gate)
     if (!gate) {
         return;
     }
-    if (vmm_atomic_read(&gate->nr_slots) || vmm_atomic_read(&gate->shared_count) ||
-        vmm_atomic_read(&gate->inhibited)) {
+    if (vk_atomic_read(&gate->nr_slots) || vk_atomic_read(&gate->shared_count) ||
+        vk_atomic_read(&gate->inhibited)) {
         VMM_MISUSE("gate freed with %u slots, %u ioctls in flight%s",
-                   vmm_atomic_read(&gate->nr_slots), vmm_atomic_read(&gate->shared_count),
-                   vmm_atomic_read(&gate->inhibited) ? ", inhibited" : "");
+                   vk_atomic_read(&gate->nr_slots), vk_atomic_read(&gate->shared_count),
+                   vk_atomic_read(&gate->inhibited) ? ", inhibited" : "");
         return;     /* leak rather than free memory still in use */
     }
     pthread_mutex_destroy(&gate->lock.m);
     free(gate);
 }
 
-void *vmm_accel_gate_user_area(VmmAccelGate *gate)
+void *accel_gate_user_area(VmmAccelGate *gate)
 {
-    return vmm_container_of(gate, GatePage, gate)->user;
+    return vk_container_of(gate, GatePage, gate)->user;
 }
 
 static bool slot_in_pool(VmmAccelGate *gate, VmmAccelCpuSlot *slot)
 {
-    GatePage *page = vmm_container_of(gate, GatePage, gate);
+    GatePage *page = vk_container_of(gate, GatePage, gate);
 
     return slot >= page->pool && slot < page->pool + GATE_POOL;
 }
@@ -199,10 +199,10 @@ static bool slot_in_pool(VmmAccelGate *gate, VmmAccelCpuSlot *slot)
 /* A free pool slot, else a new one; its gate set, the rest zero. */
 static VmmAccelCpuSlot *slot_alloc(VmmAccelGate *gate)
 {
-    GatePage *page = vmm_container_of(gate, GatePage, gate);
+    GatePage *page = vk_container_of(gate, GatePage, gate);
     VmmAccelCpuSlot *slot = NULL;
 
-    vmm_mutex_lock(&gate->lock);
+    vk_mutex_lock(&gate->lock);
     for (size_t i = 0; i < GATE_POOL; i++) {
         if (!page->pool[i].gate) {
             slot = &page->pool[i];
@@ -210,7 +210,7 @@ static VmmAccelCpuSlot *slot_alloc(VmmAccelGate *gate)
             break;
         }
     }
-    vmm_mutex_unlock(&gate->lock);
+    vk_mutex_unlock(&gate->lock);
     if (slot) {
         return slot;
     }
@@ -231,7 +231,7 @@ VmmAccelCpuSlot *vmm_accel_cpu_slot_new(VmmAccelGate *gate, VmmAccelKickFunc *ki
     if (!gate || !kick) {
         goto fail;
     }
-    if (vmm_atomic_read(&gate->inhibitor) == (void *)&tls_self) {
+    if (vk_atomic_read(&gate->inhibitor) == (void *)&tls_self) {
         err = VMM_MISUSE_ERR(-EDEADLK, "slot added by the thread inhibiting its gate");
         goto fail;
     }
@@ -243,11 +243,11 @@ VmmAccelCpuSlot *vmm_accel_cpu_slot_new(VmmAccelGate *gate, VmmAccelKickFunc *ki
     slot->kick = kick;
     slot->opaque = opaque;
     snprintf(slot->name, sizeof(slot->name), "%s", name ? name : "vcpu");
-    vmm_mutex_lock(&gate->lock);
+    vk_mutex_lock(&gate->lock);
     slot->next = gate->slots;
     gate->slots = slot;
-    vmm_atomic_set(&gate->nr_slots, gate->nr_slots + 1);
-    vmm_mutex_unlock(&gate->lock);
+    vk_atomic_set(&gate->nr_slots, gate->nr_slots + 1);
+    vk_mutex_unlock(&gate->lock);
     return slot;
 fail:
     if (errp) {
@@ -264,31 +264,31 @@ void vmm_accel_cpu_slot_free(VmmAccelCpuSlot *slot)
         return;
     }
     gate = slot->gate;
-    if (vmm_atomic_load_acquire(&slot->count) || vmm_atomic_load_acquire(&slot->foreign)) {
+    if (vk_atomic_load_acquire(&slot->count) || vk_atomic_load_acquire(&slot->foreign)) {
         VMM_MISUSE("slot %s freed with %u ioctls in flight (begin without end)",
                    slot->name, slot->count + slot->foreign);
         return;
     }
-    if (vmm_atomic_read(&gate->inhibitor) == (void *)&tls_self) {
+    if (vk_atomic_read(&gate->inhibitor) == (void *)&tls_self) {
         VMM_MISUSE("slot %s freed by the thread inhibiting its gate", slot->name);
         return;
     }
     if (slot == tls_slot) {
         tls_slot = NULL;
     }
-    vmm_mutex_lock(&gate->lock);
+    vk_mutex_lock(&gate->lock);
     for (VmmAccelCpuSlot **p = &gate->slots; *p; p = &(*p)->next) {
         if (*p == slot) {
             *p = slot->next;
             break;
         }
     }
-    vmm_atomic_set(&gate->nr_slots, gate->nr_slots - 1);
+    vk_atomic_set(&gate->nr_slots, gate->nr_slots - 1);
     if (slot_in_pool(gate, slot)) {
         memset(slot, 0, sizeof(*slot));     /* gate = NULL: free */
         slot = NULL;
     }
-    vmm_mutex_unlock(&gate->lock);
+    vk_mutex_unlock(&gate->lock);
     free(slot);
 }
 
@@ -306,21 +306,21 @@ int vmm_accel_cpu_slot_bind(VmmAccelCpuSlot *slot, bool bind)
             return VMM_MISUSE_ERR(-EBUSY, "slot %s unbound with %u ioctls in flight "
                                   "(begin without end)", slot->name, slot->count);
         }
-        vmm_atomic_set(&slot->owner, NULL);
+        vk_atomic_set(&slot->owner, NULL);
         tls_slot = NULL;
         return 0;
     }
     if (tls_slot && tls_slot != slot) {
         return VMM_MISUSE_ERR(-EBUSY, "thread already owns slot %s", tls_slot->name);
     }
-    if (vmm_atomic_read(&slot->owner) && slot->owner != (void *)&tls_self) {
+    if (vk_atomic_read(&slot->owner) && slot->owner != (void *)&tls_self) {
         return VMM_MISUSE_ERR(-EBUSY, "slot %s is owned by another thread", slot->name);
     }
-    if (vmm_atomic_read(&slot->gate->inhibitor) == (void *)&tls_self) {
+    if (vk_atomic_read(&slot->gate->inhibitor) == (void *)&tls_self) {
         return VMM_MISUSE_ERR(-EDEADLK, "slot %s bound by the thread inhibiting its gate",
                               slot->name);
     }
-    vmm_atomic_set(&slot->owner, (void *)&tls_self);
+    vk_atomic_set(&slot->owner, (void *)&tls_self);
     tls_slot = slot;
     return 0;
 }
@@ -368,9 +368,9 @@ static void shared_begin(VmmAccelGate *gate, unsigned *foreign) VMM_NO_TSA
     int i;
 
     if (foreign) {
-        vmm_atomic_inc(foreign);    /* D4: before the add on shared_count */
+        vk_atomic_inc(foreign);    /* D4: before the add on shared_count */
     }
-    if (vmm_atomic_read(&gate->inhibitor) == (void *)&tls_self) {
+    if (vk_atomic_read(&gate->inhibitor) == (void *)&tls_self) {
         gate->bypass_depth++;       /* the inhibitor's own VM ioctls */
         return;
     }
@@ -379,23 +379,23 @@ static void shared_begin(VmmAccelGate *gate, unsigned *foreign) VMM_NO_TSA
         /* Already counted: an inhibitor waits for us anyway, so a nested
          * begin must not block (it would deadlock). */
         tls_held[i].depth++;
-        vmm_atomic_inc(&gate->shared_count);
+        vk_atomic_inc(&gate->shared_count);
         return;
     }
     /* D3: the add is a full barrier before the load of inhibited; pairs
      * with inhibitor_fence() between the store of inhibited and the scan. */
-    vmm_atomic_inc(&gate->shared_count);
-    while (vmm_unlikely(vmm_atomic_load_acquire(&gate->inhibited))) {
-        vmm_atomic_dec(&gate->shared_count);
+    vk_atomic_inc(&gate->shared_count);
+    while (vk_unlikely(vk_atomic_load_acquire(&gate->inhibited))) {
+        vk_atomic_dec(&gate->shared_count);
         if (foreign) {
-            vmm_atomic_dec(foreign);    /* D4: not in an ioctl while waiting */
+            vk_atomic_dec(foreign);    /* D4: not in an ioctl while waiting */
         }
-        vmm_accel_gate_event_set(gate);
+        accel_gate_event_set(gate);
         gate_wait_open(gate);
         if (foreign) {
-            vmm_atomic_inc(foreign);    /* D4: before the add on shared_count */
+            vk_atomic_inc(foreign);    /* D4: before the add on shared_count */
         }
-        vmm_atomic_inc(&gate->shared_count);
+        vk_atomic_inc(&gate->shared_count);
     }
     held_push(gate);
 }
@@ -403,14 +403,14 @@ static void shared_begin(VmmAccelGate *gate, unsigned *foreign) VMM_NO_TSA
 static void shared_end(VmmAccelGate *gate, unsigned *foreign) VMM_NO_TSA
 {
     if (foreign) {
-        if (!vmm_atomic_read(foreign)) {
+        if (!vk_atomic_read(foreign)) {
             VMM_MISUSE("cpu_ioctl_end without cpu_ioctl_begin on a slot this thread "
                        "does not own");
             return;
         }
-        vmm_atomic_dec(foreign);    /* D4: before the sub on shared_count */
+        vk_atomic_dec(foreign);    /* D4: before the sub on shared_count */
     }
-    if (vmm_atomic_read(&gate->inhibitor) == (void *)&tls_self) {
+    if (vk_atomic_read(&gate->inhibitor) == (void *)&tls_self) {
         if (gate->bypass_depth == 0) {
             VMM_MISUSE("ioctl_end without ioctl_begin by the inhibitor");
             return;
@@ -424,51 +424,51 @@ static void shared_end(VmmAccelGate *gate, unsigned *foreign) VMM_NO_TSA
     }
     held_pop(gate);
     /* D3 again: the sub is a full barrier before the load of inhibited. */
-    vmm_atomic_dec(&gate->shared_count);
-    if (vmm_unlikely(vmm_atomic_read(&gate->inhibited))) {
-        vmm_accel_gate_event_set(gate);
+    vk_atomic_dec(&gate->shared_count);
+    if (vk_unlikely(vk_atomic_read(&gate->inhibited))) {
+        accel_gate_event_set(gate);
     }
 }
 
 /* ---- the owner's fast path ---------------------------------------------- */
 
-VMM_NOINLINE void vmm_accel_slot_begin_slow(VmmAccelCpuSlot *slot)
+VMM_NOINLINE void accel_slot_begin_slow(VmmAccelCpuSlot *slot)
 {
     VmmAccelGate *gate = slot->gate;
 
     do {
         /* Step back so the inhibitor can finish; the release store and the
-         * xchg in vmm_accel_gate_event_set() publish count == 0 to its scan. */
-        vmm_atomic_store_release(&slot->count, 0);
-        vmm_accel_gate_event_set(gate);
+         * xchg in accel_gate_event_set() publish count == 0 to its scan. */
+        vk_atomic_store_release(&slot->count, 0);
+        accel_gate_event_set(gate);
         gate_wait_open(gate);
-        vmm_atomic_set(&slot->count, 1);
-        vmm_smp_mb();   /* D1 without relying on membarrier; pairs with inhibitor_fence() */
-    } while (vmm_atomic_load_acquire(&gate->inhibited));
+        vk_atomic_set(&slot->count, 1);
+        vk_smp_mb();   /* D1 without relying on membarrier; pairs with inhibitor_fence() */
+    } while (vk_atomic_load_acquire(&gate->inhibited));
 }
 
-/* The owner's fast path itself is vmm_accel_owner_begin/end in
+/* The owner's fast path itself is accel_owner_begin/end in
  * accel-internal.h (inlined into the KVM run loop). */
 VMM_HOT void vmm_accel_cpu_ioctl_begin(VmmAccelCpuSlot *slot) VMM_NO_TSA
 {
-    if (vmm_unlikely(slot != tls_slot)) {
+    if (vk_unlikely(slot != tls_slot)) {
         shared_begin(slot->gate, &slot->foreign);   /* D4 */
         return;
     }
-    vmm_accel_owner_begin(slot);
+    accel_owner_begin(slot);
 }
 
 VMM_HOT void vmm_accel_cpu_ioctl_end(VmmAccelCpuSlot *slot) VMM_NO_TSA
 {
-    if (vmm_unlikely(slot != tls_slot)) {
+    if (vk_unlikely(slot != tls_slot)) {
         shared_end(slot->gate, &slot->foreign);     /* D4 */
         return;
     }
-    if (vmm_unlikely(slot->count == 0)) {
+    if (vk_unlikely(slot->count == 0)) {
         VMM_MISUSE("cpu_ioctl_end without cpu_ioctl_begin on slot %s", slot->name);
         return;
     }
-    vmm_accel_owner_end(slot);
+    accel_owner_end(slot);
 }
 
 void vmm_accel_ioctl_begin(VmmAccelGate *gate) VMM_NO_TSA
@@ -511,13 +511,13 @@ static bool gate_busy(VmmAccelGate *gate, const char **who) VMM_REQUIRES(gate->l
 
     /* Acquire pairs with the store-release (owner) or the atomic sub
      * (shared) that ended an ioctl. */
-    if (vmm_atomic_load_acquire(&gate->shared_count)) {
+    if (vk_atomic_load_acquire(&gate->shared_count)) {
         busy = true;
         *who = "a VM ioctl";
     }
     for (VmmAccelCpuSlot *s = gate->slots; s; s = s->next) {
         /* foreign: D4, seen whenever the shared_count add above was. */
-        if (vmm_atomic_load_acquire(&s->count) || vmm_atomic_load_acquire(&s->foreign)) {
+        if (vk_atomic_load_acquire(&s->count) || vk_atomic_load_acquire(&s->foreign)) {
             if (!busy) {
                 *who = s->name;
             }
@@ -546,12 +546,12 @@ static void gate_wait_idle(VmmAccelGate *gate) VMM_REQUIRES(gate->lock)
     const char *who = NULL;
 
     for (;;) {
-        gate_event_reset(gate);     /* pairs with vmm_accel_gate_event_set() */
+        gate_event_reset(gate);     /* pairs with accel_gate_event_set() */
         if (!gate_busy(gate, &who)) {
             return;
         }
-        while (vmm_atomic_read(&gate->event) == 0) {
-            vmm_futex_wait(&gate->event, 0, VMM_DEBUG_CHECKS ? &tick : NULL);
+        while (vk_atomic_read(&gate->event) == 0) {
+            vk_futex_wait(&gate->event, 0, VMM_DEBUG_CHECKS ? &tick : NULL);
             if (VMM_DEBUG_CHECKS && mono_ns() > deadline) {
                 VMM_MISUSE("inhibit waits forever for %s (ioctl begin without end?)",
                            who);
@@ -563,7 +563,7 @@ static void gate_wait_idle(VmmAccelGate *gate) VMM_REQUIRES(gate->lock)
 
 void vmm_accel_ioctl_inhibit_begin(VmmAccelGate *gate) VMM_NO_TSA
 {
-    if (vmm_atomic_read(&gate->inhibitor) == (void *)&tls_self) {
+    if (vk_atomic_read(&gate->inhibitor) == (void *)&tls_self) {
         gate->inhibit_depth++;
         return;
     }
@@ -573,18 +573,18 @@ void vmm_accel_ioctl_inhibit_begin(VmmAccelGate *gate) VMM_NO_TSA
     if (held_index(gate) >= 0) {
         VMM_MISUSE("inhibit from inside an ioctl bracket of the same gate (would deadlock)");
     }
-    vmm_mutex_lock(&gate->lock);
-    vmm_atomic_set(&gate->inhibited, 1);
+    vk_mutex_lock(&gate->lock);
+    vk_atomic_set(&gate->inhibited, 1);
     inhibitor_fence();          /* D1/D2/D3: pairs with owner_fence() */
     gate_wait_idle(gate);
-    vmm_atomic_set(&gate->inhibitor, (void *)&tls_self);
+    vk_atomic_set(&gate->inhibitor, (void *)&tls_self);
     gate->inhibit_depth = 1;
     gate->bypass_depth = 0;
 }
 
 void vmm_accel_ioctl_inhibit_end(VmmAccelGate *gate) VMM_NO_TSA
 {
-    if (vmm_atomic_read(&gate->inhibitor) != (void *)&tls_self) {
+    if (vk_atomic_read(&gate->inhibitor) != (void *)&tls_self) {
         VMM_MISUSE("inhibit_end by a thread that does not inhibit the gate");
         return;
     }
@@ -595,22 +595,22 @@ void vmm_accel_ioctl_inhibit_end(VmmAccelGate *gate) VMM_NO_TSA
         VMM_MISUSE("inhibit_end inside the inhibitor's own ioctl bracket");
         gate->bypass_depth = 0;
     }
-    vmm_atomic_set(&gate->inhibits, gate->inhibits + 1);
-    vmm_atomic_set(&gate->inhibitor, NULL);
+    vk_atomic_set(&gate->inhibits, gate->inhibits + 1);
+    vk_atomic_set(&gate->inhibitor, NULL);
     /* Release pairs with the load-acquire in gate_wait_open() and in the
      * begin paths: the update made under the inhibit is visible to them. */
-    vmm_atomic_store_release(&gate->inhibited, 0);
-    vmm_futex_wake_all(&gate->inhibited);
-    vmm_mutex_unlock(&gate->lock);
+    vk_atomic_store_release(&gate->inhibited, 0);
+    vk_futex_wake_all(&gate->inhibited);
+    vk_mutex_unlock(&gate->lock);
 }
 
 bool vmm_accel_ioctl_inhibited(VmmAccelGate *gate)
 {
-    return vmm_atomic_load_acquire(&gate->inhibited) != 0;
+    return vk_atomic_load_acquire(&gate->inhibited) != 0;
 }
 
 uint64_t vmm_accel_gate_inhibit_count(VmmAccelGate *gate)
 {
-    return vmm_atomic_read(&gate->inhibits);
+    return vk_atomic_read(&gate->inhibits);
 }
 

@@ -44,20 +44,20 @@ struct VmmAccelGate {
  * @gate and its first slots: for read-mostly data the gate's user reads on
  * the same path as the gate (fewer pages touched per vCPU exit). */
 #define VMM_ACCEL_GATE_USER_SIZE 64
-void *vmm_accel_gate_user_area(VmmAccelGate *gate);
+void *accel_gate_user_area(VmmAccelGate *gate);
 
 /* Slow paths of the owner's brackets (accel-blocker.c). */
-void vmm_accel_slot_begin_slow(VmmAccelCpuSlot *slot);
-void vmm_accel_gate_event_set(VmmAccelGate *gate);
+void accel_slot_begin_slow(VmmAccelCpuSlot *slot);
+void accel_gate_event_set(VmmAccelGate *gate);
 
 /* The owner side of D1/D2: free when membarrier does the work.
  * gate->fence_free is use_membarrier, copied at the gate's creation. */
-static inline void vmm_accel_owner_fence(const VmmAccelGate *gate)
+static inline void accel_owner_fence(const VmmAccelGate *gate)
 {
-    if (vmm_likely(gate->fence_free)) {
-        vmm_barrier();
+    if (vk_likely(gate->fence_free)) {
+        vk_barrier();
     } else {
-        vmm_smp_mb();   /* pairs with vmm_smp_mb() in inhibitor_fence() */
+        vk_smp_mb();   /* pairs with vk_smp_mb() in inhibitor_fence() */
     }
 }
 
@@ -67,32 +67,32 @@ static inline void vmm_accel_owner_fence(const VmmAccelGate *gate)
  * thread's own brackets around KVM_RUN.  Same algorithm as the public
  * functions (pairs D1/D2 in accel-blocker.c).
  */
-static inline void vmm_accel_owner_begin(VmmAccelCpuSlot *slot) VMM_NO_TSA
+static inline void accel_owner_begin(VmmAccelCpuSlot *slot) VMM_NO_TSA
 {
     unsigned c = slot->count;
 
-    vmm_atomic_set(&slot->count, c + 1);
+    vk_atomic_set(&slot->count, c + 1);
     if (c) {
         return;     /* nested: already counted */
     }
-    vmm_accel_owner_fence(slot->gate);  /* D1: pairs with inhibitor_fence() */
-    if (vmm_unlikely(vmm_atomic_load_acquire(&slot->gate->inhibited))) {
-        vmm_accel_slot_begin_slow(slot);
+    accel_owner_fence(slot->gate);  /* D1: pairs with inhibitor_fence() */
+    if (vk_unlikely(vk_atomic_load_acquire(&slot->gate->inhibited))) {
+        accel_slot_begin_slow(slot);
     }
 }
 
-static inline void vmm_accel_owner_end(VmmAccelCpuSlot *slot) VMM_NO_TSA
+static inline void accel_owner_end(VmmAccelCpuSlot *slot) VMM_NO_TSA
 {
     unsigned c = slot->count;
 
     /* Release pairs with the inhibitor's load-acquire of the count. */
-    vmm_atomic_store_release(&slot->count, c - 1);
+    vk_atomic_store_release(&slot->count, c - 1);
     if (c > 1) {
         return;
     }
-    vmm_accel_owner_fence(slot->gate);  /* D2: pairs with inhibitor_fence() */
-    if (vmm_unlikely(vmm_atomic_read(&slot->gate->inhibited))) {
-        vmm_accel_gate_event_set(slot->gate);
+    accel_owner_fence(slot->gate);  /* D2: pairs with inhibitor_fence() */
+    if (vk_unlikely(vk_atomic_read(&slot->gate->inhibited))) {
+        accel_gate_event_set(slot->gate);
     }
 }
 

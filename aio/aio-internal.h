@@ -32,7 +32,7 @@
  * value is never NULL here.  Runs before BHs are leak-checked, so it may
  * still vmm_bh_delete() BHs it owns (they are freed without running). */
 typedef void VmmAioSlotDestroy(VmmAioContext *ctx, void *value);
-/* Builds a slot's value on first use (vmm_aio_slot_get_or_create). */
+/* Builds a slot's value on first use (aio_slot_get_or_create). */
 typedef void *VmmAioSlotCreate(VmmAioContext *ctx, void *arg);
 
 /*
@@ -40,18 +40,18 @@ typedef void *VmmAioSlotCreate(VmmAioContext *ctx, void *arg);
  * -ENOSPC when all VMM_AIO_SLOT_MAX keys are taken.  Call once per process
  * (e.g. from pthread_once); any thread.
  */
-int vmm_aio_slot_key_new(const char *name, VmmAioSlotDestroy *destroy);
+int aio_slot_key_new(const char *name, VmmAioSlotDestroy *destroy);
 
 /* The value stored under @key, or NULL.  Any thread (acquire load: the
  * value's contents written before it was set are visible). */
-void *vmm_aio_slot_get(VmmAioContext *ctx, int key);
+void *aio_slot_get(VmmAioContext *ctx, int key);
 
 /*
  * Store @value under @key if the slot is empty.  Returns @value if it was
  * stored, else the value another thread stored first (the caller then frees
  * its own).  Any thread.
  */
-void *vmm_aio_slot_set(VmmAioContext *ctx, int key, void *value);
+void *aio_slot_set(VmmAioContext *ctx, int key, void *value);
 
 /*
  * The value under @key, created by @create(ctx, arg) if there is none.
@@ -59,7 +59,7 @@ void *vmm_aio_slot_set(VmmAioContext *ctx, int key, void *value);
  * loser's value is passed to the key's destroy callback.  Returns NULL
  * only if @create returned NULL.  Any thread.
  */
-void *vmm_aio_slot_get_or_create(VmmAioContext *ctx, int key,
+void *aio_slot_get_or_create(VmmAioContext *ctx, int key,
                                  VmmAioSlotCreate *create, void *arg);
 
 /* ---- Context hooks ---------------------------------------------------------- */
@@ -79,9 +79,9 @@ typedef struct VmmAioContextHooks {
  * contexts.  Returns 0, -EEXIST if already registered or -ENOMEM.
  * Any thread.
  */
-int vmm_aio_context_hooks_register(const VmmAioContextHooks *hooks, void *opaque);
+int aio_context_hooks_register(const VmmAioContextHooks *hooks, void *opaque);
 /* Returns 0 or -ENOENT.  Any thread. */
-int vmm_aio_context_hooks_unregister(const VmmAioContextHooks *hooks);
+int aio_context_hooks_unregister(const VmmAioContextHooks *hooks);
 
 /* ---- Current context ---------------------------------------------------------- */
 
@@ -92,19 +92,19 @@ int vmm_aio_context_hooks_unregister(const VmmAioContextHooks *hooks);
  * context.  vmm_aio_poll() also makes the polled context current while it
  * runs callbacks and restores the previous value after.  Calling thread.
  */
-void vmm_aio_set_current_context(VmmAioContext *ctx);
+void aio_set_current_context(VmmAioContext *ctx);
 
 /* The raw thread-local value (NULL when the thread runs no context).  Not
  * inlined, so coroutines that move between threads never cache it. */
-VmmAioContext *vmm_aio_get_current_context_raw(void);
+VmmAioContext *aio_get_current_context_raw(void);
 
 /* The thread-local behind both (aio/async.c).  Read it only through
- * vmm_aio_current_context_fresh(); written only by async.c. */
-extern __thread VmmAioContext *vmm_aio_tls_current
+ * aio_current_context_fresh(); written only by async.c. */
+extern __thread VmmAioContext *aio_tls_current
     VMM_TLS_IE __attribute__((visibility("hidden")));
 
 /*
- * Same value as vmm_aio_get_current_context_raw(), inline, for hot paths
+ * Same value as aio_get_current_context_raw(), inline, for hot paths
  * (the graph read lock).  Calling thread.
  *
  * Coroutines move between threads, and a compiler treats the thread
@@ -128,17 +128,17 @@ extern __thread VmmAioContext *vmm_aio_tls_current
         tls_v_; })
 #endif
 
-static inline VmmAioContext *vmm_aio_current_context_fresh(void)
+static inline VmmAioContext *aio_current_context_fresh(void)
 {
 #ifdef VMM_TLS_PTR_FRESH
-    return VMM_TLS_PTR_FRESH(vmm_aio_tls_current);
+    return VMM_TLS_PTR_FRESH(aio_tls_current);
 #else
-    return vmm_aio_get_current_context_raw();
+    return aio_get_current_context_raw();
 #endif
 }
 
 /* True for the process's main context.  Any thread. */
-bool vmm_aio_context_is_main(VmmAioContext *ctx);
+bool aio_context_is_main(VmmAioContext *ctx);
 
 /* True when a thread runs the main context (it polled it first, see
  * vmm_aio_context_main()) and it is not the calling thread.  Any thread. */
@@ -149,6 +149,6 @@ bool aio_main_loop_is_other_thread(void);
 unsigned *aio_co_graph_rdlocks(void);
 
 /* The context's name (diagnostics): "main", an iothread's name, or "aio". */
-const char *vmm_aio_context_name(VmmAioContext *ctx);
+const char *aio_context_name(VmmAioContext *ctx);
 
 #endif /* VMM_AIO_INTERNAL_H */

@@ -23,12 +23,12 @@
 static inline AioHandler *node_next(AioHandler *node)
 {
     /* Pairs with the store-release in handler_link(). */
-    return vmm_atomic_load_acquire(&node->next);
+    return vk_atomic_load_acquire(&node->next);
 }
 
 static inline AioHandler *handlers_first(VmmAioContext *ctx)
 {
-    return vmm_atomic_load_acquire(&ctx->handlers);
+    return vk_atomic_load_acquire(&ctx->handlers);
 }
 
 /* ---- Ready lists (home thread) ---------------------------------------------------------- */
@@ -82,11 +82,11 @@ static AioHandler *find_handler_locked(VmmAioContext *ctx, int fd)
 
 static void count_handler(VmmAioContext *ctx, AioHandler *node, int delta)
 {
-    vmm_atomic_set(&ctx->nr_handlers, ctx->nr_handlers + delta);
+    vk_atomic_set(&ctx->nr_handlers, ctx->nr_handlers + delta);
     if (node->io_poll) {
-        vmm_atomic_set(&ctx->poll_handler_cnt, ctx->poll_handler_cnt + delta);
+        vk_atomic_set(&ctx->poll_handler_cnt, ctx->poll_handler_cnt + delta);
     } else {
-        vmm_atomic_set(&ctx->poll_disable_cnt, ctx->poll_disable_cnt + delta);
+        vk_atomic_set(&ctx->poll_disable_cnt, ctx->poll_disable_cnt + delta);
     }
 }
 
@@ -102,15 +102,15 @@ static void handler_link(VmmAioContext *ctx, AioHandler *old, AioHandler *new_no
                 next->pprev = &new_node->next;
             }
             /* Pairs with the acquire in node_next()/handlers_first(). */
-            vmm_atomic_store_release(old->pprev, new_node);
+            vk_atomic_store_release(old->pprev, new_node);
         } else {
             if (next) {
                 next->pprev = old->pprev;
             }
-            vmm_atomic_store_release(old->pprev, next);
+            vk_atomic_store_release(old->pprev, next);
         }
         /* old->next stays valid for a poller standing on old. */
-        vmm_atomic_set(&old->deleted, 1);
+        vk_atomic_set(&old->deleted, 1);
         count_handler(ctx, old, -1);
     } else {
         new_node->next = ctx->handlers;
@@ -118,7 +118,7 @@ static void handler_link(VmmAioContext *ctx, AioHandler *old, AioHandler *new_no
             new_node->next->pprev = &new_node->next;
         }
         new_node->pprev = &ctx->handlers;
-        vmm_atomic_store_release(&ctx->handlers, new_node);
+        vk_atomic_store_release(&ctx->handlers, new_node);
     }
     if (new_node) {
         count_handler(ctx, new_node, 1);
@@ -127,12 +127,12 @@ static void handler_link(VmmAioContext *ctx, AioHandler *old, AioHandler *new_no
 
 static void handler_retire_locked(VmmAioContext *ctx, AioHandler *old)
 {
-    if (vmm_lockcnt_count(&ctx->list_lock) == 0 && ctx->fdmon->can_free(ctx, old)) {
+    if (vk_lockcnt_count(&ctx->list_lock) == 0 && ctx->fdmon->can_free(ctx, old)) {
         free(old);
         return;
     }
     old->deleted_next = ctx->deleted_handlers;
-    vmm_atomic_set(&ctx->deleted_handlers, old);
+    vk_atomic_set(&ctx->deleted_handlers, old);
 }
 
 static int aio_set_handler(VmmAioContext *ctx, int fd, const VmmAioHandlerOptions *o,
@@ -165,19 +165,19 @@ static int aio_set_handler(VmmAioContext *ctx, int fd, const VmmAioHandlerOption
         new_node->is_ctx_notifier = ctx_notifier;
     }
 
-    vmm_lockcnt_lock(&ctx->list_lock);
+    vk_lockcnt_lock(&ctx->list_lock);
     AioHandler *old = find_handler_locked(ctx, fd);
     if (del && !old) {
-        vmm_lockcnt_unlock(&ctx->list_lock);
+        vk_lockcnt_unlock(&ctx->list_lock);
         return -ENOENT;
     }
     if (old && old->is_ctx_notifier && !ctx_notifier) {
-        vmm_lockcnt_unlock(&ctx->list_lock);
+        vk_lockcnt_unlock(&ctx->list_lock);
         free(new_node);
         return -EBUSY;
     }
     if (old && new_node) {
-        new_node->poll_ns = vmm_atomic_read(&old->poll_ns);
+        new_node->poll_ns = vk_atomic_read(&old->poll_ns);
     }
     handler_link(ctx, old, new_node);
     ctx->fdmon->update(ctx, old, new_node);
@@ -190,7 +190,7 @@ static int aio_set_handler(VmmAioContext *ctx, int fd, const VmmAioHandlerOption
     if (old) {
         handler_retire_locked(ctx, old);
     }
-    vmm_lockcnt_unlock(&ctx->list_lock);
+    vk_lockcnt_unlock(&ctx->list_lock);
 
     /* A poller blocked on the old set of fds must look again. */
     vmm_aio_notify(ctx);
@@ -271,23 +271,23 @@ int vmm_aio_set_event_notifier_full(VmmAioContext *ctx, VmmEventNotifier *n,
 /* Free nodes removed while pollers counted.  Home thread, outside the count. */
 void aio_free_deleted_handlers(VmmAioContext *ctx)
 {
-    if (!vmm_atomic_read(&ctx->deleted_handlers)) {
+    if (!vk_atomic_read(&ctx->deleted_handlers)) {
         return;
     }
-    vmm_lockcnt_lock(&ctx->list_lock);
-    if (vmm_lockcnt_count(&ctx->list_lock) == 0) {
+    vk_lockcnt_lock(&ctx->list_lock);
+    if (vk_lockcnt_count(&ctx->list_lock) == 0) {
         AioHandler **p = &ctx->deleted_handlers;
         while (*p) {
             AioHandler *node = *p;
             if (ctx->fdmon->can_free(ctx, node)) {
-                vmm_atomic_set(p, node->deleted_next);
+                vk_atomic_set(p, node->deleted_next);
                 free(node);
             } else {
                 p = &node->deleted_next;
             }
         }
     }
-    vmm_lockcnt_unlock(&ctx->list_lock);
+    vk_lockcnt_unlock(&ctx->list_lock);
 }
 
 /* ---- Dispatch --------------------------------------------------------------------------- */
@@ -300,7 +300,7 @@ static bool dispatch_node(AioHandler *node)
 
     node->revents = 0;
     node->poll_ready = false;
-    if (vmm_atomic_read(&node->deleted)) {
+    if (vk_atomic_read(&node->deleted)) {
         return false;
     }
     if (poll_ready && node->io_poll_ready) {
@@ -310,12 +310,12 @@ static bool dispatch_node(AioHandler *node)
         progress = !node->is_ctx_notifier;
     }
     if ((revents & (POLLIN | POLLHUP | POLLERR)) && node->io_read &&
-        !vmm_atomic_read(&node->deleted)) {
+        !vk_atomic_read(&node->deleted)) {
         node->io_read(node->opaque);
         progress |= !node->is_ctx_notifier;
     }
     if ((revents & (POLLOUT | POLLERR)) && node->io_write &&
-        !vmm_atomic_read(&node->deleted)) {
+        !vk_atomic_read(&node->deleted)) {
         node->io_write(node->opaque);
         progress = true;
     }
@@ -361,7 +361,7 @@ static void poll_mode_start(VmmAioContext *ctx)
     ctx->poll_started = true;
     for (AioHandler *node = handlers_first(ctx); node; node = node_next(node)) {
         if (node->io_poll && !node->poll_begun && !node->in_poll_ready &&
-            !vmm_atomic_read(&node->deleted)) {
+            !vk_atomic_read(&node->deleted)) {
             node_poll_begin(node);
         }
     }
@@ -383,7 +383,7 @@ static bool poll_mode_stop(VmmAioContext *ctx, AioReadyList *ready)
     }
     ctx->poll_started = false;
     for (AioHandler *node = handlers_first(ctx); node; node = node_next(node)) {
-        if (!node->poll_begun || vmm_atomic_read(&node->deleted)) {
+        if (!node->poll_begun || vk_atomic_read(&node->deleted)) {
             continue;
         }
         node->poll_begun = false;
@@ -393,7 +393,7 @@ static bool poll_mode_stop(VmmAioContext *ctx, AioReadyList *ready)
         node->io_poll_end(node->opaque);
         /* A removal from inside io_poll_end is honoured; an io_poll_ready
          * running in an outer frame re-checks itself (see aio.h). */
-        if (!vmm_atomic_read(&node->deleted) && !node->in_poll_ready &&
+        if (!vk_atomic_read(&node->deleted) && !node->in_poll_ready &&
             node->io_poll(node->opaque)) {
             aio_ready_add(ready, node, 0, true);
             found = true;
@@ -412,7 +412,7 @@ static bool run_poll_handlers_once(VmmAioContext *ctx, AioReadyList *ready, bool
     bool found = false;
 
     for (AioHandler *node = handlers_first(ctx); node; node = node_next(node)) {
-        if (!node->io_poll || vmm_atomic_read(&node->deleted)) {
+        if (!node->io_poll || vk_atomic_read(&node->deleted)) {
             continue;
         }
         if (node->in_poll_ready) {
@@ -440,8 +440,8 @@ static int64_t max_poll_ns(VmmAioContext *ctx)
     int64_t max_ns = 0;
 
     for (AioHandler *node = handlers_first(ctx); node; node = node_next(node)) {
-        int64_t ns = vmm_atomic_read(&node->poll_ns);
-        if (node->io_poll && !vmm_atomic_read(&node->deleted) && ns > max_ns) {
+        int64_t ns = vk_atomic_read(&node->poll_ns);
+        if (node->io_poll && !vk_atomic_read(&node->deleted) && ns > max_ns) {
             max_ns = ns;
         }
     }
@@ -456,10 +456,10 @@ static bool try_poll_mode(VmmAioContext *ctx, AioReadyList *ready, int64_t *time
     bool found;
     int64_t max_ns = 0;
 
-    if (!vmm_atomic_read(&ctx->poll_handler_cnt)) {
+    if (!vk_atomic_read(&ctx->poll_handler_cnt)) {
         return false;
     }
-    int64_t ceiling = vmm_atomic_read(&ctx->poll_max_ns);
+    int64_t ceiling = vk_atomic_read(&ctx->poll_max_ns);
     if (*timeout != 0 && ceiling) {
         max_ns = max_poll_ns(ctx);
         if (max_ns > ceiling) {
@@ -492,8 +492,8 @@ static bool try_poll_mode(VmmAioContext *ctx, AioReadyList *ready, int64_t *time
  */
 static void adjust_polling_time(VmmAioContext *ctx, AioHandler *node, int64_t block_ns)
 {
-    int64_t max = vmm_atomic_read(&ctx->poll_max_ns);
-    int64_t ns = vmm_atomic_read(&node->poll_ns);
+    int64_t max = vk_atomic_read(&ctx->poll_max_ns);
+    int64_t ns = vk_atomic_read(&node->poll_ns);
 
     if (ns > max) {
         ns = max;
@@ -501,13 +501,13 @@ static void adjust_polling_time(VmmAioContext *ctx, AioHandler *node, int64_t bl
     if (block_ns <= ns) {
         /* the sweet spot */
     } else if (block_ns > max) {
-        int64_t shrink = vmm_atomic_read(&ctx->poll_shrink);
+        int64_t shrink = vk_atomic_read(&ctx->poll_shrink);
         ns = shrink > 1 ? ns / shrink : 0;
     } else if (ns < max) {
-        ns = ns ? ns * vmm_atomic_read(&ctx->poll_grow) : POLL_NS_START;
+        ns = ns ? ns * vk_atomic_read(&ctx->poll_grow) : POLL_NS_START;
         ns = ns > max ? max : ns;
     }
-    vmm_atomic_set(&node->poll_ns, ns);
+    vk_atomic_set(&node->poll_ns, ns);
 }
 
 static void adjust_ready(VmmAioContext *ctx, AioReadyList *ready, int64_t block_ns)
@@ -529,9 +529,9 @@ int vmm_aio_context_set_poll_params(VmmAioContext *ctx, int64_t max_ns, int64_t 
         return -EINVAL;
     }
     /* Handlers' budgets are clamped to the new ceiling when next used. */
-    vmm_atomic_set(&ctx->poll_grow, grow ? grow : 2);
-    vmm_atomic_set(&ctx->poll_shrink, shrink ? shrink : 2);
-    vmm_atomic_set(&ctx->poll_max_ns, max_ns);
+    vk_atomic_set(&ctx->poll_grow, grow ? grow : 2);
+    vk_atomic_set(&ctx->poll_shrink, shrink ? shrink : 2);
+    vk_atomic_set(&ctx->poll_max_ns, max_ns);
     vmm_aio_notify(ctx);
     return 0;
 }
@@ -542,14 +542,14 @@ int64_t aio_handler_poll_ns(VmmAioContext *ctx, int fd)
 {
     int64_t ns = -1;
 
-    vmm_lockcnt_lock(&ctx->list_lock);
+    vk_lockcnt_lock(&ctx->list_lock);
     AioHandler *n = find_handler_locked(ctx, fd);
     if (n) {
-        int64_t max = vmm_atomic_read(&ctx->poll_max_ns);
-        ns = vmm_atomic_read(&n->poll_ns);
+        int64_t max = vk_atomic_read(&ctx->poll_max_ns);
+        ns = vk_atomic_read(&n->poll_ns);
         ns = ns > max ? max : ns;
     }
-    vmm_lockcnt_unlock(&ctx->list_lock);
+    vk_lockcnt_unlock(&ctx->list_lock);
     return ns;
 }
 
@@ -559,13 +559,13 @@ int aio_handler_set_poll_ns(VmmAioContext *ctx, int fd, int64_t ns)
 {
     int ret = -ENOENT;
 
-    vmm_lockcnt_lock(&ctx->list_lock);
+    vk_lockcnt_lock(&ctx->list_lock);
     AioHandler *n = find_handler_locked(ctx, fd);
     if (n) {
-        vmm_atomic_set(&n->poll_ns, ns);
+        vk_atomic_set(&n->poll_ns, ns);
         ret = 0;
     }
-    vmm_lockcnt_unlock(&ctx->list_lock);
+    vk_lockcnt_unlock(&ctx->list_lock);
     return ret;
 }
 
@@ -581,7 +581,7 @@ bool vmm_aio_poll(VmmAioContext *ctx, bool blocking)
     if (!AIO_CTX_CHECK(ctx) || !aio_poll_enter(ctx, &saved)) {
         return false;
     }
-    vmm_lockcnt_inc(&ctx->list_lock);
+    vk_lockcnt_inc(&ctx->list_lock);
 
     timeout = blocking ? aio_compute_timeout(ctx) : 0;
     progress = try_poll_mode(ctx, &ready, &timeout);
@@ -591,13 +591,13 @@ bool vmm_aio_poll(VmmAioContext *ctx, bool blocking)
         /* Pairs with the xchg of notified in vmm_aio_notify(): either we
          * see notified, or the notifier sees notify_me and writes the
          * eventfd we are about to wait on. */
-        vmm_atomic_fetch_add(&ctx->notify_me, 2);
-        if (vmm_atomic_load_seq_cst(&ctx->notified)) {
+        vk_atomic_fetch_add(&ctx->notify_me, 2);
+        if (vk_atomic_load_seq_cst(&ctx->notified)) {
             timeout = 0;
         }
     }
     if (ctx->poll_started &&
-        (timeout != 0 || ctx->fdmon->need_wait(ctx) || vmm_atomic_read(&ctx->source))) {
+        (timeout != 0 || ctx->fdmon->need_wait(ctx) || vk_atomic_read(&ctx->source))) {
         /* About to block (or GLib may poll next): leave poll mode, then
          * the final re-poll; work it finds must not wait for a wake-up. */
         if (poll_mode_stop(ctx, &ready)) {
@@ -605,7 +605,7 @@ bool vmm_aio_poll(VmmAioContext *ctx, bool blocking)
         }
     }
     if (timeout != 0 || ctx->fdmon->need_wait(ctx)) {
-        int64_t t0 = vmm_atomic_read(&ctx->poll_max_ns) && timeout != 0 ? aio_now_ns() : 0;
+        int64_t t0 = vk_atomic_read(&ctx->poll_max_ns) && timeout != 0 ? aio_now_ns() : 0;
         ctx->fdmon->wait(ctx, &ready, timeout);
         if (t0) {
             adjust_ready(ctx, &ready, aio_now_ns() - t0);
@@ -614,14 +614,14 @@ bool vmm_aio_poll(VmmAioContext *ctx, bool blocking)
     if (use_notify_me) {
         /* Once we do not block, notifiers need not write the eventfd;
          * a stale non-zero value only costs a spurious write. */
-        vmm_atomic_fetch_sub(&ctx->notify_me, 2);
+        vk_atomic_fetch_sub(&ctx->notify_me, 2);
     }
     aio_notify_accept(ctx);
 
     progress |= aio_bh_poll(ctx);
     progress |= aio_dispatch_handlers(ctx, &ready);
 
-    vmm_lockcnt_dec(&ctx->list_lock);
+    vk_lockcnt_dec(&ctx->list_lock);
     aio_free_deleted_handlers(ctx);
 
     progress |= aio_run_timers(ctx);
@@ -653,7 +653,7 @@ static VmmFdMonitorKind fdmon_from_env(void)
     if (!strcmp(e, "io_uring")) {
         return VMM_FDMON_IO_URING;
     }
-    vmm_warn("VMM_FDMON=%s: unknown fd monitor, using auto", e);
+    vk_warn("VMM_FDMON=%s: unknown fd monitor, using auto", e);
     return VMM_FDMON_AUTO;
 }
 
@@ -707,13 +707,13 @@ int aio_handlers_init(VmmAioContext *ctx, const VmmAioContextOptions *opts)
 
 void aio_handlers_destroy(VmmAioContext *ctx)
 {
-    vmm_lockcnt_lock(&ctx->list_lock);
+    vk_lockcnt_lock(&ctx->list_lock);
     AioHandler *node = ctx->handlers;
     ctx->handlers = NULL;
     while (node) {
         AioHandler *next = node->next;
         if (!node->is_ctx_notifier) {
-            vmm_warn("context '%s' destroyed with a handler still set on fd %d",
+            vk_warn("context '%s' destroyed with a handler still set on fd %d",
                      ctx->name, node->fd);
         }
         aio_gsource_remove_handler(ctx, node);
@@ -734,7 +734,7 @@ void aio_handlers_destroy(VmmAioContext *ctx)
     free(ctx->pollfd_nodes);
     ctx->pollfds = NULL;
     ctx->pollfd_nodes = NULL;
-    vmm_lockcnt_unlock(&ctx->list_lock);
+    vk_lockcnt_unlock(&ctx->list_lock);
 }
 
 VmmFdMonitorKind vmm_aio_context_fdmon(VmmAioContext *ctx)
@@ -742,8 +742,8 @@ VmmFdMonitorKind vmm_aio_context_fdmon(VmmAioContext *ctx)
     if (!AIO_CTX_CHECK(ctx)) {
         return VMM_FDMON_AUTO;
     }
-    vmm_lockcnt_lock(&ctx->list_lock);
+    vk_lockcnt_lock(&ctx->list_lock);
     VmmFdMonitorKind k = ctx->fdmon->kind;
-    vmm_lockcnt_unlock(&ctx->list_lock);
+    vk_lockcnt_unlock(&ctx->list_lock);
     return k;
 }

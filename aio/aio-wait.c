@@ -17,13 +17,13 @@ static unsigned num_waiters;
 
 void vmm_aio_wait_begin_(void)
 {
-    vmm_atomic_fetch_add(&num_waiters, 1);
-    vmm_smp_mb();   /* pairs with the vmm_smp_mb() in vmm_aio_wait_kick() */
+    vk_atomic_fetch_add(&num_waiters, 1);
+    vk_smp_mb();   /* pairs with the vk_smp_mb() in vmm_aio_wait_kick() */
 }
 
 void vmm_aio_wait_end_(void)
 {
-    vmm_atomic_fetch_sub(&num_waiters, 1);
+    vk_atomic_fetch_sub(&num_waiters, 1);
 }
 
 static void aio_wait_dummy_bh(void *opaque)
@@ -33,8 +33,8 @@ static void aio_wait_dummy_bh(void *opaque)
 
 void vmm_aio_wait_kick(void)
 {
-    vmm_smp_mb();   /* pairs with the vmm_smp_mb() in vmm_aio_wait_begin_() */
-    if (vmm_atomic_read(&num_waiters)) {
+    vk_smp_mb();   /* pairs with the vk_smp_mb() in vmm_aio_wait_begin_() */
+    if (vk_atomic_read(&num_waiters)) {
         vmm_bh_schedule_oneshot(vmm_aio_context_main(), aio_wait_dummy_bh, NULL,
                                 "aio_wait_kick");
     }

@@ -20,8 +20,8 @@
 
 static __thread char tls_token;
 /* Declared in aio-internal.h (initial-exec, hidden) for
- * vmm_aio_current_context_fresh(). */
-__thread VmmAioContext *vmm_aio_tls_current;
+ * aio_current_context_fresh(). */
+__thread VmmAioContext *aio_tls_current;
 
 /* Not inlined and behind a compiler barrier: a coroutine that yields on
  * one thread and resumes on another must read the new thread's values. */
@@ -32,42 +32,42 @@ VMM_NOINLINE const void *aio_thread_token(void)
     return p;
 }
 
-VMM_NOINLINE VmmAioContext *vmm_aio_get_current_context_raw(void)
+VMM_NOINLINE VmmAioContext *aio_get_current_context_raw(void)
 {
-    VmmAioContext **p = &vmm_aio_tls_current;
+    VmmAioContext **p = &aio_tls_current;
     __asm__ volatile("" : "+r"(p));
     return *p;
 }
 
 VMM_NOINLINE static void set_tls_current(VmmAioContext *ctx)
 {
-    VmmAioContext **p = &vmm_aio_tls_current;
+    VmmAioContext **p = &aio_tls_current;
     __asm__ volatile("" : "+r"(p));
     *p = ctx;
 }
 
-void vmm_aio_set_current_context(VmmAioContext *ctx)
+void aio_set_current_context(VmmAioContext *ctx)
 {
-    VmmAioContext *old = vmm_aio_get_current_context_raw();
+    VmmAioContext *old = aio_get_current_context_raw();
     const void *me = aio_thread_token();
 
-    if (old && old != ctx && vmm_atomic_read(&old->home) == me) {
-        vmm_atomic_set(&old->home, NULL);
+    if (old && old != ctx && vk_atomic_read(&old->home) == me) {
+        vk_atomic_set(&old->home, NULL);
     }
     if (ctx) {
-        const void *home = vmm_atomic_read(&ctx->home);
+        const void *home = vk_atomic_read(&ctx->home);
         if (home && home != me) {
             VMM_MISUSE("context '%s' already runs in another thread", ctx->name);
             return;
         }
-        vmm_atomic_set(&ctx->home, me);
+        vk_atomic_set(&ctx->home, me);
     }
     set_tls_current(ctx);
 }
 
 VmmAioContext *vmm_aio_context_current(void)
 {
-    VmmAioContext *ctx = vmm_aio_get_current_context_raw();
+    VmmAioContext *ctx = aio_get_current_context_raw();
     return ctx ? ctx : vmm_aio_context_main();
 }
 
@@ -78,27 +78,27 @@ bool vmm_aio_context_in_thread(VmmAioContext *ctx)
     if (!ctx) {
         return false;
     }
-    return vmm_aio_get_current_context_raw() == ctx ||
-           vmm_atomic_read(&ctx->poller) == me ||
-           vmm_atomic_read(&ctx->home) == me;
+    return aio_get_current_context_raw() == ctx ||
+           vk_atomic_read(&ctx->poller) == me ||
+           vk_atomic_read(&ctx->home) == me;
 }
 
 bool aio_ctx_check(VmmAioContext *ctx, const char *func, bool has_error)
 {
     const char *what = NULL;
 
-    if (vmm_unlikely(!ctx)) {
+    if (vk_unlikely(!ctx)) {
         what = "NULL context";
-    } else if (vmm_unlikely(vmm_atomic_read(&ctx->magic) != AIO_CTX_MAGIC)) {
+    } else if (vk_unlikely(vk_atomic_read(&ctx->magic) != AIO_CTX_MAGIC)) {
         what = "context is destroyed or not a context";
     }
-    if (vmm_likely(!what)) {
+    if (vk_likely(!what)) {
         return true;
     }
     if (has_error) {
-        vmm_misuse_errno(func, -EINVAL, "%s (%p)", what, (void *)ctx);
+        vk_misuse_errno(func, -EINVAL, "%s (%p)", what, (void *)ctx);
     } else {
-        vmm_misuse(func, "%s (%p)", what, (void *)ctx);
+        vk_misuse(func, "%s (%p)", what, (void *)ctx);
     }
     return false;
 }
@@ -109,44 +109,44 @@ bool aio_poll_enter(VmmAioContext *ctx, VmmAioContext **saved_current)
 {
     /* Direct TLS access is fine here: nothing in this function yields. */
     const void *me = &tls_token;
-    const void *home = vmm_atomic_read(&ctx->home);
+    const void *home = vk_atomic_read(&ctx->home);
 
     if (home == me) {
         /* The home thread is the only poller by contract: no claim. */
         if (ctx->poll_depth++ == 0) {
-            vmm_atomic_set(&ctx->poller, me);
+            vk_atomic_set(&ctx->poller, me);
         }
-    } else if (vmm_atomic_load_acquire(&ctx->poller) == me) {
+    } else if (vk_atomic_load_acquire(&ctx->poller) == me) {
         /* Acquire pairs with the store-release in aio_poll_exit() of the
          * previous poller: its poll_depth and list state are visible. */
         ctx->poll_depth++;
     } else {
-        if (vmm_unlikely(home)) {
+        if (vk_unlikely(home)) {
             VMM_MISUSE("context '%s' polled outside the thread that runs it", ctx->name);
             return false;
         }
-        if (vmm_unlikely(vmm_atomic_cmpxchg(&ctx->poller, NULL, me) != NULL)) {
+        if (vk_unlikely(vk_atomic_cmpxchg(&ctx->poller, NULL, me) != NULL)) {
             VMM_MISUSE("context '%s' polled by two threads at once", ctx->name);
             return false;
         }
         ctx->poll_depth = 1;
-        if (vmm_aio_context_is_main(ctx)) {
+        if (aio_context_is_main(ctx)) {
             /* The first thread to poll the main context is the main loop. */
-            vmm_atomic_set(&ctx->home, me);
+            vk_atomic_set(&ctx->home, me);
         }
     }
-    *saved_current = vmm_aio_tls_current;
-    vmm_aio_tls_current = ctx;
+    *saved_current = aio_tls_current;
+    aio_tls_current = ctx;
     return true;
 }
 
 void aio_poll_exit(VmmAioContext *ctx, VmmAioContext *saved_current)
 {
-    vmm_aio_tls_current = saved_current;
+    aio_tls_current = saved_current;
     if (--ctx->poll_depth == 0) {
         /* Pairs with the acquire in aio_poll_enter(). */
-        vmm_atomic_store_release(&ctx->poller, NULL);
-        if (vmm_unlikely(ctx->destroy_pending)) {
+        vk_atomic_store_release(&ctx->poller, NULL);
+        if (vk_unlikely(ctx->destroy_pending)) {
             /* A callback dropped the last reference: finish it now. */
             ctx_destroy(ctx);
         }
@@ -169,13 +169,13 @@ void aio_poll_exit(VmmAioContext *ctx, VmmAioContext *saved_current)
 void vmm_aio_notify(VmmAioContext *ctx)
 {
     /* Pairs with the xchg in aio_notify_accept(). */
-    if (vmm_atomic_load_seq_cst(&ctx->notified)) {
+    if (vk_atomic_load_seq_cst(&ctx->notified)) {
         return;
     }
     /* Pairs with the fetch_add of notify_me in vmm_aio_poll() and the
      * fetch_or in the GSource prepare. */
-    (void)vmm_atomic_xchg(&ctx->notified, true);
-    if (vmm_atomic_load_seq_cst(&ctx->notify_me)) {
+    (void)vk_atomic_xchg(&ctx->notified, true);
+    if (vk_atomic_load_seq_cst(&ctx->notify_me)) {
         vmm_event_notifier_set(&ctx->notifier);
     }
 }
@@ -184,15 +184,15 @@ void aio_notify_accept(VmmAioContext *ctx)
 {
     /* Clearing is a full barrier (xchg): it orders before our read of the
      * BH list, pairing with the load in vmm_aio_notify()'s fast path. */
-    if (vmm_atomic_read(&ctx->notified)) {
-        (void)vmm_atomic_xchg(&ctx->notified, false);
+    if (vk_atomic_read(&ctx->notified)) {
+        (void)vk_atomic_xchg(&ctx->notified, false);
     }
 }
 
 bool aio_ctx_notifier_poll(void *opaque)
 {
     VmmAioContext *ctx = opaque;
-    return vmm_atomic_read(&ctx->notified);
+    return vk_atomic_read(&ctx->notified);
 }
 
 /* ---- Bottom halves --------------------------------------------------------------------- */
@@ -207,12 +207,12 @@ bool aio_ctx_notifier_poll(void *opaque)
  */
 static inline void bh_push(VmmAioContext *ctx, VmmBH *bh)
 {
-    vmm_atomic_set(&bh->next, BH_LINK_BUSY);
+    vk_atomic_set(&bh->next, BH_LINK_BUSY);
     /* Pairs with the xchg in aio_bh_poll(): publishes bh (and its busy
      * link) to the consumer. */
-    VmmBH *old = vmm_atomic_xchg(&ctx->bh_list, bh);
+    VmmBH *old = vk_atomic_xchg(&ctx->bh_list, bh);
     /* Pairs with the acquire in bh_link_wait(). */
-    vmm_atomic_store_release(&bh->next, old);
+    vk_atomic_store_release(&bh->next, old);
 }
 
 static VmmBH *bh_link_wait(VmmBH **link)
@@ -220,7 +220,7 @@ static VmmBH *bh_link_wait(VmmBH **link)
     unsigned spins = 0;
     VmmBH *n;
 
-    while ((n = vmm_atomic_load_acquire(link)) == BH_LINK_BUSY) {
+    while ((n = vk_atomic_load_acquire(link)) == BH_LINK_BUSY) {
         if (++spins > 64) {
             sched_yield();
         } else {
@@ -234,9 +234,9 @@ static void bh_enqueue(VmmAioContext *ctx, VmmBH *bh, unsigned new_flags)
 {
     /* The fetch_or pairs with the fetch_and in aio_bh_poll(): only the
      * caller that sets PENDING pushes. */
-    unsigned old = vmm_atomic_fetch_or(&bh->flags, BH_PENDING | new_flags);
+    unsigned old = vk_atomic_fetch_or(&bh->flags, BH_PENDING | new_flags);
 
-    if (vmm_unlikely(old & BH_DELETED)) {
+    if (vk_unlikely(old & BH_DELETED)) {
         VMM_MISUSE("BH '%s' scheduled after vmm_bh_delete()", bh->name);
         return;
     }
@@ -302,13 +302,13 @@ VmmBH *vmm_bh_new(VmmAioContext *ctx, VmmBHFunc *cb, void *opaque, const char *n
 
 static VmmAioContext *bh_ctx(VmmBH *bh, const char *func)
 {
-    if (vmm_unlikely(!bh)) {
-        vmm_misuse(func, "NULL BH");
+    if (vk_unlikely(!bh)) {
+        vk_misuse(func, "NULL BH");
         return NULL;
     }
-    VmmAioContext *ctx = vmm_atomic_read(&bh->ctx);
-    if (vmm_unlikely(!ctx)) {
-        vmm_misuse(func, "BH '%s' used after its context was destroyed", bh->name);
+    VmmAioContext *ctx = vk_atomic_read(&bh->ctx);
+    if (vk_unlikely(!ctx)) {
+        vk_misuse(func, "BH '%s' used after its context was destroyed", bh->name);
     }
     return ctx;
 }
@@ -332,7 +332,7 @@ void vmm_bh_schedule_idle(VmmBH *bh)
 void vmm_bh_cancel(VmmBH *bh)
 {
     if (bh) {
-        vmm_atomic_fetch_and(&bh->flags, ~(unsigned)BH_SCHEDULED);
+        vk_atomic_fetch_and(&bh->flags, ~(unsigned)BH_SCHEDULED);
     }
 }
 
@@ -341,14 +341,14 @@ void vmm_bh_delete(VmmBH *bh)
     if (!bh) {
         return;
     }
-    VmmAioContext *ctx = vmm_atomic_read(&bh->ctx);
+    VmmAioContext *ctx = vk_atomic_read(&bh->ctx);
     if (!ctx) {
         /* The context is gone; nothing else can reach the BH. */
         free(bh);
         return;
     }
-    unsigned old = vmm_atomic_fetch_or(&bh->flags, BH_PENDING | BH_DELETED);
-    if (vmm_unlikely(old & BH_DELETED)) {
+    unsigned old = vk_atomic_fetch_or(&bh->flags, BH_PENDING | BH_DELETED);
+    if (vk_unlikely(old & BH_DELETED)) {
         VMM_MISUSE("BH '%s' deleted twice", bh->name);
         return;
     }
@@ -389,16 +389,16 @@ static VmmBH *bh_take_all(VmmAioContext *ctx)
 {
     /* Seq-cst (a plain load on x86): ordered after the xchg of notified
      * in aio_notify_accept(), see vmm_aio_notify(). */
-    if (!vmm_atomic_load_seq_cst(&ctx->bh_list)) {
+    if (!vk_atomic_load_seq_cst(&ctx->bh_list)) {
         return NULL;
     }
     /* Pairs with the xchg in bh_push(). */
-    VmmBH *lifo = vmm_atomic_xchg(&ctx->bh_list, NULL);
+    VmmBH *lifo = vk_atomic_xchg(&ctx->bh_list, NULL);
     VmmBH *fifo = NULL;
 
     while (lifo) {
         VmmBH *next = bh_link_wait(&lifo->next);
-        vmm_atomic_set(&lifo->next, fifo);
+        vk_atomic_set(&lifo->next, fifo);
         fifo = lifo;
         lifo = next;
     }
@@ -431,10 +431,10 @@ bool aio_bh_poll(VmmAioContext *ctx)
             }
             continue;
         }
-        s->head = vmm_atomic_read(&bh->next);
+        s->head = vk_atomic_read(&bh->next);
         /* Pairs with the fetch_or in bh_enqueue(): from here on a new
          * schedule pushes the BH again. */
-        unsigned flags = vmm_atomic_fetch_and(&bh->flags,
+        unsigned flags = vk_atomic_fetch_and(&bh->flags,
                                               ~(unsigned)(BH_PENDING | BH_SCHEDULED | BH_IDLE));
         if ((flags & (BH_SCHEDULED | BH_DELETED)) == BH_SCHEDULED) {
             if (!(flags & BH_IDLE)) {
@@ -456,7 +456,7 @@ static int64_t bh_list_timeout(VmmBH *bh, int64_t timeout)
         if (bh == BH_LINK_BUSY) {
             return 0;   /* a push in progress: don't block */
         }
-        unsigned flags = vmm_atomic_read(&bh->flags);
+        unsigned flags = vk_atomic_read(&bh->flags);
         if ((flags & (BH_SCHEDULED | BH_DELETED)) == BH_SCHEDULED) {
             if (!(flags & BH_IDLE)) {
                 return 0;
@@ -466,7 +466,7 @@ static int64_t bh_list_timeout(VmmBH *bh, int64_t timeout)
                 timeout = 10 * 1000 * 1000;
             }
         }
-        bh = vmm_atomic_load_acquire(&bh->next);
+        bh = vk_atomic_load_acquire(&bh->next);
     }
     return timeout;
 }
@@ -489,7 +489,7 @@ int64_t aio_compute_timeout(VmmAioContext *ctx)
             return 0;
         }
     }
-    return bh_list_timeout(vmm_atomic_load_acquire(&ctx->bh_list), timeout);
+    return bh_list_timeout(vk_atomic_load_acquire(&ctx->bh_list), timeout);
 }
 
 /* At destruction: free deleted BHs, report the ones still scheduled. */
@@ -501,8 +501,8 @@ static void bh_finalize(VmmAioContext *ctx)
         VMM_MISUSE("context '%s' destroyed while running BHs", ctx->name);
     }
     while (bh) {
-        VmmBH *next = vmm_atomic_read(&bh->next);
-        unsigned flags = vmm_atomic_fetch_and(&bh->flags,
+        VmmBH *next = vk_atomic_read(&bh->next);
+        unsigned flags = vk_atomic_fetch_and(&bh->flags,
                                               ~(unsigned)(BH_PENDING | BH_SCHEDULED | BH_IDLE));
         if ((flags & (BH_SCHEDULED | BH_DELETED)) == BH_SCHEDULED) {
             VMM_MISUSE("BH '%s' leaked: still scheduled when context '%s' was destroyed",
@@ -517,9 +517,9 @@ static void bh_finalize(VmmAioContext *ctx)
      * reported instead of touching freed memory. */
     aio_mutex_lock(&ctx->bh_lock);
     for (bh = ctx->all_bhs; bh; bh = bh->all_next) {
-        vmm_info("BH '%s' not deleted before context '%s' was destroyed",
+        vk_info("BH '%s' not deleted before context '%s' was destroyed",
                  bh->name, ctx->name);
-        vmm_atomic_set(&bh->ctx, NULL);
+        vk_atomic_set(&bh->ctx, NULL);
         bh->all_pprev = NULL;
     }
     ctx->all_bhs = NULL;
@@ -533,7 +533,7 @@ static const char *slot_names[VMM_AIO_SLOT_MAX];
 static VmmAioSlotDestroy *slot_destroy[VMM_AIO_SLOT_MAX];
 static int slot_count;
 
-int vmm_aio_slot_key_new(const char *name, VmmAioSlotDestroy *destroy)
+int aio_slot_key_new(const char *name, VmmAioSlotDestroy *destroy)
 {
     int key = -ENOSPC;
 
@@ -543,7 +543,7 @@ int vmm_aio_slot_key_new(const char *name, VmmAioSlotDestroy *destroy)
         slot_names[key] = name;
         slot_destroy[key] = destroy;
         /* Release: the table entry is visible to whoever sees the count. */
-        vmm_atomic_store_release(&slot_count, key + 1);
+        vk_atomic_store_release(&slot_count, key + 1);
     }
     pthread_mutex_unlock(&slot_lock);
     return key;
@@ -551,35 +551,35 @@ int vmm_aio_slot_key_new(const char *name, VmmAioSlotDestroy *destroy)
 
 static bool slot_key_ok(int key, const char *func)
 {
-    if (vmm_unlikely(key < 0 || key >= vmm_atomic_load_acquire(&slot_count))) {
-        vmm_misuse(func, "bad slot key %d", key);
+    if (vk_unlikely(key < 0 || key >= vk_atomic_load_acquire(&slot_count))) {
+        vk_misuse(func, "bad slot key %d", key);
         return false;
     }
     return true;
 }
 
-void *vmm_aio_slot_get(VmmAioContext *ctx, int key)
+void *aio_slot_get(VmmAioContext *ctx, int key)
 {
     if (!slot_key_ok(key, __func__)) {
         return NULL;
     }
-    /* Pairs with the cmpxchg in vmm_aio_slot_set(). */
-    return vmm_atomic_load_acquire(&ctx->slots[key]);
+    /* Pairs with the cmpxchg in aio_slot_set(). */
+    return vk_atomic_load_acquire(&ctx->slots[key]);
 }
 
-void *vmm_aio_slot_set(VmmAioContext *ctx, int key, void *value)
+void *aio_slot_set(VmmAioContext *ctx, int key, void *value)
 {
     if (!slot_key_ok(key, __func__)) {
         return NULL;
     }
-    void *old = vmm_atomic_cmpxchg(&ctx->slots[key], NULL, value);
+    void *old = vk_atomic_cmpxchg(&ctx->slots[key], NULL, value);
     return old ? old : value;
 }
 
-void *vmm_aio_slot_get_or_create(VmmAioContext *ctx, int key,
+void *aio_slot_get_or_create(VmmAioContext *ctx, int key,
                                  VmmAioSlotCreate *create, void *arg)
 {
-    void *v = vmm_aio_slot_get(ctx, key);
+    void *v = aio_slot_get(ctx, key);
 
     if (v || !slot_key_ok(key, __func__)) {
         return v;
@@ -588,7 +588,7 @@ void *vmm_aio_slot_get_or_create(VmmAioContext *ctx, int key,
     if (!v) {
         return NULL;
     }
-    void *won = vmm_aio_slot_set(ctx, key, v);
+    void *won = aio_slot_set(ctx, key, v);
     if (won != v && slot_destroy[key]) {
         slot_destroy[key](ctx, v);
     }
@@ -597,8 +597,8 @@ void *vmm_aio_slot_get_or_create(VmmAioContext *ctx, int key,
 
 static void slots_destroy(VmmAioContext *ctx)
 {
-    for (int key = vmm_atomic_load_acquire(&slot_count) - 1; key >= 0; key--) {
-        void *v = vmm_atomic_xchg(&ctx->slots[key], NULL);
+    for (int key = vk_atomic_load_acquire(&slot_count) - 1; key >= 0; key--) {
+        void *v = vk_atomic_xchg(&ctx->slots[key], NULL);
         if (v && slot_destroy[key]) {
             slot_destroy[key](ctx, v);
         }
@@ -614,7 +614,7 @@ static const VmmAioContextHooks *hooks[MAX_HOOKS];
 static void *hooks_opaque[MAX_HOOKS];
 static VmmAioContext *all_contexts;
 
-int vmm_aio_context_hooks_register(const VmmAioContextHooks *h, void *opaque)
+int aio_context_hooks_register(const VmmAioContextHooks *h, void *opaque)
 {
     int ret = -ENOMEM;
 
@@ -641,7 +641,7 @@ out:
     return ret;
 }
 
-int vmm_aio_context_hooks_unregister(const VmmAioContextHooks *h)
+int aio_context_hooks_unregister(const VmmAioContextHooks *h)
 {
     int ret = -ENOENT;
 
@@ -694,11 +694,11 @@ static pthread_once_t main_once = PTHREAD_ONCE_INIT;
 static void ctx_free(VmmAioContext *ctx)
 {
     aio_event_notifier_cleanup(&ctx->notifier);
-    vmm_lockcnt_destroy(&ctx->list_lock);
+    vk_lockcnt_destroy(&ctx->list_lock);
     aio_mutex_destroy(&ctx->bh_lock);
     aio_mutex_destroy(&ctx->timer_lock);
     free(ctx->name);
-    vmm_atomic_set(&ctx->magic, AIO_CTX_DEAD);
+    vk_atomic_set(&ctx->magic, AIO_CTX_DEAD);
     free(ctx);
 }
 
@@ -725,7 +725,7 @@ static VmmAioContext *ctx_new_named(const VmmAioContextOptions *opts, const char
     ctx->timer_deadline = INT64_MAX;
     aio_mutex_init(&ctx->bh_lock);
     aio_mutex_init(&ctx->timer_lock);
-    vmm_lockcnt_init(&ctx->list_lock);
+    vk_lockcnt_init(&ctx->list_lock);
     ret = aio_event_notifier_init(&ctx->notifier);
     if (ret < 0 || !ctx->name) {
         ret = ret < 0 ? ret : -ENOMEM;
@@ -760,7 +760,7 @@ VmmAioContext *aio_context_new_named(const VmmAioContextOptions *opts, const cha
     return ctx_new_named(opts, name ? name : "aio", errp);
 }
 
-const char *vmm_aio_context_name(VmmAioContext *ctx)
+const char *aio_context_name(VmmAioContext *ctx)
 {
     return ctx->name;
 }
@@ -768,13 +768,13 @@ const char *vmm_aio_context_name(VmmAioContext *ctx)
 void vmm_aio_context_ref(VmmAioContext *ctx)
 {
     if (AIO_CTX_CHECK(ctx)) {
-        vmm_atomic_inc(&ctx->refcnt);
+        vk_atomic_inc(&ctx->refcnt);
     }
 }
 
 static void ctx_destroy(VmmAioContext *ctx)
 {
-    const void *poller = vmm_atomic_read(&ctx->poller);
+    const void *poller = vk_atomic_read(&ctx->poller);
 
     if (poller == &tls_token) {
         /* The last reference went away inside one of our own callbacks:
@@ -799,15 +799,15 @@ void vmm_aio_context_unref(VmmAioContext *ctx)
     if (!AIO_CTX_CHECK(ctx)) {
         return;
     }
-    int old = vmm_atomic_fetch_sub(&ctx->refcnt, 1);
+    int old = vk_atomic_fetch_sub(&ctx->refcnt, 1);
     if (old == 1) {
-        if (vmm_aio_context_is_main(ctx)) {
+        if (aio_context_is_main(ctx)) {
             VMM_MISUSE("the main context is never destroyed");
-            vmm_atomic_inc(&ctx->refcnt);
+            vk_atomic_inc(&ctx->refcnt);
             return;
         }
         ctx_destroy(ctx);
-    } else if (vmm_unlikely(old <= 0)) {
+    } else if (vk_unlikely(old <= 0)) {
         VMM_MISUSE("context '%s' unreferenced too often", ctx->name);
     }
 }
@@ -817,28 +817,28 @@ static void main_ctx_init(void)
     int err = 0;
 
     VmmAioContext *ctx = ctx_new_named(NULL, "main", &err);
-    /* Pairs with the acquire in vmm_aio_context_is_main(). */
-    vmm_atomic_store_release(&main_ctx, ctx);
+    /* Pairs with the acquire in aio_context_is_main(). */
+    vk_atomic_store_release(&main_ctx, ctx);
     if (!ctx) {
-        vmm_error("cannot create the main context: %s", strerror(-err));
+        vk_error("cannot create the main context: %s", strerror(-err));
     }
 }
 
 VmmAioContext *vmm_aio_context_main(void)
 {
     pthread_once(&main_once, main_ctx_init);
-    return vmm_atomic_load_acquire(&main_ctx);
+    return vk_atomic_load_acquire(&main_ctx);
 }
 
 bool aio_main_loop_is_other_thread(void)
 {
-    VmmAioContext *m = vmm_atomic_load_acquire(&main_ctx);
-    const void *home = m ? vmm_atomic_read(&m->home) : NULL;
+    VmmAioContext *m = vk_atomic_load_acquire(&main_ctx);
+    const void *home = m ? vk_atomic_read(&m->home) : NULL;
 
     return home && home != aio_thread_token();
 }
 
-bool vmm_aio_context_is_main(VmmAioContext *ctx)
+bool aio_context_is_main(VmmAioContext *ctx)
 {
-    return ctx && ctx == vmm_atomic_load_acquire(&main_ctx);
+    return ctx && ctx == vk_atomic_load_acquire(&main_ctx);
 }

@@ -52,7 +52,7 @@ static void fdmon_epoll_update(VmmAioContext *ctx, AioHandler *old, AioHandler *
     }
     if (r < 0) {
         /* The home thread switches back to ppoll at its next wait. */
-        vmm_atomic_set(&ctx->epoll_failed, true);
+        vk_atomic_set(&ctx->epoll_failed, true);
         vmm_aio_notify(ctx);
     }
 }
@@ -62,7 +62,7 @@ bool fdmon_epoll_try_enable(VmmAioContext *ctx)
 {
     bool ok = false;
 
-    vmm_lockcnt_lock(&ctx->list_lock);
+    vk_lockcnt_lock(&ctx->list_lock);
     if (ctx->fdmon == &fdmon_epoll_ops) {
         ok = true;
         goto out;
@@ -88,21 +88,21 @@ bool fdmon_epoll_try_enable(VmmAioContext *ctx)
     ctx->fdmon = &fdmon_epoll_ops;
     ok = true;
 out:
-    vmm_lockcnt_unlock(&ctx->list_lock);
+    vk_lockcnt_unlock(&ctx->list_lock);
     return ok;
 }
 
 static void epoll_disable(VmmAioContext *ctx)
 {
-    vmm_lockcnt_lock(&ctx->list_lock);
+    vk_lockcnt_lock(&ctx->list_lock);
     for (AioHandler *n = ctx->handlers; n; n = n->next) {
         n->in_epoll = false;
     }
     close(ctx->epollfd);
     ctx->epollfd = -1;
     ctx->fdmon = &fdmon_poll_ops;
-    vmm_lockcnt_unlock(&ctx->list_lock);
-    vmm_warn("context '%s': epoll refused an fd, back to ppoll", ctx->name);
+    vk_lockcnt_unlock(&ctx->list_lock);
+    vk_warn("context '%s': epoll refused an fd, back to ppoll", ctx->name);
 }
 
 static int fdmon_epoll_wait(VmmAioContext *ctx, AioReadyList *ready, int64_t timeout_ns)
@@ -110,7 +110,7 @@ static int fdmon_epoll_wait(VmmAioContext *ctx, AioReadyList *ready, int64_t tim
     struct epoll_event events[128];
     int ret;
 
-    if (vmm_atomic_read(&ctx->epoll_failed)) {
+    if (vk_atomic_read(&ctx->epoll_failed)) {
         epoll_disable(ctx);
         return ctx->fdmon->wait(ctx, ready, timeout_ns);
     }

@@ -38,7 +38,7 @@ static void submit_list_add_locked(VmmAioContext *ctx, AioHandler *node, unsigne
     if (!node->in_submit) {
         node->in_submit = true;
         node->submit_next = ctx->submit_list;
-        vmm_atomic_set(&ctx->submit_list, node);
+        vk_atomic_set(&ctx->submit_list, node);
     }
 }
 
@@ -85,12 +85,12 @@ static void arm_node(VmmAioContext *ctx, AioHandler *node)
 /* Home thread: turn queued changes into SQEs. */
 static void drain_submit_list(VmmAioContext *ctx)
 {
-    if (!vmm_atomic_read(&ctx->submit_list)) {
+    if (!vk_atomic_read(&ctx->submit_list)) {
         return;
     }
-    vmm_lockcnt_lock(&ctx->list_lock);
+    vk_lockcnt_lock(&ctx->list_lock);
     AioHandler *node = ctx->submit_list;
-    vmm_atomic_set(&ctx->submit_list, NULL);
+    vk_atomic_set(&ctx->submit_list, NULL);
     while (node) {
         AioHandler *next = node->submit_next;
         unsigned ops = node->uring_ops;
@@ -110,7 +110,7 @@ static void drain_submit_list(VmmAioContext *ctx)
         }
         node = next;
     }
-    vmm_lockcnt_unlock(&ctx->list_lock);
+    vk_lockcnt_unlock(&ctx->list_lock);
 }
 
 static void process_cqe(VmmAioContext *ctx, AioReadyList *ready, struct io_uring_cqe *cqe)
@@ -121,7 +121,7 @@ static void process_cqe(VmmAioContext *ctx, AioReadyList *ready, struct io_uring
         return;                       /* a POLL_REMOVE's own completion */
     }
     node->in_ring = false;
-    if (vmm_atomic_read(&node->deleted) || cqe->res == -ECANCELED) {
+    if (vk_atomic_read(&node->deleted) || cqe->res == -ECANCELED) {
         return;                       /* now free-able */
     }
     if (cqe->res < 0) {
@@ -164,7 +164,7 @@ static int fdmon_io_uring_wait(VmmAioContext *ctx, AioReadyList *ready, int64_t 
         ret = io_uring_submit(ring);
     }
     if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
-        vmm_error("context '%s': io_uring wait failed: %d", ctx->name, ret);
+        vk_error("context '%s': io_uring wait failed: %d", ctx->name, ret);
     }
     io_uring_for_each_cqe(ring, head, cqe) {
         process_cqe(ctx, ready, cqe);
@@ -179,7 +179,7 @@ static bool fdmon_io_uring_need_wait(VmmAioContext *ctx)
     struct io_uring *ring = ring_of(ctx);
 
     return io_uring_cq_ready(ring) || io_uring_sq_ready(ring) ||
-           vmm_atomic_read(&ctx->submit_list);
+           vk_atomic_read(&ctx->submit_list);
 }
 
 static bool fdmon_io_uring_can_free(VmmAioContext *ctx, AioHandler *node)
@@ -232,7 +232,7 @@ int fdmon_io_uring_setup(VmmAioContext *ctx)
 /* Home thread or a context nobody polls: switch to ppoll. */
 void fdmon_io_uring_fallback(VmmAioContext *ctx)
 {
-    vmm_lockcnt_lock(&ctx->list_lock);
+    vk_lockcnt_lock(&ctx->list_lock);
     if (ctx->fdmon == &fdmon_io_uring_ops) {
         ring_teardown(ctx);
         for (AioHandler *n = ctx->handlers; n; n = n->next) {
@@ -245,8 +245,8 @@ void fdmon_io_uring_fallback(VmmAioContext *ctx)
             n->uring_ops = 0;
             n->submit_next = NULL;
         }
-        vmm_atomic_set(&ctx->submit_list, NULL);
+        vk_atomic_set(&ctx->submit_list, NULL);
         ctx->fdmon = &fdmon_poll_ops;
     }
-    vmm_lockcnt_unlock(&ctx->list_lock);
+    vk_lockcnt_unlock(&ctx->list_lock);
 }

@@ -13,7 +13,7 @@
 bool aio_poll_disabled(VmmAioContext *ctx)
 {
     /* A handler without io_poll can only be seen through the kernel. */
-    return vmm_atomic_read(&ctx->poll_disable_cnt) > 0;
+    return vk_atomic_read(&ctx->poll_disable_cnt) > 0;
 }
 
 static void fdmon_poll_update(VmmAioContext *ctx, AioHandler *old, AioHandler *new_node)
@@ -56,7 +56,7 @@ void aio_report_broken(VmmAioContext *ctx, AioHandler *node)
 {
     if (!node->broken) {
         node->broken = true;
-        vmm_error("context '%s': fd %d was closed while its handler was set; "
+        vk_error("context '%s': fd %d was closed while its handler was set; "
                   "it is no longer watched", ctx->name, node->fd);
     }
 }
@@ -67,10 +67,10 @@ static int fdmon_poll_wait(VmmAioContext *ctx, AioReadyList *ready, int64_t time
     struct timespec ts, *tsp = NULL;
     int ret;
 
-    for (AioHandler *node = vmm_atomic_load_acquire(&ctx->handlers); node;
-         node = vmm_atomic_load_acquire(&node->next)) {
+    for (AioHandler *node = vk_atomic_load_acquire(&ctx->handlers); node;
+         node = vk_atomic_load_acquire(&node->next)) {
         short ev = node_events(node);
-        if (!ev || node->broken || vmm_atomic_read(&node->deleted)) {
+        if (!ev || node->broken || vk_atomic_read(&node->deleted)) {
             continue;
         }
         if (pollfds_reserve(ctx, n + 1) < 0) {

@@ -32,9 +32,9 @@ static gboolean aio_source_prepare(GSource *s, gint *timeout)
     VmmAioContext *ctx = source_ctx(s);
 
     /* Pairs with the xchg of notified in vmm_aio_notify(). */
-    vmm_atomic_fetch_or(&ctx->notify_me, 1u);
+    vk_atomic_fetch_or(&ctx->notify_me, 1u);
     int64_t ns = aio_compute_timeout(ctx);
-    if (vmm_atomic_load_seq_cst(&ctx->notified)) {
+    if (vk_atomic_load_seq_cst(&ctx->notified)) {
         ns = 0;
     }
     *timeout = ns < 0 ? -1 : (gint)((ns + 999999) / 1000000);
@@ -47,15 +47,15 @@ static gboolean aio_source_check(GSource *s)
     bool ready = false;
 
     /* We won't block any more: notifiers may skip the eventfd. */
-    vmm_atomic_fetch_and(&ctx->notify_me, ~1u);
-    vmm_lockcnt_inc(&ctx->list_lock);
-    for (AioHandler *n = vmm_atomic_load_acquire(&ctx->handlers); n && !ready;
-         n = vmm_atomic_load_acquire(&n->next)) {
-        ready = n->in_gsource && !vmm_atomic_read(&n->deleted) &&
+    vk_atomic_fetch_and(&ctx->notify_me, ~1u);
+    vk_lockcnt_inc(&ctx->list_lock);
+    for (AioHandler *n = vk_atomic_load_acquire(&ctx->handlers); n && !ready;
+         n = vk_atomic_load_acquire(&n->next)) {
+        ready = n->in_gsource && !vk_atomic_read(&n->deleted) &&
                 (n->gpfd.revents & n->gpfd.events);
     }
-    vmm_lockcnt_dec(&ctx->list_lock);
-    return ready || vmm_atomic_read(&ctx->notified) || aio_compute_timeout(ctx) == 0;
+    vk_lockcnt_dec(&ctx->list_lock);
+    return ready || vk_atomic_read(&ctx->notified) || aio_compute_timeout(ctx) == 0;
 }
 
 static gboolean aio_source_dispatch(GSource *s, GSourceFunc cb, gpointer user_data)
@@ -69,13 +69,13 @@ static gboolean aio_source_dispatch(GSource *s, GSourceFunc cb, gpointer user_da
     if (!aio_poll_enter(ctx, &saved)) {
         return G_SOURCE_CONTINUE;
     }
-    vmm_lockcnt_inc(&ctx->list_lock);
+    vk_lockcnt_inc(&ctx->list_lock);
     aio_notify_accept(ctx);
     aio_bh_poll(ctx);
-    for (AioHandler *n = vmm_atomic_load_acquire(&ctx->handlers); n;
-         n = vmm_atomic_load_acquire(&n->next)) {
+    for (AioHandler *n = vk_atomic_load_acquire(&ctx->handlers); n;
+         n = vk_atomic_load_acquire(&n->next)) {
         int rev = n->in_gsource ? (n->gpfd.revents & (n->gpfd.events | G_IO_NVAL)) : 0;
-        if (!rev || vmm_atomic_read(&n->deleted)) {
+        if (!rev || vk_atomic_read(&n->deleted)) {
             continue;
         }
         n->gpfd.revents = 0;
@@ -87,7 +87,7 @@ static gboolean aio_source_dispatch(GSource *s, GSourceFunc cb, gpointer user_da
         aio_ready_add(&ready, n, rev, false);
     }
     aio_dispatch_handlers(ctx, &ready);
-    vmm_lockcnt_dec(&ctx->list_lock);
+    vk_lockcnt_dec(&ctx->list_lock);
     aio_free_deleted_handlers(ctx);
     aio_run_timers(ctx);
     aio_poll_exit(ctx, saved);
@@ -98,12 +98,12 @@ static void aio_source_finalize(GSource *s)
 {
     VmmAioContext *ctx = source_ctx(s);
 
-    vmm_lockcnt_lock(&ctx->list_lock);
+    vk_lockcnt_lock(&ctx->list_lock);
     for (AioHandler *n = ctx->handlers; n; n = n->next) {
         n->in_gsource = false;
     }
     ctx->source = NULL;
-    vmm_lockcnt_unlock(&ctx->list_lock);
+    vk_lockcnt_unlock(&ctx->list_lock);
     vmm_aio_context_unref(ctx);
 }
 
@@ -144,13 +144,13 @@ void *vmm_aio_context_get_g_source(VmmAioContext *ctx)
     if (!AIO_CTX_CHECK(ctx)) {
         return NULL;
     }
-    vmm_lockcnt_lock(&ctx->list_lock);
+    vk_lockcnt_lock(&ctx->list_lock);
     if (ctx->source) {
         GSource *s = g_source_ref(ctx->source);
-        vmm_lockcnt_unlock(&ctx->list_lock);
+        vk_lockcnt_unlock(&ctx->list_lock);
         return s;
     }
-    vmm_lockcnt_unlock(&ctx->list_lock);
+    vk_lockcnt_unlock(&ctx->list_lock);
 
     /* GLib polls the fds itself; io_uring's polls would compete. */
     fdmon_io_uring_fallback(ctx);
@@ -161,11 +161,11 @@ void *vmm_aio_context_get_g_source(VmmAioContext *ctx)
     g_source_set_can_recurse(s, TRUE);
     g_source_set_name(s, "vmmkit-aio");
 
-    vmm_lockcnt_lock(&ctx->list_lock);
+    vk_lockcnt_lock(&ctx->list_lock);
     if (ctx->source) {
         /* Lost a race with another caller: use theirs. */
         GSource *theirs = g_source_ref(ctx->source);
-        vmm_lockcnt_unlock(&ctx->list_lock);
+        vk_lockcnt_unlock(&ctx->list_lock);
         g_source_unref(s);
         return theirs;
     }
@@ -175,6 +175,6 @@ void *vmm_aio_context_get_g_source(VmmAioContext *ctx)
             aio_gsource_add_handler(ctx, n);
         }
     }
-    vmm_lockcnt_unlock(&ctx->list_lock);
+    vk_lockcnt_unlock(&ctx->list_lock);
     return s;
 }

@@ -33,20 +33,20 @@ static void *iothread_run(void *opaque)
 {
     VmmIOThread *t = opaque;
 
-    vmm_aio_set_current_context(t->ctx);
+    aio_set_current_context(t->ctx);
     pthread_mutex_lock(&t->lock);
     t->started = true;
     pthread_cond_signal(&t->cond);
     pthread_mutex_unlock(&t->lock);
 
     /* Pairs with the store-release in vmm_iothread_destroy(). */
-    while (!vmm_atomic_load_acquire(&t->stopping)) {
+    while (!vk_atomic_load_acquire(&t->stopping)) {
         vmm_aio_poll(t->ctx, true);
     }
     while (vmm_aio_poll(t->ctx, false)) {
         /* finish what was scheduled before the stop */
     }
-    vmm_aio_set_current_context(NULL);
+    aio_set_current_context(NULL);
     return NULL;
 }
 
@@ -74,7 +74,7 @@ VmmIOThread *vmm_iothread_new(const char *name, const VmmAioContextOptions *opts
     pthread_mutex_init(&t->lock, NULL);
     pthread_cond_init(&t->cond, NULL);
     pthread_attr_t attr;
-    err = -vmm_thread_attr_init(&attr);
+    err = -vk_thread_attr_init(&attr);
     if (!err) {
         err = -pthread_create(&t->tid, &attr, iothread_run, t);
         pthread_attr_destroy(&attr);
@@ -121,7 +121,7 @@ void vmm_iothread_destroy(VmmIOThread *t)
         return;
     }
     /* Pairs with the load-acquire in iothread_run(). */
-    vmm_atomic_store_release(&t->stopping, true);
+    vk_atomic_store_release(&t->stopping, true);
     vmm_aio_notify(t->ctx);
     pthread_join(t->tid, NULL);
     pthread_mutex_destroy(&t->lock);

@@ -3,7 +3,7 @@
  * aio/lockcnt.h - a counter of visitors combined with a lock (the shape of
  * QEMU's QemuLockCnt, our own simpler implementation).
  *
- * Visitors (vmm_lockcnt_inc/dec) walk a list without the lock; writers
+ * Visitors (vk_lockcnt_inc/dec) walk a list without the lock; writers
  * take the lock to change it and may free a removed node only when the
  * count is 0.  While a writer holds the lock with count 0, new visitors
  * wait; a visitor already counted is never blocked by a writer (so a
@@ -33,20 +33,20 @@ typedef struct VMM_CAPABILITY("mutex") VmmLockCnt {
 #define LOCKCNT_LOCKED 1u
 #define LOCKCNT_ONE    2u
 
-static inline void vmm_lockcnt_init(VmmLockCnt *lc)
+static inline void vk_lockcnt_init(VmmLockCnt *lc)
 {
     lc->word = 0;
     pthread_mutex_init(&lc->mutex, NULL);
 }
 
-static inline void vmm_lockcnt_destroy(VmmLockCnt *lc)
+static inline void vk_lockcnt_destroy(VmmLockCnt *lc)
 {
     pthread_mutex_destroy(&lc->mutex);
 }
 
-static inline void vmm_lockcnt_inc(VmmLockCnt *lc) VMM_NO_TSA
+static inline void vk_lockcnt_inc(VmmLockCnt *lc) VMM_NO_TSA
 {
-    unsigned v = vmm_atomic_read(&lc->word);
+    unsigned v = vk_atomic_read(&lc->word);
 
     for (;;) {
         if (v == LOCKCNT_LOCKED) {
@@ -55,11 +55,11 @@ static inline void vmm_lockcnt_inc(VmmLockCnt *lc) VMM_NO_TSA
              * own the mutex no writer is in, and our add is seen by the
              * next writer's fetch_or (both seq-cst RMWs on the word). */
             pthread_mutex_lock(&lc->mutex);
-            vmm_atomic_fetch_add(&lc->word, LOCKCNT_ONE);
+            vk_atomic_fetch_add(&lc->word, LOCKCNT_ONE);
             pthread_mutex_unlock(&lc->mutex);
             return;
         }
-        /* Pairs with the fetch_or in vmm_lockcnt_lock(). */
+        /* Pairs with the fetch_or in vk_lockcnt_lock(). */
         if (__atomic_compare_exchange_n(&lc->word, &v, v + LOCKCNT_ONE, false,
                                         __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
             return;
@@ -67,30 +67,30 @@ static inline void vmm_lockcnt_inc(VmmLockCnt *lc) VMM_NO_TSA
     }
 }
 
-static inline void vmm_lockcnt_dec(VmmLockCnt *lc)
+static inline void vk_lockcnt_dec(VmmLockCnt *lc)
 {
     /* Release: our reads of the list happen before a writer that sees the
      * count drop to 0 frees a node (pairs with the fetch_or in lock()). */
-    vmm_atomic_fetch_sub(&lc->word, LOCKCNT_ONE);
+    vk_atomic_fetch_sub(&lc->word, LOCKCNT_ONE);
 }
 
-static inline void vmm_lockcnt_lock(VmmLockCnt *lc) VMM_ACQUIRE(*lc) VMM_NO_TSA
+static inline void vk_lockcnt_lock(VmmLockCnt *lc) VMM_ACQUIRE(*lc) VMM_NO_TSA
 {
     pthread_mutex_lock(&lc->mutex);
-    /* Pairs with the CAS in vmm_lockcnt_inc() and the fetch_sub in
-     * vmm_lockcnt_dec(). */
-    vmm_atomic_fetch_or(&lc->word, LOCKCNT_LOCKED);
+    /* Pairs with the CAS in vk_lockcnt_inc() and the fetch_sub in
+     * vk_lockcnt_dec(). */
+    vk_atomic_fetch_or(&lc->word, LOCKCNT_LOCKED);
 }
 
-static inline void vmm_lockcnt_unlock(VmmLockCnt *lc) VMM_RELEASE(*lc) VMM_NO_TSA
+static inline void vk_lockcnt_unlock(VmmLockCnt *lc) VMM_RELEASE(*lc) VMM_NO_TSA
 {
-    vmm_atomic_fetch_and(&lc->word, ~LOCKCNT_LOCKED);
+    vk_atomic_fetch_and(&lc->word, ~LOCKCNT_LOCKED);
     pthread_mutex_unlock(&lc->mutex);
 }
 
-static inline unsigned vmm_lockcnt_count(VmmLockCnt *lc)
+static inline unsigned vk_lockcnt_count(VmmLockCnt *lc)
 {
-    return vmm_atomic_load_acquire(&lc->word) >> 1;
+    return vk_atomic_load_acquire(&lc->word) >> 1;
 }
 
 #endif /* VMM_AIO_LOCKCNT_H */

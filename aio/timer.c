@@ -30,7 +30,7 @@ typedef struct TimerNode {
 static void update_deadline_locked(VmmAioContext *ctx) VMM_REQUIRES(ctx->timer_lock)
 {
     /* Pairs with the acquire in aio_timer_deadline_ns()/aio_run_timers(). */
-    vmm_atomic_store_release(&ctx->timer_deadline,
+    vk_atomic_store_release(&ctx->timer_deadline,
                              ctx->timers ? ctx->timers->expire : INT64_MAX);
 }
 
@@ -86,12 +86,12 @@ VmmTimer *vmm_timer_new(VmmAioContext *ctx, VmmTimerFunc *cb, void *opaque)
 static VmmAioContext *timer_ctx(VmmTimer *t, const char *func)
 {
     if (!t) {
-        vmm_misuse(func, "NULL timer");
+        vk_misuse(func, "NULL timer");
         return NULL;
     }
-    VmmAioContext *ctx = vmm_atomic_read(&t->ctx);
+    VmmAioContext *ctx = vk_atomic_read(&t->ctx);
     if (!ctx) {
-        vmm_misuse(func, "timer used after its context was destroyed");
+        vk_misuse(func, "timer used after its context was destroyed");
     }
     return ctx;
 }
@@ -157,8 +157,8 @@ void vmm_timer_free(VmmTimer *t)
     if (!t) {
         return;
     }
-    TimerNode *n = vmm_container_of(t, TimerNode, t);
-    VmmAioContext *ctx = vmm_atomic_read(&t->ctx);
+    TimerNode *n = vk_container_of(t, TimerNode, t);
+    VmmAioContext *ctx = vk_atomic_read(&t->ctx);
     if (ctx) {
         aio_mutex_lock(&ctx->timer_lock);
         timer_unlink_locked(ctx, t);
@@ -174,7 +174,7 @@ void vmm_timer_free(VmmTimer *t)
 
 int64_t aio_timer_deadline_ns(VmmAioContext *ctx)
 {
-    int64_t dl = vmm_atomic_load_acquire(&ctx->timer_deadline);
+    int64_t dl = vk_atomic_load_acquire(&ctx->timer_deadline);
 
     if (dl == INT64_MAX) {
         return -1;
@@ -186,7 +186,7 @@ int64_t aio_timer_deadline_ns(VmmAioContext *ctx)
 /* Run expired timers.  Home thread. */
 bool aio_run_timers(VmmAioContext *ctx)
 {
-    int64_t dl = vmm_atomic_load_acquire(&ctx->timer_deadline);
+    int64_t dl = vk_atomic_load_acquire(&ctx->timer_deadline);
     bool progress = false;
     int64_t now;
     VmmTimer *t;
@@ -216,11 +216,11 @@ void aio_timers_destroy(VmmAioContext *ctx)
     aio_mutex_lock(&ctx->timer_lock);
     for (TimerNode *n = *all_timers(ctx); n; n = n->all_next) {
         if (n->t.expire >= 0) {
-            vmm_warn("context '%s' destroyed with a timer still armed", ctx->name);
+            vk_warn("context '%s' destroyed with a timer still armed", ctx->name);
         }
         n->t.expire = -1;
         n->t.next = NULL;
-        vmm_atomic_set(&n->t.ctx, NULL);
+        vk_atomic_set(&n->t.ctx, NULL);
         n->all_pprev = NULL;
     }
     *all_timers(ctx) = NULL;

@@ -33,7 +33,7 @@ static void blk_child_drained_begin(VmmBlockChild *c)
 {
     VmmBlockBackend *blk = c->parent;
     /* seq_cst RMW: pairs with blk_co_enter's in_flight increment. */
-    if (vmm_atomic_fetch_add(&blk->quiesce_counter, 1) == 0 && blk->dev_ops.drained_begin) {
+    if (vk_atomic_fetch_add(&blk->quiesce_counter, 1) == 0 && blk->dev_ops.drained_begin) {
         blk->dev_ops.drained_begin(blk->dev_opaque);
     }
 }
@@ -41,22 +41,22 @@ static void blk_child_drained_begin(VmmBlockChild *c)
 static void blk_child_drained_end(VmmBlockChild *c)
 {
     VmmBlockBackend *blk = c->parent;
-    if (vmm_atomic_fetch_sub(&blk->quiesce_counter, 1) != 1) {
+    if (vk_atomic_fetch_sub(&blk->quiesce_counter, 1) != 1) {
         return;
     }
     if (blk->dev_ops.drained_end) {
         blk->dev_ops.drained_end(blk->dev_opaque);
     }
-    vmm_mutex_lock(&blk->queue_lock);
+    vk_mutex_lock(&blk->queue_lock);
     BlockWaiter *w = block_waiters_take(&blk->queued);
-    vmm_mutex_unlock(&blk->queue_lock);
+    vk_mutex_unlock(&blk->queue_lock);
     block_wake_all(w);
 }
 
 static bool blk_child_drained_poll(VmmBlockChild *c)
 {
     VmmBlockBackend *blk = c->parent;
-    if (vmm_atomic_load_acquire(&blk->in_flight) > 0) {  /* pairs with blk_dec_in_flight */
+    if (vk_atomic_load_acquire(&blk->in_flight) > 0) {  /* pairs with blk_dec_in_flight */
         return true;
     }
     return blk->dev_ops.drained_poll && blk->dev_ops.drained_poll(blk->dev_opaque);
@@ -92,7 +92,7 @@ static void blk_child_set_context(VmmBlockChild *c, VmmAioContext *ctx, GPtrArra
         }
     }
     g_ptr_array_add(visited, blk);
-    vmm_atomic_set(&blk->ctx, ctx);
+    vk_atomic_set(&blk->ctx, ctx);
     if (blk->dev_ops.set_context) {
         blk->dev_ops.set_context(blk->dev_opaque, ctx);
     }
@@ -130,7 +130,7 @@ VmmBlockBackend *vmm_blk_new(VmmAioContext *ctx, int *errp)
     (void)errp;
     VmmBlockBackend *blk = g_new0(VmmBlockBackend, 1);
     blk->ctx = ctx ? ctx : vmm_aio_context_main();
-    vmm_mutex_init(&blk->queue_lock);
+    vk_mutex_init(&blk->queue_lock);
     return blk;
 }
 
@@ -156,7 +156,7 @@ void vmm_blk_unref(VmmBlockBackend *blk)
         return;
     }
     vmm_blk_remove(blk);
-    vmm_mutex_destroy(&blk->queue_lock);
+    vk_mutex_destroy(&blk->queue_lock);
     g_free(blk);
 }
 
@@ -240,7 +240,7 @@ int vmm_blk_set_context(VmmBlockBackend *blk, VmmAioContext *ctx, GError **errp)
     if (root) {
         ret = block_node_move_context(root->bs, ctx, NULL, errp);
     } else {
-        vmm_atomic_set(&blk->ctx, ctx);
+        vk_atomic_set(&blk->ctx, ctx);
         if (blk->dev_ops.set_context) {
             blk->dev_ops.set_context(blk->dev_opaque, ctx);
         }
@@ -251,7 +251,7 @@ int vmm_blk_set_context(VmmBlockBackend *blk, VmmAioContext *ctx, GError **errp)
 
 VmmAioContext *vmm_blk_get_context(VmmBlockBackend *blk)
 {
-    return vmm_atomic_read(&blk->ctx);
+    return vk_atomic_read(&blk->ctx);
 }
 
 int64_t vmm_blk_getlength(VmmBlockBackend *blk) VMM_NO_TSA
@@ -275,7 +275,7 @@ uint32_t vmm_blk_request_alignment(VmmBlockBackend *blk)
 uint32_t vmm_blk_max_transfer(VmmBlockBackend *blk)
 {
     VmmBlockNode *n = vmm_blk_node(blk);
-    return n ? vmm_atomic_read(&n->max_transfer) : 0;
+    return n ? vk_atomic_read(&n->max_transfer) : 0;
 }
 
 size_t vmm_blk_mem_alignment(VmmBlockBackend *blk)
@@ -300,7 +300,7 @@ void vmm_blk_drain(VmmBlockBackend *blk)
     } else {
         /* Acquire: pairs with blk_dec_in_flight's (release) decrement. */
         VMM_AIO_WAIT_WHILE(vmm_blk_get_context(blk),
-                           vmm_atomic_load_acquire(&blk->in_flight) > 0);
+                           vk_atomic_load_acquire(&blk->in_flight) > 0);
     }
 }
 
@@ -308,7 +308,7 @@ void vmm_blk_drain(VmmBlockBackend *blk)
 
 static void blk_dec_in_flight(VmmBlockBackend *blk)
 {
-    vmm_atomic_dec(&blk->in_flight);
+    vk_atomic_dec(&blk->in_flight);
     vmm_aio_wait_kick();
 }
 
@@ -318,14 +318,14 @@ static void coroutine_fn blk_co_enter(VmmBlockBackend *blk)
     for (;;) {
         /* seq_cst RMW, then read quiesce_counter: pairs with the
          * drainer's counter RMW then in_flight read (drain.c). */
-        vmm_atomic_inc(&blk->in_flight);
-        if (vmm_likely(vmm_atomic_read(&blk->quiesce_counter) == 0) ||
+        vk_atomic_inc(&blk->in_flight);
+        if (vk_likely(vk_atomic_read(&blk->quiesce_counter) == 0) ||
             blk->disable_queuing) {
             return;
         }
-        vmm_mutex_lock(&blk->queue_lock);
-        if (vmm_atomic_read(&blk->quiesce_counter) == 0) {
-            vmm_mutex_unlock(&blk->queue_lock);
+        vk_mutex_lock(&blk->queue_lock);
+        if (vk_atomic_read(&blk->quiesce_counter) == 0) {
+            vk_mutex_unlock(&blk->queue_lock);
             return;
         }
         blk_dec_in_flight(blk);
@@ -416,7 +416,7 @@ static void coroutine_fn sync_entry(void *opaque)
     SyncReq *r = opaque;
     r->ret = blk_co_do(r->blk, r->op, r->offset, r->bytes, r->iov, r->iovcnt, r->flags);
     /* Release: the waiter reads ret after seeing done. */
-    vmm_atomic_store_release(&r->done, true);
+    vk_atomic_store_release(&r->done, true);
     vmm_aio_wait_kick();
 }
 
@@ -437,7 +437,7 @@ static int blk_sync(VmmBlockBackend *blk, BlkOp op, int64_t offset, int64_t byte
     }
     VmmAioContext *ctx = vmm_blk_get_context(blk);
     vmm_aio_co_enter(ctx, co);
-    VMM_AIO_WAIT_WHILE(ctx, !vmm_atomic_load_acquire(&r.done));
+    VMM_AIO_WAIT_WHILE(ctx, !vk_atomic_load_acquire(&r.done));
     return r.ret;
 }
 

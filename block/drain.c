@@ -21,12 +21,12 @@ int block_drain_all_count;
 
 void block_inc_in_flight(VmmBlockNode *n)
 {
-    vmm_atomic_inc(&n->in_flight);
+    vk_atomic_inc(&n->in_flight);
 }
 
 void block_dec_in_flight(VmmBlockNode *n)
 {
-    vmm_atomic_dec(&n->in_flight);
+    vk_atomic_dec(&n->in_flight);
     vmm_aio_wait_kick();
 }
 
@@ -35,12 +35,12 @@ void block_dec_in_flight(VmmBlockNode *n)
  * of 0 also sees everything the finished requests wrote (their data). */
 unsigned vmm_block_node_in_flight(VmmBlockNode *n)
 {
-    return vmm_atomic_load_acquire(&n->in_flight);
+    return vk_atomic_load_acquire(&n->in_flight);
 }
 
 bool vmm_block_node_quiesced(VmmBlockNode *n)
 {
-    return vmm_atomic_read(&n->quiesce_counter) > 0;
+    return vk_atomic_read(&n->quiesce_counter) > 0;
 }
 
 static void parents_drained_begin(VmmBlockNode *n) VMM_NO_TSA
@@ -71,7 +71,7 @@ static void parents_drained_end(VmmBlockNode *n) VMM_NO_TSA
  * parents list here needs no lock. */
 bool block_node_drain_busy(VmmBlockNode *n) VMM_NO_TSA
 {
-    if (vmm_atomic_load_acquire(&n->in_flight) > 0) {
+    if (vk_atomic_load_acquire(&n->in_flight) > 0) {
         return true;
     }
     for (VmmBlockChild *c = n->parents; c; c = c->next_parent) {
@@ -85,7 +85,7 @@ bool block_node_drain_busy(VmmBlockNode *n) VMM_NO_TSA
 void block_drained_begin_nopoll(VmmBlockNode *n)
 {
     /* seq_cst RMW: pairs with the request's in_flight increment (see top). */
-    if (vmm_atomic_fetch_add(&n->quiesce_counter, 1) == 0) {
+    if (vk_atomic_fetch_add(&n->quiesce_counter, 1) == 0) {
         parents_drained_begin(n);
     }
 }
@@ -149,9 +149,9 @@ void vmm_block_drained_end(VmmBlockNode *n)
     if (drain_hop(n, false)) {
         return;
     }
-    int old = vmm_atomic_fetch_sub(&n->quiesce_counter, 1);
+    int old = vk_atomic_fetch_sub(&n->quiesce_counter, 1);
     if (old <= 0) {
-        vmm_atomic_inc(&n->quiesce_counter);
+        vk_atomic_inc(&n->quiesce_counter);
         VMM_MISUSE("drained_end on node '%s' which is not drained", n->node_name);
         return;
     }
@@ -237,7 +237,7 @@ void block_wait_on(BlockWaiter **list, VmmMutex *lock) VMM_NO_TSA
         pp = &(*pp)->next;
     }
     *pp = &w;
-    vmm_mutex_unlock(lock);
+    vk_mutex_unlock(lock);
     /* A waker that runs before the yield schedules us in our own context,
      * which runs us only after we yield (vmm_aio_co_wake). */
     vmm_coroutine_yield();

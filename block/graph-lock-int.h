@@ -75,9 +75,9 @@ static inline BlockGraphSlot *block_graph_tls_slot_fresh(void)
  */
 static inline BlockGraphSlot *block_graph_slot_current(void)
 {
-    VmmAioContext *ctx = vmm_aio_current_context_fresh();
+    VmmAioContext *ctx = aio_current_context_fresh();
     BlockGraphSlot *s = block_graph_tls_slot_fresh();
-    if (vmm_likely(vmm_atomic_read(&s->ctx) == ctx)) {
+    if (vk_likely(vk_atomic_read(&s->ctx) == ctx)) {
         return s;
     }
     return block_graph_slot_lookup_slow(ctx);
@@ -85,20 +85,20 @@ static inline BlockGraphSlot *block_graph_slot_current(void)
 
 static inline void block_graph_fence_reader(void)
 {
-    if (vmm_likely(vmm_atomic_read(&block_graph_flags.use_membarrier))) {
-        vmm_barrier();      /* pairs with graph-lock.c fence_writer()'s membarrier */
+    if (vk_likely(vk_atomic_read(&block_graph_flags.use_membarrier))) {
+        vk_barrier();      /* pairs with graph-lock.c fence_writer()'s membarrier */
     } else {
-        vmm_smp_mb();       /* pairs with graph-lock.c fence_writer()'s smp_mb */
+        vk_smp_mb();       /* pairs with graph-lock.c fence_writer()'s smp_mb */
     }
 }
 
 static inline void block_graph_slot_add(BlockGraphSlot *s, uint32_t delta)
 {
-    if (vmm_likely(s != NULL)) {
+    if (vk_likely(s != NULL)) {
         /* Single writer (this context's thread): no RMW needed.  Release:
          * the writer's acquire load of the count sees our graph reads as
          * done (pairings (1)/(2) order it against the flags). */
-        vmm_atomic_store_release(&s->count, vmm_atomic_read(&s->count) + delta);
+        vk_atomic_store_release(&s->count, vk_atomic_read(&s->count) + delta);
     } else {
         block_graph_slot_add_foreign(delta);
     }
@@ -115,7 +115,7 @@ static inline void coroutine_fn block_graph_rdlock_body(void) VMM_NO_TSA
     BlockGraphSlot *s = block_graph_slot_current();
     block_graph_slot_add(s, 1);
     block_graph_fence_reader();                     /* pairing (1) */
-    if (vmm_unlikely(vmm_atomic_load_acquire(&block_graph_flags.has_writer))) {
+    if (vk_unlikely(vk_atomic_load_acquire(&block_graph_flags.has_writer))) {
         block_graph_rdlock_slow(s);     /* counts the hold itself */
     } else if (VMM_DEBUG_CHECKS) {
         block_graph_debug_rdlock();
@@ -132,7 +132,7 @@ static inline void coroutine_fn block_graph_rdunlock_body(void) VMM_NO_TSA
     BlockGraphSlot *s = block_graph_slot_current();
     block_graph_slot_add(s, (uint32_t)-1);
     block_graph_fence_reader();                     /* pairing (2) */
-    if (vmm_unlikely(vmm_atomic_read(&block_graph_flags.writer_waiting))) {
+    if (vk_unlikely(vk_atomic_read(&block_graph_flags.writer_waiting))) {
         vmm_aio_wait_kick();
     }
 }

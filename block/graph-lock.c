@@ -103,21 +103,21 @@ static void slot_destroy(VmmAioContext *ctx, void *value)
 {
     GraphSlot *s = value;
     (void)ctx;
-    vmm_mutex_lock(&list_lock);
+    vk_mutex_lock(&list_lock);
     /* The dying context's readers (or its -1s) live on in the sum. */
-    orphaned += vmm_atomic_load_acquire(&s->count);
-    vmm_atomic_set(&s->count, 0);
-    vmm_atomic_set(&s->ctx, BLOCK_GRAPH_SLOT_FREE);  /* stale thread caches miss */
-    vmm_mutex_unlock(&list_lock);
+    orphaned += vk_atomic_load_acquire(&s->count);
+    vk_atomic_set(&s->count, 0);
+    vk_atomic_set(&s->ctx, BLOCK_GRAPH_SLOT_FREE);  /* stale thread caches miss */
+    vk_mutex_unlock(&list_lock);
 }
 
 static void *slot_create(VmmAioContext *ctx, void *arg)
 {
     (void)arg;
-    vmm_mutex_lock(&list_lock);
+    vk_mutex_lock(&list_lock);
     GraphSlot *s;
     for (s = all_slots; s; s = s->next) {
-        if (vmm_atomic_read(&s->ctx) == BLOCK_GRAPH_SLOT_FREE) {
+        if (vk_atomic_read(&s->ctx) == BLOCK_GRAPH_SLOT_FREE) {
             break;
         }
     }
@@ -126,34 +126,34 @@ static void *slot_create(VmmAioContext *ctx, void *arg)
          * in tls_slot; it notices through s->ctx. */
         void *p = NULL;
         if (posix_memalign(&p, VMM_CACHELINE, sizeof(*s)) != 0) {
-            vmm_mutex_unlock(&list_lock);
+            vk_mutex_unlock(&list_lock);
             return NULL;            /* callers fall back to `foreign` */
         }
         s = memset(p, 0, sizeof(*s));
         s->next = all_slots;
         all_slots = s;
     }
-    vmm_atomic_set(&s->ctx, ctx);
-    vmm_mutex_unlock(&list_lock);
+    vk_atomic_set(&s->ctx, ctx);
+    vk_mutex_unlock(&list_lock);
     return s;
 }
 
 static void graph_init(void)
 {
-    slot_key = vmm_aio_slot_key_new("graph-lock", slot_destroy);
+    slot_key = aio_slot_key_new("graph-lock", slot_destroy);
     if (slot_key < 0) {
-        vmm_error("graph lock: no AioContext slot (%d); readers use a shared counter",
+        vk_error("graph lock: no AioContext slot (%d); readers use a shared counter",
                   slot_key);
     }
     if (!GRAPH_TSAN &&
         syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0) {
-        vmm_atomic_store_release(&use_membarrier, true);
+        vk_atomic_store_release(&use_membarrier, true);
     }
 }
 
 static inline void graph_ensure_init(void)
 {
-    if (vmm_unlikely(vmm_atomic_load_acquire(&slot_key) < 0)) {
+    if (vk_unlikely(vk_atomic_load_acquire(&slot_key) < 0)) {
         pthread_once(&init_once, graph_init);
     }
 }
@@ -175,40 +175,40 @@ VMM_NOINLINE GraphSlot *block_graph_slot_lookup_slow(VmmAioContext *ctx)
     if (!ctx || slot_key < 0) {
         return NULL;
     }
-    GraphSlot *s = vmm_aio_slot_get_or_create(ctx, slot_key, slot_create, NULL);
+    GraphSlot *s = aio_slot_get_or_create(ctx, slot_key, slot_create, NULL);
     tls_slot = s ? s : &block_graph_free_slot;
     return s;
 }
 
 static void fence_writer(void)
 {
-    if (vmm_atomic_read(&use_membarrier)) {
+    if (vk_atomic_read(&use_membarrier)) {
         /* Pairs with block_graph_fence_reader()'s compiler barrier on
          * every CPU (graph-lock-int.h). */
         if (syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0) {
             return;
         }
-        vmm_error("membarrier failed; graph lock falls back to full fences");
-        vmm_atomic_set(&use_membarrier, false);
+        vk_error("membarrier failed; graph lock falls back to full fences");
+        vk_atomic_set(&use_membarrier, false);
         /* A reader that still used the compiler barrier has passed through
          * the failed system call's context switch: full barrier there. */
     }
-    vmm_smp_mb();           /* pairs with block_graph_fence_reader()'s smp_mb */
+    vk_smp_mb();           /* pairs with block_graph_fence_reader()'s smp_mb */
 }
 
 void block_graph_slot_add_foreign(uint32_t delta)
 {
-    vmm_atomic_fetch_add(&foreign_count, delta);
+    vk_atomic_fetch_add(&foreign_count, delta);
 }
 
 static uint32_t reader_count(void)
 {
-    vmm_mutex_lock(&list_lock);
-    uint32_t sum = orphaned + vmm_atomic_load_acquire(&foreign_count);
+    vk_mutex_lock(&list_lock);
+    uint32_t sum = orphaned + vk_atomic_load_acquire(&foreign_count);
     for (GraphSlot *s = all_slots; s; s = s->next) {
-        sum += vmm_atomic_load_acquire(&s->count);
+        sum += vk_atomic_load_acquire(&s->count);
     }
-    vmm_mutex_unlock(&list_lock);
+    vk_mutex_unlock(&list_lock);
     return sum;
 }
 
@@ -236,7 +236,7 @@ void block_graph_debug_rdunlock(void)
     unsigned *d = rdlock_depth();
 
     if (*d == 0) {
-        vmm_misuse("vmm_graph_co_rdunlock", "graph read lock released but not held by "
+        vk_misuse("vmm_graph_co_rdunlock", "graph read lock released but not held by "
                    "this %s", vmm_in_coroutine() ? "coroutine" : "thread");
         return;
     }
@@ -257,21 +257,21 @@ VMM_NOINLINE void coroutine_fn block_graph_rdlock_slow(GraphSlot *s) VMM_NO_TSA
         }
         return;
     }
-    vmm_mutex_lock(&list_lock);
-    if (!vmm_atomic_load_acquire(&has_writer)) {
+    vk_mutex_lock(&list_lock);
+    if (!vk_atomic_load_acquire(&has_writer)) {
         /* The writer left between our check and the lock: we hold it. */
-        vmm_mutex_unlock(&list_lock);
+        vk_mutex_unlock(&list_lock);
         if (VMM_DEBUG_CHECKS) {
             block_graph_debug_rdlock();
         }
         return;
     }
-    if (vmm_atomic_read(&writer_waiting) &&
-        vmm_aio_context_is_main(vmm_aio_get_current_context_raw())) {
+    if (vk_atomic_read(&writer_waiting) &&
+        aio_context_is_main(aio_get_current_context_raw())) {
         /* A callback run by the writer's own wait: it must not wait for
          * the writer.  The writer counts us, and does not own the graph
          * until we are done. */
-        vmm_mutex_unlock(&list_lock);
+        vk_mutex_unlock(&list_lock);
         if (VMM_DEBUG_CHECKS) {
             block_graph_debug_rdlock();
         }
@@ -286,7 +286,7 @@ VMM_NOINLINE void coroutine_fn block_graph_rdlock_slow(GraphSlot *s) VMM_NO_TSA
         pp = &(*pp)->next;
     }
     *pp = &w;
-    vmm_mutex_unlock(&list_lock);
+    vk_mutex_unlock(&list_lock);
     vmm_aio_wait_kick();
     TRACE_PROBE(graph_rdlock_wait, w.co);
     vmm_coroutine_yield();
@@ -341,14 +341,14 @@ void vmm_graph_assume_rdlock(void)
 
 void block_assert_main_loop(const char *func)
 {
-    VmmAioContext *cur = vmm_aio_get_current_context_raw();
-    if (vmm_in_coroutine() && !vmm_aio_context_is_main(cur)) {
-        vmm_misuse(func, "called from a coroutine outside the main loop");
-    } else if (cur && !vmm_aio_context_is_main(cur)) {
-        vmm_misuse(func, "called from context '%s', not the main loop",
-                   vmm_aio_context_name(cur));
+    VmmAioContext *cur = aio_get_current_context_raw();
+    if (vmm_in_coroutine() && !aio_context_is_main(cur)) {
+        vk_misuse(func, "called from a coroutine outside the main loop");
+    } else if (cur && !aio_context_is_main(cur)) {
+        vk_misuse(func, "called from context '%s', not the main loop",
+                   aio_context_name(cur));
     } else if (!cur && aio_main_loop_is_other_thread()) {
-        vmm_misuse(func, "called from a thread that is not the main loop (the thread "
+        vk_misuse(func, "called from a thread that is not the main loop (the thread "
                    "that polls the main context)");
     }
 }
@@ -359,7 +359,7 @@ static bool readers_active(void)
 {
     uint32_t n = reader_count();
 
-    if (vmm_unlikely((int32_t)n < 0)) {
+    if (vk_unlikely((int32_t)n < 0)) {
         /* Only an unlock without a lock gets here; debug builds report it
          * at the unlock already (block_graph_debug_rdunlock). */
         VMM_MISUSE("graph read lock released more often than taken (%d readers)",
@@ -376,14 +376,14 @@ void vmm_graph_wrlock(void) VMM_NO_TSA
         VMM_MISUSE("graph write lock taken in a coroutine");
     }
     block_assert_main_loop(__func__);
-    if (vmm_atomic_read(&has_writer)) {
+    if (vk_atomic_read(&has_writer)) {
         VMM_MISUSE("graph write lock taken twice");
     }
     /* New requests queue at BlockBackends, so readers cannot starve us. */
     block_drain_all_begin_nopoll();
 
-    vmm_atomic_set(&writer_waiting, 1);
-    vmm_atomic_set(&has_writer, 1);
+    vk_atomic_set(&writer_waiting, 1);
+    vk_atomic_set(&has_writer, 1);
     fence_writer();                                 /* pairings (1) and (2) */
     /* Readers in other threads now queue; readers run by this poll (the
      * main loop's callbacks) pass (block_graph_rdlock_slow), so they cannot deadlock
@@ -391,7 +391,7 @@ void vmm_graph_wrlock(void) VMM_NO_TSA
     TRACE_PROBE(graph_wrlock_wait);
     VMM_AIO_WAIT_WHILE(NULL, readers_active());
     TRACE_PROBE(graph_wrlock_wait_done);
-    vmm_atomic_set(&writer_waiting, 0);
+    vk_atomic_set(&writer_waiting, 0);
 
     vmm_block_drain_all_end();
 }
@@ -399,15 +399,15 @@ void vmm_graph_wrlock(void) VMM_NO_TSA
 void vmm_graph_wrunlock(void) VMM_NO_TSA
 {
     block_assert_main_loop(__func__);
-    if (!vmm_atomic_read(&has_writer)) {
+    if (!vk_atomic_read(&has_writer)) {
         VMM_MISUSE("graph write lock released but not held");
         return;
     }
-    vmm_mutex_lock(&list_lock);
+    vk_mutex_lock(&list_lock);
     /* Release: readers' acquire load of has_writer sees our graph writes. */
-    vmm_atomic_store_release(&has_writer, 0);
+    vk_atomic_store_release(&has_writer, 0);
     BlockWaiter *w = block_waiters_take(&reader_queue);
-    vmm_mutex_unlock(&list_lock);
+    vk_mutex_unlock(&list_lock);
     block_wake_all(w);
 }
 
@@ -421,5 +421,5 @@ uint32_t block_graph_reader_count(void)
 bool block_graph_uses_membarrier(void)
 {
     graph_ensure_init();
-    return vmm_atomic_read(&use_membarrier);
+    return vk_atomic_read(&use_membarrier);
 }

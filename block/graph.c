@@ -97,7 +97,7 @@ VmmBlockChild *block_child_attach(void *parent, const BlockChildClass *klass,
     child->parents = c;
 
     /* A quiesced child keeps its new parent quiet too. */
-    if (vmm_atomic_read(&child->quiesce_counter) > 0 && c->klass->drained_begin) {
+    if (vk_atomic_read(&child->quiesce_counter) > 0 && c->klass->drained_begin) {
         c->quiesced_parent = true;
         c->klass->drained_begin(c);
     }
@@ -152,7 +152,7 @@ void block_child_set_target(VmmBlockChild *c, VmmBlockNode *to)
     c->bs = to;
     c->next_parent = to->parents;
     to->parents = c;
-    if (vmm_atomic_read(&to->quiesce_counter) > 0 && c->klass->drained_begin) {
+    if (vk_atomic_read(&to->quiesce_counter) > 0 && c->klass->drained_begin) {
         c->quiesced_parent = true;
         c->klass->drained_begin(c);
     }
@@ -212,7 +212,7 @@ static void node_delete(VmmBlockNode *n)
     }
     g_ptr_array_free(old, true);
     g_ptr_array_remove(block_all_nodes, n);
-    vmm_mutex_destroy(&n->reqs_lock);
+    vk_mutex_destroy(&n->reqs_lock);
     if (n->options) {
         g_hash_table_destroy(n->options);
     }
@@ -330,7 +330,7 @@ static VmmBlockNode *node_alloc(const BlockDriver *drv, char *name, bool ro)
     n->ctx = vmm_aio_context_main();
     n->request_alignment = 1;
     n->mem_alignment = 1;
-    vmm_mutex_init(&n->reqs_lock);
+    vk_mutex_init(&n->reqs_lock);
     if (!block_all_nodes) {
         block_all_nodes = g_ptr_array_new();
     }
@@ -520,12 +520,12 @@ const char *vmm_block_node_option(VmmBlockNode *n, const char *key)
 
 int64_t vmm_block_node_length(VmmBlockNode *n)
 {
-    return vmm_atomic_read(&n->total_bytes);
+    return vk_atomic_read(&n->total_bytes);
 }
 
 VmmAioContext *vmm_block_node_get_context(VmmBlockNode *n)
 {
-    return vmm_atomic_read(&n->ctx);
+    return vk_atomic_read(&n->ctx);
 }
 
 VmmBlockChild *vmm_block_node_child(VmmBlockNode *parent, const char *name)
@@ -757,7 +757,7 @@ void block_node_apply_context(VmmBlockNode *n, VmmAioContext *ctx, VmmBlockChild
     if (!visit(visited, n)) {
         return;
     }
-    vmm_atomic_set(&n->ctx, ctx);
+    vk_atomic_set(&n->ctx, ctx);
     if (n->drv->set_context) {
         n->drv->set_context(n, ctx);
     }

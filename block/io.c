@@ -125,7 +125,7 @@ static int check_request(VmmBlockNode *n, int64_t offset, int64_t bytes,
     if (offset < 0 || bytes < 0 || bytes > INT64_MAX - offset) {
         return -EINVAL;
     }
-    if (offset + bytes > vmm_atomic_read(&n->total_bytes)) {
+    if (offset + bytes > vk_atomic_read(&n->total_bytes)) {
         return -ERANGE;
     }
     if (need_iov && (iovcnt < 0 || (iovcnt > 0 && !iov) ||
@@ -144,7 +144,7 @@ static bool overlaps(BlockTrackedReq *a, BlockTrackedReq *b)
 
 static void coroutine_fn track_begin(VmmBlockNode *n, BlockTrackedReq *me)
 {
-    vmm_mutex_lock(&n->reqs_lock);
+    vk_mutex_lock(&n->reqs_lock);
     for (;;) {
         BlockTrackedReq *r;
         for (r = n->tracked; r; r = r->next) {
@@ -156,16 +156,16 @@ static void coroutine_fn track_begin(VmmBlockNode *n, BlockTrackedReq *me)
             break;
         }
         block_wait_on(&r->waiters, &n->reqs_lock);
-        vmm_mutex_lock(&n->reqs_lock);
+        vk_mutex_lock(&n->reqs_lock);
     }
     me->next = n->tracked;
     n->tracked = me;
-    vmm_mutex_unlock(&n->reqs_lock);
+    vk_mutex_unlock(&n->reqs_lock);
 }
 
 static void track_end(VmmBlockNode *n, BlockTrackedReq *me)
 {
-    vmm_mutex_lock(&n->reqs_lock);
+    vk_mutex_lock(&n->reqs_lock);
     for (BlockTrackedReq **pp = &n->tracked; *pp; pp = &(*pp)->next) {
         if (*pp == me) {
             *pp = me->next;
@@ -173,7 +173,7 @@ static void track_end(VmmBlockNode *n, BlockTrackedReq *me)
         }
     }
     BlockWaiter *w = block_waiters_take(&me->waiters);
-    vmm_mutex_unlock(&n->reqs_lock);
+    vk_mutex_unlock(&n->reqs_lock);
     block_wake_all(w);
 }
 
@@ -204,7 +204,7 @@ static int coroutine_fn read_one(VmmBlockNode *n, int64_t offset, int64_t bytes,
     GRAPH_RDLOCK
 {
     uint32_t align = n->request_alignment;
-    if (vmm_likely((align <= 1 || (VMM_IS_ALIGNED(offset, align) &&
+    if (vk_likely((align <= 1 || (VMM_IS_ALIGNED(offset, align) &&
                                    VMM_IS_ALIGNED(bytes, align))) &&
                    iov_mem_aligned(n, iov, iovcnt, bytes))) {
         return n->drv->co_preadv(n, offset, bytes, iov, iovcnt, flags);
@@ -219,7 +219,7 @@ static int coroutine_fn read_one(VmmBlockNode *n, int64_t offset, int64_t bytes,
  * keeps it a multiple of the alignment; it changes only under drain. */
 static int64_t chunk_limit(VmmBlockNode *n)
 {
-    return vmm_atomic_read(&n->max_transfer);
+    return vk_atomic_read(&n->max_transfer);
 }
 
 /* Length of the chunk at @offset (at most @bytes): chunks after the first
@@ -273,7 +273,7 @@ int block_co_preadv(VmmBlockNode *n, int64_t offset, int64_t bytes,
     block_inc_in_flight(n);
     TRACE_PROBE(block_read, n, offset, bytes);
     int64_t limit = chunk_limit(n);
-    if (vmm_likely(limit == 0 || chunk_len(n, limit, offset, bytes) == bytes)) {
+    if (vk_likely(limit == 0 || chunk_len(n, limit, offset, bytes) == bytes)) {
         ret = read_one(n, offset, bytes, iov, iovcnt, flags);
     } else {
         ret = split_rw(n, read_one, limit, offset, bytes, iov, iovcnt, flags);
@@ -337,7 +337,7 @@ static int coroutine_fn write_one(VmmBlockNode *n, int64_t offset, int64_t bytes
 {
     int ret;
     uint32_t align = n->request_alignment;
-    if (vmm_likely(align <= 1)) {
+    if (vk_likely(align <= 1)) {
         ret = iov_mem_aligned(n, iov, iovcnt, bytes)
             ? n->drv->co_pwritev(n, offset, bytes, iov, iovcnt, dflags)
             : write_bounced(n, offset, bytes, iov, iovcnt, dflags);
@@ -374,7 +374,7 @@ int block_co_pwritev(VmmBlockNode *n, int64_t offset, int64_t bytes,
     TRACE_PROBE(block_write, n, offset, bytes, flags);
     int dflags = flags & ~VMM_REQ_FUA;
     int64_t limit = chunk_limit(n);
-    if (vmm_likely(limit == 0 || chunk_len(n, limit, offset, bytes) == bytes)) {
+    if (vk_likely(limit == 0 || chunk_len(n, limit, offset, bytes) == bytes)) {
         ret = write_one(n, offset, bytes, iov, iovcnt, dflags);
     } else {
         ret = split_rw(n, write_one, limit, offset, bytes, iov, iovcnt, dflags);

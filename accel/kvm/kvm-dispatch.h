@@ -93,7 +93,7 @@ static VMM_ALWAYS_INLINE bool lookup(VmmVcpu *vcpu, bool pio, uint64_t addr, uns
     urcu_memb_read_lock();
     /* Acquire (rcu_dereference, stronger): pairs with the release that
      * published the map. */
-    map = vmm_atomic_load_acquire(pio ? &hot->pio_map : &hot->mmio_map);
+    map = vk_atomic_load_acquire(pio ? &hot->pio_map : &hot->mmio_map);
     if (map) {
         size_t pos = map_search(map, addr);
         if (pos < map->n) {
@@ -102,19 +102,19 @@ static VMM_ALWAYS_INLINE bool lookup(VmmVcpu *vcpu, bool pio, uint64_t addr, uns
                 f->ops = r->ops;
                 f->opaque = r->opaque;
                 f->base = r->base;
-                vmm_atomic_set(&vcpu->cur_range, r->id);
+                vk_atomic_set(&vcpu->cur_range, r->id);
                 ok = true;
             }
         }
     }
-    vmm_rcu_read_unlock();
+    vk_rcu_read_unlock();
     return ok;
 }
 
 static VMM_ALWAYS_INLINE void done(VmmVcpu *vcpu)
 {
     /* Release pairs with the load-acquire in wait_range_idle(). */
-    vmm_atomic_store_release(&vcpu->cur_range, NULL);
+    vk_atomic_store_release(&vcpu->cur_range, NULL);
 }
 
 static VMM_ALWAYS_INLINE uint64_t io_read(VmmVcpu *vcpu, bool pio, uint64_t addr, unsigned size)

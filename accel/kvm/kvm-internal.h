@@ -54,7 +54,7 @@ typedef struct IoMap {
 } IoMap;
 
 /* What an exit reads of its VM, kept on the gate's page (the page the
- * vCPU's gate slot is on: vmm_accel_gate_user_area) rather than on the
+ * vCPU's gate slot is on: accel_gate_user_area) rather than on the
  * VM's. */
 typedef struct KvmHot {
     IoMap *pio_map, *mmio_map;      /* rcu */

@@ -34,13 +34,13 @@
 void kvm_io_init(VmmVm *vm)
 {
     _Static_assert(sizeof(KvmHot) <= VMM_ACCEL_GATE_USER_SIZE, "fits the gate page");
-    vm->hot = vmm_accel_gate_user_area(vm->gate);    /* zeroed: no maps yet */
+    vm->hot = accel_gate_user_area(vm->gate);    /* zeroed: no maps yet */
 }
 
 static void map_free_rcu(struct rcu_head *head)
 {
-    vmm_rcu_tsan_acquire();
-    free(vmm_container_of(head, IoMap, rcu));
+    vk_rcu_tsan_acquire();
+    free(vk_container_of(head, IoMap, rcu));
 }
 
 void kvm_io_destroy(VmmVm *vm)
@@ -94,17 +94,17 @@ int vmm_vm_register_io(VmmVm *vm, bool pio, uint64_t base, uint64_t len,
     r->len = len;
     r->ops = *ops;
     r->opaque = opaque;
-    vmm_mutex_lock(&vm->io_lock);
+    vk_mutex_lock(&vm->io_lock);
     old = *map_slot(vm, pio);
     pos = old ? map_search(old, base) : 0;
     if (old && pos < old->n && old->e[pos].base < base + len) {
-        vmm_mutex_unlock(&vm->io_lock);
+        vk_mutex_unlock(&vm->io_lock);
         free(r);
         return -EEXIST;
     }
     m = map_copy(old, 1);
     if (!m) {
-        vmm_mutex_unlock(&vm->io_lock);
+        vk_mutex_unlock(&vm->io_lock);
         free(r);
         return -ENOMEM;
     }
@@ -113,11 +113,11 @@ int vmm_vm_register_io(VmmVm *vm, bool pio, uint64_t base, uint64_t len,
     m->n++;
     /* Publish (rcu_assign_pointer as a C11 release store, which TSan
      * understands): pairs with the load-acquire in lookup(). */
-    vmm_atomic_store_release(map_slot(vm, pio), m);
-    vmm_mutex_unlock(&vm->io_lock);
+    vk_atomic_store_release(map_slot(vm, pio), m);
+    vk_mutex_unlock(&vm->io_lock);
     if (old) {
-        vmm_rcu_tsan_release();     /* the writer's side of the TSan edge */
-        vmm_rcu_call(&old->rcu, map_free_rcu);
+        vk_rcu_tsan_release();     /* the writer's side of the TSan edge */
+        vk_rcu_call(&old->rcu, map_free_rcu);
     }
     return 0;
 }
@@ -125,7 +125,7 @@ int vmm_vm_register_io(VmmVm *vm, bool pio, uint64_t base, uint64_t len,
 static void wait_range_idle(VmmVm *vm, const IoRange *r)
 {
     VmmVcpu *self = vmm_vcpu_current();
-    unsigned n = vmm_atomic_load_acquire(&vm->nr_vcpus);
+    unsigned n = vk_atomic_load_acquire(&vm->nr_vcpus);
 
     for (unsigned i = 0; i < n; i++) {
         VmmVcpu *v = vm->vcpus[i];
@@ -134,7 +134,7 @@ static void wait_range_idle(VmmVm *vm, const IoRange *r)
             continue;
         }
         /* Acquire pairs with the store-release after the callback. */
-        while (vmm_atomic_load_acquire(&v->cur_range) == r) {
+        while (vk_atomic_load_acquire(&v->cur_range) == r) {
             if (++spins < 100) {
                 sched_yield();
             } else {
@@ -154,26 +154,26 @@ int vmm_vm_unregister_io(VmmVm *vm, bool pio, uint64_t base)
     if (!vm) {
         return -EINVAL;
     }
-    vmm_mutex_lock(&vm->io_lock);
+    vk_mutex_lock(&vm->io_lock);
     old = *map_slot(vm, pio);
     pos = old ? map_search(old, base) : 0;
     if (!old || pos >= old->n || old->e[pos].base != base) {
-        vmm_mutex_unlock(&vm->io_lock);
+        vk_mutex_unlock(&vm->io_lock);
         return -ENOENT;
     }
     r = old->e[pos].id;
     m = map_copy(old, 0);
     if (!m) {
-        vmm_mutex_unlock(&vm->io_lock);
+        vk_mutex_unlock(&vm->io_lock);
         return -ENOMEM;
     }
     memmove(&m->e[pos], &m->e[pos + 1], (m->n - pos - 1) * sizeof(IoEntry));
     m->n--;
-    vmm_atomic_store_release(map_slot(vm, pio), m);  /* pairs with lookup() */
-    vmm_mutex_unlock(&vm->io_lock);
+    vk_atomic_store_release(map_slot(vm, pio), m);  /* pairs with lookup() */
+    vk_mutex_unlock(&vm->io_lock);
     /* Every vCPU that found @r in the old map has published cur_range. */
     urcu_memb_synchronize_rcu();
-    vmm_rcu_tsan_acquire();
+    vk_rcu_tsan_acquire();
     wait_range_idle(vm, r);
     free(r);
     free(old);      /* no reader can hold it after the grace period */
@@ -182,17 +182,17 @@ int vmm_vm_unregister_io(VmmVm *vm, bool pio, uint64_t base)
 
 uint64_t vmm_vm_unhandled_io(VmmVm *vm)
 {
-    return vm ? vmm_atomic_read(&vm->unhandled_io) : 0;
+    return vm ? vk_atomic_read(&vm->unhandled_io) : 0;
 }
 
 /* ---- dispatch ------------------------------------------------------------ */
 
 void kvm_io_unhandled(VmmVm *vm, bool pio, uint64_t addr, bool write)
 {
-    uint64_t n = vmm_atomic_fetch_add(&vm->unhandled_io, 1);
+    uint64_t n = vk_atomic_fetch_add(&vm->unhandled_io, 1);
 
     if (n < 8) {    /* a guest may hammer a hole: say it a few times only */
-        vmm_debug("kvm: guest %s unhandled %s 0x%llx", write ? "write to" : "read of",
+        vk_debug("kvm: guest %s unhandled %s 0x%llx", write ? "write to" : "read of",
                   pio ? "port" : "MMIO address", (unsigned long long)addr);
     }
 }
@@ -212,15 +212,15 @@ VMM_HOT void kvm_flush_coalesced(VmmVcpu *self)
         return;
     }
     /* Acquire pairs with the kernel's release of last after the entry. */
-    if (vmm_atomic_read(&ring->first) ==
-        vmm_atomic_load_acquire(&ring->last)) {
+    if (vk_atomic_read(&ring->first) ==
+        vk_atomic_load_acquire(&ring->last)) {
         return;
     }
     flushing = true;
-    vmm_mutex_lock(&vm->coalesced_lock);
+    vk_mutex_lock(&vm->coalesced_lock);
     for (;;) {
-        uint32_t first = vmm_atomic_read(&ring->first);
-        if (first == vmm_atomic_load_acquire(&ring->last) || first >= max) {
+        uint32_t first = vk_atomic_read(&ring->first);
+        if (first == vk_atomic_load_acquire(&ring->last) || first >= max) {
             break;
         }
         struct kvm_coalesced_mmio ent = ring->coalesced_mmio[first];
@@ -229,9 +229,9 @@ VMM_HOT void kvm_flush_coalesced(VmmVcpu *self)
                      load_sized(ent.data, ent.len));
         }
         /* Release: the entry is consumed before the kernel may reuse it. */
-        vmm_atomic_store_release(&ring->first, (first + 1) % max);
+        vk_atomic_store_release(&ring->first, (first + 1) % max);
     }
-    vmm_mutex_unlock(&vm->coalesced_lock);
+    vk_mutex_unlock(&vm->coalesced_lock);
     flushing = false;
 }
 
@@ -246,7 +246,7 @@ static int coalesced(VmmVm *vm, bool pio, uint64_t base, uint32_t len, bool add)
         return -EOPNOTSUPP;
     }
     if (add) {
-        vmm_atomic_set(&vm->hot->coalesced_used, true);
+        vk_atomic_set(&vm->hot->coalesced_used, true);
     }
     return kvm_vm_ioctl(vm, add ? KVM_REGISTER_COALESCED_MMIO : KVM_UNREGISTER_COALESCED_MMIO,
                         &z);

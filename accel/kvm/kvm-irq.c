@@ -50,7 +50,7 @@ int kvm_irq_routing_init(VmmVm *vm)
     /* Before any vCPU exists (vmm_vm_create_irqchip): published to the
      * threads that use it by their creation. */
     vm->routes = t;
-    vmm_mutex_lock(&vm->route_lock);
+    vk_mutex_lock(&vm->route_lock);
     for (uint32_t gsi = 0; gsi < IOAPIC_PINS; gsi++) {
         if (gsi < 16) {
             route_pin(&vm->routes[n++], gsi, gsi < 8 ? KVM_IRQCHIP_PIC_MASTER
@@ -60,7 +60,7 @@ int kvm_irq_routing_init(VmmVm *vm)
         vm->gsi_used[gsi / 64] |= 1ULL << (gsi % 64);
     }
     vm->nr_routes = n;
-    vmm_mutex_unlock(&vm->route_lock);
+    vk_mutex_unlock(&vm->route_lock);
     return 0;
 }
 
@@ -94,7 +94,7 @@ int vmm_vm_create_irqchip(VmmVm *vm, bool with_pit)
         return VMM_MISUSE_ERR(-EBUSY, "irqchip created after vCPUs");
     }
     if (kvm_sys_ioctl(vm, KVM_CHECK_EXTENSION, (void *)KVM_CAP_IRQCHIP) <= 0) {
-        vmm_error("kvm: the kernel lacks KVM_CAP_IRQCHIP");
+        vk_error("kvm: the kernel lacks KVM_CAP_IRQCHIP");
         return -EOPNOTSUPP;
     }
     r = kvm_vm_ioctl(vm, KVM_CREATE_IRQCHIP, NULL);
@@ -108,7 +108,7 @@ int vmm_vm_create_irqchip(VmmVm *vm, bool with_pit)
     if (with_pit) {
         struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
         if (kvm_sys_ioctl(vm, KVM_CHECK_EXTENSION, (void *)KVM_CAP_PIT2) <= 0) {
-            vmm_error("kvm: the kernel lacks KVM_CAP_PIT2");
+            vk_error("kvm: the kernel lacks KVM_CAP_PIT2");
             return -EOPNOTSUPP;
         }
         r = kvm_vm_ioctl(vm, KVM_CREATE_PIT2, &pit);
@@ -184,7 +184,7 @@ int vmm_vm_add_msi_route(VmmVm *vm, uint64_t address, uint32_t data)
     if (!vm->routes) {
         return -ENODEV;     /* no irqchip or no KVM_CAP_IRQ_ROUTING */
     }
-    vmm_mutex_lock(&vm->route_lock);
+    vk_mutex_lock(&vm->route_lock);
     if (vm->nr_routes < KVM_MAX_ROUTES_VMM) {
         for (int g = IOAPIC_PINS; g < KVM_MAX_ROUTES_VMM; g++) {
             if (!(vm->gsi_used[g / 64] & (1ULL << (g % 64)))) {
@@ -203,7 +203,7 @@ int vmm_vm_add_msi_route(VmmVm *vm, uint64_t address, uint32_t data)
             vm->gsi_used[gsi / 64] |= 1ULL << (gsi % 64);
         }
     }
-    vmm_mutex_unlock(&vm->route_lock);
+    vk_mutex_unlock(&vm->route_lock);
     return gsi;
 }
 
@@ -215,7 +215,7 @@ int vmm_vm_update_msi_route(VmmVm *vm, int gsi, uint64_t address, uint32_t data)
     if (!vm || !vm->routes) {
         return vm ? -ENODEV : -EINVAL;
     }
-    vmm_mutex_lock(&vm->route_lock);
+    vk_mutex_lock(&vm->route_lock);
     i = find_route(vm, gsi);
     if (i < 0) {
         r = -ENOENT;
@@ -231,7 +231,7 @@ int vmm_vm_update_msi_route(VmmVm *vm, int gsi, uint64_t address, uint32_t data)
             vm->routes[i] = keep;
         }
     }
-    vmm_mutex_unlock(&vm->route_lock);
+    vk_mutex_unlock(&vm->route_lock);
     return r;
 }
 
@@ -243,7 +243,7 @@ int vmm_vm_remove_msi_route(VmmVm *vm, int gsi)
     if (!vm || !vm->routes) {
         return vm ? -ENODEV : -EINVAL;
     }
-    vmm_mutex_lock(&vm->route_lock);
+    vk_mutex_lock(&vm->route_lock);
     i = find_route(vm, gsi);
     if (i < 0) {
         r = -ENOENT;
@@ -258,7 +258,7 @@ int vmm_vm_remove_msi_route(VmmVm *vm, int gsi)
             vm->gsi_used[gsi / 64] &= ~(1ULL << (gsi % 64));
         }
     }
-    vmm_mutex_unlock(&vm->route_lock);
+    vk_mutex_unlock(&vm->route_lock);
     return r;
 }
 

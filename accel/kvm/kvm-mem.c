@@ -70,7 +70,7 @@ static int validate(VmmVm *vm, const VmmMemSlotDesc *d)
     }
     if ((d->flags & VMM_SLOT_READONLY) &&
         kvm_sys_ioctl(vm, KVM_CHECK_EXTENSION, (void *)KVM_CAP_READONLY_MEM) <= 0) {
-        vmm_error("kvm: read-only slots need KVM_CAP_READONLY_MEM");
+        vk_error("kvm: read-only slots need KVM_CAP_READONLY_MEM");
         return -EOPNOTSUPP;
     }
     return 0;
@@ -182,7 +182,7 @@ static int apply_update(VmmVm *vm, KvmSlot **dels, size_t ndel,
     }
     return 0;
 undo:
-    vmm_warn("kvm: memory update failed (%s), restoring the old layout", strerror(-r));
+    vk_warn("kvm: memory update failed (%s), restoring the old layout", strerror(-r));
     while (na > 0) {
         KvmSlot *s = added[--na];
         slot_ioctl(vm, s, true);
@@ -208,7 +208,7 @@ int vmm_vm_update_memory(VmmVm *vm, const VmmMemSlotDesc *del, size_t ndel,
         nadd > KVM_MAX_SLOTS_VMM) {
         return -EINVAL;
     }
-    vmm_mutex_lock(&vm->mem_lock);
+    vk_mutex_lock(&vm->mem_lock);
     r = check_update(vm, dels, del, ndel, add, nadd, &inhibit);
     if (r == 0) {
         if (inhibit) {
@@ -219,7 +219,7 @@ int vmm_vm_update_memory(VmmVm *vm, const VmmMemSlotDesc *del, size_t ndel,
             r = apply_update(vm, dels, ndel, add, nadd);
         }
     }
-    vmm_mutex_unlock(&vm->mem_lock);
+    vk_mutex_unlock(&vm->mem_lock);
     return r;
 }
 
@@ -239,12 +239,12 @@ static int get_slot_desc(VmmVm *vm, uint64_t gpa, VmmMemSlotDesc *d)
 {
     KvmSlot *s;
 
-    vmm_mutex_lock(&vm->mem_lock);
+    vk_mutex_lock(&vm->mem_lock);
     s = find_slot(vm, gpa);
     if (s) {
         *d = (VmmMemSlotDesc){ s->gpa, s->size, s->host, s->flags };
     }
-    vmm_mutex_unlock(&vm->mem_lock);
+    vk_mutex_unlock(&vm->mem_lock);
     return s ? 0 : -ENOENT;
 }
 
@@ -282,7 +282,7 @@ int vmm_vm_set_memory_flags(VmmVm *vm, uint64_t gpa, uint32_t flags)
         /* KVM cannot flip READONLY in place: delete + add, atomically. */
         return vmm_vm_update_memory(vm, &old, 1, &nw, 1);
     }
-    vmm_mutex_lock(&vm->mem_lock);
+    vk_mutex_lock(&vm->mem_lock);
     s = find_slot(vm, gpa);
     r = s ? 0 : -ENOENT;
     if (s && s->flags != flags) {
@@ -301,7 +301,7 @@ int vmm_vm_set_memory_flags(VmmVm *vm, uint64_t gpa, uint32_t flags)
             free(bm);
         }
     }
-    vmm_mutex_unlock(&vm->mem_lock);
+    vk_mutex_unlock(&vm->mem_lock);
     return r;
 }
 
@@ -340,7 +340,7 @@ static int harvest_locked(VmmVm *vm, VmmVcpu *vcpu) VMM_REQUIRES(vm->mem_lock)
     for (;;) {
         struct kvm_dirty_gfn *g = &vcpu->gfns[vcpu->gfn_fetch & (n - 1)];
         /* Acquire pairs with KVM's release when it publishes the entry. */
-        uint32_t flags = vmm_atomic_load_acquire(&g->flags);
+        uint32_t flags = vk_atomic_load_acquire(&g->flags);
         if (!(flags & KVM_DIRTY_GFN_F_DIRTY)) {
             break;
         }
@@ -349,7 +349,7 @@ static int harvest_locked(VmmVm *vm, VmmVcpu *vcpu) VMM_REQUIRES(vm->mem_lock)
             s->dirty[g->offset / 64] |= 1ULL << (g->offset % 64);
         }
         /* Release pairs with KVM's read in KVM_RESET_DIRTY_RINGS. */
-        vmm_atomic_store_release(&g->flags, KVM_DIRTY_GFN_F_RESET);
+        vk_atomic_store_release(&g->flags, KVM_DIRTY_GFN_F_RESET);
         vcpu->gfn_fetch++;
         count++;
     }
@@ -361,10 +361,10 @@ int kvm_dirty_ring_harvest(VmmVcpu *vcpu)
     VmmVm *vm = vcpu->vm;
     int r;
 
-    vmm_mutex_lock(&vm->mem_lock);
+    vk_mutex_lock(&vm->mem_lock);
     harvest_locked(vm, vcpu);
     r = kvm_vm_ioctl(vm, KVM_RESET_DIRTY_RINGS, NULL);
-    vmm_mutex_unlock(&vm->mem_lock);
+    vk_mutex_unlock(&vm->mem_lock);
     return r < 0 ? r : 0;
 }
 
@@ -377,7 +377,7 @@ static int noop_work(VmmVcpu *vcpu, void *opaque)
 
 static int ring_get_log(VmmVm *vm, uint64_t gpa, uint64_t *bitmap, size_t bytes)
 {
-    unsigned nv = vmm_atomic_load_acquire(&vm->nr_vcpus);
+    unsigned nv = vk_atomic_load_acquire(&vm->nr_vcpus);
     KvmSlot *s;
     int r = 0;
 
@@ -387,7 +387,7 @@ static int ring_get_log(VmmVm *vm, uint64_t gpa, uint64_t *bitmap, size_t bytes)
     for (unsigned i = 0; i < nv; i++) {
         vmm_vcpu_run_on(vm->vcpus[i], noop_work, NULL);
     }
-    vmm_mutex_lock(&vm->mem_lock);
+    vk_mutex_lock(&vm->mem_lock);
     s = find_slot(vm, gpa);
     if (!s || !s->dirty) {
         r = s ? -EINVAL : -ENOENT;
@@ -402,7 +402,7 @@ static int ring_get_log(VmmVm *vm, uint64_t gpa, uint64_t *bitmap, size_t bytes)
         memset(s->dirty, 0, bitmap_bytes(s));
         r = r < 0 ? r : 0;
     }
-    vmm_mutex_unlock(&vm->mem_lock);
+    vk_mutex_unlock(&vm->mem_lock);
     return r;
 }
 
@@ -418,7 +418,7 @@ int vmm_vm_get_dirty_log(VmmVm *vm, uint64_t gpa, uint64_t *bitmap, size_t bitma
     if (vm->dirty_ring_entries) {
         return ring_get_log(vm, gpa, bitmap, bitmap_bytes_);
     }
-    vmm_mutex_lock(&vm->mem_lock);
+    vk_mutex_lock(&vm->mem_lock);
     s = find_slot(vm, gpa);
     if (!s || !(s->flags & VMM_SLOT_LOG_DIRTY)) {
         r = s ? -EINVAL : -ENOENT;
@@ -431,6 +431,6 @@ int vmm_vm_get_dirty_log(VmmVm *vm, uint64_t gpa, uint64_t *bitmap, size_t bitma
         r = kvm_vm_ioctl(vm, KVM_GET_DIRTY_LOG, &log);
         r = r < 0 ? r : 0;
     }
-    vmm_mutex_unlock(&vm->mem_lock);
+    vk_mutex_unlock(&vm->mem_lock);
     return r;
 }

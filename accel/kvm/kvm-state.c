@@ -16,7 +16,7 @@
 #include "util/atomic.h"
 #include "util/log.h"
 
-#define STAT_INC(v, f) vmm_atomic_set(&(v)->stats.f, (v)->stats.f + 1)
+#define STAT_INC(v, f) vk_atomic_set(&(v)->stats.f, (v)->stats.f + 1)
 
 /* x86 MSR numbers this file names. */
 enum {
@@ -126,7 +126,7 @@ static int msrs_io(VmmVcpu *vcpu, bool set, VmmStateLevel level)
         return r;
     }
     if ((uint32_t)r != n) {
-        vmm_error("vcpu %u: KVM %s only %d of %u MSRs (first failing: 0x%x)",
+        vk_error("vcpu %u: KVM %s only %d of %u MSRs (first failing: 0x%x)",
                   vcpu->id, set ? "set" : "got", r, n, e[r].index);
         return -EINVAL;
     }
@@ -235,7 +235,7 @@ int kvm_state_put(VmmVcpu *vcpu, VmmStateLevel level)
         (r = kvm_vcpu_ioctl(vcpu, KVM_SET_DEBUGREGS, &st->debugregs)) < 0) {
         return r;
     }
-    vmm_atomic_set(&vcpu->stats.state_puts[level], vcpu->stats.state_puts[level] + 1);
+    vk_atomic_set(&vcpu->stats.state_puts[level], vcpu->stats.state_puts[level] + 1);
     return 0;
 }
 

@@ -36,7 +36,7 @@
 #include "util/thread.h"
 #include "util/trace.h"
 
-#define STAT_INC(v, f) vmm_atomic_set(&(v)->stats.f, (v)->stats.f + 1)
+#define STAT_INC(v, f) vk_atomic_set(&(v)->stats.f, (v)->stats.f + 1)
 
 static __thread VmmVcpu *tls_vcpu VMM_TLS_IE;
 
@@ -48,9 +48,9 @@ VmmVcpu *vmm_vcpu_current(void)
 /* immediate_exit + signal: gets the vCPU out of KVM_RUN.  Async-signal-safe. */
 static void kick_run(VmmVcpu *vcpu)
 {
-    pid_t tid = vmm_atomic_read(&vcpu->tid);
+    pid_t tid = vk_atomic_read(&vcpu->tid);
 
-    vmm_atomic_set(&vcpu->run->immediate_exit, 1);
+    vk_atomic_set(&vcpu->run->immediate_exit, 1);
     if (tid > 0) {
         syscall(SYS_tgkill, getpid(), tid, vcpu->vm->kick_signal);
     }
@@ -67,16 +67,16 @@ void vmm_vcpu_kick(VmmVcpu *vcpu)
     if (!vcpu) {
         return;
     }
-    vmm_atomic_stat_add(&vcpu->stats.kicks, 1);
-    vmm_smp_mb();   /* K1 for callers that set a flag the vCPU reads */
+    vk_atomic_stat_add(&vcpu->stats.kicks, 1);
+    vk_smp_mb();   /* K1 for callers that set a flag the vCPU reads */
     kick_run(vcpu);
-    vmm_atomic_set(&vcpu->halt_wake, 1);
-    vmm_futex_wake(&vcpu->halt_wake, 1);
+    vk_atomic_set(&vcpu->halt_wake, 1);
+    vk_futex_wake(&vcpu->halt_wake, 1);
 }
 
 void kvm_vcpu_request(VmmVcpu *vcpu)
 {
-    vmm_atomic_set(&vcpu->exit_request, 1);
+    vk_atomic_set(&vcpu->exit_request, 1);
     vmm_vcpu_kick(vcpu);        /* K1 inside */
 }
 
@@ -133,23 +133,23 @@ static void end_with_error(VmmVcpu *vcpu, int err)
         .kind = VMM_VM_END_ERROR, .vcpu_id = vcpu->id,
         .exit_reason = vcpu->run->exit_reason, .error = err,
     };
-    vmm_error("vcpu %u: %s", vcpu->id, vmm_strerror(err));
+    vk_error("vcpu %u: %s", vcpu->id, vmm_strerror(err));
     kvm_vm_end(vcpu->vm, &e);
 }
 
 /* The default HLT handler: sleep until kicked or asked to stop. */
 static int default_halt(VmmVcpu *vcpu)
 {
-    while (!vmm_atomic_xchg(&vcpu->halt_wake, 0)) {
-        if (vmm_atomic_read(&vcpu->exit_request)) {
+    while (!vk_atomic_xchg(&vcpu->halt_wake, 0)) {
+        if (vk_atomic_read(&vcpu->exit_request)) {
             break;
         }
-        vmm_futex_wait(&vcpu->halt_wake, 0, NULL);
+        vk_futex_wait(&vcpu->halt_wake, 0, NULL);
     }
     /* The kick that woke us also set immediate_exit: consume it here, as
      * after -EINTR, so the next KVM_RUN runs the guest. */
-    vmm_atomic_set(&vcpu->run->immediate_exit, 0);
-    vmm_smp_mb();       /* K2: pairs with K1 in vmm_vcpu_kick() */
+    vk_atomic_set(&vcpu->run->immediate_exit, 0);
+    vk_smp_mb();       /* K2: pairs with K1 in vmm_vcpu_kick() */
     return VMM_EXIT_CONTINUE;
 }
 
@@ -189,8 +189,8 @@ VMM_HOT static int handle_exit(VmmVcpu *vcpu)
     }
     if (reason < KVM_MAX_EXIT_REASON) {
         /* Acquire pairs with the release in vmm_vm_set_exit_handler(). */
-        fn = vmm_atomic_load_acquire(&vcpu->vm->handlers[reason].fn);
-        opaque = vmm_atomic_read(&vcpu->vm->handlers[reason].opaque);
+        fn = vk_atomic_load_acquire(&vcpu->vm->handlers[reason].fn);
+        opaque = vk_atomic_read(&vcpu->vm->handlers[reason].opaque);
     }
     if (fn) {
         return fn(vcpu, run, opaque);
@@ -199,7 +199,7 @@ VMM_HOT static int handle_exit(VmmVcpu *vcpu)
         return default_halt(vcpu);
     }
     fill_exit_report(vcpu, &e, false);
-    vmm_warn("vcpu %u: %s (KVM exit %s, %u; code %llu) ends the VM", vcpu->id,
+    vk_warn("vcpu %u: %s (KVM exit %s, %u; code %llu) ends the VM", vcpu->id,
              vmm_vm_end_kind_name(e.kind), vmm_exit_reason_name(reason), reason,
              (unsigned long long)e.code);
     kvm_vm_end(vcpu->vm, &e);
@@ -215,8 +215,8 @@ static inline int vcpu_run_ioctl(VmmVcpu *vcpu)
 {
     int r;
 
-    vmm_accel_owner_begin(vcpu->slot);
-    if (vmm_likely(!vcpu->ioctl)) {
+    accel_owner_begin(vcpu->slot);
+    if (vk_likely(!vcpu->ioctl)) {
         r = ioctl(vcpu->fd, KVM_RUN, 0);
         if (r < 0) {
             r = -errno;
@@ -224,7 +224,7 @@ static inline int vcpu_run_ioctl(VmmVcpu *vcpu)
     } else {
         r = vcpu->ioctl(vcpu->ops_opaque, vcpu->fd, KVM_RUN, NULL);
     }
-    vmm_accel_owner_end(vcpu->slot);
+    accel_owner_end(vcpu->slot);
     return r;
 }
 
@@ -236,13 +236,13 @@ VMM_HOT __attribute__((noinline)) static void vcpu_exec(VmmVcpu *vcpu)
     int r;
 
     for (;;) {
-        if (vmm_atomic_read(&vcpu->exit_request)) {
+        if (vk_atomic_read(&vcpu->exit_request)) {
             if (!vcpu->io_pending) {
                 return;
             }
             /* Complete the pending PIO/MMIO without running the guest:
              * KVM finishes the instruction, then sees immediate_exit. */
-            vmm_atomic_set(&run->immediate_exit, 1);
+            vk_atomic_set(&run->immediate_exit, 1);
         }
         if (vcpu->dirty) {
             r = kvm_state_put(vcpu, VMM_STATE_RUNTIME);
@@ -254,14 +254,14 @@ VMM_HOT __attribute__((noinline)) static void vcpu_exec(VmmVcpu *vcpu)
         }
         /* Kicks before this point are covered by immediate_exit; only a
          * kick after the coming exit may end a halt wait. */
-        vmm_atomic_set(&vcpu->halt_wake, 0);
+        vk_atomic_set(&vcpu->halt_wake, 0);
         r = vcpu_run_ioctl(vcpu);
         STAT_INC(vcpu, runs);
         vcpu->io_pending = false;   /* any entry completes it */
         if (r < 0) {
             if (r == -EINTR || r == -EAGAIN) {
-                vmm_atomic_set(&run->immediate_exit, 0);
-                vmm_smp_mb();       /* K2: pairs with K1 in vmm_vcpu_kick() */
+                vk_atomic_set(&run->immediate_exit, 0);
+                vk_smp_mb();       /* K2: pairs with K1 in vmm_vcpu_kick() */
                 STAT_INC(vcpu, exits_intr);
                 continue;
             }
@@ -270,7 +270,7 @@ VMM_HOT __attribute__((noinline)) static void vcpu_exec(VmmVcpu *vcpu)
         }
         /* Writes queued in the coalesced ring happened before this exit.
          * No zone registered (the usual case): the ring stays empty. */
-        if (vmm_unlikely(vmm_atomic_read(&vcpu->hot->coalesced_used))) {
+        if (vk_unlikely(vk_atomic_read(&vcpu->hot->coalesced_used))) {
             kvm_flush_coalesced(vcpu);
         }
         TRACE_PROBE(vcpu_exit, vcpu->id, run->exit_reason);
@@ -281,9 +281,9 @@ VMM_HOT __attribute__((noinline)) static void vcpu_exec(VmmVcpu *vcpu)
             return;
         }
         if (r == VMM_EXIT_PAUSE_VCPU) {
-            vmm_mutex_lock(&vcpu->vm->run_lock);
+            vk_mutex_lock(&vcpu->vm->run_lock);
             vcpu->want_run = false;
-            vmm_mutex_unlock(&vcpu->vm->run_lock);
+            vk_mutex_unlock(&vcpu->vm->run_lock);
             return;
         }
         if (r == VMM_EXIT_END_VM) {
@@ -300,9 +300,9 @@ static void run_work_locked(VmmVm *vm, VmmVcpu *vcpu) VMM_REQUIRES(vm->run_lock)
     while (vcpu->work) {
         VcpuWork *w = vcpu->work;
         vcpu->work = w->next;
-        vmm_mutex_unlock(&vm->run_lock);
+        vk_mutex_unlock(&vm->run_lock);
         w->ret = w->fn(vcpu, w->opaque);
-        vmm_mutex_lock(&vm->run_lock);
+        vk_mutex_lock(&vm->run_lock);
         w->done = true;
         pthread_cond_broadcast(&vm->run_cond);
     }
@@ -316,13 +316,13 @@ static void *vcpu_thread(void *opaque)
 
     tls_vcpu = vcpu;
     vmm_accel_cpu_slot_bind(vcpu->slot, true);
-    vmm_rcu_register_thread();
-    vmm_atomic_set(&vcpu->tid, (pid_t)syscall(SYS_gettid));
+    vk_rcu_register_thread();
+    vk_atomic_set(&vcpu->tid, (pid_t)syscall(SYS_gettid));
     sigemptyset(&set);
     sigaddset(&set, vm->kick_signal);
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
-    vmm_mutex_lock(&vm->run_lock);
+    vk_mutex_lock(&vm->run_lock);
     for (;;) {
         run_work_locked(vm, vcpu);
         if (vcpu->quit) {
@@ -339,15 +339,15 @@ static void *vcpu_thread(void *opaque)
         vcpu->paused = false;
         /* Under run_lock: a request made after this sees us running and
          * sets exit_request again after we cleared it. */
-        vmm_atomic_set(&vcpu->exit_request, 0);
-        vmm_mutex_unlock(&vm->run_lock);
+        vk_atomic_set(&vcpu->exit_request, 0);
+        vk_mutex_unlock(&vm->run_lock);
         vcpu_exec(vcpu);
-        vmm_mutex_lock(&vm->run_lock);
+        vk_mutex_lock(&vm->run_lock);
     }
     vcpu->paused = true;
     pthread_cond_broadcast(&vm->run_cond);
-    vmm_mutex_unlock(&vm->run_lock);
-    vmm_atomic_set(&vcpu->tid, 0);
+    vk_mutex_unlock(&vm->run_lock);
+    vk_atomic_set(&vcpu->tid, 0);
     vmm_accel_cpu_slot_bind(vcpu->slot, false);
     tls_vcpu = NULL;
     return NULL;
@@ -407,7 +407,7 @@ static int vcpu_start_thread(VmmVcpu *vcpu)
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     pthread_attr_t attr;
-    r = -vmm_thread_attr_init(&attr);
+    r = -vk_thread_attr_init(&attr);
     if (r == 0) {
         r = -pthread_create(&vcpu->thread, &attr, vcpu_thread, vcpu);
         pthread_attr_destroy(&attr);
@@ -449,7 +449,7 @@ VmmVcpu *vmm_vcpu_new(VmmVm *vm, uint32_t id, const char *name, int *errp)
     snprintf(vcpu->name, sizeof(vcpu->name), "%s", name ? name : "vcpu");
     r = kvm_vm_ioctl(vm, KVM_CREATE_VCPU, (void *)(uintptr_t)id);
     if (r < 0) {
-        vmm_error("kvm: KVM_CREATE_VCPU %u failed: %s", id, strerror(-r));
+        vk_error("kvm: KVM_CREATE_VCPU %u failed: %s", id, strerror(-r));
         free(vcpu);
         goto fail;
     }
@@ -460,7 +460,7 @@ VmmVcpu *vmm_vcpu_new(VmmVm *vm, uint32_t id, const char *name, int *errp)
         goto fail;
     }
     kvm_state_init(vcpu);
-    vmm_mutex_lock(&vm->run_lock);
+    vk_mutex_lock(&vm->run_lock);
     if (vm->coalesced_page && !vm->coalesced) {
         vm->coalesced = (void *)((char *)vcpu->run + vm->coalesced_page * KVM_PAGE_SIZE);
     }
@@ -468,9 +468,9 @@ VmmVcpu *vmm_vcpu_new(VmmVm *vm, uint32_t id, const char *name, int *errp)
     if (r == 0) {
         vm->vcpus[vm->nr_vcpus] = vcpu;
         /* Release pairs with the load-acquire of readers of vcpus[]. */
-        vmm_atomic_store_release(&vm->nr_vcpus, vm->nr_vcpus + 1);
+        vk_atomic_store_release(&vm->nr_vcpus, vm->nr_vcpus + 1);
     }
-    vmm_mutex_unlock(&vm->run_lock);
+    vk_mutex_unlock(&vm->run_lock);
     if (r < 0) {
         vcpu_unmap_close(vcpu);
         goto fail;
@@ -487,18 +487,18 @@ void kvm_vcpu_destroy(VmmVcpu *vcpu)
 {
     VmmVm *vm = vcpu->vm;
 
-    vmm_mutex_lock(&vm->run_lock);
+    vk_mutex_lock(&vm->run_lock);
     vcpu->quit = true;
     kvm_vcpu_request(vcpu);
     pthread_cond_broadcast(&vm->run_cond);
-    vmm_mutex_unlock(&vm->run_lock);
+    vk_mutex_unlock(&vm->run_lock);
     pthread_join(vcpu->thread, NULL);
     vcpu_unmap_close(vcpu);
 }
 
 VmmVcpu *vmm_vm_get_vcpu(VmmVm *vm, uint32_t id)
 {
-    unsigned n = vm ? vmm_atomic_load_acquire(&vm->nr_vcpus) : 0;
+    unsigned n = vm ? vk_atomic_load_acquire(&vm->nr_vcpus) : 0;
 
     for (unsigned i = 0; i < n; i++) {
         if (vm->vcpus[i]->id == id) {
@@ -510,7 +510,7 @@ VmmVcpu *vmm_vm_get_vcpu(VmmVm *vm, uint32_t id)
 
 unsigned vmm_vm_nr_vcpus(VmmVm *vm)
 {
-    return vm ? vmm_atomic_read(&vm->nr_vcpus) : 0;
+    return vm ? vk_atomic_read(&vm->nr_vcpus) : 0;
 }
 
 VmmVm *vmm_vcpu_vm(VmmVcpu *vcpu)
@@ -538,7 +538,7 @@ void vmm_vcpu_get_stats(VmmVcpu *vcpu, VmmVcpuStats *out)
     uint64_t *dst = (uint64_t *)out, *src = (uint64_t *)&vcpu->stats;
 
     for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++) {
-        dst[i] = vmm_atomic_read(&src[i]);
+        dst[i] = vk_atomic_read(&src[i]);
     }
 }
 
@@ -556,9 +556,9 @@ int vmm_vcpu_run_on(VmmVcpu *vcpu, VmmVcpuWorkFunc *fn, void *opaque)
         return fn(vcpu, opaque);
     }
     vm = vcpu->vm;
-    vmm_mutex_lock(&vm->run_lock);
+    vk_mutex_lock(&vm->run_lock);
     if (vcpu->quit) {
-        vmm_mutex_unlock(&vm->run_lock);
+        vk_mutex_unlock(&vm->run_lock);
         return -ESHUTDOWN;
     }
     VcpuWork **p = &vcpu->work;
@@ -571,7 +571,7 @@ int vmm_vcpu_run_on(VmmVcpu *vcpu, VmmVcpuWorkFunc *fn, void *opaque)
     while (!w.done) {
         pthread_cond_wait(&vm->run_cond, &vm->run_lock.m);
     }
-    vmm_mutex_unlock(&vm->run_lock);
+    vk_mutex_unlock(&vm->run_lock);
     return w.ret;
 }
 
@@ -584,7 +584,7 @@ static void wait_paused_locked(VmmVm *vm, VmmVcpu *vcpu) VMM_REQUIRES(vm->run_lo
 
 int kvm_vm_pause_all(VmmVm *vm)
 {
-    vmm_mutex_lock(&vm->run_lock);
+    vk_mutex_lock(&vm->run_lock);
     for (unsigned i = 0; i < vm->nr_vcpus; i++) {
         vm->vcpus[i]->want_run = false;
         kvm_vcpu_request(vm->vcpus[i]);
@@ -592,7 +592,7 @@ int kvm_vm_pause_all(VmmVm *vm)
     for (unsigned i = 0; i < vm->nr_vcpus; i++) {
         wait_paused_locked(vm, vm->vcpus[i]);
     }
-    vmm_mutex_unlock(&vm->run_lock);
+    vk_mutex_unlock(&vm->run_lock);
     return 0;
 }
 
@@ -612,12 +612,12 @@ int vmm_vm_start(VmmVm *vm)
     if (!vm) {
         return -EINVAL;
     }
-    vmm_mutex_lock(&vm->run_lock);
+    vk_mutex_lock(&vm->run_lock);
     for (unsigned i = 0; i < vm->nr_vcpus; i++) {
         vm->vcpus[i]->want_run = true;
     }
     pthread_cond_broadcast(&vm->run_cond);
-    vmm_mutex_unlock(&vm->run_lock);
+    vk_mutex_unlock(&vm->run_lock);
     return 0;
 }
 
@@ -635,11 +635,11 @@ int vmm_vcpu_pause(VmmVcpu *vcpu)
         return VMM_MISUSE_ERR(-EDEADLK, "vmm_vcpu_pause on the vCPU's own thread "
                               "(return VMM_EXIT_PAUSE_VCPU)");
     }
-    vmm_mutex_lock(&vcpu->vm->run_lock);
+    vk_mutex_lock(&vcpu->vm->run_lock);
     vcpu->want_run = false;
     kvm_vcpu_request(vcpu);
     wait_paused_locked(vcpu->vm, vcpu);
-    vmm_mutex_unlock(&vcpu->vm->run_lock);
+    vk_mutex_unlock(&vcpu->vm->run_lock);
     return 0;
 }
 
@@ -648,10 +648,10 @@ int vmm_vcpu_resume(VmmVcpu *vcpu)
     if (!vcpu) {
         return -EINVAL;
     }
-    vmm_mutex_lock(&vcpu->vm->run_lock);
+    vk_mutex_lock(&vcpu->vm->run_lock);
     vcpu->want_run = true;
     pthread_cond_broadcast(&vcpu->vm->run_cond);
-    vmm_mutex_unlock(&vcpu->vm->run_lock);
+    vk_mutex_unlock(&vcpu->vm->run_lock);
     return 0;
 }
 
@@ -662,8 +662,8 @@ bool vmm_vcpu_is_paused(VmmVcpu *vcpu)
     if (!vcpu) {
         return true;
     }
-    vmm_mutex_lock(&vcpu->vm->run_lock);
+    vk_mutex_lock(&vcpu->vm->run_lock);
     p = vcpu->paused;
-    vmm_mutex_unlock(&vcpu->vm->run_lock);
+    vk_mutex_unlock(&vcpu->vm->run_lock);
     return p;
 }

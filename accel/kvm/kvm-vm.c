@@ -36,7 +36,7 @@ static void xsave_caps(VmmVm *vm)
         return;
     }
     if (size > VMM_XSAVE_MAX) {
-        vmm_warn("kvm: the XSAVE area takes %d bytes, more than VMM_XSAVE_MAX (%d): "
+        vk_warn("kvm: the XSAVE area takes %d bytes, more than VMM_XSAVE_MAX (%d): "
                  "only the legacy 4096 are saved", size, VMM_XSAVE_MAX);
         return;
     }
@@ -120,10 +120,10 @@ static int install_kick_signal(int sig)
     struct sigaction sa, old;
 
     if (!kick_signal_valid(sig)) {
-        vmm_error("kvm: signal %d cannot be the kick signal", sig);
+        vk_error("kvm: signal %d cannot be the kick signal", sig);
         return -EINVAL;
     }
-    if (vmm_atomic_read(&installed[sig])) {
+    if (vk_atomic_read(&installed[sig])) {
         return 0;
     }
     if (sigaction(sig, NULL, &old) < 0) {
@@ -132,7 +132,7 @@ static int install_kick_signal(int sig)
     if ((old.sa_flags & SA_SIGINFO) ||
         (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN &&
          old.sa_handler != kick_handler)) {
-        vmm_error("kvm: signal %d, the kick signal, already has a handler: pick another "
+        vk_error("kvm: signal %d, the kick signal, already has a handler: pick another "
                   "with VmmVmOptions.kick_signal", sig);
         return -EBUSY;
     }
@@ -143,7 +143,7 @@ static int install_kick_signal(int sig)
     if (sigaction(sig, &sa, NULL) < 0) {
         return -errno;
     }
-    vmm_atomic_set(&installed[sig], 1);
+    vk_atomic_set(&installed[sig], 1);
     return 0;
 }
 
@@ -164,7 +164,7 @@ static int enable_dirty_ring(VmmVm *vm, int want)
     }
     if (max <= 0) {
         if (want > 0) {
-            vmm_error("kvm: dirty ring asked for, but KVM lacks KVM_CAP_DIRTY_LOG_RING");
+            vk_error("kvm: dirty ring asked for, but KVM lacks KVM_CAP_DIRTY_LOG_RING");
             return -EOPNOTSUPP;
         }
         return 0;
@@ -185,7 +185,7 @@ static int enable_dirty_ring(VmmVm *vm, int want)
         if (want > 0) {
             return r;
         }
-        vmm_warn("kvm: enabling the dirty ring failed (%s); using the bitmap",
+        vk_warn("kvm: enabling the dirty ring failed (%s); using the bitmap",
                  strerror(-r));
         return 0;
     }
@@ -199,19 +199,19 @@ static int vm_probe_caps(VmmVm *vm)
 
     v = kvm_sys_ioctl(vm, KVM_GET_API_VERSION, NULL);
     if (v != KVM_API_VERSION) {
-        vmm_error("kvm: API version %d, vmmkit needs %d", v, KVM_API_VERSION);
+        vk_error("kvm: API version %d, vmmkit needs %d", v, KVM_API_VERSION);
         return v < 0 ? v : -EOPNOTSUPP;
     }
     for (size_t i = 0; i < VMM_ARRAY_SIZE(required_caps); i++) {
         if (check_ext(vm, required_caps[i]) <= 0) {
-            vmm_error("kvm: the kernel lacks %s, which vmmkit needs",
+            vk_error("kvm: the kernel lacks %s, which vmmkit needs",
                       kvm_cap_name(required_caps[i]));
             return -EOPNOTSUPP;
         }
     }
     v = kvm_sys_ioctl(vm, KVM_GET_VCPU_MMAP_SIZE, NULL);
     if (v < (int)sizeof(struct kvm_run)) {
-        vmm_error("kvm: bad vCPU mmap size %d", v);
+        vk_error("kvm: bad vCPU mmap size %d", v);
         return v < 0 ? v : -EINVAL;
     }
     vm->vcpu_mmap_size = v;
@@ -274,7 +274,7 @@ static int vm_create(VmmVm *vm, const VmmVmOptions *opts)
 
     r = vm->ops.open_dev(vm->ops.opaque, path);
     if (r < 0) {
-        vmm_error("kvm: cannot open %s: %s", path, strerror(-r));
+        vk_error("kvm: cannot open %s: %s", path, strerror(-r));
         return r;
     }
     vm->kvm_fd = r;
@@ -284,7 +284,7 @@ static int vm_create(VmmVm *vm, const VmmVmOptions *opts)
     }
     r = kvm_sys_ioctl(vm, KVM_CREATE_VM, (void *)0UL);
     if (r < 0) {
-        vmm_error("kvm: KVM_CREATE_VM failed: %s", strerror(-r));
+        vk_error("kvm: KVM_CREATE_VM failed: %s", strerror(-r));
         return r;
     }
     vm->vm_fd = r;
@@ -433,9 +433,9 @@ void kvm_vm_end_locked(VmmVm *vm, const VmmVmExit *e)
 
 void kvm_vm_end(VmmVm *vm, const VmmVmExit *e)
 {
-    vmm_mutex_lock(&vm->run_lock);
+    vk_mutex_lock(&vm->run_lock);
     kvm_vm_end_locked(vm, e);
-    vmm_mutex_unlock(&vm->run_lock);
+    vk_mutex_unlock(&vm->run_lock);
 }
 
 void vmm_vm_request_end(VmmVm *vm, uint64_t code)
@@ -470,7 +470,7 @@ int vmm_vm_wait(VmmVm *vm, int64_t timeout_ns, VmmVmExit *out)
             ts.tv_nsec -= 1000000000L;
         }
     }
-    vmm_mutex_lock(&vm->run_lock);
+    vk_mutex_lock(&vm->run_lock);
     while (!vm->ended && r == 0) {
         if (timeout_ns < 0) {
             pthread_cond_wait(&vm->run_cond, &vm->run_lock.m);
@@ -481,7 +481,7 @@ int vmm_vm_wait(VmmVm *vm, int64_t timeout_ns, VmmVmExit *out)
     if (r == 0 && out) {
         *out = vm->end;
     }
-    vmm_mutex_unlock(&vm->run_lock);
+    vk_mutex_unlock(&vm->run_lock);
     if (r == 0) {
         r = kvm_vm_pause_all(vm);
     }
@@ -493,10 +493,10 @@ void vmm_vm_clear_end(VmmVm *vm)
     if (!vm) {
         return;
     }
-    vmm_mutex_lock(&vm->run_lock);
+    vk_mutex_lock(&vm->run_lock);
     vm->ended = false;
     memset(&vm->end, 0, sizeof(vm->end));
-    vmm_mutex_unlock(&vm->run_lock);
+    vk_mutex_unlock(&vm->run_lock);
 }
 
 int vmm_vm_set_exit_handler(VmmVm *vm, uint32_t exit_reason, VmmExitHandler *fn,
@@ -506,10 +506,10 @@ int vmm_vm_set_exit_handler(VmmVm *vm, uint32_t exit_reason, VmmExitHandler *fn,
         exit_reason == KVM_EXIT_MMIO) {
         return -EINVAL;
     }
-    vmm_mutex_lock(&vm->run_lock);
+    vk_mutex_lock(&vm->run_lock);
     /* Release pairs with the acquire load in the vCPU's dispatch. */
-    vmm_atomic_set(&vm->handlers[exit_reason].opaque, opaque);
-    vmm_atomic_store_release(&vm->handlers[exit_reason].fn, fn);
-    vmm_mutex_unlock(&vm->run_lock);
+    vk_atomic_set(&vm->handlers[exit_reason].opaque, opaque);
+    vk_atomic_store_release(&vm->handlers[exit_reason].fn, fn);
+    vk_mutex_unlock(&vm->run_lock);
     return 0;
 }

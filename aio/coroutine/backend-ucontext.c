@@ -20,7 +20,7 @@
 
 #include "coroutine-int.h"
 
-const char vmm_co_backend_name[] = "ucontext";
+const char co_backend_name[] = "ucontext";
 
 typedef struct Backend {
     jmp_buf jb;
@@ -49,10 +49,10 @@ static void trampoline_ints(int lo, int hi)
 {
     uintptr_t p = ((uintptr_t)(unsigned)hi << 16 << 16) | (unsigned)lo;
 
-    vmm_co_trampoline((struct VmmCoroutine *)p);
+    co_trampoline((struct VmmCoroutine *)p);
 }
 
-int vmm_co_backend_init(struct VmmCoroutine *co)
+int co_backend_init(struct VmmCoroutine *co)
 {
     Backend *b = calloc(1, sizeof(*b));
     uintptr_t p = (uintptr_t)co;
@@ -74,7 +74,7 @@ int vmm_co_backend_init(struct VmmCoroutine *co)
     return 0;
 }
 
-void vmm_co_backend_fini(struct VmmCoroutine *co)
+void co_backend_fini(struct VmmCoroutine *co)
 {
     free(co->backend);
     co->backend = NULL;
@@ -90,7 +90,7 @@ static VMM_NOINLINE void jump_to(Backend *tb)
     _longjmp(tb->jb, 1);
 }
 
-int vmm_co_backend_switch(struct VmmCoroutine *from, struct VmmCoroutine *to,
+int co_backend_switch(struct VmmCoroutine *from, struct VmmCoroutine *to,
                           int action)
 {
     Backend *volatile fb = backend_of(from);

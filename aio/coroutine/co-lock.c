@@ -4,7 +4,7 @@
  *
  * None of them blocks a thread: a coroutine that must wait queues itself
  * and yields, and whoever releases the lock wakes it with
- * vmm_co_wake_by(), which runs it in the context it last ran in (in that
+ * co_wake_by(), which runs it in the context it last ran in (in that
  * context's thread, via a BH, when the waker is elsewhere).  Their small
  * internal state is guarded by a spinlock whose critical sections never
  * yield.
@@ -40,10 +40,10 @@
 #include "util/atomic.h"
 #include "util/log.h"
 
-void vmm_co_spin_lock_slow(VmmCoSpin *s)
+void co_spin_lock_slow(VmmCoSpin *s)
 {
     for (unsigned n = 0;; n++) {
-        if (!vmm_atomic_read(&s->v) && !vmm_atomic_xchg_acquire(&s->v, 1)) {
+        if (!vk_atomic_read(&s->v) && !vk_atomic_xchg_acquire(&s->v, 1)) {
             return;
         }
         if (n < 64) {
@@ -60,10 +60,10 @@ void vmm_co_spin_lock_slow(VmmCoSpin *s)
 
 static struct VmmCoroutine *self_or_misuse(const char *func)
 {
-    struct VmmCoroutine *self = vmm_co_current();
+    struct VmmCoroutine *self = co_current();
 
-    if (vmm_unlikely(!self)) {
-        vmm_misuse(func, "called outside a coroutine");
+    if (vk_unlikely(!self)) {
+        vk_misuse(func, "called outside a coroutine");
     }
     return self;
 }
@@ -97,22 +97,22 @@ void vmm_co_mutex_init(VmmCoMutex *m)
     CoMutexImpl *mi = mutex_impl(m);
 
     memset(m, 0, sizeof(*m));
-    vmm_co_fifo_init(&mi->waiters);
+    co_fifo_init(&mi->waiters);
 }
 
 /* Waits for ownership after lock() found the mutex taken. */
 static void mutex_lock_slow(CoMutexImpl *mi, struct VmmCoroutine *self)
 {
-    vmm_co_spin_lock(&mi->spin);
+    co_spin_lock(&mi->spin);
     if (mi->handoff) {
         /* An unlocker passed ownership to "the next waiter" before any
          * waiter had queued: that is us. */
         mi->handoff--;
-        vmm_co_spin_unlock(&mi->spin);
+        co_spin_unlock(&mi->spin);
         return;
     }
-    vmm_co_fifo_push(&mi->waiters, self);
-    vmm_co_spin_unlock(&mi->spin);
+    co_fifo_push(&mi->waiters, self);
+    co_spin_unlock(&mi->spin);
     vmm_coroutine_yield();
     /* Woken by mutex_unlock(): we own it. */
 }
@@ -130,7 +130,7 @@ static inline void cpu_relax(void)
 static inline bool mutex_try(CoMutexImpl *mi)
 {
     /* Pairs with the fetch_sub in vmm_co_mutex_unlock(). */
-    return vmm_atomic_read(&mi->locked) == 0 && vmm_atomic_cmpxchg(&mi->locked, 0, 1) == 0;
+    return vk_atomic_read(&mi->locked) == 0 && vk_atomic_cmpxchg(&mi->locked, 0, 1) == 0;
 }
 
 void vmm_co_mutex_lock(VmmCoMutex *m) VMM_NO_TSA
@@ -142,13 +142,13 @@ void vmm_co_mutex_lock(VmmCoMutex *m) VMM_NO_TSA
     if (!self) {
         return;
     }
-    my_ctx = vmm_atomic_read(&self->ctx);
+    my_ctx = vk_atomic_read(&self->ctx);
     /* Pairs with the fetch_sub in vmm_co_mutex_unlock(). */
-    if (vmm_unlikely(vmm_atomic_cmpxchg(&mi->locked, 0, 1) != 0)) {
+    if (vk_unlikely(vk_atomic_cmpxchg(&mi->locked, 0, 1) != 0)) {
         /* Spin only while the holder runs elsewhere: one in our own
          * context cannot make progress until we yield.  locked == 0 means
          * nobody is queued either, so spinning never overtakes a waiter. */
-        VmmAioContext *hctx = vmm_atomic_read(&mi->holder_ctx);
+        VmmAioContext *hctx = vk_atomic_read(&mi->holder_ctx);
         bool got = false;
 
         for (int i = 0; hctx && hctx != my_ctx && i < MUTEX_SPIN; i++) {
@@ -159,13 +159,13 @@ void vmm_co_mutex_lock(VmmCoMutex *m) VMM_NO_TSA
             }
         }
         /* Pairs with the fetch_sub in vmm_co_mutex_unlock(). */
-        if (!got && vmm_atomic_fetch_add(&mi->locked, 1) != 0) {
+        if (!got && vk_atomic_fetch_add(&mi->locked, 1) != 0) {
             mutex_lock_slow(mi, self);
-            my_ctx = vmm_atomic_read(&self->ctx);   /* may have moved */
+            my_ctx = vk_atomic_read(&self->ctx);   /* may have moved */
         }
     }
-    vmm_atomic_set(&mi->holder, self);
-    vmm_atomic_set(&mi->holder_ctx, my_ctx);
+    vk_atomic_set(&mi->holder, self);
+    vk_atomic_set(&mi->holder_ctx, my_ctx);
     self->locks_held++;
 }
 
@@ -178,27 +178,27 @@ void vmm_co_mutex_unlock(VmmCoMutex *m) VMM_NO_TSA
     if (!self) {
         return;
     }
-    if (vmm_unlikely(vmm_atomic_read(&mi->holder) != self)) {
+    if (vk_unlikely(vk_atomic_read(&mi->holder) != self)) {
         VMM_MISUSE("CoMutex %p unlocked by coroutine %p, which does not hold it",
                    (void *)m, (void *)self);
         return;
     }
-    vmm_atomic_set(&mi->holder, NULL);
-    vmm_atomic_set(&mi->holder_ctx, NULL);
+    vk_atomic_set(&mi->holder, NULL);
+    vk_atomic_set(&mi->holder_ctx, NULL);
     self->locks_held--;
     /* Pairs with the fetch_add in vmm_co_mutex_lock(). */
-    if (vmm_atomic_fetch_sub(&mi->locked, 1) == 1) {
+    if (vk_atomic_fetch_sub(&mi->locked, 1) == 1) {
         return;
     }
     /* Someone counted itself in: ownership goes to the first waiter. */
-    vmm_co_spin_lock(&mi->spin);
-    next = vmm_co_fifo_pop(&mi->waiters);
+    co_spin_lock(&mi->spin);
+    next = co_fifo_pop(&mi->waiters);
     if (!next) {
         mi->handoff++;
     }
-    vmm_co_spin_unlock(&mi->spin);
+    co_spin_unlock(&mi->spin);
     if (next) {
-        vmm_co_wake_by(next, "vmm_co_mutex_unlock", __builtin_return_address(0));
+        co_wake_by(next, "vmm_co_mutex_unlock", __builtin_return_address(0));
     }
 }
 
@@ -213,7 +213,7 @@ _Static_assert(sizeof(VmmCoFifo) <= sizeof(VmmCoQueue), "VmmCoQueue too small");
 
 void vmm_co_queue_init(VmmCoQueue *q)
 {
-    vmm_co_fifo_init(queue_fifo(q));
+    co_fifo_init(queue_fifo(q));
 }
 
 void vmm_co_queue_wait(VmmCoQueue *q, VmmCoMutex *m) VMM_NO_TSA
@@ -223,7 +223,7 @@ void vmm_co_queue_wait(VmmCoQueue *q, VmmCoMutex *m) VMM_NO_TSA
     if (!self) {
         return;
     }
-    vmm_co_fifo_push(queue_fifo(q), self);
+    co_fifo_push(queue_fifo(q), self);
     if (m) {
         vmm_co_mutex_unlock(m);
     }
@@ -240,7 +240,7 @@ void vmm_co_queue_wait_pthread(VmmCoQueue *q, pthread_mutex_t *lock)
     if (!self) {
         return;
     }
-    vmm_co_fifo_push(queue_fifo(q), self);
+    co_fifo_push(queue_fifo(q), self);
     if (lock) {
         pthread_mutex_unlock(lock);
     }
@@ -252,10 +252,10 @@ void vmm_co_queue_wait_pthread(VmmCoQueue *q, pthread_mutex_t *lock)
 
 bool vmm_co_queue_next(VmmCoQueue *q)
 {
-    struct VmmCoroutine *co = vmm_co_fifo_pop(queue_fifo(q));
+    struct VmmCoroutine *co = co_fifo_pop(queue_fifo(q));
 
     if (co) {
-        vmm_co_wake_by(co, "vmm_co_queue_next", __builtin_return_address(0));
+        co_wake_by(co, "vmm_co_queue_next", __builtin_return_address(0));
     }
     return co != NULL;
 }
@@ -264,14 +264,14 @@ void vmm_co_queue_restart_all(VmmCoQueue *q)
 {
     struct VmmCoroutine *co;
 
-    while ((co = vmm_co_fifo_pop(queue_fifo(q)))) {
-        vmm_co_wake_by(co, "vmm_co_queue_restart_all", __builtin_return_address(0));
+    while ((co = co_fifo_pop(queue_fifo(q)))) {
+        co_wake_by(co, "vmm_co_queue_restart_all", __builtin_return_address(0));
     }
 }
 
 bool vmm_co_enter_next(VmmCoQueue *q, pthread_mutex_t *lock)
 {
-    struct VmmCoroutine *co = vmm_co_fifo_pop(queue_fifo(q));
+    struct VmmCoroutine *co = co_fifo_pop(queue_fifo(q));
 
     if (!co) {
         return false;
@@ -280,7 +280,7 @@ bool vmm_co_enter_next(VmmCoQueue *q, pthread_mutex_t *lock)
     if (lock) {
         pthread_mutex_unlock(lock);
     }
-    vmm_co_wake_by(co, "vmm_co_enter_next", __builtin_return_address(0));
+    co_wake_by(co, "vmm_co_enter_next", __builtin_return_address(0));
     if (lock) {
         pthread_mutex_lock(lock);
     }
@@ -355,9 +355,9 @@ static void rw_grant_one(CoRwImpl *rw) VMM_RELEASE(rw->spin)
             rw->tailp = &rw->head;
         }
     }
-    vmm_co_spin_unlock(&rw->spin);
+    co_spin_unlock(&rw->spin);
     if (co) {
-        vmm_co_wake_by(co, "CoRwlock grant", __builtin_return_address(0));
+        co_wake_by(co, "CoRwlock grant", __builtin_return_address(0));
     }
 }
 
@@ -367,7 +367,7 @@ static void rw_wait(CoRwImpl *rw, struct VmmCoroutine *self, bool read)
     RwTicket t = { .read = read, .co = self };
 
     rw_enqueue(rw, &t);
-    vmm_co_spin_unlock(&rw->spin);
+    co_spin_unlock(&rw->spin);
     vmm_coroutine_yield();
     /* Granted: "owners" already counts us. */
 }
@@ -380,16 +380,16 @@ void vmm_co_rwlock_rdlock(VmmCoRwlock *l) VMM_NO_TSA
     if (!self) {
         return;
     }
-    vmm_co_spin_lock(&rw->spin);
+    co_spin_lock(&rw->spin);
     /* Queue behind any waiting ticket, so a waiting writer is not starved. */
     if (rw->owners >= 0 && !rw->head) {
         rw->owners++;
-        vmm_co_spin_unlock(&rw->spin);
+        co_spin_unlock(&rw->spin);
     } else {
         rw_wait(rw, self, true);
         /* Readers queued right behind us may go too: they wake each other
          * one by one down the run of read tickets. */
-        vmm_co_spin_lock(&rw->spin);
+        co_spin_lock(&rw->spin);
         rw_grant_one(rw);
     }
     self->locks_held++;
@@ -403,10 +403,10 @@ void vmm_co_rwlock_wrlock(VmmCoRwlock *l) VMM_NO_TSA
     if (!self) {
         return;
     }
-    vmm_co_spin_lock(&rw->spin);
+    co_spin_lock(&rw->spin);
     if (rw->owners == 0 && !rw->head) {
         rw->owners = -1;
-        vmm_co_spin_unlock(&rw->spin);
+        co_spin_unlock(&rw->spin);
     } else {
         rw_wait(rw, self, false);
     }
@@ -421,9 +421,9 @@ void vmm_co_rwlock_unlock(VmmCoRwlock *l) VMM_NO_TSA
     if (!self) {
         return;
     }
-    vmm_co_spin_lock(&rw->spin);
-    if (vmm_unlikely(rw->owners == 0)) {
-        vmm_co_spin_unlock(&rw->spin);
+    co_spin_lock(&rw->spin);
+    if (vk_unlikely(rw->owners == 0)) {
+        co_spin_unlock(&rw->spin);
         VMM_MISUSE("CoRwlock %p unlocked while not held", (void *)l);
         return;
     }
@@ -439,9 +439,9 @@ void vmm_co_rwlock_downgrade(VmmCoRwlock *l) VMM_NO_TSA
     if (!self_or_misuse(__func__)) {
         return;
     }
-    vmm_co_spin_lock(&rw->spin);
-    if (vmm_unlikely(rw->owners != -1)) {
-        vmm_co_spin_unlock(&rw->spin);
+    co_spin_lock(&rw->spin);
+    if (vk_unlikely(rw->owners != -1)) {
+        co_spin_unlock(&rw->spin);
         VMM_MISUSE("CoRwlock %p downgraded without a write hold", (void *)l);
         return;
     }
@@ -458,15 +458,15 @@ void vmm_co_rwlock_upgrade(VmmCoRwlock *l) VMM_NO_TSA
     if (!self) {
         return;
     }
-    vmm_co_spin_lock(&rw->spin);
-    if (vmm_unlikely(rw->owners <= 0)) {
-        vmm_co_spin_unlock(&rw->spin);
+    co_spin_lock(&rw->spin);
+    if (vk_unlikely(rw->owners <= 0)) {
+        co_spin_unlock(&rw->spin);
         VMM_MISUSE("CoRwlock %p upgraded without a read hold", (void *)l);
         return;
     }
     if (rw->owners == 1 && !rw->head) {
         rw->owners = -1;
-        vmm_co_spin_unlock(&rw->spin);
+        co_spin_unlock(&rw->spin);
         return;
     }
     /* Give up our read hold and queue as a writer at the tail (fairness:

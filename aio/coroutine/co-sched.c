@@ -13,7 +13,7 @@
  *  - push (cmpxchg, seq_cst)  <->  the BH's exchange of the list head
  *    (seq_cst): everything the scheduler wrote before scheduling is seen by
  *    the coroutine when it runs;
- *  - co->ctx: store-release in vmm_co_enter_ctx()  <->  load-acquire in
+ *  - co->ctx: store-release in co_enter_ctx()  <->  load-acquire in
  *    vmm_aio_co_wake(), so a waker sees the context the coroutine runs in.
  */
 #include <dlfcn.h>
@@ -42,10 +42,10 @@ static void sched_destroy(VmmAioContext *ctx, void *value)
     CoSched *s = value;
 
     (void)ctx;
-    if (vmm_atomic_read(&s->head)) {
+    if (vk_atomic_read(&s->head)) {
         /* Contexts die with no reference left, so nobody can run these. */
-        vmm_error("context '%s' destroyed with coroutines still scheduled on it",
-                  vmm_aio_context_name(s->ctx));
+        vk_error("context '%s' destroyed with coroutines still scheduled on it",
+                  aio_context_name(s->ctx));
     }
     vmm_bh_delete(s->bh);
     free(s);
@@ -53,9 +53,9 @@ static void sched_destroy(VmmAioContext *ctx, void *value)
 
 static void sched_key_init(void)
 {
-    sched_key = vmm_aio_slot_key_new("coroutine-schedule", sched_destroy);
+    sched_key = aio_slot_key_new("coroutine-schedule", sched_destroy);
     if (sched_key < 0) {
-        vmm_error("coroutine scheduling: no context slot left (%d)", sched_key);
+        vk_error("coroutine scheduling: no context slot left (%d)", sched_key);
     }
 }
 
@@ -63,7 +63,7 @@ static void sched_bh(void *opaque)
 {
     CoSched *s = opaque;
     /* Pairs with the cmpxchg in sched_push(). */
-    struct VmmCoroutine *lifo = vmm_atomic_xchg(&s->head, NULL);
+    struct VmmCoroutine *lifo = vk_atomic_xchg(&s->head, NULL);
     struct VmmCoroutine *fifo = NULL;
 
     while (lifo) {
@@ -76,9 +76,9 @@ static void sched_bh(void *opaque)
         struct VmmCoroutine *co = fifo;
         fifo = co->sched_next;
         co->sched_next = NULL;
-        vmm_atomic_set(&co->scheduled, NULL);
+        vk_atomic_set(&co->scheduled, NULL);
         TRACE_PROBE(co_scheduled_enter, s->ctx, co);
-        vmm_co_enter_ctx(s->ctx, co);
+        co_enter_ctx(s->ctx, co);
     }
 }
 
@@ -105,7 +105,7 @@ static CoSched *sched_get(VmmAioContext *ctx)
     if (sched_key < 0) {
         return NULL;
     }
-    return vmm_aio_slot_get_or_create(ctx, sched_key, sched_create, NULL);
+    return aio_slot_get_or_create(ctx, sched_key, sched_create, NULL);
 }
 
 /* Names the code that scheduled a coroutine, for the double-schedule report. */
@@ -121,15 +121,15 @@ static const char *caller_name(const void *addr, char *buf, size_t len)
     return buf;
 }
 
-void vmm_co_schedule_by(VmmAioContext *ctx, struct VmmCoroutine *co,
+void co_schedule_by(VmmAioContext *ctx, struct VmmCoroutine *co,
                         const char *who, const void *where)
 {
     const char *prev;
     CoSched *s;
 
     TRACE_PROBE(co_schedule, ctx, co);
-    prev = vmm_atomic_cmpxchg(&co->scheduled, NULL, who);
-    if (vmm_unlikely(prev)) {
+    prev = vk_atomic_cmpxchg(&co->scheduled, NULL, who);
+    if (vk_unlikely(prev)) {
         char a[128], b[128];
         VMM_MISUSE("coroutine %p scheduled by %s (from %s) while already scheduled "
                    "by %s (from %s)", (void *)co, who, caller_name(where, a, sizeof(a)),
@@ -138,24 +138,24 @@ void vmm_co_schedule_by(VmmAioContext *ctx, struct VmmCoroutine *co,
     }
     co->sched_where = where;
     s = sched_get(ctx);
-    if (vmm_unlikely(!s)) {
+    if (vk_unlikely(!s)) {
         /* Out of memory for the context's first schedule: nothing to queue
          * on.  Leave the coroutine unscheduled rather than lose it silently. */
-        vmm_error("cannot schedule coroutine %p on context '%s': out of memory",
-                  (void *)co, vmm_aio_context_name(ctx));
-        vmm_atomic_set(&co->scheduled, NULL);
+        vk_error("cannot schedule coroutine %p on context '%s': out of memory",
+                  (void *)co, aio_context_name(ctx));
+        vk_atomic_set(&co->scheduled, NULL);
         return;
     }
     /* The coroutine may run, finish and drop the last reference to @ctx
      * before vmm_bh_schedule() returns: hold one across. */
     vmm_aio_context_ref(ctx);
-    struct VmmCoroutine *old = vmm_atomic_read(&s->head);
+    struct VmmCoroutine *old = vk_atomic_read(&s->head);
     for (;;) {
         struct VmmCoroutine *seen;
 
         co->sched_next = old;
         /* Pairs with the exchange in sched_bh(). */
-        seen = vmm_atomic_cmpxchg(&s->head, old, co);
+        seen = vk_atomic_cmpxchg(&s->head, old, co);
         if (seen == old) {
             break;
         }
@@ -171,19 +171,19 @@ void vmm_aio_co_schedule(VmmAioContext *ctx, VmmCoroutine *co)
         VMM_MISUSE("NULL %s", ctx ? "coroutine" : "context");
         return;
     }
-    vmm_co_schedule_by(ctx, co, "vmm_aio_co_schedule", __builtin_return_address(0));
+    co_schedule_by(ctx, co, "vmm_aio_co_schedule", __builtin_return_address(0));
 }
 
-void vmm_co_enter_from(VmmAioContext *ctx, struct VmmCoroutine *co,
+void co_enter_from(VmmAioContext *ctx, struct VmmCoroutine *co,
                        const char *who, const void *where)
 {
     if (!vmm_aio_context_in_thread(ctx)) {
-        vmm_co_schedule_by(ctx, co, who, where);
-    } else if (vmm_co_current()) {
+        co_schedule_by(ctx, co, who, where);
+    } else if (co_current()) {
         /* Runs right after the running coroutine yields. */
-        vmm_co_queue_wakeup_by(co, who, where);
+        co_queue_wakeup_by(co, who, where);
     } else {
-        vmm_co_enter_ctx(ctx, co);
+        co_enter_ctx(ctx, co);
     }
 }
 
@@ -193,18 +193,18 @@ void vmm_aio_co_enter(VmmAioContext *ctx, VmmCoroutine *co)
         VMM_MISUSE("NULL %s", ctx ? "coroutine" : "context");
         return;
     }
-    vmm_co_enter_from(ctx, co, "vmm_aio_co_enter", __builtin_return_address(0));
+    co_enter_from(ctx, co, "vmm_aio_co_enter", __builtin_return_address(0));
 }
 
-void vmm_co_wake_by(struct VmmCoroutine *co, const char *who, const void *where)
+void co_wake_by(struct VmmCoroutine *co, const char *who, const void *where)
 {
-    /* Pairs with the store-release of co->ctx in vmm_co_enter_ctx(). */
-    VmmAioContext *ctx = vmm_atomic_load_acquire(&co->ctx);
+    /* Pairs with the store-release of co->ctx in co_enter_ctx(). */
+    VmmAioContext *ctx = vk_atomic_load_acquire(&co->ctx);
 
     if (!ctx) {
         ctx = vmm_aio_context_current();    /* never entered yet */
     }
-    vmm_co_enter_from(ctx, co, who, where);
+    co_enter_from(ctx, co, who, where);
 }
 
 void vmm_aio_co_wake(VmmCoroutine *co)
@@ -213,24 +213,24 @@ void vmm_aio_co_wake(VmmCoroutine *co)
         VMM_MISUSE("NULL coroutine");
         return;
     }
-    vmm_co_wake_by(co, "vmm_aio_co_wake", __builtin_return_address(0));
+    co_wake_by(co, "vmm_aio_co_wake", __builtin_return_address(0));
 }
 
 void vmm_aio_co_reschedule_self(VmmAioContext *ctx)
 {
-    struct VmmCoroutine *self = vmm_co_current();
+    struct VmmCoroutine *self = co_current();
 
     if (!self || !ctx) {
         VMM_MISUSE("%s", self ? "NULL context" : "called outside a coroutine");
         return;
     }
-    if (vmm_atomic_read(&self->ctx) == ctx && vmm_aio_context_in_thread(ctx)) {
+    if (vk_atomic_read(&self->ctx) == ctx && vmm_aio_context_in_thread(ctx)) {
         return;
     }
     /*
      * Scheduling ourselves now would race: the other thread could enter
      * us before we have switched out.  Whoever we yield to schedules us
-     * once the switch is complete (vmm_co_enter_ctx()).
+     * once the switch is complete (co_enter_ctx()).
      */
     vmm_aio_context_ref(ctx);
     self->resched_ctx = ctx;
@@ -253,7 +253,7 @@ static void sync_entry(void *opaque)
 
     r->entry(r->opaque);
     /* Pairs with the load-acquire in vmm_co_run_sync()'s loop. */
-    vmm_atomic_store_release(&r->done, true);
+    vk_atomic_store_release(&r->done, true);
     vmm_aio_wait_kick();
 }
 
@@ -274,16 +274,16 @@ int vmm_co_run_sync(VmmAioContext *ctx, VmmCoroutineEntry *entry, void *opaque)
     if (!co) {
         return err;
     }
-    vmm_co_enter_from(ctx, co, "vmm_co_run_sync", __builtin_return_address(0));
+    co_enter_from(ctx, co, "vmm_co_run_sync", __builtin_return_address(0));
     if (vmm_aio_context_in_thread(ctx)) {
         /* Pairs with the store-release in sync_entry(). */
-        while (!vmm_atomic_load_acquire(&r.done)) {
+        while (!vk_atomic_load_acquire(&r.done)) {
             vmm_aio_poll(ctx, true);
         }
     } else {
         /* The main loop waiting for another thread's context: that thread
          * runs the coroutine and sync_entry() kicks us. */
-        VMM_AIO_WAIT_WHILE(ctx, !vmm_atomic_load_acquire(&r.done));
+        VMM_AIO_WAIT_WHILE(ctx, !vk_atomic_load_acquire(&r.done));
     }
     return 0;
 }

@@ -19,10 +19,10 @@ _Static_assert(sizeof(SleepImpl) <= sizeof(VmmCoSleep), "VmmCoSleep too small");
 static void sleep_claim_and_wake(SleepImpl *s, const char *who, const void *where)
 {
     /* Pairs with the store-release in vmm_co_sleep_ns(). */
-    struct VmmCoroutine *co = vmm_atomic_xchg(&s->co, NULL);
+    struct VmmCoroutine *co = vk_atomic_xchg(&s->co, NULL);
 
     if (co) {
-        vmm_co_wake_by(co, who, where);
+        co_wake_by(co, who, where);
     }
 }
 
@@ -33,7 +33,7 @@ static void sleep_timer_cb(void *opaque)
 
 void vmm_co_sleep_ns(VmmCoSleep *w, int64_t ns)
 {
-    struct VmmCoroutine *self = vmm_co_current();
+    struct VmmCoroutine *self = co_current();
     SleepImpl local = { 0 };
     SleepImpl *s = w ? (SleepImpl *)w : &local;
     VmmTimer *t;
@@ -44,11 +44,11 @@ void vmm_co_sleep_ns(VmmCoSleep *w, int64_t ns)
     }
     t = vmm_timer_new(vmm_aio_context_current(), sleep_timer_cb, s);
     if (!t) {
-        vmm_error("vmm_co_sleep_ns: no timer (out of memory); not sleeping");
+        vk_error("vmm_co_sleep_ns: no timer (out of memory); not sleeping");
         return;
     }
     /* Pairs with the exchange in sleep_claim_and_wake(). */
-    vmm_atomic_store_release(&s->co, self);
+    vk_atomic_store_release(&s->co, self);
     vmm_timer_mod(t, vmm_clock_ns() + (ns > 0 ? ns : 0));
     vmm_coroutine_yield();
     /* We run in our context again (wakers schedule us there), where the

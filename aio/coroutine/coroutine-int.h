@@ -68,12 +68,12 @@ typedef struct VMM_CAPABILITY("mutex") VmmCoPthreadLock {
 } VmmCoPthreadLock;
 #define VMM_CO_PTHREAD_LOCK_INIT { PTHREAD_MUTEX_INITIALIZER }
 
-static inline void vmm_co_plock(VmmCoPthreadLock *l) VMM_ACQUIRE(*l) VMM_NO_TSA
+static inline void co_plock(VmmCoPthreadLock *l) VMM_ACQUIRE(*l) VMM_NO_TSA
 {
     pthread_mutex_lock(&l->m);
 }
 
-static inline void vmm_co_punlock(VmmCoPthreadLock *l) VMM_RELEASE(*l) VMM_NO_TSA
+static inline void co_punlock(VmmCoPthreadLock *l) VMM_RELEASE(*l) VMM_NO_TSA
 {
     pthread_mutex_unlock(&l->m);
 }
@@ -87,19 +87,19 @@ typedef struct VMM_CAPABILITY("spinlock") VmmCoSpin {
     uint32_t v;
 } VmmCoSpin;
 
-void vmm_co_spin_lock_slow(VmmCoSpin *s);
+void co_spin_lock_slow(VmmCoSpin *s);
 
-static inline void vmm_co_spin_lock(VmmCoSpin *s) VMM_ACQUIRE(*s) VMM_NO_TSA
+static inline void co_spin_lock(VmmCoSpin *s) VMM_ACQUIRE(*s) VMM_NO_TSA
 {
-    /* Acquire pairs with the release in vmm_co_spin_unlock(). */
-    if (vmm_unlikely(vmm_atomic_xchg_acquire(&s->v, 1))) {
-        vmm_co_spin_lock_slow(s);
+    /* Acquire pairs with the release in co_spin_unlock(). */
+    if (vk_unlikely(vk_atomic_xchg_acquire(&s->v, 1))) {
+        co_spin_lock_slow(s);
     }
 }
 
-static inline void vmm_co_spin_unlock(VmmCoSpin *s) VMM_RELEASE(*s) VMM_NO_TSA
+static inline void co_spin_unlock(VmmCoSpin *s) VMM_RELEASE(*s) VMM_NO_TSA
 {
-    vmm_atomic_store_release(&s->v, 0);
+    vk_atomic_store_release(&s->v, 0);
 }
 
 /* What a switch tells the coroutine it lands in. */
@@ -163,13 +163,13 @@ struct VmmCoroutine {
 
 /* ---- FIFO helpers (not thread-safe; the caller serialises) -------------- */
 
-static inline void vmm_co_fifo_init(VmmCoFifo *f)
+static inline void co_fifo_init(VmmCoFifo *f)
 {
     f->head = NULL;
     f->tailp = &f->head;
 }
 
-static inline void vmm_co_fifo_push(VmmCoFifo *f, struct VmmCoroutine *co)
+static inline void co_fifo_push(VmmCoFifo *f, struct VmmCoroutine *co)
 {
     if (!f->tailp) {
         f->tailp = &f->head;    /* zero-initialised storage is an empty FIFO */
@@ -179,7 +179,7 @@ static inline void vmm_co_fifo_push(VmmCoFifo *f, struct VmmCoroutine *co)
     f->tailp = &co->queue_next;
 }
 
-static inline struct VmmCoroutine *vmm_co_fifo_pop(VmmCoFifo *f)
+static inline struct VmmCoroutine *co_fifo_pop(VmmCoFifo *f)
 {
     struct VmmCoroutine *co = f->head;
 
@@ -194,7 +194,7 @@ static inline struct VmmCoroutine *vmm_co_fifo_pop(VmmCoFifo *f)
 }
 
 /* Move all of @src in front of @dst (so they run first); @src ends empty. */
-static inline void vmm_co_fifo_prepend(VmmCoFifo *dst, VmmCoFifo *src)
+static inline void co_fifo_prepend(VmmCoFifo *dst, VmmCoFifo *src)
 {
     if (!src->head) {
         return;
@@ -204,48 +204,48 @@ static inline void vmm_co_fifo_prepend(VmmCoFifo *dst, VmmCoFifo *src)
         dst->tailp = src->tailp;
     }
     dst->head = src->head;
-    vmm_co_fifo_init(src);
+    co_fifo_init(src);
 }
 
 /* ---- Machine backend (switch-*.S + backend-asm.c, or backend-ucontext.c) */
 
 /* Prepare @co's fresh stack so that the first switch into it calls
- * vmm_co_trampoline(co).  0 or -errno. */
-int vmm_co_backend_init(struct VmmCoroutine *co);
-void vmm_co_backend_fini(struct VmmCoroutine *co);
+ * co_trampoline(co).  0 or -errno. */
+int co_backend_init(struct VmmCoroutine *co);
+void co_backend_fini(struct VmmCoroutine *co);
 /* Save the running state into @from, resume @to; returns the action passed
  * by whoever later switches back to @from. */
-int vmm_co_backend_switch(struct VmmCoroutine *from, struct VmmCoroutine *to,
+int co_backend_switch(struct VmmCoroutine *from, struct VmmCoroutine *to,
                           int action);
 /* Runs first on every new stack; never returns. */
-void vmm_co_trampoline(struct VmmCoroutine *co) __attribute__((noreturn));
+void co_trampoline(struct VmmCoroutine *co) __attribute__((noreturn));
 /* "asm" or "ucontext". */
-extern const char vmm_co_backend_name[];
+extern const char co_backend_name[];
 
 #if defined(VMM_CO_BACKEND_ASM)
 /* The hand-written switch: saves the callee-saved registers and the FPU
  * control words on the current stack, stores the stack pointer in
  * *save_sp, loads @new_sp, restores, and returns @action there. */
-int vmm_co_switch_asm(void **save_sp, void *new_sp, int action);
-/* Entry stub of a fresh stack (calls vmm_co_trampoline). */
-void vmm_co_trampoline_asm(void);
+int co_switch_asm(void **save_sp, void *new_sp, int action);
+/* Entry stub of a fresh stack (calls co_trampoline). */
+void co_trampoline_asm(void);
 #define VMM_CO_BACKEND_SWITCH(from, to, action) \
-    vmm_co_switch_asm(&(from)->sp, (to)->sp, action)
+    co_switch_asm(&(from)->sp, (to)->sp, action)
 #else
-#define VMM_CO_BACKEND_SWITCH(from, to, action) vmm_co_backend_switch(from, to, action)
+#define VMM_CO_BACKEND_SWITCH(from, to, action) co_backend_switch(from, to, action)
 #endif
 
 /* ---- Stacks and the pool (stack.c, pool.c) ------------------------------ */
 
-size_t vmm_co_stack_size(void);
-int vmm_co_stack_alloc(VmmCoStack *s, size_t size);
-void vmm_co_stack_free(VmmCoStack *s);
+size_t co_stack_size(void);
+int co_stack_alloc(VmmCoStack *s, size_t size);
+void co_stack_free(VmmCoStack *s);
 
 /* A coroutine object with its stack: from the pool when possible. */
-struct VmmCoroutine *vmm_co_pool_get(int *errp);
-void vmm_co_pool_put(struct VmmCoroutine *co);
+struct VmmCoroutine *co_pool_get(int *errp);
+void co_pool_put(struct VmmCoroutine *co);
 /* Frees a coroutine for good (stack, sanitizer fiber, backend state). */
-void vmm_co_destroy(struct VmmCoroutine *co);
+void co_destroy(struct VmmCoroutine *co);
 
 /* Pool statistics and limits, for tests and docs. */
 typedef struct VmmCoPoolStats {
@@ -256,33 +256,33 @@ typedef struct VmmCoPoolStats {
     long local_credit;      /* credits the calling thread holds */
     long live_stacks;       /* stacks mapped right now (pooled or in use) */
 } VmmCoPoolStats;
-void vmm_co_pool_stats(VmmCoPoolStats *st);
+void co_pool_stats(VmmCoPoolStats *st);
 /* Budget from a vm.max_map_count value (pure function, tested). */
-long vmm_co_pool_budget_for(long max_map_count);
+long co_pool_budget_for(long max_map_count);
 /* Re-derive the budget (tests); frees the shared pool. */
-void vmm_co_pool_reset_budget(long max_map_count);
+void co_pool_reset_budget(long max_map_count);
 /* Empties the calling thread's pool (thread exit does this too). */
-void vmm_co_pool_drain_local(void);
+void co_pool_drain_local(void);
 
 /* ---- Core (coroutine.c) ------------------------------------------------ */
 
 /* Enter @co as if it were running in @ctx, then run what it woke. */
-void vmm_co_enter_ctx(VmmAioContext *ctx, struct VmmCoroutine *co);
+void co_enter_ctx(VmmAioContext *ctx, struct VmmCoroutine *co);
 /* The running coroutine or NULL (TLS, safe across thread moves). */
-struct VmmCoroutine *vmm_co_current(void);
+struct VmmCoroutine *co_current(void);
 /* Queue @co to be entered right after the running coroutine yields;
  * @who/@where name the waker in double-wake reports. */
-void vmm_co_queue_wakeup_by(struct VmmCoroutine *co, const char *who, const void *where);
-#define vmm_co_queue_wakeup(co) \
-    vmm_co_queue_wakeup_by(co, __func__, __builtin_return_address(0))
+void co_queue_wakeup_by(struct VmmCoroutine *co, const char *who, const void *where);
+#define co_queue_wakeup(co) \
+    co_queue_wakeup_by(co, __func__, __builtin_return_address(0))
 
 /* ---- Scheduling (co-sched.c) -------------------------------------------- */
 
 /* vmm_aio_co_schedule/enter/wake with the name of the calling API. */
-void vmm_co_schedule_by(VmmAioContext *ctx, struct VmmCoroutine *co,
+void co_schedule_by(VmmAioContext *ctx, struct VmmCoroutine *co,
                         const char *who, const void *where);
-void vmm_co_enter_from(VmmAioContext *ctx, struct VmmCoroutine *co,
+void co_enter_from(VmmAioContext *ctx, struct VmmCoroutine *co,
                        const char *who, const void *where);
-void vmm_co_wake_by(struct VmmCoroutine *co, const char *who, const void *where);
+void co_wake_by(struct VmmCoroutine *co, const char *who, const void *where);
 
 #endif

@@ -55,13 +55,13 @@ static VMM_NOINLINE CoThread *co_thread_get(void)
 static void co_thread_init(CoThread *t)
 {
     t->leader.is_leader = true;
-    vmm_co_fifo_init(&t->leader.wakeup);
+    co_fifo_init(&t->leader.wakeup);
 #if VMM_CO_TSAN
     t->leader.tsan_fiber = __tsan_get_current_fiber();
 #endif
 }
 
-struct VmmCoroutine *vmm_co_current(void)
+struct VmmCoroutine *co_current(void)
 {
     return co_thread_get()->current;
 }
@@ -147,7 +147,7 @@ static inline void co_fpu_reset(void)
 #endif
 }
 
-void vmm_co_trampoline(struct VmmCoroutine *co)
+void co_trampoline(struct VmmCoroutine *co)
 {
 #if VMM_CO_ASAN
     const void *old_bottom;
@@ -177,7 +177,7 @@ VmmCoroutine *vmm_coroutine_create(VmmCoroutineEntry *entry, void *opaque, int *
         }
         return NULL;
     }
-    co = vmm_co_pool_get(&err);
+    co = co_pool_get(&err);
     if (!co) {
         if (errp) {
             *errp = err;
@@ -190,24 +190,24 @@ VmmCoroutine *vmm_coroutine_create(VmmCoroutineEntry *entry, void *opaque, int *
     co->caller = NULL;
     co->locks_held = 0;
     co->graph_rdlocks = 0;
-    vmm_atomic_set(&co->scheduled, NULL);
+    vk_atomic_set(&co->scheduled, NULL);
     return co;
 }
 
 static bool co_check_enter(struct VmmCoroutine *to, bool from_wakeup)
 {
-    const char *sched = vmm_atomic_read(&to->scheduled);
+    const char *sched = vk_atomic_read(&to->scheduled);
 
     if (from_wakeup && to->wakeup_queued) {
         to->wakeup_queued = false;
-        vmm_atomic_set(&to->scheduled, NULL);
+        vk_atomic_set(&to->scheduled, NULL);
         sched = NULL;
     }
-    if (vmm_unlikely(sched)) {
+    if (vk_unlikely(sched)) {
         VMM_MISUSE("coroutine %p entered while scheduled by %s", (void *)to, sched);
         return false;
     }
-    if (vmm_unlikely(to->caller)) {
+    if (vk_unlikely(to->caller)) {
         VMM_MISUSE("coroutine %p re-entered recursively (it is running)", (void *)to);
         return false;
     }
@@ -216,27 +216,27 @@ static bool co_check_enter(struct VmmCoroutine *to, bool from_wakeup)
 
 static void co_terminated(struct VmmCoroutine *co)
 {
-    if (vmm_unlikely(co->locks_held)) {
+    if (vk_unlikely(co->locks_held)) {
         VMM_MISUSE("coroutine %p returned holding %u coroutine lock(s)",
                    (void *)co, co->locks_held);
     }
     co->caller = NULL;
-    vmm_co_pool_put(co);
+    co_pool_put(co);
 }
 
-void vmm_co_enter_ctx(VmmAioContext *ctx, struct VmmCoroutine *co)
+void co_enter_ctx(VmmAioContext *ctx, struct VmmCoroutine *co)
 {
     CoThread *t = co_thread_get();
     struct VmmCoroutine *self, *to;
     VmmCoFifo pending;
 
-    if (vmm_unlikely(!t->leader.is_leader)) {
+    if (vk_unlikely(!t->leader.is_leader)) {
         co_thread_init(t);
     }
     self = t->current ? t->current : &t->leader;
-    vmm_co_fifo_init(&pending);
+    co_fifo_init(&pending);
     to = co;
-    for (bool first = true; to; to = vmm_co_fifo_pop(&pending), first = false) {
+    for (bool first = true; to; to = co_fifo_pop(&pending), first = false) {
         int ret;
 
         if (!co_check_enter(to, !first)) {
@@ -246,22 +246,22 @@ void vmm_co_enter_ctx(VmmAioContext *ctx, struct VmmCoroutine *co)
         /* Pairs with the acquire load of co->ctx in vmm_aio_co_wake(): a
          * waker that sees this coroutine in a wait queue also sees the
          * context it runs in. */
-        vmm_atomic_store_release(&to->ctx, ctx);
+        vk_atomic_store_release(&to->ctx, ctx);
         ret = co_switch(t, self, to, VMM_CO_ENTER);
         t = co_thread_get();
         /* What @to woke runs now, before older pending entries:
          * depth-first, most recently queued first. */
-        if (vmm_unlikely(to->wakeup.head)) {
-            vmm_co_fifo_prepend(&pending, &to->wakeup);
+        if (vk_unlikely(to->wakeup.head)) {
+            co_fifo_prepend(&pending, &to->wakeup);
         }
         if (ret == VMM_CO_TERMINATE) {
             co_terminated(to);
-        } else if (vmm_unlikely(to->resched_ctx)) {
+        } else if (vk_unlikely(to->resched_ctx)) {
             /* It has switched out completely: now it may run elsewhere. */
             VmmAioContext *dest = to->resched_ctx;
 
             to->resched_ctx = NULL;
-            vmm_co_schedule_by(dest, to, "vmm_aio_co_reschedule_self", to->resched_where);
+            co_schedule_by(dest, to, "vmm_aio_co_reschedule_self", to->resched_where);
         }
     }
 }
@@ -270,17 +270,17 @@ void vmm_co_enter_ctx(VmmAioContext *ctx, struct VmmCoroutine *co)
 static inline VmmAioContext *current_context(void)
 {
     static VmmAioContext *main_ctx;     /* atomic; set once */
-    VmmAioContext *ctx = vmm_aio_current_context_fresh();
+    VmmAioContext *ctx = aio_current_context_fresh();
 
-    if (vmm_likely(ctx)) {
+    if (vk_likely(ctx)) {
         return ctx;
     }
     /* Pairs with itself: the context is fully built before it is published
      * by vmm_aio_context_main(). */
-    ctx = vmm_atomic_load_acquire(&main_ctx);
-    if (vmm_unlikely(!ctx)) {
+    ctx = vk_atomic_load_acquire(&main_ctx);
+    if (vk_unlikely(!ctx)) {
         ctx = vmm_aio_context_main();
-        vmm_atomic_store_release(&main_ctx, ctx);
+        vk_atomic_store_release(&main_ctx, ctx);
     }
     return ctx;
 }
@@ -291,7 +291,7 @@ void vmm_coroutine_enter(VmmCoroutine *co)
         VMM_MISUSE("NULL coroutine");
         return;
     }
-    vmm_co_enter_ctx(current_context(), co);
+    co_enter_ctx(current_context(), co);
 }
 
 void vmm_coroutine_enter_if_inactive(VmmCoroutine *co)
@@ -300,8 +300,8 @@ void vmm_coroutine_enter_if_inactive(VmmCoroutine *co)
         VMM_MISUSE("NULL coroutine");
         return;
     }
-    if (!co->caller && !vmm_atomic_read(&co->scheduled)) {
-        vmm_co_enter_ctx(current_context(), co);
+    if (!co->caller && !vk_atomic_read(&co->scheduled)) {
+        co_enter_ctx(current_context(), co);
     }
 }
 
@@ -311,7 +311,7 @@ void vmm_coroutine_yield(void)
     struct VmmCoroutine *self = t->current;
     struct VmmCoroutine *to;
 
-    if (vmm_unlikely(!self)) {
+    if (vk_unlikely(!self)) {
         VMM_MISUSE("yield outside a coroutine");
         return;
     }
@@ -320,25 +320,25 @@ void vmm_coroutine_yield(void)
     co_switch(t, self, to, VMM_CO_YIELD);
 }
 
-void vmm_co_queue_wakeup_by(struct VmmCoroutine *co, const char *who, const void *where)
+void co_queue_wakeup_by(struct VmmCoroutine *co, const char *who, const void *where)
 {
     struct VmmCoroutine *self = co_thread_get()->current;
     const char *prev;
 
     (void)where;
-    if (vmm_unlikely(co == self)) {
+    if (vk_unlikely(co == self)) {
         VMM_MISUSE("coroutine %p woken by %s while it is running", (void *)co, who);
         return;
     }
-    prev = vmm_atomic_cmpxchg(&co->scheduled, NULL, who);
-    if (vmm_unlikely(prev)) {
+    prev = vk_atomic_cmpxchg(&co->scheduled, NULL, who);
+    if (vk_unlikely(prev)) {
         VMM_MISUSE("coroutine %p woken by %s while already scheduled by %s",
                    (void *)co, who, prev);
         return;
     }
     co->sched_where = where;
     co->wakeup_queued = true;
-    vmm_co_fifo_push(&self->wakeup, co);
+    co_fifo_push(&self->wakeup, co);
 }
 
 VmmCoroutine *vmm_coroutine_self(void)
@@ -365,5 +365,5 @@ bool vmm_coroutine_entered(VmmCoroutine *co)
 
 VmmAioContext *vmm_coroutine_get_context(VmmCoroutine *co)
 {
-    return co ? vmm_atomic_load_acquire(&co->ctx) : NULL;
+    return co ? vk_atomic_load_acquire(&co->ctx) : NULL;
 }

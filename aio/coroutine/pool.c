@@ -6,7 +6,7 @@
  * guard page), i.e. two kernel VMAs per coroutine.  A process may hold at
  * most vm.max_map_count VMAs, so the pool (which keeps stacks mapped for
  * reuse) is capped against it: all pools together may hold at most
- * vmm_co_pool_budget_for(max_map_count) coroutines, leaving the rest of
+ * co_pool_budget_for(max_map_count) coroutines, leaving the rest of
  * the VMAs to live coroutines and to everything else in the process.
  *
  * Pools: each thread has a private pool (plain list, no atomics) and there
@@ -56,7 +56,7 @@
 
 static long live_stacks;    /* atomic; stats only */
 
-size_t vmm_co_stack_size(void)
+size_t co_stack_size(void)
 {
 #if VMM_CO_ASAN
     /* Instrumented frames and redzones are much larger. */
@@ -66,7 +66,7 @@ size_t vmm_co_stack_size(void)
 #endif
 }
 
-int vmm_co_stack_alloc(VmmCoStack *s, size_t size)
+int co_stack_alloc(VmmCoStack *s, size_t size)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     size_t total = VMM_ALIGN_UP(size, page) + page;
@@ -88,11 +88,11 @@ int vmm_co_stack_alloc(VmmCoStack *s, size_t size)
 #if defined(VMM_HAVE_VALGRIND)
     s->valgrind_id = VALGRIND_STACK_REGISTER(p + page, p + total);
 #endif
-    vmm_atomic_inc(&live_stacks);
+    vk_atomic_inc(&live_stacks);
     return 0;
 }
 
-void vmm_co_stack_free(VmmCoStack *s)
+void co_stack_free(VmmCoStack *s)
 {
     if (!s->base) {
         return;
@@ -107,7 +107,7 @@ void vmm_co_stack_free(VmmCoStack *s)
 #endif
     munmap(s->base, s->size);
     s->base = NULL;
-    vmm_atomic_dec(&live_stacks);
+    vk_atomic_dec(&live_stacks);
 }
 
 /* ---- Creating and destroying coroutine objects ------------------------ */
@@ -123,16 +123,16 @@ static struct VmmCoroutine *co_new(int *errp)
         return NULL;
     }
     memset(co, 0, sizeof(*co));
-    vmm_co_fifo_init(&co->wakeup);
-    ret = vmm_co_stack_alloc(&co->stack, vmm_co_stack_size());
+    co_fifo_init(&co->wakeup);
+    ret = co_stack_alloc(&co->stack, co_stack_size());
     if (ret < 0) {
         free(co);
         *errp = ret;
         return NULL;
     }
-    ret = vmm_co_backend_init(co);
+    ret = co_backend_init(co);
     if (ret < 0) {
-        vmm_co_stack_free(&co->stack);
+        co_stack_free(&co->stack);
         free(co);
         *errp = ret;
         return NULL;
@@ -143,13 +143,13 @@ static struct VmmCoroutine *co_new(int *errp)
     return co;
 }
 
-void vmm_co_destroy(struct VmmCoroutine *co)
+void co_destroy(struct VmmCoroutine *co)
 {
 #if VMM_CO_TSAN
     __tsan_destroy_fiber(co->tsan_fiber);
 #endif
-    vmm_co_backend_fini(co);
-    vmm_co_stack_free(&co->stack);
+    co_backend_fini(co);
+    co_stack_free(&co->stack);
     free(co);
 }
 
@@ -163,7 +163,7 @@ static VmmCoPthreadLock global_lock = VMM_CO_PTHREAD_LOCK_INIT;
 static struct VmmCoroutine *global_head VMM_GUARDED_BY(global_lock);
 static long global_count;           /* written under global_lock, read relaxed */
 
-long vmm_co_pool_budget_for(long max_map_count)
+long co_pool_budget_for(long max_map_count)
 {
     /* Two VMAs per pooled coroutine; pools get half of what is left after
      * the reserve, the other half stays for live coroutines. */
@@ -191,18 +191,18 @@ static long read_max_map_count(void)
 
 static void budget_init(void)
 {
-    long n = vmm_co_pool_budget_for(read_max_map_count());
+    long n = co_pool_budget_for(read_max_map_count());
 
-    vmm_co_plock(&global_lock);
+    co_plock(&global_lock);
     budget_total = n;
-    vmm_atomic_set(&budget_free, n);
-    vmm_co_punlock(&global_lock);
+    vk_atomic_set(&budget_free, n);
+    co_punlock(&global_lock);
 }
 
 /* Take up to @want credits; returns how many were granted. */
 static long budget_take(long want)
 {
-    long cur = vmm_atomic_read(&budget_free);
+    long cur = vk_atomic_read(&budget_free);
 
     for (;;) {
         long n = cur < want ? cur : want;
@@ -211,7 +211,7 @@ static long budget_take(long want)
         if (n <= 0) {
             return 0;
         }
-        seen = vmm_atomic_cmpxchg(&budget_free, cur, cur - n);
+        seen = vk_atomic_cmpxchg(&budget_free, cur, cur - n);
         if (seen == cur) {
             return n;
         }
@@ -264,11 +264,11 @@ static void local_to_global(LocalPool *lp, long n)
     lp->head = co;
     lp->count -= moved;
     lp->credit -= moved;
-    vmm_co_plock(&global_lock);
+    co_plock(&global_lock);
     last->sched_next = global_head;
     global_head = first;
-    vmm_atomic_set(&global_count, global_count + moved);
-    vmm_co_punlock(&global_lock);
+    vk_atomic_set(&global_count, global_count + moved);
+    co_punlock(&global_lock);
 }
 
 static void local_pool_exit(void *arg)
@@ -277,7 +277,7 @@ static void local_pool_exit(void *arg)
 
     local_to_global(lp, lp->count);
     if (lp->credit > 0) {
-        vmm_atomic_fetch_add(&budget_free, lp->credit);
+        vk_atomic_fetch_add(&budget_free, lp->credit);
     }
     lp->credit = 0;
     lp->registered = false;
@@ -286,11 +286,11 @@ static void local_pool_exit(void *arg)
 static void key_init(void)
 {
     if (pthread_key_create(&local_key, local_pool_exit) != 0) {
-        vmm_error("coroutine pool: no thread-exit hook; thread pools leak credits");
+        vk_error("coroutine pool: no thread-exit hook; thread pools leak credits");
     }
 }
 
-void vmm_co_pool_drain_local(void)
+void co_pool_drain_local(void)
 {
     LocalPool *lp = local_get();
 
@@ -298,29 +298,29 @@ void vmm_co_pool_drain_local(void)
         struct VmmCoroutine *co = lp->head;
         lp->head = co->sched_next;
         lp->count--;
-        vmm_co_destroy(co);
+        co_destroy(co);
     }
     if (lp->credit > 0) {
-        vmm_atomic_fetch_add(&budget_free, lp->credit);
+        vk_atomic_fetch_add(&budget_free, lp->credit);
     }
     lp->credit = 0;
 }
 
-struct VmmCoroutine *vmm_co_pool_get(int *errp)
+struct VmmCoroutine *co_pool_get(int *errp)
 {
     LocalPool *lp = local_get();
     struct VmmCoroutine *co = lp->head;
 
-    if (vmm_likely(co)) {
+    if (vk_likely(co)) {
         lp->head = co->sched_next;
         lp->count--;
         co->sched_next = NULL;
         return co;
     }
-    if (vmm_atomic_read(&global_count) > 0) {
+    if (vk_atomic_read(&global_count) > 0) {
         long n = 0;
 
-        vmm_co_plock(&global_lock);
+        co_plock(&global_lock);
         while (global_head && n < POOL_BATCH) {
             co = global_head;
             global_head = co->sched_next;
@@ -328,8 +328,8 @@ struct VmmCoroutine *vmm_co_pool_get(int *errp)
             lp->head = co;
             n++;
         }
-        vmm_atomic_set(&global_count, global_count - n);
-        vmm_co_punlock(&global_lock);
+        vk_atomic_set(&global_count, global_count - n);
+        co_punlock(&global_lock);
         lp->count += n;
         lp->credit += n;
         if (n && !lp->registered) {
@@ -348,11 +348,11 @@ struct VmmCoroutine *vmm_co_pool_get(int *errp)
     return co_new(errp);
 }
 
-void vmm_co_pool_put(struct VmmCoroutine *co)
+void co_pool_put(struct VmmCoroutine *co)
 {
     LocalPool *lp = local_get();
 
-    if (vmm_unlikely(lp->count >= lp->credit)) {
+    if (vk_unlikely(lp->count >= lp->credit)) {
         if (lp->count >= POOL_LOCAL_MAX) {
             local_to_global(lp, POOL_BATCH);
         } else {
@@ -361,7 +361,7 @@ void vmm_co_pool_put(struct VmmCoroutine *co)
             pthread_once(&budget_once, budget_init);
             got = budget_take(POOL_CREDIT_CHUNK);
             if (!got) {
-                vmm_co_destroy(co);
+                co_destroy(co);
                 return;
             }
             lp->credit += got;
@@ -377,40 +377,40 @@ void vmm_co_pool_put(struct VmmCoroutine *co)
     lp->count++;
 }
 
-void vmm_co_pool_stats(VmmCoPoolStats *st)
+void co_pool_stats(VmmCoPoolStats *st)
 {
     LocalPool *lp = local_get();
 
     pthread_once(&budget_once, budget_init);
-    vmm_co_plock(&global_lock);
+    co_plock(&global_lock);
     st->budget_total = budget_total;
     st->global_count = global_count;
-    vmm_co_punlock(&global_lock);
-    st->budget_free = vmm_atomic_read(&budget_free);
+    co_punlock(&global_lock);
+    st->budget_free = vk_atomic_read(&budget_free);
     st->local_count = lp->count;
     st->local_credit = lp->credit;
-    st->live_stacks = vmm_atomic_read(&live_stacks);
+    st->live_stacks = vk_atomic_read(&live_stacks);
 }
 
-void vmm_co_pool_reset_budget(long max_map_count)
+void co_pool_reset_budget(long max_map_count)
 {
-    long n = vmm_co_pool_budget_for(max_map_count);
+    long n = co_pool_budget_for(max_map_count);
     struct VmmCoroutine *head;
 
     pthread_once(&budget_once, budget_init);
-    vmm_co_pool_drain_local();
-    vmm_co_plock(&global_lock);
+    co_pool_drain_local();
+    co_plock(&global_lock);
     head = global_head;
     global_head = NULL;
     /* Credits still held by other threads stay theirs. */
-    vmm_atomic_set(&budget_free, vmm_atomic_read(&budget_free) + global_count
+    vk_atomic_set(&budget_free, vk_atomic_read(&budget_free) + global_count
                    + (n - budget_total));
     budget_total = n;
-    vmm_atomic_set(&global_count, 0);
-    vmm_co_punlock(&global_lock);
+    vk_atomic_set(&global_count, 0);
+    co_punlock(&global_lock);
     while (head) {
         struct VmmCoroutine *co = head;
         head = co->sched_next;
-        vmm_co_destroy(co);
+        co_destroy(co);
     }
 }

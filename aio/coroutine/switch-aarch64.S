@@ -2,7 +2,7 @@
 /*
  * Coroutine switch for AArch64 (AAPCS64).
  *
- * int vmm_co_switch_asm(void **save_sp, void *new_sp, int action)
+ * int co_switch_asm(void **save_sp, void *new_sp, int action)
  *
  * Saves what the ABI makes callee-saved: x19-x28, the frame pointer x29,
  * the link register x30, the low halves of v8-v15 (d8-d15) and FPCR (its
@@ -23,11 +23,11 @@
 #define VMM_CO_FPU_CTL 0
 #endif
     .text
-    .globl  vmm_co_switch_asm
-    .hidden vmm_co_switch_asm
-    .type   vmm_co_switch_asm, %function
+    .globl  co_switch_asm
+    .hidden co_switch_asm
+    .type   co_switch_asm, %function
     .p2align 4
-vmm_co_switch_asm:
+co_switch_asm:
     .cfi_startproc
     sub     sp, sp, #176
     stp     x19, x20, [sp, #0]
@@ -68,21 +68,21 @@ vmm_co_switch_asm:
 2:  msr     fpcr, x10
     b       1b
     .cfi_endproc
-    .size   vmm_co_switch_asm, .-vmm_co_switch_asm
+    .size   co_switch_asm, .-co_switch_asm
 
 /* First code on a fresh stack: x19 holds the coroutine. */
-    .globl  vmm_co_trampoline_asm
-    .hidden vmm_co_trampoline_asm
-    .type   vmm_co_trampoline_asm, %function
+    .globl  co_trampoline_asm
+    .hidden co_trampoline_asm
+    .type   co_trampoline_asm, %function
     .p2align 4
-vmm_co_trampoline_asm:
+co_trampoline_asm:
     .cfi_startproc
     .cfi_undefined x30
     mov     x29, #0
     mov     x0, x19
-    bl      vmm_co_trampoline
+    bl      co_trampoline
     brk     #0
     .cfi_endproc
-    .size   vmm_co_trampoline_asm, .-vmm_co_trampoline_asm
+    .size   co_trampoline_asm, .-co_trampoline_asm
 
     .section .note.GNU-stack, "", %progbits

@@ -2,7 +2,7 @@
 /*
  * Coroutine switch for x86-64 (System V ABI).
  *
- * int vmm_co_switch_asm(void **save_sp, void *new_sp, int action)
+ * int co_switch_asm(void **save_sp, void *new_sp, int action)
  *
  * Saves what the ABI makes callee-saved: rbx, rbp, r12-r15, the MXCSR
  * control bits and the x87 control word.  The stack pointer goes to
@@ -48,11 +48,11 @@
 #define VMM_CO_FPU_CTL 0
 #endif
     .text
-    .globl  vmm_co_switch_asm
-    .hidden vmm_co_switch_asm
-    .type   vmm_co_switch_asm, @function
+    .globl  co_switch_asm
+    .hidden co_switch_asm
+    .type   co_switch_asm, @function
     .p2align 4
-vmm_co_switch_asm:
+co_switch_asm:
     .cfi_startproc
     pushq   %rbp
     pushq   %rbx
@@ -90,23 +90,23 @@ vmm_co_switch_asm:
     jmp     1b
 #endif
     .cfi_endproc
-    .size   vmm_co_switch_asm, .-vmm_co_switch_asm
+    .size   co_switch_asm, .-co_switch_asm
 
 /*
  * First code on a fresh stack: r12 holds the coroutine.  The return
  * address is undefined so unwinders and debuggers stop here.
  */
-    .globl  vmm_co_trampoline_asm
-    .hidden vmm_co_trampoline_asm
-    .type   vmm_co_trampoline_asm, @function
+    .globl  co_trampoline_asm
+    .hidden co_trampoline_asm
+    .type   co_trampoline_asm, @function
     .p2align 4
-vmm_co_trampoline_asm:
+co_trampoline_asm:
     .cfi_startproc
     .cfi_undefined rip
     movq    %r12, %rdi
-    call    vmm_co_trampoline
+    call    co_trampoline
     ud2
     .cfi_endproc
-    .size   vmm_co_trampoline_asm, .-vmm_co_trampoline_asm
+    .size   co_trampoline_asm, .-co_trampoline_asm
 
     .section .note.GNU-stack, "", @progbits

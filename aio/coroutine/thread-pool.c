@@ -76,14 +76,14 @@ static int64_t mono_ns(void)
 
 static void finished_push(ThreadPool *p, TpReq *req)
 {
-    TpReq *old = vmm_atomic_read(&p->finished);
+    TpReq *old = vk_atomic_read(&p->finished);
 
     for (;;) {
         TpReq *seen;
 
         req->next = old;
         /* Pairs with the exchange in completion_bh(). */
-        seen = vmm_atomic_cmpxchg(&p->finished, old, req);
+        seen = vk_atomic_cmpxchg(&p->finished, old, req);
         if (seen == old) {
             return;
         }
@@ -95,7 +95,7 @@ static void *worker_main(void *opaque)
 {
     ThreadPool *p = opaque;
 
-    vmm_co_plock(&p->lock);
+    co_plock(&p->lock);
     for (;;) {
         int64_t deadline = mono_ns() + TP_IDLE_NS;
         TpReq *req;
@@ -117,17 +117,17 @@ static void *worker_main(void *opaque)
             p->tailp = &p->head;
         }
         p->queued--;
-        vmm_co_punlock(&p->lock);
+        co_punlock(&p->lock);
 
         req->ret = req->fn(req->arg);
         finished_push(p, req);
         vmm_bh_schedule(p->bh);
 
-        vmm_co_plock(&p->lock);
+        co_plock(&p->lock);
     }
     p->workers--;
     pthread_cond_broadcast(&p->exit_cond);
-    vmm_co_punlock(&p->lock);
+    co_punlock(&p->lock);
     return NULL;
 }
 
@@ -135,7 +135,7 @@ static void completion_bh(void *opaque)
 {
     ThreadPool *p = opaque;
     /* Pairs with the cmpxchg in finished_push(). */
-    TpReq *lifo = vmm_atomic_xchg(&p->finished, NULL);
+    TpReq *lifo = vk_atomic_xchg(&p->finished, NULL);
     TpReq *fifo = NULL;
 
     while (lifo) {
@@ -161,16 +161,16 @@ static void pool_destroy(VmmAioContext *ctx, void *value)
     int n = 0;
 
     (void)ctx;
-    vmm_co_plock(&p->lock);
+    co_plock(&p->lock);
     p->stopping = true;
     pthread_cond_broadcast(&p->work_cond);
     while (p->workers > 0) {
         pthread_cond_wait(&p->exit_cond, &p->lock.m);
     }
-    vmm_co_punlock(&p->lock);
+    co_punlock(&p->lock);
     /* Workers drained the queue before leaving; what finished but was not
      * delivered can no longer run in this context. */
-    left = vmm_atomic_xchg(&p->finished, NULL);
+    left = vk_atomic_xchg(&p->finished, NULL);
     while (left) {
         TpReq *next = left->next;
         free(left);
@@ -178,8 +178,8 @@ static void pool_destroy(VmmAioContext *ctx, void *value)
         n++;
     }
     if (n) {
-        vmm_warn("context '%s' destroyed with %d thread-pool completion(s) undelivered",
-                 vmm_aio_context_name(p->ctx), n);
+        vk_warn("context '%s' destroyed with %d thread-pool completion(s) undelivered",
+                 aio_context_name(p->ctx), n);
     }
     vmm_bh_delete(p->bh);
     pthread_cond_destroy(&p->work_cond);
@@ -190,9 +190,9 @@ static void pool_destroy(VmmAioContext *ctx, void *value)
 
 static void pool_key_init(void)
 {
-    pool_key = vmm_aio_slot_key_new("thread-pool", pool_destroy);
+    pool_key = aio_slot_key_new("thread-pool", pool_destroy);
     if (pool_key < 0) {
-        vmm_error("thread pool: no context slot left (%d)", pool_key);
+        vk_error("thread pool: no context slot left (%d)", pool_key);
     }
 }
 
@@ -228,12 +228,12 @@ static ThreadPool *pool_get(VmmAioContext *ctx)
     if (pool_key < 0) {
         return NULL;
     }
-    return vmm_aio_slot_get_or_create(ctx, pool_key, pool_create, NULL);
+    return aio_slot_get_or_create(ctx, pool_key, pool_create, NULL);
 }
 
 static int spawn_worker(ThreadPool *p) VMM_REQUIRES(p->lock)
 {
-    int ret = vmm_thread_start_detached(worker_main, p);
+    int ret = vk_thread_start_detached(worker_main, p);
     if (ret == 0) {
         p->workers++;
     }
@@ -261,7 +261,7 @@ int vmm_thread_pool_submit(VmmAioContext *ctx, VmmThreadPoolFunc *fn, void *arg,
     req->done = done;
     req->opaque = opaque;
 
-    vmm_co_plock(&p->lock);
+    co_plock(&p->lock);
     *p->tailp = req;
     p->tailp = &req->next;
     p->queued++;
@@ -287,7 +287,7 @@ int vmm_thread_pool_submit(VmmAioContext *ctx, VmmThreadPoolFunc *fn, void *arg,
         p->queued--;
         free(req);
     }
-    vmm_co_punlock(&p->lock);
+    co_punlock(&p->lock);
     return ret;
 }
 
@@ -303,10 +303,10 @@ int vmm_thread_pool_set_max_workers(VmmAioContext *ctx, int max)
     if (!p) {
         return -ENOMEM;
     }
-    vmm_co_plock(&p->lock);
+    co_plock(&p->lock);
     p->max_workers = max;
     pthread_cond_broadcast(&p->work_cond);     /* surplus workers leave */
-    vmm_co_punlock(&p->lock);
+    co_punlock(&p->lock);
     return 0;
 }
 
@@ -322,12 +322,12 @@ static void co_submit_done(void *opaque, int ret)
     CoSubmit *s = opaque;
 
     s->ret = ret;
-    vmm_co_wake_by(s->co, "vmm_thread_pool_co_submit", NULL);
+    co_wake_by(s->co, "vmm_thread_pool_co_submit", NULL);
 }
 
 int vmm_thread_pool_co_submit(VmmThreadPoolFunc *fn, void *arg)
 {
-    CoSubmit s = { .co = vmm_co_current() };
+    CoSubmit s = { .co = co_current() };
     int ret;
 
     if (!s.co) {

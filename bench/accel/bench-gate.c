@@ -50,13 +50,13 @@ typedef struct CmpxchgGate {
 
 static inline void cg_begin(CmpxchgGate *g)
 {
-    unsigned v = vmm_atomic_read(&g->count);
+    unsigned v = vk_atomic_read(&g->count);
     for (;;) {
         if (v & 3) {            /* locked: would wait; never in this bench */
-            v = vmm_atomic_read(&g->count);
+            v = vk_atomic_read(&g->count);
             continue;
         }
-        unsigned old = vmm_atomic_cmpxchg(&g->count, v, v + 4);
+        unsigned old = vk_atomic_cmpxchg(&g->count, v, v + 4);
         if (old == v) {
             return;
         }
@@ -66,9 +66,9 @@ static inline void cg_begin(CmpxchgGate *g)
 
 static inline void cg_end(CmpxchgGate *g)
 {
-    vmm_atomic_fetch_sub(&g->count, 4);
-    if (vmm_atomic_read(&g->event) == 0) {      /* qemu_event_set's check */
-        vmm_atomic_xchg(&g->event, 1);
+    vk_atomic_fetch_sub(&g->count, 4);
+    if (vk_atomic_read(&g->event) == 0) {      /* qemu_event_set's check */
+        vk_atomic_xchg(&g->event, 1);
     }
 }
 
@@ -104,28 +104,28 @@ static void *pair_thread(void *opaque)
         case K_GATE_CPU:
             for (long i = 0; i < iters; i++) {
                 vmm_accel_cpu_ioctl_begin(a->slot);
-                vmm_barrier();
+                vk_barrier();
                 vmm_accel_cpu_ioctl_end(a->slot);
             }
             break;
         case K_GATE_VM:
             for (long i = 0; i < iters; i++) {
                 vmm_accel_ioctl_begin(a->gate);
-                vmm_barrier();
+                vk_barrier();
                 vmm_accel_ioctl_end(a->gate);
             }
             break;
         case K_CMPXCHG:
             for (long i = 0; i < iters; i++) {
                 cg_begin(a->cg);
-                vmm_barrier();
+                vk_barrier();
                 cg_end(a->cg);
             }
             break;
         case K_RWLOCK:
             for (long i = 0; i < iters; i++) {
                 pthread_rwlock_rdlock(a->rw);
-                vmm_barrier();
+                vk_barrier();
                 pthread_rwlock_unlock(a->rw);
             }
             break;
@@ -180,8 +180,8 @@ typedef struct FakeCpu {
 static void fake_kick(void *opaque)
 {
     FakeCpu *c = opaque;
-    vmm_atomic_store_release(&c->kicked, 1);
-    vmm_futex_wake(&c->kicked, 1);
+    vk_atomic_store_release(&c->kicked, 1);
+    vk_futex_wake(&c->kicked, 1);
 }
 
 static void *fake_cpu(void *opaque)
@@ -189,16 +189,16 @@ static void *fake_cpu(void *opaque)
     FakeCpu *c = opaque;
 
     vmm_accel_cpu_slot_bind(c->slot, true);
-    while (!vmm_atomic_read(c->stop)) {
+    while (!vk_atomic_read(c->stop)) {
         vmm_accel_cpu_ioctl_begin(c->slot);
         if (c->halt) {
-            while (!vmm_atomic_xchg(&c->kicked, 0) && !vmm_atomic_read(c->stop)) {
-                vmm_futex_wait(&c->kicked, 0, NULL);
+            while (!vk_atomic_xchg(&c->kicked, 0) && !vk_atomic_read(c->stop)) {
+                vk_futex_wait(&c->kicked, 0, NULL);
             }
         } else {
             /* "Guest code" that spins until kicked. */
-            while (!vmm_atomic_xchg(&c->kicked, 0) && !vmm_atomic_read(c->stop)) {
-                vmm_barrier();
+            while (!vk_atomic_xchg(&c->kicked, 0) && !vk_atomic_read(c->stop)) {
+                vk_barrier();
             }
         }
         vmm_accel_cpu_ioctl_end(c->slot);
@@ -228,7 +228,7 @@ static double inhibit_latency_us(int n, bool halt, int rounds)
         v[r] = (bench_now_ns() - t0) / 1000.0;
         usleep(500);
     }
-    vmm_atomic_set(&stop, 1);
+    vk_atomic_set(&stop, 1);
     for (int i = 0; i < n; i++) {
         fake_kick(&cpus[i]);
         pthread_join(t[i], NULL);

@@ -196,7 +196,7 @@ static VmmVcpu *real_mode_cpu(VmmVm *vm, uint32_t id, uint64_t rip, uint32_t edi
     return v;
 }
 
-static VmmVm *vmm_setup(uint8_t **ram, bool irqchip)
+static VmmVm *lib_setup(uint8_t **ram, bool irqchip)
 {
     VmmVmOptions o = { .size = sizeof(o), .dirty_ring_entries = -1 };
     int err;
@@ -216,10 +216,10 @@ static VmmVm *vmm_setup(uint8_t **ram, bool irqchip)
     return vm;
 }
 
-static double vmm_pio_ns(uint32_t n)
+static double lib_pio_ns(uint32_t n)
 {
     uint8_t *ram;
-    VmmVm *vm = vmm_setup(&ram, false);
+    VmmVm *vm = lib_setup(&ram, false);
     VmmVmExit e;
 
     memcpy(ram + 0x1000, b_pio_loop, b_pio_loop_end - b_pio_loop);
@@ -336,7 +336,7 @@ static void pio_pairs(int npairs, int k)
     memset(&p, 0, sizeof(p));
     p.k = k;
     p.npairs = npairs;
-    p.vm = vmm_setup(&ram, false);
+    p.vm = lib_setup(&ram, false);
     /* Both guests loop on IN 0x10 for 2^32 exits: the handler decides. */
     raw_setup(&p.raw, b_pio_loop, b_pio_loop_end - b_pio_loop, false, 0);
     memcpy(ram + 0x1000, b_pio_loop, b_pio_loop_end - b_pio_loop);
@@ -427,11 +427,11 @@ static double raw_kick_us(const uint8_t *code, size_t len, bool irqchip, int rou
     return bench_median(v, rounds);
 }
 
-static double vmm_inhibit_us(const uint8_t *code, size_t len, bool irqchip, int n,
+static double lib_inhibit_us(const uint8_t *code, size_t len, bool irqchip, int n,
                              int rounds)
 {
     uint8_t *ram;
-    VmmVm *vm = vmm_setup(&ram, irqchip);
+    VmmVm *vm = lib_setup(&ram, irqchip);
     double v[256];
 
     memcpy(ram + 0x1000, code, len);
@@ -467,15 +467,15 @@ int main(void)
     int reps = quick ? 1 : 15;
     double raw[16], ours[16];
     raw_pio_ns(n / 10);                 /* warm up */
-    vmm_pio_ns(n / 10);
+    lib_pio_ns(n / 10);
     pio_pairs(quick ? 5 : 101, quick ? 20 : 100);
     for (int i = 0; i < reps; i++) {    /* interleaved pairs: same conditions */
         if (i % 2) {
-            ours[i] = vmm_pio_ns(n);
+            ours[i] = lib_pio_ns(n);
             raw[i] = raw_pio_ns(n);
         } else {
             raw[i] = raw_pio_ns(n);
-            ours[i] = vmm_pio_ns(n);
+            ours[i] = lib_pio_ns(n);
         }
     }
     int m = median_pair(ours, raw, reps);
@@ -485,8 +485,8 @@ int main(void)
     double floor_h = raw_kick_us(b_halt, b_halt_end - b_halt, true, rounds);
     double floor_s = raw_kick_us(b_spin, b_spin_end - b_spin, false, rounds);
     for (int cpus = 1; cpus <= 2; cpus++) {
-        double h = vmm_inhibit_us(b_halt, b_halt_end - b_halt, true, cpus, rounds);
-        double s = vmm_inhibit_us(b_spin, b_spin_end - b_spin, false, cpus, rounds);
+        double h = lib_inhibit_us(b_halt, b_halt_end - b_halt, true, cpus, rounds);
+        double s = lib_inhibit_us(b_spin, b_spin_end - b_spin, false, cpus, rounds);
         snprintf(name, sizeof(name), "kvm-inhibit-halted-%d", cpus);
         bench_print(name, h, "us", "raw-kick-halted-1", floor_h);
         snprintf(name, sizeof(name), "kvm-inhibit-spinning-%d", cpus);

@@ -60,8 +60,8 @@ static VMM_NOINLINE QemuCtxCount *qemu_current(void)
 
 static VMM_NOINLINE void qemu_aio_wait_kick(void)
 {
-    vmm_smp_mb();
-    if (vmm_atomic_read(&qemu_num_waiters)) {
+    vk_smp_mb();
+    if (vk_atomic_read(&qemu_num_waiters)) {
         abort();                        /* never in this benchmark */
     }
 }
@@ -69,9 +69,9 @@ static VMM_NOINLINE void qemu_aio_wait_kick(void)
 static VMM_NOINLINE void qemu_rdlock(void)
 {
     QemuCtxCount *c = qemu_current();
-    vmm_atomic_set(&c->reader_count, vmm_atomic_read(&c->reader_count) + 1);
-    vmm_smp_mb();
-    if (vmm_atomic_read(&qemu_has_writer)) {
+    vk_atomic_set(&c->reader_count, vk_atomic_read(&c->reader_count) + 1);
+    vk_smp_mb();
+    if (vk_atomic_read(&qemu_has_writer)) {
         abort();
     }
 }
@@ -79,8 +79,8 @@ static VMM_NOINLINE void qemu_rdlock(void)
 static VMM_NOINLINE void qemu_rdunlock(void)
 {
     QemuCtxCount *c = qemu_current();
-    vmm_atomic_store_release(&c->reader_count, vmm_atomic_read(&c->reader_count) - 1);
-    vmm_smp_mb();
+    vk_atomic_store_release(&c->reader_count, vk_atomic_read(&c->reader_count) - 1);
+    vk_smp_mb();
     qemu_aio_wait_kick();
 }
 
@@ -88,12 +88,12 @@ static VMM_NOINLINE void qemu_rdunlock(void)
  * before doing anything. */
 static VMM_NOINLINE void empty_call_a(void)
 {
-    vmm_barrier();
+    vk_barrier();
 }
 
 static VMM_NOINLINE void empty_call_b(void)
 {
-    vmm_barrier();
+    vk_barrier();
 }
 
 /* ---- Loops ---------------------------------------------------------------- */

@@ -2,7 +2,7 @@
 /*
  * Coroutine benchmarks, each beside comparators measured in the same run:
  *
- *   co_switch_rt       our switch (vmm_co_switch_asm, FPU words included),
+ *   co_switch_rt       our switch (co_switch_asm, FPU words included),
  *                      one round trip = 2 switches, against
  *                        asm_floor_rt   a minimal assembly switch (GPRs only)
  *                        asm_floor_fpu_rt  the same plus MXCSR/x87 CW saved
@@ -235,7 +235,7 @@ static struct VmmCoroutine raw_main, raw_co;
 static void raw_run(long n)
 {
     for (long i = 0; i < n; i++) {
-        vmm_co_switch_asm(&raw_main.sp, raw_co.sp, VMM_CO_ENTER);
+        co_switch_asm(&raw_main.sp, raw_co.sp, VMM_CO_ENTER);
     }
 }
 #endif
@@ -246,7 +246,7 @@ static void raw_bounce(void *opaque)
     (void)opaque;
 #if defined(VMM_CO_BACKEND_ASM)
     for (;;) {
-        vmm_co_switch_asm(&raw_co.sp, raw_main.sp, VMM_CO_YIELD);
+        co_switch_asm(&raw_co.sp, raw_main.sp, VMM_CO_YIELD);
     }
 #endif
 }
@@ -410,7 +410,7 @@ int main(void)
 
 #if defined(VMM_CO_BACKEND_ASM)
     raw_co.entry = raw_bounce;
-    if (vmm_co_stack_alloc(&raw_co.stack, 65536) < 0 || vmm_co_backend_init(&raw_co) < 0) {
+    if (co_stack_alloc(&raw_co.stack, 65536) < 0 || co_backend_init(&raw_co) < 0) {
         return 1;
     }
     double raw = measure(raw_run, iters);
@@ -447,9 +447,9 @@ int main(void)
     }
 
     life = measure(lifecycle_run, iters);
-    vmm_co_pool_reset_budget(0);                /* no pooling: mmap each time */
+    co_pool_reset_budget(0);                /* no pooling: mmap each time */
     nopool = measure(lifecycle_run, iters / 100 + 1);
-    vmm_co_pool_reset_budget(65530);
+    co_pool_reset_budget(65530);
     report("co_lifecycle", life, "co_lifecycle_nopool", nopool);
 
     vmm_co_mutex_init(&bench_mutex);

@@ -137,10 +137,10 @@ static int fault_open(VmmBlockNode *n, BlockOpts *o, int flags, GError **errp) G
 {
     FaultState *s = n->opaque;
     (void)flags;
-    vmm_mutex_init(&s->lock);
-    vmm_mutex_lock(&s->lock);
+    vk_mutex_init(&s->lock);
+    vk_mutex_lock(&s->lock);
     s->next_id = FAULT_OPEN_RULES;
-    vmm_mutex_unlock(&s->lock);
+    vk_mutex_unlock(&s->lock);
     for (int i = 0; i < FAULT_OPEN_RULES; i++) {
         char prefix[32];
         snprintf(prefix, sizeof(prefix), "inject.%d", i);
@@ -156,9 +156,9 @@ static int fault_open(VmmBlockNode *n, BlockOpts *o, int flags, GError **errp) G
             g_free(rule);
             goto fail;
         }
-        vmm_mutex_lock(&s->lock);
+        vk_mutex_lock(&s->lock);
         rules_append(s, rule);
-        vmm_mutex_unlock(&s->lock);
+        vk_mutex_unlock(&s->lock);
     }
     const char *left = block_opts_first_key(o);
     if (left) {
@@ -175,7 +175,7 @@ static int fault_open(VmmBlockNode *n, BlockOpts *o, int flags, GError **errp) G
 
 fail:
     rules_free(s);
-    vmm_mutex_destroy(&s->lock);
+    vk_mutex_destroy(&s->lock);
     return -EINVAL;
 }
 
@@ -183,14 +183,14 @@ static void fault_close(VmmBlockNode *n)
 {
     FaultState *s = n->opaque;
     rules_free(s);
-    vmm_mutex_destroy(&s->lock);
+    vk_mutex_destroy(&s->lock);
 }
 
 static void fault_refresh_length(VmmBlockNode *n) GRAPH_RDLOCK
 {
     if (n->file) {
-        vmm_atomic_set(&n->total_bytes, vmm_atomic_read(&n->file->bs->total_bytes));
-        vmm_atomic_set(&n->max_transfer,
+        vk_atomic_set(&n->total_bytes, vk_atomic_read(&n->file->bs->total_bytes));
+        vk_atomic_set(&n->max_transfer,
                        block_node_cap_max_transfer(n, n->file->bs->max_transfer));
     }
 }
@@ -204,7 +204,7 @@ static int coroutine_fn fault_check(VmmBlockNode *n, unsigned op, int64_t offset
     FaultState *s = n->opaque;
     int64_t delay = 0;
     int err = 0;
-    vmm_mutex_lock(&s->lock);
+    vk_mutex_lock(&s->lock);
     for (FaultRule *r = s->rules; r && !err; r = r->next) {
         if (!(r->ops & op)) {
             continue;
@@ -220,7 +220,7 @@ static int coroutine_fn fault_check(VmmBlockNode *n, unsigned op, int64_t offset
         delay += r->delay_ns;
         err = r->err;
     }
-    vmm_mutex_unlock(&s->lock);
+    vk_mutex_unlock(&s->lock);
     if (delay) {
         vmm_co_sleep_ns(NULL, delay);
     }
@@ -257,9 +257,9 @@ int vmm_block_fault_add_rule(VmmBlockNode *n, const char *rule, GError **errp)
         g_free(r);
         return -EINVAL;
     }
-    vmm_mutex_lock(&s->lock);
+    vk_mutex_lock(&s->lock);
     if (s->next_id == INT32_MAX) {
-        vmm_mutex_unlock(&s->lock);
+        vk_mutex_unlock(&s->lock);
         g_free(r);
         g_set_error(errp, BLOCK_ERR_DOMAIN, ENOSPC, "Node '%s': out of rule ids",
                     n->node_name);
@@ -267,7 +267,7 @@ int vmm_block_fault_add_rule(VmmBlockNode *n, const char *rule, GError **errp)
     }
     r->id = s->next_id++;
     rules_append(s, r);
-    vmm_mutex_unlock(&s->lock);
+    vk_mutex_unlock(&s->lock);
     return r->id;
 }
 
@@ -277,17 +277,17 @@ int vmm_block_fault_remove_rule(VmmBlockNode *n, int id)
     if (!s) {
         return -ENOTSUP;
     }
-    vmm_mutex_lock(&s->lock);
+    vk_mutex_lock(&s->lock);
     for (FaultRule **pp = &s->rules; *pp; pp = &(*pp)->next) {
         FaultRule *r = *pp;
         if (r->id == id) {
             *pp = r->next;
-            vmm_mutex_unlock(&s->lock);
+            vk_mutex_unlock(&s->lock);
             g_free(r);          /* requests only look at it under the lock */
             return 0;
         }
     }
-    vmm_mutex_unlock(&s->lock);
+    vk_mutex_unlock(&s->lock);
     return -ENOENT;
 }
 
@@ -298,14 +298,14 @@ int64_t vmm_block_fault_rule_hits(VmmBlockNode *n, int id)
         return -ENOTSUP;
     }
     int64_t ret = -ENOENT;
-    vmm_mutex_lock(&s->lock);
+    vk_mutex_lock(&s->lock);
     for (FaultRule *r = s->rules; r; r = r->next) {
         if (r->id == id) {
             ret = r->hits;
             break;
         }
     }
-    vmm_mutex_unlock(&s->lock);
+    vk_mutex_unlock(&s->lock);
     return ret;
 }
 

@@ -108,7 +108,7 @@ static void ring_arm_eventfd(FileRing *r, bool on)
     /* Kernels without CQ flags keep the eventfd always on: still correct. */
     (void)io_uring_cq_eventfd_toggle(&r->ring, on);
     if (on) {
-        vmm_smp_mb();       /* pairs with the kernel's CQE post / flags read */
+        vk_smp_mb();       /* pairs with the kernel's CQE post / flags read */
     }
 }
 
@@ -120,7 +120,7 @@ static void ring_submit(FileRing *r)
         if (ret >= 0) {
             r->unsubmitted -= MIN((unsigned)ret, r->unsubmitted);
         } else if (ret != -EAGAIN && ret != -EBUSY && ret != -EINTR) {
-            vmm_error("file: io_uring_submit: %s", strerror(-ret));
+            vk_error("file: io_uring_submit: %s", strerror(-ret));
         }
         if (r->unsubmitted) {
             vmm_bh_schedule(r->submit_bh);   /* retry on the next pass */
@@ -148,7 +148,7 @@ static void ring_read(void *opaque)
     uint64_t v;
     /* Clear before reaping: a CQE posted after this read signals again. */
     if (read(r->efd, &v, sizeof(v)) < 0 && errno != EAGAIN) {
-        vmm_error("file: eventfd read: %s", strerror(errno));
+        vk_error("file: eventfd read: %s", strerror(errno));
     }
     ring_submit(r);
 }
@@ -207,19 +207,19 @@ static void *ring_create(VmmAioContext *ctx, void *arg)
 
 static void ring_key_init(void)
 {
-    ring_key = vmm_aio_slot_key_new("file-io_uring", ring_destroy);
+    ring_key = aio_slot_key_new("file-io_uring", ring_destroy);
 }
 
 static bool probe_uring(void)
 {
-    int v = vmm_atomic_read(&uring_usable);
+    int v = vk_atomic_read(&uring_usable);
     if (v < 0) {
         struct io_uring ring;
         v = io_uring_queue_init(4, &ring, 0) == 0;
         if (v) {
             io_uring_queue_exit(&ring);
         }
-        vmm_atomic_set(&uring_usable, v);
+        vk_atomic_set(&uring_usable, v);
     }
     return v;
 }
@@ -229,11 +229,11 @@ static bool probe_uring(void)
 static VMM_NOINLINE FileRing *current_ring(void)
 {
     pthread_once(&ring_once, ring_key_init);
-    VmmAioContext *ctx = vmm_aio_get_current_context_raw();
+    VmmAioContext *ctx = aio_get_current_context_raw();
     if (!ctx || ring_key < 0) {
         return NULL;
     }
-    return vmm_aio_slot_get_or_create(ctx, ring_key, ring_create, NULL);
+    return aio_slot_get_or_create(ctx, ring_key, ring_create, NULL);
 }
 
 /* Get an SQE, flushing the queue if it is full. */

@@ -23,13 +23,13 @@ static const char *const raw_children[] = { "file", NULL };
 static void raw_refresh_length(VmmBlockNode *n) GRAPH_RDLOCK
 {
     RawState *s = n->opaque;
-    int64_t child_len = n->file ? vmm_atomic_read(&n->file->bs->total_bytes) : 0;
+    int64_t child_len = n->file ? vk_atomic_read(&n->file->bs->total_bytes) : 0;
     int64_t len = s->size >= 0 ? s->size : MAX(child_len - s->offset, 0);
-    vmm_atomic_set(&n->total_bytes, len);
+    vk_atomic_set(&n->total_bytes, len);
     if (n->file) {
         n->request_alignment = n->file->bs->request_alignment;
         n->mem_alignment = n->file->bs->mem_alignment;
-        vmm_atomic_set(&n->max_transfer,
+        vk_atomic_set(&n->max_transfer,
                        block_node_cap_max_transfer(n, n->file->bs->max_transfer));
     }
 }
@@ -45,7 +45,7 @@ static int raw_open(VmmBlockNode *n, BlockOpts *o, int flags, GError **errp) GRA
         !block_opts_take_size(o, "size", 0, &size, errp)) {
         return -EINVAL;
     }
-    int64_t child_len = vmm_atomic_read(&n->file->bs->total_bytes);
+    int64_t child_len = vk_atomic_read(&n->file->bs->total_bytes);
     if ((int64_t)off > child_len) {
         g_set_error(errp, BLOCK_ERR_DOMAIN, EINVAL,
                     "Option 'offset' (%" PRIu64 ") is beyond the end of '%s' (%" PRId64 ")",

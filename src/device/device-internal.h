@@ -10,15 +10,15 @@
  * (e.g. through pinned virtqueue rings): true if @dev may touch guest
  * memory now; otherwise reports the misuse naming @func and returns false.
  */
-bool vmm_device_dma_allowed(VmmDevice *dev, const char *func);
+bool device_dma_allowed(VmmDevice *dev, const char *func);
 
 /*
  * True while some thread runs @dev's delivery loop.  A request or unpause
  * made meanwhile is finished by that thread, after the caller returns; a
  * main-loop caller that must see the result waits with
- * VMM_AIO_WAIT_WHILE(NULL, vmm_device_delivering(dev)) (the loop kicks
+ * VMM_AIO_WAIT_WHILE(NULL, device_delivering(dev)) (the loop kicks
  * aio-wait when it stops).  Any thread.
  */
-bool vmm_device_delivering(VmmDevice *dev);
+bool device_delivering(VmmDevice *dev);
 
 #endif

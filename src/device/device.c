@@ -90,7 +90,7 @@ VmmDevice *vmm_device_new(const char *name, const VmmDeviceOps *ops, void *opaqu
     }
     memcpy(&dev->ops, ops, ops->size < sizeof(dev->ops) ? ops->size : sizeof(dev->ops));
     dev->ops.size = sizeof(dev->ops);
-    vmm_mutex_init(&dev->lock);
+    vk_mutex_init(&dev->lock);
     pthread_cond_init(&dev->handoff, NULL);
     dev->opaque = opaque;
     dev->mem = mem;
@@ -103,17 +103,17 @@ VmmDevice *vmm_device_new(const char *name, const VmmDeviceOps *ops, void *opaqu
 
 bool vmm_device_is_idle(VmmDevice *dev)
 {
-    vmm_mutex_lock(&dev->lock);
+    vk_mutex_lock(&dev->lock);
     bool busy = dev->head || dev->pauses || dev->delivering || dev->state != DEV_RUNNING;
-    vmm_mutex_unlock(&dev->lock);
+    vk_mutex_unlock(&dev->lock);
     return !busy;
 }
 
-bool vmm_device_delivering(VmmDevice *dev)
+bool device_delivering(VmmDevice *dev)
 {
-    vmm_mutex_lock(&dev->lock);
+    vk_mutex_lock(&dev->lock);
     bool d = dev->delivering;
-    vmm_mutex_unlock(&dev->lock);
+    vk_mutex_unlock(&dev->lock);
     return d;
 }
 
@@ -128,7 +128,7 @@ int vmm_device_free(VmmDevice *dev)
     }
     vmm_guest_memory_unref(dev->mem);
     pthread_cond_destroy(&dev->handoff);
-    vmm_mutex_destroy(&dev->lock);
+    vk_mutex_destroy(&dev->lock);
     free(dev->name);
     free(dev);
     return 0;
@@ -146,14 +146,14 @@ VmmGuestMemory *vmm_device_guest_memory(VmmDevice *dev)
 
 bool vmm_device_is_quiesced(VmmDevice *dev)
 {
-    return vmm_atomic_load_acquire(&dev->state) == DEV_QUIESCED;
+    return vk_atomic_load_acquire(&dev->state) == DEV_QUIESCED;
 }
 
 static void set_state(VmmDevice *dev, int st) VMM_REQUIRES(dev->lock)
 {
     /* Release: a device thread that sees RUNNING again (acquire in
-     * vmm_device_dma_allowed) also sees what the callbacks did. */
-    vmm_atomic_store_release(&dev->state, st);
+     * device_dma_allowed) also sees what the callbacks did. */
+    vk_atomic_store_release(&dev->state, st);
 }
 
 /* Run one queued request's callback (quiesced, lock dropped). */
@@ -201,17 +201,17 @@ static bool device_step(VmmDevice *dev) VMM_REQUIRES(dev->lock)
             return false;
         }
         set_state(dev, DEV_QUIESCING);
-        vmm_mutex_unlock(&dev->lock);
+        vk_mutex_unlock(&dev->lock);
         int r = dev->ops.quiesce(dev, dev->opaque);
-        vmm_mutex_lock(&dev->lock);
+        vk_mutex_lock(&dev->lock);
         if (r == 0 && dev->state == DEV_QUIESCING) {
             set_state(dev, DEV_QUIESCED);
         } else if (r < 0 && r != -EBUSY && dev->state == DEV_QUIESCING) {
             set_state(dev, DEV_RUNNING);
             DevReq *all = take_all(dev);
-            vmm_mutex_unlock(&dev->lock);
+            vk_mutex_unlock(&dev->lock);
             fail_all(dev, all, r);
-            vmm_mutex_lock(&dev->lock);
+            vk_mutex_lock(&dev->lock);
         } else if (r == -EBUSY && dev->state == DEV_QUIESCING) {
             /* H: vmm_device_quiesced() delivers; hand the loop over (it
              * may be waiting for us already).  Still QUIESCING means no
@@ -235,7 +235,7 @@ static bool device_step(VmmDevice *dev) VMM_REQUIRES(dev->lock)
         if (r->kind == REQ_PAUSE) {
             dev->pauses++;     /* before done(), which may unpause */
         }
-        vmm_mutex_unlock(&dev->lock);
+        vk_mutex_unlock(&dev->lock);
         /* Mark this thread as delivering to @dev (the DMA rule); a callback
          * may deliver to another device, so restore what was there. */
         VmmDevice *outer = tls_delivering;
@@ -246,7 +246,7 @@ static bool device_step(VmmDevice *dev) VMM_REQUIRES(dev->lock)
         }
         tls_delivering = outer;
         free(r);
-        vmm_mutex_lock(&dev->lock);
+        vk_mutex_lock(&dev->lock);
         return true;
     }
     if (dev->pauses) {
@@ -254,9 +254,9 @@ static bool device_step(VmmDevice *dev) VMM_REQUIRES(dev->lock)
     }
     set_state(dev, DEV_RUNNING);
     if (dev->ops.resume) {
-        vmm_mutex_unlock(&dev->lock);
+        vk_mutex_unlock(&dev->lock);
         dev->ops.resume(dev, dev->opaque);
-        vmm_mutex_lock(&dev->lock);
+        vk_mutex_lock(&dev->lock);
     }
     return true;
 }
@@ -275,14 +275,14 @@ static void run_loop(VmmDevice *dev) VMM_REQUIRES(dev->lock)
 
 static void device_run(VmmDevice *dev)
 {
-    vmm_mutex_lock(&dev->lock);
+    vk_mutex_lock(&dev->lock);
     if (dev->delivering) {
         /* That thread re-checks the queue and state before it stops. */
-        vmm_mutex_unlock(&dev->lock);
+        vk_mutex_unlock(&dev->lock);
         return;
     }
     run_loop(dev);
-    vmm_mutex_unlock(&dev->lock);
+    vk_mutex_unlock(&dev->lock);
     /* Completions may have run in another thread than the main loop's:
      * let a VMM_AIO_WAIT_WHILE() there re-check its condition. */
     vmm_aio_wait_kick();
@@ -299,10 +299,10 @@ static int device_request(VmmDevice *dev, DevReq *tmpl)
     }
     *r = *tmpl;
     r->next = NULL;
-    vmm_mutex_lock(&dev->lock);
+    vk_mutex_lock(&dev->lock);
     *dev->tail = r;
     dev->tail = &r->next;
-    vmm_mutex_unlock(&dev->lock);
+    vk_mutex_unlock(&dev->lock);
     device_run(dev);
     return 0;
 }
@@ -342,13 +342,13 @@ int vmm_device_pause(VmmDevice *dev, VmmDeviceDoneFunc *done, void *opaque)
 
 int vmm_device_unpause(VmmDevice *dev)
 {
-    vmm_mutex_lock(&dev->lock);
+    vk_mutex_lock(&dev->lock);
     if (!dev->pauses) {
-        vmm_mutex_unlock(&dev->lock);
+        vk_mutex_unlock(&dev->lock);
         return VMM_MISUSE_ERR(-EINVAL, "device '%s' unpaused without a pause", dev->name);
     }
     dev->pauses--;
-    vmm_mutex_unlock(&dev->lock);
+    vk_mutex_unlock(&dev->lock);
     device_run(dev);
     return 0;
 }
@@ -374,12 +374,12 @@ void vmm_device_quiesced(VmmDevice *dev, int err)
         return;
     }
     err = err < 0 ? err : -err;
-    vmm_mutex_lock(&dev->lock);
+    vk_mutex_lock(&dev->lock);
     if (dev->state == DEV_QUIESCING && dev->delivering && dev->deliverer == &tls_token) {
         /* From inside the quiesce callback, in the delivering thread: its
          * loop goes on delivering once the callback returns. */
         failed = quiesce_outcome(dev, err);
-        vmm_mutex_unlock(&dev->lock);
+        vk_mutex_unlock(&dev->lock);
         fail_all(dev, failed, err);
         return;
     }
@@ -389,7 +389,7 @@ void vmm_device_quiesced(VmmDevice *dev, int err)
         pthread_cond_wait(&dev->handoff, &dev->lock.m);
     }
     if (dev->state != DEV_QUIESCING) {
-        vmm_mutex_unlock(&dev->lock);
+        vk_mutex_unlock(&dev->lock);
         VMM_MISUSE("device '%s' reported quiesced while not quiescing", dev->name);
         return;
     }
@@ -399,25 +399,25 @@ void vmm_device_quiesced(VmmDevice *dev, int err)
          * a request queued meanwhile waits for run_loop() below. */
         dev->delivering = true;
         dev->deliverer = &tls_token;
-        vmm_mutex_unlock(&dev->lock);
+        vk_mutex_unlock(&dev->lock);
         fail_all(dev, failed, err);
-        vmm_mutex_lock(&dev->lock);
+        vk_mutex_lock(&dev->lock);
     }
     run_loop(dev);
-    vmm_mutex_unlock(&dev->lock);
+    vk_mutex_unlock(&dev->lock);
     vmm_aio_wait_kick();
 }
 
-bool vmm_device_dma_allowed(VmmDevice *dev, const char *func)
+bool device_dma_allowed(VmmDevice *dev, const char *func)
 {
     /* Acquire: pairs with the release in set_state(). */
-    if (vmm_likely(vmm_atomic_load_acquire(&dev->state) != DEV_QUIESCED)) {
+    if (vk_likely(vk_atomic_load_acquire(&dev->state) != DEV_QUIESCED)) {
         return true;
     }
     if (tls_delivering == dev) {
         return true;    /* inside a callback delivered while quiesced */
     }
-    vmm_misuse(func, "DMA by device '%s' while it is quiesced (only its "
+    vk_misuse(func, "DMA by device '%s' while it is quiesced (only its "
                "callbacks may do DMA then)", dev->name);
     return false;
 }
@@ -427,7 +427,7 @@ int vmm_device_dma_read(VmmDevice *dev, uint64_t gpa, void *buf, size_t len)
     if (!dev->mem) {
         return -ENODEV;
     }
-    if (!vmm_device_dma_allowed(dev, __func__)) {
+    if (!device_dma_allowed(dev, __func__)) {
         return -EBUSY;
     }
     return vmm_dma_read(dev->mem, gpa, buf, len);
@@ -438,7 +438,7 @@ int vmm_device_dma_write(VmmDevice *dev, uint64_t gpa, const void *buf, size_t l
     if (!dev->mem) {
         return -ENODEV;
     }
-    if (!vmm_device_dma_allowed(dev, __func__)) {
+    if (!device_dma_allowed(dev, __func__)) {
         return -EBUSY;
     }
     return vmm_dma_write(dev->mem, gpa, buf, len);
@@ -450,7 +450,7 @@ int vmm_device_dma_map(VmmDevice *dev, uint64_t gpa, uint64_t len, uint32_t flag
     if (!dev->mem) {
         return -ENODEV;
     }
-    if (!vmm_device_dma_allowed(dev, __func__)) {
+    if (!device_dma_allowed(dev, __func__)) {
         return -EBUSY;
     }
     return vmm_dma_map(dev->mem, gpa, len, flags, iov, max_iov);

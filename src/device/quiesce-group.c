@@ -61,7 +61,7 @@ VmmQuiesceGroup *vmm_quiesce_group_new(int *errp)
         }
         return NULL;
     }
-    vmm_mutex_init(&g->lock);
+    vk_mutex_init(&g->lock);
     return g;
 }
 
@@ -154,7 +154,7 @@ static void group_destroy(VmmQuiesceGroup *g)
     free(g->devs);
     free(g->gates);
     free(g->stages);
-    vmm_mutex_destroy(&g->lock);
+    vk_mutex_destroy(&g->lock);
     free(g);
 }
 
@@ -167,10 +167,10 @@ void vmm_quiesce_group_free(VmmQuiesceGroup *g)
         VMM_MISUSE("quiesce group freed while quiesced");
         return;
     }
-    vmm_mutex_lock(&g->lock);
+    vk_mutex_lock(&g->lock);
     bool busy = g->pending != 0;
     g->orphaned = busy;
-    vmm_mutex_unlock(&g->lock);
+    vk_mutex_unlock(&g->lock);
     if (!busy) {
         group_destroy(g);
     }
@@ -185,7 +185,7 @@ static void pause_done(VmmDevice *dev, int ret, void *opaque)
     VmmQuiesceGroup *g = q->g;
     bool unpause = false;
 
-    vmm_mutex_lock(&g->lock);
+    vk_mutex_lock(&g->lock);
     g->pending--;
     if (q->state == M_CANCELLED) {
         unpause = ret == 0;
@@ -195,7 +195,7 @@ static void pause_done(VmmDevice *dev, int ret, void *opaque)
         q->err = ret;
     }
     bool destroy = g->orphaned && g->pending == 0;
-    vmm_mutex_unlock(&g->lock);
+    vk_mutex_unlock(&g->lock);
     if (unpause) {
         vmm_device_unpause(dev);
     }
@@ -209,9 +209,9 @@ static bool devices_pending(void *opaque)
 {
     VmmQuiesceGroup *g = opaque;
 
-    vmm_mutex_lock(&g->lock);
+    vk_mutex_lock(&g->lock);
     bool p = g->pending != 0;
-    vmm_mutex_unlock(&g->lock);
+    vk_mutex_unlock(&g->lock);
     return p;
 }
 
@@ -220,7 +220,7 @@ static bool devices_pending(void *opaque)
 static bool devices_delivering(VmmQuiesceGroup *g)
 {
     for (unsigned i = 0; i < g->ndevs; i++) {
-        if (vmm_device_delivering(g->devs[i]->dev)) {
+        if (device_delivering(g->devs[i]->dev)) {
             return true;
         }
     }
@@ -231,14 +231,14 @@ static void devices_resume(VmmQuiesceGroup *g)
 {
     for (unsigned i = 0; i < g->ndevs; i++) {
         QDev *q = g->devs[i];
-        vmm_mutex_lock(&g->lock);
+        vk_mutex_lock(&g->lock);
         int st = q->state;
         if (st == M_PENDING) {
             q->state = M_CANCELLED;
         } else if (st == M_PAUSED) {
             q->state = M_IDLE;
         }
-        vmm_mutex_unlock(&g->lock);
+        vk_mutex_unlock(&g->lock);
         if (st == M_PAUSED) {
             vmm_device_unpause(q->dev);
         }
@@ -256,11 +256,11 @@ static int devices_quiesce(VmmQuiesceGroup *g, int64_t timeout_ns, const char **
 {
     for (unsigned i = 0; i < g->ndevs; i++) {
         QDev *q = g->devs[i];
-        vmm_mutex_lock(&g->lock);
+        vk_mutex_lock(&g->lock);
         q->state = M_PENDING;
         q->err = 0;
         g->pending++;
-        vmm_mutex_unlock(&g->lock);
+        vk_mutex_unlock(&g->lock);
         if (vmm_device_pause(q->dev, pause_done, q) < 0) {
             pause_done(q->dev, -ENOMEM, q);
         }
@@ -270,16 +270,16 @@ static int devices_quiesce(VmmQuiesceGroup *g, int64_t timeout_ns, const char **
                                           timeout_ns ? timeout_ns : 1);
     for (unsigned i = 0; i < g->ndevs; i++) {
         QDev *q = g->devs[i];
-        vmm_mutex_lock(&g->lock);
+        vk_mutex_lock(&g->lock);
         int st = q->state, err = q->err;
-        vmm_mutex_unlock(&g->lock);
+        vk_mutex_unlock(&g->lock);
         if (st == M_PAUSED) {
             continue;
         }
         if (who) {
             *who = vmm_device_name(q->dev);
         }
-        vmm_error("VM quiesce: device '%s' %s", vmm_device_name(q->dev),
+        vk_error("VM quiesce: device '%s' %s", vmm_device_name(q->dev),
                   st == M_PENDING ? "did not finish quiescing in time" : "refused to quiesce");
         ret = st == M_PENDING ? -ETIMEDOUT : (err < 0 ? err : -EIO);
         break;
@@ -328,7 +328,7 @@ int vmm_quiesce_group_begin(VmmQuiesceGroup *g, int64_t timeout_ns, const char *
             if (who) {
                 *who = g->stages[i].name;
             }
-            vmm_error("VM quiesce: stage '%s' failed (%d)", g->stages[i].name, ret);
+            vk_error("VM quiesce: stage '%s' failed (%d)", g->stages[i].name, ret);
             stages_end(g);
             devices_resume(g);
             gates_end(g, g->ngates);

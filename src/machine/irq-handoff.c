@@ -15,10 +15,10 @@ void irq_handoff_init(IrqHandoff *h, IrqHandoffDeliver *deliver, void *opaque)
 void irq_handoff_raise(IrqHandoff *h, VmmMutex *lock, unsigned src)
 {
     assert(src < IRQ_HANDOFF_MAX_SOURCES);
-    vmm_atomic_fetch_or(&h->pending, 1ull << src);
+    vk_atomic_fetch_or(&h->pending, 1ull << src);
     /* [R] pairs with [U] in irq_handoff_unlock (header comment). */
-    vmm_smp_mb();
-    if (vmm_mutex_trylock(lock)) {
+    vk_smp_mb();
+    if (vk_mutex_trylock(lock)) {
         irq_handoff_unlock(h, lock);
     }
 }
@@ -27,7 +27,7 @@ void irq_handoff_raise(IrqHandoff *h, VmmMutex *lock, unsigned src)
 static void deliver_all(IrqHandoff *h, VmmMutex *lock) VMM_REQUIRES(*lock)
 {
     (void)lock;                 /* names the capability for the analysis */
-    uint64_t p = vmm_atomic_xchg(&h->pending, 0);
+    uint64_t p = vk_atomic_xchg(&h->pending, 0);
     while (p) {
         unsigned src = (unsigned)__builtin_ctzll(p);
         p &= p - 1;
@@ -38,16 +38,16 @@ static void deliver_all(IrqHandoff *h, VmmMutex *lock) VMM_REQUIRES(*lock)
 void irq_handoff_unlock(IrqHandoff *h, VmmMutex *lock)
 {
     for (;;) {
-        if (vmm_atomic_read(&h->pending)) {
+        if (vk_atomic_read(&h->pending)) {
             deliver_all(h, lock);
         }
-        vmm_mutex_unlock(lock);
+        vk_mutex_unlock(lock);
         /* [U] pairs with [R] in irq_handoff_raise (header comment). */
-        vmm_smp_mb();
-        if (!vmm_atomic_load_seq_cst(&h->pending)) {
+        vk_smp_mb();
+        if (!vk_atomic_load_seq_cst(&h->pending)) {
             return;
         }
-        if (!vmm_mutex_trylock(lock)) {
+        if (!vk_mutex_trylock(lock)) {
             return;     /* the new holder delivers before it releases */
         }
     }

@@ -215,10 +215,10 @@ static void d_msix_fire(void *o, unsigned v)
         /* The route was committed by the write that made the vector live
          * (d_msix_update, same lock), so the eventfd write lands there. */
         vmm_event_notifier_set(d->vec[v].n);
-        vmm_atomic_stat_add(&d->irqfd_signals, 1);
+        vk_atomic_stat_add(&d->irqfd_signals, 1);
     } else if (virtio_pci_msix_vector_live(&d->t, v, &addr, &data)) {
         vmm_vm_signal_msi(d->m->vm, addr, data);
-        vmm_atomic_stat_add(&d->msi_injections, 1);
+        vk_atomic_stat_add(&d->msi_injections, 1);
     }
 }
 
@@ -316,9 +316,9 @@ static void disk_interrupt(void *opaque, VmmVirtioDevice *vdev, int queue)
     MachineDisk *d = opaque;
     (void)vdev;
     if (queue < 0) {
-        vmm_atomic_store_seq_cst(&d->irq_config, true);
+        vk_atomic_store_seq_cst(&d->irq_config, true);
     } else if ((unsigned)queue < VPCI_MAX_QUEUES) {
-        vmm_atomic_fetch_or(&d->irq_queues, 1ull << queue);
+        vk_atomic_fetch_or(&d->irq_queues, 1ull << queue);
     } else {
         return;                             /* no such queue on the transport */
     }
@@ -334,10 +334,10 @@ void machine_disk_deliver(void *opaque, unsigned src)
         return;                             /* being freed: the vCPUs are gone */
     }
     machine_assert_locked(d->m);            /* d->m == m */
-    if (vmm_atomic_xchg(&d->irq_config, false)) {
+    if (vk_atomic_xchg(&d->irq_config, false)) {
         virtio_pci_config_interrupt(&d->t);
     }
-    uint64_t q = vmm_atomic_xchg(&d->irq_queues, 0);
+    uint64_t q = vk_atomic_xchg(&d->irq_queues, 0);
     while (q) {
         virtio_pci_queue_interrupt(&d->t, (unsigned)__builtin_ctzll(q));
         q &= q - 1;
@@ -437,7 +437,7 @@ int vmm_machine_add_block(VmmMachine *m, const char *options, bool readonly)
     d->blk = vmm_blk_new_open(options, readonly ? VMM_BLOCK_RDONLY : 0, &gerr);
     if (!d->blk || vmm_blk_set_context(d->blk, vmm_iothread_get_context(m->iothread),
                                        &gerr) < 0) {
-        vmm_error("machine: disk '%s': %s", options, gerr ? gerr->message : "failed");
+        vk_error("machine: disk '%s': %s", options, gerr ? gerr->message : "failed");
         r = gerr && gerr->code ? -abs(gerr->code) : -EINVAL;
         g_clear_error(&gerr);
         goto fail;
@@ -498,10 +498,10 @@ int vmm_machine_get_stats(VmmMachine *m, VmmMachineStats *out)
     for (unsigned i = 0; i < m->ndisks; i++) {
         MachineDisk *d = m->disks[i];
         machine_assert_locked(d->m);        /* d->m == m */
-        st.irqfd_signals += vmm_atomic_read(&d->irqfd_signals);
-        st.msi_injections += vmm_atomic_read(&d->msi_injections);
-        st.msix_pended += vmm_atomic_read(&d->t.msix_pended);
-        st.mmio_doorbells += vmm_atomic_read(&d->t.mmio_notifies);
+        st.irqfd_signals += vk_atomic_read(&d->irqfd_signals);
+        st.msi_injections += vk_atomic_read(&d->msi_injections);
+        st.msix_pended += vk_atomic_read(&d->t.msix_pended);
+        st.mmio_doorbells += vk_atomic_read(&d->t.mmio_notifies);
         for (unsigned v = 0; v < VPCI_MAX_VECTORS; v++) {
             st.irqfd_vectors += d->vec[v].gsi >= 0;
         }

@@ -68,18 +68,18 @@ static int open_image(const char *path, uint64_t max, int *fd_out, uint64_t *siz
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int e = -errno;
-        vmm_error("machine: cannot open %s: %s", path, strerror(errno));
+        vk_error("machine: cannot open %s: %s", path, strerror(errno));
         return e;
     }
     struct stat st;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         close(fd);
-        vmm_error("machine: %s is not a regular file", path);
+        vk_error("machine: %s is not a regular file", path);
         return -EINVAL;
     }
     if ((uint64_t)st.st_size > max) {
         close(fd);
-        vmm_error("machine: %s is too large (%lld bytes)", path, (long long)st.st_size);
+        vk_error("machine: %s is too large (%lld bytes)", path, (long long)st.st_size);
         return -E2BIG;
     }
     *fd_out = fd;
@@ -101,7 +101,7 @@ static int read_at(int fd, const char *path, void *dst, size_t len, uint64_t off
         }
         if (n <= 0) {
             int e = n < 0 ? -errno : -EIO;
-            vmm_error("machine: reading %s failed%s", path, n == 0 ? " (file shrank)" : "");
+            vk_error("machine: reading %s failed%s", path, n == 0 ? " (file shrank)" : "");
             return e;
         }
         done += (size_t)n;
@@ -134,7 +134,7 @@ static int place_elf(VmmMachine *m, const char *path, int fd,
         const X86ElfSegment *s = &ek->seg[i];
         uint8_t *dst = low_ram(m, s->paddr, s->memsz);
         if (!dst) {
-            vmm_error("machine: %s: a segment at 0x%" PRIx64 " (%" PRIu64
+            vk_error("machine: %s: a segment at 0x%" PRIx64 " (%" PRIu64
                       " bytes) is outside low RAM", path, s->paddr, s->memsz);
             return -E2BIG;
         }
@@ -169,7 +169,7 @@ static int place_unpacked(VmmMachine *m, const char *path, const uint8_t *img, s
     int64_t t1 = vmm_clock_ns();
     if (r < 0) {
         if (r != -ENOTSUP) {
-            vmm_warn("machine: %s: cannot unpack the kernel on the host (%s); "
+            vk_warn("machine: %s: cannot unpack the kernel on the host (%s); "
                      "the guest will decompress it", path, strerror(-r));
         }
         return r;
@@ -180,7 +180,7 @@ static int place_unpacked(VmmMachine *m, const char *path, const uint8_t *img, s
     }
     m->boot_rip = ek.entry;
     m->kernel_unpacked = true;
-    vmm_info("machine: %s: %s payload unpacked on the host (%u bytes, %u segments) in %.0f ms",
+    vk_info("machine: %s: %s payload unpacked on the host (%u bytes, %u segments) in %.0f ms",
              path, pl.format == X86_PAYLOAD_XZ ? "xz" : "gzip", pl.unpacked_size, ek.nseg,
              (double)(t1 - t0) / 1e6);
     return 0;
@@ -209,7 +209,7 @@ static int place_kernel(VmmMachine *m, const VmmMachineOptions *o, int fd, uint6
         }
     }
     if (r < 0) {
-        vmm_error("machine: %s is neither a bootable bzImage nor an x86-64 ELF kernel (%s)",
+        vk_error("machine: %s is neither a bootable bzImage nor an x86-64 ELF kernel (%s)",
                   path, strerror(-r));
         return r;
     }
@@ -232,7 +232,7 @@ static int place_kernel(VmmMachine *m, const VmmMachineOptions *o, int fd, uint6
     }
     uint8_t *dst = low_ram(m, X86_HIMEM_START, bz->init_size);
     if (!dst) {
-        vmm_error("machine: the kernel needs %u bytes from 1 MiB: not enough RAM",
+        vk_error("machine: the kernel needs %u bytes from 1 MiB: not enough RAM",
                   bz->init_size);
         return -E2BIG;
     }
@@ -275,7 +275,7 @@ static int load_linux(VmmMachine *m, const VmmMachineOptions *o)
     const char *cmd = o->cmdline ? o->cmdline : "";
     size_t clen = strlen(cmd);
     if (clen > bz.cmdline_size || clen >= X86_CMDLINE_MAX) {
-        vmm_error("machine: command line of %zu bytes; the kernel takes %u", clen,
+        vk_error("machine: command line of %zu bytes; the kernel takes %u", clen,
                   bz.cmdline_size);
         r = -E2BIG;
         goto out;
@@ -291,7 +291,7 @@ static int load_linux(VmmMachine *m, const VmmMachineOptions *o)
         }
         uint64_t at = x86_initrd_addr(&bz, m->ram_size, initrd_len, X86_HIMEM_START);
         if (!at || !low_ram(m, at, initrd_len)) {
-            vmm_error("machine: the initrd (%" PRIu64 " bytes) does not fit in RAM",
+            vk_error("machine: the initrd (%" PRIu64 " bytes) does not fit in RAM",
                       initrd_len);
             r = -E2BIG;
             goto out;
@@ -451,7 +451,7 @@ static const VmmIoOps pci_io_ops = { .read = pci_io_read, .write = pci_io_write 
 
 void machine_lock(VmmMachine *m)
 {
-    vmm_mutex_lock(&m->lock);
+    vk_mutex_lock(&m->lock);
 }
 
 void machine_unlock(VmmMachine *m)
@@ -464,7 +464,7 @@ void machine_assert_locked(VmmMachine *m)
 #ifndef NDEBUG
     /* Fails for any holder, the caller included (not recursive); taking
      * it here means nobody held it. */
-    if (vmm_mutex_trylock(&m->lock)) {
+    if (vk_mutex_trylock(&m->lock)) {
         machine_unlock(m);
         assert(!"machine lock not held");
     }
@@ -671,7 +671,7 @@ static void *waiter_main(void *opaque)
     if (!m->end_msg[0]) {
         snprintf(m->end_msg, sizeof(m->end_msg), "%s", vmm_machine_state_name(st));
     }
-    vmm_atomic_store_release(&m->state, st);
+    vk_atomic_store_release(&m->state, st);
     uint64_t one = 1;
     ssize_t n = write(m->end_fd, &one, sizeof(one));
     (void)n;
@@ -735,7 +735,7 @@ static int check_kvm(const VmmMachineOptions *o)
     }
     int r = kvm_verdict;
     if (r < 0) {
-        vmm_error("machine: %s", kvm_verdict_msg);
+        vk_error("machine: %s", kvm_verdict_msg);
     }
     pthread_mutex_unlock(&kvm_verdict_lock);
     return r;
@@ -811,7 +811,7 @@ VmmMachine *vmm_machine_new(const VmmMachineOptions *o, int *errp)
         r = -ENOMEM;
         goto fail;
     }
-    vmm_mutex_init(&m->lock);
+    vk_mutex_init(&m->lock);
     irq_handoff_init(&m->irqs, machine_disk_deliver, m);
     m->ram_size = o->memory;
     m->cpus = o->cpus;
@@ -847,7 +847,7 @@ int vmm_machine_start(VmmMachine *m)
         return r;
     }
     pthread_attr_t attr;
-    r = vmm_thread_attr_init(&attr);
+    r = vk_thread_attr_init(&attr);
     if (r == 0) {
         r = pthread_create(&m->waiter, &attr, waiter_main, m);
         pthread_attr_destroy(&attr);
@@ -856,7 +856,7 @@ int vmm_machine_start(VmmMachine *m)
         return -r;
     }
     m->have_waiter = true;
-    vmm_atomic_store_release(&m->state, VMM_MACHINE_RUNNING);
+    vk_atomic_store_release(&m->state, VMM_MACHINE_RUNNING);
     r = vmm_vm_start(m->vm);
     if (r < 0) {
         vmm_vm_request_end(m->vm, VMM_MACHINE_ERROR);
@@ -866,7 +866,7 @@ int vmm_machine_start(VmmMachine *m)
 
 VmmMachineState vmm_machine_state(VmmMachine *m)
 {
-    return vmm_atomic_load_acquire(&m->state);
+    return vk_atomic_load_acquire(&m->state);
 }
 
 int vmm_machine_pause(VmmMachine *m)
@@ -974,6 +974,6 @@ void vmm_machine_free(VmmMachine *m)
     if (m->end_fd >= 0) {
         close(m->end_fd);
     }
-    vmm_mutex_destroy(&m->lock);
+    vk_mutex_destroy(&m->lock);
     free(m);
 }

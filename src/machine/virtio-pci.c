@@ -140,7 +140,7 @@ static void fire(VirtioPci *t, unsigned v)
         }
     } else {
         t->msix_pending[v / 64] |= 1ull << (v % 64);
-        vmm_atomic_stat_add(&t->msix_pended, 1);
+        vk_atomic_stat_add(&t->msix_pended, 1);
     }
 }
 
@@ -411,7 +411,7 @@ void virtio_pci_bar0_write(VirtioPci *t, uint64_t off, unsigned size, uint64_t v
         }
     } else if (off >= VPCI_NOTIFY && off < VPCI_NOTIFY + VPCI_NOTIFY_MULT * t->num_queues) {
         unsigned q = (unsigned)((off - VPCI_NOTIFY) / VPCI_NOTIFY_MULT);
-        vmm_atomic_stat_add(&t->mmio_notifies, 1);
+        vk_atomic_stat_add(&t->mmio_notifies, 1);
         if (t->q[q].enabled && (t->status & VIRTIO_STATUS_DRIVER_OK) &&
             t->ops->queue_notify) {
             t->ops->queue_notify(t->opaque, q);

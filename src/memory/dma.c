@@ -26,7 +26,7 @@ static int dma_check(const VmmMemMap *m, uint64_t gpa, uint64_t len, bool to_gue
     unsigned n = 0;
 
     for (;;) {
-        const VmmMemSlot *s = vmm_mem_map_lookup(m, gpa);
+        const VmmMemSlot *s = mem_map_lookup(m, gpa);
         if (!s) {
             return -EFAULT;
         }
@@ -47,7 +47,7 @@ static void dma_walk(const VmmMemMap *m, uint64_t gpa, uint64_t len,
                      DmaPieceFn *fn, void *arg)
 {
     while (len) {
-        const VmmMemSlot *s = vmm_mem_map_lookup(m, gpa);
+        const VmmMemSlot *s = mem_map_lookup(m, gpa);
         uint64_t avail = s->last - gpa + 1;   /* 0 means the full 2^64 */
         uint64_t n = (avail && avail < len) ? avail : len;
         fn(s->host + (gpa - s->gpa), n, arg);
@@ -88,14 +88,14 @@ static int dma_rw(VmmGuestMemory *mem, uint64_t gpa, uint8_t *buf, size_t len,
     if (gpa + (len - 1) < gpa) {
         return -EOVERFLOW;
     }
-    vmm_rcu_read_lock();
-    const VmmMemMap *m = vmm_mem_map_get(mem);
+    vk_rcu_read_lock();
+    const VmmMemMap *m = mem_map_get(mem);
     ret = dma_check(m, gpa, len, to_guest, &pieces);
     if (ret == 0) {
         DmaCopy c = { buf, to_guest };
         dma_walk(m, gpa, len, dma_copy_piece, &c);
     }
-    vmm_rcu_read_unlock();
+    vk_rcu_read_unlock();
     return ret;
 }
 
@@ -140,8 +140,8 @@ int vmm_dma_map(VmmGuestMemory *mem, uint64_t gpa, uint64_t len, uint32_t flags,
     if (gpa + (len - 1) < gpa || len > (uint64_t)SSIZE_MAX) {
         return -EOVERFLOW;
     }
-    vmm_rcu_read_lock();
-    const VmmMemMap *m = vmm_mem_map_get(mem);
+    vk_rcu_read_lock();
+    const VmmMemMap *m = mem_map_get(mem);
     ret = dma_check(m, gpa, len, flags & VMM_DMA_TO_GUEST, &pieces);
     if (ret == 0 && pieces > max_iov) {
         ret = -ENOBUFS;
@@ -151,11 +151,11 @@ int vmm_dma_map(VmmGuestMemory *mem, uint64_t gpa, uint64_t len, uint32_t flags,
         dma_walk(m, gpa, len, dma_iov_piece, &d);
         ret = (int)d.n;
     }
-    vmm_rcu_read_unlock();
+    vk_rcu_read_unlock();
     return ret;
 }
 
-int vmm_guest_memory_pin(VmmGuestMemory *mem, uint64_t gpa, uint64_t len,
+int guest_memory_pin(VmmGuestMemory *mem, uint64_t gpa, uint64_t len,
                          uint32_t flags, void **host, VmmRamRegion **ref)
 {
     int ret = 0;
@@ -163,8 +163,8 @@ int vmm_guest_memory_pin(VmmGuestMemory *mem, uint64_t gpa, uint64_t len,
     if (len == 0 || gpa + (len - 1) < gpa) {
         return len ? -EOVERFLOW : -EINVAL;
     }
-    vmm_rcu_read_lock();
-    const VmmMemSlot *s = vmm_mem_map_lookup(vmm_mem_map_get(mem), gpa);
+    vk_rcu_read_lock();
+    const VmmMemSlot *s = mem_map_lookup(mem_map_get(mem), gpa);
     if (!s || gpa + (len - 1) > s->last) {
         ret = -EFAULT;
     } else if ((flags & VMM_DMA_TO_GUEST) && (s->flags & VMM_MEM_READONLY)) {
@@ -176,6 +176,6 @@ int vmm_guest_memory_pin(VmmGuestMemory *mem, uint64_t gpa, uint64_t len,
         vmm_ram_region_ref(s->region);
         *ref = s->region;
     }
-    vmm_rcu_read_unlock();
+    vk_rcu_read_unlock();
     return ret;
 }

@@ -2,15 +2,15 @@
 /*
  * The guest-physical address map.
  *
- * Readers: vmm_rcu_read_lock(), vmm_mem_map_get() (rcu_dereference: a
+ * Readers: vk_rcu_read_lock(), mem_map_get() (rcu_dereference: a
  * consume load that pairs with the rcu_assign_pointer() release store in
  * mem_publish(), so a reader sees a fully built map), binary search,
- * vmm_rcu_read_unlock().
+ * vk_rcu_read_unlock().
  * Writers (serialized by mem->lock): copy the map, edit the copy, publish
  * it, and free the old one with call_rcu() once no reader can hold it.
  * Each map holds a reference on the regions it names; dropping the old map
  * drops its references, so host memory is unmapped only after the grace
- * period and after the last pin (vmm_guest_memory_pin()).
+ * period and after the last pin (guest_memory_pin()).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -43,21 +43,21 @@ static void map_free_rcu(struct rcu_head *head)
 {
     VmmMemMap *m = caa_container_of(head, VmmMemMap, rcu);
 
-    vmm_rcu_tsan_acquire();   /* pairs with vmm_rcu_read_unlock() */
+    vk_rcu_tsan_acquire();   /* pairs with vk_rcu_read_unlock() */
     for (unsigned i = 0; i < m->n; i++) {
         vmm_ram_region_unref(m->slot[i].region);
     }
     free(m);
 }
 
-const VmmMemMap *vmm_mem_map_get(VmmGuestMemory *mem)
+const VmmMemMap *mem_map_get(VmmGuestMemory *mem)
 {
     /* Acquire (stronger than rcu_dereference()'s consume, and visible to
      * ThreadSanitizer): pairs with the release store in mem_publish(). */
-    return vmm_atomic_load_acquire(&mem->map);
+    return vk_atomic_load_acquire(&mem->map);
 }
 
-const VmmMemSlot *vmm_mem_map_lookup(const VmmMemMap *m, uint64_t gpa)
+const VmmMemSlot *mem_map_lookup(const VmmMemMap *m, uint64_t gpa)
 {
     unsigned lo = 0, hi = m->n;
 
@@ -89,33 +89,33 @@ VmmGuestMemory *vmm_guest_memory_new(int *errp)
         return NULL;
     }
     mem->refcnt = 1;
-    vmm_mutex_init(&mem->lock);
+    vk_mutex_init(&mem->lock);
     mem->map = m;
     return mem;
 }
 
 void vmm_guest_memory_ref(VmmGuestMemory *mem)
 {
-    vmm_atomic_inc(&mem->refcnt);
+    vk_atomic_inc(&mem->refcnt);
 }
 
 void vmm_guest_memory_unref(VmmGuestMemory *mem)
 {
-    if (!mem || vmm_atomic_sub_fetch(&mem->refcnt, 1) != 0) {
+    if (!mem || vk_atomic_sub_fetch(&mem->refcnt, 1) != 0) {
         return;
     }
     /* No reader can exist any more: the last reference is gone.  Let the
      * maps retired by earlier updates finish too, so nothing outlives us. */
     urcu_memb_barrier();
     map_free_rcu(&mem->map->rcu);
-    vmm_mutex_lock(&mem->lock);
+    vk_mutex_lock(&mem->lock);
     while (mem->listeners) {
         VmmMemListener *l = mem->listeners;
         mem->listeners = l->next;
         free(l);
     }
-    vmm_mutex_unlock(&mem->lock);
-    vmm_mutex_destroy(&mem->lock);
+    vk_mutex_unlock(&mem->lock);
+    vk_mutex_destroy(&mem->lock);
     free(mem);
 }
 
@@ -147,10 +147,10 @@ static void mem_publish(VmmGuestMemory *mem, VmmMemMap *m) VMM_REQUIRES(mem->loc
     VmmMemMap *old = mem->map;
 
     /* Release store (rcu_assign_pointer): pairs with the acquire load in
-     * vmm_mem_map_get(), so readers see the map's contents. */
-    vmm_atomic_store_release(&mem->map, m);
-    vmm_rcu_tsan_release();   /* the hand-off to the call_rcu thread */
-    vmm_rcu_call(&old->rcu, map_free_rcu);
+     * mem_map_get(), so readers see the map's contents. */
+    vk_atomic_store_release(&mem->map, m);
+    vk_rcu_tsan_release();   /* the hand-off to the call_rcu thread */
+    vk_rcu_call(&old->rcu, map_free_rcu);
 }
 
 static int add_check(VmmRamRegion *region, uint64_t gpa, uint64_t offset,
@@ -190,7 +190,7 @@ int vmm_guest_memory_add(VmmGuestMemory *mem, uint64_t gpa, VmmRamRegion *region
         .region = region, .offset = offset, .flags = flags,
     };
 
-    vmm_mutex_lock(&mem->lock);
+    vk_mutex_lock(&mem->lock);
     const VmmMemMap *cur = mem->map;
     unsigned pos = 0;
     while (pos < cur->n && cur->slot[pos].last < gpa) {
@@ -216,7 +216,7 @@ int vmm_guest_memory_add(VmmGuestMemory *mem, uint64_t gpa, VmmRamRegion *region
         mem_publish(mem, m);
         mem_notify(mem, &ns, true);
     }
-    vmm_mutex_unlock(&mem->lock);
+    vk_mutex_unlock(&mem->lock);
     return ret;
 }
 
@@ -227,7 +227,7 @@ int vmm_guest_memory_remove(VmmGuestMemory *mem, uint64_t gpa, uint64_t length)
     if (!mem) {
         return -EINVAL;
     }
-    vmm_mutex_lock(&mem->lock);
+    vk_mutex_lock(&mem->lock);
     const VmmMemMap *cur = mem->map;
     for (unsigned pos = 0; pos < cur->n; pos++) {
         const VmmMemSlot *s = &cur->slot[pos];
@@ -254,7 +254,7 @@ int vmm_guest_memory_remove(VmmGuestMemory *mem, uint64_t gpa, uint64_t length)
         ret = 0;
         break;
     }
-    vmm_mutex_unlock(&mem->lock);
+    vk_mutex_unlock(&mem->lock);
     return ret;
 }
 
@@ -270,7 +270,7 @@ int vmm_guest_memory_add_listener(VmmGuestMemory *mem, VmmMemoryListenerFunc *fn
     }
     l->fn = fn;
     l->opaque = opaque;
-    vmm_mutex_lock(&mem->lock);
+    vk_mutex_lock(&mem->lock);
     const VmmMemMap *cur = mem->map;
     for (unsigned i = 0; i < cur->n; i++) {
         VmmMemorySection sec;
@@ -279,7 +279,7 @@ int vmm_guest_memory_add_listener(VmmGuestMemory *mem, VmmMemoryListenerFunc *fn
     }
     l->next = mem->listeners;
     mem->listeners = l;
-    vmm_mutex_unlock(&mem->lock);
+    vk_mutex_unlock(&mem->lock);
     return 0;
 }
 
@@ -291,7 +291,7 @@ int vmm_guest_memory_remove_listener(VmmGuestMemory *mem, VmmMemoryListenerFunc 
     if (!mem) {
         return -EINVAL;
     }
-    vmm_mutex_lock(&mem->lock);
+    vk_mutex_lock(&mem->lock);
     for (VmmMemListener **pl = &mem->listeners; *pl; pl = &(*pl)->next) {
         if ((*pl)->fn == fn && (*pl)->opaque == opaque) {
             VmmMemListener *l = *pl;
@@ -301,7 +301,7 @@ int vmm_guest_memory_remove_listener(VmmGuestMemory *mem, VmmMemoryListenerFunc 
             break;
         }
     }
-    vmm_mutex_unlock(&mem->lock);
+    vk_mutex_unlock(&mem->lock);
     return ret;
 }
 
@@ -312,12 +312,12 @@ int vmm_guest_memory_find(VmmGuestMemory *mem, uint64_t gpa, VmmMemorySection *o
     if (!mem || !out) {
         return -EINVAL;
     }
-    vmm_rcu_read_lock();
-    const VmmMemSlot *s = vmm_mem_map_lookup(vmm_mem_map_get(mem), gpa);
+    vk_rcu_read_lock();
+    const VmmMemSlot *s = mem_map_lookup(mem_map_get(mem), gpa);
     if (s) {
         slot_to_section(s, out);
         ret = 0;
     }
-    vmm_rcu_read_unlock();
+    vk_rcu_read_unlock();
     return ret;
 }

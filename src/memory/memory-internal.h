@@ -34,10 +34,10 @@ struct VmmGuestMemory {
     VmmMemListener *listeners;                 /* under lock */
 };
 
-/* The current map; the caller is inside vmm_rcu_read_lock(). */
-const VmmMemMap *vmm_mem_map_get(VmmGuestMemory *mem);
+/* The current map; the caller is inside vk_rcu_read_lock(). */
+const VmmMemMap *mem_map_get(VmmGuestMemory *mem);
 /* The slot containing @gpa, or NULL.  Binary search. */
-const VmmMemSlot *vmm_mem_map_lookup(const VmmMemMap *m, uint64_t gpa);
+const VmmMemSlot *mem_map_lookup(const VmmMemMap *m, uint64_t gpa);
 
 /*
  * Pin a range that lies inside one section: returns its host address and a
@@ -45,7 +45,7 @@ const VmmMemSlot *vmm_mem_map_lookup(const VmmMemMap *m, uint64_t gpa);
  * the host memory outlives any later removal.  Used for virtqueue rings.
  * Errors as vmm_dma_map(); -EFAULT also when the range crosses sections.
  */
-int vmm_guest_memory_pin(VmmGuestMemory *mem, uint64_t gpa, uint64_t len,
+int guest_memory_pin(VmmGuestMemory *mem, uint64_t gpa, uint64_t len,
                          uint32_t flags, void **host, VmmRamRegion **ref);
 
 #endif

@@ -179,12 +179,12 @@ fail:
 
 void vmm_ram_region_ref(VmmRamRegion *r)
 {
-    vmm_atomic_inc(&r->refcnt);
+    vk_atomic_inc(&r->refcnt);
 }
 
 void vmm_ram_region_unref(VmmRamRegion *r)
 {
-    if (r && vmm_atomic_sub_fetch(&r->refcnt, 1) == 0) {
+    if (r && vk_atomic_sub_fetch(&r->refcnt, 1) == 0) {
         ram_free(r);
     }
 }

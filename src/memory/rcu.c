@@ -10,7 +10,7 @@
 #include "util/thread.h"
 
 #ifdef VMM_RCU_TSAN
-char vmm_rcu_tsan_token;
+char vk_rcu_tsan_token;
 #endif
 
 static pthread_key_t rcu_key;
@@ -31,9 +31,9 @@ static void rcu_key_init(void)
     (void)pthread_key_create(&rcu_key, rcu_thread_exit);
 }
 
-void vmm_rcu_register_thread(void)
+void vk_rcu_register_thread(void)
 {
-    if (vmm_likely(rcu_registered)) {
+    if (vk_likely(rcu_registered)) {
         return;
     }
     pthread_once(&rcu_once, rcu_key_init);
@@ -45,7 +45,7 @@ void vmm_rcu_register_thread(void)
 
 /* ---- Deferred reclamation ---------------------------------------------------
  *
- * One process-wide reclaimer thread, started on the first vmm_rcu_call() and
+ * One process-wide reclaimer thread, started on the first vk_rcu_call() and
  * alive until the process exits (as liburcu's call_rcu thread is).  Queued
  * heads form a FIFO under rcu_q_lock (map updates are rare: slots and BARs).
  * The reclaimer takes the whole batch, waits one grace period for all of it,
@@ -72,19 +72,19 @@ static void *rcu_reclaimer(void *arg)
     (void)arg;
     pthread_setname_np(pthread_self(), "vmmkit-rcu");
     for (;;) {
-        vmm_mutex_lock(&rcu_q_lock);
+        vk_mutex_lock(&rcu_q_lock);
         while (!rcu_q_head) {
             pthread_cond_wait(&rcu_q_cond, &rcu_q_lock.m);
         }
         struct rcu_head *batch = rcu_of(rcu_q_head);
         rcu_q_head = NULL;
         rcu_q_tail = &rcu_q_head;
-        vmm_mutex_unlock(&rcu_q_lock);
+        vk_mutex_unlock(&rcu_q_lock);
 
         /* Every reader that could see an object of the batch started
-         * before its vmm_rcu_call(), hence before this grace period. */
+         * before its vk_rcu_call(), hence before this grace period. */
         urcu_memb_synchronize_rcu();
-        vmm_rcu_tsan_acquire();     /* pairs with vmm_rcu_read_unlock() */
+        vk_rcu_tsan_acquire();     /* pairs with vk_rcu_read_unlock() */
         while (batch) {
             struct rcu_head *next = rcu_of(batch->next.next);
             batch->func(batch);
@@ -96,26 +96,26 @@ static void *rcu_reclaimer(void *arg)
 
 static void rcu_reclaimer_start(void)
 {
-    rcu_reclaimer_failed = vmm_thread_start_detached(rcu_reclaimer, NULL) != 0;
+    rcu_reclaimer_failed = vk_thread_start_detached(rcu_reclaimer, NULL) != 0;
 }
 
-void vmm_rcu_call(struct rcu_head *head, void (*fn)(struct rcu_head *head))
+void vk_rcu_call(struct rcu_head *head, void (*fn)(struct rcu_head *head))
 {
     pthread_once(&rcu_reclaimer_once, rcu_reclaimer_start);
     head->func = fn;
-    if (vmm_unlikely(rcu_reclaimer_failed)) {
+    if (vk_unlikely(rcu_reclaimer_failed)) {
         /* No thread to defer to (EAGAIN at start-up): wait here instead.
          * The caller is outside any read-side section (it is a writer). */
-        vmm_warn("rcu: no reclaimer thread; freeing synchronously");
+        vk_warn("rcu: no reclaimer thread; freeing synchronously");
         urcu_memb_synchronize_rcu();
-        vmm_rcu_tsan_acquire();
+        vk_rcu_tsan_acquire();
         fn(head);
         return;
     }
     head->next.next = NULL;
-    vmm_mutex_lock(&rcu_q_lock);
+    vk_mutex_lock(&rcu_q_lock);
     *rcu_q_tail = &head->next;
     rcu_q_tail = &head->next.next;
     pthread_cond_signal(&rcu_q_cond);
-    vmm_mutex_unlock(&rcu_q_lock);
+    vk_mutex_unlock(&rcu_q_lock);
 }

@@ -3,18 +3,18 @@
  * Internal: RCU (liburcu, memb flavour) glue.
  *
  * The memb flavour needs every reader thread registered.  Library code
- * enters a read-side section with vmm_rcu_read_lock(), which registers the
+ * enters a read-side section with vk_rcu_read_lock(), which registers the
  * calling thread on first use and unregisters it when the thread exits, so
  * callers of the public API (vCPU threads, iothreads, foreign threads) need
  * no set-up.  Threads must not call urcu_memb_register_thread() themselves
- * as well: use vmm_rcu_register_thread().
+ * as well: use vk_rcu_register_thread().
  */
 #ifndef VMM_MEMORY_RCU_H
 #define VMM_MEMORY_RCU_H
 
 #include <urcu/urcu-memb.h>
 
-void vmm_rcu_register_thread(void);
+void vk_rcu_register_thread(void);
 
 /*
  * Run fn(head) after a grace period: once every read-side section that was
@@ -25,7 +25,7 @@ void vmm_rcu_register_thread(void);
  * "always" backs with a 2 MiB page); ours has the library's small stack
  * (util/thread.h).
  */
-void vmm_rcu_call(struct rcu_head *head, void (*fn)(struct rcu_head *head));
+void vk_rcu_call(struct rcu_head *head, void (*fn)(struct rcu_head *head));
 
 /*
  * ThreadSanitizer cannot see the memb flavour's synchronization (compiler
@@ -46,23 +46,23 @@ void vmm_rcu_call(struct rcu_head *head, void (*fn)(struct rcu_head *head));
 #ifdef VMM_RCU_TSAN
 void __tsan_acquire(void *addr);
 void __tsan_release(void *addr);
-extern char vmm_rcu_tsan_token;
-#define vmm_rcu_tsan_release() __tsan_release(&vmm_rcu_tsan_token)
-#define vmm_rcu_tsan_acquire() __tsan_acquire(&vmm_rcu_tsan_token)
+extern char vk_rcu_tsan_token;
+#define vk_rcu_tsan_release() __tsan_release(&vk_rcu_tsan_token)
+#define vk_rcu_tsan_acquire() __tsan_acquire(&vk_rcu_tsan_token)
 #else
-#define vmm_rcu_tsan_release() do { } while (0)
-#define vmm_rcu_tsan_acquire() do { } while (0)
+#define vk_rcu_tsan_release() do { } while (0)
+#define vk_rcu_tsan_acquire() do { } while (0)
 #endif
 
-static inline void vmm_rcu_read_lock(void)
+static inline void vk_rcu_read_lock(void)
 {
-    vmm_rcu_register_thread();
+    vk_rcu_register_thread();
     urcu_memb_read_lock();
 }
 
-static inline void vmm_rcu_read_unlock(void)
+static inline void vk_rcu_read_unlock(void)
 {
-    vmm_rcu_tsan_release();
+    vk_rcu_tsan_release();
     urcu_memb_read_unlock();
 }
 

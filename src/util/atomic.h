@@ -9,42 +9,42 @@
 #ifndef VMM_UTIL_ATOMIC_H
 #define VMM_UTIL_ATOMIC_H
 
-#define vmm_atomic_read(p)        __atomic_load_n(p, __ATOMIC_RELAXED)
-#define vmm_atomic_set(p, v)      __atomic_store_n(p, v, __ATOMIC_RELAXED)
-#define vmm_atomic_load_acquire(p)   __atomic_load_n(p, __ATOMIC_ACQUIRE)
-#define vmm_atomic_store_release(p, v) __atomic_store_n(p, v, __ATOMIC_RELEASE)
+#define vk_atomic_read(p)        __atomic_load_n(p, __ATOMIC_RELAXED)
+#define vk_atomic_set(p, v)      __atomic_store_n(p, v, __ATOMIC_RELAXED)
+#define vk_atomic_load_acquire(p)   __atomic_load_n(p, __ATOMIC_ACQUIRE)
+#define vk_atomic_store_release(p, v) __atomic_store_n(p, v, __ATOMIC_RELEASE)
 /* Sequentially consistent load and store: for the Dekker-style pairs
  * (store one flag, then load the other) where each side needs both. */
-#define vmm_atomic_load_seq_cst(p)     __atomic_load_n(p, __ATOMIC_SEQ_CST)
-#define vmm_atomic_store_seq_cst(p, v) __atomic_store_n(p, v, __ATOMIC_SEQ_CST)
+#define vk_atomic_load_seq_cst(p)     __atomic_load_n(p, __ATOMIC_SEQ_CST)
+#define vk_atomic_store_seq_cst(p, v) __atomic_store_n(p, v, __ATOMIC_SEQ_CST)
 /* A counter only read for statistics: atomic, no ordering. */
-#define vmm_atomic_stat_add(p, v)   ((void)__atomic_fetch_add(p, v, __ATOMIC_RELAXED))
+#define vk_atomic_stat_add(p, v)   ((void)__atomic_fetch_add(p, v, __ATOMIC_RELAXED))
 
 /* Read-modify-write operations are sequentially consistent (full barriers). */
-#define vmm_atomic_xchg(p, v)       __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST)
-#define vmm_atomic_fetch_add(p, v)  __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST)
-#define vmm_atomic_fetch_sub(p, v)  __atomic_fetch_sub(p, v, __ATOMIC_SEQ_CST)
-#define vmm_atomic_fetch_or(p, v)   __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST)
-#define vmm_atomic_fetch_and(p, v)  __atomic_fetch_and(p, v, __ATOMIC_SEQ_CST)
-#define vmm_atomic_add_fetch(p, v)  __atomic_add_fetch(p, v, __ATOMIC_SEQ_CST)
-#define vmm_atomic_sub_fetch(p, v)  __atomic_sub_fetch(p, v, __ATOMIC_SEQ_CST)
-#define vmm_atomic_inc(p)           ((void)vmm_atomic_fetch_add(p, 1))
-#define vmm_atomic_dec(p)           ((void)vmm_atomic_fetch_sub(p, 1))
+#define vk_atomic_xchg(p, v)       __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST)
+#define vk_atomic_fetch_add(p, v)  __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST)
+#define vk_atomic_fetch_sub(p, v)  __atomic_fetch_sub(p, v, __ATOMIC_SEQ_CST)
+#define vk_atomic_fetch_or(p, v)   __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST)
+#define vk_atomic_fetch_and(p, v)  __atomic_fetch_and(p, v, __ATOMIC_SEQ_CST)
+#define vk_atomic_add_fetch(p, v)  __atomic_add_fetch(p, v, __ATOMIC_SEQ_CST)
+#define vk_atomic_sub_fetch(p, v)  __atomic_sub_fetch(p, v, __ATOMIC_SEQ_CST)
+#define vk_atomic_inc(p)           ((void)vk_atomic_fetch_add(p, 1))
+#define vk_atomic_dec(p)           ((void)vk_atomic_fetch_sub(p, 1))
 /* Test-and-set for a lock: acquire only (the unlock is a release store). */
-#define vmm_atomic_xchg_acquire(p, v) __atomic_exchange_n(p, v, __ATOMIC_ACQUIRE)
+#define vk_atomic_xchg_acquire(p, v) __atomic_exchange_n(p, v, __ATOMIC_ACQUIRE)
 
 /* Returns the value found; the swap happened iff it equals @old. */
-#define vmm_atomic_cmpxchg(p, old, new) ({                                  \
+#define vk_atomic_cmpxchg(p, old, new) ({                                  \
     __typeof__(*(p)) _old = (old);                                          \
     (void)__atomic_compare_exchange_n(p, &_old, new, false,                 \
                                       __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);  \
     _old;                                                                   \
 })
 
-#define vmm_smp_mb()  __atomic_thread_fence(__ATOMIC_SEQ_CST)
-#define vmm_smp_wmb() __atomic_thread_fence(__ATOMIC_RELEASE)
-#define vmm_smp_rmb() __atomic_thread_fence(__ATOMIC_ACQUIRE)
+#define vk_smp_mb()  __atomic_thread_fence(__ATOMIC_SEQ_CST)
+#define vk_smp_wmb() __atomic_thread_fence(__ATOMIC_RELEASE)
+#define vk_smp_rmb() __atomic_thread_fence(__ATOMIC_ACQUIRE)
 /* Compiler-only barrier: orders against a signal handler on this thread. */
-#define vmm_barrier() __atomic_signal_fence(__ATOMIC_SEQ_CST)
+#define vk_barrier() __atomic_signal_fence(__ATOMIC_SEQ_CST)
 
 #endif

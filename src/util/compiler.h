@@ -5,12 +5,12 @@
 
 #include <stddef.h>
 
-#define vmm_likely(x)   __builtin_expect(!!(x), 1)
-#define vmm_unlikely(x) __builtin_expect(!!(x), 0)
+#define vk_likely(x)   __builtin_expect(!!(x), 1)
+#define vk_unlikely(x) __builtin_expect(!!(x), 0)
 
 #define VMM_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-#define vmm_container_of(ptr, type, member) \
+#define vk_container_of(ptr, type, member) \
     ((type *)((char *)(ptr) - offsetof(type, member)))
 
 #define VMM_ALIGN_DOWN(n, m) ((n) / (m) * (m))

@@ -28,7 +28,7 @@ void vmm_set_log_handler(VmmLogHandler *handler, void *opaque, VmmLogLevel max_l
     pthread_mutex_unlock(&log_lock);
 }
 
-static void vmm_vlog(VmmLogLevel level, const char *fmt, va_list ap)
+static void vk_vlog(VmmLogLevel level, const char *fmt, va_list ap)
 {
     static const char *const names[] = { "error", "warning", "info", "debug" };
     char buf[512];
@@ -49,12 +49,12 @@ static void vmm_vlog(VmmLogLevel level, const char *fmt, va_list ap)
     }
 }
 
-void vmm_log(VmmLogLevel level, const char *fmt, ...)
+void vk_log(VmmLogLevel level, const char *fmt, ...)
 {
     va_list ap;
 
     va_start(ap, fmt);
-    vmm_vlog(level, fmt, ap);
+    vk_vlog(level, fmt, ap);
     va_end(ap);
 }
 
@@ -63,10 +63,10 @@ static void misuse_vlog(const char *func, const char *fmt, va_list ap)
     char buf[400];
 
     vsnprintf(buf, sizeof(buf), fmt, ap);
-    vmm_log(VMM_LOG_ERROR, "misuse in %s(): %s", func, buf);
+    vk_log(VMM_LOG_ERROR, "misuse in %s(): %s", func, buf);
 }
 
-void vmm_misuse(const char *func, const char *fmt, ...)
+void vk_misuse(const char *func, const char *fmt, ...)
 {
     va_list ap;
 
@@ -78,7 +78,7 @@ void vmm_misuse(const char *func, const char *fmt, ...)
     }
 }
 
-int vmm_misuse_errno(const char *func, int err, const char *fmt, ...)
+int vk_misuse_errno(const char *func, int err, const char *fmt, ...)
 {
     va_list ap;
 

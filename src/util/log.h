@@ -5,12 +5,12 @@
 
 #include "vmmkit/common.h"
 
-void vmm_log(VmmLogLevel level, const char *fmt, ...) VMM_PRINTF(2, 3);
+void vk_log(VmmLogLevel level, const char *fmt, ...) VMM_PRINTF(2, 3);
 
-#define vmm_error(...)   vmm_log(VMM_LOG_ERROR, __VA_ARGS__)
-#define vmm_warn(...)    vmm_log(VMM_LOG_WARNING, __VA_ARGS__)
-#define vmm_info(...)    vmm_log(VMM_LOG_INFO, __VA_ARGS__)
-#define vmm_debug(...)   vmm_log(VMM_LOG_DEBUG, __VA_ARGS__)
+#define vk_error(...)   vk_log(VMM_LOG_ERROR, __VA_ARGS__)
+#define vk_warn(...)    vk_log(VMM_LOG_WARNING, __VA_ARGS__)
+#define vk_info(...)    vk_log(VMM_LOG_INFO, __VA_ARGS__)
+#define vk_debug(...)   vk_log(VMM_LOG_DEBUG, __VA_ARGS__)
 
 /*
  * API misuse that a debug build promises to catch: log it naming the
@@ -20,15 +20,15 @@ void vmm_log(VmmLogLevel level, const char *fmt, ...) VMM_PRINTF(2, 3);
  * VMM_MISUSE_ERR.  Never use it for bad input from a guest or an image:
  * return an error.
  */
-void vmm_misuse(const char *func, const char *fmt, ...) VMM_PRINTF(2, 3);
-#define VMM_MISUSE(...) vmm_misuse(__func__, __VA_ARGS__)
+void vk_misuse(const char *func, const char *fmt, ...) VMM_PRINTF(2, 3);
+#define VMM_MISUSE(...) vk_misuse(__func__, __VA_ARGS__)
 
 /*
  * A caller mistake for which the header promises an errno: log it as
  * VMM_MISUSE does, in every build, and evaluate to @err (never abort: the
  * caller gets the errno the header promises).
  */
-int vmm_misuse_errno(const char *func, int err, const char *fmt, ...) VMM_PRINTF(3, 4);
-#define VMM_MISUSE_ERR(err, ...) vmm_misuse_errno(__func__, err, __VA_ARGS__)
+int vk_misuse_errno(const char *func, int err, const char *fmt, ...) VMM_PRINTF(3, 4);
+#define VMM_MISUSE_ERR(err, ...) vk_misuse_errno(__func__, err, __VA_ARGS__)
 
 #endif

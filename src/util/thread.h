@@ -17,7 +17,7 @@
 
 /* pthread_attr_init() plus the library's stack size; the caller destroys
  * it.  Returns 0 or a positive errno, like pthread functions. */
-static inline int vmm_thread_attr_init(pthread_attr_t *attr)
+static inline int vk_thread_attr_init(pthread_attr_t *attr)
 {
     int r = pthread_attr_init(attr);
     if (r == 0) {
@@ -32,7 +32,7 @@ static inline int vmm_thread_attr_init(pthread_attr_t *attr)
 /* Start a detached library thread (worker, reclaimer) with the library's
  * stack size and every signal blocked: signals belong to the program's own
  * threads.  Returns 0 or a positive errno. */
-static inline int vmm_thread_start_detached(void *(*fn)(void *), void *arg)
+static inline int vk_thread_start_detached(void *(*fn)(void *), void *arg)
 {
     pthread_attr_t attr;
     sigset_t all, old;
@@ -40,7 +40,7 @@ static inline int vmm_thread_start_detached(void *(*fn)(void *), void *arg)
 
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int r = vmm_thread_attr_init(&attr);
+    int r = vk_thread_attr_init(&attr);
     if (r == 0) {
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         r = pthread_create(&th, &attr, fn, arg);

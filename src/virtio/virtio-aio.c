@@ -12,7 +12,7 @@
 static void queue_bh_cb(void *opaque)
 {
     VmmVirtqueue *vq = opaque;
-    vmm_virtio_dispatch(vq->vdev, vq);   /* in ctx now: runs the handler */
+    virtio_dispatch(vq->vdev, vq);   /* in ctx now: runs the handler */
 }
 
 int vmm_virtio_queue_set_context(VmmVirtioDevice *vdev, unsigned q, VmmAioContext *ctx)
@@ -33,8 +33,8 @@ int vmm_virtio_queue_set_context(VmmVirtioDevice *vdev, unsigned q, VmmAioContex
         vmm_bh_delete(vq->bh);
     }
     vq->bh = bh;
-    /* Release: pairs with the acquire in vmm_virtio_dispatch(). */
-    vmm_atomic_store_release(&vq->ctx, ctx);
+    /* Release: pairs with the acquire in virtio_dispatch(). */
+    vk_atomic_store_release(&vq->ctx, ctx);
     return 0;
 }
 
@@ -43,7 +43,7 @@ static void notifier_read(void *opaque)
     VmmVirtqueue *vq = opaque;
 
     vmm_event_notifier_test_and_clear(vq->notifier);
-    vmm_virtio_dispatch(vq->vdev, vq);
+    virtio_dispatch(vq->vdev, vq);
 }
 
 /* Busy-poll check: has the driver published anything new?  A relaxed read
@@ -55,18 +55,18 @@ static bool notifier_poll(void *opaque)
     VmmVirtqueue *vq = opaque;
     bool work = false;
 
-    vmm_mutex_lock(&vq->run_lock);
-    if (!vq->stopped && vmm_atomic_load_acquire(&vq->ready)) {
-        work = vmm_atomic_read(&vq->avail->idx) != vq->last_avail_idx;
+    vk_mutex_lock(&vq->run_lock);
+    if (!vq->stopped && vk_atomic_load_acquire(&vq->ready)) {
+        work = vk_atomic_read(&vq->avail->idx) != vq->last_avail_idx;
     }
-    vmm_mutex_unlock(&vq->run_lock);
+    vk_mutex_unlock(&vq->run_lock);
     return work;
 }
 
 static void notifier_poll_ready(void *opaque)
 {
     VmmVirtqueue *vq = opaque;
-    vmm_virtio_dispatch(vq->vdev, vq);
+    virtio_dispatch(vq->vdev, vq);
 }
 
 /*
@@ -85,12 +85,12 @@ static void notifier_poll_ready(void *opaque)
 static void notifier_poll_begin(void *opaque)
 {
     VmmVirtqueue *vq = opaque;
-    vmm_mutex_lock(&vq->run_lock);
+    vk_mutex_lock(&vq->run_lock);
     if (!vq->stopped) {
         vq->poll_mode = true;
         vmm_virtqueue_set_notification(vq, false);
     }
-    vmm_mutex_unlock(&vq->run_lock);
+    vk_mutex_unlock(&vq->run_lock);
 }
 
 static void poll_mode_leave(VmmVirtqueue *vq)
@@ -110,9 +110,9 @@ static void notifier_poll_end(void *opaque)
 {
     VmmVirtqueue *vq = opaque;
 
-    vmm_mutex_lock(&vq->run_lock);
+    vk_mutex_lock(&vq->run_lock);
     poll_mode_leave(vq);
-    vmm_mutex_unlock(&vq->run_lock);
+    vk_mutex_unlock(&vq->run_lock);
 }
 
 typedef struct NotifierSwitch {
@@ -131,9 +131,9 @@ static void notifier_switch(void *opaque)
         vmm_aio_set_event_notifier(vq->ctx, vq->notifier, NULL, NULL, NULL, NULL);
         vq->notifier = NULL;
         /* A removed handler gets no io_poll_end: the doorbells are ours. */
-        vmm_mutex_lock(&vq->run_lock);
+        vk_mutex_lock(&vq->run_lock);
         poll_mode_leave(vq);
-        vmm_mutex_unlock(&vq->run_lock);
+        vk_mutex_unlock(&vq->run_lock);
     }
     s->ret = 0;
     if (s->n) {
@@ -152,7 +152,7 @@ static void notifier_switch(void *opaque)
         }
     }
     /* Release: pairs with the acquire in the waiter's loop. */
-    vmm_atomic_store_release(&s->done, true);
+    vk_atomic_store_release(&s->done, true);
     vmm_aio_wait_kick();
 }
 
@@ -173,6 +173,6 @@ int vmm_virtio_queue_set_host_notifier(VmmVirtioDevice *vdev, unsigned q,
     if (r < 0) {
         return r;
     }
-    VMM_AIO_WAIT_WHILE(vq->ctx, !vmm_atomic_load_acquire(&s.done));
+    VMM_AIO_WAIT_WHILE(vq->ctx, !vk_atomic_load_acquire(&s.done));
     return s.ret;
 }

@@ -74,7 +74,7 @@ struct VblkRequest {
 static inline void stat_add(uint64_t *v, uint64_t n)
 {
     /* Single writer (the queue's context): no read-modify-write needed. */
-    vmm_atomic_set(v, vmm_atomic_read(v) + n);
+    vk_atomic_set(v, vk_atomic_read(v) + n);
 }
 
 static inline VblkQueue *vblk_queue(VmmVirtioBlk *b, VmmVirtqueue *vq)
@@ -128,7 +128,7 @@ static void report_stop_bh(void *opaque)
     if (s->b->opts.on_error) {
         s->b->opts.on_error(s->b->opts.opaque, s->b, s->err, s->is_write);
     }
-    vmm_atomic_dec(&s->b->reports);
+    vk_atomic_dec(&s->b->reports);
     free(s);
 }
 
@@ -143,22 +143,22 @@ static bool vblk_stop_on_error(VblkRequest *req, int err)
         return false;
     }
     req->err = err;
-    vmm_mutex_lock(&b->stop_lock);
+    vk_mutex_lock(&b->stop_lock);
     req->next = b->stopped;
     b->stopped = req;
-    vmm_atomic_inc(&b->nstopped);
-    vmm_mutex_unlock(&b->stop_lock);
+    vk_atomic_inc(&b->nstopped);
+    vk_mutex_unlock(&b->stop_lock);
     StopReport *s = malloc(sizeof(*s));
     if (s) {
         *s = (StopReport){ b, err, is_write };
-        vmm_atomic_inc(&b->reports);
+        vk_atomic_inc(&b->reports);
         if (vmm_bh_schedule_oneshot(vmm_aio_context_main(), report_stop_bh, s,
                                     "virtio-blk-error") < 0) {
-            vmm_atomic_dec(&b->reports);
+            vk_atomic_dec(&b->reports);
             free(s);
         }
     }
-    vmm_warn("virtio-blk '%s': I/O error %d, request held (error policy stop)",
+    vk_warn("virtio-blk '%s': I/O error %d, request held (error policy stop)",
              b->opts.name, err);
     return true;
 }
@@ -249,7 +249,7 @@ static void vblk_handle(VmmVirtioDevice *vdev, VmmVirtqueue *vq, void *opaque)
     VblkRequest *req;
     int err;
 
-    if (vmm_atomic_load_acquire(&b->drained)) {
+    if (vk_atomic_load_acquire(&b->drained)) {
         return;                         /* drained_end kicks the queues */
     }
     VblkLimits lim;
@@ -274,7 +274,7 @@ static void vblk_handle(VmmVirtioDevice *vdev, VmmVirtqueue *vq, void *opaque)
                  * which happens after feature negotiation wrote b->lim
                  * (the acquire in the pop pairs with the enable). */
                 lim = b->lim;
-                lim.capacity = vmm_atomic_read(&b->lim.capacity);
+                lim.capacity = vk_atomic_read(&b->lim.capacity);
                 have_lim = true;
             }
             req->b = b;
@@ -326,14 +326,14 @@ static void vblk_reset(VmmVirtioDevice *vdev, void *opaque)
 static void vblk_drained_begin(void *opaque)
 {
     VmmVirtioBlk *b = opaque;
-    vmm_atomic_store_release(&b->drained, 1);
+    vk_atomic_store_release(&b->drained, 1);
 }
 
 static void vblk_drained_end(void *opaque)
 {
     VmmVirtioBlk *b = opaque;
 
-    vmm_atomic_store_release(&b->drained, 0);
+    vk_atomic_store_release(&b->drained, 0);
     for (unsigned q = 0; q < vmm_virtio_num_queues(b->vdev); q++) {
         vmm_virtio_queue_kick(b->vdev, q);
     }
@@ -348,7 +348,7 @@ static bool vblk_drained_poll(void *opaque)
 static void vblk_fill_config(VmmVirtioBlk *b, struct virtio_blk_config *c)
 {
     memset(c, 0, sizeof(*c));
-    c->capacity = htole64(vmm_atomic_read(&b->lim.capacity));
+    c->capacity = htole64(vk_atomic_read(&b->lim.capacity));
     c->seg_max = htole32(b->opts.queue_size - 2);
     c->blk_size = htole32(b->lim.logical_block);
     c->num_queues = htole16((uint16_t)b->opts.num_queues);
@@ -366,7 +366,7 @@ static void vblk_resize(void *opaque)
     int64_t len = vmm_blk_getlength(b->blk);
     uint64_t cap = len > 0 ? (uint64_t)len / 512 : 0;
 
-    vmm_atomic_set(&b->lim.capacity, cap);
+    vk_atomic_set(&b->lim.capacity, cap);
     uint64_t le = htole64(cap);
     vmm_virtio_config_update(b->vdev, offsetof(struct virtio_blk_config, capacity),
                              &le, sizeof(le));
@@ -394,16 +394,16 @@ static VMM_COROUTINE_FN void vblk_fail_co(void *opaque)
 
 unsigned vmm_virtio_blk_stopped_requests(VmmVirtioBlk *vblk)
 {
-    return vmm_atomic_read(&vblk->nstopped);
+    return vk_atomic_read(&vblk->nstopped);
 }
 
 void vmm_virtio_blk_resume_stopped(VmmVirtioBlk *b, bool retry)
 {
-    vmm_mutex_lock(&b->stop_lock);
+    vk_mutex_lock(&b->stop_lock);
     VblkRequest *list = b->stopped;
     b->stopped = NULL;
-    vmm_atomic_set(&b->nstopped, 0);
-    vmm_mutex_unlock(&b->stop_lock);
+    vk_atomic_set(&b->nstopped, 0);
+    vk_mutex_unlock(&b->stop_lock);
 
     while (list) {
         VblkRequest *req = list;
@@ -413,11 +413,11 @@ void vmm_virtio_blk_resume_stopped(VmmVirtioBlk *b, bool retry)
                                                 req, &err);
         if (!co) {
             /* Cannot even fail it here; keep it for the next resume. */
-            vmm_mutex_lock(&b->stop_lock);
+            vk_mutex_lock(&b->stop_lock);
             req->next = b->stopped;
             b->stopped = req;
-            vmm_atomic_inc(&b->nstopped);
-            vmm_mutex_unlock(&b->stop_lock);
+            vk_atomic_inc(&b->nstopped);
+            vk_mutex_unlock(&b->stop_lock);
             continue;
         }
         /* Completions belong to the queue's context. */
@@ -478,7 +478,7 @@ VmmVirtioBlk *vmm_virtio_blk_new(VmmBlockBackend *blk, VmmGuestMemory *mem,
         .max_discard_sectors = VBLK_MAX_DISCARD, .max_write_zeroes_sectors = VBLK_MAX_DISCARD,
         .read_only = vmm_blk_is_read_only(blk), .flush = true,
     };
-    vmm_mutex_init(&b->stop_lock);
+    vk_mutex_init(&b->stop_lock);
     uint64_t features = (1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |
                         (1ull << VIRTIO_BLK_F_FLUSH) | (1ull << VIRTIO_BLK_F_DISCARD) |
                         (1ull << VIRTIO_BLK_F_WRITE_ZEROES) |
@@ -494,7 +494,7 @@ VmmVirtioBlk *vmm_virtio_blk_new(VmmBlockBackend *blk, VmmGuestMemory *mem,
     vblk_fill_config(b, &cfg);
     b->vdev = vmm_virtio_device_new(b->opts.name, &ops, b, mem, &cfg, &err);
     if (!b->vdev) {
-        vmm_mutex_destroy(&b->stop_lock);
+        vk_mutex_destroy(&b->stop_lock);
         goto fail;
     }
     for (unsigned q = 0; q < b->opts.num_queues; q++) {
@@ -503,7 +503,7 @@ VmmVirtioBlk *vmm_virtio_blk_new(VmmBlockBackend *blk, VmmGuestMemory *mem,
     err = vmm_blk_set_dev_ops(blk, &vblk_dev_ops, b);
     if (err < 0) {
         vmm_virtio_device_free(b->vdev);
-        vmm_mutex_destroy(&b->stop_lock);
+        vk_mutex_destroy(&b->stop_lock);
         goto fail;
     }
     return b;
@@ -526,9 +526,9 @@ int vmm_virtio_blk_get_stats(VmmVirtioBlk *b, VmmVirtioBlkStats *out)
     VmmVirtioBlkStats st = { .size = sizeof(st) };
 
     for (unsigned i = 0; i < b->opts.num_queues; i++) {
-        st.requests += vmm_atomic_read(&b->q[i].requests);
-        st.service_ns += vmm_atomic_read(&b->q[i].service_ns);
-        st.io_ns += vmm_atomic_read(&b->q[i].io_ns);
+        st.requests += vk_atomic_read(&b->q[i].requests);
+        st.service_ns += vk_atomic_read(&b->q[i].service_ns);
+        st.io_ns += vk_atomic_read(&b->q[i].io_ns);
     }
     size_t n = out->size < sizeof(st) ? out->size : sizeof(st);
     memcpy((char *)out + sizeof(size_t), (char *)&st + sizeof(size_t), n - sizeof(size_t));
@@ -541,10 +541,10 @@ void vmm_virtio_blk_free(VmmVirtioBlk *b)
         return;
     }
     /* Error reports scheduled to the main loop still point at us. */
-    VMM_AIO_WAIT_WHILE(NULL, vmm_atomic_read(&b->reports) != 0);
+    VMM_AIO_WAIT_WHILE(NULL, vk_atomic_read(&b->reports) != 0);
     vmm_blk_set_dev_ops(b->blk, NULL, NULL);
     vmm_virtio_device_free(b->vdev);
-    vmm_mutex_destroy(&b->stop_lock);
+    vk_mutex_destroy(&b->stop_lock);
     free(b->q);
     free(b);
 }

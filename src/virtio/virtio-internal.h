@@ -72,15 +72,15 @@ struct VmmVirtioDevice {
 };
 
 /* virtqueue.c */
-int vmm_vq_init(VmmVirtqueue *vq, VmmVirtioDevice *vdev, unsigned index);
-void vmm_vq_cleanup(VmmVirtqueue *vq);
-void vmm_vq_reset(VmmVirtqueue *vq);
-int vmm_vq_enable(VmmVirtqueue *vq, uint64_t features);
-void vmm_vq_unpin(VmmVirtqueue *vq);
+int vq_init(VmmVirtqueue *vq, VmmVirtioDevice *vdev, unsigned index);
+void vq_cleanup(VmmVirtqueue *vq);
+void vq_reset(VmmVirtqueue *vq);
+int vq_enable(VmmVirtqueue *vq, uint64_t features);
+void vq_unpin(VmmVirtqueue *vq);
 
 /* virtio.c */
-void vmm_virtio_raise(VmmVirtioDevice *vdev, int queue);
-void vmm_virtio_request_finished(VmmVirtioDevice *vdev, VmmVirtqueue *vq);
-void vmm_virtio_dispatch(VmmVirtioDevice *vdev, VmmVirtqueue *vq);
+void virtio_raise(VmmVirtioDevice *vdev, int queue);
+void virtio_request_finished(VmmVirtioDevice *vdev, VmmVirtqueue *vq);
+void virtio_dispatch(VmmVirtioDevice *vdev, VmmVirtqueue *vq);
 
 #endif

@@ -22,24 +22,24 @@ uint64_t vmm_virtio_get_device_features(VmmVirtioDevice *vdev)
 
 void vmm_virtio_set_driver_features(VmmVirtioDevice *vdev, uint64_t f)
 {
-    vmm_mutex_lock(&vdev->lock);
+    vk_mutex_lock(&vdev->lock);
     if (!(vdev->status & VMM_VIRTIO_STATUS_FEATURES_OK)) {
         vdev->guest_features = f & vdev->host_features;
     }
-    vmm_mutex_unlock(&vdev->lock);
+    vk_mutex_unlock(&vdev->lock);
 }
 
 uint64_t vmm_virtio_get_driver_features(VmmVirtioDevice *vdev)
 {
-    vmm_mutex_lock(&vdev->lock);
+    vk_mutex_lock(&vdev->lock);
     uint64_t f = vdev->guest_features;
-    vmm_mutex_unlock(&vdev->lock);
+    vk_mutex_unlock(&vdev->lock);
     return f;
 }
 
 uint8_t vmm_virtio_get_status(VmmVirtioDevice *vdev)
 {
-    return vmm_atomic_load_acquire(&vdev->status);
+    return vk_atomic_load_acquire(&vdev->status);
 }
 
 static void reset_done(VmmDevice *dev, int ret, void *opaque)
@@ -49,10 +49,10 @@ static void reset_done(VmmDevice *dev, int ret, void *opaque)
     if (ret < 0) {
         /* The quiesce failed: the device keeps running; let the driver
          * retry by writing 0 again. */
-        vmm_warn("virtio device '%s': reset failed (%d)", vmm_device_name(dev), ret);
-        vmm_mutex_lock(&vdev->lock);
+        vk_warn("virtio device '%s': reset failed (%d)", vmm_device_name(dev), ret);
+        vk_mutex_lock(&vdev->lock);
         vdev->reset_pending = false;
-        vmm_mutex_unlock(&vdev->lock);
+        vk_mutex_unlock(&vdev->lock);
     }
 }
 
@@ -78,27 +78,27 @@ static bool status_transition(VmmVirtioDevice *vdev, uint8_t status) VMM_REQUIRE
     if (!(st & VMM_VIRTIO_STATUS_FEATURES_OK)) {
         st &= (uint8_t)~VMM_VIRTIO_STATUS_DRIVER_OK;
     }
-    vmm_atomic_store_release(&vdev->status, st);
+    vk_atomic_store_release(&vdev->status, st);
     return (st & VMM_VIRTIO_STATUS_DRIVER_OK) && !(old & VMM_VIRTIO_STATUS_DRIVER_OK);
 }
 
 void vmm_virtio_set_status(VmmVirtioDevice *vdev, uint8_t status)
 {
-    vmm_mutex_lock(&vdev->lock);
+    vk_mutex_lock(&vdev->lock);
     if (vdev->reset_pending) {
-        vmm_mutex_unlock(&vdev->lock);      /* wait for the reset */
+        vk_mutex_unlock(&vdev->lock);      /* wait for the reset */
         return;
     }
     if (status == 0) {
         vdev->reset_pending = true;
-        vmm_mutex_unlock(&vdev->lock);
+        vk_mutex_unlock(&vdev->lock);
         if (vmm_device_reset(vdev->dev, reset_done, vdev) < 0) {
             reset_done(vdev->dev, -ENOMEM, vdev);
         }
         return;
     }
     bool driver_ok = status_transition(vdev, status);
-    vmm_mutex_unlock(&vdev->lock);
+    vk_mutex_unlock(&vdev->lock);
     if (driver_ok && vdev->ops.driver_ok) {
         vdev->ops.driver_ok(vdev, vdev->opaque);
     }
@@ -114,9 +114,9 @@ int vmm_virtio_config_read(VmmVirtioDevice *vdev, uint32_t off, void *buf, uint3
     if (!config_range_ok(vdev, off, len)) {
         return -EINVAL;
     }
-    vmm_mutex_lock(&vdev->lock);
+    vk_mutex_lock(&vdev->lock);
     memcpy(buf, vdev->config + off, len);
-    vmm_mutex_unlock(&vdev->lock);
+    vk_mutex_unlock(&vdev->lock);
     return 0;
 }
 
@@ -126,9 +126,9 @@ int vmm_virtio_config_write(VmmVirtioDevice *vdev, uint32_t off, const void *buf
     if (!config_range_ok(vdev, off, len)) {
         return -EINVAL;
     }
-    vmm_mutex_lock(&vdev->lock);
+    vk_mutex_lock(&vdev->lock);
     memcpy(vdev->config + off, buf, len);
-    vmm_mutex_unlock(&vdev->lock);
+    vk_mutex_unlock(&vdev->lock);
     if (vdev->ops.config_write) {
         vdev->ops.config_write(vdev, off, len, vdev->opaque);
     }
@@ -141,28 +141,28 @@ int vmm_virtio_config_update(VmmVirtioDevice *vdev, uint32_t off, const void *bu
     if (!config_range_ok(vdev, off, len)) {
         return -EINVAL;
     }
-    vmm_mutex_lock(&vdev->lock);
+    vk_mutex_lock(&vdev->lock);
     memcpy(vdev->config + off, buf, len);
     vdev->config_gen++;
     bool live = vdev->status & VMM_VIRTIO_STATUS_DRIVER_OK;
-    vmm_mutex_unlock(&vdev->lock);
+    vk_mutex_unlock(&vdev->lock);
     if (live) {
-        vmm_virtio_raise(vdev, -1);
+        virtio_raise(vdev, -1);
     }
     return 0;
 }
 
 uint32_t vmm_virtio_config_generation(VmmVirtioDevice *vdev)
 {
-    vmm_mutex_lock(&vdev->lock);
+    vk_mutex_lock(&vdev->lock);
     uint32_t g = vdev->config_gen;
-    vmm_mutex_unlock(&vdev->lock);
+    vk_mutex_unlock(&vdev->lock);
     return g;
 }
 
 uint8_t vmm_virtio_isr_read_clear(VmmVirtioDevice *vdev)
 {
-    return vmm_atomic_xchg(&vdev->isr, 0);
+    return vk_atomic_xchg(&vdev->isr, 0);
 }
 
 /* ---- Queues ------------------------------------------------------------------ */
@@ -183,9 +183,9 @@ uint16_t vmm_virtio_queue_get_size(VmmVirtioDevice *vdev, unsigned q)
     if (!vq) {
         return 0;
     }
-    vmm_mutex_lock(&vdev->lock);
+    vk_mutex_lock(&vdev->lock);
     uint16_t s = vq->size;
-    vmm_mutex_unlock(&vdev->lock);
+    vk_mutex_unlock(&vdev->lock);
     return s;
 }
 
@@ -197,13 +197,13 @@ int vmm_virtio_queue_set_size(VmmVirtioDevice *vdev, unsigned q, uint16_t size)
     if (!vq || size == 0 || size > vq->max_size || (size & (size - 1))) {
         return -EINVAL;
     }
-    vmm_mutex_lock(&vdev->lock);
+    vk_mutex_lock(&vdev->lock);
     if (vq->ready) {
         ret = -EBUSY;
     } else {
         vq->size = size;
     }
-    vmm_mutex_unlock(&vdev->lock);
+    vk_mutex_unlock(&vdev->lock);
     return ret;
 }
 
@@ -216,7 +216,7 @@ int vmm_virtio_queue_set_addr(VmmVirtioDevice *vdev, unsigned q, uint64_t desc,
     if (!vq) {
         return -EINVAL;
     }
-    vmm_mutex_lock(&vdev->lock);
+    vk_mutex_lock(&vdev->lock);
     if (vq->ready) {
         ret = -EBUSY;
     } else {
@@ -224,7 +224,7 @@ int vmm_virtio_queue_set_addr(VmmVirtioDevice *vdev, unsigned q, uint64_t desc,
         vq->avail_gpa = avail;
         vq->used_gpa = used;
     }
-    vmm_mutex_unlock(&vdev->lock);
+    vk_mutex_unlock(&vdev->lock);
     return ret;
 }
 
@@ -233,11 +233,11 @@ void vmm_virtio_queue_get_addr(VmmVirtioDevice *vdev, unsigned q, uint64_t *desc
 {
     VmmVirtqueue *vq = queue_get(vdev, q);
 
-    vmm_mutex_lock(&vdev->lock);
+    vk_mutex_lock(&vdev->lock);
     *desc = vq ? vq->desc_gpa : 0;
     *avail = vq ? vq->avail_gpa : 0;
     *used = vq ? vq->used_gpa : 0;
-    vmm_mutex_unlock(&vdev->lock);
+    vk_mutex_unlock(&vdev->lock);
 }
 
 int vmm_virtio_queue_enable(VmmVirtioDevice *vdev, unsigned q)
@@ -248,11 +248,11 @@ int vmm_virtio_queue_enable(VmmVirtioDevice *vdev, unsigned q)
     if (!vq) {
         return -EINVAL;
     }
-    vmm_mutex_lock(&vdev->lock);
+    vk_mutex_lock(&vdev->lock);
     if (!vq->ready) {
-        ret = vmm_vq_enable(vq, vdev->guest_features);
+        ret = vq_enable(vq, vdev->guest_features);
     }
-    vmm_mutex_unlock(&vdev->lock);
+    vk_mutex_unlock(&vdev->lock);
     if (ret < 0) {
         vmm_virtio_set_needs_reset(vdev, "virtqueue rings misaligned or outside guest RAM");
         return -EFAULT;
@@ -263,7 +263,7 @@ int vmm_virtio_queue_enable(VmmVirtioDevice *vdev, unsigned q)
 bool vmm_virtio_queue_is_enabled(VmmVirtioDevice *vdev, unsigned q)
 {
     VmmVirtqueue *vq = queue_get(vdev, q);
-    return vq && vmm_atomic_load_acquire(&vq->ready);
+    return vq && vk_atomic_load_acquire(&vq->ready);
 }
 
 void vmm_virtio_queue_notify(VmmVirtioDevice *vdev, unsigned q)
@@ -271,7 +271,7 @@ void vmm_virtio_queue_notify(VmmVirtioDevice *vdev, unsigned q)
     VmmVirtqueue *vq = queue_get(vdev, q);
 
     if (vq) {        /* a doorbell for a queue that does not exist is ignored */
-        vmm_virtio_dispatch(vdev, vq);
+        virtio_dispatch(vdev, vq);
     }
 }
 

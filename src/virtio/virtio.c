@@ -36,10 +36,10 @@
 #define MAX_QUEUES 256
 #define MAX_CONFIG 4096
 
-void vmm_virtio_raise(VmmVirtioDevice *vdev, int queue)
+void virtio_raise(VmmVirtioDevice *vdev, int queue)
 {
-    vmm_atomic_fetch_or(&vdev->isr, queue < 0 ? VMM_VIRTIO_ISR_CONFIG : VMM_VIRTIO_ISR_QUEUE);
-    VmmVirtioInterruptFunc *fn = vmm_atomic_load_acquire(&vdev->irq);
+    vk_atomic_fetch_or(&vdev->isr, queue < 0 ? VMM_VIRTIO_ISR_CONFIG : VMM_VIRTIO_ISR_QUEUE);
+    VmmVirtioInterruptFunc *fn = vk_atomic_load_acquire(&vdev->irq);
     if (fn) {
         fn(vdev->irq_opaque, vdev, queue);
     }
@@ -59,13 +59,13 @@ static void dispatch_here(VmmVirtioDevice *vdev, VmmVirtqueue *vq)
 
     tls_dispatching = vdev;
     tls_report_quiesced = false;
-    vmm_mutex_lock(&vq->run_lock);
+    vk_mutex_lock(&vq->run_lock);
     if (vq->stopped) {
         vq->kick_pending = true;    /* handled at resume */
     } else {
         vdev->ops.handle_queue(vdev, vq, vdev->opaque);
     }
-    vmm_mutex_unlock(&vq->run_lock);
+    vk_mutex_unlock(&vq->run_lock);
     report = tls_report_quiesced;
     tls_dispatching = outer;
     tls_report_quiesced = outer_report;
@@ -74,9 +74,9 @@ static void dispatch_here(VmmVirtioDevice *vdev, VmmVirtqueue *vq)
     }
 }
 
-void vmm_virtio_dispatch(VmmVirtioDevice *vdev, VmmVirtqueue *vq)
+void virtio_dispatch(VmmVirtioDevice *vdev, VmmVirtqueue *vq)
 {
-    VmmAioContext *ctx = vmm_atomic_load_acquire(&vq->ctx);
+    VmmAioContext *ctx = vk_atomic_load_acquire(&vq->ctx);
 
     if (ctx && !vmm_aio_context_in_thread(ctx)) {
         vmm_bh_schedule(vq->bh);    /* runs dispatch_here() in ctx */
@@ -97,17 +97,17 @@ static void quiesced_bh(void *opaque)
     vmm_device_quiesced(vdev->dev, 0);
 }
 
-void vmm_virtio_request_finished(VmmVirtioDevice *vdev, VmmVirtqueue *vq)
+void virtio_request_finished(VmmVirtioDevice *vdev, VmmVirtqueue *vq)
 {
     /* Pairs with the xchg/load in core_quiesce() (header comment). */
-    if (vmm_atomic_sub_fetch(&vdev->in_flight, 1) == 0 &&
-        vmm_atomic_load_seq_cst(&vdev->quiesce_waiting) &&
-        vmm_atomic_xchg(&vdev->quiesce_waiting, 0)) {
+    if (vk_atomic_sub_fetch(&vdev->in_flight, 1) == 0 &&
+        vk_atomic_load_seq_cst(&vdev->quiesce_waiting) &&
+        vk_atomic_xchg(&vdev->quiesce_waiting, 0)) {
         /* In a queue's context the caller (a request coroutine, a BH) may
          * still touch the queue after this push, e.g. to notify: finish
          * from a new BH in that context, which runs after it returns.  The
          * pending callbacks (reset, DMA map) then run there. */
-        VmmAioContext *ctx = vmm_atomic_load_acquire(&vq->ctx);
+        VmmAioContext *ctx = vk_atomic_load_acquire(&vq->ctx);
         if (ctx && vmm_bh_schedule_oneshot(ctx, quiesced_bh, vdev, "virtio-quiesced") == 0) {
             return;
         }
@@ -128,15 +128,15 @@ static int core_quiesce(VmmDevice *dev, void *opaque)
     VmmVirtioDevice *vdev = opaque;
     (void)dev;
 
-    vmm_atomic_xchg(&vdev->quiesce_waiting, 1);
+    vk_atomic_xchg(&vdev->quiesce_waiting, 1);
     for (unsigned i = 0; i < vdev->num_queues; i++) {
         VmmVirtqueue *vq = &vdev->vq[i];
-        vmm_mutex_lock(&vq->run_lock);     /* waits for a running handler */
+        vk_mutex_lock(&vq->run_lock);     /* waits for a running handler */
         vq->stopped = true;
-        vmm_mutex_unlock(&vq->run_lock);
+        vk_mutex_unlock(&vq->run_lock);
     }
-    if (vmm_atomic_load_seq_cst(&vdev->in_flight) == 0 &&
-        vmm_atomic_xchg(&vdev->quiesce_waiting, 0)) {
+    if (vk_atomic_load_seq_cst(&vdev->in_flight) == 0 &&
+        vk_atomic_xchg(&vdev->quiesce_waiting, 0)) {
         return 0;
     }
     return -EBUSY;   /* the last vmm_virtqueue_push() reports it */
@@ -149,13 +149,13 @@ static void core_resume(VmmDevice *dev, void *opaque)
 
     for (unsigned i = 0; i < vdev->num_queues; i++) {
         VmmVirtqueue *vq = &vdev->vq[i];
-        vmm_mutex_lock(&vq->run_lock);
+        vk_mutex_lock(&vq->run_lock);
         bool kick = vq->kick_pending;
         vq->stopped = false;
         vq->kick_pending = false;
-        vmm_mutex_unlock(&vq->run_lock);
+        vk_mutex_unlock(&vq->run_lock);
         if (kick) {
-            vmm_virtio_dispatch(vdev, vq);   /* a BH when vq has a context */
+            virtio_dispatch(vdev, vq);   /* a BH when vq has a context */
         }
     }
 }
@@ -165,16 +165,16 @@ static int core_reset(VmmDevice *dev, void *opaque)
     VmmVirtioDevice *vdev = opaque;
     (void)dev;
 
-    vmm_mutex_lock(&vdev->lock);
+    vk_mutex_lock(&vdev->lock);
     for (unsigned i = 0; i < vdev->num_queues; i++) {
-        vmm_vq_reset(&vdev->vq[i]);
+        vq_reset(&vdev->vq[i]);
     }
     vdev->guest_features = 0;
-    vmm_atomic_set(&vdev->isr, 0);
+    vk_atomic_set(&vdev->isr, 0);
     vdev->reset_pending = false;
     vdev->broken_logged = false;
-    vmm_atomic_store_release(&vdev->status, 0);
-    vmm_mutex_unlock(&vdev->lock);
+    vk_atomic_store_release(&vdev->status, 0);
+    vk_mutex_unlock(&vdev->lock);
     if (vdev->ops.reset) {
         vdev->ops.reset(vdev, vdev->opaque);
     }
@@ -190,7 +190,7 @@ static int core_dma_map(VmmDevice *dev, void *opaque, const VmmMemorySection *s,
     (void)s;
     (void)added;
 
-    vmm_mutex_lock(&vdev->lock);
+    vk_mutex_lock(&vdev->lock);
     for (unsigned i = 0; i < vdev->num_queues; i++) {
         VmmVirtqueue *vq = &vdev->vq[i];
         if (!vq->ready) {
@@ -199,9 +199,9 @@ static int core_dma_map(VmmDevice *dev, void *opaque, const VmmMemorySection *s,
         uint16_t la = vq->last_avail_idx, sa = vq->shadow_avail_idx, ui = vq->used_idx;
         uint16_t su = vq->signalled_used;
         bool sv = vq->signalled_used_valid, n = vq->notification;
-        vmm_vq_unpin(vq);
-        if (vmm_vq_enable(vq, vdev->guest_features) < 0) {
-            vmm_atomic_store_release(&vq->ready, false);
+        vq_unpin(vq);
+        if (vq_enable(vq, vdev->guest_features) < 0) {
+            vk_atomic_store_release(&vq->ready, false);
             bad = true;
             continue;
         }
@@ -212,7 +212,7 @@ static int core_dma_map(VmmDevice *dev, void *opaque, const VmmMemorySection *s,
         vq->signalled_used_valid = sv;
         vq->notification = n;
     }
-    vmm_mutex_unlock(&vdev->lock);
+    vk_mutex_unlock(&vdev->lock);
     if (bad) {
         vmm_virtio_set_needs_reset(vdev, "a virtqueue ring is no longer in guest RAM");
     }
@@ -252,13 +252,13 @@ static void vdev_destroy(VmmVirtioDevice *vdev)
             if (vq->bh) {
                 vmm_bh_delete(vq->bh);
             }
-            vmm_vq_cleanup(vq);
+            vq_cleanup(vq);
         }
     }
     if (vdev->dev) {
         vmm_device_free(vdev->dev);
     }
-    vmm_mutex_destroy(&vdev->lock);
+    vk_mutex_destroy(&vdev->lock);
     free(vdev->vq);
     free(vdev->config);
     free(vdev);
@@ -279,7 +279,7 @@ VmmVirtioDevice *vmm_virtio_device_new(const char *name, const VmmVirtioDeviceOp
     if (!vdev) {
         goto fail;
     }
-    vmm_mutex_init(&vdev->lock);
+    vk_mutex_init(&vdev->lock);
     vdev->ops = *ops;
     vdev->opaque = opaque;
     vdev->mem = mem;
@@ -291,7 +291,7 @@ VmmVirtioDevice *vmm_virtio_device_new(const char *name, const VmmVirtioDeviceOp
         goto fail;
     }
     for (unsigned i = 0; i < vdev->num_queues; i++) {
-        if (vmm_vq_init(&vdev->vq[i], vdev, i) < 0) {
+        if (vq_init(&vdev->vq[i], vdev, i) < 0) {
             vdev->num_queues = i + 1;
             goto fail;
         }
@@ -345,22 +345,22 @@ void vmm_virtio_set_interrupt(VmmVirtioDevice *vdev, VmmVirtioInterruptFunc *fn,
                               void *opaque)
 {
     vdev->irq_opaque = opaque;
-    /* Release: pairs with the acquire in vmm_virtio_raise(). */
-    vmm_atomic_store_release(&vdev->irq, fn);
+    /* Release: pairs with the acquire in virtio_raise(). */
+    vk_atomic_store_release(&vdev->irq, fn);
 }
 
 void vmm_virtio_set_needs_reset(VmmVirtioDevice *vdev, const char *why)
 {
-    vmm_mutex_lock(&vdev->lock);
+    vk_mutex_lock(&vdev->lock);
     bool first = !vdev->broken_logged;
     vdev->broken_logged = true;
     uint8_t st = vdev->status | VMM_VIRTIO_STATUS_DEVICE_NEEDS_RESET;
-    vmm_atomic_store_release(&vdev->status, st);
-    vmm_mutex_unlock(&vdev->lock);
+    vk_atomic_store_release(&vdev->status, st);
+    vk_mutex_unlock(&vdev->lock);
     if (first) {
-        vmm_warn("virtio device '%s' needs reset: %s", vmm_device_name(vdev->dev), why);
+        vk_warn("virtio device '%s' needs reset: %s", vmm_device_name(vdev->dev), why);
         if (st & VMM_VIRTIO_STATUS_DRIVER_OK) {
-            vmm_virtio_raise(vdev, -1);
+            virtio_raise(vdev, -1);
         }
     }
 }

@@ -32,12 +32,12 @@
 
 static inline uint16_t ring_load16(const void *p)
 {
-    return le16toh(vmm_atomic_read((const uint16_t *)p));
+    return le16toh(vk_atomic_read((const uint16_t *)p));
 }
 
 static inline void ring_store16(void *p, uint16_t v)
 {
-    vmm_atomic_set((uint16_t *)p, htole16(v));
+    vk_atomic_set((uint16_t *)p, htole16(v));
 }
 
 static inline uint16_t *used_event_ptr(VmmVirtqueue *vq)
@@ -52,12 +52,12 @@ static inline uint16_t *avail_event_ptr(VmmVirtqueue *vq)
 
 static bool vq_ready(VmmVirtqueue *vq)
 {
-    /* Acquire: pairs with the release in vmm_vq_enable(). */
-    return vmm_atomic_load_acquire(&vq->ready) &&
-           !(vmm_atomic_read(&vq->vdev->status) & VMM_VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+    /* Acquire: pairs with the release in vq_enable(). */
+    return vk_atomic_load_acquire(&vq->ready) &&
+           !(vk_atomic_read(&vq->vdev->status) & VMM_VIRTIO_STATUS_DEVICE_NEEDS_RESET);
 }
 
-int vmm_vq_init(VmmVirtqueue *vq, VmmVirtioDevice *vdev, unsigned index)
+int vq_init(VmmVirtqueue *vq, VmmVirtioDevice *vdev, unsigned index)
 {
     vq->vdev = vdev;
     vq->index = index;
@@ -65,11 +65,11 @@ int vmm_vq_init(VmmVirtqueue *vq, VmmVirtioDevice *vdev, unsigned index)
     vq->size = vq->max_size;
     vq->scratch_iov = calloc(VMM_VIRTQUEUE_MAX_IOV, sizeof(struct iovec));
     vq->scratch_ind = calloc(VMM_VIRTQUEUE_MAX_SIZE, sizeof(struct vring_desc));
-    vmm_mutex_init(&vq->run_lock);
+    vk_mutex_init(&vq->run_lock);
     return vq->scratch_iov && vq->scratch_ind ? 0 : -ENOMEM;
 }
 
-void vmm_vq_unpin(VmmVirtqueue *vq)
+void vq_unpin(VmmVirtqueue *vq)
 {
     for (int i = 0; i < 3; i++) {
         vmm_ram_region_unref(vq->pin[i]);
@@ -80,19 +80,19 @@ void vmm_vq_unpin(VmmVirtqueue *vq)
     vq->used = NULL;
 }
 
-void vmm_vq_cleanup(VmmVirtqueue *vq)
+void vq_cleanup(VmmVirtqueue *vq)
 {
-    vmm_vq_unpin(vq);
+    vq_unpin(vq);
     free(vq->scratch_iov);
     free(vq->scratch_ind);
-    vmm_mutex_destroy(&vq->run_lock);
+    vk_mutex_destroy(&vq->run_lock);
 }
 
 /* Back to the power-on state (device quiesced, under vdev->lock). */
-void vmm_vq_reset(VmmVirtqueue *vq)
+void vq_reset(VmmVirtqueue *vq)
 {
-    vmm_atomic_store_release(&vq->ready, false);
-    vmm_vq_unpin(vq);
+    vk_atomic_store_release(&vq->ready, false);
+    vq_unpin(vq);
     vq->size = vq->max_size;
     vq->desc_gpa = vq->avail_gpa = vq->used_gpa = 0;
     vq->last_avail_idx = vq->shadow_avail_idx = vq->used_idx = 0;
@@ -102,7 +102,7 @@ void vmm_vq_reset(VmmVirtqueue *vq)
     vq->kick_pending = false;
 }
 
-int vmm_vq_enable(VmmVirtqueue *vq, uint64_t features)
+int vq_enable(VmmVirtqueue *vq, uint64_t features)
 {
     VmmGuestMemory *mem = vq->vdev->mem;
     uint64_t n = vq->size;
@@ -112,11 +112,11 @@ int vmm_vq_enable(VmmVirtqueue *vq, uint64_t features)
         !VMM_IS_ALIGNED(vq->used_gpa, 4)) {
         return -EINVAL;
     }
-    if (vmm_guest_memory_pin(mem, vq->desc_gpa, 16 * n, 0, &d, &vq->pin[0]) < 0 ||
-        vmm_guest_memory_pin(mem, vq->avail_gpa, 6 + 2 * n, 0, &a, &vq->pin[1]) < 0 ||
-        vmm_guest_memory_pin(mem, vq->used_gpa, 6 + 8 * n, VMM_DMA_TO_GUEST, &u,
+    if (guest_memory_pin(mem, vq->desc_gpa, 16 * n, 0, &d, &vq->pin[0]) < 0 ||
+        guest_memory_pin(mem, vq->avail_gpa, 6 + 2 * n, 0, &a, &vq->pin[1]) < 0 ||
+        guest_memory_pin(mem, vq->used_gpa, 6 + 8 * n, VMM_DMA_TO_GUEST, &u,
                              &vq->pin[2]) < 0) {
-        vmm_vq_unpin(vq);
+        vq_unpin(vq);
         return -EFAULT;
     }
     vq->desc = d;
@@ -130,7 +130,7 @@ int vmm_vq_enable(VmmVirtqueue *vq, uint64_t features)
     vq->in_flight = 0;
     /* Release: pairs with the acquire in vq_ready(), so the queue's thread
      * sees the pinned rings. */
-    vmm_atomic_store_release(&vq->ready, true);
+    vk_atomic_store_release(&vq->ready, true);
     return 0;
 }
 
@@ -138,7 +138,7 @@ int vmm_vq_enable(VmmVirtqueue *vq, uint64_t features)
 static bool vq_refresh_avail(VmmVirtqueue *vq, int *err)
 {
     /* [A] Acquire: pairs with the driver's wmb before publishing avail->idx. */
-    uint16_t idx = le16toh(vmm_atomic_load_acquire(&vq->avail->idx));
+    uint16_t idx = le16toh(vk_atomic_load_acquire(&vq->avail->idx));
 
     if ((uint16_t)(idx - vq->last_avail_idx) > vq->size) {
         vmm_virtio_set_needs_reset(vq->vdev, "available index ran ahead of the ring");
@@ -271,7 +271,7 @@ void *vmm_virtqueue_pop(VmmVirtqueue *vq, size_t elem_size, int *errp)
     if (!vq_ready(vq)) {
         goto out;
     }
-    if (!vmm_device_dma_allowed(vq->vdev->dev, __func__)) {
+    if (!device_dma_allowed(vq->vdev->dev, __func__)) {
         err = -EBUSY;
         goto out;
     }
@@ -305,7 +305,7 @@ void *vmm_virtqueue_pop(VmmVirtqueue *vq, size_t elem_size, int *errp)
     memcpy(elem->iov, w.iov, w.niov * sizeof(struct iovec));
     vq->last_avail_idx++;
     vq->in_flight++;
-    vmm_atomic_inc(&vq->vdev->in_flight);
+    vk_atomic_inc(&vq->vdev->in_flight);
     if (vq->event_idx && vq->notification) {
         set_avail_event(vq, vq->last_avail_idx);
     }
@@ -323,12 +323,12 @@ static void vq_done(VmmVirtqueue *vq)
         return;
     }
     vq->in_flight--;
-    vmm_virtio_request_finished(vq->vdev, vq);
+    virtio_request_finished(vq->vdev, vq);
 }
 
 void vmm_virtqueue_push(VmmVirtqueue *vq, const VmmVirtqElem *elem, uint32_t len)
 {
-    if (!vmm_atomic_load_acquire(&vq->ready)) {
+    if (!vk_atomic_load_acquire(&vq->ready)) {
         return;
     }
     if (len > elem->in_len) {
@@ -337,11 +337,11 @@ void vmm_virtqueue_push(VmmVirtqueue *vq, const VmmVirtqElem *elem, uint32_t len
         len = (uint32_t)elem->in_len;
     }
     struct vring_used_elem *ue = &vq->used->ring[vq->used_idx & (vq->size - 1)];
-    vmm_atomic_set(&ue->id, htole32(elem->index));
-    vmm_atomic_set(&ue->len, htole32(len));
+    vk_atomic_set(&ue->id, htole32(elem->index));
+    vk_atomic_set(&ue->len, htole32(len));
     vq->used_idx++;
     /* [B] Release: pairs with the driver's rmb after it reads used->idx. */
-    vmm_atomic_store_release(&vq->used->idx, htole16(vq->used_idx));
+    vk_atomic_store_release(&vq->used->idx, htole16(vq->used_idx));
     vq_done(vq);
 }
 
@@ -363,7 +363,7 @@ void vmm_virtqueue_notify(VmmVirtqueue *vq)
     }
     /* [C] Full barrier: the used->idx store before the used_event/flags
      * load; pairs with the driver's mb in enable_cb/poll. */
-    vmm_smp_mb();
+    vk_smp_mb();
     if (vq->event_idx) {
         uint16_t old = vq->signalled_used, new_idx = vq->used_idx;
         bool valid = vq->signalled_used_valid;
@@ -375,7 +375,7 @@ void vmm_virtqueue_notify(VmmVirtqueue *vq)
     } else if (ring_load16(&vq->avail->flags) & VRING_AVAIL_F_NO_INTERRUPT) {
         return;
     }
-    vmm_virtio_raise(vq->vdev, (int)vq->index);
+    virtio_raise(vq->vdev, (int)vq->index);
 }
 
 bool vmm_virtqueue_empty(VmmVirtqueue *vq)
@@ -394,7 +394,7 @@ bool vmm_virtqueue_empty(VmmVirtqueue *vq)
 bool vmm_virtqueue_set_notification(VmmVirtqueue *vq, bool enable)
 {
     if (!vq_ready(vq)) {
-        return false;   /* processing state belongs to vmm_vq_enable() */
+        return false;   /* processing state belongs to vq_enable() */
     }
     if (enable && vq->poll_mode) {
         /* The context busy-polls the ring (virtio-aio.c): doorbells stay
@@ -414,7 +414,7 @@ bool vmm_virtqueue_set_notification(VmmVirtqueue *vq, bool enable)
     }
     /* [D] Full barrier: publish avail_event/flags before re-reading
      * avail->idx; pairs with the driver's mb in kick_prepare. */
-    vmm_smp_mb();
+    vk_smp_mb();
     return !vmm_virtqueue_empty(vq);
 }
 

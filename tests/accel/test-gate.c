@@ -121,13 +121,13 @@ static void *block_thread(void *opaque)
     if (a->slot) {
         vmm_accel_cpu_slot_bind(a->slot, true);
     }
-    vmm_atomic_set(&a->started, 1);
+    vk_atomic_set(&a->started, 1);
     if (a->slot) {
         vmm_accel_cpu_ioctl_begin(a->slot);
     } else {
         vmm_accel_ioctl_begin(a->gate);
     }
-    vmm_atomic_store_release(&a->entered, 1);
+    vk_atomic_store_release(&a->entered, 1);
     if (a->slot) {
         vmm_accel_cpu_ioctl_end(a->slot);
         vmm_accel_cpu_slot_bind(a->slot, false);
@@ -149,16 +149,16 @@ static void check_blocks(bool with_slot)
     }
     vmm_accel_ioctl_inhibit_begin(g);
     pthread_create(&t, NULL, block_thread, &a);
-    while (!vmm_atomic_read(&a.started)) {
+    while (!vk_atomic_read(&a.started)) {
         sched_yield();
     }
     /* Give it time to (wrongly) pass; it must not while we inhibit. */
     for (int i = 0; i < 200; i++) {
         sched_yield();
-        assert_int_equal(vmm_atomic_load_acquire(&a.entered), 0);
+        assert_int_equal(vk_atomic_load_acquire(&a.entered), 0);
     }
     usleep(20000);
-    assert_int_equal(vmm_atomic_load_acquire(&a.entered), 0);
+    assert_int_equal(vk_atomic_load_acquire(&a.entered), 0);
     vmm_accel_ioctl_inhibit_end(g);
     pthread_join(t, NULL);
     assert_int_equal(a.entered, 1);
@@ -189,13 +189,13 @@ static void *nest_thread(void *opaque)
 {
     NestArgs *a = opaque;
     vmm_accel_ioctl_begin(a->gate);
-    vmm_atomic_set(&a->phase, 1);
+    vk_atomic_set(&a->phase, 1);
     while (!vmm_accel_ioctl_inhibited(a->gate)) {
         sched_yield();
     }
     vmm_accel_ioctl_begin(a->gate);     /* nested while inhibit is pending */
     vmm_accel_ioctl_end(a->gate);
-    vmm_atomic_set(&a->phase, 2);
+    vk_atomic_set(&a->phase, 2);
     vmm_accel_ioctl_end(a->gate);
     return NULL;
 }
@@ -208,11 +208,11 @@ static void test_nested_while_inhibiting(void **state)
     pthread_t t;
 
     pthread_create(&t, NULL, nest_thread, &a);
-    while (!vmm_atomic_read(&a.phase)) {
+    while (!vk_atomic_read(&a.phase)) {
         sched_yield();
     }
     vmm_accel_ioctl_inhibit_begin(a.gate);
-    assert_int_equal(vmm_atomic_read(&a.phase), 2);
+    assert_int_equal(vk_atomic_read(&a.phase), 2);
     vmm_accel_ioctl_inhibit_end(a.gate);
     pthread_join(t, NULL);
     vmm_accel_gate_free(a.gate);
@@ -251,8 +251,8 @@ typedef struct UnboundRun {
 static void unbound_kick(void *opaque)
 {
     UnboundRun *r = opaque;
-    vmm_atomic_store_release(&r->kicked, 1);
-    vmm_futex_wake(&r->kicked, 1);
+    vk_atomic_store_release(&r->kicked, 1);
+    vk_futex_wake(&r->kicked, 1);
 }
 
 static void *unbound_run_thread(void *opaque)
@@ -262,13 +262,13 @@ static void *unbound_run_thread(void *opaque)
     int64_t deadline = now_ns() + 5000000000LL;      /* the guard */
 
     vmm_accel_cpu_ioctl_begin(r->slot);
-    vmm_atomic_store_release(&r->inside, 1);
-    while (!vmm_atomic_xchg(&r->kicked, 0)) {
+    vk_atomic_store_release(&r->inside, 1);
+    while (!vk_atomic_xchg(&r->kicked, 0)) {
         if (now_ns() > deadline) {
-            vmm_atomic_set(&r->timed_out, 1);
+            vk_atomic_set(&r->timed_out, 1);
             break;
         }
-        vmm_futex_wait(&r->kicked, 0, &tick);
+        vk_futex_wait(&r->kicked, 0, &tick);
     }
     vmm_accel_cpu_ioctl_end(r->slot);
     return NULL;
@@ -285,13 +285,13 @@ static void test_unbound_slot_kicked(void **state)
     r.slot = vmm_accel_cpu_slot_new(g, unbound_kick, &r, "unbound", &err);
     assert_non_null(r.slot);
     pthread_create(&t, NULL, unbound_run_thread, &r);
-    while (!vmm_atomic_load_acquire(&r.inside)) {
+    while (!vk_atomic_load_acquire(&r.inside)) {
         sched_yield();
     }
     vmm_accel_ioctl_inhibit_begin(g);   /* kicks r, or waits for the guard */
     vmm_accel_ioctl_inhibit_end(g);
     pthread_join(t, NULL);
-    assert_int_equal(vmm_atomic_read(&r.timed_out), 0);
+    assert_int_equal(vk_atomic_read(&r.timed_out), 0);
     vmm_accel_cpu_slot_free(r.slot);
     vmm_accel_gate_free(g);
 }
@@ -321,8 +321,8 @@ static Stress stress;
 static void stress_kick(void *opaque)
 {
     StressCpu *c = opaque;
-    vmm_atomic_store_release(&c->kicked, 1);
-    vmm_futex_wake(&c->kicked, 1);
+    vk_atomic_store_release(&c->kicked, 1);
+    vk_futex_wake(&c->kicked, 1);
 }
 
 static void check_data(void)
@@ -330,7 +330,7 @@ static void check_data(void)
     /* Plain reads: TSan reports them if the gate fails to order them
      * against the inhibitor's plain writes. */
     if (stress.data_a != stress.data_b) {
-        vmm_atomic_inc(&stress.torn);
+        vk_atomic_inc(&stress.torn);
     }
 }
 
@@ -342,8 +342,8 @@ static void fake_run(StressCpu *c, unsigned *rnd)
         const struct timespec ts = { .tv_sec = 2, .tv_nsec = 0 };
         int64_t t0 = now_ns();
         c->halts++;
-        while (!vmm_atomic_xchg(&c->kicked, 0) && !vmm_atomic_read(&stress.stop)) {
-            vmm_futex_wait(&c->kicked, 0, &ts);
+        while (!vk_atomic_xchg(&c->kicked, 0) && !vk_atomic_read(&stress.stop)) {
+            vk_futex_wait(&c->kicked, 0, &ts);
             /* A lost wake-up leaves this vCPU halted for good while the
              * inhibitor waits for it, so any bound detects one; 10 s keeps
              * a starved scheduler on a loaded 2-core CI machine from
@@ -355,7 +355,7 @@ static void fake_run(StressCpu *c, unsigned *rnd)
         }
     } else {
         for (unsigned i = (*rnd >> 8) % 200; i; i--) {
-            vmm_barrier();
+            vk_barrier();
         }
     }
 }
@@ -370,13 +370,13 @@ static void *stress_cpu_thread(void *opaque)
     if (c->idx) {
         assert_int_equal(vmm_accel_cpu_slot_bind(c->slot, true), 0);
     }
-    while (!vmm_atomic_read(&stress.stop)) {
+    while (!vk_atomic_read(&stress.stop)) {
         vmm_accel_cpu_ioctl_begin(c->slot);
-        vmm_atomic_inc(&stress.inside);
+        vk_atomic_inc(&stress.inside);
         check_data();
         fake_run(c, &rnd);
         check_data();
-        vmm_atomic_dec(&stress.inside);
+        vk_atomic_dec(&stress.inside);
         vmm_accel_cpu_ioctl_end(c->slot);
         c->runs++;
     }
@@ -389,11 +389,11 @@ static void *stress_cpu_thread(void *opaque)
 static void *stress_vm_thread(void *opaque)
 {
     uint64_t *n = opaque;
-    while (!vmm_atomic_read(&stress.stop)) {
+    while (!vk_atomic_read(&stress.stop)) {
         vmm_accel_ioctl_begin(stress.gate);
-        vmm_atomic_inc(&stress.inside);
+        vk_atomic_inc(&stress.inside);
         check_data();
-        vmm_atomic_dec(&stress.inside);
+        vk_atomic_dec(&stress.inside);
         vmm_accel_ioctl_end(stress.gate);
         (*n)++;
     }
@@ -438,16 +438,16 @@ static void run_stress(void)
         inhibit_ns += dt;
         inhibit_max = dt > inhibit_max ? dt : inhibit_max;
         /* Nobody inside, and the data may be changed in two steps. */
-        assert_int_equal(vmm_atomic_read(&stress.inside), 0);
+        assert_int_equal(vk_atomic_read(&stress.inside), 0);
         stress.data_a++;
         sched_yield();
-        assert_int_equal(vmm_atomic_read(&stress.inside), 0);
+        assert_int_equal(vk_atomic_read(&stress.inside), 0);
         stress.data_b++;
         vmm_accel_ioctl_inhibit_end(stress.gate);
         inhibits++;
         usleep(200);
     }
-    vmm_atomic_set(&stress.stop, 1);
+    vk_atomic_set(&stress.stop, 1);
     for (int i = 0; i < n; i++) {
         stress_kick(&stress.cpus[i]);
         pthread_join(cpu_t[i], NULL);

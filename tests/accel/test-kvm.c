@@ -69,14 +69,14 @@ static void wait_for(uint64_t *p, uint64_t v)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     int64_t end = ts.tv_sec + 30;
-    while (vmm_atomic_read(p) < v) {
+    while (vk_atomic_read(p) < v) {
         clock_gettime(CLOCK_MONOTONIC, &ts);
         if (ts.tv_sec > end) {
             break;
         }
         usleep(100);
     }
-    assert_true(vmm_atomic_read(p) >= v);
+    assert_true(vk_atomic_read(p) >= v);
 }
 
 /* ---- creation and its errors ------------------------------------------- */
@@ -908,8 +908,8 @@ static uint64_t churn_read(void *opaque, uint64_t off, unsigned size)
     Churn *c = opaque;
     (void)off;
     (void)size;
-    if (!vmm_atomic_read(&c->alive) || c->magic != CHURN_MAGIC) {
-        vmm_atomic_inc(&churn_bad);
+    if (!vk_atomic_read(&c->alive) || c->magic != CHURN_MAGIC) {
+        vk_atomic_inc(&churn_bad);
     }
     return 0;
 }
@@ -934,7 +934,7 @@ static void self_unreg_write(void *opaque, uint64_t off, uint64_t v, unsigned si
     (void)off;
     (void)v;
     (void)size;
-    if (!vmm_atomic_xchg(&s->done, 1)) {
+    if (!vk_atomic_xchg(&s->done, 1)) {
         assert_int_equal(vmm_vm_unregister_io(s->vm, false, 0xd0000000), 0);
     }
 }
@@ -954,7 +954,7 @@ static void test_unregister_stress(void **state)
     SelfUnreg su = { .vm = vm };
     assert_int_equal(vmm_vm_register_io(vm, false, 0xd0000000, 0x100, &self_ops, &su), 0);
     vmm_vm_start(vm);
-    while (!vmm_atomic_read(&su.done)) {
+    while (!vk_atomic_read(&su.done)) {
         usleep(100);
     }
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -973,7 +973,7 @@ static void test_unregister_stress(void **state)
         }
         usleep(200);
         assert_int_equal(vmm_vm_unregister_io(vm, false, 0xd0000000), 0);
-        vmm_atomic_set(&c->alive, 0);
+        vk_atomic_set(&c->alive, 0);
         c->magic = 0;
         free(c);            /* ASan: a callback after this is a use after free */
         rounds++;

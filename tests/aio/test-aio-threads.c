@@ -50,7 +50,7 @@ static void probe_cb(void *opaque)
 {
     Probe *p = opaque;
     p->current_ok = vmm_aio_context_current() == p->expect &&
-                    vmm_aio_get_current_context_raw() == p->expect;
+                    aio_get_current_context_raw() == p->expect;
     p->in_thread = vmm_aio_context_in_thread(p->expect);
     pthread_attr_t a;
     if (pthread_getattr_np(pthread_self(), &a) == 0) {

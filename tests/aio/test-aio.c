@@ -43,8 +43,8 @@ static void test_context_basics(void **state)
     VmmAioContext *m = vmm_aio_context_main();
     assert_non_null(m);
     assert_ptr_equal(m, vmm_aio_context_main());
-    assert_true(vmm_aio_context_is_main(m));
-    assert_false(vmm_aio_context_is_main(ctx));
+    assert_true(aio_context_is_main(m));
+    assert_false(aio_context_is_main(ctx));
     /* A thread that runs no context sees the main one. */
     assert_ptr_equal(vmm_aio_context_current(), m);
     vmm_aio_context_ref(ctx);
@@ -696,39 +696,39 @@ static void test_internal_slots_hooks(void **state)
     (void)state;
     static int key = -1;
     if (key < 0) {
-        key = vmm_aio_slot_key_new("test", slot_destroy_cb);
+        key = aio_slot_key_new("test", slot_destroy_cb);
     }
     assert_true(key >= 0);
     hook_created = 0;
-    assert_int_equal(vmm_aio_context_hooks_register(&test_hooks, NULL), 0);
-    assert_int_equal(vmm_aio_context_hooks_register(&test_hooks, NULL), -EEXIST);
+    assert_int_equal(aio_context_hooks_register(&test_hooks, NULL), 0);
+    assert_int_equal(aio_context_hooks_register(&test_hooks, NULL), -EEXIST);
     assert_true(hook_created >= 2);       /* replayed: main and ctx at least */
 
     VmmAioContext *c = vmm_aio_context_new(NULL, NULL);
     assert_ptr_equal(hook_last, c);
     int seed = 42;
-    assert_null(vmm_aio_slot_get(c, key));
-    int *v = vmm_aio_slot_get_or_create(c, key, slot_create_cb, &seed);
+    assert_null(aio_slot_get(c, key));
+    int *v = aio_slot_get_or_create(c, key, slot_create_cb, &seed);
     assert_int_equal(*v, 42);
-    assert_ptr_equal(vmm_aio_slot_get(c, key), v);
+    assert_ptr_equal(aio_slot_get(c, key), v);
     int *w = malloc(sizeof(int));
-    assert_ptr_equal(vmm_aio_slot_set(c, key, w), v);   /* already taken */
+    assert_ptr_equal(aio_slot_set(c, key, w), v);   /* already taken */
     free(w);
     slot_destroyed = 0;
     hook_destroyed = 0;
     vmm_aio_context_unref(c);
     assert_int_equal(slot_destroyed, 1);
     assert_int_equal(hook_destroyed, 1);
-    assert_int_equal(vmm_aio_context_hooks_unregister(&test_hooks), 0);
-    assert_int_equal(vmm_aio_context_hooks_unregister(&test_hooks), -ENOENT);
+    assert_int_equal(aio_context_hooks_unregister(&test_hooks), 0);
+    assert_int_equal(aio_context_hooks_unregister(&test_hooks), -ENOENT);
 
     /* Setting the thread's current context. */
     VmmAioContext *d = vmm_aio_context_new(NULL, NULL);
-    vmm_aio_set_current_context(d);
+    aio_set_current_context(d);
     assert_ptr_equal(vmm_aio_context_current(), d);
-    assert_ptr_equal(vmm_aio_get_current_context_raw(), d);
+    assert_ptr_equal(aio_get_current_context_raw(), d);
     assert_true(vmm_aio_context_in_thread(d));
-    vmm_aio_set_current_context(NULL);
+    aio_set_current_context(NULL);
     assert_ptr_equal(vmm_aio_context_current(), vmm_aio_context_main());
     assert_false(vmm_aio_context_in_thread(d));
     vmm_aio_context_unref(d);
@@ -747,7 +747,7 @@ static void test_last_unref_inside_callback(void **state)
 {
     (void)state;
     VmmAioContext *c = vmm_aio_context_new(NULL, NULL);
-    assert_int_equal(vmm_aio_context_hooks_register(&test_hooks, NULL), 0);
+    assert_int_equal(aio_context_hooks_register(&test_hooks, NULL), 0);
     order_n = 0;
     vmm_bh_schedule_oneshot(c, unref_cb, c, "unref");
     hook_last = c;
@@ -755,7 +755,7 @@ static void test_last_unref_inside_callback(void **state)
     /* Destroyed when the poll returned (ASan checks nothing touched it). */
     assert_int_equal(order_n, 1);
     assert_int_equal(hook_destroyed, 1);
-    assert_int_equal(vmm_aio_context_hooks_unregister(&test_hooks), 0);
+    assert_int_equal(aio_context_hooks_unregister(&test_hooks), 0);
 }
 
 /* ---- epoll past the threshold ---- */

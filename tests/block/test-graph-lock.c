@@ -154,10 +154,10 @@ static void fresh_probe_entry(void *opaque)
     FreshProbe *p = opaque;
     /* Both reads inlined into one frame, a yield (thread change) between:
      * the second must see the new thread's value, not a reused one. */
-    p->before = vmm_aio_current_context_fresh();
+    p->before = aio_current_context_fresh();
     vmm_aio_co_reschedule_self(p->to);
-    p->after = vmm_aio_current_context_fresh();
-    p->after_raw = vmm_aio_get_current_context_raw();
+    p->after = aio_current_context_fresh();
+    p->after_raw = aio_get_current_context_raw();
     flag_set(&p->done, 1);
 }
 
@@ -169,7 +169,7 @@ static void test_fresh_context_moves(void **state)
     VmmIOThread *b = vmm_iothread_new("gl-fb", NULL, &e);
     assert_non_null(a);
     assert_non_null(b);
-    assert_ptr_equal(vmm_aio_current_context_fresh(), vmm_aio_get_current_context_raw());
+    assert_ptr_equal(aio_current_context_fresh(), aio_get_current_context_raw());
     FreshProbe p = { .to = vmm_iothread_get_context(b) };
     spawn(vmm_iothread_get_context(a), fresh_probe_entry, &p);
     VMM_AIO_WAIT_WHILE(NULL, !flag_get(&p.done));

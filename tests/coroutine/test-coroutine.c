@@ -437,8 +437,8 @@ static void co_mark(void *opaque)
 static void co_waker(void *opaque)
 {
     (void)opaque;
-    vmm_co_queue_wakeup(vmm_coroutine_create(co_mark, (void *)(uintptr_t)'x', NULL));
-    vmm_co_queue_wakeup(vmm_coroutine_create(co_mark, (void *)(uintptr_t)'y', NULL));
+    co_queue_wakeup(vmm_coroutine_create(co_mark, (void *)(uintptr_t)'x', NULL));
+    co_queue_wakeup(vmm_coroutine_create(co_mark, (void *)(uintptr_t)'y', NULL));
     order[order_n++] = 'w';
     vmm_coroutine_yield();
     order[order_n++] = 'W';
@@ -639,7 +639,7 @@ static void check_invariant(void)
 {
     VmmCoPoolStats st;
 
-    vmm_co_pool_stats(&st);
+    co_pool_stats(&st);
     assert_true(st.local_count <= st.local_credit);
     assert_true(st.budget_free >= 0);
     assert_true(st.budget_free + st.local_credit + st.global_count <= st.budget_total);
@@ -651,17 +651,17 @@ static void test_pool_reuse(void **state)
     VmmCoPoolStats a, b;
     VmmCoroutine *first, *co;
 
-    vmm_co_pool_reset_budget(65530);
+    co_pool_reset_budget(65530);
     first = vmm_coroutine_create(co_nothing, NULL, NULL);
     vmm_coroutine_enter(first);
-    vmm_co_pool_stats(&a);
+    co_pool_stats(&a);
     for (int i = 0; i < 1000; i++) {
         co = vmm_coroutine_create(co_nothing, NULL, NULL);
         /* A warm pool hands back the coroutine that just ended. */
         assert_ptr_equal(co, first);
         vmm_coroutine_enter(co);
     }
-    vmm_co_pool_stats(&b);
+    co_pool_stats(&b);
     assert_int_equal(a.live_stacks, b.live_stacks);
     check_invariant();
 }
@@ -669,10 +669,10 @@ static void test_pool_reuse(void **state)
 static void test_pool_budget_formula(void **state)
 {
     (void)state;
-    assert_int_equal(vmm_co_pool_budget_for(65530), 4096);
-    assert_int_equal(vmm_co_pool_budget_for(10000), 1250);
-    assert_int_equal(vmm_co_pool_budget_for(5000), 0);
-    assert_int_equal(vmm_co_pool_budget_for(100), 0);
+    assert_int_equal(co_pool_budget_for(65530), 4096);
+    assert_int_equal(co_pool_budget_for(10000), 1250);
+    assert_int_equal(co_pool_budget_for(5000), 0);
+    assert_int_equal(co_pool_budget_for(100), 0);
 }
 
 static void test_pool_capped(void **state)
@@ -683,26 +683,26 @@ static void test_pool_capped(void **state)
     VmmCoPoolStats st, before;
 
     /* Pretend vm.max_map_count is tiny: pools may keep only BUDGET. */
-    vmm_co_pool_reset_budget(5000 + 4 * BUDGET);
-    vmm_co_pool_stats(&before);
+    co_pool_reset_budget(5000 + 4 * BUDGET);
+    co_pool_stats(&before);
     assert_int_equal(before.budget_total, BUDGET);
     for (int i = 0; i < N; i++) {
         cos[i] = vmm_coroutine_create(co_yield_once, NULL, NULL);
         assert_non_null(cos[i]);
         vmm_coroutine_enter(cos[i]);
     }
-    vmm_co_pool_stats(&st);
+    co_pool_stats(&st);
     assert_true(st.live_stacks >= before.live_stacks + N - BUDGET);
     for (int i = 0; i < N; i++) {
         vmm_coroutine_enter(cos[i]);        /* terminate */
     }
-    vmm_co_pool_stats(&st);
+    co_pool_stats(&st);
     /* Only BUDGET coroutines stay mapped in pools; the rest were unmapped. */
     assert_true(st.local_count + st.global_count <= BUDGET);
     assert_true(st.live_stacks <= before.live_stacks - before.local_count
                 - before.global_count + BUDGET);
     check_invariant();
-    vmm_co_pool_reset_budget(65530);
+    co_pool_reset_budget(65530);
 }
 
 static void *thread_pool_user(void *opaque)
@@ -727,17 +727,17 @@ static void test_pool_thread_exit(void **state)
     pthread_t th;
     VmmCoPoolStats st;
 
-    vmm_co_pool_reset_budget(65530);
+    co_pool_reset_budget(65530);
     pthread_create(&th, NULL, thread_pool_user, NULL);
     pthread_join(th, NULL);
-    vmm_co_pool_stats(&st);
+    co_pool_stats(&st);
     assert_int_equal(st.global_count, 64);
     /* The exiting thread returned its unused credits. */
     assert_int_equal(st.budget_free + st.global_count + st.local_credit, st.budget_total);
     /* Our empty pool now takes from the shared one. */
     VmmCoroutine *co = vmm_coroutine_create(co_nothing, NULL, NULL);
     vmm_coroutine_enter(co);
-    vmm_co_pool_stats(&st);
+    co_pool_stats(&st);
     assert_true(st.global_count < 64);
     check_invariant();
 }

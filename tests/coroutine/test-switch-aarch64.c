@@ -29,10 +29,10 @@
 #endif
 
 /* From switch-aarch64.S. */
-int vmm_co_switch_asm(void **save_sp, void *new_sp, int action);
-void vmm_co_trampoline_asm(void);
-/* Called by vmm_co_trampoline_asm with what the first frame put in x19. */
-void vmm_co_trampoline(void *arg) __attribute__((noreturn));
+int co_switch_asm(void **save_sp, void *new_sp, int action);
+void co_trampoline_asm(void);
+/* Called by co_trampoline_asm with what the first frame put in x19. */
+void co_trampoline(void *arg) __attribute__((noreturn));
 
 enum { ACT_ENTER = 1, ACT_YIELD = 2 };
 enum { STACK_SIZE = 256 * 1024, ROUNDS = 100000, CHECKED = 2000 };
@@ -94,7 +94,7 @@ static __attribute__((noinline)) int switch_checked(void **save, void *to, int a
         "ldp    d14, d15, [x3, #128]\n\t"
         "ldr    x5, [x3, #144]\n\t"
         "msr    fpcr, x5\n\t"
-        "bl     vmm_co_switch_asm\n\t"
+        "bl     co_switch_asm\n\t"
         "ldr    x4, [sp], #16\n\t"
         "stp    x19, x20, [x4, #0]\n\t"
         "stp    x21, x22, [x4, #16]\n\t"
@@ -163,7 +163,7 @@ static uint64_t fpcr_read(void)
 }
 
 /* The coroutine: bounce back to main forever, checking every switch. */
-void vmm_co_trampoline(void *arg)
+void co_trampoline(void *arg)
 {
     long *rounds = arg;
     Regs in, out;
@@ -200,7 +200,7 @@ static void *stack_new(void)
 }
 
 /* backend-asm.c's first frame: the first switch "returns" into
- * vmm_co_trampoline_asm with x19 = @arg. */
+ * co_trampoline_asm with x19 = @arg. */
 static void *frame_init(char *stack, void *arg)
 {
     uintptr_t sp = ((uintptr_t)(stack + STACK_SIZE) & ~(uintptr_t)15) - FRAME_WORDS * 8;
@@ -211,7 +211,7 @@ static void *frame_init(char *stack, void *arg)
     memset(f, 0, FRAME_WORDS * 8);
     f[SLOT_X19] = (uint64_t)(uintptr_t)arg;
     f[SLOT_X29] = 0;
-    f[SLOT_X30] = (uint64_t)(uintptr_t)vmm_co_trampoline_asm;
+    f[SLOT_X30] = (uint64_t)(uintptr_t)co_trampoline_asm;
     f[SLOT_FPCR] = 0;
     return f;
 }

@@ -37,7 +37,7 @@ static void *reader(void *arg)
     uint8_t buf[256];
     long hits = 0, misses = 0;
 
-    while (!vmm_atomic_load_acquire(&s->stop)) {
+    while (!vk_atomic_load_acquire(&s->stop)) {
         /* Crosses from the fixed section into the moving one. */
         int r = vmm_dma_read(s->mem, 0x10000 - 128, buf, sizeof(buf));
         if (r == -EFAULT) {
@@ -45,16 +45,16 @@ static void *reader(void *arg)
         } else {
             if (r != 0 || buf[0] != 0x11 || buf[127] != 0x11 || buf[128] != 0x22 ||
                 buf[255] != 0x22) {
-                vmm_atomic_set(&s->bad, 1);
+                vk_atomic_set(&s->bad, 1);
             }
             hits++;
         }
         if (hits + misses == 1) {
-            vmm_atomic_inc(&s->started);
+            vk_atomic_inc(&s->started);
         }
     }
-    vmm_atomic_fetch_add(&s->hits, hits);
-    vmm_atomic_fetch_add(&s->misses, misses);
+    vk_atomic_fetch_add(&s->hits, hits);
+    vk_atomic_fetch_add(&s->misses, misses);
     return NULL;
 }
 
@@ -83,7 +83,7 @@ static void test_update_under_readers(void **state)
     /* The updates start once every reader is reading: on a loaded machine
      * the readers could otherwise start after the last update (and the
      * check below, that they read at all, failed by luck). */
-    while (vmm_atomic_read(&s.started) < NREADERS) {
+    while (vk_atomic_read(&s.started) < NREADERS) {
         sched_yield();
     }
     for (long i = 0; i < iters; i++) {
@@ -94,7 +94,7 @@ static void test_update_under_readers(void **state)
         vmm_ram_region_unref(moving);
         assert_int_equal(vmm_guest_memory_remove(s.mem, 0x10000, 0x10000), 0);
     }
-    vmm_atomic_store_release(&s.stop, 1);
+    vk_atomic_store_release(&s.stop, 1);
     for (int i = 0; i < NREADERS; i++) {
         pthread_join(th[i], NULL);
     }
@@ -105,7 +105,7 @@ static void test_update_under_readers(void **state)
     vmm_ram_region_unref(fixed);
 }
 
-/* vmm_rcu_call(): a callback waits for a reader that was inside its
+/* vk_rcu_call(): a callback waits for a reader that was inside its
  * read-side section when it was queued, and callbacks run in queue order. */
 struct rcu_item {
     struct rcu_head rcu;
@@ -121,23 +121,23 @@ static int reader_state;
 static void rcu_item_done(struct rcu_head *h)
 {
     struct rcu_item *it = caa_container_of(h, struct rcu_item, rcu);
-    int n = vmm_atomic_read(&rcu_ran);
+    int n = vk_atomic_read(&rcu_ran);
     rcu_order[n] = it->id;
-    rcu_seen_state[n] = vmm_atomic_read(&reader_state);
-    vmm_atomic_store_release(&rcu_ran, n + 1);
+    rcu_seen_state[n] = vk_atomic_read(&reader_state);
+    vk_atomic_store_release(&rcu_ran, n + 1);
 }
 
 static void *rcu_reader(void *arg)
 {
     (void)arg;
-    vmm_rcu_read_lock();
-    vmm_atomic_set(&reader_state, 1);
-    while (vmm_atomic_read(&reader_state) != 2) {
+    vk_rcu_read_lock();
+    vk_atomic_set(&reader_state, 1);
+    while (vk_atomic_read(&reader_state) != 2) {
         struct timespec ts = { 0, 1000000 };
         nanosleep(&ts, NULL);
     }
-    vmm_atomic_set(&reader_state, 3);
-    vmm_rcu_read_unlock();
+    vk_atomic_set(&reader_state, 3);
+    vk_rcu_read_unlock();
     return NULL;
 }
 
@@ -147,18 +147,18 @@ static void test_rcu_call_waits_for_readers(void **state)
     struct rcu_item items[3] = { { .id = 1 }, { .id = 2 }, { .id = 3 } };
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, rcu_reader, NULL), 0);
-    while (vmm_atomic_read(&reader_state) != 1) {
+    while (vk_atomic_read(&reader_state) != 1) {
         sched_yield();
     }
     for (int i = 0; i < 3; i++) {
-        vmm_rcu_call(&items[i].rcu, rcu_item_done);
+        vk_rcu_call(&items[i].rcu, rcu_item_done);
     }
     /* The reader holds the grace period open: nothing may run. */
     struct timespec ts = { 0, 50 * 1000000 };
     nanosleep(&ts, NULL);
-    assert_int_equal(vmm_atomic_read(&rcu_ran), 0);
-    vmm_atomic_set(&reader_state, 2);
-    while (vmm_atomic_load_acquire(&rcu_ran) != 3) {
+    assert_int_equal(vk_atomic_read(&rcu_ran), 0);
+    vk_atomic_set(&reader_state, 2);
+    while (vk_atomic_load_acquire(&rcu_ran) != 3) {
         sched_yield();
     }
     /* Checking reader_state here raced: the grace period may end between

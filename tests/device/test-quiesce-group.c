@@ -50,7 +50,7 @@ static void d_resume(VmmDevice *dev, void *opaque)
 {
     D *d = opaque;
     (void)dev;
-    vmm_atomic_inc(&d->resumes);
+    vk_atomic_inc(&d->resumes);
 }
 
 static const VmmDeviceOps d_ops = {
@@ -132,7 +132,7 @@ static void test_quiesce_all(void **state)
     assert_false(vmm_accel_ioctl_inhibited(f->gate));
     assert_int_equal(f->st.ended, 1);
     assert_int_equal(f->a.resumes, 1);
-    assert_int_equal(vmm_atomic_read(&f->b.resumes), 1);
+    assert_int_equal(vk_atomic_read(&f->b.resumes), 1);
 }
 
 static void test_timeout_names_device(void **state)

@@ -376,13 +376,13 @@ static void paused_cb(VmmDevice *dev, int ret, void *opaque)
     T *t = opaque;
     (void)dev;
     assert_int_equal(ret, 0);
-    vmm_atomic_store_release(&t->paused, 1);
+    vk_atomic_store_release(&t->paused, 1);
 }
 
 static bool not_paused(void *opaque)
 {
     T *t = opaque;
-    return !vmm_atomic_load_acquire(&t->paused);
+    return !vk_atomic_load_acquire(&t->paused);
 }
 
 static void test_quiesce_with_io_in_flight(void **state)

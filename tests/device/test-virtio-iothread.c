@@ -60,13 +60,13 @@ static void handle(VmmVirtioDevice *vdev, VmmVirtqueue *vq, void *opaque)
     (void)vdev;
 
     assert_true(vmm_aio_context_in_thread(t->ctx));
-    vmm_atomic_inc(&t->handled);
+    vk_atomic_inc(&t->handled);
     do {
         vmm_virtqueue_set_notification(vq, false);
         while ((e = vmm_virtqueue_pop(vq, sizeof(*e), &err))) {
-            if (vmm_atomic_read(&t->hold)) {
-                t->held[vmm_atomic_read(&t->nheld)] = e;
-                vmm_atomic_inc(&t->nheld);
+            if (vk_atomic_read(&t->hold)) {
+                t->held[vk_atomic_read(&t->nheld)] = e;
+                vk_atomic_inc(&t->nheld);
                 continue;
             }
             echo_push(vq, e);
@@ -80,12 +80,12 @@ static void release_bh(void *opaque)
 {
     T *t = opaque;
     VmmVirtqueue *vq = vmm_virtio_get_queue(t->vdev, 0);
-    int n = vmm_atomic_read(&t->nheld);
-    vmm_atomic_set(&t->hold, 0);
+    int n = vk_atomic_read(&t->nheld);
+    vk_atomic_set(&t->hold, 0);
     for (int i = 0; i < n; i++) {
         echo_push(vq, t->held[i]);
     }
-    vmm_atomic_set(&t->nheld, 0);
+    vk_atomic_set(&t->nheld, 0);
     vmm_virtqueue_notify(vq);
 }
 
@@ -201,7 +201,7 @@ static void paused_cb(VmmDevice *dev, int ret, void *opaque)
     T *t = opaque;
     assert_int_equal(ret, 0);
     assert_true(vmm_device_is_quiesced(dev));
-    vmm_atomic_store_release(&t->paused, 1);
+    vk_atomic_store_release(&t->paused, 1);
 }
 
 static void test_pause_with_requests_in_flight(void **state)
@@ -211,26 +211,26 @@ static void test_pause_with_requests_in_flight(void **state)
     TestBuf b[2] = { { 0x80000, 8, false }, { 0x81000, 8, true } };
     uint32_t id, len;
 
-    vmm_atomic_set(&t->hold, 1);
+    vk_atomic_set(&t->hold, 1);
     for (int i = 0; i < 3; i++) {
         tvq_add(&t->tq, b, 2);
     }
     vmm_event_notifier_set(t->doorbell);
-    while (vmm_atomic_read(&t->nheld) < 3) {
+    while (vk_atomic_read(&t->nheld) < 3) {
         vmm_aio_poll(vmm_aio_context_main(), false);
     }
     assert_int_equal(vmm_device_pause(dev, paused_cb, t), 0);
     /* Quiescing: three requests are still in flight in the iothread. */
     assert_false(vmm_device_is_quiesced(dev));
-    assert_int_equal(vmm_atomic_read(&t->paused), 0);
+    assert_int_equal(vk_atomic_read(&t->paused), 0);
     assert_int_equal(vmm_bh_schedule_oneshot(t->ctx, release_bh, t, "release"), 0);
-    VMM_AIO_WAIT_WHILE(NULL, !vmm_atomic_load_acquire(&t->paused));
+    VMM_AIO_WAIT_WHILE(NULL, !vk_atomic_load_acquire(&t->paused));
     for (int i = 0; i < 3; i++) {
         assert_true(tvq_get_used(&t->tq, &id, &len));
     }
     __atomic_store_n(tvq_used_event(&t->tq), t->tq.last_used, __ATOMIC_RELAXED);
     /* Doorbells while paused are remembered, handled after the resume. */
-    int handled = vmm_atomic_read(&t->handled);
+    int handled = vk_atomic_read(&t->handled);
     tvq_add(&t->tq, b, 2);
     vmm_event_notifier_set(t->doorbell);
     vmm_virtio_queue_notify(t->vdev, 0);
@@ -239,7 +239,7 @@ static void test_pause_with_requests_in_flight(void **state)
     while (!tvq_get_used(&t->tq, &id, &len)) {
         wait_irq(t);
     }
-    assert_true(vmm_atomic_read(&t->handled) > handled);
+    assert_true(vk_atomic_read(&t->handled) > handled);
 }
 
 static void test_reset_mid_request(void **state)
@@ -247,10 +247,10 @@ static void test_reset_mid_request(void **state)
     T *t = *state;
     TestBuf b[2] = { { 0x80000, 8, false }, { 0x81000, 8, true } };
 
-    vmm_atomic_set(&t->hold, 1);
+    vk_atomic_set(&t->hold, 1);
     tvq_add(&t->tq, b, 2);
     vmm_event_notifier_set(t->doorbell);
-    while (vmm_atomic_read(&t->nheld) < 1) {
+    while (vk_atomic_read(&t->nheld) < 1) {
         vmm_aio_poll(vmm_aio_context_main(), false);
     }
     vmm_virtio_set_status(t->vdev, 0);

@@ -33,8 +33,8 @@ static void deliver(void *opaque, unsigned src)
         deliver_hook(src);
     }
     /* The lock is held (by the caller): taking it must fail. */
-    if (vmm_mutex_trylock(&lock)) {
-        vmm_mutex_unlock(&lock);
+    if (vk_mutex_trylock(&lock)) {
+        vk_mutex_unlock(&lock);
         __atomic_add_fetch(&unlocked_deliveries, 1, __ATOMIC_RELAXED);
     }
     delivered[src]++;
@@ -46,7 +46,7 @@ static void deliver(void *opaque, unsigned src)
 static int setup(void **state)
 {
     (void)state;
-    vmm_mutex_init(&lock);
+    vk_mutex_init(&lock);
     irq_handoff_init(&h, deliver, NULL);
     memset(delivered, 0, sizeof(delivered));
     memset(seen, 0, sizeof(seen));
@@ -60,7 +60,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    vmm_mutex_destroy(&lock);
+    vk_mutex_destroy(&lock);
     return 0;
 }
 
@@ -72,8 +72,8 @@ static void raise_src(unsigned src)
 
 static void assert_lock_free(void)
 {
-    if (vmm_mutex_trylock(&lock)) {
-        vmm_mutex_unlock(&lock);
+    if (vk_mutex_trylock(&lock)) {
+        vk_mutex_unlock(&lock);
     } else {
         fail_msg("the lock was left held");
     }
@@ -98,7 +98,7 @@ static void test_free_lock_delivers_now(void **state)
 static void test_reentrant_raise_deferred(void **state)
 {
     (void)state;
-    vmm_mutex_lock(&lock);
+    vk_mutex_lock(&lock);
     raise_src(1);
     raise_src(3);
     raise_src(1);
@@ -143,7 +143,7 @@ static void test_raise_during_unlock(void **state)
     sem_init(&b_done, 0, 0);
     deliver_hook = raise_behind_holder;
     assert_int_equal(pthread_create(&t, NULL, late_raiser, NULL), 0);
-    vmm_mutex_lock(&lock);
+    vk_mutex_lock(&lock);
     raise_src(0);
     irq_handoff_unlock(&h, &lock);
     pthread_join(t, NULL);
@@ -177,7 +177,7 @@ static void *vcpu(void *arg)
 {
     unsigned src = (unsigned)(uintptr_t)arg;
     for (unsigned long i = 0, n = iters(); i < n; i++) {
-        vmm_mutex_lock(&lock);
+        vk_mutex_lock(&lock);
         if (i & 1) {
             raise_src(src);
         }
@@ -201,14 +201,14 @@ static void test_stress(void **state)
     }
     assert_int_equal(__atomic_load_n(&h.pending, __ATOMIC_SEQ_CST), 0);
     assert_int_equal(unlocked_deliveries, 0);
-    vmm_mutex_lock(&lock);
+    vk_mutex_lock(&lock);
     for (unsigned s = 0; s < NSRC; s++) {
         unsigned long r = __atomic_load_n(&raised[s], __ATOMIC_SEQ_CST);
         assert_true(r > 0);
         assert_true(delivered[s] >= 1 && delivered[s] <= r);
         assert_int_equal(seen[s], r);           /* the last raise was delivered */
     }
-    vmm_mutex_unlock(&lock);
+    vk_mutex_unlock(&lock);
 }
 
 int main(void)

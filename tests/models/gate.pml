@@ -5,13 +5,13 @@
  *
  * Mirrors accel/accel-blocker.c (header comment: pairs D1, D2, D3) and
  * accel/accel-internal.h:
- *   owner       vmm_accel_owner_begin()   store count; owner_fence (compiler
+ *   owner       accel_owner_begin()   store count; owner_fence (compiler
  *                                         barrier: fence_free); load inhibited
- *                                         (D1) -> vmm_accel_slot_begin_slow()
+ *                                         (D1) -> accel_slot_begin_slow()
  *                                         (store-release 0, event_set,
  *                                         gate_wait_open, count = 1, smp_mb,
  *                                         re-check)
- *               vmm_accel_owner_end()     store-release count; owner_fence;
+ *               accel_owner_end()     store-release count; owner_fence;
  *                                         load inhibited (D2) -> event_set
  *   shared      shared_begin/shared_end() atomic inc/dec of shared_count,
  *                                         load inhibited (D3); back off,
@@ -25,7 +25,7 @@
  *                                         busy slot), wait for the event
  *               vmm_accel_ioctl_inhibit_end()  store-release inhibited = 0,
  *                                         wake all
- *               vmm_accel_gate_event_set() xchg(event, 1) (full barrier)
+ *               accel_gate_event_set() xchg(event, 1) (full barrier)
  *
  * The fixed protocol for a vCPU ioctl made on a slot by a thread that does
  * not own it (a slot created with a kick but never bound): it is counted
@@ -110,10 +110,10 @@ bool inhibiting;        /* ghost: between inhibit_begin and inhibit_end */
 inline drain() { if :: buf_full -> count[0] = buf_val; buf_full = false :: else fi }
 inline owner_store(v) { atomic { buf_full = true; buf_val = v } }
 
-/* vmm_accel_gate_event_set(): xchg is a full barrier. */
+/* accel_gate_event_set(): xchg is a full barrier. */
 inline event_set() { atomic { drain(); event = true } }
 
-/* vmm_accel_owner_fence(): a compiler barrier with membarrier (fence_free:
+/* accel_owner_fence(): a compiler barrier with membarrier (fence_free:
  * nothing to model), smp_mb without (FALLBACK_FENCES: no membarrier,
  * VMM_ACCEL_NO_MEMBARRIER=1). */
 #ifdef FALLBACK_FENCES
@@ -139,10 +139,10 @@ active proctype vcpu_owner()
 {
     byte i;
     for (i : 1 .. NRUN) {
-        owner_store(1);                 /* vmm_accel_owner_begin: count = 1 */
+        owner_store(1);                 /* accel_owner_begin: count = 1 */
         OWNER_FENCE
         if
-        :: inhibited ->                 /* D1 -> vmm_accel_slot_begin_slow */
+        :: inhibited ->                 /* D1 -> accel_slot_begin_slow */
             do
             :: owner_store(0);          /* store-release count = 0 */
                event_set();
@@ -156,7 +156,7 @@ active proctype vcpu_owner()
         :: else -> skip
         fi;
         section(0);
-        owner_store(0);                 /* vmm_accel_owner_end */
+        owner_store(0);                 /* accel_owner_end */
         OWNER_FENCE
         if
         :: inhibited -> event_set()     /* D2 */

@@ -19,7 +19,7 @@
  *   vmm_device_quiesced()  QUIESCING -> QUIESCED (0) or RUNNING with every
  *                          queued request failed (error), then delivery
  *   vmm_device_unpause()   drop a pause, device_run()
- *   vmm_device_dma_allowed() the DMA rule (state != QUIESCED)
+ *   device_dma_allowed() the DMA rule (state != QUIESCED)
  *
  * The completion's contract modelled is the fixed one: when
  * vmm_device_quiesced(dev, 0) returns, the requests queued before it was
