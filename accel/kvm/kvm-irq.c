@@ -289,14 +289,16 @@ int vmm_vm_remove_irqfd(VmmVm *vm, int fd, uint32_t gsi)
     return kvm_vm_ioctl(vm, KVM_IRQFD, &irqfd);
 }
 
-static int ioeventfd(VmmVm *vm, int fd, bool pio, uint64_t addr, uint32_t len,
-                     bool datamatch, uint64_t data, bool deassign)
+static int ioeventfd(VmmVm *vm, int fd, uint64_t addr, uint32_t len, uint32_t flags,
+                     uint64_t data, bool deassign)
 {
+    bool pio = flags & VMM_IOEVENTFD_PIO, datamatch = flags & VMM_IOEVENTFD_DATAMATCH;
     struct kvm_ioeventfd e = {
         .datamatch = datamatch ? data : 0, .addr = addr, .len = len, .fd = fd,
     };
 
-    if (!vm || fd < 0 || (len != 0 && len != 1 && len != 2 && len != 4 && len != 8) ||
+    if (!vm || fd < 0 || (flags & ~(VMM_IOEVENTFD_PIO | VMM_IOEVENTFD_DATAMATCH)) ||
+        (len != 0 && len != 1 && len != 2 && len != 4 && len != 8) ||
         (pio && (len == 0 || addr + len > 0x10000)) || (datamatch && len == 0)) {
         return -EINVAL;
     }
@@ -306,16 +308,16 @@ static int ioeventfd(VmmVm *vm, int fd, bool pio, uint64_t addr, uint32_t len,
     return kvm_vm_ioctl(vm, KVM_IOEVENTFD, &e);
 }
 
-int vmm_vm_add_ioeventfd(VmmVm *vm, int fd, bool pio, uint64_t addr, uint32_t len,
-                         bool datamatch, uint64_t data)
+int vmm_vm_add_ioeventfd(VmmVm *vm, int fd, uint64_t addr, uint32_t len, uint32_t flags,
+                         uint64_t data)
 {
-    return ioeventfd(vm, fd, pio, addr, len, datamatch, data, false);
+    return ioeventfd(vm, fd, addr, len, flags, data, false);
 }
 
-int vmm_vm_remove_ioeventfd(VmmVm *vm, int fd, bool pio, uint64_t addr, uint32_t len,
-                            bool datamatch, uint64_t data)
+int vmm_vm_remove_ioeventfd(VmmVm *vm, int fd, uint64_t addr, uint32_t len, uint32_t flags,
+                            uint64_t data)
 {
-    return ioeventfd(vm, fd, pio, addr, len, datamatch, data, true);
+    return ioeventfd(vm, fd, addr, len, flags, data, true);
 }
 
 /* ---- AioContext event notifiers ----------------------------------------- */
@@ -337,17 +339,16 @@ int vmm_vm_remove_irqfd_notifier(VmmVm *vm, VmmEventNotifier *n, uint32_t gsi)
     return fd < 0 ? fd : vmm_vm_remove_irqfd(vm, fd, gsi);
 }
 
-int vmm_vm_add_ioeventfd_notifier(VmmVm *vm, VmmEventNotifier *n, bool pio, uint64_t addr,
-                                  uint32_t len, bool datamatch, uint64_t data)
+int vmm_vm_add_ioeventfd_notifier(VmmVm *vm, VmmEventNotifier *n, uint64_t addr,
+                                  uint32_t len, uint32_t flags, uint64_t data)
 {
     int fd = notifier_fd(n);
-    return fd < 0 ? fd : ioeventfd(vm, fd, pio, addr, len, datamatch, data, false);
+    return fd < 0 ? fd : ioeventfd(vm, fd, addr, len, flags, data, false);
 }
 
-int vmm_vm_remove_ioeventfd_notifier(VmmVm *vm, VmmEventNotifier *n, bool pio,
-                                     uint64_t addr, uint32_t len, bool datamatch,
-                                     uint64_t data)
+int vmm_vm_remove_ioeventfd_notifier(VmmVm *vm, VmmEventNotifier *n, uint64_t addr,
+                                     uint32_t len, uint32_t flags, uint64_t data)
 {
     int fd = notifier_fd(n);
-    return fd < 0 ? fd : ioeventfd(vm, fd, pio, addr, len, datamatch, data, true);
+    return fd < 0 ? fd : ioeventfd(vm, fd, addr, len, flags, data, true);
 }

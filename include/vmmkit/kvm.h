@@ -382,18 +382,25 @@ VMM_EXPORT int vmm_vm_remove_msi_route(VmmVm *vm, int gsi);
 VMM_EXPORT int vmm_vm_add_irqfd(VmmVm *vm, int fd, uint32_t gsi, int resample_fd);
 VMM_EXPORT int vmm_vm_remove_irqfd(VmmVm *vm, int fd, uint32_t gsi);
 
+/* Flags of the ioeventfd calls below. */
+#define VMM_IOEVENTFD_PIO        (1u << 0)  /* @addr is a port, else MMIO */
+#define VMM_IOEVENTFD_DATAMATCH  (1u << 1)  /* only writes of @data */
+
 /*
  * ioeventfd: a guest write of @len bytes (1, 2, 4, 8; 0 = any, MMIO only)
- * to @addr signals eventfd @fd inside the kernel instead of exiting; with
- * @datamatch only when the value equals @data.  Register @fd on an
- * AioContext (vmm_aio_set_fd_handler or an event notifier) to handle it.
- * Any thread, as the routes above (a transport registers a doorbell from
- * the vCPU thread in which the driver enables its queue).
+ * to @addr signals eventfd @fd inside the kernel instead of exiting.
+ * @flags: VMM_IOEVENTFD_PIO (a port, else MMIO), VMM_IOEVENTFD_DATAMATCH
+ * (only when the written value equals @data).  -EINVAL for a bad length,
+ * a port range past 0xffff, DATAMATCH with @len 0 or an unknown flag.
+ * Register @fd on an AioContext (vmm_aio_set_fd_handler or an event
+ * notifier) to handle it.  Any thread, as the routes above (a transport
+ * registers a doorbell from the vCPU thread in which the driver enables
+ * its queue).
  */
-VMM_EXPORT int vmm_vm_add_ioeventfd(VmmVm *vm, int fd, bool pio, uint64_t addr,
-                                    uint32_t len, bool datamatch, uint64_t data);
-VMM_EXPORT int vmm_vm_remove_ioeventfd(VmmVm *vm, int fd, bool pio, uint64_t addr,
-                                       uint32_t len, bool datamatch, uint64_t data);
+VMM_EXPORT int vmm_vm_add_ioeventfd(VmmVm *vm, int fd, uint64_t addr, uint32_t len,
+                                    uint32_t flags, uint64_t data);
+VMM_EXPORT int vmm_vm_remove_ioeventfd(VmmVm *vm, int fd, uint64_t addr, uint32_t len,
+                                       uint32_t flags, uint64_t data);
 
 /*
  * The same with AioContext event notifiers: an iothread that sets @n
@@ -403,12 +410,11 @@ VMM_EXPORT int vmm_vm_remove_ioeventfd(VmmVm *vm, int fd, bool pio, uint64_t add
  */
 VMM_EXPORT int vmm_vm_add_irqfd_notifier(VmmVm *vm, VmmEventNotifier *n, uint32_t gsi);
 VMM_EXPORT int vmm_vm_remove_irqfd_notifier(VmmVm *vm, VmmEventNotifier *n, uint32_t gsi);
-VMM_EXPORT int vmm_vm_add_ioeventfd_notifier(VmmVm *vm, VmmEventNotifier *n, bool pio,
-                                             uint64_t addr, uint32_t len, bool datamatch,
-                                             uint64_t data);
-VMM_EXPORT int vmm_vm_remove_ioeventfd_notifier(VmmVm *vm, VmmEventNotifier *n, bool pio,
-                                                uint64_t addr, uint32_t len,
-                                                bool datamatch, uint64_t data);
+VMM_EXPORT int vmm_vm_add_ioeventfd_notifier(VmmVm *vm, VmmEventNotifier *n, uint64_t addr,
+                                             uint32_t len, uint32_t flags, uint64_t data);
+VMM_EXPORT int vmm_vm_remove_ioeventfd_notifier(VmmVm *vm, VmmEventNotifier *n,
+                                                uint64_t addr, uint32_t len, uint32_t flags,
+                                                uint64_t data);
 
 /* ---- Exit handlers ---------------------------------------------------------- */
 

@@ -229,9 +229,9 @@ static int bell_assign(MachineDisk *d, unsigned q, uint64_t gpa, bool assign)
 {
     /* Linux writes the 16-bit queue index; each queue has its own address. */
     if (assign) {
-        return vmm_vm_add_ioeventfd_notifier(d->m->vm, d->bell[q], false, gpa, 2, false, 0);
+        return vmm_vm_add_ioeventfd_notifier(d->m->vm, d->bell[q], gpa, 2, 0, 0);
     }
-    return vmm_vm_remove_ioeventfd_notifier(d->m->vm, d->bell[q], false, gpa, 2, false, 0);
+    return vmm_vm_remove_ioeventfd_notifier(d->m->vm, d->bell[q], gpa, 2, 0, 0);
 }
 
 /* The transport: queue @q's doorbell is at @gpa now (UINT64_MAX: none).

@@ -863,11 +863,13 @@ static void test_irq(void **state)
     assert_int_equal(vmm_vm_add_irqfd(vm, -1, 5, -1), -EINVAL);
     assert_int_equal(vmm_vm_add_irqfd(vm, 3, 5, -1), 0);
     assert_int_equal(vmm_vm_remove_irqfd(vm, 3, 5), 0);
-    assert_int_equal(vmm_vm_add_ioeventfd(vm, 3, true, 0xfffe, 4, false, 0), -EINVAL);
-    assert_int_equal(vmm_vm_add_ioeventfd(vm, 3, true, 0x10, 3, false, 0), -EINVAL);
-    assert_int_equal(vmm_vm_add_ioeventfd(vm, 3, false, 0xd000, 0, true, 1), -EINVAL);
-    assert_int_equal(vmm_vm_add_ioeventfd(vm, 3, true, 0x10, 2, true, 7), 0);
-    assert_int_equal(vmm_vm_remove_ioeventfd(vm, 3, true, 0x10, 2, true, 7), 0);
+    assert_int_equal(vmm_vm_add_ioeventfd(vm, 3, 0xfffe, 4, VMM_IOEVENTFD_PIO, 0), -EINVAL);
+    assert_int_equal(vmm_vm_add_ioeventfd(vm, 3, 0x10, 3, VMM_IOEVENTFD_PIO, 0), -EINVAL);
+    assert_int_equal(vmm_vm_add_ioeventfd(vm, 3, 0xd000, 0, VMM_IOEVENTFD_DATAMATCH, 1), -EINVAL);
+    assert_int_equal(vmm_vm_add_ioeventfd(vm, 3, 0x10, 2, 1u << 7, 0), -EINVAL); /* unknown */
+    const uint32_t pio_dm = VMM_IOEVENTFD_PIO | VMM_IOEVENTFD_DATAMATCH;
+    assert_int_equal(vmm_vm_add_ioeventfd(vm, 3, 0x10, 2, pio_dm, 7), 0);
+    assert_int_equal(vmm_vm_remove_ioeventfd(vm, 3, 0x10, 2, pio_dm, 7), 0);
     VmmVcpu *v = vmm_vcpu_new(vm, 0, "c0", NULL);
     struct kvm_lapic_state lapic;
     assert_int_equal(vmm_vcpu_get_lapic(v, &lapic), 0);

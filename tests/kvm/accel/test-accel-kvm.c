@@ -608,7 +608,7 @@ static void test_ioeventfd(void **state)
     load(PROG(g_ioevent));
     VmmVcpu *v = real_cpu(0, 0, 10, 0);
     int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    assert_int_equal(vmm_vm_add_ioeventfd(env.vm, efd, true, 0x50, 2, false, 0), 0);
+    assert_int_equal(vmm_vm_add_ioeventfd(env.vm, efd, 0x50, 2, VMM_IOEVENTFD_PIO, 0), 0);
     VmmVmExit e = run_to_end(20);
     assert_int_equal(e.code, 3);
     uint64_t n = 0;
@@ -617,7 +617,7 @@ static void test_ioeventfd(void **state)
     VmmVcpuStats s;
     vmm_vcpu_get_stats(v, &s);
     assert_int_equal(s.exits_io, 1);        /* only the final out to 0xf0 */
-    assert_int_equal(vmm_vm_remove_ioeventfd(env.vm, efd, true, 0x50, 2, false, 0), 0);
+    assert_int_equal(vmm_vm_remove_ioeventfd(env.vm, efd, 0x50, 2, VMM_IOEVENTFD_PIO, 0), 0);
     close(efd);
     vm_down();
 }
@@ -863,7 +863,7 @@ static void test_aio_notifiers(void **state)
     vm_up(0, false);
     load(PROG(g_ioevent));
     VmmVcpu *v = real_cpu(0, 0, 10, 0);
-    assert_int_equal(vmm_vm_add_ioeventfd_notifier(env.vm, w.io, true, 0x50, 2, false, 0), 0);
+    assert_int_equal(vmm_vm_add_ioeventfd_notifier(env.vm, w.io, 0x50, 2, VMM_IOEVENTFD_PIO, 0), 0);
     VmmVmExit e = run_to_end(20);
     assert_int_equal(e.code, 3);
     int64_t end = now_ns() + 10 * SEC;
@@ -875,7 +875,7 @@ static void test_aio_notifiers(void **state)
     VmmVcpuStats s;
     vmm_vcpu_get_stats(v, &s);
     assert_int_equal(s.exits_io, 1);
-    assert_int_equal(vmm_vm_remove_ioeventfd_notifier(env.vm, w.io, true, 0x50, 2, false, 0), 0);
+    assert_int_equal(vmm_vm_remove_ioeventfd_notifier(env.vm, w.io, 0x50, 2, VMM_IOEVENTFD_PIO, 0), 0);
     vm_down();
 
     /* irqfd: a BH on the iothread sets the notifier, the guest takes IRQ 5. */
