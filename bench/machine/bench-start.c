@@ -10,7 +10,8 @@
  * with -DMINI_STAY), the VMM's resident memory at the first byte beyond
  * guest RAM: the Rss of /proc/PID/smaps minus the mappings that hold guest
  * RAM (vmmkit's "vmmkit-ram" memfd, or any mapping at least RAM_MIB large,
- * QEMU's RAM).  Needs a kernel KVM: run it through run-bench-start.
+ * QEMU's RAM), and of that the anonymous part (heap, stacks, the VMM's own
+ * data: what the process adds beyond shared library pages).  Needs a kernel KVM: run it through run-bench-start.
  *
  *   bench-start VMMKIT-RUN KERNEL STAY-KERNEL [-- QEMU-COMMAND...]
  *
@@ -45,13 +46,15 @@ static const char *const series_name[NSERIES] = { "vmmkit", "vmmkit-kvm-check-of
 
 typedef struct {
     double first_ms, exit_ms;
-    double rss_mib, rss_beyond_mib;
+    double rss_mib, rss_beyond_mib, anon_beyond_mib;
     int status;
     bool ok;
 } Start;
 
-/* Rss (KiB) of @pid in total and outside guest RAM; -1 when unreadable. */
-static int rss_kib(pid_t pid, long *total, long *beyond)
+/* Rss (KiB) of @pid in total and outside guest RAM, and the anonymous
+ * (process-private, not page cache) part outside guest RAM; -1 when
+ * unreadable. */
+static int rss_kib(pid_t pid, long *total, long *beyond, long *anon)
 {
     char path[64], line[512];
     snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
@@ -62,7 +65,7 @@ static int rss_kib(pid_t pid, long *total, long *beyond)
     bool guest = false;
     bool verbose = getenv("VMM_BENCH_VERBOSE") != NULL;
     char head[512] = "";
-    *total = *beyond = 0;
+    *total = *beyond = *anon = 0;
     while (fgets(line, sizeof(line), f)) {
         unsigned long lo, hi;
         long kb;
@@ -77,6 +80,8 @@ static int rss_kib(pid_t pid, long *total, long *beyond)
                     fprintf(stderr, "# rss %6ld KiB %s", kb, head);
                 }
             }
+        } else if (sscanf(line, "Anonymous: %ld kB", &kb) == 1 && !guest) {
+            *anon += kb;
         }
     }
     fclose(f);
@@ -133,10 +138,11 @@ static Start start_once(char **argv, bool stay)
             c = buf[0];
             got = true;
             if (stay) {
-                long total, beyond;
-                if (rss_kib(pid, &total, &beyond) == 0) {
+                long total, beyond, anon;
+                if (rss_kib(pid, &total, &beyond, &anon) == 0) {
                     r.rss_mib = total / 1024.0;
                     r.rss_beyond_mib = beyond / 1024.0;
+                    r.anon_beyond_mib = anon / 1024.0;
                 }
                 kill(pid, SIGKILL);
             }
@@ -218,7 +224,7 @@ int main(int argc, char **argv)
     }
     int nseries = quick ? S_QEMU : NSERIES;
     static double first[NSERIES][MAX_REPS], ex[NSERIES][MAX_REPS];
-    static double rss[NSERIES][MAX_REPS], beyond[NSERIES][MAX_REPS];
+    static double rss[NSERIES][MAX_REPS], beyond[NSERIES][MAX_REPS], anon[NSERIES][MAX_REPS];
     for (int i = 0; i < reps; i++) {
         for (int j = 0; j < nseries; j++) {
             int s = (i + j) % nseries;
@@ -235,12 +241,14 @@ int main(int argc, char **argv)
             ex[s][i] = t.exit_ms;
             rss[s][i] = m.rss_mib;
             beyond[s][i] = m.rss_beyond_mib;
+            anon[s][i] = m.anon_beyond_mib;
             fprintf(stderr, "# round %d %-22s first byte %8.2f ms  exit %8.2f ms  "
-                    "rss %6.2f MiB  beyond RAM %6.2f MiB\n", i + 1, series_name[s],
-                    t.first_ms, t.exit_ms, m.rss_mib, m.rss_beyond_mib);
+                    "rss %6.2f MiB  beyond RAM %6.2f MiB (anonymous %5.2f)\n", i + 1,
+                    series_name[s], t.first_ms, t.exit_ms, m.rss_mib, m.rss_beyond_mib,
+                    m.anon_beyond_mib);
         }
     }
-    double med[NSERIES][4];
+    double med[NSERIES][5];
     for (int s = 0; s < nseries; s++) {
         char what[96];
         snprintf(what, sizeof(what), "%s first byte", series_name[s]);
@@ -251,10 +259,13 @@ int main(int argc, char **argv)
         spread(what, "MiB", beyond[s], reps);
         snprintf(what, sizeof(what), "%s rss", series_name[s]);
         spread(what, "MiB", rss[s], reps);
+        snprintf(what, sizeof(what), "%s anonymous beyond RAM", series_name[s]);
+        spread(what, "MiB", anon[s], reps);
         med[s][0] = bench_median(first[s], reps);
         med[s][1] = bench_median(ex[s], reps);
         med[s][2] = bench_median(beyond[s], reps);
         med[s][3] = bench_median(rss[s], reps);
+        med[s][4] = bench_median(anon[s], reps);
     }
     /* Quick: vmmkit against itself (ratio 1), the smoke test's form. */
     int cmp = quick ? S_VMMKIT : S_QEMU;
@@ -265,6 +276,7 @@ int main(int argc, char **argv)
     bench_print("start-exit-kvm-check-off", med[S_VMMKIT_NOCHECK][1], "ms", vs, med[cmp][1]);
     bench_print("start-rss-beyond-ram", med[S_VMMKIT][2], "MiB", vs, med[cmp][2]);
     bench_print("start-rss", med[S_VMMKIT][3], "MiB", vs, med[cmp][3]);
+    bench_print("start-anon-beyond-ram", med[S_VMMKIT][4], "MiB", vs, med[cmp][4]);
     /* The target for the VMM's own memory: 2 MiB beyond guest RAM. */
     bench_print("start-rss-beyond-ram-target", med[S_VMMKIT][2], "MiB", "target", 2.0);
     return 0;
