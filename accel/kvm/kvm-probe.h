@@ -32,9 +32,12 @@
 #define PROBE_OK_TSC        0x16
 #define PROBE_BAD           0x7f        /* ran, but computed the wrong thing */
 
-/* The timed loop: 2^22 iterations of dec+jnz, 8.4 M instructions: a few
- * milliseconds on hardware, seconds under an instruction emulator. */
-#define PROBE_LOOP_ITERS    0x400000
+/* The timed loop: 2^19 iterations of dec+jnz, about a million
+ * instructions: well under a millisecond on hardware, about 10 ms in a KVM
+ * nested under TCG, and more than the 250 ms budget under an instruction
+ * emulator (which the probe then stops and times by what is left in rcx).
+ * Short, because every probe pays it: vmmkit-run probes before it boots. */
+#define PROBE_LOOP_ITERS    0x80000
 
 #ifndef __ASSEMBLER__
 #include <stddef.h>
