@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -65,6 +67,47 @@ static inline void bench_pin(int cpu)
     CPU_ZERO(&set);
     CPU_SET(cpu % n, &set);
     pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+/*
+ * A VMM's resident memory from /proc/@pid/smaps, in KiB: @total, @beyond
+ * (outside guest RAM: mappings named like the RAM memfd "vmmkit-ram", or at
+ * least @ram_bytes large, are guest RAM) and @anon (the anonymous part of
+ * @beyond: no page-cache pages of shared libraries).  VMM_BENCH_VERBOSE=1
+ * names every mapping outside guest RAM that holds 128 KiB or more.
+ * Returns 0, or -1 when smaps cannot be read.
+ */
+static inline int bench_smaps_rss(pid_t pid, unsigned long ram_bytes, long *total,
+                                  long *beyond, long *anon)
+{
+    char path[64], line[512], head[512] = "";
+    snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        return -1;
+    }
+    int guest = 0, verbose = getenv("VMM_BENCH_VERBOSE") != NULL;
+    *total = *beyond = *anon = 0;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long lo, hi;
+        long kb;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, ' ')) {
+            guest = strstr(line, "vmmkit-ram") || (hi - lo) >= ram_bytes;
+            snprintf(head, sizeof(head), "%s", line);
+        } else if (sscanf(line, "Rss: %ld kB", &kb) == 1) {
+            *total += kb;
+            if (!guest) {
+                *beyond += kb;
+                if (verbose && kb >= 128) {
+                    fprintf(stderr, "# rss %6ld KiB %s", kb, head);
+                }
+            }
+        } else if (sscanf(line, "Anonymous: %ld kB", &kb) == 1 && !guest) {
+            *anon += kb;
+        }
+    }
+    fclose(f);
+    return 0;
 }
 
 #endif

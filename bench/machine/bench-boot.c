@@ -62,36 +62,14 @@ static double now(void)
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* Rss (KiB) of process @pid outside guest RAM: mappings named like the
- * RAM memfd, or at least RAM_MIB large, are guest RAM. */
+/* Rss (KiB) of process @pid outside guest RAM (bench_smaps_rss), or -1. */
 static long rss_beyond_ram(pid_t pid)
 {
-    char path[64], line[512];
-    snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f) {
+    long total, beyond, anon;
+    if (bench_smaps_rss(pid, (unsigned long)RAM_MIB << 20, &total, &beyond, &anon) < 0) {
         return -1;
     }
-    long total = 0;
-    bool guest = false;
-    /* VMM_BENCH_VERBOSE=1: name every mapping that holds 128 KiB or more. */
-    bool verbose = getenv("VMM_BENCH_VERBOSE") != NULL;
-    char head[512] = "";
-    while (fgets(line, sizeof(line), f)) {
-        unsigned long lo, hi;
-        long kb;
-        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, ' ')) {
-            guest = strstr(line, "vmmkit-ram") || (hi - lo) >= ((unsigned long)RAM_MIB << 20);
-            snprintf(head, sizeof(head), "%s", line);
-        } else if (sscanf(line, "Rss: %ld kB", &kb) == 1 && !guest) {
-            total += kb;
-            if (verbose && kb >= 128) {
-                fprintf(stderr, "# rss %6ld KiB %s", kb, head);
-            }
-        }
-    }
-    fclose(f);
-    return total;
+    return beyond;
 }
 
 /* Print the init's report line (it carries the guest's own uptime). */

@@ -51,43 +51,6 @@ typedef struct {
     bool ok;
 } Start;
 
-/* Rss (KiB) of @pid in total and outside guest RAM, and the anonymous
- * (process-private, not page cache) part outside guest RAM; -1 when
- * unreadable. */
-static int rss_kib(pid_t pid, long *total, long *beyond, long *anon)
-{
-    char path[64], line[512];
-    snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        return -1;
-    }
-    bool guest = false;
-    bool verbose = getenv("VMM_BENCH_VERBOSE") != NULL;
-    char head[512] = "";
-    *total = *beyond = *anon = 0;
-    while (fgets(line, sizeof(line), f)) {
-        unsigned long lo, hi;
-        long kb;
-        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {
-            guest = strstr(line, "vmmkit-ram") || (hi - lo) >= ((unsigned long)RAM_MIB << 20);
-            snprintf(head, sizeof(head), "%s", line);
-        } else if (sscanf(line, "Rss: %ld kB", &kb) == 1) {
-            *total += kb;
-            if (!guest) {
-                *beyond += kb;
-                if (verbose && kb >= 128) {
-                    fprintf(stderr, "# rss %6ld KiB %s", kb, head);
-                }
-            }
-        } else if (sscanf(line, "Anonymous: %ld kB", &kb) == 1 && !guest) {
-            *anon += kb;
-        }
-    }
-    fclose(f);
-    return 0;
-}
-
 /* Start @argv once.  @stay: the kernel halts after its byte; read the
  * memory then and kill the VMM.  Else time the first byte and the exit. */
 static Start start_once(char **argv, bool stay)
@@ -139,7 +102,7 @@ static Start start_once(char **argv, bool stay)
             got = true;
             if (stay) {
                 long total, beyond, anon;
-                if (rss_kib(pid, &total, &beyond, &anon) == 0) {
+                if (bench_smaps_rss(pid, (unsigned long)RAM_MIB << 20, &total, &beyond, &anon) == 0) {
                     r.rss_mib = total / 1024.0;
                     r.rss_beyond_mib = beyond / 1024.0;
                     r.anon_beyond_mib = anon / 1024.0;
