@@ -47,6 +47,21 @@
 #include "machine/kernel-unpack.h"
 #include "util/log.h"
 #include "util/thread.h"
+
+/* Fields callers built against an older, smaller VmmMachineOptions lack
+ * read as zero. */
+#define OPT_HAS(o, field) \
+    ((o)->size >= offsetof(VmmMachineOptions, field) + sizeof((o)->field))
+
+static uint32_t opt_boot_flags(const VmmMachineOptions *o)
+{
+    return OPT_HAS(o, boot_flags) ? o->boot_flags : 0;
+}
+
+static const VmmKvmOps *opt_kvm_ops(const VmmMachineOptions *o)
+{
+    return OPT_HAS(o, kvm_ops) ? o->kvm_ops : NULL;
+}
 #include "util/atomic.h"
 
 const char *vmm_machine_state_name(VmmMachineState st)
@@ -213,9 +228,7 @@ static int place_kernel(VmmMachine *m, const VmmMachineOptions *o, int fd, uint6
                   path, strerror(-r));
         return r;
     }
-    uint32_t flags = o->size >= offsetof(VmmMachineOptions, boot_flags) + sizeof(o->boot_flags)
-                         ? o->boot_flags : 0;
-    if (flags & VMM_MACHINE_BOOT_HOST_UNPACK) {
+    if (opt_boot_flags(o) & VMM_MACHINE_BOOT_HOST_UNPACK) {
         /* The decoder wants the whole payload: the file on the heap. */
         uint8_t *img = malloc((size_t)size);
         if (!img) {
@@ -685,8 +698,7 @@ static int check_options(const VmmMachineOptions *o)
         (o->memory & 0xfff) || o->memory > (1ull << 40)) {
         return -EINVAL;
     }
-    if (o->size >= offsetof(VmmMachineOptions, boot_flags) + sizeof(o->boot_flags) &&
-        (o->boot_flags & ~(VMM_MACHINE_BOOT_HOST_UNPACK | VMM_MACHINE_BOOT_ANY_KVM))) {
+    if (opt_boot_flags(o) & ~(VMM_MACHINE_BOOT_HOST_UNPACK | VMM_MACHINE_BOOT_ANY_KVM)) {
         return -EINVAL;             /* a flag this library does not know */
     }
     return 0;
@@ -706,11 +718,7 @@ static char kvm_verdict_msg[512];
 
 static int check_kvm(const VmmMachineOptions *o)
 {
-    bool kvm_ops = o->size >= offsetof(VmmMachineOptions, kvm_ops) + sizeof(o->kvm_ops) &&
-                   o->kvm_ops;
-    uint32_t flags = o->size >= offsetof(VmmMachineOptions, boot_flags) + sizeof(o->boot_flags)
-                         ? o->boot_flags : 0;
-    if (kvm_ops || (flags & VMM_MACHINE_BOOT_ANY_KVM)) {
+    if (opt_kvm_ops(o) || (opt_boot_flags(o) & VMM_MACHINE_BOOT_ANY_KVM)) {
         return 0;                   /* a test's KVM, or the caller's choice */
     }
     const char *path = o->kvm_path ? o->kvm_path : "/dev/kvm";
@@ -744,10 +752,7 @@ static int check_kvm(const VmmMachineOptions *o)
 static int build(VmmMachine *m, const VmmMachineOptions *o)
 {
     int r;
-    VmmVmOptions vo = { .size = sizeof(vo), .dev_path = o->kvm_path };
-    if (o->size >= offsetof(VmmMachineOptions, kvm_ops) + sizeof(o->kvm_ops)) {
-        vo.ops = o->kvm_ops;
-    }
+    VmmVmOptions vo = { .size = sizeof(vo), .dev_path = o->kvm_path, .ops = opt_kvm_ops(o) };
     m->vm = vmm_vm_new(&vo, &r);
     if (!m->vm) {
         return r;
