@@ -5,9 +5,15 @@
  *   vmmkit-run --kernel K [--initrd I] [--append '...'] [--disk path[,readonly]]...
  *              [--memory 512M] [--cpus N] [--api-socket PATH] [--seccomp on|off|log]
  *              [--kernel-unpack host|guest] [--kvm-check on|off]
+ *              [--console off|tty|null|file=PATH] [--rng[=src=/dev/urandom]]
  *              [--console-timeout SECONDS] [--verbose]
  *
- * The console (a 16550) is on stdin/stdout.  Exit status: 0 when the guest
+ * The serial console (a 16550) is on stdin/stdout.  --console adds a
+ * virtio console (Linux's /dev/hvc0): "tty" puts it on stdin (which then
+ * feeds it instead of the serial port) and stdout, "file=PATH" writes its
+ * output to PATH, "null" discards it; "off" (the default) adds none.
+ * --rng adds a virtio entropy device (getrandom(2), i.e. the host's
+ * /dev/urandom pool: the only source).  Exit status: 0 when the guest
  * powers off, 130 after Ctrl-C (SIGINT/SIGTERM stop the VM cleanly), 1 when
  * the guest crashes or prints nothing for --console-timeout seconds, 2 on a
  * host error or bad arguments, 3 when the KVM cannot run a stock kernel
@@ -53,6 +59,9 @@ typedef struct Args {
     bool kvm_check;
     bool verbose;
     double console_timeout;     /* seconds; 0: none */
+    bool rng;                   /* --rng */
+    bool vconsole;              /* --console other than off */
+    int vconsole_in, vconsole_out;  /* its fds (-1: none) */
 } Args;
 
 static void usage(FILE *f)
@@ -61,11 +70,15 @@ static void usage(FILE *f)
             "usage: vmmkit-run --kernel KERNEL [--initrd|--initramfs FILE] [--append CMDLINE]\n"
             "                  [--disk PATH[,readonly]]... [--memory SIZE] [--cpus N]\n"
             "                  [--api-socket PATH] [--seccomp on|off|log] [--kernel-unpack host|guest]\n"
-            "                  [--kvm-check on|off] [--console-timeout SECONDS] [--verbose]\n"
+            "                  [--kvm-check on|off] [--console off|tty|null|file=PATH]\n"
+            "                  [--rng[=src=/dev/urandom]] [--console-timeout SECONDS] [--verbose]\n"
             "KERNEL: a bzImage, or an uncompressed x86-64 vmlinux (ELF; no KASLR).\n"
             "  A bzImage's xz or gzip payload is unpacked by the kernel's own\n"
             "  decompressor (guest, the default) or by the VMM (host: no KASLR).\n"
             "SIZE: bytes with K, M or G (a bare number is MiB); also size=SIZE.\n"
+            "--console: a virtio console (/dev/hvc0) on stdin/stdout (tty), into a file,\n"
+            "  or discarded (null); the serial port stays on stdout.\n"
+            "--rng: a virtio entropy device (/dev/hwrng) fed by getrandom(2).\n"
             "--kvm-check off: boot even where the KVM cannot run a stock kernel\n"
             "  (kvm_pvm: a kernel built for PVM).  --console-timeout: stop a guest that\n"
             "  prints nothing for that long.  --verbose: progress every 2 s.\n"
@@ -115,6 +128,8 @@ static int parse_args(int argc, char **argv, Args *a)
         { "kernel-unpack", required_argument, NULL, 'U' },
         { "kvm-check", required_argument, NULL, 'K' },
         { "console-timeout", required_argument, NULL, 'T' },
+        { "console", required_argument, NULL, 'C' },
+        { "rng", optional_argument, NULL, 'R' },
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
         { 0, 0, 0, 0 },
@@ -127,6 +142,7 @@ static int parse_args(int argc, char **argv, Args *a)
     a->mo.console_out_fd = STDOUT_FILENO;
     a->seccomp = true;
     a->kvm_check = true;
+    a->vconsole_in = a->vconsole_out = -1;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -212,6 +228,37 @@ static int parse_args(int argc, char **argv, Args *a)
             }
             break;
         }
+        case 'C':
+            if (a->vconsole_out > STDOUT_FILENO) {
+                close(a->vconsole_out);
+            }
+            a->vconsole = true;
+            a->vconsole_in = a->vconsole_out = -1;
+            if (!strcmp(optarg, "off")) {
+                a->vconsole = false;
+            } else if (!strcmp(optarg, "tty")) {
+                a->vconsole_in = STDIN_FILENO;
+                a->vconsole_out = STDOUT_FILENO;
+            } else if (!strncmp(optarg, "file=", 5) && optarg[5]) {
+                a->vconsole_out = open(optarg + 5, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                                       0644);
+                if (a->vconsole_out < 0) {
+                    fprintf(stderr, "vmmkit-run: --console %s: %s\n", optarg, strerror(errno));
+                    return -1;
+                }
+            } else if (strcmp(optarg, "null")) {
+                fprintf(stderr, "vmmkit-run: --console off|tty|null|file=PATH\n");
+                return -1;
+            }
+            break;
+        case 'R':
+            if (optarg && strcmp(optarg, "src=/dev/urandom")) {
+                fprintf(stderr, "vmmkit-run: --rng takes only src=/dev/urandom "
+                        "(the device reads getrandom(2))\n");
+                return -1;
+            }
+            a->rng = true;
+            break;
         case 'v':
             a->verbose = true;
             vmm_set_log_handler(NULL, NULL, VMM_LOG_INFO);
@@ -589,6 +636,18 @@ static VmmMachine *build(const Args *a)
             return NULL;
         }
     }
+    if (a->vconsole) {
+        err = vmm_machine_add_console(m, a->vconsole_in, a->vconsole_out);
+    }
+    if (err == 0 && a->rng) {
+        err = vmm_machine_add_rng(m);
+    }
+    if (err < 0) {
+        fprintf(stderr, "vmmkit-run: %s: %s\n", a->vconsole ? "console or rng" : "rng",
+                vmm_strerror(err));
+        vmm_machine_free(m);
+        return NULL;
+    }
     return m;
 }
 
@@ -598,7 +657,9 @@ int main(int argc, char **argv)
     if (parse_args(argc, argv, &a) < 0) {
         return 2;
     }
-    Loop l = { .listen_fd = -1, .stdin_open = true };
+    /* With a virtio console on the terminal, stdin feeds it (in the
+     * device's thread), not the serial port. */
+    Loop l = { .listen_fd = -1, .stdin_open = a.vconsole_in != STDIN_FILENO };
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);

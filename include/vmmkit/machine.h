@@ -9,7 +9,9 @@
  * MADT for the CPUs and the I/O APIC, a DSDT with a PCI root bridge, and a
  * sleep-control/reset register the VMM sees), a PCI bus 0 with virtio-pci
  * (modern; MSI-X through irqfds, doorbells through ioeventfds) devices and
- * a 16550 UART console.
+ * a 16550 UART console.  Before starting it, a program adds devices: the
+ * library's (disks, a virtio console, a virtio RNG) and its own (a
+ * VmmVirtioDevice on the virtio-pci bus, a PIO or MMIO region).
  * docs/machine.md explains the layout and why.
  *
  * Lifecycle: vmm_machine_new() builds and loads everything (vCPUs stopped);
