@@ -365,7 +365,20 @@ static void test_virtio(void **state)
 
     VmmVirtqueue *vq = vmm_virtio_get_queue(v, 0);
     EXPECT_NULL_ERR(-EINVAL, vmm_virtqueue_pop(vq, sizeof(VmmVirtqElem) - 1, errp));
+    assert_int_equal(vmm_virtio_config_size(v), 8);
     vmm_virtio_device_free(v);
+
+    /* virtio-rng.h, virtio-console.h */
+    EXPECT_NULL_ERR(-EINVAL, vmm_virtio_rng_new(NULL, errp));
+    EXPECT_NULL_ERR(-EINVAL, vmm_virtio_console_new(NULL, NULL, -1, -1, errp));
+    VmmAioContext *ctx = vmm_aio_context_new(NULL, &err);
+    assert_non_null(ctx);
+    VmmGuestMemory *mem = vmm_guest_memory_new(&err);
+    assert_non_null(mem);
+    EXPECT_NULL_ERR(-EINVAL, vmm_virtio_console_new(mem, ctx, -2, -1, errp));
+    EXPECT_NULL_ERR(-EINVAL, vmm_virtio_console_new(mem, ctx, -1, -5, errp));
+    vmm_guest_memory_unref(mem);
+    vmm_aio_context_unref(ctx);
 }
 
 /* ---- block.h ------------------------------------------------------------ */

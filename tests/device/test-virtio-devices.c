@@ -86,6 +86,21 @@ static void bringup(VmmVirtioDevice *vdev, TestVq *qs, unsigned nq, T *t)
     assert_int_equal(tvq_bringup(vdev, p, nq, f), 0x0f);
 }
 
+/* The driver just broke the rules: the device says NEEDS_RESET, and a
+ * reset brings it back to 0. */
+static void expect_broken_then_reset(VmmVirtioDevice *vdev)
+{
+    for (int i = 0; i < 5000 && !(vmm_virtio_get_status(vdev) & 0x40); i++) {
+        usleep(1000);
+    }
+    assert_true(vmm_virtio_get_status(vdev) & VMM_VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+    vmm_virtio_set_status(vdev, 0);
+    for (int i = 0; i < 5000 && vmm_virtio_get_status(vdev); i++) {
+        usleep(1000);
+    }
+    assert_int_equal(vmm_virtio_get_status(vdev), 0);
+}
+
 /* ---- virtio-rng ------------------------------------------------------------- */
 
 static void test_rng(void **state)
@@ -137,15 +152,7 @@ static void test_rng(void **state)
     TestBuf bad = { .gpa = 4 * MiB, .len = 64, .write = true };
     tvq_add(&q[0], &bad, 1);
     vmm_virtio_queue_notify(vdev, 0);
-    for (int i = 0; i < 5000 && !(vmm_virtio_get_status(vdev) & 0x40); i++) {
-        usleep(1000);
-    }
-    assert_true(vmm_virtio_get_status(vdev) & VMM_VIRTIO_STATUS_DEVICE_NEEDS_RESET);
-    vmm_virtio_set_status(vdev, 0);
-    for (int i = 0; i < 5000 && vmm_virtio_get_status(vdev); i++) {
-        usleep(1000);
-    }
-    assert_int_equal(vmm_virtio_get_status(vdev), 0);
+    expect_broken_then_reset(vdev);
     vmm_virtio_rng_free(rng);
     destroy(t);
 }
@@ -214,15 +221,7 @@ static void test_console(void **state)
     TestBuf bad = { .gpa = 8 * MiB, .len = 16 };
     tvq_add(&q[1], &bad, 1);
     vmm_virtio_queue_notify(vdev, 1);
-    for (int i = 0; i < 5000 && !(vmm_virtio_get_status(vdev) & 0x40); i++) {
-        usleep(1000);
-    }
-    assert_true(vmm_virtio_get_status(vdev) & VMM_VIRTIO_STATUS_DEVICE_NEEDS_RESET);
-    vmm_virtio_set_status(vdev, 0);
-    for (int i = 0; i < 5000 && vmm_virtio_get_status(vdev); i++) {
-        usleep(1000);
-    }
-    assert_int_equal(vmm_virtio_get_status(vdev), 0);
+    expect_broken_then_reset(vdev);
     vmm_virtio_console_free(con);
     for (int i = 0; i < 2; i++) {
         close(in[i]);
