@@ -5,17 +5,34 @@
  *
  * Threads: everything but creation and free runs in the device's context
  * (@ctx): both queues' handlers (the virtio core dispatches them there)
- * and the input fd's handler, so the watch state needs no lock.  The input
- * fd is watched only while the receive queue has a buffer and the fd has
- * nothing to read; when the fd becomes readable its handler stops the
- * watch and kicks the receive queue, whose handler reads into as many
- * buffers as there are and data to fill them, and watches again when the
- * fd runs dry - or, when the buffers run out first, waits for the
+ * and the fds' handlers, so the state below needs no lock.
+ *
+ * Input: the fd is watched only while the receive queue has a buffer and
+ * the fd has nothing to read; when the fd becomes readable its handler
+ * stops the watch and kicks the receive queue, whose handler reads into as
+ * many buffers as there are and data to fill them, and watches again when
+ * the fd runs dry - or, when the buffers run out first, waits for the
  * driver's next kick (it kicks when it adds buffers).  A kick while the
  * device is quiesced waits for the resume (the virtio core), so no read
  * touches guest memory during a pause, reset or DMA-map change.
+ *
+ * Output never blocks the context (other devices' queues share it): the
+ * transmit handler copies each buffer into a bounded host buffer (OUT_CAP)
+ * and pushes it at once, and writes that buffer to the fd only as far as
+ * poll(2) says the fd takes it, PIPE_BUF bytes per write(2) (so a
+ * blocking pipe or socket does not block either; the caller's file flags
+ * stay untouched).  When the fd is full the rest waits in the buffer,
+ * watched by the fd's write handler; when the buffer has no room for the
+ * next transmit buffer, that one goes back on the ring (vq_unpop) and the
+ * handler stops taking more until the fd has drained the buffer, then
+ * kicks the queue.  Nothing stays popped across a wait, so a quiesce
+ * (pause, reset, vmm_machine_free) never waits for the reader.  A single
+ * transmit buffer larger than OUT_CAP streams through the host buffer
+ * while the fd takes it; what is left of it when the fd is full is
+ * dropped (logged once) - Linux's driver sends at most 32 KiB at a time.
  */
 #include <errno.h>
+#include <limits.h>
 #include <linux/virtio_console.h>
 #include <poll.h>
 #include <pthread.h>
@@ -25,60 +42,95 @@
 #include <unistd.h>
 
 #include "util/log.h"
+#include "virtio/virtio-internal.h"
 #include "vmmkit/aio.h"
 #include "vmmkit/virtio-console.h"
 
 #define VIRTIO_ID_CONSOLE 3
 #define RXQ 0
 #define TXQ 1
+#define OUT_CAP (64u << 10)
 
 struct VmmVirtioConsole {
     VmmVirtioDevice *vdev;
     VmmAioContext *ctx;
     int in_fd, out_fd;
     /* @ctx's thread only: */
-    bool watching;              /* in_fd's handler is installed */
+    bool watch_in;              /* in_fd's read handler is installed */
+    bool watch_out;             /* out_fd's write handler is installed */
+    bool closing;               /* vmm_virtio_console_free: no new watch */
     bool in_done;               /* end of input (EOF, error) or closing */
-    bool out_warned;
+    bool out_dead;              /* output discarded (no fd, write error) */
+    bool out_warned, trunc_warned;
+    bool tx_waiting;            /* a transmit buffer waits for room */
+    uint8_t *obuf;              /* OUT_CAP bytes: [o_off, o_off + o_len) pending */
+    size_t o_off, o_len;
 };
 
-static void rx_kick(void *opaque);
+static void rx_ready(void *opaque);
+static void tx_ready(void *opaque);
 
-static void watch(VmmVirtioConsole *c, bool on)
+/* Install the handlers @fd needs now (in_fd and out_fd may be one fd). */
+static int install(VmmVirtioConsole *c, int fd)
 {
-    if (on == c->watching) {
+    bool rd = fd == c->in_fd && c->watch_in, wr = fd == c->out_fd && c->watch_out;
+    int r = vmm_aio_set_fd_handler(c->ctx, fd, rd ? rx_ready : NULL, wr ? tx_ready : NULL,
+                                   NULL, NULL, c);
+    return r == -ENOENT && !rd && !wr ? 0 : r;
+}
+
+static void watch_in(VmmVirtioConsole *c, bool on)
+{
+    on = on && !c->closing && !c->in_done;
+    if (on == c->watch_in) {
         return;
     }
-    int r = vmm_aio_set_fd_handler(c->ctx, c->in_fd, on ? rx_kick : NULL, NULL, NULL, NULL,
-                                   c);
+    c->watch_in = on;
+    int r = install(c, c->in_fd);
     if (r < 0 && on) {
         vk_warn("virtio-console: cannot watch fd %d: %s; input ends", c->in_fd,
                 strerror(-r));
+        c->watch_in = false;
         c->in_done = true;
+    }
+}
+
+static void watch_out(VmmVirtioConsole *c, bool on)
+{
+    on = on && !c->closing && !c->out_dead;
+    if (on == c->watch_out) {
         return;
     }
-    c->watching = on;
+    c->watch_out = on;
+    int r = install(c, c->out_fd);
+    if (r < 0 && on) {
+        vk_warn("virtio-console: cannot watch fd %d: %s; output dropped", c->out_fd,
+                strerror(-r));
+        c->watch_out = false;
+        c->out_dead = true;
+        c->o_len = 0;
+    }
 }
 
 /* The input fd is readable: let the receive queue's handler read it. */
-static void rx_kick(void *opaque)
+static void rx_ready(void *opaque)
 {
     VmmVirtioConsole *c = opaque;
-    watch(c, false);
+    watch_in(c, false);
     vmm_virtio_queue_kick(c->vdev, RXQ);
 }
 
 static void rx_handle(VmmVirtioConsole *c, VmmVirtqueue *vq)
 {
     bool pushed = false;
-    while (!c->in_done && c->in_fd >= 0) {
+    while (!c->in_done && !c->closing && c->in_fd >= 0) {
         struct pollfd p = { .fd = c->in_fd, .events = POLLIN };
         int n = poll(&p, 1, 0);
         if (n < 0 && errno == EINTR) {
             continue;
         }
         if (n == 0) {
-            watch(c, true);             /* nothing to read: wait for the fd */
+            watch_in(c, true);          /* nothing to read: wait for the fd */
             break;
         }
         if (n < 0 || (p.revents & POLLNVAL)) {
@@ -88,7 +140,7 @@ static void rx_handle(VmmVirtioConsole *c, VmmVirtqueue *vq)
         int err = 0;
         VmmVirtqElem *e = vmm_virtqueue_pop(vq, sizeof(*e), &err);
         if (!e) {
-            watch(c, false);            /* no buffer: the driver's kick brings us back */
+            watch_in(c, false);         /* no buffer: the driver's kick brings us back */
             break;
         }
         ssize_t r = 0;
@@ -109,37 +161,91 @@ static void rx_handle(VmmVirtioConsole *c, VmmVirtqueue *vq)
         pushed = true;
     }
     if (c->in_done) {
-        watch(c, false);
+        watch_in(c, false);
     }
     if (pushed) {
         vmm_virtqueue_notify(vq);
     }
 }
 
-/* Write all of @iov (@n entries) to the output; false on an error. */
-static bool write_all(VmmVirtioConsole *c, const struct iovec *iov, unsigned n)
+/* Write the host buffer to the output while it takes it, without
+ * blocking; watch the fd when it is full. */
+static void flush(VmmVirtioConsole *c)
 {
-    for (unsigned i = 0; i < n; i++) {
-        const uint8_t *p = iov[i].iov_base;
-        size_t left = iov[i].iov_len;
+    while (c->o_len && !c->out_dead) {
+        struct pollfd p = { .fd = c->out_fd, .events = POLLOUT };
+        int n = poll(&p, 1, 0);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n == 0) {
+            break;                      /* full: wait for POLLOUT */
+        }
+        ssize_t w = -1;
+        if (n > 0 && !(p.revents & POLLNVAL)) {
+            /* After POLLOUT a pipe or socket takes PIPE_BUF bytes without
+             * blocking, even a blocking one. */
+            w = write(c->out_fd, c->obuf + c->o_off, c->o_len < PIPE_BUF ? c->o_len : PIPE_BUF);
+            if (w < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
+                if (errno == EINTR) {
+                    continue;
+                }
+                break;
+            }
+        } else {
+            errno = n < 0 ? errno : EBADF;
+        }
+        if (w <= 0) {
+            if (!c->out_warned) {
+                vk_warn("virtio-console: writing fd %d: %s; output dropped", c->out_fd,
+                        w < 0 ? strerror(errno) : "nothing written");
+                c->out_warned = true;
+            }
+            c->out_dead = true;
+            c->o_len = 0;
+            break;
+        }
+        c->o_off += (size_t)w;
+        c->o_len -= (size_t)w;
+    }
+    if (c->o_len == 0) {
+        c->o_off = 0;
+    }
+    watch_out(c, c->o_len > 0);
+}
+
+/* Take @e's bytes into the host buffer (streaming through it when they
+ * are more than it holds). */
+static void tx_take(VmmVirtioConsole *c, const VmmVirtqElem *e)
+{
+    for (unsigned i = 0; i < e->out_num && !c->out_dead; i++) {
+        const uint8_t *p = e->iov[i].iov_base;
+        size_t left = e->iov[i].iov_len;
         while (left) {
-            ssize_t w = write(c->out_fd, p, left);
-            if (w < 0 && errno == EINTR) {
-                continue;
+            if (c->o_len == OUT_CAP) {
+                flush(c);
+                if (c->o_len == OUT_CAP || c->out_dead) {
+                    if (!c->trunc_warned && !c->out_dead) {
+                        vk_warn("virtio-console: a %llu-byte transmit buffer while the "
+                                "output is full: its end is dropped",
+                                (unsigned long long)e->out_len);
+                        c->trunc_warned = true;
+                    }
+                    return;
+                }
             }
-            if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-                struct pollfd pf = { .fd = c->out_fd, .events = POLLOUT };
-                poll(&pf, 1, -1);
-                continue;
+            if (c->o_off + c->o_len == OUT_CAP) {
+                memmove(c->obuf, c->obuf + c->o_off, c->o_len);
+                c->o_off = 0;
             }
-            if (w <= 0) {
-                return false;
-            }
-            p += w;
-            left -= (size_t)w;
+            size_t room = OUT_CAP - c->o_off - c->o_len;
+            size_t n = left < room ? left : room;
+            memcpy(c->obuf + c->o_off + c->o_len, p, n);
+            c->o_len += n;
+            p += n;
+            left -= n;
         }
     }
-    return true;
 }
 
 static void tx_handle(VmmVirtioConsole *c, VmmVirtqueue *vq)
@@ -147,18 +253,43 @@ static void tx_handle(VmmVirtioConsole *c, VmmVirtqueue *vq)
     bool pushed = false;
     int err = 0;
     VmmVirtqElem *e;
-    while ((e = vmm_virtqueue_pop(vq, sizeof(*e), &err))) {
-        if (c->out_fd >= 0 && !write_all(c, e->iov, e->out_num) && !c->out_warned) {
-            vk_warn("virtio-console: writing fd %d: %s; output dropped", c->out_fd,
-                    strerror(errno));
-            c->out_warned = true;
+    flush(c);
+    c->tx_waiting = false;
+    while (!c->closing) {
+        if (c->o_len == OUT_CAP) {
+            c->tx_waiting = true;       /* tx_ready kicks us once drained */
+            break;
         }
+        e = vmm_virtqueue_pop(vq, sizeof(*e), &err);
+        if (!e) {
+            break;
+        }
+        if (c->o_len && !c->out_dead && e->out_len > OUT_CAP - c->o_len) {
+            vq_unpop(vq, e);            /* no room: the guest's until we drain */
+            free(e);
+            c->tx_waiting = true;
+            break;
+        }
+        tx_take(c, e);
         vmm_virtqueue_push(vq, e, 0);
         free(e);
         pushed = true;
+        flush(c);
     }
     if (pushed) {
         vmm_virtqueue_notify(vq);
+    }
+}
+
+/* The output fd takes bytes again: write, and once the host buffer is
+ * empty let the transmit queue go on. */
+static void tx_ready(void *opaque)
+{
+    VmmVirtioConsole *c = opaque;
+    flush(c);
+    if (c->o_len == 0 && c->tx_waiting) {
+        c->tx_waiting = false;
+        vmm_virtio_queue_kick(c->vdev, TXQ);
     }
 }
 
@@ -194,6 +325,11 @@ VmmVirtioConsole *vmm_virtio_console_new(VmmGuestMemory *mem, VmmAioContext *ctx
     c->ctx = ctx;
     c->in_fd = in_fd;
     c->out_fd = out_fd;
+    c->out_dead = out_fd < 0;
+    c->obuf = malloc(OUT_CAP);
+    if (!c->obuf) {
+        goto fail;
+    }
     c->vdev = vmm_virtio_device_new("virtio-console", &con_ops, c, mem, NULL, &err);
     if (!c->vdev) {
         goto fail;
@@ -208,6 +344,7 @@ VmmVirtioConsole *vmm_virtio_console_new(VmmGuestMemory *mem, VmmAioContext *ctx
 fail:
     if (c) {
         vmm_virtio_device_free(c->vdev);
+        free(c->obuf);
         free(c);
     }
     if (errp) {
@@ -223,12 +360,16 @@ typedef struct StopWait {
     bool done;
 } StopWait;
 
-/* In @ctx: end the input and its watch. */
+/* In @ctx: end the watches (what the output fd takes now is written, the
+ * rest of the host buffer dropped). */
 static void stop_bh(void *opaque)
 {
     StopWait *w = opaque;
+    flush(w->c);
+    w->c->closing = true;
     w->c->in_done = true;
-    watch(w->c, false);
+    watch_in(w->c, false);
+    watch_out(w->c, false);
     pthread_mutex_lock(&w->lock);
     w->done = true;
     pthread_cond_signal(&w->cond);
@@ -252,6 +393,7 @@ void vmm_virtio_console_free(VmmVirtioConsole *c)
     }
     pthread_mutex_unlock(&w.lock);
     vmm_virtio_device_free(c->vdev);
+    free(c->obuf);
     free(c);
 }
 

@@ -345,6 +345,16 @@ void vmm_virtqueue_push(VmmVirtqueue *vq, const VmmVirtqElem *elem, uint32_t len
     vq_done(vq);
 }
 
+void vq_unpop(VmmVirtqueue *vq, const VmmVirtqElem *elem)
+{
+    (void)elem;
+    vq->last_avail_idx--;
+    if (vq->event_idx && vq->notification) {
+        set_avail_event(vq, vq->last_avail_idx);
+    }
+    vq_done(vq);
+}
+
 void vmm_virtqueue_detach(VmmVirtqueue *vq, const VmmVirtqElem *elem)
 {
     (void)elem;

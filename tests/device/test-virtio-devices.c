@@ -7,12 +7,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -75,15 +77,21 @@ static bool used(TestVq *q, uint32_t *id, uint32_t *len)
     return false;
 }
 
-static void bringup(VmmVirtioDevice *vdev, TestVq *qs, unsigned nq, T *t)
+/* Rings at @base, 0x8000 apart per queue. */
+static void bringup_at(VmmVirtioDevice *vdev, TestVq *qs, unsigned nq, T *t, uint64_t base)
 {
     TestVq *p[2] = { &qs[0], &qs[1] };
     vmm_virtio_set_interrupt(vdev, irq_cb, t);
     for (unsigned q = 0; q < nq; q++) {
-        tvq_init(&qs[q], t->host, 0x10000 + 0x8000 * q, 16);
+        tvq_init(&qs[q], t->host, base + 0x8000 * q, 16);
     }
     uint64_t f = vmm_virtio_get_device_features(vdev) & ~(1ull << VMM_VIRTIO_F_RING_EVENT_IDX);
     assert_int_equal(tvq_bringup(vdev, p, nq, f), 0x0f);
+}
+
+static void bringup(VmmVirtioDevice *vdev, TestVq *qs, unsigned nq, T *t)
+{
+    bringup_at(vdev, qs, nq, t, 0x10000);
 }
 
 /* The driver just broke the rules: the device says NEEDS_RESET, and a
@@ -230,11 +238,151 @@ static void test_console(void **state)
     destroy(t);
 }
 
+/* Read exactly @len bytes from @fd (blocking), false after 5 s without any. */
+static bool read_exactly(int fd, uint8_t *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        if (poll(&p, 1, 5000) != 1) {
+            return false;
+        }
+        ssize_t n = read(fd, buf + got, len - got);
+        if (n <= 0) {
+            return false;
+        }
+        got += (size_t)n;
+    }
+    return true;
+}
+
+#define TX_CHUNK (16u << 10)
+#define TX_CHUNKS 12u           /* 192 KiB: more than a pipe and the device hold */
+
+/*
+ * The console's output pipe is blocking and nobody reads it: the guest's
+ * transmit buffers wait on the ring, while another device in the same
+ * iothread (virtio-rng) keeps answering and a reset of the console
+ * completes.  Once the pipe is read, everything arrives, in order.
+ */
+static void test_console_stuck_output(void **state)
+{
+    (void)state;
+    T *t = make();
+    int out[2], err = 0;
+    assert_int_equal(pipe2(out, O_CLOEXEC), 0);            /* blocking */
+    VmmVirtioConsole *con = vmm_virtio_console_new(t->mem, t->ctx, -1, out[1], &err);
+    assert_non_null(con);
+    VmmVirtioDevice *cdev = vmm_virtio_console_get_virtio(con);
+    VmmVirtioRng *rng = vmm_virtio_rng_new(t->mem, &err);
+    assert_non_null(rng);
+    VmmVirtioDevice *rdev = vmm_virtio_rng_get_virtio(rng);
+    assert_int_equal(vmm_virtio_queue_set_context(rdev, 0, t->ctx), 0);
+    TestVq cq[2], rq[1];
+    bringup(cdev, cq, 2, t);
+    bringup_at(rdev, rq, 1, t, 0x40000);
+
+    for (size_t i = 0; i < TX_CHUNK * TX_CHUNKS; i++) {
+        t->host[BUF + i] = (uint8_t)(i * 7 + i / 251);
+    }
+    for (unsigned i = 0; i < TX_CHUNKS; i++) {
+        TestBuf tx = { .gpa = BUF + i * TX_CHUNK, .len = TX_CHUNK };
+        tvq_add(&cq[1], &tx, 1);
+    }
+    vmm_virtio_queue_notify(cdev, 1);
+    usleep(50000);
+
+    /* The iothread still serves the RNG. */
+    TestBuf rb = { .gpa = 0x60000, .len = 32, .write = true };
+    tvq_add(&rq[0], &rb, 1);
+    vmm_virtio_queue_notify(rdev, 0);
+    uint32_t id, len;
+    assert_true(used(&rq[0], &id, &len));
+    assert_int_equal(len, 32);
+
+    /* Not everything fits anywhere yet: some buffers are still the guest's. */
+    unsigned done = 0;
+    while (tvq_get_used(&cq[1], &id, &len)) {
+        done++;
+    }
+    assert_true(done < TX_CHUNKS);
+
+    /* Read it all: every buffer is used, the bytes come whole and in order. */
+    uint8_t *got = malloc(TX_CHUNK * TX_CHUNKS);
+    assert_true(read_exactly(out[0], got, TX_CHUNK * TX_CHUNKS));
+    assert_memory_equal(got, t->host + BUF, TX_CHUNK * TX_CHUNKS);
+    while (done < TX_CHUNKS && used(&cq[1], &id, &len)) {
+        done++;
+    }
+    assert_int_equal(done, TX_CHUNKS);
+
+    /* Stuck again: a reset (a quiesce) does not wait for the reader. */
+    for (unsigned i = 0; i < TX_CHUNKS; i++) {
+        TestBuf tx = { .gpa = BUF + i * TX_CHUNK, .len = TX_CHUNK };
+        tvq_add(&cq[1], &tx, 1);
+    }
+    vmm_virtio_queue_notify(cdev, 1);
+    usleep(50000);
+    vmm_virtio_set_status(cdev, 0);
+    for (int i = 0; i < 5000 && vmm_virtio_get_status(cdev); i++) {
+        usleep(1000);
+    }
+    assert_int_equal(vmm_virtio_get_status(cdev), 0);
+    /* Freeing it does not wait for the reader either. */
+    vmm_virtio_console_free(con);
+    vmm_virtio_rng_free(rng);
+    free(got);
+    close(out[0]);
+    close(out[1]);
+    destroy(t);
+}
+
+/* One socket for input and output: both directions work. */
+static void test_console_one_fd(void **state)
+{
+    (void)state;
+    T *t = make();
+    int sv[2], err = 0;
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    VmmVirtioConsole *con = vmm_virtio_console_new(t->mem, t->ctx, sv[0], sv[0], &err);
+    assert_non_null(con);
+    VmmVirtioDevice *vdev = vmm_virtio_console_get_virtio(con);
+    TestVq q[2];
+    bringup(vdev, q, 2, t);
+    TestBuf rx = { .gpa = BUF + 0x1000, .len = 64, .write = true };
+    tvq_add(&q[0], &rx, 1);
+    vmm_virtio_queue_notify(vdev, 0);
+    usleep(20000);
+    memcpy(t->host + BUF, "to the host", 11);
+    TestBuf tx = { .gpa = BUF, .len = 11 };
+    tvq_add(&q[1], &tx, 1);
+    vmm_virtio_queue_notify(vdev, 1);
+    uint32_t id, len;
+    assert_true(used(&q[1], &id, &len));
+    uint8_t got[16];
+    assert_true(read_exactly(sv[1], got, 11));
+    assert_memory_equal(got, "to the host", 11);
+    assert_int_equal(write(sv[1], "to guest", 8), 8);
+    assert_true(used(&q[0], &id, &len));
+    assert_int_equal(len, 8);
+    assert_memory_equal(t->host + BUF + 0x1000, "to guest", 8);
+    vmm_virtio_set_status(vdev, 0);
+    for (int i = 0; i < 5000 && vmm_virtio_get_status(vdev); i++) {
+        usleep(1000);
+    }
+    vmm_virtio_console_free(con);
+    close(sv[0]);
+    close(sv[1]);
+    destroy(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rng),
         cmocka_unit_test(test_console),
+        cmocka_unit_test(test_console_stuck_output),
+        cmocka_unit_test(test_console_one_fd),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
