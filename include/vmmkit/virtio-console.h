@@ -17,7 +17,8 @@
  * ring (nothing stays in flight: a pause or reset does not wait for the
  * reader); a single buffer larger than 64 KiB loses its end if the fd is
  * full meanwhile (logged once).  -1 discards.  A write error ends the
- * output (logged once).  The fd's file flags are left alone.
+ * output (logged once); a pipe whose reader went away is such an error
+ * (EPIPE), never a SIGPIPE.  The fd's file flags are left alone.
  * No multiport, no console size, no emergency write.  A malformed chain
  * marks the device DEVICE_NEEDS_RESET (the virtio core's rule).  On a
  * machine: vmm_machine_add_console() (vmmkit/machine.h).

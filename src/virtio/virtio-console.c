@@ -36,9 +36,11 @@
 #include <linux/virtio_console.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util/log.h"
@@ -168,6 +170,31 @@ static void rx_handle(VmmVirtioConsole *c, VmmVirtqueue *vq)
     }
 }
 
+/*
+ * write(2) without SIGPIPE: a pipe whose reader went away must end the
+ * output (EPIPE), not the process - the program may not ignore SIGPIPE.
+ * The signal is blocked in this thread around the write, and one it
+ * raised (pending for this thread) is taken before unblocking; one that
+ * was pending before is left alone.
+ */
+static ssize_t write_nosigpipe(int fd, const void *buf, size_t len)
+{
+    sigset_t pipe_set, pending, old;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    sigpending(&pending);
+    bool was_pending = sigismember(&pending, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    ssize_t w = write(fd, buf, len);
+    int e = errno;
+    if (w < 0 && e == EPIPE && !was_pending) {
+        sigtimedwait(&pipe_set, NULL, &(struct timespec){ 0 });
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = e;
+    return w;
+}
+
 /* Write the host buffer to the output while it takes it, without
  * blocking; watch the fd when it is full. */
 static void flush(VmmVirtioConsole *c)
@@ -185,7 +212,8 @@ static void flush(VmmVirtioConsole *c)
         if (n > 0 && !(p.revents & POLLNVAL)) {
             /* After POLLOUT a pipe or socket takes PIPE_BUF bytes without
              * blocking, even a blocking one. */
-            w = write(c->out_fd, c->obuf + c->o_off, c->o_len < PIPE_BUF ? c->o_len : PIPE_BUF);
+            size_t len = c->o_len < PIPE_BUF ? c->o_len : PIPE_BUF;
+            w = write_nosigpipe(c->out_fd, c->obuf + c->o_off, len);
             if (w < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
                 if (errno == EINTR) {
                     continue;

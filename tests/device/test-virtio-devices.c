@@ -337,6 +337,39 @@ static void test_console_stuck_output(void **state)
     destroy(t);
 }
 
+/* The output pipe's reader went away: the write fails with EPIPE - no
+ * SIGPIPE kills the process (this one has the default disposition) - and
+ * the output ends while the device goes on. */
+static void test_console_reader_gone(void **state)
+{
+    (void)state;
+    T *t = make();
+    int out[2], err = 0;
+    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+    close(out[0]);
+    VmmVirtioConsole *con = vmm_virtio_console_new(t->mem, t->ctx, -1, out[1], &err);
+    assert_non_null(con);
+    VmmVirtioDevice *vdev = vmm_virtio_console_get_virtio(con);
+    TestVq q[2];
+    bringup(vdev, q, 2, t);
+    memcpy(t->host + BUF, "into the void", 13);
+    uint32_t id, len;
+    for (int i = 0; i < 2; i++) {
+        TestBuf tx = { .gpa = BUF, .len = 13 };
+        tvq_add(&q[1], &tx, 1);
+        vmm_virtio_queue_notify(vdev, 1);
+        assert_true(used(&q[1], &id, &len));
+    }
+    assert_false(vmm_virtio_get_status(vdev) & VMM_VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+    vmm_virtio_set_status(vdev, 0);
+    for (int i = 0; i < 5000 && vmm_virtio_get_status(vdev); i++) {
+        usleep(1000);
+    }
+    vmm_virtio_console_free(con);
+    close(out[1]);
+    destroy(t);
+}
+
 /* One socket for input and output: both directions work. */
 static void test_console_one_fd(void **state)
 {
@@ -383,6 +416,7 @@ int main(void)
         cmocka_unit_test(test_console),
         cmocka_unit_test(test_console_stuck_output),
         cmocka_unit_test(test_console_one_fd),
+        cmocka_unit_test(test_console_reader_gone),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
