@@ -162,8 +162,9 @@ typedef struct VmmMachineVirtioOptions {
  * resets the device (waiting for the requests it has in flight) and
  * detaches it (no interrupt callback, no host notifier, no queue context).
  *
- * 0, -EINVAL (@vdev NULL, after start, @vdev already added, more queues
- * than the transport has (64), a bad @opts size or class), -ENOSPC (the
+ * 0, -EINVAL (@vdev NULL, after start, @vdev already added, @vdev not on
+ * vmm_machine_guest_memory(m), more queues than the transport has (64), a
+ * bad @opts size or class), -ENOSPC (the
  * bus is full: 31 devices, the disks counted), -EBUSY (a queue already has
  * a host notifier), -ENOMEM, or the errno of starting the iothread.
  * Main loop.

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 
+#include "util/atomic.h"
 #include "util/log.h"
 
 #include "vmmkit/virtio-console.h"
@@ -24,7 +25,7 @@ static const MachineVirtioClass rng_class = { .free = rng_free };
 
 int vmm_machine_add_rng(VmmMachine *m)
 {
-    if (m->state != VMM_MACHINE_CREATED) {
+    if (vk_atomic_load_acquire(&m->state) != VMM_MACHINE_CREATED) {
         return VMM_MISUSE_ERR(-EINVAL, "devices are added before start");
     }
     int r = 0;
@@ -52,7 +53,7 @@ static const MachineVirtioClass console_class = { .free = console_free };
 
 int vmm_machine_add_console(VmmMachine *m, int in_fd, int out_fd)
 {
-    if (m->state != VMM_MACHINE_CREATED) {
+    if (vk_atomic_load_acquire(&m->state) != VMM_MACHINE_CREATED) {
         return VMM_MISUSE_ERR(-EINVAL, "devices are added before start");
     }
     if (in_fd < -1 || out_fd < -1) {

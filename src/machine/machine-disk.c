@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "util/atomic.h"
 #include "util/log.h"
 #include "vmmkit/block.h"
 #include "vmmkit/virtio-blk.h"
@@ -53,7 +54,7 @@ static const MachineVirtioClass disk_class = {
 
 int vmm_machine_add_block(VmmMachine *m, const char *options, bool readonly)
 {
-    if (m->state != VMM_MACHINE_CREATED) {
+    if (vk_atomic_load_acquire(&m->state) != VMM_MACHINE_CREATED) {
         return VMM_MISUSE_ERR(-EINVAL, "disks are added before start");
     }
     int r = 0;

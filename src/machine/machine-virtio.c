@@ -491,6 +491,11 @@ int vmm_machine_add_virtio(VmmMachine *m, VmmVirtioDevice *vdev,
     if (opts && (opts->size < sizeof(*opts) || opts->pci_class > 0xffffff)) {
         return VMM_MISUSE_ERR(-EINVAL, "bad VmmMachineVirtioOptions");
     }
+    /* The guest's addresses mean the machine's RAM: a device on another
+     * VmmGuestMemory would do the guest's DMA somewhere else. */
+    if (vmm_device_guest_memory(vmm_virtio_device_get_device(vdev)) != m->mem) {
+        return VMM_MISUSE_ERR(-EINVAL, "virtio device not on the machine's guest memory");
+    }
     if (vk_atomic_load_acquire(&m->state) != VMM_MACHINE_CREATED) {
         return VMM_MISUSE_ERR(-EINVAL, "devices are added before start");
     }

@@ -9,6 +9,7 @@
  * where it promises to (VMM_MISUSE_ERR), not only that it returned.
  * The KVM functions run on tests/accel/fake-kvm.c (a VmmKvmOps table).
  */
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -509,6 +510,161 @@ static void test_machine(void **state)
     EXPECT_NULL_ERR(-EINVAL, vmm_machine_new(&f, errp));
 }
 
+/* ---- machine.h: composing (on the fake KVM) ------------------------------ */
+
+static void tdev_handle(VmmVirtioDevice *vdev, VmmVirtqueue *vq, void *opaque)
+{
+    (void)vdev;
+    (void)vq;
+    (void)opaque;
+}
+
+static uint64_t io_rd(void *opaque, uint64_t off, unsigned size)
+{
+    (void)opaque;
+    (void)off;
+    (void)size;
+    return 0;
+}
+
+/* A one-segment ELF vmlinux the machine loads (never runs: no start). */
+static void write_elf_kernel(char *path)
+{
+    uint8_t img[0x1100] = { 0 };
+    Elf64_Ehdr eh = { .e_type = ET_EXEC, .e_machine = EM_X86_64, .e_version = EV_CURRENT,
+                      .e_entry = 0x1000000, .e_phoff = sizeof(Elf64_Ehdr),
+                      .e_ehsize = sizeof(Elf64_Ehdr), .e_phentsize = sizeof(Elf64_Phdr),
+                      .e_phnum = 1 };
+    memcpy(eh.e_ident, ELFMAG, SELFMAG);
+    eh.e_ident[EI_CLASS] = ELFCLASS64;
+    eh.e_ident[EI_DATA] = ELFDATA2LSB;
+    eh.e_ident[EI_VERSION] = EV_CURRENT;
+    Elf64_Phdr ph = { .p_type = PT_LOAD, .p_offset = 0x1000, .p_vaddr = 0x1000000,
+                      .p_paddr = 0x1000000, .p_filesz = 16, .p_memsz = 16,
+                      .p_flags = PF_R | PF_X, .p_align = 0x1000 };
+    memcpy(img, &eh, sizeof(eh));
+    memcpy(img + sizeof(eh), &ph, sizeof(ph));
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, img, sizeof(img)), (ssize_t)sizeof(img));
+    close(fd);
+}
+
+static void test_machine_compose(void **state)
+{
+    (void)state;
+    FakeKvm f;
+    fake_kvm_init(&f);
+    fake_msrs_any = true;
+    char kernel[] = "/tmp/vmmkit-bad-args-XXXXXX";
+    write_elf_kernel(kernel);
+    VmmMachineOptions o = { .size = sizeof(o), .kernel = kernel, .memory = 64 << 20,
+                            .cpus = 1, .console_out_fd = -1, .kvm_ops = &f.ops };
+    int err = 0;
+    VmmMachine *m = vmm_machine_new(&o, &err);
+    unlink(kernel);
+    assert_non_null(m);
+    VmmGuestMemory *mem = vmm_machine_guest_memory(m);
+    assert_non_null(mem);
+
+    /* vmm_machine_add_virtio */
+    static const VmmVirtioDeviceOps ops = {
+        .size = sizeof(ops), .device_id = 0x7f, .num_queues = 1, .queue_max_size = 16,
+        .handle_queue = tdev_handle,
+    };
+    VmmVirtioDevice *vdev = vmm_virtio_device_new("bad-args", &ops, NULL, mem, NULL, &err);
+    assert_non_null(vdev);
+    EXPECT_ERR(-EINVAL, true, vmm_machine_add_virtio(m, NULL, NULL));
+    VmmMachineVirtioOptions vo = { .size = 1 };
+    EXPECT_ERR(-EINVAL, true, vmm_machine_add_virtio(m, vdev, &vo));
+    vo = (VmmMachineVirtioOptions){ .size = sizeof(vo), .pci_class = 0x1000000 };
+    EXPECT_ERR(-EINVAL, true, vmm_machine_add_virtio(m, vdev, &vo));
+    VmmVirtioDeviceOps many = ops;
+    many.num_queues = 65;
+    VmmVirtioDevice *wide = vmm_virtio_device_new("wide", &many, NULL, mem, NULL, &err);
+    assert_non_null(wide);
+    EXPECT_ERR(-EINVAL, true, vmm_machine_add_virtio(m, wide, NULL));    /* > 64 queues */
+    vmm_virtio_device_free(wide);
+    VmmGuestMemory *other = vmm_guest_memory_new(&err);
+    assert_non_null(other);
+    VmmVirtioDevice *elsewhere = vmm_virtio_device_new("elsewhere", &ops, NULL, other, NULL,
+                                                       &err);
+    assert_non_null(elsewhere);
+    EXPECT_ERR(-EINVAL, true, vmm_machine_add_virtio(m, elsewhere, NULL)); /* other memory */
+    vmm_virtio_device_free(elsewhere);
+    vmm_guest_memory_unref(other);
+    /* A queue with a host notifier already: -EBUSY. */
+    VmmVirtioDevice *busy = vmm_virtio_device_new("busy", &ops, NULL, mem, NULL, &err);
+    assert_non_null(busy);
+    VmmAioContext *ctx = vmm_machine_device_context(m, &err);
+    assert_non_null(ctx);
+    VmmEventNotifier *n = vmm_event_notifier_new(&err);
+    assert_non_null(n);
+    assert_int_equal(vmm_virtio_queue_set_context(busy, 0, ctx), 0);
+    assert_int_equal(vmm_virtio_queue_set_host_notifier(busy, 0, n), 0);
+    EXPECT_ERR(-EBUSY, false, vmm_machine_add_virtio(m, busy, NULL));
+    assert_int_equal(vmm_virtio_queue_set_host_notifier(busy, 0, NULL), 0);
+    vmm_virtio_device_free(busy);
+    vmm_event_notifier_free(n);
+    assert_int_equal(vmm_machine_add_virtio(m, vdev, NULL), 0);
+    EXPECT_ERR(-EINVAL, true, vmm_machine_add_virtio(m, vdev, NULL));    /* twice */
+
+    /* vmm_machine_add_io_region */
+    VmmMachineIoOps io = { .size = sizeof(io), .read = io_rd };
+    VmmMachineIoOps small = { .size = 1 };
+    EXPECT_ERR(-EINVAL, true, vmm_machine_add_io_region(m, true, 0x700, 1, NULL, NULL));
+    EXPECT_ERR(-EINVAL, true, vmm_machine_add_io_region(m, true, 0x700, 1, &small, NULL));
+    EXPECT_ERR(-EINVAL, true, vmm_machine_add_io_region(m, true, 0x700, 0, &io, NULL));
+    EXPECT_ERR(-EINVAL, true, vmm_machine_add_io_region(m, true, 0xfff0, 0x20, &io, NULL));
+    EXPECT_ERR(-EINVAL, true, vmm_machine_add_io_region(m, false, UINT64_MAX - 0xff, 0x200,
+                                                        &io, NULL));     /* wraps */
+    EXPECT_ERR(-EEXIST, false, vmm_machine_add_io_region(m, true, 0x3f8, 1, &io, NULL));
+    EXPECT_ERR(-EEXIST, false, vmm_machine_add_io_region(m, true, 0x61, 1, &io, NULL));
+    EXPECT_ERR(-EEXIST, false, vmm_machine_add_io_region(m, false, 0x1000, 16, &io, NULL));
+    EXPECT_ERR(-EEXIST, false, vmm_machine_add_io_region(m, false, 0xfec00000, 4, &io, NULL));
+    for (unsigned i = 0; i < 16; i++) {
+        assert_int_equal(vmm_machine_add_io_region(m, true, 0x700 + i, 1, &io, NULL), 0);
+        if (i == 5) {       /* another region's port */
+            EXPECT_ERR(-EEXIST, false, vmm_machine_add_io_region(m, true, 0x705, 1, &io, NULL));
+        }
+    }
+    EXPECT_ERR(-ENOSPC, false, vmm_machine_add_io_region(m, true, 0x800, 1, &io, NULL));
+
+    /* vmm_machine_add_console */
+    EXPECT_ERR(-EINVAL, true, vmm_machine_add_console(m, -2, -1));
+    EXPECT_ERR(-EINVAL, true, vmm_machine_add_console(m, -1, -7));
+
+    /* The bus is full: every add says -ENOSPC. */
+    VmmVirtioDevice *more[32];
+    unsigned nmore = 0;
+    for (; nmore < 32; nmore++) {
+        more[nmore] = vmm_virtio_device_new("more", &ops, NULL, mem, NULL, &err);
+        assert_non_null(more[nmore]);
+        int r = vmm_machine_add_virtio(m, more[nmore], NULL);
+        if (r == -ENOSPC) {
+            vmm_virtio_device_free(more[nmore]);
+            break;
+        }
+        assert_int_equal(r, 0);
+    }
+    assert_true(nmore < 32);
+    EXPECT_ERR(-ENOSPC, false, vmm_machine_add_rng(m));
+    EXPECT_ERR(-ENOSPC, false, vmm_machine_add_console(m, -1, -1));
+    char disk[] = "/tmp/vmmkit-bad-args-disk-XXXXXX";
+    int dfd = mkstemp(disk);
+    assert_true(dfd >= 0);
+    assert_int_equal(ftruncate(dfd, 1 << 20), 0);
+    close(dfd);
+    EXPECT_ERR(-ENOSPC, false, vmm_machine_add_disk(m, disk, true));
+    unlink(disk);
+
+    vmm_machine_free(m);
+    for (unsigned i = 0; i < nmore; i++) {
+        vmm_virtio_device_free(more[i]);
+    }
+    vmm_virtio_device_free(vdev);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -521,6 +677,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_block),
         cmocka_unit_test(test_kvm),
         cmocka_unit_test(test_machine),
+        cmocka_unit_test(test_machine_compose),
     };
     if (argc > 1) {
         cmocka_set_test_filter(argv[1]);    /* one header's case, e.g. test_memory */

@@ -304,6 +304,8 @@ static void test_compose(void **state)
     assert_int_equal(vmm_machine_start(m), 0);
     assert_int_equal(vmm_machine_add_virtio(m, more[30], NULL), -EINVAL);  /* after start */
     assert_int_equal(vmm_machine_add_io_region(m, true, 0x700, 1, &ctr_ops, NULL), -EINVAL);
+    assert_int_equal(vmm_machine_add_rng(m), -EINVAL);
+    assert_int_equal(vmm_machine_add_console(m, -1, -1), -EINVAL);
 
     /* The PIO counter, through the region's callbacks. */
     pio_wr(0x510, 1, 5);
