@@ -94,6 +94,16 @@ static void bringup(VmmVirtioDevice *vdev, TestVq *qs, unsigned nq, T *t)
     bringup_at(vdev, qs, nq, t, 0x10000);
 }
 
+/* The driver resets the device; the reset completes (status 0). */
+static void reset_device(VmmVirtioDevice *vdev)
+{
+    vmm_virtio_set_status(vdev, 0);
+    for (int i = 0; i < 5000 && vmm_virtio_get_status(vdev); i++) {
+        usleep(1000);
+    }
+    assert_int_equal(vmm_virtio_get_status(vdev), 0);
+}
+
 /* The driver just broke the rules: the device says NEEDS_RESET, and a
  * reset brings it back to 0. */
 static void expect_broken_then_reset(VmmVirtioDevice *vdev)
@@ -102,11 +112,7 @@ static void expect_broken_then_reset(VmmVirtioDevice *vdev)
         usleep(1000);
     }
     assert_true(vmm_virtio_get_status(vdev) & VMM_VIRTIO_STATUS_DEVICE_NEEDS_RESET);
-    vmm_virtio_set_status(vdev, 0);
-    for (int i = 0; i < 5000 && vmm_virtio_get_status(vdev); i++) {
-        usleep(1000);
-    }
-    assert_int_equal(vmm_virtio_get_status(vdev), 0);
+    reset_device(vdev);
 }
 
 /* ---- virtio-rng ------------------------------------------------------------- */
@@ -323,11 +329,7 @@ static void test_console_stuck_output(void **state)
     }
     vmm_virtio_queue_notify(cdev, 1);
     usleep(50000);
-    vmm_virtio_set_status(cdev, 0);
-    for (int i = 0; i < 5000 && vmm_virtio_get_status(cdev); i++) {
-        usleep(1000);
-    }
-    assert_int_equal(vmm_virtio_get_status(cdev), 0);
+    reset_device(cdev);
     /* Freeing it does not wait for the reader either. */
     vmm_virtio_console_free(con);
     vmm_virtio_rng_free(rng);
@@ -361,10 +363,7 @@ static void test_console_reader_gone(void **state)
         assert_true(used(&q[1], &id, &len));
     }
     assert_false(vmm_virtio_get_status(vdev) & VMM_VIRTIO_STATUS_DEVICE_NEEDS_RESET);
-    vmm_virtio_set_status(vdev, 0);
-    for (int i = 0; i < 5000 && vmm_virtio_get_status(vdev); i++) {
-        usleep(1000);
-    }
+    reset_device(vdev);
     vmm_virtio_console_free(con);
     close(out[1]);
     destroy(t);
@@ -399,10 +398,7 @@ static void test_console_one_fd(void **state)
     assert_true(used(&q[0], &id, &len));
     assert_int_equal(len, 8);
     assert_memory_equal(t->host + BUF + 0x1000, "to guest", 8);
-    vmm_virtio_set_status(vdev, 0);
-    for (int i = 0; i < 5000 && vmm_virtio_get_status(vdev); i++) {
-        usleep(1000);
-    }
+    reset_device(vdev);
     vmm_virtio_console_free(con);
     close(sv[0]);
     close(sv[1]);
