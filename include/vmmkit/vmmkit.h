@@ -14,6 +14,7 @@
 #include "vmmkit/device.h"
 #include "vmmkit/virtio.h"
 #include "vmmkit/virtio-blk.h"
+#include "vmmkit/virtio-net.h"
 #include "vmmkit/machine.h"
 
 #endif
