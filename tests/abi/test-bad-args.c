@@ -496,6 +496,38 @@ static void test_machine(void **state)
     EXPECT_NULL_ERR(-EINVAL, vmm_machine_new(&f, errp));
 }
 
+/* ---- virtio-net.h (no tap needed: each case fails before opening one) ---- */
+
+static void test_virtio_net(void **state)
+{
+    (void)state;
+    VmmGuestMemory *mem = vmm_guest_memory_new(NULL);
+    VmmVirtioNetOptions o = { .size = sizeof(o), .tap_fd = -1 };
+
+    EXPECT_NULL_ERR(-EINVAL, vmm_virtio_net_new(NULL, &o, errp));
+    EXPECT_NULL_ERR(-EINVAL, vmm_virtio_net_new(mem, NULL, errp));
+    VmmVirtioNetOptions small = { .size = sizeof(size_t) };
+    EXPECT_NULL_ERR(-EINVAL, vmm_virtio_net_new(mem, &small, errp));
+    EXPECT_NULL_ERR(-EINVAL, vmm_virtio_net_new(mem, &o, errp));     /* fd -1 */
+    o.queue_size = 100;
+    EXPECT_NULL_ERR(-EINVAL, vmm_virtio_net_new(mem, &o, errp));
+    o.queue_size = 0;
+    o.tap_name = "a-name-longer-than-ifnamsiz";
+    EXPECT_NULL_ERR(-EINVAL, vmm_virtio_net_new(mem, &o, errp));
+    o.tap_name = NULL;
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    o.tap_fd = p[0];                                                 /* not a tap */
+    EXPECT_NULL_ERR(-EINVAL, vmm_virtio_net_new(mem, &o, errp));
+    close(p[0]);
+    close(p[1]);
+    EXPECT_ERR(-EINVAL, true, vmm_virtio_net_set_link(NULL, true));
+    VmmVirtioNetStats st = { .size = sizeof(st) };
+    EXPECT_ERR(-EINVAL, false, vmm_virtio_net_get_stats(NULL, &st));
+    vmm_virtio_net_free(NULL);
+    vmm_guest_memory_unref(mem);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -508,6 +540,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_block),
         cmocka_unit_test(test_kvm),
         cmocka_unit_test(test_machine),
+        cmocka_unit_test(test_virtio_net),
     };
     if (argc > 1) {
         cmocka_set_test_filter(argv[1]);    /* one header's case, e.g. test_memory */
