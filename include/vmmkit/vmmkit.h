@@ -15,6 +15,7 @@
 #include "vmmkit/virtio.h"
 #include "vmmkit/virtio-blk.h"
 #include "vmmkit/virtio-net.h"
+#include "vmmkit/vhost-vsock.h"
 #include "vmmkit/machine.h"
 
 #endif
