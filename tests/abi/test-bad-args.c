@@ -496,7 +496,7 @@ static void test_machine(void **state)
     EXPECT_NULL_ERR(-EINVAL, vmm_machine_new(&f, errp));
 }
 
-/* ---- virtio-net.h (no tap needed: each case fails before opening one) ---- */
+/* ---- virtio-net.h, vhost-vsock.h (no tap or vhost device needed) -------- */
 
 static void test_virtio_net(void **state)
 {
@@ -525,6 +525,19 @@ static void test_virtio_net(void **state)
     VmmVirtioNetStats st = { .size = sizeof(st) };
     EXPECT_ERR(-EINVAL, false, vmm_virtio_net_get_stats(NULL, &st));
     vmm_virtio_net_free(NULL);
+
+    /* vhost-vsock.h: each case fails before the kernel is asked. */
+    VmmVhostVsockOptions v = { .size = sizeof(v), .guest_cid = 2 };
+    EXPECT_NULL_ERR(-EINVAL, vmm_vhost_vsock_new(NULL, &v, errp));
+    EXPECT_NULL_ERR(-EINVAL, vmm_vhost_vsock_new(mem, NULL, errp));
+    EXPECT_NULL_ERR(-EINVAL, vmm_vhost_vsock_new(mem, &v, errp));        /* CID 2: the host */
+    v.guest_cid = 1ull << 32;
+    EXPECT_NULL_ERR(-EINVAL, vmm_vhost_vsock_new(mem, &v, errp));
+    v.guest_cid = 3;
+    v.vhost_path = "/nonexistent/vhost-vsock";
+    EXPECT_NULL_ERR(-ENOENT, vmm_vhost_vsock_new(mem, &v, errp));
+    assert_false(vmm_vhost_vsock_is_running(NULL));
+    vmm_vhost_vsock_free(NULL);
     vmm_guest_memory_unref(mem);
 }
 
