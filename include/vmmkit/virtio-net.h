@@ -38,7 +38,11 @@ typedef struct VmmVirtioNetOptions {
      * through /dev/net/tun), or, when @tap_name is NULL, the tap file
      * descriptor @tap_fd, which must have been set up with IFF_TAP and
      * IFF_VNET_HDR (the device works on a duplicate; the caller keeps and
-     * closes its own).
+     * closes its own; the file is switched to O_NONBLOCK, which the two
+     * descriptors share).  A tap opened by name is removed with the device
+     * unless it is persistent: a caller that re-creates the device (a guest
+     * reboot) and wants the interface to stay opens it once with
+     * vmm_virtio_net_open_tap() and passes the fd.
      */
     const char *tap_name;
     int tap_fd;
@@ -58,6 +62,15 @@ typedef struct VmmVirtioNetOptions {
 VMM_EXPORT VmmVirtioNet *vmm_virtio_net_new(VmmGuestMemory *mem,
                                             const VmmVirtioNetOptions *opts,
                                             int *errp);
+/*
+ * Open (creating it if missing) the tap interface @name through
+ * /dev/net/tun as the device wants it (IFF_TAP, IFF_NO_PI, IFF_VNET_HDR):
+ * a file descriptor (close-on-exec) for VmmVirtioNetOptions.tap_fd, or
+ * -EINVAL (@name NULL, empty or longer than IFNAMSIZ - 1), -EPERM (no
+ * CAP_NET_ADMIN), -EBUSY (the tap is in use) or another -errno.  Any thread.
+ */
+VMM_EXPORT int vmm_virtio_net_open_tap(const char *name);
+
 /* The device must be idle (reset, or never started).  Closes the tap fd the
  * device opened or duplicated.  NULL is ignored.  Main loop. */
 VMM_EXPORT void vmm_virtio_net_free(VmmVirtioNet *net);

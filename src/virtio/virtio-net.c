@@ -344,6 +344,28 @@ static void vnet_driver_ok(VmmVirtioDevice *vdev, void *opaque)
 
 /* ---- The tap ---------------------------------------------------------------- */
 
+int vmm_virtio_net_open_tap(const char *name)
+{
+    struct ifreq ifr;
+
+    if (!name || !name[0] || strlen(name) >= IFNAMSIZ) {
+        return VMM_MISUSE_ERR(-EINVAL, "vmm_virtio_net_open_tap: bad interface name");
+    }
+    int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        return -errno;
+    }
+    memset(&ifr, 0, sizeof(ifr));
+    memcpy(ifr.ifr_name, name, strlen(name));
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
 /* Open (or check) the tap, set its header size and non-blocking mode, and
  * find the offloads it accepts. */
 static int tap_setup(VmmVirtioNet *n, const VmmVirtioNetOptions *o)
@@ -352,17 +374,9 @@ static int tap_setup(VmmVirtioNet *n, const VmmVirtioNetOptions *o)
 
     memset(&ifr, 0, sizeof(ifr));
     if (o->tap_name) {
-        if (!o->tap_name[0] || strlen(o->tap_name) >= IFNAMSIZ) {
-            return -EINVAL;
-        }
-        n->fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+        n->fd = vmm_virtio_net_open_tap(o->tap_name);
         if (n->fd < 0) {
-            return -errno;
-        }
-        memcpy(ifr.ifr_name, o->tap_name, strlen(o->tap_name));
-        ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-        if (ioctl(n->fd, TUNSETIFF, &ifr) < 0) {
-            return -errno;
+            return n->fd;
         }
     } else {
         if (o->tap_fd < 0) {
@@ -372,13 +386,13 @@ static int tap_setup(VmmVirtioNet *n, const VmmVirtioNetOptions *o)
         if (n->fd < 0) {
             return errno == EBADF ? -EINVAL : -errno;
         }
-        if (ioctl(n->fd, TUNGETIFF, &ifr) < 0) {
-            return -EINVAL;             /* not a tun/tap fd, or not attached */
-        }
-        if ((ifr.ifr_flags & (IFF_TUN | IFF_TAP)) != IFF_TAP ||
-            !(ifr.ifr_flags & IFF_VNET_HDR) || !(ifr.ifr_flags & IFF_NO_PI)) {
-            return -EINVAL;
-        }
+    }
+    if (ioctl(n->fd, TUNGETIFF, &ifr) < 0) {
+        return -EINVAL;                 /* not a tun/tap fd, or not attached */
+    }
+    if ((ifr.ifr_flags & (IFF_TUN | IFF_TAP)) != IFF_TAP ||
+        !(ifr.ifr_flags & IFF_VNET_HDR) || !(ifr.ifr_flags & IFF_NO_PI)) {
+        return -EINVAL;
     }
     memcpy(n->ifname, ifr.ifr_name, IFNAMSIZ);
     n->ifname[IFNAMSIZ - 1] = 0;

@@ -522,6 +522,9 @@ static void test_virtio_net(void **state)
     close(p[0]);
     close(p[1]);
     EXPECT_ERR(-EINVAL, true, vmm_virtio_net_set_link(NULL, true));
+    EXPECT_ERR(-EINVAL, true, vmm_virtio_net_open_tap(NULL));
+    EXPECT_ERR(-EINVAL, true, vmm_virtio_net_open_tap(""));
+    EXPECT_ERR(-EINVAL, true, vmm_virtio_net_open_tap("a-name-longer-than-ifnamsiz"));
     VmmVirtioNetStats st = { .size = sizeof(st) };
     EXPECT_ERR(-EINVAL, false, vmm_virtio_net_get_stats(NULL, &st));
     vmm_virtio_net_free(NULL);
