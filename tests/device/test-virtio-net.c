@@ -105,6 +105,14 @@ static void tap_host_side(T *t, int mtu)
     assert_int_equal(bind(t->pkt, (struct sockaddr *)&sll, sizeof(sll)), 0);
 }
 
+/* The host's view of the tap's carrier (with the interface up). */
+static bool tap_running(void)
+{
+    struct ifreq ifr = { 0 };
+    ifreq_op(TAP, SIOCGIFFLAGS, &ifr);
+    return ifr.ifr_flags & IFF_RUNNING;
+}
+
 static const uint8_t guest_mac[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
 
 static T *make_nobringup(int mtu)
@@ -447,6 +455,7 @@ static void test_link(void **state)
     assert_true(vmm_virtio_config_generation(t->vdev) != gen);
     assert_int_equal(vmm_virtio_config_read(t->vdev, 6, &status, 2), 0);
     assert_int_equal(status, 0);
+    assert_true(WAIT_UNTIL(!tap_running()));               /* TUNSETCARRIER */
     frame(f, 200, 5);
     send_tx(t, f, 200, false);
     uint32_t id, used;
@@ -459,6 +468,7 @@ static void test_link(void **state)
     assert_int_equal(__atomic_load_n(&t->config_irqs, __ATOMIC_RELAXED), 2);
     assert_int_equal(vmm_virtio_config_read(t->vdev, 6, &status, 2), 0);
     assert_int_equal(status, VIRTIO_NET_S_LINK_UP);
+    assert_true(WAIT_UNTIL(tap_running()));
     send_tx(t, f, 200, false);
     assert_int_equal(host_recv(t, got, sizeof(got), 10000), 200);
     assert_memory_equal(got, f, 200);
