@@ -8,12 +8,17 @@
  *   netcheck tcp-send ADDR6 PORT N    send N random bytes to [ADDR6]:PORT
  *   netcheck vsock-recv PORT          accept one connection on vsock PORT
  *   netcheck vsock-send CID PORT N    send N random bytes to CID:PORT
+ *   netcheck rr-server PORT           echo 1-byte requests on [::]:PORT until EOF
+ *   netcheck rr-client ADDR6 PORT N   N 1-byte request/response round trips
  *
  * The receiver reads to the end of the stream, prints and sends back
  * "sum=<FNV-1a 64 of the bytes> len=<count>"; the sender computes the same
  * over what it sent, reads the receiver's line and checks it.  Both print
- * "NETCHECK <role> OK len=... sum=..." (exit 0) or "NETCHECK <role> FAIL
- * <why>" (exit 1).  Connections are retried for up to 60 seconds.
+ * "NETCHECK <role> OK len=... sum=... secs=..." (exit 0; secs: from the
+ * connection to the end of the stream, for the receiver, or to the
+ * checksum's arrival, for the sender) or "NETCHECK <role> FAIL <why>"
+ * (exit 1).  rr-client prints "NETCHECK rr-client OK n=N usecs=<mean round
+ * trip>".  Connections are retried for up to 60 seconds.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -24,6 +29,7 @@
 #include <inttypes.h>
 #include <linux/vm_sockets.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +60,13 @@ static uint64_t fnv(uint64_t h, const uint8_t *p, size_t n)
 }
 
 #define FNV_INIT 0xcbf29ce484222325ull
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
 
 static int listen_on(int family, uint32_t port)
 {
@@ -92,6 +105,7 @@ static int listen_on(int family, uint32_t port)
 static int recv_main(int family, uint32_t port)
 {
     int c = listen_on(family, port);
+    double t0 = now();
     static uint8_t buf[65536];
     uint64_t h = FNV_INIT, len = 0;
     for (;;) {
@@ -113,8 +127,9 @@ static int recv_main(int family, uint32_t port)
     if (write(c, line, (size_t)n) != n) {
         fail("write the checksum");
     }
+    double secs = now() - t0;
     close(c);
-    printf("NETCHECK %s OK len=%" PRIu64 " sum=%016" PRIx64 "\n", role, len, h);
+    printf("NETCHECK %s OK len=%" PRIu64 " sum=%016" PRIx64 " secs=%.6f\n", role, len, h, secs);
     return 0;
 }
 
@@ -148,6 +163,7 @@ static int connect_to(int family, const char *addr, uint32_t port)
 static int send_main(int family, const char *addr, uint32_t port, uint64_t total)
 {
     int s = connect_to(family, addr, port);
+    double t0 = now();
     static uint8_t buf[65536];
     uint64_t x = (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
     uint64_t h = FNV_INIT, sent = 0;
@@ -192,8 +208,62 @@ static int send_main(int family, const char *addr, uint32_t port, uint64_t total
         errno = 0;
         fail("the receiver saw '%.*s', sent %s", (int)strcspn(line, "\n"), line, want);
     }
+    double secs = now() - t0;
     close(s);
-    printf("NETCHECK %s OK len=%" PRIu64 " sum=%016" PRIx64 "\n", role, total, h);
+    printf("NETCHECK %s OK len=%" PRIu64 " sum=%016" PRIx64 " secs=%.6f\n", role, total, h,
+           secs);
+    return 0;
+}
+
+static int nodelay(int s)
+{
+    int one = 1;
+    return setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+static int rr_server(uint32_t port)
+{
+    int c = listen_on(AF_INET6, port);
+    uint8_t b;
+    uint64_t n = 0;
+    nodelay(c);
+    for (;;) {
+        ssize_t r = read(c, &b, 1);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r <= 0) {
+            break;
+        }
+        if (write(c, &b, 1) != 1) {
+            fail("echo");
+        }
+        n++;
+    }
+    close(c);
+    printf("NETCHECK %s OK n=%" PRIu64 "\n", role, n);
+    return 0;
+}
+
+static int rr_client(const char *addr, uint32_t port, uint64_t count)
+{
+    int s = connect_to(AF_INET6, addr, port);
+    nodelay(s);
+    uint8_t b = 0;
+    double t0 = 0;
+    for (uint64_t i = 0; i < count + 100; i++) {
+        if (i == 100) {
+            t0 = now();             /* after 100 warm-up round trips */
+        }
+        b++;
+        uint8_t got;
+        if (write(s, &b, 1) != 1 || read(s, &got, 1) != 1 || got != b) {
+            fail("round trip %" PRIu64, i);
+        }
+    }
+    double us = (now() - t0) * 1e6 / (double)count;
+    close(s);
+    printf("NETCHECK %s OK n=%" PRIu64 " usecs=%.2f\n", role, count, us);
     return 0;
 }
 
@@ -218,7 +288,16 @@ int main(int argc, char **argv)
         return send_main(AF_VSOCK, argv[2], (uint32_t)atoi(argv[3]),
                          strtoull(argv[4], NULL, 0));
     }
+    if (argc >= 3 && !strcmp(argv[1], "rr-server")) {
+        role = argv[1];
+        return rr_server((uint32_t)atoi(argv[2]));
+    }
+    if (argc >= 5 && !strcmp(argv[1], "rr-client")) {
+        role = argv[1];
+        return rr_client(argv[2], (uint32_t)atoi(argv[3]), strtoull(argv[4], NULL, 0));
+    }
     fprintf(stderr, "usage: netcheck tcp-recv PORT | tcp-send ADDR6 PORT N | "
-                    "vsock-recv PORT | vsock-send CID PORT N\n");
+                    "vsock-recv PORT | vsock-send CID PORT N | rr-server PORT | "
+                    "rr-client ADDR6 PORT N\n");
     return 2;
 }

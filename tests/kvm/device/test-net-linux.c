@@ -15,7 +15,8 @@
  * flight.  The second boot (mode net-reboot) has a fresh device on the
  * same tap: a hostile driver (tools/guest/virtio-poke.c net) sends a frame
  * shorter than the virtio-net header on proper rings - the device must ask
- * for a reset, and after it work again for Linux (ping both ways).
+ * for a reset, and after it work again for Linux (ping both ways, 1 MiB
+ * over TCP).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -291,6 +292,11 @@ static void test_net_linux(void **state)
     assert_true(wait_for(&b, "VMMKIT-POKE-NET-OK", 400));          /* hostile driver */
     assert_true(wait_for(&b, "VMMKIT-PING-OK", 120));
     assert_int_equal(sh("ping6 -c 2 -w 60 fd00:7e57::2 >/dev/null"), 0);
+    assert_true(wait_for(&b, "NETCHECK tcp-recv LISTENING port=5004", 120));
+    pid_t tx2 = spawn_netcheck("/tmp/nc-5004.log", "tcp-send", "fd00:7e57::2", "5004",
+                               "1048576");
+    assert_true(netcheck_ok(&b, tx2, "/tmp/nc-5004.log", 300));
+    assert_true(wait_for(&b, "NETCHECK tcp-recv OK len=1048576", 60));
     boot_end(&b, 120);
     assert_int_equal(b.state, VMM_MACHINE_POWEROFF);
     assert_null(strstr(b.out, "VMMKIT-FAIL"));
