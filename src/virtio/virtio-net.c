@@ -547,6 +547,10 @@ static void unwatch_bh(void *opaque)
     Unwatch *u = opaque;
 
     tap_watch(u->n, false, false);
+    /* Deleted here, so that none runs (or starts) after the free. */
+    vmm_bh_delete(u->n->rx_bh);
+    vmm_bh_delete(u->n->tx_bh);
+    u->n->rx_bh = u->n->tx_bh = NULL;
     /* Release: pairs with the acquire in the waiter's loop. */
     vk_atomic_store_release(&u->done, true);
     vmm_aio_wait_kick();
@@ -557,7 +561,8 @@ void vmm_virtio_net_free(VmmVirtioNet *n)
     if (!n) {
         return;
     }
-    /* The fd handler belongs to the context's thread: remove it there. */
+    /* The fd handler and the BHs belong to the context's thread: remove
+     * them there. */
     Unwatch u = { .n = n };
     if (vmm_aio_context_in_thread(n->ctx)) {
         unwatch_bh(&u);

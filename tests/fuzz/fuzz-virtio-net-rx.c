@@ -15,39 +15,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz-util.h"
 #include "virtio/virtio-net-buf.h"
 #include "vmmkit/virtio.h"
 
-#define RAM_SIZE 0x10000
 #define MAX_FRAME (65536 + 256)
 
-static VmmGuestMemory *mem;
-static uint8_t *ram;
 static uint8_t frame[MAX_FRAME];
 static size_t frame_len;
 static bool mrg;
-
-static void quiet(VmmLogLevel l, const char *m, void *o)
-{
-    (void)l;
-    (void)m;
-    (void)o;
-}
-
-static void init(void)
-{
-    VmmRamRegionOptions o = { .size = sizeof(o), .length = RAM_SIZE };
-    VmmRamRegion *a = vmm_ram_region_new(&o, NULL);
-
-    vmm_set_log_handler(quiet, NULL, VMM_LOG_ERROR);
-    mem = vmm_guest_memory_new(NULL);
-    vmm_guest_memory_add(mem, 0, a, 0, RAM_SIZE, 0);
-    ram = vmm_ram_region_host(a);
-    vmm_ram_region_unref(a);
-    for (size_t i = 0; i < MAX_FRAME; i++) {
-        frame[i] = (uint8_t)(i * 13);
-    }
-}
 
 static void handle(VmmVirtioDevice *vdev, VmmVirtqueue *vq, void *opaque)
 {
@@ -75,34 +51,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .size = sizeof(VmmVirtioDeviceOps), .device_id = 1,
         .num_queues = 1, .queue_max_size = 16, .handle_queue = handle,
     };
-    if (!mem) {
-        init();
-    }
+    uint8_t *ram;
+    VmmGuestMemory *mem = fuzz_ram(&ram);
     if (size < 3) {
         return 0;
+    }
+    if (frame[1] == 0) {
+        for (size_t i = 0; i < MAX_FRAME; i++) {
+            frame[i] = (uint8_t)(i * 13);
+        }
     }
     uint16_t l;
     memcpy(&l, data + 1, 2);
     frame_len = le16toh(l);
     frame_len = frame_len < VNET_HDR_LEN ? VNET_HDR_LEN : frame_len;
     mrg = data[0] & 4;
-    memset(ram, 0, RAM_SIZE);
-    memcpy(ram, data + 3, size - 3 < RAM_SIZE ? size - 3 : RAM_SIZE);
-    uint64_t f = 1ull << VMM_VIRTIO_F_VERSION_1;
-    if (data[0] & 1) {
-        f |= 1ull << VMM_VIRTIO_F_RING_INDIRECT_DESC;
-    }
-    if (data[0] & 2) {
-        f |= 1ull << VMM_VIRTIO_F_RING_EVENT_IDX;
-    }
+    fuzz_fill(ram, data + 3, size - 3);
     VmmVirtioDevice *vdev = vmm_virtio_device_new("fuzz-net-rx", &ops, NULL, mem, NULL, NULL);
-    vmm_virtio_set_status(vdev, 3);
-    vmm_virtio_set_driver_features(vdev, f);
-    vmm_virtio_set_status(vdev, 0xb);
-    vmm_virtio_queue_set_size(vdev, 0, 16);
-    vmm_virtio_queue_set_addr(vdev, 0, 0, 0x1000, 0x2000);
-    vmm_virtio_queue_enable(vdev, 0);
-    vmm_virtio_set_status(vdev, 0xf);
+    fuzz_bringup(vdev, fuzz_features(data[0]), 16);
     vmm_virtio_queue_notify(vdev, 0);
     vmm_virtio_queue_notify(vdev, 0);
     vmm_virtio_device_free(vdev);
