@@ -64,6 +64,8 @@ typedef struct Boot {
     size_t len;
     int state;
     char msg[256];
+    uint64_t mmio_doorbells;        /* the machine's stats at the end */
+    uint64_t irqfd_signals;
 } Boot;
 
 static double now(void)
@@ -157,6 +159,14 @@ static void boot_end(Boot *b, double timeout)
     }
     b->state = vmm_machine_wait(b->m, -1, b->msg, sizeof(b->msg));
     drain(b);
+    VmmMachineStats ms = { .size = sizeof(ms) };
+    assert_int_equal(vmm_machine_get_stats(b->m, &ms), 0);
+    fprintf(stderr, "# machine: irqfd_signals=%" PRIu64 " msi_injections=%" PRIu64
+            " msix_pended=%" PRIu64 " mmio_doorbells=%" PRIu64 " irqfd_vectors=%u"
+            " ioeventfd_queues=%u\n", ms.irqfd_signals, ms.msi_injections, ms.msix_pended,
+            ms.mmio_doorbells, ms.irqfd_vectors, ms.ioeventfd_queues);
+    b->mmio_doorbells = ms.mmio_doorbells;
+    b->irqfd_signals = ms.irqfd_signals;
     VmmVirtioNetStats st = { .size = sizeof(st) };
     vmm_virtio_net_get_stats(b->net, &st);
     fprintf(stderr, "# boot ended: %s; net: tx %" PRIu64 " pkts %" PRIu64 " B (%" PRIu64
@@ -283,6 +293,10 @@ static void test_net_linux(void **state)
     boot_end(&b, 120);
     assert_int_equal(b.state, VMM_MACHINE_REBOOT);
     assert_null(strstr(b.out, "VMMKIT-FAIL"));
+    /* The fast paths: no doorbell exited to the VMM (all ioeventfds), the
+     * interrupts went through irqfds. */
+    assert_int_equal(b.mmio_doorbells, 0);
+    assert_true(b.irqfd_signals > 0);
     free(b.out);
     kill(rx_stream, SIGKILL);
     waitpid(rx_stream, NULL, 0);
