@@ -54,13 +54,14 @@ struct VmmVhostVsock {
     VmmEventNotifier *kick[VS_VHOST_QUEUES], *call[VS_VHOST_QUEUES];
     bool listening;
 
+    /* Under lock (the functions that touch them require it): */
     VmmMutex lock;
-    VsRegion regions[VS_MAX_REGIONS] VMM_GUARDED_BY(lock);
-    unsigned nregions VMM_GUARDED_BY(lock);
-    bool too_many_regions VMM_GUARDED_BY(lock);
-    bool want_run VMM_GUARDED_BY(lock);    /* DRIVER_OK since the last reset */
+    VsRegion regions[VS_MAX_REGIONS];
+    unsigned nregions;
+    bool too_many_regions;
+    bool want_run;                          /* DRIVER_OK since the last reset */
     bool running;                           /* atomic; written under lock */
-    uint16_t base[VS_VHOST_QUEUES] VMM_GUARDED_BY(lock);
+    uint16_t base[VS_VHOST_QUEUES];
 };
 
 static int vhost_ioctl(VmmVhostVsock *vs, unsigned long req, const void *arg, const char *what)
