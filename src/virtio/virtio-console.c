@@ -293,7 +293,7 @@ static void tx_handle(VmmVirtioConsole *c, VmmVirtqueue *vq)
             break;
         }
         if (c->o_len && !c->out_dead && e->out_len > OUT_CAP - c->o_len) {
-            vq_unpop(vq, e);            /* no room: the guest's until we drain */
+            vq_unpop(vq, 1);            /* no room: the guest's until we drain */
             free(e);
             c->tx_waiting = true;
             break;

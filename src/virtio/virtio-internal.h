@@ -77,11 +77,9 @@ void vq_cleanup(VmmVirtqueue *vq);
 void vq_reset(VmmVirtqueue *vq);
 int vq_enable(VmmVirtqueue *vq, uint64_t features);
 void vq_unpin(VmmVirtqueue *vq);
-/* Put @elem, the element popped last, back on the ring: the next pop
- * walks its chain again (the guest may have changed it meanwhile).  The
- * queue's context, inside handle_queue (so no quiesce ran since the pop);
- * @elem is no longer in flight and is freed by the caller. */
-void vq_unpop(VmmVirtqueue *vq, const VmmVirtqElem *elem);
+/* Give back the last @n popped elements, none of them pushed or detached
+ * since (the caller frees them); the next pops return them again. */
+void vq_unpop(VmmVirtqueue *vq, unsigned n);
 
 /* virtio.c */
 void virtio_raise(VmmVirtioDevice *vdev, int queue);
