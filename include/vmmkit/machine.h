@@ -182,6 +182,42 @@ typedef struct VmmMachineStats {
  * (the counters are read without stopping anything). */
 VMM_EXPORT int vmm_machine_get_stats(VmmMachine *m, VmmMachineStats *out);
 
+/*
+ * Snapshots (docs/machine.md, "Snapshots").
+ *
+ * vmm_machine_snapshot: write the paused machine (vmm_machine_pause) to
+ * @fd, a regular file opened for writing (it is truncated first): every
+ * vCPU's whole state, the in-kernel interrupt controllers, PIT and clock,
+ * the UART and the virtio-pci devices (quiesced by the pause, so no disk
+ * request is half done), then guest RAM with its zero pages left as holes.
+ * A versioned format: a header with the configuration and a table of
+ * sections with lengths and CRC-32s.  The machine stays paused; resume it
+ * or free it.  0, -EINVAL (@m NULL, @fd < 0, a machine not paused),
+ * -ESPIPE (@fd is not a regular file), or the errno of a write or of KVM
+ * (a message names it).  Main loop.
+ *
+ * vmm_machine_restore: build a new machine from the snapshot in @fd (a
+ * regular file; the caller may close it once this returns).  @opts as for
+ * vmm_machine_new, except that kernel, initrd and cmdline are not used
+ * and a memory or cpus of 0 takes the snapshot's (any other value must
+ * match it).  Guest RAM is mapped privately from the file: pages are read
+ * when the guest touches them, and machines restored from the same file
+ * share the pages they do not write.  Add the same disks, in the same
+ * order, as the saved machine had (vmm_machine_add_disk); then
+ * vmm_machine_start() loads the devices' state, sets the clock, tells the
+ * guest it was paused (KVM_KVMCLOCK_CTRL) and runs the guest from where
+ * it stopped - or fails with -EINVAL and a message when the disks do not
+ * match the snapshot's devices.  The file must not change while the
+ * machine lives.  NULL with *@errp: -EINVAL (NULL @opts, @fd < 0, a file
+ * that is not a snapshot, another format version, a corrupt or truncated
+ * file, a configuration that does not match @opts or this KVM: a message
+ * names which), -ESPIPE (not a regular file), or what vmm_machine_new
+ * returns.  Main loop.
+ */
+VMM_EXPORT int vmm_machine_snapshot(VmmMachine *m, int fd);
+VMM_EXPORT VmmMachine *vmm_machine_restore(const VmmMachineOptions *opts, int fd,
+                                           int *errp);
+
 /* The VM underneath (for exit handlers, stats, state).  Any thread. */
 VMM_EXPORT VmmVm *vmm_machine_vm(VmmMachine *m);
 

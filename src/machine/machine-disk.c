@@ -618,3 +618,85 @@ void machine_devices_free(VmmMachine *m)
         m->iothread = NULL;
     }
 }
+
+/* ---- Snapshots ------------------------------------------------------------- */
+
+/* A device's record: the transport's (u32 length + bytes), then the virtio
+ * core's (u32 length + bytes). */
+
+unsigned machine_device_ids(VmmMachine *m, uint16_t *ids, unsigned max)
+{
+    machine_lock(m);
+    unsigned n = m->ndisks;
+    for (unsigned i = 0; i < n && i < max; i++) {
+        ids[i] = vmm_virtio_device_id(m->disks[i]->vdev);
+    }
+    machine_unlock(m);
+    return n;
+}
+
+static MachineDisk *disk_at(VmmMachine *m, unsigned i)
+{
+    machine_lock(m);
+    MachineDisk *d = i < m->ndisks ? m->disks[i] : NULL;
+    machine_unlock(m);
+    return d;
+}
+
+size_t machine_device_state_size(VmmMachine *m, unsigned i)
+{
+    MachineDisk *d = disk_at(m, i);
+    if (!d) {
+        return 0;
+    }
+    machine_lock(m);
+    machine_assert_locked(d->m);            /* d->m == m */
+    size_t n = 8 + virtio_pci_state_size(&d->t);
+    machine_unlock(m);
+    return n + vmm_virtio_state_size(d->vdev);
+}
+
+int machine_device_save(VmmMachine *m, unsigned i, uint8_t *out, size_t len)
+{
+    MachineDisk *d = disk_at(m, i);
+    if (!d || len != machine_device_state_size(m, i)) {
+        return -EINVAL;
+    }
+    machine_lock(m);
+    machine_assert_locked(d->m);            /* d->m == m */
+    uint32_t tlen = (uint32_t)virtio_pci_state_size(&d->t);
+    memcpy(out, &tlen, 4);
+    virtio_pci_save(&d->t, out + 4);
+    machine_unlock(m);
+    uint32_t clen = (uint32_t)(len - 8 - tlen);
+    memcpy(out + 4 + tlen, &clen, 4);
+    return vmm_virtio_save_state(d->vdev, out + 8 + tlen, clen);
+}
+
+int machine_device_load(VmmMachine *m, unsigned i, const uint8_t *in, size_t len)
+{
+    MachineDisk *d = disk_at(m, i);
+    uint32_t tlen, clen;
+    if (!d || len < 8) {
+        return -EINVAL;
+    }
+    memcpy(&tlen, in, 4);
+    if (tlen > len - 8) {
+        return -EINVAL;
+    }
+    memcpy(&clen, in + 4 + tlen, 4);
+    if (clen != len - 8 - tlen) {
+        return -EINVAL;
+    }
+    /* The transport first: its routes and doorbells are in place before
+     * the core's kicks complete requests and raise interrupts. */
+    machine_lock(m);
+    machine_assert_locked(d->m);            /* d->m == m */
+    int r = virtio_pci_load(&d->t, in + 4, tlen);
+    machine_unlock(m);
+    if (r < 0) {
+        vk_error("machine: the saved virtio-pci state of device %u does not fit it", i);
+        return r;
+    }
+    return vmm_virtio_load_state(d->vdev, in + 8 + tlen, clen);
+}

@@ -30,6 +30,7 @@ struct VmmMachinePciDev {
 };
 
 typedef struct MachineDisk MachineDisk;
+typedef struct MachineRestore MachineRestore;
 
 struct VmmMachine {
     VmmVm *vm;
@@ -59,6 +60,8 @@ struct VmmMachine {
     unsigned ndisks;               /* lock */
     VmmIOThread *iothread;         /* runs the disks' queues */
 
+    MachineRestore *restore;       /* main loop: pending until start */
+
     VmmMachineState state;         /* atomic */
     int end_fd;
     pthread_t waiter;
@@ -86,6 +89,21 @@ uint64_t machine_alloc_mmio(VmmMachine *m, uint64_t size);
 int machine_devices_start(VmmMachine *m);
 int machine_devices_pause(VmmMachine *m, bool pause) VMM_EXCLUDES(m->lock);
 void machine_devices_free(VmmMachine *m) VMM_EXCLUDES(m->lock);
+/* Snapshots (snapshot.c), per device in bus order (machine-disk.c): the
+ * virtio device IDs (returns the count), a device's record size (0: no
+ * such device), save (device paused) and load (before start). */
+unsigned machine_device_ids(VmmMachine *m, uint16_t *ids, unsigned max) VMM_EXCLUDES(m->lock);
+size_t machine_device_state_size(VmmMachine *m, unsigned i) VMM_EXCLUDES(m->lock);
+int machine_device_save(VmmMachine *m, unsigned i, uint8_t *out, size_t len)
+    VMM_EXCLUDES(m->lock);
+int machine_device_load(VmmMachine *m, unsigned i, const uint8_t *in, size_t len)
+    VMM_EXCLUDES(m->lock);
+/* A restored machine's state that waits for vmm_machine_start (devices,
+ * clock); NULL otherwise. */
+int machine_restore_finish(VmmMachine *m);
+VmmMachine *machine_new(const VmmMachineOptions *o, bool boot, int *errp);
+void machine_restore_free(MachineRestore *r);
+
 /* The handoff's deliver (m->irqs): disk @src's pending interrupts. */
 void machine_disk_deliver(void *opaque, unsigned src);
 

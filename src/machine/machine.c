@@ -691,9 +691,10 @@ static void *waiter_main(void *opaque)
     return NULL;
 }
 
-static int check_options(const VmmMachineOptions *o)
+static int check_options(const VmmMachineOptions *o, bool need_kernel)
 {
-    if (!o || o->size < offsetof(VmmMachineOptions, kvm_ops) || !o->kernel || o->cpus == 0 ||
+    if (!o || o->size < offsetof(VmmMachineOptions, kvm_ops) || (need_kernel && !o->kernel) ||
+        o->cpus == 0 ||
         o->cpus > VMM_MACHINE_MAX_CPUS || o->memory < (32ull << 20) ||
         (o->memory & 0xfff) || o->memory > (1ull << 40)) {
         return -EINVAL;
@@ -749,7 +750,7 @@ static int check_kvm(const VmmMachineOptions *o)
     return r;
 }
 
-static int build(VmmMachine *m, const VmmMachineOptions *o)
+static int build(VmmMachine *m, const VmmMachineOptions *o, bool boot)
 {
     int r;
     VmmVmOptions vo = { .size = sizeof(vo), .dev_path = o->kvm_path, .ops = opt_kvm_ops(o) };
@@ -765,7 +766,7 @@ static int build(VmmMachine *m, const VmmMachineOptions *o)
     if (r < 0) {
         return r;
     }
-    r = load_linux(m, o);
+    r = boot ? load_linux(m, o) : 0;
     if (r < 0) {
         return r;
     }
@@ -799,9 +800,11 @@ static int build(VmmMachine *m, const VmmMachineOptions *o)
     return r < 0 ? r : 0;
 }
 
-VmmMachine *vmm_machine_new(const VmmMachineOptions *o, int *errp)
+/* A machine with a kernel loaded (@boot), or with nothing in RAM, for a
+ * snapshot to fill (snapshot.c). */
+VmmMachine *machine_new(const VmmMachineOptions *o, bool boot, int *errp)
 {
-    int r = check_options(o);
+    int r = check_options(o, boot);
     VmmMachine *m = NULL;
     if (r < 0) {
         r = VMM_MISUSE_ERR(r, "bad machine options");
@@ -827,7 +830,7 @@ VmmMachine *vmm_machine_new(const VmmMachineOptions *o, int *errp)
         r = -errno;
         goto fail;
     }
-    r = build(m, o);
+    r = build(m, o, boot);
     if (r < 0) {
         goto fail;
     }
@@ -842,12 +845,20 @@ fail:
     return NULL;
 }
 
+VmmMachine *vmm_machine_new(const VmmMachineOptions *o, int *errp)
+{
+    return machine_new(o, true, errp);
+}
+
 int vmm_machine_start(VmmMachine *m)
 {
     if (m->state != VMM_MACHINE_CREATED) {
         return VMM_MISUSE_ERR(-EINVAL, "machine already started");
     }
     int r = machine_devices_start(m);
+    if (r == 0 && m->restore) {
+        r = machine_restore_finish(m);
+    }
     if (r < 0) {
         return r;
     }
@@ -966,6 +977,7 @@ void vmm_machine_free(VmmMachine *m)
         pthread_join(m->waiter, NULL);
         m->have_waiter = false;
     }
+    machine_restore_free(m->restore);
     machine_devices_free(m);
     if (m->vm) {
         vmm_vm_free(m->vm);
