@@ -6,6 +6,7 @@
  *              [--memory 512M] [--cpus N] [--api-socket PATH] [--seccomp on|off|log]
  *              [--kernel-unpack host|guest] [--kvm-check on|off]
  *              [--console-timeout SECONDS] [--verbose]
+ *   vmmkit-run --restore SNAPSHOT [--disk ...]... [options as above]
  *
  * The console (a 16550) is on stdin/stdout.  Exit status: 0 when the guest
  * powers off, 130 after Ctrl-C (SIGINT/SIGTERM stop the VM cleanly), 1 when
@@ -17,8 +18,10 @@
  * console bytes and each vCPU's exits, so a guest that makes no progress is
  * never silent.  A guest reboot
  * builds a fresh machine and boots again.  The control socket takes one
- * command per line: "pause", "resume", "query", "stop"; each gets one line
- * back ("ok <state>" or "error <reason>").
+ * command per line: "pause", "resume", "query", "stop", "snapshot PATH"
+ * (a running guest is paused for it and resumed after); each gets one line
+ * back ("ok <state>" or "error <reason>").  --restore starts from such a
+ * snapshot instead of a kernel: give it the same disks, in the same order.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -48,6 +51,8 @@ typedef struct Args {
     bool disk_ro[MAX_DISKS];
     int ndisks;
     const char *api_socket;
+    const char *restore;        /* a snapshot to start from, or NULL */
+    bool memory_set, cpus_set;
     bool seccomp;
     bool seccomp_log;
     bool kvm_check;
@@ -62,6 +67,7 @@ static void usage(FILE *f)
             "                  [--disk PATH[,readonly]]... [--memory SIZE] [--cpus N]\n"
             "                  [--api-socket PATH] [--seccomp on|off|log] [--kernel-unpack host|guest]\n"
             "                  [--kvm-check on|off] [--console-timeout SECONDS] [--verbose]\n"
+            "       vmmkit-run --restore SNAPSHOT [--disk PATH[,readonly]]... [options]\n"
             "KERNEL: a bzImage, or an uncompressed x86-64 vmlinux (ELF; no KASLR).\n"
             "  A bzImage's xz or gzip payload is unpacked by the kernel's own\n"
             "  decompressor (guest, the default) or by the VMM (host: no KASLR).\n"
@@ -116,6 +122,7 @@ static int parse_args(int argc, char **argv, Args *a)
         { "kvm-check", required_argument, NULL, 'K' },
         { "console-timeout", required_argument, NULL, 'T' },
         { "verbose", no_argument, NULL, 'v' },
+        { "restore", required_argument, NULL, 'R' },
         { "help", no_argument, NULL, 'h' },
         { 0, 0, 0, 0 },
     };
@@ -133,6 +140,7 @@ static int parse_args(int argc, char **argv, Args *a)
         case 'k': a->mo.kernel = optarg; break;
         case 'i': a->mo.initrd = optarg; break;
         case 'a': a->mo.cmdline = optarg; break;
+        case 'R': a->restore = optarg; break;
         case 'd': {
             if (a->ndisks == MAX_DISKS) {
                 fprintf(stderr, "vmmkit-run: at most %d disks\n", MAX_DISKS);
@@ -155,6 +163,7 @@ static int parse_args(int argc, char **argv, Args *a)
             break;
         }
         case 'm':
+            a->memory_set = true;
             if (parse_size(optarg, &a->mo.memory) < 0) {
                 fprintf(stderr, "vmmkit-run: bad memory size '%s'\n", optarg);
                 return -1;
@@ -169,6 +178,7 @@ static int parse_args(int argc, char **argv, Args *a)
                 return -1;
             }
             a->mo.cpus = (uint32_t)n;
+            a->cpus_set = true;
             break;
         }
         case 's': a->api_socket = optarg; break;
@@ -220,7 +230,7 @@ static int parse_args(int argc, char **argv, Args *a)
         default: usage(stderr); return -1;
         }
     }
-    if (optind != argc || !a->mo.kernel) {
+    if (optind != argc || (!a->mo.kernel && !a->restore)) {
         usage(stderr);
         return -1;
     }
@@ -293,10 +303,32 @@ static void reply(int fd, const char *fmt, const char *arg)
     }
 }
 
+/* "snapshot PATH": a running machine is paused for it, then resumed. */
+static int snapshot_to(VmmMachine *m, const char *path)
+{
+    bool was_running = vmm_machine_state(m) == VMM_MACHINE_RUNNING;
+    int r = was_running ? vmm_machine_pause(m) : 0;
+    if (r < 0) {
+        return r;
+    }
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    r = fd < 0 ? -errno : vmm_machine_snapshot(m, fd);
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (was_running) {
+        int e = vmm_machine_resume(m);
+        r = r < 0 ? r : e;
+    }
+    return r;
+}
+
 static void control_command(VmmMachine *m, int fd, char *cmd)
 {
     int r = 0;
-    if (!strcmp(cmd, "pause")) {
+    if (!strncmp(cmd, "snapshot ", 9) && cmd[9]) {
+        r = snapshot_to(m, cmd + 9);
+    } else if (!strcmp(cmd, "pause")) {
         r = vmm_machine_pause(m);
     } else if (!strcmp(cmd, "resume")) {
         r = vmm_machine_resume(m);
@@ -573,12 +605,46 @@ static int check_kvm(const Args *a)
     return 0;
 }
 
-static VmmMachine *build(const Args *a)
+/* The machine from the snapshot --restore names; its size and vCPUs
+ * are the snapshot's unless --memory/--cpus say otherwise (then they must
+ * match). */
+static VmmMachine *restore(const Args *a)
 {
     int err = 0;
-    VmmMachine *m = vmm_machine_new(&a->mo, &err);
+    int fd = open(a->restore, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        fprintf(stderr, "vmmkit-run: %s: %s\n", a->restore, strerror(errno));
+        return NULL;
+    }
+    VmmMachineOptions o = a->mo;
+    o.memory = a->memory_set ? o.memory : 0;
+    o.cpus = a->cpus_set ? o.cpus : 0;
+    VmmMachine *m = vmm_machine_restore(&o, fd, &err);
+    close(fd);
     if (!m) {
-        fprintf(stderr, "vmmkit-run: cannot create the machine: %s\n", vmm_strerror(err));
+        fprintf(stderr, "vmmkit-run: cannot restore %s: %s\n", a->restore, vmm_strerror(err));
+    }
+    return m;
+}
+
+static VmmMachine *build(Args *a)
+{
+    int err = 0;
+    VmmMachine *m;
+    if (a->restore) {
+        m = restore(a);
+        a->restore = NULL;          /* a reboot boots the kernel, if any */
+    } else if (!a->mo.kernel) {
+        fprintf(stderr, "vmmkit-run: the restored guest rebooted and there is no --kernel\n");
+        return NULL;
+    } else {
+        m = vmm_machine_new(&a->mo, &err);
+        if (!m) {
+            fprintf(stderr, "vmmkit-run: cannot create the machine: %s\n",
+                    vmm_strerror(err));
+        }
+    }
+    if (!m) {
         return NULL;
     }
     for (int i = 0; i < a->ndisks; i++) {

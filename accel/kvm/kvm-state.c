@@ -88,12 +88,21 @@ static bool kvm_knows_msr(VmmVm *vm, uint32_t index)
     return false;
 }
 
+static bool needs_lapic(uint32_t index)
+{
+    return index == MSR_TSC_DEADLINE || index == MSR_KVM_ASYNC_PF_INT ||
+           index == MSR_KVM_ASYNC_PF_EN || index == MSR_KVM_PV_EOI_EN;
+}
+
 void kvm_state_init(VmmVcpu *vcpu)
 {
     VmmVcpuState *st = &vcpu->st;
 
     st->size = sizeof(*st);
     for (size_t i = 0; i < VMM_ARRAY_SIZE(default_msrs); i++) {
+        if (!vcpu->vm->has_irqchip && needs_lapic(default_msrs[i])) {
+            continue;       /* KVM refuses them without an in-kernel LAPIC */
+        }
         if (kvm_knows_msr(vcpu->vm, default_msrs[i])) {
             st->msrs[st->nmsrs++].index = default_msrs[i];
         }

@@ -344,22 +344,38 @@ static int restore_check(const VmmMachineOptions *o, int fd, SnapHeader *h,
     return r;
 }
 
-static int restore_into(VmmMachine *m, int fd, const SnapHeader *h)
+/* The records of a checked header, read and their CRCs checked before
+ * anything is built: a corrupt file costs no VM. */
+typedef struct Records {
+    void *vcpu[VMM_MACHINE_MAX_CPUS];
+    void *vm, *serial;
+    size_t serial_len;
+    MachineRestore *rs;         /* the devices' records, for start */
+} Records;
+
+static void records_free(Records *rec)
+{
+    for (uint32_t i = 0; i < VMM_MACHINE_MAX_CPUS; i++) {
+        free(rec->vcpu[i]);
+    }
+    free(rec->vm);
+    free(rec->serial);
+    machine_restore_free(rec->rs);
+    memset(rec, 0, sizeof(*rec));
+}
+
+static int records_read(int fd, const SnapHeader *h, Records *rec)
 {
     char why[256] = "";
     int r = 0;
-    MachineRestore *rs = calloc(1, sizeof(*rs));
-    if (!rs) {
+    memset(rec, 0, sizeof(*rec));
+    rec->rs = calloc(1, sizeof(*rec->rs));
+    if (!rec->rs) {
         return -ENOMEM;
     }
-    rs->cfg = h->cfg;
-    m->restore = rs;
-
-    /* Records first (checksums), so a corrupt file changes nothing. */
-    void *vcpu[VMM_MACHINE_MAX_CPUS] = { 0 };
-    void *vm = NULL, *ser = NULL;
+    rec->rs->cfg = h->cfg;
     for (uint32_t i = 0; i < h->cfg.cpus && r == 0; i++) {
-        vcpu[i] = read_record(fd, snap_find(h, SNAP_SEC_VCPU, i), why, sizeof(why), &r);
+        rec->vcpu[i] = read_record(fd, snap_find(h, SNAP_SEC_VCPU, i), why, sizeof(why), &r);
     }
     const SnapSection *s_vm = snap_find(h, SNAP_SEC_VM, 0);
     const SnapSection *s_ser = snap_find(h, SNAP_SEC_SERIAL, 0);
@@ -369,36 +385,53 @@ static int restore_into(VmmMachine *m, int fd, const SnapHeader *h)
         r = -EINVAL;
     }
     if (r == 0) {
-        vm = read_record(fd, s_vm, why, sizeof(why), &r);
+        rec->vm = read_record(fd, s_vm, why, sizeof(why), &r);
     }
-    if (r == 0 && ((const SnapVm *)vm)->magic != SNAP_VM_MAGIC) {
+    if (r == 0 && ((const SnapVm *)rec->vm)->magic != SNAP_VM_MAGIC) {
         snprintf(why, sizeof(why), "VM state record has a bad tag");
         r = -EINVAL;
     }
     if (r == 0) {
-        ser = read_record(fd, s_ser, why, sizeof(why), &r);
+        rec->serial = read_record(fd, s_ser, why, sizeof(why), &r);
+        rec->serial_len = (size_t)s_ser->length;
     }
     for (uint32_t i = 0; i < h->cfg.ndevices && r == 0; i++) {
         const SnapSection *s = snap_find(h, SNAP_SEC_VIRTIO_PCI, i);
-        rs->dev[i] = read_record(fd, s, why, sizeof(why), &r);
-        rs->dev_len[i] = (size_t)s->length;
+        rec->rs->dev[i] = read_record(fd, s, why, sizeof(why), &r);
+        rec->rs->dev_len[i] = (size_t)s->length;
+    }
+    for (uint32_t i = 0; i < h->cfg.cpus && r == 0; i++) {
+        const VmmVcpuState *vs = rec->vcpu[i];
+        if (vs->size != sizeof(VmmVcpuState) || vs->nmsrs > VMM_VCPU_MAX_MSRS ||
+            vs->xsave_size > VMM_XSAVE_MAX) {
+            snprintf(why, sizeof(why), "vCPU %u state record is impossible", i);
+            r = -EINVAL;
+        }
     }
     if (r < 0) {
-        goto out;
+        vk_error("machine: restore: %s", why[0] ? why : vmm_strerror(r));
+        records_free(rec);
     }
+    return r;
+}
 
-    /* Guest RAM: the file's pages, copy-on-write, over the empty RAM. */
+/* Guest RAM from the file, then the vCPUs, irqchip, PIT and UART; the
+ * devices and the clock wait for start (m->restore). */
+static int restore_into(VmmMachine *m, int fd, const SnapHeader *h, Records *rec)
+{
+    char why[256] = "";
+    int r = 0;
+    /* The file's pages, copy-on-write, over the empty RAM (same address:
+     * the KVM slots and the guest memory map stay as they are). */
     const SnapSection *ram = snap_find(h, SNAP_SEC_RAM, 0);
     void *at = mmap(m->host, (size_t)m->ram_size, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_FIXED, fd, (off_t)ram->offset);
     if (at == MAP_FAILED) {
         r = -errno;
         snprintf(why, sizeof(why), "mapping the RAM image: %s", vmm_strerror(r));
-        goto out;
     }
-
     for (uint32_t i = 0; i < h->cfg.cpus && r == 0; i++) {
-        const VmmVcpuState *vs = vcpu[i];
+        const VmmVcpuState *vs = rec->vcpu[i];
         r = vmm_vcpu_set_state(vmm_vm_get_vcpu(m->vm, i), vs);
         if (r < 0) {
             snprintf(why, sizeof(why), "vCPU %u state (XSAVE %u bytes, %u MSRs): %s", i,
@@ -406,23 +439,21 @@ static int restore_into(VmmMachine *m, int fd, const SnapHeader *h)
         }
     }
     if (r == 0) {
-        r = set_vm_state(m, vm);
+        r = set_vm_state(m, rec->vm);
     }
     if (r == 0) {
-        rs->clock = ((const SnapVm *)vm)->clock;
         machine_lock(m);
-        r = serial_load(&m->serial, ser, (size_t)s_ser->length);
+        r = serial_load(&m->serial, rec->serial, rec->serial_len);
         machine_unlock(m);
         if (r < 0) {
             snprintf(why, sizeof(why), "the UART's state is impossible");
         }
     }
-out:
-    for (uint32_t i = 0; i < VMM_MACHINE_MAX_CPUS; i++) {
-        free(vcpu[i]);
+    if (r == 0) {
+        rec->rs->clock = ((const SnapVm *)rec->vm)->clock;
+        m->restore = rec->rs;
+        rec->rs = NULL;
     }
-    free(vm);
-    free(ser);
     if (r < 0 && why[0]) {
         vk_error("machine: restore: %s", why);
     }
@@ -439,7 +470,11 @@ VmmMachine *vmm_machine_restore(const VmmMachineOptions *opts, int fd, int *errp
         r = VMM_MISUSE_ERR(-EINVAL, "vmm_machine_restore: no options or no file");
         goto fail;
     }
+    Records rec = { 0 };
     r = restore_check(opts, fd, &h, &file_size);
+    if (r == 0) {
+        r = records_read(fd, &h, &rec);
+    }
     if (r < 0) {
         goto fail;
     }
@@ -448,10 +483,10 @@ VmmMachine *vmm_machine_restore(const VmmMachineOptions *opts, int fd, int *errp
     o.memory = h.cfg.ram_size;
     o.cpus = h.cfg.cpus;
     m = machine_new(&o, false, &r);
-    if (!m) {
-        goto fail;
+    if (m) {
+        r = restore_into(m, fd, &h, &rec);
     }
-    r = restore_into(m, fd, &h);
+    records_free(&rec);
     if (r < 0) {
         goto fail;
     }
