@@ -218,6 +218,58 @@ VMM_EXPORT int vmm_machine_snapshot(VmmMachine *m, int fd);
 VMM_EXPORT VmmMachine *vmm_machine_restore(const VmmMachineOptions *opts, int fd,
                                            int *errp);
 
+/*
+ * Live migration (docs/machine.md, "Live migration") over a connected
+ * stream @fd (a Unix or TCP socket, a pipe).
+ *
+ * vmm_machine_migrate: send the running machine @m: its RAM while it runs
+ * (KVM's dirty log, ring or bitmap, and the log of device writes), rounds
+ * until the pages still dirty fit in @opts->downtime_ns at the bandwidth
+ * measured or @opts->max_rounds were made, then the machine pauses and the
+ * rest goes with the device state; the destination answers once it runs.
+ * Returns 0 then, with @m stopped (VMM_MACHINE_STOPPED; free it).  On any
+ * failure before the switch - the stream breaks, the destination refuses
+ * or closes, vmm_machine_migrate_cancel() - @m goes on running, nothing
+ * lost, and the error is returned (-ECANCELED for a cancel).  @opts and
+ * @stats may be NULL (defaults: 10 rounds, 50 ms).  -EINVAL (NULL @m, @fd
+ * < 0, a machine not running, a size field too small).  Blocks; main loop.
+ *
+ * vmm_machine_migrate_cancel: make a migration of @m in progress give up at
+ * its next step (before the state is sent; after that the destination's
+ * answer decides).  Any thread.
+ *
+ * vmm_machine_incoming: receive a machine from @fd into a new one; @opts
+ * as for vmm_machine_restore (memory/cpus 0: the source's).  Returns the
+ * machine once the whole state has arrived; add the same disks as the
+ * source had, then vmm_machine_start() runs it and tells the source, which
+ * then stops.  Freeing it without a successful start tells the source to
+ * go on.  NULL with *@errp: -EINVAL (NULL @opts, @fd < 0, not a migration
+ * stream, a configuration that does not match, a corrupt message; a
+ * message names it), -EPIPE (the stream ended early), or what
+ * vmm_machine_new returns.  Main loop.
+ */
+typedef struct VmmMigrateOptions {
+    size_t size;                /* sizeof(VmmMigrateOptions) */
+    uint32_t max_rounds;        /* pre-copy rounds after the first pass; 0: 10 */
+    uint64_t downtime_ns;       /* the pause's budget; 0: 50 ms */
+} VmmMigrateOptions;
+
+typedef struct VmmMigrateStats {
+    size_t size;                /* sizeof(VmmMigrateStats), set by the caller */
+    uint32_t rounds;            /* rounds after the first pass */
+    uint64_t pages_sent;        /* RAM pages sent in all */
+    uint64_t final_pages;       /* ... of them while paused */
+    uint64_t bytes_sent;        /* the whole stream */
+    uint64_t total_ns;          /* the call, until the destination's answer */
+    uint64_t downtime_ns;       /* paused until the destination's answer */
+} VmmMigrateStats;
+
+VMM_EXPORT int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
+                                   VmmMigrateStats *stats);
+VMM_EXPORT void vmm_machine_migrate_cancel(VmmMachine *m);
+VMM_EXPORT VmmMachine *vmm_machine_incoming(const VmmMachineOptions *opts, int fd,
+                                            int *errp);
+
 /* The VM underneath (for exit handlers, stats, state).  Any thread. */
 VMM_EXPORT VmmVm *vmm_machine_vm(VmmMachine *m);
 

@@ -700,3 +700,21 @@ int machine_device_load(VmmMachine *m, unsigned i, const uint8_t *in, size_t len
     }
     return vmm_virtio_load_state(d->vdev, in + 8 + tlen, clen);
 }
+
+void machine_device_used_rings(VmmMachine *m, void (*fn)(void *opaque, uint64_t gpa,
+                                                         uint64_t len), void *opaque)
+{
+    MachineDisk *disks[MACHINE_MAX_PCI];
+    unsigned n = disks_snapshot(m, disks, false);
+    for (unsigned i = 0; i < n; i++) {
+        VmmVirtioDevice *v = disks[i]->vdev;
+        for (unsigned q = 0; q < vmm_virtio_num_queues(v); q++) {
+            if (!vmm_virtio_queue_is_enabled(v, q)) {
+                continue;
+            }
+            uint64_t desc, avail, used;
+            vmm_virtio_queue_get_addr(v, q, &desc, &avail, &used);
+            fn(opaque, used, 6 + 8ull * vmm_virtio_queue_get_size(v, q));
+        }
+    }
+}

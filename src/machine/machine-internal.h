@@ -61,6 +61,8 @@ struct VmmMachine {
     VmmIOThread *iothread;         /* runs the disks' queues */
 
     MachineRestore *restore;       /* main loop: pending until start */
+    int ack_fd;                    /* migrated: the source waits for a word here */
+    int migrate_cancel;            /* atomic: vmm_machine_migrate_cancel() */
 
     VmmMachineState state;         /* atomic */
     int end_fd;
@@ -98,10 +100,18 @@ int machine_device_save(VmmMachine *m, unsigned i, uint8_t *out, size_t len)
     VMM_EXCLUDES(m->lock);
 int machine_device_load(VmmMachine *m, unsigned i, const uint8_t *in, size_t len)
     VMM_EXCLUDES(m->lock);
+/* @fn for the used ring of every enabled queue (what the devices write
+ * into guest RAM besides their requests' buffers).  Main loop. */
+void machine_device_used_rings(VmmMachine *m, void (*fn)(void *opaque, uint64_t gpa,
+                                                         uint64_t len), void *opaque)
+    VMM_EXCLUDES(m->lock);
 /* A restored machine's state that waits for vmm_machine_start (devices,
  * clock); NULL otherwise. */
 int machine_restore_finish(VmmMachine *m);
 VmmMachine *machine_new(const VmmMachineOptions *o, bool boot, int *errp);
+/* A migrated machine tells its source whether it runs (@ok), once; no-op
+ * for other machines (migration.c). */
+void machine_migration_ack(VmmMachine *m, bool ok);
 void machine_restore_free(MachineRestore *r);
 
 /* The handoff's deliver (m->irqs): disk @src's pending interrupts. */

@@ -825,6 +825,7 @@ VmmMachine *machine_new(const VmmMachineOptions *o, bool boot, int *errp)
     m->cpus = o->cpus;
     m->console_fd = o->console_out_fd;
     m->next_mmio = X86_MMIO_HOLE_START;
+    m->ack_fd = -1;
     m->end_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (m->end_fd < 0) {
         r = -errno;
@@ -877,6 +878,7 @@ int vmm_machine_start(VmmMachine *m)
     if (r < 0) {
         vmm_vm_request_end(m->vm, VMM_MACHINE_ERROR);
     }
+    machine_migration_ack(m, r == 0);
     return r;
 }
 
@@ -978,6 +980,7 @@ void vmm_machine_free(VmmMachine *m)
         m->have_waiter = false;
     }
     machine_restore_free(m->restore);
+    machine_migration_ack(m, false);
     machine_devices_free(m);
     if (m->vm) {
         vmm_vm_free(m->vm);

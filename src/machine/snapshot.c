@@ -35,25 +35,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "machine/snapshot-format.h"
+#include "machine/snapshot-internal.h"
 #include "util/log.h"
-
-/* The VM-wide record: PIC master, PIC slave, IOAPIC, PIT, clock. */
-typedef struct SnapVm {
-    uint32_t magic;
-    uint32_t reserved;
-    struct kvm_irqchip chip[3];
-    struct kvm_pit_state2 pit;
-    struct kvm_clock_data clock;
-} SnapVm;
-#define SNAP_VM_MAGIC 0x314d5653u       /* "SVM1" */
-
-struct MachineRestore {
-    SnapConfig cfg;
-    struct kvm_clock_data clock;
-    uint8_t *dev[SNAP_MAX_DEVICES];
-    size_t dev_len[SNAP_MAX_DEVICES];
-};
 
 /* ---- I/O -------------------------------------------------------------------- */
 
@@ -154,15 +137,69 @@ static int get_vm_state(VmmMachine *m, SnapVm *v)
     return r < 0 ? r : 0;
 }
 
+int machine_save_records(VmmMachine *m, SnapConfig *cfg, MachineEmitFunc *emit, void *opaque)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->ram_size = m->ram_size;
+    cfg->cpus = m->cpus;
+    cfg->vcpu_state_size = sizeof(VmmVcpuState);
+    cfg->ndevices = machine_device_ids(m, cfg->device_ids, SNAP_MAX_DEVICES);
+    if (cfg->ndevices > SNAP_MAX_DEVICES) {
+        return -E2BIG;
+    }
+    int r = 0;
+    VmmVcpuState *vs = malloc(sizeof(*vs));
+    if (!vs) {
+        return -ENOMEM;
+    }
+    for (uint32_t i = 0; i < m->cpus && r == 0; i++) {
+        r = vmm_vcpu_get_state(vmm_vm_get_vcpu(m->vm, i), vs);
+        if (r < 0) {
+            vk_error("machine: saving vCPU %u state: %s", i, vmm_strerror(r));
+            break;
+        }
+        cfg->xsave_size = vs->xsave_size;
+        r = emit(opaque, SNAP_SEC_VCPU, i, vs, sizeof(*vs));
+    }
+    free(vs);
+    SnapVm v;
+    r = r ?: get_vm_state(m, &v);
+    r = r ?: emit(opaque, SNAP_SEC_VM, 0, &v, sizeof(v));
+    if (r == 0) {
+        uint8_t ser[SERIAL_STATE_SIZE];
+        machine_lock(m);
+        serial_save(&m->serial, ser);
+        machine_unlock(m);
+        r = emit(opaque, SNAP_SEC_SERIAL, 0, ser, sizeof(ser));
+    }
+    for (uint32_t i = 0; i < cfg->ndevices && r == 0; i++) {
+        size_t len = machine_device_state_size(m, i);
+        uint8_t *buf = len ? malloc(len) : NULL;
+        if (!buf) {
+            r = -ENOMEM;
+            break;
+        }
+        r = machine_device_save(m, i, buf, len);
+        if (r < 0) {
+            vk_error("machine: saving device %u state: %s", i, vmm_strerror(r));
+        } else {
+            r = emit(opaque, SNAP_SEC_VIRTIO_PCI, i, buf, len);
+        }
+        free(buf);
+    }
+    return r;
+}
+
 typedef struct SaveCtx {
     SnapHeader h;
     int fd;
     uint64_t pos;
 } SaveCtx;
 
-static int add_section(SaveCtx *c, uint32_t type, uint32_t index, const void *data,
+static int add_section(void *opaque, uint32_t type, uint32_t index, const void *data,
                        size_t len)
 {
+    SaveCtx *c = opaque;
     if (c->h.nsections >= SNAP_MAX_SECTIONS) {
         return -E2BIG;
     }
@@ -196,54 +233,7 @@ int vmm_machine_snapshot(VmmMachine *m, int fd)
         return -errno;
     }
     SaveCtx c = { .fd = fd, .pos = SNAP_HEADER_SIZE };
-    SnapConfig *cfg = &c.h.cfg;
-    cfg->ram_size = m->ram_size;
-    cfg->cpus = m->cpus;
-    cfg->vcpu_state_size = sizeof(VmmVcpuState);
-    cfg->ndevices = machine_device_ids(m, cfg->device_ids, SNAP_MAX_DEVICES);
-    if (cfg->ndevices > SNAP_MAX_DEVICES) {
-        return -E2BIG;
-    }
-    int r = 0;
-    VmmVcpuState *vs = malloc(sizeof(*vs));
-    if (!vs) {
-        return -ENOMEM;
-    }
-    for (uint32_t i = 0; i < m->cpus && r == 0; i++) {
-        r = vmm_vcpu_get_state(vmm_vm_get_vcpu(m->vm, i), vs);
-        if (r < 0) {
-            vk_error("machine: snapshot: vCPU %u state: %s", i, vmm_strerror(r));
-            break;
-        }
-        cfg->xsave_size = vs->xsave_size;
-        r = add_section(&c, SNAP_SEC_VCPU, i, vs, sizeof(*vs));
-    }
-    free(vs);
-    SnapVm v;
-    r = r ?: get_vm_state(m, &v);
-    r = r ?: add_section(&c, SNAP_SEC_VM, 0, &v, sizeof(v));
-    if (r == 0) {
-        uint8_t ser[SERIAL_STATE_SIZE];
-        machine_lock(m);
-        serial_save(&m->serial, ser);
-        machine_unlock(m);
-        r = add_section(&c, SNAP_SEC_SERIAL, 0, ser, sizeof(ser));
-    }
-    for (uint32_t i = 0; i < cfg->ndevices && r == 0; i++) {
-        size_t len = machine_device_state_size(m, i);
-        uint8_t *buf = len ? malloc(len) : NULL;
-        if (!buf) {
-            r = -ENOMEM;
-            break;
-        }
-        r = machine_device_save(m, i, buf, len);
-        if (r < 0) {
-            vk_error("machine: snapshot: device %u state: %s", i, vmm_strerror(r));
-        } else {
-            r = add_section(&c, SNAP_SEC_VIRTIO_PCI, i, buf, len);
-        }
-        free(buf);
-    }
+    int r = machine_save_records(m, &c.h.cfg, add_section, &c);
     if (r == 0 && c.h.nsections < SNAP_MAX_SECTIONS) {
         uint64_t ram_off = (c.pos + SNAP_PAGE - 1) & ~(uint64_t)(SNAP_PAGE - 1);
         c.h.sec[c.h.nsections++] = (SnapSection){ .type = SNAP_SEC_RAM, .offset = ram_off,
@@ -344,16 +334,7 @@ static int restore_check(const VmmMachineOptions *o, int fd, SnapHeader *h,
     return r;
 }
 
-/* The records of a checked header, read and their CRCs checked before
- * anything is built: a corrupt file costs no VM. */
-typedef struct Records {
-    void *vcpu[VMM_MACHINE_MAX_CPUS];
-    void *vm, *serial;
-    size_t serial_len;
-    MachineRestore *rs;         /* the devices' records, for start */
-} Records;
-
-static void records_free(Records *rec)
+void machine_records_free(Records *rec)
 {
     for (uint32_t i = 0; i < VMM_MACHINE_MAX_CPUS; i++) {
         free(rec->vcpu[i]);
@@ -400,37 +381,70 @@ static int records_read(int fd, const SnapHeader *h, Records *rec)
         rec->rs->dev[i] = read_record(fd, s, why, sizeof(why), &r);
         rec->rs->dev_len[i] = (size_t)s->length;
     }
-    for (uint32_t i = 0; i < h->cfg.cpus && r == 0; i++) {
-        const VmmVcpuState *vs = rec->vcpu[i];
-        if (vs->size != sizeof(VmmVcpuState) || vs->nmsrs > VMM_VCPU_MAX_MSRS ||
-            vs->xsave_size > VMM_XSAVE_MAX) {
-            snprintf(why, sizeof(why), "vCPU %u state record is impossible", i);
-            r = -EINVAL;
-        }
+    if (r == 0) {
+        r = machine_records_check(rec, why, sizeof(why));
     }
     if (r < 0) {
         vk_error("machine: restore: %s", why[0] ? why : vmm_strerror(r));
-        records_free(rec);
+        machine_records_free(rec);
     }
     return r;
 }
 
-/* Guest RAM from the file, then the vCPUs, irqchip, PIT and UART; the
- * devices and the clock wait for start (m->restore). */
+int machine_records_check(const Records *rec, char *why, size_t why_len)
+{
+    for (uint32_t i = 0; i < rec->rs->cfg.cpus; i++) {
+        const VmmVcpuState *vs = rec->vcpu[i];
+        if (!vs) {
+            snprintf(why, why_len, "no state for vCPU %u", i);
+            return -EINVAL;
+        }
+        if (vs->size != sizeof(VmmVcpuState) || vs->nmsrs > VMM_VCPU_MAX_MSRS ||
+            vs->xsave_size > VMM_XSAVE_MAX) {
+            snprintf(why, why_len, "vCPU %u state record is impossible", i);
+            return -EINVAL;
+        }
+    }
+    if (!rec->vm || ((const SnapVm *)rec->vm)->magic != SNAP_VM_MAGIC) {
+        snprintf(why, why_len, "no VM state, or a bad one");
+        return -EINVAL;
+    }
+    if (!rec->serial) {
+        snprintf(why, why_len, "no UART state");
+        return -EINVAL;
+    }
+    for (uint32_t i = 0; i < rec->rs->cfg.ndevices; i++) {
+        if (!rec->rs->dev[i]) {
+            snprintf(why, why_len, "no state for device %u", i);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+/* Guest RAM from the file, then the vCPUs, irqchip, PIT and UART. */
 static int restore_into(VmmMachine *m, int fd, const SnapHeader *h, Records *rec)
 {
-    char why[256] = "";
-    int r = 0;
     /* The file's pages, copy-on-write, over the empty RAM (same address:
      * the KVM slots and the guest memory map stay as they are). */
     const SnapSection *ram = snap_find(h, SNAP_SEC_RAM, 0);
     void *at = mmap(m->host, (size_t)m->ram_size, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_FIXED, fd, (off_t)ram->offset);
     if (at == MAP_FAILED) {
-        r = -errno;
-        snprintf(why, sizeof(why), "mapping the RAM image: %s", vmm_strerror(r));
+        int r = -errno;
+        vk_error("machine: restore: mapping the RAM image: %s", vmm_strerror(r));
+        return r;
     }
-    for (uint32_t i = 0; i < h->cfg.cpus && r == 0; i++) {
+    return machine_restore_state(m, rec);
+}
+
+/* The vCPUs, irqchip, PIT and UART from @rec; the devices and the clock
+ * wait for start (m->restore, taken from @rec). */
+int machine_restore_state(VmmMachine *m, Records *rec)
+{
+    char why[256] = "";
+    int r = 0;
+    for (uint32_t i = 0; i < m->cpus && r == 0; i++) {
         const VmmVcpuState *vs = rec->vcpu[i];
         r = vmm_vcpu_set_state(vmm_vm_get_vcpu(m->vm, i), vs);
         if (r < 0) {
@@ -486,7 +500,7 @@ VmmMachine *vmm_machine_restore(const VmmMachineOptions *opts, int fd, int *errp
     if (m) {
         r = restore_into(m, fd, &h, &rec);
     }
-    records_free(&rec);
+    machine_records_free(&rec);
     if (r < 0) {
         goto fail;
     }

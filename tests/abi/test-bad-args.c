@@ -275,6 +275,20 @@ static int quiesce_now(VmmDevice *dev, void *opaque)
     return 0;
 }
 
+static void test_memory_dirty(void **state)
+{
+    (void)state;
+    uint64_t bm[1];
+    EXPECT_ERR(-EINVAL, true, vmm_guest_memory_log_dirty(NULL, true));
+    EXPECT_ERR(-EINVAL, true, vmm_guest_memory_get_dirty(NULL, 0, 1, bm));
+    VmmGuestMemory *mem = vmm_guest_memory_new(NULL);
+    assert_non_null(mem);
+    EXPECT_ERR(-EINVAL, true, vmm_guest_memory_get_dirty(mem, 4096, 1, bm));
+    EXPECT_ERR(-EINVAL, true, vmm_guest_memory_get_dirty(mem, 0, 1, NULL));
+    EXPECT_ERR(-ENOENT, false, vmm_guest_memory_get_dirty(mem, 0, 1, bm));
+    vmm_guest_memory_unref(mem);
+}
+
 static void test_device(void **state)
 {
     (void)state;
@@ -529,6 +543,22 @@ static void test_machine(void **state)
     fflush(tf);
     EXPECT_NULL_ERR(-EINVAL, vmm_machine_restore(&f, fileno(tf), errp));
     fclose(tf);
+
+    /* Migration: NULLs, a stream that is not one, one that ends early. */
+    EXPECT_ERR(-EINVAL, true, vmm_machine_migrate(NULL, 1, NULL, NULL));
+    vmm_machine_migrate_cancel(NULL);
+    EXPECT_NULL_ERR(-EINVAL, vmm_machine_incoming(NULL, 0, errp));
+    EXPECT_NULL_ERR(-EINVAL, vmm_machine_incoming(&f, -1, errp));
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(write(p[1], junk, 100), 100);
+    EXPECT_NULL_ERR(-EINVAL, vmm_machine_incoming(&f, p[0], errp));    /* bad magic */
+    close(p[0]);
+    close(p[1]);
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(write(p[1], "VMMKMIG1", 8), 8);
+    close(p[1]);
+    EXPECT_NULL_ERR(-EPIPE, vmm_machine_incoming(&f, p[0], errp));     /* cut short */
+    close(p[0]);
 }
 
 int main(int argc, char **argv)
@@ -538,6 +568,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_aio),
         cmocka_unit_test(test_coroutine),
         cmocka_unit_test(test_memory),
+        cmocka_unit_test(test_memory_dirty),
         cmocka_unit_test(test_device),
         cmocka_unit_test(test_virtio),
         cmocka_unit_test(test_block),

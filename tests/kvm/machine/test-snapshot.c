@@ -181,6 +181,37 @@ static int run_source(const char *vmlinuz, const char *initramfs, const char *di
     return 16;
 }
 
+/* Run @m until the console shows @rounds more complete rounds (0: one
+ * poll), a failure or a timeout; stop it when @rounds > 0.  0 or a code. */
+static int run_rounds(VmmMachine *m, int con_fd, Console *con, int rounds)
+{
+    long first = -1, last = -1;
+    bool consecutive;
+    double t1 = now();
+    int ret = 0;
+    do {
+        struct pollfd pf[2] = { { .fd = con_fd, .events = POLLIN },
+                                { .fd = vmm_machine_event_fd(m), .events = POLLIN } };
+        poll(pf, 2, 200);
+        con_drain(con_fd, con, STDOUT_FILENO);
+        if (pf[1].revents || strstr(con->buf, "VMMKIT-FAIL")) {
+            ret = 23;
+            break;
+        }
+        if (now() - t1 > 150) {
+            ret = 24;
+            break;
+        }
+    } while (rounds > 0 && count_lines(con->buf, &first, &last, &consecutive) < rounds);
+    if (rounds > 0) {
+        vmm_machine_stop(m);
+        vmm_machine_wait(m, -1, NULL, 0);
+        con_drain(con_fd, con, STDOUT_FILENO);
+        vmm_machine_free(m);
+    }
+    return ret;
+}
+
 /* ---- Child: a restore ----------------------------------------------------------- */
 
 static int run_restore(const char *snap, const char *disk, int rounds)
@@ -211,32 +242,212 @@ static int run_restore(const char *snap, const char *disk, int rounds)
         printf("\nRESTORE-ERROR start: %s\n", vmm_strerror(r));
         return 22;
     }
-    int seen = 0;
-    long first = -1, last = -1;
-    bool consecutive;
-    int ret = 0;
-    while (seen < rounds) {
+    int ret = run_rounds(m, p[0], &con, rounds);
+    printf("\nRESTORE-DONE status=%d restore_ms=%.1f\n", ret, (t1 - t0) * 1e3);
+    return ret;
+}
+
+/* ---- Children: live migration ------------------------------------------------ */
+
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+/* Boot the soak guest and run it to round 3. */
+static VmmMachine *boot_to_round3(const char *vmlinuz, const char *initramfs,
+                                  const char *disk, int p[2], Console *con)
+{
+    if (open_console(p) < 0) {
+        return NULL;
+    }
+    VmmMachineOptions o = { .size = sizeof(o), .kernel = vmlinuz, .initrd = initramfs,
+                            .cmdline = "console=ttyS0 quiet panic=-1 vmmkit.mode=soak",
+                            .memory = MEM, .cpus = 2, .console_out_fd = p[1] };
+    int err = 0;
+    VmmMachine *m = vmm_machine_new(&o, &err);
+    if (!m || vmm_machine_add_disk(m, disk, false) < 0 || vmm_machine_start(m) < 0) {
+        printf("\nCHILD-ERROR build or start: %s\n", vmm_strerror(err));
+        return NULL;
+    }
+    double t0 = now();
+    while (last_count(con->buf) < 3) {
         struct pollfd pf[2] = { { .fd = p[0], .events = POLLIN },
                                 { .fd = vmm_machine_event_fd(m), .events = POLLIN } };
         poll(pf, 2, 200);
-        con_drain(p[0], &con, STDOUT_FILENO);
-        seen = count_lines(con.buf, &first, &last, &consecutive);
-        if (pf[1].revents || strstr(con.buf, "VMMKIT-FAIL")) {
-            ret = 23;
-            break;
-        }
-        if (now() - t1 > 150) {
-            ret = 24;
-            break;
+        con_drain(p[0], con, STDOUT_FILENO);
+        if (pf[1].revents || now() - t0 > 400 || strstr(con->buf, "VMMKIT-FAIL")) {
+            printf("\nCHILD-ERROR the guest ended or stalled before round 3\n");
+            return NULL;
         }
     }
-    vmm_machine_stop(m);
-    char msg[256] = "";
-    vmm_machine_wait(m, -1, msg, sizeof(msg));
+    return m;
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+
+static int run_mig_source(const char *vmlinuz, const char *initramfs, const char *disk,
+                          const char *sock)
+{
+    static Console con;
+    int p[2];
+    VmmMachine *m = boot_to_round3(vmlinuz, initramfs, disk, p, &con);
+    if (!m) {
+        return 30;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un a = { .sun_family = AF_UNIX };
+    snprintf(a.sun_path, sizeof(a.sun_path), "%s", sock);
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+        printf("\nCHILD-ERROR connect: %s\n", strerror(errno));
+        return 31;
+    }
+    VmmMigrateStats st = { .size = sizeof(st) };
+    int r = vmm_machine_migrate(m, fd, NULL, &st);
+    double t_end = now();
     con_drain(p[0], &con, STDOUT_FILENO);
+    const char *nl = strrchr(con.buf, '\n');
+    char tpath[4200];
+    snprintf(tpath, sizeof(tpath), "%s.tail", sock);
+    write_file(tpath, nl ? nl + 1 : con.buf);
+    VmmMachineState ms = vmm_machine_state(m);
+    printf("\nMIG-SOURCE r=%d state=%s rounds=%u pages=%llu final=%llu bytes=%llu "
+           "total_ms=%.1f downtime_ms=%.1f t_end=%.6f count=%ld\n", r,
+           vmm_machine_state_name(ms), st.rounds, (unsigned long long)st.pages_sent,
+           (unsigned long long)st.final_pages, (unsigned long long)st.bytes_sent,
+           st.total_ns / 1e6, st.downtime_ns / 1e6, t_end, last_count(con.buf));
+    fflush(stdout);
     vmm_machine_free(m);
-    printf("\nRESTORE-DONE status=%d restore_ms=%.1f end=%s\n", ret, (t1 - t0) * 1e3, msg);
+    return r == 0 && ms == VMM_MACHINE_STOPPED ? 0 : 32;
+}
+
+static int run_mig_dest(const char *sock, const char *disk, int rounds)
+{
+    static Console con;
+    int p[2];
+    if (open_console(p) < 0) {
+        return 40;
+    }
+    int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un a = { .sun_family = AF_UNIX };
+    snprintf(a.sun_path, sizeof(a.sun_path), "%s", sock);
+    unlink(sock);
+    if (bind(ls, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(ls, 1) < 0) {
+        return 41;
+    }
+    int fd = accept(ls, NULL, NULL);
+    if (fd < 0) {
+        return 42;
+    }
+    VmmMachineOptions o = { .size = sizeof(o), .console_out_fd = p[1] };
+    int err = 0;
+    VmmMachine *m = vmm_machine_incoming(&o, fd, &err);
+    if (!m) {
+        printf("\nDEST-ERROR incoming: %s\n", vmm_strerror(err));
+        return 43;
+    }
+    int r = vmm_machine_add_disk(m, disk, false);
+    if (r == 0) {
+        r = vmm_machine_start(m);
+    }
+    double t_start = now();
+    if (r < 0) {
+        printf("\nDEST-ERROR start: %s\n", vmm_strerror(r));
+        return 44;
+    }
+    char path[4200], t[64];
+    snprintf(path, sizeof(path), "%s.started", sock);
+    snprintf(t, sizeof(t), "%.6f", t_start);
+    write_file(path, t);
+    int ret = run_rounds(m, p[0], &con, rounds);
+    printf("\nDEST-DONE status=%d\n", ret);
+    close(fd);
     return ret;
+}
+
+/* The far end of a migration that gives up: reads @limit bytes, then
+ * cancels (@cancel) or closes, and drains the rest. */
+typedef struct Sink {
+    VmmMachine *m;
+    int fd;
+    size_t limit;
+    bool cancel;
+} Sink;
+
+static void *sink_main(void *opaque)
+{
+    Sink *k = opaque;
+    static char buf[1 << 16];
+    size_t got = 0;
+    ssize_t n;
+    while ((n = read(k->fd, buf, sizeof(buf))) > 0) {
+        got += (size_t)n;
+        if (got >= k->limit) {
+            if (k->cancel) {
+                vmm_machine_migrate_cancel(k->m);
+                k->limit = SIZE_MAX;
+            } else {
+                break;
+            }
+        }
+    }
+    close(k->fd);
+    return NULL;
+}
+
+static int migrate_and_give_up(VmmMachine *m, bool cancel)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        return -errno;
+    }
+    Sink k = { .m = m, .fd = sv[1], .limit = 16 << 20, .cancel = cancel };
+    pthread_t th;
+    pthread_create(&th, NULL, sink_main, &k);
+    VmmMigrateStats st = { .size = sizeof(st) };
+    int r = vmm_machine_migrate(m, sv[0], NULL, &st);
+    close(sv[0]);
+    pthread_join(th, NULL);
+    printf("\nMIG-GIVE-UP cancel=%d r=%d bytes=%llu state=%s\n", cancel, r,
+           (unsigned long long)st.bytes_sent, vmm_machine_state_name(vmm_machine_state(m)));
+    return r;
+}
+
+static int run_mig_cancel(const char *vmlinuz, const char *initramfs, const char *disk)
+{
+    static Console con;
+    int p[2];
+    VmmMachine *m = boot_to_round3(vmlinuz, initramfs, disk, p, &con);
+    if (!m) {
+        return 50;
+    }
+    int r1 = migrate_and_give_up(m, true);
+    int r2 = migrate_and_give_up(m, false);
+    bool running = vmm_machine_state(m) == VMM_MACHINE_RUNNING;
+    long before = last_count(con.buf);
+    /* The guest goes on: three more rounds, its checks passing. */
+    int ret = run_rounds(m, p[0], &con, 0);
+    long first = -1, last = -1;
+    bool consecutive;
+    double t0 = now();
+    while (ret == 0 && last_count(con.buf) < before + 3 && now() - t0 < 120) {
+        ret = run_rounds(m, p[0], &con, 0);
+    }
+    count_lines(con.buf, &first, &last, &consecutive);
+    printf("\nMIG-CANCEL r1=%d r2=%d running=%d first=%ld last=%ld consecutive=%d\n", r1, r2,
+           running, first, last, consecutive);
+    bool ok = r1 == -ECANCELED && r2 < 0 && running && consecutive && last >= before + 3 &&
+              !strstr(con.buf, "VMMKIT-FAIL");
+    vmm_machine_stop(m);
+    vmm_machine_wait(m, -1, NULL, 0);
+    vmm_machine_free(m);
+    return ok ? 0 : 51;
 }
 
 /* ---- The test (parent) ------------------------------------------------------------ */
@@ -465,6 +676,107 @@ static void test_snapshot_restore_clones(void **state)
     unlink("soak.snap.tail");
 }
 
+static char *read_text(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        return NULL;
+    }
+    static char buf[4][4096];
+    static int next;
+    char *b = buf[next++ % 4];
+    size_t n = fread(b, 1, sizeof(buf[0]) - 1, f);
+    b[n] = '\0';
+    fclose(f);
+    return b;
+}
+
+static void new_disk(const char *path)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, DISK_SIZE), 0);
+    close(fd);
+}
+
+/* Live migration to another process over a Unix socket, mid-run: the
+ * guest goes on from its last round on the destination, its checks pass,
+ * and the source ends only after the destination runs. */
+static void test_migrate(void **state)
+{
+    (void)state;
+    new_disk("mig-disk.img");
+    unlink("mig.sock");
+    unlink("mig.sock.started");
+    Child kids[2];
+    char *dargv[] = { self, "--mig-dest", "mig.sock", "mig-disk.img", "4", NULL };
+    spawn(&kids[0], dargv);
+    struct stat st;
+    for (int i = 0; i < 300 && stat("mig.sock", &st) < 0; i++) {
+        usleep(100 * 1000);
+    }
+    assert_int_equal(stat("mig.sock", &st), 0);
+    char *sargv[] = { self, "--mig-source", (char *)kernel, (char *)initrd, "mig-disk.img",
+                      "mig.sock", NULL };
+    spawn(&kids[1], sargv);
+    reap(kids, 2, 500);
+    Child *d = &kids[0], *s = &kids[1];
+    if (!WIFEXITED(s->status) || WEXITSTATUS(s->status) != 0 || !WIFEXITED(d->status) ||
+        WEXITSTATUS(d->status) != 0) {
+        fail_msg("source (status 0x%x):\n%s\ndestination (status 0x%x):\n%s", s->status,
+                 s->con.buf, d->status, d->con.buf);
+    }
+    const char *m = strstr(s->con.buf, "MIG-SOURCE ");
+    assert_non_null(m);
+    long c = strtol(strstr(m, "count=") + 6, NULL, 10);
+    double t_end = strtod(strstr(m, "t_end=") + 6, NULL);
+    const char *started = read_text("mig.sock.started");
+    const char *tail = read_text("mig.sock.tail");
+    assert_non_null(started);
+    assert_non_null(tail);
+    /* The source returned only once the destination ran. */
+    assert_true(strtod(started, NULL) <= t_end);
+    size_t n = strlen(tail) + d->con.len + 1;
+    char *all = malloc(n);
+    snprintf(all, n, "%s%s", tail, d->con.buf);
+    long first = -1, last = -1;
+    bool consecutive;
+    int lines = count_lines(all, &first, &last, &consecutive);
+    free(all);
+    fprintf(stderr, "# source: %.*s\n# destination: rounds %ld..%ld (%d lines)\n",
+            (int)strcspn(m, "\n"), m, first, last, lines);
+    assert_true(c >= 3);
+    assert_int_equal(first, c + 1);
+    assert_true(consecutive);
+    assert_true(lines >= 4);
+    assert_null(strstr(d->con.buf, "VMMKIT-FAIL"));
+    assert_null(strstr(d->con.buf, "soft lockup"));
+    check_disk_block("mig-disk.img", last);
+    unlink("mig-disk.img");
+    unlink("mig.sock");
+    unlink("mig.sock.started");
+    unlink("mig.sock.tail");
+}
+
+/* A migration cancelled half-way, and one whose destination goes away:
+ * the source goes on, its guest's checks passing. */
+static void test_migrate_cancel(void **state)
+{
+    (void)state;
+    new_disk("cancel-disk.img");
+    Child k;
+    char *argv[] = { self, "--mig-cancel", (char *)kernel, (char *)initrd, "cancel-disk.img",
+                     NULL };
+    spawn(&k, argv);
+    reap(&k, 1, 500);
+    const char *m = strstr(k.con.buf, "MIG-CANCEL ");
+    if (!WIFEXITED(k.status) || WEXITSTATUS(k.status) != 0 || !m) {
+        fail_msg("cancel child (status 0x%x):\n%s", k.status, k.con.buf);
+    }
+    fprintf(stderr, "# %.*s\n", (int)strcspn(m, "\n"), m);
+    unlink("cancel-disk.img");
+}
+
 int main(int argc, char **argv)
 {
     ssize_t l = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -478,6 +790,15 @@ int main(int argc, char **argv)
     if (argc == 5 && strcmp(argv[1], "--restore") == 0) {
         return run_restore(argv[2], argv[3], atoi(argv[4]));
     }
+    if (argc == 6 && strcmp(argv[1], "--mig-source") == 0) {
+        return run_mig_source(argv[2], argv[3], argv[4], argv[5]);
+    }
+    if (argc == 5 && strcmp(argv[1], "--mig-dest") == 0) {
+        return run_mig_dest(argv[2], argv[3], atoi(argv[4]));
+    }
+    if (argc == 5 && strcmp(argv[1], "--mig-cancel") == 0) {
+        return run_mig_cancel(argv[2], argv[3], argv[4]);
+    }
     if (argc != 3) {
         fprintf(stderr, "usage: %s VMLINUZ INITRAMFS\n", argv[0]);
         return 2;
@@ -486,6 +807,8 @@ int main(int argc, char **argv)
     initrd = argv[2];
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_snapshot_restore_clones),
+        cmocka_unit_test(test_migrate),
+        cmocka_unit_test(test_migrate_cancel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
