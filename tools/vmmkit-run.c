@@ -19,9 +19,12 @@
  * never silent.  A guest reboot
  * builds a fresh machine and boots again.  The control socket takes one
  * command per line: "pause", "resume", "query", "stop", "snapshot PATH"
- * (a running guest is paused for it and resumed after); each gets one line
- * back ("ok <state>" or "error <reason>").  --restore starts from such a
- * snapshot instead of a kernel: give it the same disks, in the same order.
+ * (a running guest is paused for it and resumed after), "migrate ADDRESS"
+ * (live migration to a vmmkit-run --incoming ADDRESS; on success this one
+ * exits 0); each gets one line back ("ok <state>" or "error <reason>").
+ * --restore starts from such a snapshot, --incoming from a migration
+ * (ADDRESS: unix:PATH or tcp:HOST:PORT), instead of a kernel: give either
+ * the same disks, in the same order.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +38,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <netdb.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,6 +56,7 @@ typedef struct Args {
     int ndisks;
     const char *api_socket;
     const char *restore;        /* a snapshot to start from, or NULL */
+    const char *incoming;       /* an address to receive a migration on, or NULL */
     bool memory_set, cpus_set;
     bool seccomp;
     bool seccomp_log;
@@ -68,6 +73,7 @@ static void usage(FILE *f)
             "                  [--api-socket PATH] [--seccomp on|off|log] [--kernel-unpack host|guest]\n"
             "                  [--kvm-check on|off] [--console-timeout SECONDS] [--verbose]\n"
             "       vmmkit-run --restore SNAPSHOT [--disk PATH[,readonly]]... [options]\n"
+            "       vmmkit-run --incoming unix:PATH|tcp:HOST:PORT [--disk ...]... [options]\n"
             "KERNEL: a bzImage, or an uncompressed x86-64 vmlinux (ELF; no KASLR).\n"
             "  A bzImage's xz or gzip payload is unpacked by the kernel's own\n"
             "  decompressor (guest, the default) or by the VMM (host: no KASLR).\n"
@@ -123,6 +129,7 @@ static int parse_args(int argc, char **argv, Args *a)
         { "console-timeout", required_argument, NULL, 'T' },
         { "verbose", no_argument, NULL, 'v' },
         { "restore", required_argument, NULL, 'R' },
+        { "incoming", required_argument, NULL, 'I' },
         { "help", no_argument, NULL, 'h' },
         { 0, 0, 0, 0 },
     };
@@ -141,6 +148,7 @@ static int parse_args(int argc, char **argv, Args *a)
         case 'i': a->mo.initrd = optarg; break;
         case 'a': a->mo.cmdline = optarg; break;
         case 'R': a->restore = optarg; break;
+        case 'I': a->incoming = optarg; break;
         case 'd': {
             if (a->ndisks == MAX_DISKS) {
                 fprintf(stderr, "vmmkit-run: at most %d disks\n", MAX_DISKS);
@@ -230,7 +238,7 @@ static int parse_args(int argc, char **argv, Args *a)
         default: usage(stderr); return -1;
         }
     }
-    if (optind != argc || (!a->mo.kernel && !a->restore)) {
+    if (optind != argc || (!a->mo.kernel && !a->restore && !a->incoming)) {
         usage(stderr);
         return -1;
     }
@@ -287,6 +295,76 @@ static int listen_unix(const char *path)
     return fd;
 }
 
+/* A stream socket for "unix:PATH" or "tcp:HOST:PORT": connected, or (with
+ * @listening) the first connection accepted on it.  -errno on failure. */
+static int open_address(const char *addr, bool listening)
+{
+    int fd = -1, ls = -1, r = 0;
+    if (!strncmp(addr, "unix:", 5)) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        if (strlen(addr + 5) >= sizeof(sa.sun_path)) {
+            return -ENAMETOOLONG;
+        }
+        strcpy(sa.sun_path, addr + 5);
+        int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (s < 0) {
+            return -errno;
+        }
+        if (listening) {
+            unlink(sa.sun_path);
+            r = bind(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(s, 1) < 0 ? -errno : 0;
+            ls = s;
+        } else {
+            r = connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
+            fd = s;
+        }
+    } else if (!strncmp(addr, "tcp:", 4)) {
+        char host[256];
+        const char *colon = strrchr(addr + 4, ':');
+        if (!colon || (size_t)(colon - addr - 4) >= sizeof(host)) {
+            return -EINVAL;
+        }
+        memcpy(host, addr + 4, (size_t)(colon - addr - 4));
+        host[colon - addr - 4] = '\0';
+        struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                                  .ai_flags = listening ? AI_PASSIVE : 0 }, *ai = NULL;
+        if (getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai) != 0 || !ai) {
+            return -EHOSTUNREACH;
+        }
+        int s = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (s < 0) {
+            freeaddrinfo(ai);
+            return -errno;
+        }
+        int one = 1;
+        setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (listening) {
+            r = bind(s, ai->ai_addr, ai->ai_addrlen) < 0 || listen(s, 1) < 0 ? -errno : 0;
+            ls = s;
+        } else {
+            r = connect(s, ai->ai_addr, ai->ai_addrlen) < 0 ? -errno : 0;
+            fd = s;
+        }
+        freeaddrinfo(ai);
+    } else {
+        return -EINVAL;
+    }
+    if (r == 0 && listening) {
+        fd = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
+        r = fd < 0 ? -errno : 0;
+    }
+    if (ls >= 0) {
+        close(ls);
+        if (!strncmp(addr, "unix:", 5)) {
+            unlink(addr + 5);
+        }
+    }
+    if (r < 0 && fd >= 0) {
+        close(fd);
+    }
+    return r < 0 ? r : fd;
+}
+
 typedef struct Client {
     int fd;
     char buf[128];
@@ -323,11 +401,35 @@ static int snapshot_to(VmmMachine *m, const char *path)
     return r;
 }
 
+static bool migrated;               /* "migrate" succeeded: exit 0 */
+
+/* "migrate ADDRESS": blocks the main loop until the destination runs or
+ * the migration failed (the guest then goes on here). */
+static int migrate_to(VmmMachine *m, const char *addr)
+{
+    int fd = open_address(addr, false);
+    if (fd < 0) {
+        return fd;
+    }
+    VmmMigrateStats st = { .size = sizeof(st) };
+    int r = vmm_machine_migrate(m, fd, NULL, &st);
+    close(fd);
+    if (r == 0) {
+        migrated = true;
+        fprintf(stderr, "vmmkit-run: migrated to %s: %.1f ms in all, %.1f ms paused, "
+                "%u rounds, %llu pages\n", addr, st.total_ns / 1e6, st.downtime_ns / 1e6,
+                st.rounds, (unsigned long long)st.pages_sent);
+    }
+    return r;
+}
+
 static void control_command(VmmMachine *m, int fd, char *cmd)
 {
     int r = 0;
     if (!strncmp(cmd, "snapshot ", 9) && cmd[9]) {
         r = snapshot_to(m, cmd + 9);
+    } else if (!strncmp(cmd, "migrate ", 8) && cmd[8]) {
+        r = migrate_to(m, cmd + 8);
     } else if (!strcmp(cmd, "pause")) {
         r = vmm_machine_pause(m);
     } else if (!strcmp(cmd, "resume")) {
@@ -634,6 +736,21 @@ static VmmMachine *build(Args *a)
     if (a->restore) {
         m = restore(a);
         a->restore = NULL;          /* a reboot boots the kernel, if any */
+    } else if (a->incoming) {
+        int fd = open_address(a->incoming, true);
+        if (fd < 0) {
+            fprintf(stderr, "vmmkit-run: --incoming %s: %s\n", a->incoming, vmm_strerror(fd));
+            return NULL;
+        }
+        VmmMachineOptions o = a->mo;
+        o.memory = a->memory_set ? o.memory : 0;
+        o.cpus = a->cpus_set ? o.cpus : 0;
+        m = vmm_machine_incoming(&o, fd, &err);
+        close(fd);                  /* the machine keeps what it needs */
+        a->incoming = NULL;
+        if (!m) {
+            fprintf(stderr, "vmmkit-run: incoming migration: %s\n", vmm_strerror(err));
+        }
     } else if (!a->mo.kernel) {
         fprintf(stderr, "vmmkit-run: the restored guest rebooted and there is no --kernel\n");
         return NULL;
@@ -735,6 +852,8 @@ int main(int argc, char **argv)
         }
         if (st == VMM_MACHINE_POWEROFF) {
             status = 0;
+        } else if (st == VMM_MACHINE_STOPPED && migrated) {
+            status = 0;             /* the guest runs elsewhere now */
         } else if (st == VMM_MACHINE_STOPPED) {
             fprintf(stderr, "vmmkit-run: stopped\n");
             status = 130;
