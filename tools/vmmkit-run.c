@@ -707,6 +707,17 @@ static int check_kvm(const Args *a)
     return 0;
 }
 
+/* The options of a machine from a snapshot or a migration: its size and
+ * vCPUs are the sender's unless --memory/--cpus say otherwise (then they
+ * must match). */
+static VmmMachineOptions saved_options(const Args *a)
+{
+    VmmMachineOptions o = a->mo;
+    o.memory = a->memory_set ? o.memory : 0;
+    o.cpus = a->cpus_set ? o.cpus : 0;
+    return o;
+}
+
 /* The machine from the snapshot --restore names; its size and vCPUs
  * are the snapshot's unless --memory/--cpus say otherwise (then they must
  * match). */
@@ -718,9 +729,7 @@ static VmmMachine *restore(const Args *a)
         fprintf(stderr, "vmmkit-run: %s: %s\n", a->restore, strerror(errno));
         return NULL;
     }
-    VmmMachineOptions o = a->mo;
-    o.memory = a->memory_set ? o.memory : 0;
-    o.cpus = a->cpus_set ? o.cpus : 0;
+    VmmMachineOptions o = saved_options(a);
     VmmMachine *m = vmm_machine_restore(&o, fd, &err);
     close(fd);
     if (!m) {
@@ -742,9 +751,7 @@ static VmmMachine *build(Args *a)
             fprintf(stderr, "vmmkit-run: --incoming %s: %s\n", a->incoming, vmm_strerror(fd));
             return NULL;
         }
-        VmmMachineOptions o = a->mo;
-        o.memory = a->memory_set ? o.memory : 0;
-        o.cpus = a->cpus_set ? o.cpus : 0;
+        VmmMachineOptions o = saved_options(a);
         m = vmm_machine_incoming(&o, fd, &err);
         close(fd);                  /* the machine keeps what it needs */
         a->incoming = NULL;

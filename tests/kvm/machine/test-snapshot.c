@@ -122,33 +122,17 @@ static int open_console(int p[2])
 
 /* ---- Child: the source ---------------------------------------------------------- */
 
+static VmmMachine *boot_to_round3(const char *vmlinuz, const char *initramfs,
+                                  const char *disk, int p[2], Console *con);
+
 static int run_source(const char *vmlinuz, const char *initramfs, const char *disk,
                       const char *snap)
 {
     static Console con;
     int p[2];
-    if (open_console(p) < 0) {
-        return 10;
-    }
-    VmmMachineOptions o = { .size = sizeof(o), .kernel = vmlinuz, .initrd = initramfs,
-                            .cmdline = "console=ttyS0 quiet panic=-1 vmmkit.mode=soak",
-                            .memory = MEM, .cpus = 2, .console_out_fd = p[1] };
-    int err = 0;
-    VmmMachine *m = vmm_machine_new(&o, &err);
-    if (!m || vmm_machine_add_disk(m, disk, false) < 0 || vmm_machine_start(m) < 0) {
-        printf("\nSOURCE-ERROR build or start: %s\n", vmm_strerror(err));
+    VmmMachine *m = boot_to_round3(vmlinuz, initramfs, disk, p, &con);
+    if (!m) {
         return 11;
-    }
-    double t0 = now();
-    while (last_count(con.buf) < 3) {
-        struct pollfd pf[2] = { { .fd = p[0], .events = POLLIN },
-                                { .fd = vmm_machine_event_fd(m), .events = POLLIN } };
-        poll(pf, 2, 200);
-        con_drain(p[0], &con, STDOUT_FILENO);
-        if (pf[1].revents || now() - t0 > 400 || strstr(con.buf, "VMMKIT-FAIL")) {
-            printf("\nSOURCE-ERROR the guest ended or stalled before round 3\n");
-            return 12;
-        }
     }
     if (vmm_machine_pause(m) < 0) {
         printf("\nSOURCE-ERROR pause\n");
