@@ -31,6 +31,11 @@ VMM_BEGIN_DECLS
 typedef struct VmmMachine VmmMachine;
 typedef struct VmmVm VmmVm;
 typedef struct VmmKvmOps VmmKvmOps;
+/* From vmmkit/aio.h, vmmkit/memory.h, vmmkit/virtio.h (repeating a typedef
+ * is valid C11). */
+typedef struct VmmAioContext VmmAioContext;
+typedef struct VmmGuestMemory VmmGuestMemory;
+typedef struct VmmVirtioDevice VmmVirtioDevice;
 
 #define VMM_MACHINE_MAX_CPUS 64
 
@@ -108,9 +113,93 @@ VMM_EXPORT const char *vmm_machine_state_name(VmmMachineState st);
 VMM_EXPORT VmmMachine *vmm_machine_new(const VmmMachineOptions *opts, int *errp);
 
 /*
+ * ---- Composing the machine ----------------------------------------------
+ *
+ * Between vmm_machine_new() and vmm_machine_start() the caller puts devices
+ * into the machine: the library's (disks, console, RNG) and its own - a
+ * virtio device of any type on the machine's virtio-pci bus, or a plain
+ * port I/O or MMIO region.  The PCI bus (which the guest scans) and the
+ * ACPI tables (written at start) describe what was added.  Every
+ * vmm_machine_add_*() is main loop, before start (-EINVAL after).
+ */
+
+/* The guest's RAM, for creating devices that do DMA (vmm_virtio_device_new).
+ * The machine holds it until vmm_machine_free().  Any thread. */
+VMM_EXPORT VmmGuestMemory *vmm_machine_guest_memory(VmmMachine *m);
+
+/*
+ * The machine's device context: the AioContext of the iothread that runs
+ * the machine's virtio queues (created on first use).  A device of the
+ * caller's may put its own fd handlers, timers and bottom halves there;
+ * it removes them before vmm_machine_free(), which ends the iothread.
+ * NULL with *errp = -errno when the iothread cannot start.  Main loop.
+ */
+VMM_EXPORT VmmAioContext *vmm_machine_device_context(VmmMachine *m, int *errp);
+
+typedef struct VmmMachineVirtioOptions {
+    size_t size;                /* sizeof(VmmMachineVirtioOptions) */
+    uint32_t pci_class;         /* 24-bit PCI class code; 0: 0xff0000 (other) */
+    /* The context every queue of the device is processed in (the machine
+     * sets it with vmm_virtio_queue_set_context); NULL: the machine's
+     * device context (vmm_machine_device_context). */
+    VmmAioContext *context;
+} VmmMachineVirtioOptions;
+
+/*
+ * Put the caller's virtio device @vdev (vmmkit/virtio.h, created on
+ * vmm_machine_guest_memory(m)) into the next PCI slot behind a modern
+ * virtio-pci function, wired as the machine's own disks are: MSI-X vectors
+ * through KVM irqfds (KVM_SIGNAL_MSI where that fails), each queue's
+ * doorbell a KVM ioeventfd the queue's context watches (an MMIO exit
+ * where that fails), vmm_machine_pause() quiescing it through the device
+ * model.  The machine installs the device's interrupt callback, sets every
+ * queue's context (@opts) and host notifier: the caller changes none of
+ * them.  @opts may be NULL (defaults).
+ *
+ * The caller keeps @vdev: it frees it after vmm_machine_free(), which
+ * resets the device (waiting for the requests it has in flight) and
+ * detaches it (no interrupt callback, no host notifier, no queue context).
+ *
+ * 0, -EINVAL (@vdev NULL, after start, @vdev already added, more queues
+ * than the transport has (64), a bad @opts size or class), -ENOSPC (the
+ * bus is full: 31 devices, the disks counted), -EBUSY (a queue already has
+ * a host notifier), -ENOMEM, or the errno of starting the iothread.
+ * Main loop.
+ */
+VMM_EXPORT int vmm_machine_add_virtio(VmmMachine *m, VmmVirtioDevice *vdev,
+                                      const VmmMachineVirtioOptions *opts);
+
+/* A region's accesses: @off from the region's base, @size 1, 2, 4 or 8. */
+typedef struct VmmMachineIoOps {
+    size_t size;                /* sizeof(VmmMachineIoOps) */
+    uint64_t (*read)(void *opaque, uint64_t off, unsigned size);
+    void (*write)(void *opaque, uint64_t off, uint64_t val, unsigned size);
+} VmmMachineIoOps;
+
+/*
+ * Give guest port I/O (@pio) or MMIO accesses to [@base, @base + @len) to
+ * @ops (read returns the value, all ones when NULL; write NULL drops).
+ * The callbacks run on the vCPU thread that accessed the region, one at a
+ * time per region (a lock of the region's own, taken by the machine), and
+ * without the machine's device lock: they may call any vmmkit function a
+ * vCPU thread may call (e.g. raise a virtio interrupt, vmm_vm_set_irq),
+ * but not wait for the main loop.  The DSDT describes the region as a
+ * motherboard resource (PNP0C02), so the guest OS allocates nothing there.
+ *
+ * 0, -EINVAL (after start, @ops NULL or too small, @len 0, a range that
+ * wraps or, for ports, passes 0xffff), -EEXIST (it overlaps the machine's
+ * RAM, its PCI window, the I/O APIC or local APIC page, a port of its own
+ * or of KVM's in-kernel PIC/PIT, or another region), -ENOSPC (16 regions
+ * already), -ENOMEM.  Main loop.
+ */
+VMM_EXPORT int vmm_machine_add_io_region(VmmMachine *m, bool pio, uint64_t base,
+                                         uint64_t len, const VmmMachineIoOps *ops,
+                                         void *opaque);
+
+/*
  * Add a virtio-blk disk backed by the image file @path (raw), read-only if
- * @readonly.  Before vmm_machine_start() (-EINVAL after; also more disks
- * than the bus has slots).  Returns 0 or the errno of
+ * @readonly.  Before vmm_machine_start() (-EINVAL after; -ENOSPC when the
+ * bus is full).  Returns 0 or the errno of
  * opening the image (a message names it).  Main loop.
  */
 VMM_EXPORT int vmm_machine_add_disk(VmmMachine *m, const char *path, bool readonly);
@@ -118,9 +207,9 @@ VMM_EXPORT int vmm_machine_add_disk(VmmMachine *m, const char *path, bool readon
 /*
  * Add a virtio-blk disk on a block graph described by @options (the
  * syntax of vmm_block_open(), e.g. a fault-injection filter over a file).
- * Before vmm_machine_start().  Returns 0, -EINVAL (after start, or more
- * disks than the bus has slots), -ENOMEM, or the error of opening the
- * graph (a message names it).  Main loop.
+ * Before vmm_machine_start().  Returns 0, -EINVAL (after start), -ENOSPC
+ * (the bus is full), -ENOMEM, or the error of opening the graph (a message
+ * names it).  Main loop.
  */
 VMM_EXPORT int vmm_machine_add_block(VmmMachine *m, const char *options, bool readonly);
 
@@ -218,6 +307,22 @@ VMM_EXPORT int vmm_machine_snapshot(VmmMachine *m, int fd);
 VMM_EXPORT VmmMachine *vmm_machine_restore(const VmmMachineOptions *opts, int fd,
                                            int *errp);
 
+typedef struct VmmMigrateOptions {
+    size_t size;                /* sizeof(VmmMigrateOptions) */
+    uint32_t max_rounds;        /* pre-copy rounds after the first pass; 0: 10 */
+    uint64_t downtime_ns;       /* the pause's budget; 0: 50 ms */
+} VmmMigrateOptions;
+
+typedef struct VmmMigrateStats {
+    size_t size;                /* sizeof(VmmMigrateStats), set by the caller */
+    uint32_t rounds;            /* rounds after the first pass */
+    uint64_t pages_sent;        /* RAM pages sent in all */
+    uint64_t final_pages;       /* ... of them while paused */
+    uint64_t bytes_sent;        /* the whole stream */
+    uint64_t total_ns;          /* the call, until the destination's answer */
+    uint64_t downtime_ns;       /* paused until the destination's answer */
+} VmmMigrateStats;
+
 /*
  * Live migration (docs/machine.md, "Live migration") over a connected
  * stream @fd (a Unix or TCP socket, a pipe).
@@ -248,22 +353,6 @@ VMM_EXPORT VmmMachine *vmm_machine_restore(const VmmMachineOptions *opts, int fd
  * message names it), -EPIPE (the stream ended early), or what
  * vmm_machine_new returns.  Main loop.
  */
-typedef struct VmmMigrateOptions {
-    size_t size;                /* sizeof(VmmMigrateOptions) */
-    uint32_t max_rounds;        /* pre-copy rounds after the first pass; 0: 10 */
-    uint64_t downtime_ns;       /* the pause's budget; 0: 50 ms */
-} VmmMigrateOptions;
-
-typedef struct VmmMigrateStats {
-    size_t size;                /* sizeof(VmmMigrateStats), set by the caller */
-    uint32_t rounds;            /* rounds after the first pass */
-    uint64_t pages_sent;        /* RAM pages sent in all */
-    uint64_t final_pages;       /* ... of them while paused */
-    uint64_t bytes_sent;        /* the whole stream */
-    uint64_t total_ns;          /* the call, until the destination's answer */
-    uint64_t downtime_ns;       /* paused until the destination's answer */
-} VmmMigrateStats;
-
 VMM_EXPORT int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
                                    VmmMigrateStats *stats);
 VMM_EXPORT void vmm_machine_migrate_cancel(VmmMachine *m);

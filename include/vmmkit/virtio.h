@@ -134,6 +134,9 @@ VMM_EXPORT VmmDevice *vmm_virtio_device_get_device(VmmVirtioDevice *vdev);
 VMM_EXPORT uint16_t vmm_virtio_device_id(VmmVirtioDevice *vdev);
 /* The number of queues.  Any thread. */
 VMM_EXPORT unsigned vmm_virtio_num_queues(VmmVirtioDevice *vdev);
+/* Bytes of device configuration space (VmmVirtioDeviceOps.config_size).
+ * Any thread. */
+VMM_EXPORT uint32_t vmm_virtio_config_size(VmmVirtioDevice *vdev);
 /* Queue @idx, or NULL when @idx >= the number of queues.  Any thread. */
 VMM_EXPORT VmmVirtqueue *vmm_virtio_get_queue(VmmVirtioDevice *vdev, unsigned idx);
 

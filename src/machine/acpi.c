@@ -256,6 +256,64 @@ static void build_com1(Buf *b)
     putn(b, dev, db.pos);
 }
 
+/*
+ * Device (RESn) { _HID PNP0C02, _UID n, _CRS { one consumer Word I/O or
+ * QWord memory range } }: a region of the VMM's outside PCI, reserved.
+ */
+static void build_region(Buf *b, unsigned n, const AcpiRegion *r)
+{
+    uint8_t crs[64], dev[128];
+    Buf cb = { .p = crs, .len = sizeof(crs) };
+    if (r->pio) {
+        put8(&cb, 0x88);                  /* Word address space descriptor */
+        put16(&cb, 13);
+        put8(&cb, 1);                     /* I/O */
+        put8(&cb, 0x0d);                  /* min, max fixed; consumer */
+        put8(&cb, 3);                     /* ISA and non-ISA ranges */
+        put16(&cb, 0);
+        put16(&cb, (uint16_t)r->base);
+        put16(&cb, (uint16_t)(r->base + r->len - 1));
+        put16(&cb, 0);
+        put16(&cb, (uint16_t)r->len);
+    } else {
+        put8(&cb, 0x8a);                  /* QWord address space descriptor */
+        put16(&cb, 43);
+        put8(&cb, 0);                     /* memory */
+        put8(&cb, 0x0d);                  /* min, max fixed; consumer */
+        put8(&cb, 0x01);                  /* read-write, non-cacheable */
+        put64(&cb, 0);
+        put64(&cb, r->base);
+        put64(&cb, r->base + r->len - 1);
+        put64(&cb, 0);
+        put64(&cb, r->len);
+    }
+    put8(&cb, 0x79);                      /* end tag */
+    put8(&cb, 0);
+    Buf db = { .p = dev, .len = sizeof(dev) };
+    static const char hex[] = "0123456789ABCDEF";
+    char name[4] = { 'R', 'E', 'S', hex[n & 15] };
+    putn(&db, name, 4);
+    put8(&db, 0x08);                      /* Name (_HID, EisaId ("PNP0C02")) */
+    putn(&db, "_HID", 4);
+    put8(&db, 0x0c);
+    put32(&db, 0x020cd041);
+    put8(&db, 0x08);                      /* Name (_UID, n) */
+    putn(&db, "_UID", 4);
+    put8(&db, 0x0a);
+    put8(&db, (uint8_t)n);
+    put8(&db, 0x08);                      /* Name (_CRS, Buffer () {...}) */
+    putn(&db, "_CRS", 4);
+    put8(&db, 0x11);
+    aml_pkglen(&db, 2 + cb.pos);
+    put8(&db, 0x0a);
+    put8(&db, (uint8_t)cb.pos);
+    putn(&db, crs, cb.pos);
+    put8(b, 0x5b);                        /* DeviceOp */
+    put8(b, 0x82);
+    aml_pkglen(b, db.pos);
+    putn(b, dev, db.pos);
+}
+
 static size_t build_dsdt(Buf *b, const AcpiConfig *cfg)
 {
     size_t at = table_begin(b, "DSDT", 2);
@@ -294,6 +352,9 @@ static size_t build_dsdt(Buf *b, const AcpiConfig *cfg)
     aml_pkglen(b, db.pos);
     putn(b, dev, db.pos);
     build_com1(b);
+    for (unsigned i = 0; i < cfg->nregions; i++) {
+        build_region(b, i, &cfg->regions[i]);
+    }
     table_end(b, at);
     return at;
 }
@@ -302,8 +363,16 @@ long acpi_build(uint8_t *p, size_t len, uint64_t gpa, const AcpiConfig *cfg)
 {
     if (!cfg || cfg->ncpus == 0 || cfg->ncpus > ACPI_MAX_CPUS ||
         cfg->pci_mmio_start >= cfg->pci_mmio_end ||
-        cfg->pci_mmio_end > (1ull << 32) || gpa + len > (1ull << 32)) {
+        cfg->pci_mmio_end > (1ull << 32) || gpa + len > (1ull << 32) ||
+        cfg->nregions > ACPI_MAX_REGIONS || (cfg->nregions && !cfg->regions)) {
         return -EINVAL;
+    }
+    for (unsigned i = 0; i < cfg->nregions; i++) {
+        const AcpiRegion *r = &cfg->regions[i];
+        if (r->len == 0 || r->base + r->len < r->base ||
+            (r->pio && r->base + r->len > 0x10000)) {
+            return -EINVAL;
+        }
     }
     memset(p, 0, len);
     Buf b = { .p = p, .len = len };

@@ -12,6 +12,7 @@
 #ifndef VMM_MACHINE_ACPI_H
 #define VMM_MACHINE_ACPI_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,10 +30,21 @@
 #define ACPI_IOAPIC_ADDR 0xfec00000u
 #define ACPI_LAPIC_ADDR  0xfee00000u
 
+/* A range a device of the VMM decodes outside PCI: the DSDT describes it
+ * as a motherboard resource (Device RESn, _HID PNP0C02) so that the OS
+ * puts nothing else there. */
+typedef struct AcpiRegion {
+    bool pio;                  /* port I/O (base + len <= 0x10000), else memory */
+    uint64_t base, len;        /* len >= 1 */
+} AcpiRegion;
+#define ACPI_MAX_REGIONS 16
+
 typedef struct AcpiConfig {
     uint32_t ncpus;            /* 1..ACPI_MAX_CPUS; APIC ids 0..ncpus-1 */
     uint64_t pci_mmio_start;   /* the 32-bit PCI memory window */
     uint64_t pci_mmio_end;     /* exclusive, at most 4 GiB */
+    const AcpiRegion *regions; /* nregions entries (<= ACPI_MAX_REGIONS) */
+    unsigned nregions;
 } AcpiConfig;
 
 /*

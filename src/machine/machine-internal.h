@@ -13,10 +13,14 @@
 #include "machine/irq-handoff.h"
 #include "machine/pci.h"
 #include "machine/serial.h"
+#include "machine/virtio-pci.h"
 #include "machine/x86-boot.h"
 #include "util/lock.h"
 
-#define MACHINE_MAX_PCI 8
+/* PCI slots for devices (slot 0 is the host bridge). */
+#define MACHINE_MAX_PCI (PCI_SLOTS - 1)
+/* User PIO/MMIO regions (vmm_machine_add_io_region). */
+#define MACHINE_MAX_REGIONS 16
 
 typedef struct VmmMachinePciDev VmmMachinePciDev;
 /* A PCI function's BAR accesses, called with the machine's lock held (the
@@ -29,8 +33,69 @@ struct VmmMachinePciDev {
     void *opaque;
 };
 
-typedef struct MachineDisk MachineDisk;
 typedef struct MachineRestore MachineRestore;
+
+/*
+ * What a device the library builds for the machine (a disk, the console,
+ * the RNG) does beside the glue.  A user's device (vmm_machine_add_virtio)
+ * has none: the machine resets it at teardown and leaves it to the caller.
+ */
+typedef struct MachineVirtioClass {
+    /* Main loop, vCPUs stopped, before the glue goes: let the device
+     * finish what it has in flight (a disk drains its BlockBackend).
+     * NULL: the machine resets the device through its status and waits
+     * for the reset. */
+    void (*drain)(void *priv);
+    /* Main loop, after the glue went, before the iothread goes: free the
+     * device and @priv.  NULL: the caller owns the device. */
+    void (*free)(void *priv);
+    /* Optional: add the device's counters (machine lock held). */
+    void (*stats)(void *priv, VmmMachineStats *st);
+} MachineVirtioClass;
+
+/* An MSI-X vector's irqfd: n != NULL and gsi >= 0 when it has one. */
+typedef struct MachineVirtioVector {
+    VmmEventNotifier *n;
+    int gsi;
+} MachineVirtioVector;
+
+/*
+ * A virtio device on the machine's virtio-pci bus (machine-virtio.c): its
+ * transport, MSI-X vectors on irqfds, doorbells on ioeventfds.  Fields
+ * marked "lock" are guarded by m->lock.
+ */
+typedef struct MachineVirtio {
+    VmmMachine *m;
+    unsigned index;                     /* in m->virtio[]: the handoff source */
+    VmmVirtioDevice *vdev;
+    const MachineVirtioClass *cls;      /* NULL: a user's device */
+    void *priv;                         /* the class's */
+    bool set_contexts;                  /* the machine set the queues' contexts */
+    VirtioPci t;                        /* lock */
+    VmmMachinePciDev pcidev;
+    bool paused;                        /* main loop */
+    bool no_irqfd;                      /* lock; routes unavailable: signal_msi only */
+    MachineVirtioVector vec[VPCI_MAX_VECTORS];  /* lock */
+    VmmEventNotifier *bell[VPCI_MAX_QUEUES];    /* set at creation, attached to the queues */
+    /* lock: ioeventfd registered there, or UINT64_MAX */
+    uint64_t bell_gpa[VPCI_MAX_QUEUES];
+    /* Interrupts raised by the virtio core, not yet given to the transport
+     * (atomic; set by the interrupt callback, taken by machine_virtio_deliver). */
+    uint64_t irq_queues;                /* bit q: queue q */
+    bool irq_config;
+    /* Statistics (atomic, relaxed). */
+    uint64_t irqfd_signals, msi_injections;
+} MachineVirtio;
+
+/* A user's PIO or MMIO region (vmm_machine_add_io_region). */
+typedef struct MachineRegion {
+    VmmMachine *m;
+    bool pio;
+    uint64_t base, len;
+    VmmMachineIoOps ops;
+    void *opaque;
+    VmmMutex lock;                      /* serialises the region's callbacks */
+} MachineRegion;
 
 struct VmmMachine {
     VmmVm *vm;
@@ -44,11 +109,11 @@ struct VmmMachine {
     int console_fd;
 
     /* The device lock (see machine.c).  It guards the fields marked
-     * "lock" below and in MachineDisk.  (clang's guarded_by cannot name a
+     * "lock" below and in MachineVirtio.  (clang's guarded_by cannot name a
      * sibling field in C before clang 19's late-parsed attributes: the
      * functions touching them carry VMM_REQUIRES(m->lock) instead.) */
     VmmMutex lock;
-    IrqHandoff irqs;               /* sources: disk indexes (machine-disk.c) */
+    IrqHandoff irqs;               /* sources: m->virtio[] indexes (machine-virtio.c) */
     PciBus bus;                    /* lock */
     PciDevice host_bridge;         /* lock */
     VmmMachinePciDev *pci[MACHINE_MAX_PCI];     /* lock */
@@ -56,9 +121,12 @@ struct VmmMachine {
     uint64_t next_mmio;            /* main loop, before start */
     Serial serial;                 /* lock */
 
-    MachineDisk *disks[MACHINE_MAX_PCI];        /* lock */
-    unsigned ndisks;               /* lock */
-    VmmIOThread *iothread;         /* runs the disks' queues */
+    /* The virtio devices, in the order added (the PCI slot order). */
+    MachineVirtio *virtio[MACHINE_MAX_PCI];     /* lock */
+    unsigned nvirtio;              /* lock */
+    VmmIOThread *iothread;         /* the device context: runs the queues */
+    MachineRegion *regions[MACHINE_MAX_REGIONS];    /* main loop, before start */
+    unsigned nregions;
 
     MachineRestore *restore;       /* main loop: pending until start */
     int ack_fd;                    /* migrated: the source waits for a word here */
@@ -78,7 +146,7 @@ void machine_unlock(VmmMachine *m) VMM_RELEASE(m->lock);
 
 /* The caller holds m->lock, though the analysis cannot see it: a callback
  * through a function pointer (VmmMachinePciDev, VirtioPciOps, the
- * handoff's deliver) or a device reached through m->disks[].  Debug builds
+ * handoff's deliver) or a device reached through m->virtio[].  Debug builds
  * check that somebody holds it. */
 void machine_assert_locked(VmmMachine *m) VMM_ASSERT_CAPABILITY(m->lock);
 
@@ -87,11 +155,23 @@ int machine_pci_add(VmmMachine *m, VmmMachinePciDev *d) VMM_REQUIRES(m->lock);
 /* A naturally aligned range of the PCI window for a BAR; 0 when full. */
 uint64_t machine_alloc_mmio(VmmMachine *m, uint64_t size);
 
-/* Device glue (machine-disk.c). */
+/* Virtio glue (machine-virtio.c). */
+/*
+ * Put @vdev on the bus behind a virtio-pci function of PCI class
+ * @pci_class, with its interrupt callback, doorbells and vectors wired.
+ * @ctx: the context every queue runs in (set here), or NULL when the device
+ * set its queues' contexts itself.  @cls/@priv: a library device's hooks
+ * (NULL for a user's device).  Main loop, before start.  -EINVAL (after
+ * start, a device already on the bus, too many queues), -ENOSPC (no slot
+ * or BAR space), -EBUSY (a queue already has a host notifier), -ENOMEM.
+ */
+int machine_virtio_add(VmmMachine *m, VmmVirtioDevice *vdev, uint32_t pci_class,
+                       VmmAioContext *ctx, const MachineVirtioClass *cls, void *priv)
+    VMM_EXCLUDES(m->lock);
 int machine_devices_start(VmmMachine *m);
 int machine_devices_pause(VmmMachine *m, bool pause) VMM_EXCLUDES(m->lock);
 void machine_devices_free(VmmMachine *m) VMM_EXCLUDES(m->lock);
-/* Snapshots (snapshot.c), per device in bus order (machine-disk.c): the
+/* Snapshots (snapshot.c), per device in bus order (machine-virtio-state.c): the
  * virtio device IDs (returns the count), a device's record size (0: no
  * such device), save (device paused) and load (before start). */
 unsigned machine_device_ids(VmmMachine *m, uint16_t *ids, unsigned max) VMM_EXCLUDES(m->lock);
@@ -114,7 +194,7 @@ VmmMachine *machine_new(const VmmMachineOptions *o, bool boot, int *errp);
 void machine_migration_ack(VmmMachine *m, bool ok);
 void machine_restore_free(MachineRestore *r);
 
-/* The handoff's deliver (m->irqs): disk @src's pending interrupts. */
-void machine_disk_deliver(void *opaque, unsigned src);
+/* The handoff's deliver (m->irqs): virtio device @src's pending interrupts. */
+void machine_virtio_deliver(void *opaque, unsigned src);
 
 #endif

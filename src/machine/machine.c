@@ -6,10 +6,11 @@
  *
  * Locking: m->lock (the device lock, a plain non-recursive VmmMutex)
  * serialises every device model - PCI bus and config space, the UART, the
- * virtio-pci transports and the disks' MSI-X vectors and doorbells - against
- * the vCPU threads that access them (port and MMIO exits), the main loop
- * (console input, statistics, creation and teardown) and the disk
- * iothread (interrupts).  The fields it guards are marked "lock" in
+ * virtio-pci transports and the virtio devices' MSI-X vectors and
+ * doorbells - against the vCPU threads that access them (port and MMIO
+ * exits), the main loop (console input, statistics, creation and teardown)
+ * and the device iothread (interrupts).  The caller's own PIO/MMIO regions
+ * are outside it: each has a lock of its own around its callbacks.  The fields it guards are marked "lock" in
  * machine-internal.h and machine-disk.c; the functions that touch them
  * carry VMM_REQUIRES(m->lock) (clang 14 cannot attach guarded_by to a
  * field naming a sibling field in C), and callbacks reached through a
@@ -332,11 +333,7 @@ static int load_linux(VmmMachine *m, const VmmMachineOptions *o)
     memcpy(m->host + X86_GDT_ADDR, gdt, sizeof(gdt));
     x86_page_tables_build(m->host + X86_PML4_ADDR, X86_PT_END - X86_PML4_ADDR);
 
-    AcpiConfig ac = { .ncpus = m->cpus, .pci_mmio_start = X86_MMIO_HOLE_START,
-                      .pci_mmio_end = ACPI_IOAPIC_ADDR };
-    /* ACPI tables in 0xE0000-0xEFFFF; the reset vector sits at 0xFFFF0. */
-    long n = acpi_build(m->host + X86_BIOS_START, 0x10000, X86_BIOS_START, &ac);
-    r = n < 0 ? (int)n : 0;
+    /* The ACPI tables follow at start (build_acpi), once the devices are in. */
     x86_reset_stub(m->host + X86_RESET_VECTOR);
 out:
     free(head);
@@ -347,6 +344,23 @@ out:
         close(ifd);
     }
     return r;
+}
+
+/* The ACPI tables, describing what was added to the machine, in
+ * 0xE0000-0xEFFFF (the reset vector sits at 0xFFFF0).  Main loop, at start. */
+static int build_acpi(VmmMachine *m)
+{
+    AcpiRegion regs[MACHINE_MAX_REGIONS];
+    _Static_assert(MACHINE_MAX_REGIONS <= ACPI_MAX_REGIONS, "ACPI describes every region");
+    for (unsigned i = 0; i < m->nregions; i++) {
+        regs[i] = (AcpiRegion){ .pio = m->regions[i]->pio, .base = m->regions[i]->base,
+                                .len = m->regions[i]->len };
+    }
+    AcpiConfig ac = { .ncpus = m->cpus, .pci_mmio_start = X86_MMIO_HOLE_START,
+                      .pci_mmio_end = ACPI_IOAPIC_ADDR, .regions = regs,
+                      .nregions = m->nregions };
+    long n = acpi_build(m->host + X86_BIOS_START, 0x10000, X86_BIOS_START, &ac);
+    return n < 0 ? (int)n : 0;
 }
 
 static int setup_vcpu(VmmMachine *m, VmmVcpu *cpu, uint32_t id,
@@ -604,6 +618,97 @@ uint64_t machine_alloc_mmio(VmmMachine *m, uint64_t size)
     return at;
 }
 
+/* ---- The caller's PIO and MMIO regions ----------------------------------------- */
+
+static uint64_t region_read(void *opaque, uint64_t off, unsigned size)
+{
+    MachineRegion *rg = opaque;
+    uint64_t v = ~0ull;
+    if (rg->ops.read) {
+        vk_mutex_lock(&rg->lock);
+        v = rg->ops.read(rg->opaque, off, size);
+        vk_mutex_unlock(&rg->lock);
+    }
+    return v;
+}
+
+static void region_write(void *opaque, uint64_t off, uint64_t val, unsigned size)
+{
+    MachineRegion *rg = opaque;
+    if (rg->ops.write) {
+        vk_mutex_lock(&rg->lock);
+        rg->ops.write(rg->opaque, off, val, size);
+        vk_mutex_unlock(&rg->lock);
+    }
+}
+
+static const VmmIoOps region_ops = { .read = region_read, .write = region_write };
+
+static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+    return a < b + blen && b < a + alen;
+}
+
+/* Whether [base, base+len) touches what the machine (or KVM in the kernel)
+ * decodes itself: RAM, the PCI window and the APIC pages; the in-kernel
+ * PIC, PIT and ELCR ports.  The machine's own ports are registered: the
+ * registration refuses those. */
+static bool region_taken(VmmMachine *m, bool pio, uint64_t base, uint64_t len)
+{
+    if (pio) {
+        static const uint16_t kvm_ports[][2] = {
+            { 0x20, 2 }, { 0xa0, 2 }, { 0x40, 4 }, { 0x61, 1 }, { 0x4d0, 2 },
+        };
+        for (size_t i = 0; i < sizeof(kvm_ports) / sizeof(kvm_ports[0]); i++) {
+            if (overlaps(base, len, kvm_ports[i][0], kvm_ports[i][1])) {
+                return true;
+            }
+        }
+        return false;
+    }
+    return overlaps(base, len, 0, m->low_size) ||
+           (m->ram_size > m->low_size &&
+            overlaps(base, len, X86_MMIO_HOLE_END, m->ram_size - m->low_size)) ||
+           overlaps(base, len, X86_MMIO_HOLE_START, ACPI_IOAPIC_ADDR - X86_MMIO_HOLE_START) ||
+           overlaps(base, len, ACPI_IOAPIC_ADDR, 0x1000) ||
+           overlaps(base, len, ACPI_LAPIC_ADDR, 0x1000);
+}
+
+int vmm_machine_add_io_region(VmmMachine *m, bool pio, uint64_t base, uint64_t len,
+                              const VmmMachineIoOps *ops, void *opaque)
+{
+    if (vk_atomic_load_acquire(&m->state) != VMM_MACHINE_CREATED) {
+        return VMM_MISUSE_ERR(-EINVAL, "regions are added before start");
+    }
+    if (!ops || ops->size < sizeof(*ops) || len == 0 || base + len < base ||
+        (pio && base + len > 0x10000)) {
+        return VMM_MISUSE_ERR(-EINVAL, "bad I/O region 0x%" PRIx64 "+0x%" PRIx64, base, len);
+    }
+    if (region_taken(m, pio, base, len)) {
+        vk_error("machine: the %s range 0x%" PRIx64 "+0x%" PRIx64 " is the machine's",
+                 pio ? "port" : "MMIO", base, len);
+        return -EEXIST;
+    }
+    if (m->nregions >= MACHINE_MAX_REGIONS) {
+        return -ENOSPC;
+    }
+    MachineRegion *rg = calloc(1, sizeof(*rg));
+    if (!rg) {
+        return -ENOMEM;
+    }
+    *rg = (MachineRegion){ .m = m, .pio = pio, .base = base, .len = len, .ops = *ops,
+                           .opaque = opaque };
+    vk_mutex_init(&rg->lock);
+    int r = vmm_vm_register_io(m->vm, pio, base, len, &region_ops, rg);
+    if (r < 0) {
+        vk_mutex_destroy(&rg->lock);
+        free(rg);
+        return r;
+    }
+    m->regions[m->nregions++] = rg;
+    return 0;
+}
+
 /* ---- Memory and the VM -------------------------------------------------------- */
 
 static int setup_memory(VmmMachine *m)
@@ -820,7 +925,7 @@ VmmMachine *machine_new(const VmmMachineOptions *o, bool boot, int *errp)
         goto fail;
     }
     vk_mutex_init(&m->lock);
-    irq_handoff_init(&m->irqs, machine_disk_deliver, m);
+    irq_handoff_init(&m->irqs, machine_virtio_deliver, m);
     m->ram_size = o->memory;
     m->cpus = o->cpus;
     m->console_fd = o->console_out_fd;
@@ -856,8 +961,13 @@ int vmm_machine_start(VmmMachine *m)
     if (m->state != VMM_MACHINE_CREATED) {
         return VMM_MISUSE_ERR(-EINVAL, "machine already started");
     }
-    int r = machine_devices_start(m);
-    if (r == 0 && m->restore) {
+    /* A restored or migrated machine has its ACPI tables in its RAM. */
+    bool restoring = m->restore != NULL;
+    int r = restoring ? 0 : build_acpi(m);
+    if (r == 0) {
+        r = machine_devices_start(m);
+    }
+    if (r == 0 && restoring) {
         r = machine_restore_finish(m);
     }
     if (r < 0) {
@@ -984,6 +1094,10 @@ void vmm_machine_free(VmmMachine *m)
     machine_devices_free(m);
     if (m->vm) {
         vmm_vm_free(m->vm);
+    }
+    for (unsigned i = 0; i < m->nregions; i++) {   /* no vCPU calls them now */
+        vk_mutex_destroy(&m->regions[i]->lock);
+        free(m->regions[i]);
     }
     if (m->mem) {
         vmm_guest_memory_unref(m->mem);

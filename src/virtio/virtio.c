@@ -336,6 +336,11 @@ unsigned vmm_virtio_num_queues(VmmVirtioDevice *vdev)
     return vdev->num_queues;
 }
 
+uint32_t vmm_virtio_config_size(VmmVirtioDevice *vdev)
+{
+    return vdev->ops.config_size;
+}
+
 VmmVirtqueue *vmm_virtio_get_queue(VmmVirtioDevice *vdev, unsigned idx)
 {
     return idx < vdev->num_queues ? &vdev->vq[idx] : NULL;

@@ -129,6 +129,23 @@ static int vm_ioctl(FakeKvm *f, unsigned long req, void *arg)
     }
 }
 
+bool fake_msrs_any;
+
+/* With fake_msrs_any, a slot for any other MSR (NULL when all are taken). */
+static uint64_t *other_msr(FakeVcpu *v, uint32_t index)
+{
+    unsigned n = sizeof(v->msr_other_index) / sizeof(v->msr_other_index[0]);
+    for (unsigned i = 0; fake_msrs_any && i < n; i++) {
+        if (i == v->nmsr_other) {
+            v->msr_other_index[v->nmsr_other++] = index;
+        }
+        if (v->msr_other_index[i] == index) {
+            return &v->msr_other[i];
+        }
+    }
+    return NULL;
+}
+
 static int msrs(FakeVcpu *v, struct kvm_msrs *m, bool set)
 {
     if (set) {
@@ -137,7 +154,8 @@ static int msrs(FakeVcpu *v, struct kvm_msrs *m, bool set)
     for (uint32_t i = 0; i < m->nmsrs; i++) {
         uint64_t *p = m->entries[i].index == 0x10 ? &v->msr_tsc
                     : m->entries[i].index == 0xc0000081 ? &v->msr_star
-                    : m->entries[i].index == 0x277 ? &v->msr_pat : NULL;
+                    : m->entries[i].index == 0x277 ? &v->msr_pat
+                    : other_msr(v, m->entries[i].index);
         if (!p) {
             return (int)i;
         }

@@ -34,6 +34,10 @@ struct FakeVcpu {
     struct kvm_sregs sregs;
     struct kvm_mp_state mp;
     uint64_t msr_tsc, msr_star, msr_pat;
+    /* Other MSRs, when fake_msrs_any. */
+    uint32_t msr_other_index[32];
+    uint64_t msr_other[32];
+    unsigned nmsr_other;
     /* MSRs written by the last KVM_SET_MSRS. */
     uint32_t last_set_msrs[64];
     uint32_t nlast_set_msrs;
@@ -69,6 +73,9 @@ typedef struct FakeKvm {
 } FakeKvm;
 
 void fake_kvm_init(FakeKvm *f);
+/* KVM_GET/SET_MSRS accept any MSR (up to 32 others per vCPU), not only
+ * TSC, STAR and PAT: for programs that set up whole vCPUs (the machine). */
+extern bool fake_msrs_any;
 /* Options that make vmm_vm_new() use @f. */
 VmmVmOptions fake_vm_options(FakeKvm *f);
 void fake_fail(FakeKvm *f, unsigned long req, unsigned nth, int err);

@@ -141,6 +141,48 @@ static void test_errors(void **state)
     assert_int_equal(acpi_build(small, sizeof(small), BASE, &cfg), -EINVAL);
 }
 
+/* Regions of the VMM's own outside PCI: one PNP0C02 device each, with the
+ * range as a consumer resource, after COM1; the table's checksum holds. */
+static void test_regions(void **state)
+{
+    (void)state;
+    uint8_t *buf = malloc(LEN);
+    AcpiRegion regs[2] = { { .pio = true, .base = 0x510, .len = 4 },
+                           { .pio = false, .base = 0xfef00000, .len = 0x1000 } };
+    AcpiConfig cfg = { .ncpus = 1, .pci_mmio_start = 0xc0000000,
+                       .pci_mmio_end = 0xfec00000, .regions = regs, .nregions = 2 };
+    assert_true(acpi_build(buf, LEN, BASE, &cfg) > 0);
+    const uint8_t *xsdt = table(buf, get64(buf + 24), "XSDT");
+    const uint8_t *fadt = table(buf, get64(xsdt + 36), "FACP");
+    const uint8_t *dsdt = table(buf, get64(fadt + 140), "DSDT");
+    uint32_t dlen = get32(dsdt + 4);
+    assert_int_equal(acpi_checksum(dsdt, dlen), 0);
+    const uint8_t *r0 = find(dsdt, dlen, "RES0", 4);
+    const uint8_t *r1 = find(dsdt, dlen, "RES1", 4);
+    assert_non_null(r0);
+    assert_non_null(r1);
+    assert_true(r0 > find(dsdt, dlen, "COM1", 4) && r1 > r0);
+    static const uint8_t hid[] = { 0x0c, 0x41, 0xd0, 0x0c, 0x02 };    /* PNP0C02 */
+    assert_non_null(find(r0, (size_t)(r1 - r0), hid, sizeof(hid)));
+    assert_non_null(find(r1, dsdt + dlen - r1, hid, sizeof(hid)));
+    /* Word I/O 0x510-0x513, length 4 (consumer). */
+    static const uint8_t io[] = { 0x88, 13, 0, 1, 0x0d, 3, 0, 0, 0x10, 0x05, 0x13, 0x05,
+                                  0, 0, 4, 0 };
+    assert_non_null(find(r0, (size_t)(r1 - r0), io, sizeof(io)));
+    /* QWord memory from 0xfef00000, length 0x1000. */
+    const uint8_t *q = find(r1, dsdt + dlen - r1, "\x8a\x2b\x00\x00\x0d", 5);
+    assert_non_null(q);
+    assert_int_equal(get64(q + 14), 0xfef00000);
+    assert_int_equal(get64(q + 22), 0xfef00fff);
+    assert_int_equal(get64(q + 38), 0x1000);
+    /* A port range past 0xffff, or an empty one, is refused. */
+    regs[0].len = 0x10000;
+    assert_int_equal(acpi_build(buf, LEN, BASE, &cfg), -EINVAL);
+    regs[0].len = 0;
+    assert_int_equal(acpi_build(buf, LEN, BASE, &cfg), -EINVAL);
+    free(buf);
+}
+
 static void test_sleep_decode(void **state)
 {
     (void)state;
@@ -156,6 +198,7 @@ int main(void)
         cmocka_unit_test(test_tables_1cpu),
         cmocka_unit_test(test_tables_many),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_regions),
         cmocka_unit_test(test_sleep_decode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
