@@ -154,7 +154,12 @@ int vmm_guest_memory_log_dirty(VmmGuestMemory *mem, bool on)
                 d = n;
             }
         } else {
-            memset(d->bits, 0, (d->npages + 63) / 64 * 8);
+            /* Atomic stores: a DMA path that loaded this log before it was
+             * switched off may still OR a bit in; that bit is then one
+             * more page to send, never a lost one. */
+            for (uint64_t w = 0; w < (d->npages + 63) / 64; w++) {
+                vk_atomic_set(&d->bits[w], 0);
+            }
         }
         if (ret == 0) {
             mem->dirty_keep = d;
