@@ -40,11 +40,13 @@
 
 /* ---- I/O -------------------------------------------------------------------- */
 
-static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+/* All of [off, off+len) of @fd from (@write) or into @buf; a short file
+ * is -EIO. */
+static int pio_all(int fd, void *buf, size_t len, uint64_t off, bool write)
 {
-    const uint8_t *p = buf;
+    uint8_t *p = buf;
     while (len) {
-        ssize_t n = pwrite(fd, p, len, (off_t)off);
+        ssize_t n = write ? pwrite(fd, p, len, (off_t)off) : pread(fd, p, len, (off_t)off);
         if (n < 0 && errno == EINTR) {
             continue;
         }
@@ -58,22 +60,14 @@ static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
     return 0;
 }
 
+static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+    return pio_all(fd, (void *)buf, len, off, true);
+}
+
 static int pread_all(int fd, void *buf, size_t len, uint64_t off)
 {
-    uint8_t *p = buf;
-    while (len) {
-        ssize_t n = pread(fd, p, len, (off_t)off);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return n < 0 ? -errno : -EIO;
-        }
-        p += n;
-        len -= (size_t)n;
-        off += (uint64_t)n;
-    }
-    return 0;
+    return pio_all(fd, buf, len, off, false);
 }
 
 static bool page_is_zero(const uint8_t *p)
