@@ -515,7 +515,10 @@ int virtio_pci_load(VirtioPci *t, const uint8_t *in, size_t len)
     uint16_t queue_sel = (uint16_t)pci_get(p + 18, 2);
     const uint8_t *st = p + 20;
     const uint8_t *qp = in + VPCI_STATE_FIXED;
-    if (!vector_ok(t, config_vector) || queue_sel > t->num_queues) {
+    /* queue_sel, dfselect and gfselect are whatever the guest wrote (any
+     * value: each use checks it), as is a disabled queue's size - a
+     * guest must not be able to make its own state unloadable. */
+    if (!vector_ok(t, config_vector)) {
         return -EINVAL;
     }
     VirtioPciQueue qs[VPCI_MAX_QUEUES];
@@ -527,8 +530,8 @@ int virtio_pci_load(VirtioPci *t, const uint8_t *in, size_t len)
         q.desc = get64(qp + 8);
         q.avail = get64(qp + 16);
         q.used = get64(qp + 24);
-        if (!q.size || q.size > q.max_size || (q.size & (q.size - 1)) || en > 1 ||
-            !vector_ok(t, q.vector)) {
+        if (en > 1 || !vector_ok(t, q.vector) ||
+            (en && (!q.size || q.size > q.max_size || (q.size & (q.size - 1))))) {
             return -EINVAL;
         }
         q.enabled = en;

@@ -205,8 +205,49 @@ def snap_seeds():
     put('serial-fifo-overrun', snap_file(serial=bytes(12) + bytes(64) + bytes([63, 64, 0, 0])))
 
 
+def vpci_seeds():
+    """Register sequences a driver writes (layout: see fuzz-virtio-pci.c)."""
+    d = os.path.join(here, 'corpus', 'virtio-pci')
+    os.makedirs(d, exist_ok=True)
+    sz = {1: 0, 2: 1, 4: 2, 8: 3}
+
+    def op(kind, size, off, val=0, read=False):
+        return struct.pack('<BBHQ', kind, sz[size] | (4 if read else 0), off, val)
+
+    def cfg(reg, size, val):      # config write through 0xCF8/0xCFC (slot 1)
+        return op(4, 4, 8, reg & 0xfc) + op(4, size, reg & 3, val)
+
+    bringup = (cfg(0x04, 2, 6) + cfg(0x42, 2, 0x8000) +
+               op(3, 4, 0, 0xfee00000) + op(3, 4, 8, 0x30) + op(3, 4, 12, 0) +
+               op(1, 1, 0x14, 1) + op(1, 1, 0x14, 3) + op(1, 4, 0x0c, 0) +
+               op(1, 4, 0x08, 1) + op(1, 4, 0x0c, 1) + op(1, 1, 0x14, 0xb) +
+               op(1, 2, 0x16, 0) + op(1, 2, 0x1a, 0) + op(1, 2, 0x18, 16) +
+               op(1, 8, 0x20, 0x10000) + op(1, 8, 0x28, 0x11000) +
+               op(1, 4, 0x30, 0x12000) + op(1, 4, 0x34, 0) + op(1, 2, 0x1c, 1) +
+               op(1, 1, 0x14, 0xf))
+    seeds = {
+        'bringup': bringup,
+        'bringup-kick-irq': bringup + op(1, 2, 0x3000, 0) + op(5, 1, 0, 0) +
+                            op(5, 1, 0, 1) + op(0, 1, 0x1000, read=True),
+        'msix-masked-then-unmasked': bringup + op(3, 4, 12, 1) + op(5, 1, 0, 0) +
+                                     op(2, 8, 0x800, read=True) + op(3, 4, 12, 0),
+        # What a guest writes must not make its machine's state unloadable.
+        'queue-size-3': op(1, 2, 0x16, 1) + op(1, 2, 0x18, 3) + op(1, 2, 0x1c, 1),
+        'queue-sel-high': op(1, 2, 0x16, 0x1234),
+        'devcfg-odd': op(0, 2, 0x2001) + op(1, 4, 0x200a, 0x11223344) +
+                      op(0, 8, 0x2008),
+        'bar-moved': bringup + cfg(0x10, 4, 0xffffffff) + cfg(0x10, 4, 0xd0000000) +
+                     cfg(0x04, 2, 0) + cfg(0x04, 2, 6),
+        'reset': bringup + op(1, 1, 0x14, 0) + op(1, 2, 0x3004, 1),
+    }
+    for name, b in seeds.items():
+        with open(os.path.join(d, 'seed-' + name), 'wb') as f:
+            f.write(b)
+
+
 vq_seeds()
 blk_seeds()
 net_tx_seeds()
 net_rx_seeds()
 snap_seeds()
+vpci_seeds()
