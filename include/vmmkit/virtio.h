@@ -291,7 +291,8 @@ VMM_EXPORT void vmm_virtio_queue_kick(VmmVirtioDevice *vdev, unsigned q);
  * before the save are processed.  -EINVAL (NULL arguments, a record of
  * another device type, size, queue count, offered features or
  * configuration size; the device is unchanged), -EBUSY (status not 0),
- * -EFAULT (a saved ring outside guest memory; the device stays reset).
+ * -EFAULT (a saved ring outside guest memory or misaligned; the device
+ * stays reset).
  * Main loop.
  */
 VMM_EXPORT size_t vmm_virtio_state_size(VmmVirtioDevice *vdev);

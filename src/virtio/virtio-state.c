@@ -144,9 +144,8 @@ int vmm_virtio_load_state(VmmVirtioDevice *vdev, const void *buf, size_t len)
         if (!ready) {
             continue;
         }
-        int e = vq_enable(vq, guest);
-        if (e < 0) {
-            r = e;
+        if (vq_enable(vq, guest) < 0) {
+            r = -EFAULT;        /* outside guest memory, or misaligned */
             continue;
         }
         vq->last_avail_idx = vq->shadow_avail_idx = last_avail;

@@ -391,6 +391,17 @@ static void test_virtio(void **state)
     rec[8] ^= 1;                                                /* device id */
     EXPECT_ERR(-EINVAL, false, vmm_virtio_load_state(v, rec, n));
     rec[8] ^= 1;
+    /* Queue 0 enabled with its rings nowhere (the device has no memory, the
+     * descriptor table is misaligned): -EFAULT, the device stays reset. */
+    uint8_t ring[512];
+    memcpy(ring, rec, n);
+    const size_t q0 = 40 + 8;                                   /* fixed part, config */
+    ring[q0 + 2] = 1;                                           /* ready */
+    ring[q0 + 4] = 0x08;                                        /* desc 0x1008 */
+    ring[q0 + 5] = 0x10;
+    EXPECT_ERR(-EFAULT, false, vmm_virtio_load_state(v, ring, n));
+    assert_false(vmm_virtio_queue_is_enabled(v, 0));
+    assert_int_equal(vmm_virtio_get_status(v), 0);
     assert_int_equal(vmm_virtio_load_state(v, rec, n), 0);
 
     VmmVirtqueue *vq = vmm_virtio_get_queue(v, 0);
