@@ -18,7 +18,7 @@
  *
  * Output never blocks the context (other devices' queues share it): the
  * transmit handler copies each buffer into a bounded host buffer (OUT_CAP)
- * and pushes it at once, and writes that buffer to the fd only as far as
+ * and pushes it after one flush, and writes that buffer to the fd only as far as
  * poll(2) says the fd takes it, PIPE_BUF bytes per write(2) (so a
  * blocking pipe or socket does not block either; the caller's file flags
  * stay untouched).  When the fd is full the rest waits in the buffer,
@@ -299,10 +299,12 @@ static void tx_handle(VmmVirtioConsole *c, VmmVirtqueue *vq)
             break;
         }
         tx_take(c, e);
+        flush(c);                       /* before the push: a fd that takes the
+                                         * bytes has them when the guest sees
+                                         * the buffer used */
         vmm_virtqueue_push(vq, e, 0);
         free(e);
         pushed = true;
-        flush(c);
     }
     if (pushed) {
         vmm_virtqueue_notify(vq);
