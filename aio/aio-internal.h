@@ -83,6 +83,20 @@ int aio_context_hooks_register(const VmmAioContextHooks *hooks, void *opaque);
 /* Returns 0 or -ENOENT.  Any thread. */
 int aio_context_hooks_unregister(const VmmAioContextHooks *hooks);
 
+/*
+ * Return once every callback that @ctx's thread was running at the call
+ * has returned: a one-shot BH scheduled now runs after them, since that
+ * thread runs its callbacks one at a time.  Used after deleting a BH or
+ * handler whose callback may be running there, before freeing what the
+ * callback uses (vmm_bh_delete() stops later runs, not a current one).
+ * Nothing to wait for when the caller runs @ctx itself, or when @ctx has
+ * no thread of its own (its caller polls it, and is not inside a callback
+ * while calling this).  Main loop (it waits with VMM_AIO_WAIT_WHILE): @ctx's
+ * thread must be running.  -ENOMEM when the BH cannot be made (nothing
+ * waited for), else 0.
+ */
+int aio_context_barrier(VmmAioContext *ctx);
+
 /* ---- Current context ---------------------------------------------------------- */
 
 /*

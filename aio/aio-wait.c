@@ -77,3 +77,25 @@ int vmm_aio_wait_while_timeout_(VmmAioContext *ctx, bool (*cond)(void *), void *
     vmm_timer_free(timer);
     return ret;
 }
+
+static void barrier_bh(void *opaque)
+{
+    bool *done = opaque;
+    /* Release: pairs with the acquire in aio_context_barrier()'s wait. */
+    vk_atomic_store_release(done, true);
+    vmm_aio_wait_kick();
+}
+
+int aio_context_barrier(VmmAioContext *ctx)
+{
+    if (!ctx || vmm_aio_context_in_thread(ctx) || !vk_atomic_read(&ctx->home)) {
+        return 0;
+    }
+    bool done = false;
+    int r = vmm_bh_schedule_oneshot(ctx, barrier_bh, &done, "aio-barrier");
+    if (r < 0) {
+        return r;
+    }
+    VMM_AIO_WAIT_WHILE(ctx, !vk_atomic_load_acquire(&done));
+    return 0;
+}

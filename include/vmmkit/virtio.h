@@ -221,7 +221,10 @@ VMM_EXPORT void vmm_virtio_queue_notify(VmmVirtioDevice *vdev, unsigned q);
 /* ---- Queue contexts and doorbells --------------------------------------- */
 
 /* Process queue @q in @ctx (NULL: in the notifying thread).  Kicks from
- * other threads become a bottom half in @ctx.  Main loop, before DRIVER_OK. */
+ * other threads become a bottom half in @ctx.  Changing or clearing the
+ * context (and vmm_virtio_device_free) waits until a handler run the old
+ * context's thread may be in has returned, so that thread must be running.
+ * Main loop, before DRIVER_OK. */
 VMM_EXPORT int vmm_virtio_queue_set_context(VmmVirtioDevice *vdev, unsigned q,
                                             VmmAioContext *ctx);
 /*

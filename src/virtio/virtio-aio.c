@@ -6,6 +6,7 @@
 #include <errno.h>
 
 #include "util/atomic.h"
+#include "aio/aio-internal.h"
 #include "util/log.h"
 #include "virtio/virtio-internal.h"
 
@@ -29,13 +30,30 @@ int vmm_virtio_queue_set_context(VmmVirtioDevice *vdev, unsigned q, VmmAioContex
             return -ENOMEM;
         }
     }
-    if (vq->bh) {
-        vmm_bh_delete(vq->bh);
-    }
+    virtio_queue_drop_bh(vq);
     vq->bh = bh;
     /* Release: pairs with the acquire in virtio_dispatch(). */
     vk_atomic_store_release(&vq->ctx, ctx);
     return 0;
+}
+
+void virtio_queue_drop_bh(VmmVirtqueue *vq)
+{
+    VmmBH *bh = vq->bh;
+
+    if (!bh) {
+        return;
+    }
+    vq->bh = NULL;
+    vmm_bh_delete(bh);
+    /* The BH may be running queue_bh_cb() in the queue's context right
+     * now (a kick remembered across a reset replays as this BH): wait for
+     * it to return, so the caller may free the queue or hand it to another
+     * context.  Later runs are stopped by the delete. */
+    if (aio_context_barrier(vq->ctx) < 0) {
+        vk_warn("virtqueue %u: no memory to wait for its context; a running kick may "
+                    "outlive the queue", vq->index);
+    }
 }
 
 static void notifier_read(void *opaque)

@@ -85,5 +85,8 @@ void vq_unpop(VmmVirtqueue *vq, unsigned n);
 void virtio_raise(VmmVirtioDevice *vdev, int queue);
 void virtio_request_finished(VmmVirtioDevice *vdev, VmmVirtqueue *vq);
 void virtio_dispatch(VmmVirtioDevice *vdev, VmmVirtqueue *vq);
+/* virtio-aio.c: delete the queue's BH and wait until a run of it that
+ * its context's thread may be in has returned.  Main loop. */
+void virtio_queue_drop_bh(VmmVirtqueue *vq);
 
 #endif

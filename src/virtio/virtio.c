@@ -255,9 +255,7 @@ static void vdev_destroy(VmmVirtioDevice *vdev)
             if (vq->notifier) {
                 vmm_virtio_queue_set_host_notifier(vdev, i, NULL);
             }
-            if (vq->bh) {
-                vmm_bh_delete(vq->bh);
-            }
+            virtio_queue_drop_bh(vq);
             vq_cleanup(vq);
         }
     }

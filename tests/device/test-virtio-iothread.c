@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -37,6 +38,8 @@ typedef struct T {
     int nheld;                  /* atomic */
     int handled;                /* atomic */
     int paused;                 /* atomic */
+    int slow;                   /* atomic: handle() takes its time */
+    int slow_in, slow_out;      /* atomic: handle() entered / returning */
 } T;
 
 static void echo_push(VmmVirtqueue *vq, VmmVirtqElem *e)
@@ -61,6 +64,12 @@ static void handle(VmmVirtioDevice *vdev, VmmVirtqueue *vq, void *opaque)
 
     assert_true(vmm_aio_context_in_thread(t->ctx));
     vk_atomic_inc(&t->handled);
+    if (vk_atomic_read(&t->slow)) {
+        vk_atomic_set(&t->slow_in, 1);
+        usleep(200 * 1000);
+        vk_atomic_set(&t->slow_out, 1);
+        return;
+    }
     do {
         vmm_virtqueue_set_notification(vq, false);
         while ((e = vmm_virtqueue_pop(vq, sizeof(*e), &err))) {
@@ -196,6 +205,26 @@ static void test_kick_from_main_thread(void **state)
     }
 }
 
+/*
+ * Taking a queue out of its context (as the machine does before the caller
+ * frees the device) while a kick runs there: the call returns only after
+ * that run has, so the queue may be freed right after.
+ */
+static void test_detach_waits_for_running_kick(void **state)
+{
+    T *t = *state;
+
+    assert_int_equal(vmm_virtio_queue_set_host_notifier(t->vdev, 0, NULL), 0);
+    vk_atomic_set(&t->slow, 1);
+    vmm_virtio_queue_notify(t->vdev, 0);     /* a BH in the iothread */
+    for (int i = 0; i < 5000 && !vk_atomic_read(&t->slow_in); i++) {
+        usleep(1000);
+    }
+    assert_true(vk_atomic_read(&t->slow_in));
+    assert_int_equal(vmm_virtio_queue_set_context(t->vdev, 0, NULL), 0);
+    assert_true(vk_atomic_read(&t->slow_out));
+}
+
 static void paused_cb(VmmDevice *dev, int ret, void *opaque)
 {
     T *t = opaque;
@@ -267,6 +296,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_kick_from_main_thread, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pause_with_requests_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_mid_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_detach_waits_for_running_kick, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
