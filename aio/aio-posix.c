@@ -471,10 +471,15 @@ static bool try_poll_mode(VmmAioContext *ctx, AioReadyList *ready, int64_t *time
     }
     if (max_ns > 0 && !ctx->fdmon->need_wait(ctx)) {
         int64_t end = aio_now_ns() + max_ns;
+        unsigned spins = 0;
         poll_mode_start(ctx);
+        /* The clock is read every 8th pass only: a read costs as much as
+         * a few passes (more in a VM), and a pass that finds work a clock
+         * read later answers that much later. */
         do {
             found = run_poll_handlers_once(ctx, ready, &progress);
-        } while (!found && aio_now_ns() < end && !ctx->fdmon->need_wait(ctx));
+        } while (!found && ((++spins & 7) || aio_now_ns() < end) &&
+                 !ctx->fdmon->need_wait(ctx));
     } else {
         found = run_poll_handlers_once(ctx, ready, &progress);
     }

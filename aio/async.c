@@ -7,7 +7,6 @@
  * notify_me/notified protocol.
  */
 #include <errno.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -197,41 +196,35 @@ bool aio_ctx_notifier_poll(void *opaque)
 
 /* ---- Bottom halves --------------------------------------------------------------------- */
 
-/* A link not yet written by a pusher (see bh_push). */
-#define BH_LINK_BUSY ((VmmBH *)(uintptr_t)1)
-
 /*
- * Wait-free push: mark our link busy, swap ourselves in as the head, then
- * write the link.  The consumer that finds a busy link waits for the
- * pusher's next store (two instructions away).
+ * Lock-free push (Treiber): write our link, then swing the head to us with
+ * a compare-and-swap that retries only if another push or a take came in
+ * between.  The link is written before the BH is published, so the
+ * consumer never waits for it.  The take swaps the whole list out, never
+ * single BHs, so a BH taken and pushed again between our load of the head
+ * and our CAS (ABA) leaves the head pointing at a BH whose link we set
+ * from it: still a correct list.
  */
 static inline void bh_push(VmmAioContext *ctx, VmmBH *bh)
 {
-    vk_atomic_set(&bh->next, BH_LINK_BUSY);
-    /* Pairs with the xchg in aio_bh_poll(): publishes bh (and its busy
-     * link) to the consumer. */
-    VmmBH *old = vk_atomic_xchg(&ctx->bh_list, bh);
-    /* Pairs with the acquire in bh_link_wait(). */
-    vk_atomic_store_release(&bh->next, old);
-}
+    /* The CAS writes the line we load here: take it writable at once. */
+    vk_prefetchw(&ctx->bh_list);
+    VmmBH *old = vk_atomic_read(&ctx->bh_list);
 
-static VmmBH *bh_link_wait(VmmBH **link)
-{
-    unsigned spins = 0;
-    VmmBH *n;
-
-    while ((n = vk_atomic_load_acquire(link)) == BH_LINK_BUSY) {
-        if (++spins > 64) {
-            sched_yield();
-        } else {
-            __builtin_ia32_pause();
-        }
-    }
-    return n;
+    do {
+        vk_atomic_set(&bh->next, old);
+        /* Seq-cst CAS.  Pairs with the xchg in bh_take_all(): the link
+         * written above is visible to the taker; and it orders the push
+         * before vmm_aio_notify()'s load of notified (see there). */
+    } while (!__atomic_compare_exchange_n(&ctx->bh_list, &old, bh, true,
+                                          __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
 }
 
 static void bh_enqueue(VmmAioContext *ctx, VmmBH *bh, unsigned new_flags)
 {
+    /* Start taking the list head's line (written by the poller's take)
+     * while the fetch_or below takes the BH's line: two misses overlap. */
+    vk_prefetchw(&ctx->bh_list);
     /* The fetch_or pairs with the fetch_and in aio_bh_poll(): only the
      * caller that sets PENDING pushes. */
     unsigned old = vk_atomic_fetch_or(&bh->flags, BH_PENDING | new_flags);
@@ -279,6 +272,19 @@ static void bh_free(VmmAioContext *ctx, VmmBH *bh, unsigned flags)
     free(bh);
 }
 
+/*
+ * A BH on a cache line of its own: its flags and link move between the
+ * scheduling and the polling thread on every schedule, and a neighbour on
+ * the same line (another BH scheduled the other way) would add transfers.
+ */
+static VmmBH *bh_alloc(void)
+{
+    void *p = NULL;
+
+    _Static_assert(sizeof(VmmBH) <= VMM_CACHELINE, "VmmBH fits one cache line");
+    return posix_memalign(&p, VMM_CACHELINE, sizeof(VmmBH)) ? NULL : p;
+}
+
 VmmBH *vmm_bh_new(VmmAioContext *ctx, VmmBHFunc *cb, void *opaque, const char *name)
 {
     if (!AIO_CTX_CHECK_ERR(ctx)) {
@@ -288,10 +294,11 @@ VmmBH *vmm_bh_new(VmmAioContext *ctx, VmmBHFunc *cb, void *opaque, const char *n
         VMM_MISUSE_ERR(0, "BH '%s' without a callback", name ? name : "?");
         return NULL;
     }
-    VmmBH *bh = calloc(1, sizeof(*bh));
+    VmmBH *bh = bh_alloc();
     if (!bh) {
         return NULL;
     }
+    memset(bh, 0, sizeof(*bh));
     bh->ctx = ctx;
     bh->cb = cb;
     bh->opaque = opaque;
@@ -368,6 +375,9 @@ int vmm_bh_schedule_oneshot(VmmAioContext *ctx, VmmBHFunc *cb, void *opaque,
     if (!cb) {
         return VMM_MISUSE_ERR(-EINVAL, "oneshot BH '%s' without a callback", name ? name : "?");
     }
+    /* Not bh_alloc(): an aligned allocation and its free cost glibc
+     * several times a malloc, paid on every one-shot schedule, while a
+     * one-shot BH crosses threads once. */
     VmmBH *bh = malloc(sizeof(*bh));
     if (!bh) {
         return -ENOMEM;
@@ -392,12 +402,15 @@ static VmmBH *bh_take_all(VmmAioContext *ctx)
     if (!vk_atomic_load_seq_cst(&ctx->bh_list)) {
         return NULL;
     }
-    /* Pairs with the xchg in bh_push(). */
+    /* Pairs with the CAS in bh_push(): every link of the list is written. */
     VmmBH *lifo = vk_atomic_xchg(&ctx->bh_list, NULL);
     VmmBH *fifo = NULL;
 
     while (lifo) {
-        VmmBH *next = bh_link_wait(&lifo->next);
+        /* We write the link, and aio_bh_poll() the flags, of a line the
+         * scheduler wrote last: fetch it writable at once. */
+        vk_prefetchw(lifo);
+        VmmBH *next = vk_atomic_read(&lifo->next);
         vk_atomic_set(&lifo->next, fifo);
         fifo = lifo;
         lifo = next;
@@ -453,9 +466,6 @@ bool aio_bh_poll(VmmAioContext *ctx)
 static int64_t bh_list_timeout(VmmBH *bh, int64_t timeout)
 {
     while (bh) {
-        if (bh == BH_LINK_BUSY) {
-            return 0;   /* a push in progress: don't block */
-        }
         unsigned flags = vk_atomic_read(&bh->flags);
         if ((flags & (BH_SCHEDULED | BH_DELETED)) == BH_SCHEDULED) {
             if (!(flags & BH_IDLE)) {

@@ -102,8 +102,9 @@ VMM_EXPORT VmmFdMonitorKind vmm_aio_context_fdmon(VmmAioContext *ctx);
  * thread. */
 VMM_EXPORT VmmBH *vmm_bh_new(VmmAioContext *ctx, VmmBHFunc *cb, void *opaque,
                              const char *name);
-/* Wait-free; from any thread or a signal handler.  A BH scheduled while
- * BHs run waits for the next pass. */
+/* Lock-free (it never waits for another thread; a push retries only when
+ * another push or a poll came in between); from any thread or a signal
+ * handler.  A BH scheduled while BHs run waits for the next pass. */
 VMM_EXPORT void vmm_bh_schedule(VmmBH *bh);
 /* As schedule, but the BH is only polled (at least every 10 ms) and does
  * not count as progress.  Any thread. */

@@ -41,6 +41,20 @@
     _old;                                                                   \
 })
 
+/*
+ * Ask for the cache line of @p in a writable state before a load of it
+ * that an RMW on the same line follows: one coherence transfer instead of
+ * a shared read and then an upgrade.  Only a hint (no ordering, no fault;
+ * x86 orders PREFETCHW with nothing, so it may also overlap a locked
+ * instruction that comes after it).  CPUs without PRFCHW execute it as a
+ * NOP.
+ */
+#if defined(__x86_64__) || defined(__i386__)
+#define vk_prefetchw(p) __asm__ volatile("prefetchw %0" : : "m"(*(const char *)(p)))
+#else
+#define vk_prefetchw(p) __builtin_prefetch(p, 1)
+#endif
+
 #define vk_smp_mb()  __atomic_thread_fence(__ATOMIC_SEQ_CST)
 #define vk_smp_wmb() __atomic_thread_fence(__ATOMIC_RELEASE)
 #define vk_smp_rmb() __atomic_thread_fence(__ATOMIC_ACQUIRE)

@@ -9,7 +9,9 @@
  *                                            eventfd write
  *                    aio_notify_accept()     read notified, xchg(false)
  *                    bh_push()/bh_take_all() the BH list (push before
- *                                            notify; seq-cst load + xchg take)
+ *                                            notify: link written, then the
+ *                                            seq-cst CAS of the head; take:
+ *                                            seq-cst load + xchg)
  *   aio/aio-posix.c  vmm_aio_poll()          fetch_add(notify_me, 2), load
  *                                            notified ("Pairs with the xchg of
  *                                            notified"), fdmon wait, fetch_sub,
@@ -45,6 +47,9 @@
  *      a poller may block (between its fetch_add and fetch_sub of
  *      notify_me): assertion at the write decision.
  *   P3 every BH pushed is run exactly once (final assertion).
+ *   P4 the take never finds a BH whose link is not written yet: the
+ *      push writes its link before the CAS that publishes it (assertion
+ *      at the take; the taker does not wait for links).
  *
  * Broken variants (tests/models/check must see errors)
  *   BROKEN_LATE_NOTIFY_ME  the poller loads notified before its notify_me
@@ -58,6 +63,9 @@
  *   BROKEN_GSOURCE_NO_BIT  the GSource's prepare does not set bit 0 of
  *                          notify_me: a GLib poll that blocks is not woken,
  *                          P1 fails.
+ *   BROKEN_LINK_AFTER_PUBLISH  the push publishes the BH (xchg of the head)
+ *                          and writes its link afterwards: a take between
+ *                          the two follows an unwritten link, P4 fails.
  */
 
 #ifndef NNOTIFIERS
@@ -72,6 +80,7 @@ byte notify_me;         /* 2 per blocking poller inside its window */
 bool notified;
 bool eventfd;           /* readable */
 byte bh_list;           /* BHs pushed, not yet taken */
+byte unlinked;          /* ghost: BHs on bh_list whose link is not written */
 byte ran;               /* BHs run by the poller */
 bool may_block;         /* ghost: poller between fetch_add and fetch_sub */
 
@@ -98,7 +107,12 @@ active [NNOTIFIERS] proctype notifier()
 {
     byte i;
     for (i : 1 .. PER) {
-        bh_list++;                              /* bh_push: xchg of bh_list */
+#ifdef BROKEN_LINK_AFTER_PUBLISH
+        atomic { bh_list++; unlinked++ };       /* xchg of the head first */
+        unlinked--;                             /* then the link */
+#else
+        bh_list++;                              /* bh_push: link, then CAS */
+#endif
         aio_notify()
     }
 }
@@ -113,7 +127,10 @@ inline notify_accept()
 
 inline bh_poll()
 {
-    atomic { ran = ran + bh_list; bh_list = 0 }   /* bh_take_all's xchg */
+    atomic {                                    /* bh_take_all's xchg */
+        assert(unlinked == 0);                  /* P4 */
+        ran = ran + bh_list; bh_list = 0
+    }
 }
 
 active proctype poller()
