@@ -3,12 +3,19 @@
  * vmmkit-run: boot a Linux kernel under KVM with vmmkit's public API only.
  *
  *   vmmkit-run --kernel K [--initrd I] [--append '...'] [--disk path[,readonly]]...
+ *              [--net tap=NAME|fd=N[,mac=MAC]]... [--vsock cid=N]
  *              [--memory 512M] [--cpus N] [--api-socket PATH] [--seccomp on|off|log]
  *              [--kernel-unpack host|guest] [--kvm-check on|off]
+ *              [--console off|tty|null|file=PATH] [--rng[=src=/dev/urandom]]
  *              [--console-timeout SECONDS] [--verbose]
  *   vmmkit-run --restore SNAPSHOT [--disk ...]... [options as above]
  *
- * The console (a 16550) is on stdin/stdout.  Exit status: 0 when the guest
+ * The serial console (a 16550) is on stdin/stdout.  --console adds a
+ * virtio console (Linux's /dev/hvc0): "tty" puts it on stdin (which then
+ * feeds it instead of the serial port) and stdout, "file=PATH" writes its
+ * output to PATH, "null" discards it; "off" (the default) adds none.
+ * --rng adds a virtio entropy device (getrandom(2), i.e. the host's
+ * /dev/urandom pool: the only source).  Exit status: 0 when the guest
  * powers off, 130 after Ctrl-C (SIGINT/SIGTERM stop the VM cleanly), 1 when
  * the guest crashes or prints nothing for --console-timeout seconds, 2 on a
  * host error or bad arguments, 3 when the KVM cannot run a stock kernel
@@ -47,13 +54,26 @@
 #include "seccomp-policy.h"
 
 #define MAX_DISKS 4
+#define MAX_NETS 4
 #define MAX_CLIENTS 8
+
+/* A --net: the tap's fd (opened once, so the interface outlives a guest
+ * reboot that re-creates the device) and the MAC. */
+typedef struct NetArg {
+    const char *tap;            /* tap=NAME, or NULL for fd=N */
+    int fd;
+    bool has_mac;
+    uint8_t mac[6];
+} NetArg;
 
 typedef struct Args {
     VmmMachineOptions mo;
     const char *disk[MAX_DISKS];
     bool disk_ro[MAX_DISKS];
     int ndisks;
+    NetArg net[MAX_NETS];
+    int nnets;
+    uint64_t vsock_cid;         /* 0: no --vsock */
     const char *api_socket;
     const char *restore;        /* a snapshot to start from, or NULL */
     const char *incoming;       /* an address to receive a migration on, or NULL */
@@ -63,21 +83,34 @@ typedef struct Args {
     bool kvm_check;
     bool verbose;
     double console_timeout;     /* seconds; 0: none */
+    bool rng;                   /* --rng */
+    bool vconsole;              /* --console other than off */
+    int vconsole_in, vconsole_out;  /* its fds (-1: none) */
 } Args;
+
+/* Long options without a letter of their own. */
+enum { OPT_RESTORE = 0x100 };
 
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: vmmkit-run --kernel KERNEL [--initrd|--initramfs FILE] [--append CMDLINE]\n"
             "                  [--disk PATH[,readonly]]... [--memory SIZE] [--cpus N]\n"
+            "                  [--net tap=NAME|fd=N[,mac=MAC]]... [--vsock cid=N]\n"
             "                  [--api-socket PATH] [--seccomp on|off|log] [--kernel-unpack host|guest]\n"
-            "                  [--kvm-check on|off] [--console-timeout SECONDS] [--verbose]\n"
+            "                  [--kvm-check on|off] [--console off|tty|null|file=PATH]\n"
+            "                  [--rng[=src=/dev/urandom]] [--console-timeout SECONDS] [--verbose]\n"
             "       vmmkit-run --restore SNAPSHOT [--disk PATH[,readonly]]... [options]\n"
             "       vmmkit-run --incoming unix:PATH|tcp:HOST:PORT [--disk ...]... [options]\n"
             "KERNEL: a bzImage, or an uncompressed x86-64 vmlinux (ELF; no KASLR).\n"
             "  A bzImage's xz or gzip payload is unpacked by the kernel's own\n"
             "  decompressor (guest, the default) or by the VMM (host: no KASLR).\n"
             "SIZE: bytes with K, M or G (a bare number is MiB); also size=SIZE.\n"
+            "--console: a virtio console (/dev/hvc0) on stdin/stdout (tty), into a file,\n"
+            "  or discarded (null); the serial port stays on stdout.\n"
+            "--rng: a virtio entropy device (/dev/hwrng) fed by getrandom(2).\n"
+            "--net: virtio-net on a tap interface (created if missing) or an open tap\n"
+            "  fd (IFF_TAP|IFF_NO_PI|IFF_VNET_HDR).  --vsock: vhost-vsock, guest CID N.\n"
             "--kvm-check off: boot even where the KVM cannot run a stock kernel\n"
             "  (kvm_pvm: a kernel built for PVM).  --console-timeout: stop a guest that\n"
             "  prints nothing for that long.  --verbose: progress every 2 s.\n"
@@ -111,6 +144,51 @@ static int parse_size(const char *s, uint64_t *out)
     return 0;
 }
 
+/* tap=NAME|fd=N[,mac=aa:bb:cc:dd:ee:ff], cloud-hypervisor's spelling. */
+static int parse_net(char *arg, NetArg *n)
+{
+    memset(n, 0, sizeof(*n));
+    n->fd = -1;
+    for (char *save = NULL, *kv = strtok_r(arg, ",", &save); kv;
+         kv = strtok_r(NULL, ",", &save)) {
+        if (!strncmp(kv, "tap=", 4) && kv[4]) {
+            n->tap = kv + 4;
+        } else if (!strncmp(kv, "fd=", 3)) {
+            char *end;
+            long fd = strtol(kv + 3, &end, 10);
+            if (*end || end == kv + 3 || fd < 0 || fd > 65535) {
+                fprintf(stderr, "vmmkit-run: bad --net fd '%s'\n", kv + 3);
+                return -1;
+            }
+            n->fd = (int)fd;
+        } else if (!strncmp(kv, "mac=", 4)) {
+            unsigned m[6];
+            char tail;
+            if (sscanf(kv + 4, "%x:%x:%x:%x:%x:%x%c", &m[0], &m[1], &m[2], &m[3], &m[4],
+                       &m[5], &tail) != 6) {
+                fprintf(stderr, "vmmkit-run: bad --net mac '%s'\n", kv + 4);
+                return -1;
+            }
+            for (int i = 0; i < 6; i++) {
+                if (m[i] > 0xff) {
+                    fprintf(stderr, "vmmkit-run: bad --net mac '%s'\n", kv + 4);
+                    return -1;
+                }
+                n->mac[i] = (uint8_t)m[i];
+            }
+            n->has_mac = true;
+        } else {
+            fprintf(stderr, "vmmkit-run: unknown --net option '%s' (tap=, fd=, mac=)\n", kv);
+            return -1;
+        }
+    }
+    if (!n->tap == (n->fd < 0)) {
+        fprintf(stderr, "vmmkit-run: --net needs one of tap=NAME or fd=N\n");
+        return -1;
+    }
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, Args *a)
 {
     static const struct option opts[] = {
@@ -120,6 +198,8 @@ static int parse_args(int argc, char **argv, Args *a)
         { "append", required_argument, NULL, 'a' },
         { "cmdline", required_argument, NULL, 'a' },
         { "disk", required_argument, NULL, 'd' },
+        { "net", required_argument, NULL, 'n' },
+        { "vsock", required_argument, NULL, 'V' },
         { "memory", required_argument, NULL, 'm' },
         { "cpus", required_argument, NULL, 'c' },
         { "api-socket", required_argument, NULL, 's' },
@@ -127,8 +207,10 @@ static int parse_args(int argc, char **argv, Args *a)
         { "kernel-unpack", required_argument, NULL, 'U' },
         { "kvm-check", required_argument, NULL, 'K' },
         { "console-timeout", required_argument, NULL, 'T' },
+        { "console", required_argument, NULL, 'C' },
+        { "rng", optional_argument, NULL, 'R' },
         { "verbose", no_argument, NULL, 'v' },
-        { "restore", required_argument, NULL, 'R' },
+        { "restore", required_argument, NULL, OPT_RESTORE },
         { "incoming", required_argument, NULL, 'I' },
         { "help", no_argument, NULL, 'h' },
         { 0, 0, 0, 0 },
@@ -141,13 +223,14 @@ static int parse_args(int argc, char **argv, Args *a)
     a->mo.console_out_fd = STDOUT_FILENO;
     a->seccomp = true;
     a->kvm_check = true;
+    a->vconsole_in = a->vconsole_out = -1;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'k': a->mo.kernel = optarg; break;
         case 'i': a->mo.initrd = optarg; break;
         case 'a': a->mo.cmdline = optarg; break;
-        case 'R': a->restore = optarg; break;
+        case OPT_RESTORE: a->restore = optarg; break;
         case 'I': a->incoming = optarg; break;
         case 'd': {
             if (a->ndisks == MAX_DISKS) {
@@ -168,6 +251,28 @@ static int parse_args(int argc, char **argv, Args *a)
                 optarg += 5;
             }
             a->disk[a->ndisks++] = optarg;
+            break;
+        }
+        case 'n':
+            if (a->nnets == MAX_NETS) {
+                fprintf(stderr, "vmmkit-run: at most %d --net\n", MAX_NETS);
+                return -1;
+            }
+            if (parse_net(optarg, &a->net[a->nnets]) < 0) {
+                return -1;
+            }
+            a->nnets++;
+            break;
+        case 'V': {
+            const char *s = !strncmp(optarg, "cid=", 4) ? optarg + 4 : optarg;
+            char *end;
+            errno = 0;
+            unsigned long long cid = strtoull(s, &end, 0);
+            if (errno || *end || cid < 3 || cid > 0xfffffffeull) {
+                fprintf(stderr, "vmmkit-run: --vsock cid=N with 3 <= N < 2^32 - 1\n");
+                return -1;
+            }
+            a->vsock_cid = cid;
             break;
         }
         case 'm':
@@ -230,6 +335,37 @@ static int parse_args(int argc, char **argv, Args *a)
             }
             break;
         }
+        case 'C':
+            if (a->vconsole_out > STDOUT_FILENO) {
+                close(a->vconsole_out);
+            }
+            a->vconsole = true;
+            a->vconsole_in = a->vconsole_out = -1;
+            if (!strcmp(optarg, "off")) {
+                a->vconsole = false;
+            } else if (!strcmp(optarg, "tty")) {
+                a->vconsole_in = STDIN_FILENO;
+                a->vconsole_out = STDOUT_FILENO;
+            } else if (!strncmp(optarg, "file=", 5) && optarg[5]) {
+                a->vconsole_out = open(optarg + 5, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                                       0644);
+                if (a->vconsole_out < 0) {
+                    fprintf(stderr, "vmmkit-run: --console %s: %s\n", optarg, strerror(errno));
+                    return -1;
+                }
+            } else if (strcmp(optarg, "null")) {
+                fprintf(stderr, "vmmkit-run: --console off|tty|null|file=PATH\n");
+                return -1;
+            }
+            break;
+        case 'R':
+            if (optarg && strcmp(optarg, "src=/dev/urandom")) {
+                fprintf(stderr, "vmmkit-run: --rng takes only src=/dev/urandom "
+                        "(the device reads getrandom(2))\n");
+                return -1;
+            }
+            a->rng = true;
+            break;
         case 'v':
             a->verbose = true;
             vmm_set_log_handler(NULL, NULL, VMM_LOG_INFO);
@@ -707,6 +843,80 @@ static int check_kvm(const Args *a)
     return 0;
 }
 
+/* The devices of one machine that vmmkit-run creates itself (a reboot
+ * builds a fresh machine, and fresh devices with it). */
+typedef struct Devices {
+    VmmIOThread *io;            /* their queues, tap and vhost handlers */
+    VmmVirtioNet *net[MAX_NETS];
+    VmmVhostVsock *vsock;
+} Devices;
+
+/* After vmm_machine_free(), which reset and detached them. */
+static void free_devices(Devices *d)
+{
+    for (int i = 0; i < MAX_NETS; i++) {
+        vmm_virtio_net_free(d->net[i]);
+        d->net[i] = NULL;
+    }
+    vmm_vhost_vsock_free(d->vsock);
+    d->vsock = NULL;
+}
+
+static int add_devices(const Args *a, VmmMachine *m, Devices *d)
+{
+    int err = 0;
+    VmmGuestMemory *mem = vmm_machine_guest_memory(m);
+
+    if ((a->nnets || a->vsock_cid) && !d->io) {
+        /* As the machine's own device context: ppoll, no busy polling (a
+         * poller competes with the vCPUs where CPUs are few; with it the
+         * request/response latency inside the emulated machine doubled). */
+        VmmAioContextOptions o = { .size = sizeof(o), .fdmon = VMM_FDMON_POLL };
+        d->io = vmm_iothread_new("vmmkit-net", &o, &err);
+        if (!d->io) {
+            fprintf(stderr, "vmmkit-run: network iothread: %s\n", vmm_strerror(err));
+            return err;
+        }
+    }
+    VmmMachineVirtioOptions vo = { .size = sizeof(vo),
+                                   .context = d->io ? vmm_iothread_get_context(d->io) : NULL };
+    for (int i = 0; i < a->nnets; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "net%d", i);
+        VmmVirtioNetOptions no = { .size = sizeof(no), .name = name, .tap_fd = a->net[i].fd,
+                                   .has_mac = a->net[i].has_mac, .ctx = vo.context };
+        memcpy(no.mac, a->net[i].mac, 6);
+        d->net[i] = vmm_virtio_net_new(mem, &no, &err);
+        if (!d->net[i]) {
+            fprintf(stderr, "vmmkit-run: --net %d: %s\n", i, vmm_strerror(err));
+            return err;
+        }
+        vo.pci_class = 0x020000;                    /* Ethernet controller */
+        err = vmm_machine_add_virtio(m, vmm_virtio_net_get_virtio(d->net[i]), &vo);
+        if (err < 0) {
+            fprintf(stderr, "vmmkit-run: --net %d: %s\n", i, vmm_strerror(err));
+            return err;
+        }
+    }
+    if (a->vsock_cid) {
+        VmmVhostVsockOptions so = { .size = sizeof(so), .name = "vsock",
+                                    .guest_cid = a->vsock_cid, .ctx = vo.context };
+        d->vsock = vmm_vhost_vsock_new(mem, &so, &err);
+        if (!d->vsock) {
+            fprintf(stderr, "vmmkit-run: --vsock cid=%" PRIu64 ": %s\n", a->vsock_cid,
+                    vmm_strerror(err));
+            return err;
+        }
+        vo.pci_class = 0;
+        err = vmm_machine_add_virtio(m, vmm_vhost_vsock_get_virtio(d->vsock), &vo);
+        if (err < 0) {
+            fprintf(stderr, "vmmkit-run: --vsock: %s\n", vmm_strerror(err));
+            return err;
+        }
+    }
+    return 0;
+}
+
 /* The options of a machine from a snapshot or a migration: its size and
  * vCPUs are the sender's unless --memory/--cpus say otherwise (then they
  * must match). */
@@ -738,7 +948,7 @@ static VmmMachine *restore(const Args *a)
     return m;
 }
 
-static VmmMachine *build(Args *a)
+static VmmMachine *build(Args *a, Devices *d)
 {
     int err = 0;
     VmmMachine *m;
@@ -779,7 +989,40 @@ static VmmMachine *build(Args *a)
             return NULL;
         }
     }
+    if (a->vconsole) {
+        err = vmm_machine_add_console(m, a->vconsole_in, a->vconsole_out);
+    }
+    if (err == 0 && a->rng) {
+        err = vmm_machine_add_rng(m);
+    }
+    if (err < 0) {
+        fprintf(stderr, "vmmkit-run: %s: %s\n", a->vconsole ? "console or rng" : "rng",
+                vmm_strerror(err));
+        vmm_machine_free(m);
+        return NULL;
+    }
+    if (add_devices(a, m, d) < 0) {
+        vmm_machine_free(m);
+        free_devices(d);
+        return NULL;
+    }
     return m;
+}
+
+/* Taps named on the command line, opened once for every boot. */
+static int open_taps(Args *a)
+{
+    for (int i = 0; i < a->nnets; i++) {
+        if (a->net[i].tap) {
+            a->net[i].fd = vmm_virtio_net_open_tap(a->net[i].tap);
+            if (a->net[i].fd < 0) {
+                fprintf(stderr, "vmmkit-run: tap %s: %s\n", a->net[i].tap,
+                        vmm_strerror(a->net[i].fd));
+                return -1;
+            }
+        }
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -788,7 +1031,9 @@ int main(int argc, char **argv)
     if (parse_args(argc, argv, &a) < 0) {
         return 2;
     }
-    Loop l = { .listen_fd = -1, .stdin_open = true };
+    /* With a virtio console on the terminal, stdin feeds it (in the
+     * device's thread), not the serial port. */
+    Loop l = { .listen_fd = -1, .stdin_open = a.vconsole_in != STDIN_FILENO };
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -827,7 +1072,11 @@ int main(int argc, char **argv)
     a.mo.console_out_fd = cp[1];
     l.console_rd = cp[0];
     l.args = &a;
-    VmmMachine *m = build(&a);
+    if (open_taps(&a) < 0) {
+        return 2;
+    }
+    Devices devs = { 0 };
+    VmmMachine *m = build(&a, &devs);
     if (!m) {
         return 2;
     }
@@ -836,6 +1085,7 @@ int main(int argc, char **argv)
         if (r < 0) {
             fprintf(stderr, "vmmkit-run: seccomp filter: %s\n", vmm_strerror(r));
             vmm_machine_free(m);
+            free_devices(&devs);
             return 2;
         }
         fprintf(stderr, "vmmkit-run: seccomp filter installed%s\n",
@@ -848,9 +1098,10 @@ int main(int argc, char **argv)
         int r = vmm_machine_start(m);
         int st = r < 0 ? r : run_machine(m, &l, msg, sizeof(msg));
         vmm_machine_free(m);
+        free_devices(&devs);
         m = NULL;
         if (st == VMM_MACHINE_REBOOT) {
-            m = build(&a);
+            m = build(&a, &devs);
             if (m) {
                 continue;
             }
@@ -876,6 +1127,9 @@ int main(int argc, char **argv)
         break;
     }
     term_restore();
+    if (devs.io) {
+        vmm_iothread_destroy(devs.io);
+    }
     if (a.api_socket) {
         unlink(a.api_socket);
     }

@@ -9,7 +9,9 @@
  * MADT for the CPUs and the I/O APIC, a DSDT with a PCI root bridge, and a
  * sleep-control/reset register the VMM sees), a PCI bus 0 with virtio-pci
  * (modern; MSI-X through irqfds, doorbells through ioeventfds) devices and
- * a 16550 UART console.
+ * a 16550 UART console.  Before starting it, a program adds devices: the
+ * library's (disks, a virtio console, a virtio RNG) and its own (a
+ * VmmVirtioDevice on the virtio-pci bus, a PIO or MMIO region).
  * docs/machine.md explains the layout and why.
  *
  * Lifecycle: vmm_machine_new() builds and loads everything (vCPUs stopped);
@@ -212,6 +214,24 @@ VMM_EXPORT int vmm_machine_add_disk(VmmMachine *m, const char *path, bool readon
  * names it).  Main loop.
  */
 VMM_EXPORT int vmm_machine_add_block(VmmMachine *m, const char *options, bool readonly);
+
+/*
+ * Add a virtio entropy device (vmmkit/virtio-rng.h: getrandom(2) of the
+ * host; Linux's /dev/hwrng with the virtio_rng driver).  0, -EINVAL
+ * (after start), -ENOSPC (the bus is full), -ENOMEM, or the errno of
+ * starting the device iothread.  Main loop.
+ */
+VMM_EXPORT int vmm_machine_add_rng(VmmMachine *m);
+
+/*
+ * Add a virtio console (vmmkit/virtio-console.h; Linux's /dev/hvc0 with
+ * the virtio_console driver): the guest's input is read from @in_fd, its
+ * output written to @out_fd, in the device iothread; -1 for none.  The
+ * fds stay the caller's and must stay open until vmm_machine_free().
+ * 0, -EINVAL (after start, an fd below -1), -ENOSPC (the bus is full),
+ * -ENOMEM, or the errno of starting the device iothread.  Main loop.
+ */
+VMM_EXPORT int vmm_machine_add_console(VmmMachine *m, int in_fd, int out_fd);
 
 /* Run the vCPUs.  0, -EINVAL (already started), or the error of starting
  * them.  Main loop. */

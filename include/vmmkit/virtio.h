@@ -110,6 +110,16 @@ typedef struct VmmVirtioDeviceOps {
     void (*reset)(VmmVirtioDevice *vdev, void *opaque);
     /* Optional: the driver set DRIVER_OK. */
     void (*driver_ok)(VmmVirtioDevice *vdev, void *opaque);
+    /*
+     * Optional, for a device whose queues a backend outside the core
+     * processes (vhost): quiesce runs when the device is being quiesced
+     * (dispatch already stopped) and must stop that backend's DMA before it
+     * returns; resume runs at the end of the resume (after a reset, a DMA
+     * map change or a pause).  Main loop.  A caller built against the
+     * header without these fields passes the smaller size: they are NULL.
+     */
+    void (*quiesce)(VmmVirtioDevice *vdev, void *opaque);
+    void (*resume)(VmmVirtioDevice *vdev, void *opaque);
 } VmmVirtioDeviceOps;
 
 /*

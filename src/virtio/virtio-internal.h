@@ -77,6 +77,9 @@ void vq_cleanup(VmmVirtqueue *vq);
 void vq_reset(VmmVirtqueue *vq);
 int vq_enable(VmmVirtqueue *vq, uint64_t features);
 void vq_unpin(VmmVirtqueue *vq);
+/* Give back the last @n popped elements, none of them pushed or detached
+ * since (the caller frees them); the next pops return them again. */
+void vq_unpop(VmmVirtqueue *vq, unsigned n);
 
 /* virtio.c */
 void virtio_raise(VmmVirtioDevice *vdev, int queue);

@@ -135,6 +135,9 @@ static int core_quiesce(VmmDevice *dev, void *opaque)
         vq->stopped = true;
         vk_mutex_unlock(&vq->run_lock);
     }
+    if (vdev->ops.quiesce) {
+        vdev->ops.quiesce(vdev, vdev->opaque);
+    }
     if (vk_atomic_load_seq_cst(&vdev->in_flight) == 0 &&
         vk_atomic_xchg(&vdev->quiesce_waiting, 0)) {
         return 0;
@@ -157,6 +160,9 @@ static void core_resume(VmmDevice *dev, void *opaque)
         if (kick) {
             virtio_dispatch(vdev, vq);   /* a BH when vq has a context */
         }
+    }
+    if (vdev->ops.resume) {
+        vdev->ops.resume(vdev, vdev->opaque);
     }
 }
 
@@ -231,7 +237,7 @@ static const VmmDeviceOps core_dev_ops = {
 
 static int check_ops(const VmmVirtioDeviceOps *ops)
 {
-    if (!ops || ops->size < sizeof(VmmVirtioDeviceOps) || !ops->handle_queue ||
+    if (!ops || ops->size < offsetof(VmmVirtioDeviceOps, quiesce) || !ops->handle_queue ||
         ops->num_queues == 0 || ops->num_queues > MAX_QUEUES ||
         ops->queue_max_size == 0 || ops->queue_max_size > VMM_VIRTQUEUE_MAX_SIZE ||
         (ops->queue_max_size & (ops->queue_max_size - 1)) ||
@@ -280,7 +286,7 @@ VmmVirtioDevice *vmm_virtio_device_new(const char *name, const VmmVirtioDeviceOp
         goto fail;
     }
     vk_mutex_init(&vdev->lock);
-    vdev->ops = *ops;
+    memcpy(&vdev->ops, ops, ops->size < sizeof(*ops) ? ops->size : sizeof(*ops));
     vdev->opaque = opaque;
     vdev->mem = mem;
     vdev->host_features = ops->features | CORE_FEATURES;

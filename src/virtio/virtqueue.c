@@ -351,6 +351,22 @@ void vmm_virtqueue_detach(VmmVirtqueue *vq, const VmmVirtqElem *elem)
     vq_done(vq);
 }
 
+void vq_unpop(VmmVirtqueue *vq, unsigned n)
+{
+    if (n > vq->in_flight) {
+        VMM_MISUSE("queue %u: %u elements given back, %u in flight", vq->index, n,
+                   vq->in_flight);
+        return;
+    }
+    /* The entries are read again (descriptors re-walked) by the next pop.
+     * An avail_event already moved past them is pulled back by the
+     * caller's next set_notification(true) before it waits for a kick. */
+    vq->last_avail_idx = (uint16_t)(vq->last_avail_idx - n);
+    while (n--) {
+        vq_done(vq);
+    }
+}
+
 static inline bool need_event(uint16_t event, uint16_t new_idx, uint16_t old)
 {
     return (uint16_t)(new_idx - event - 1) < (uint16_t)(new_idx - old);

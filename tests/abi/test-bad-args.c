@@ -394,7 +394,20 @@ static void test_virtio(void **state)
 
     VmmVirtqueue *vq = vmm_virtio_get_queue(v, 0);
     EXPECT_NULL_ERR(-EINVAL, vmm_virtqueue_pop(vq, sizeof(VmmVirtqElem) - 1, errp));
+    assert_int_equal(vmm_virtio_config_size(v), 8);
     vmm_virtio_device_free(v);
+
+    /* virtio-rng.h, virtio-console.h */
+    EXPECT_NULL_ERR(-EINVAL, vmm_virtio_rng_new(NULL, errp));
+    EXPECT_NULL_ERR(-EINVAL, vmm_virtio_console_new(NULL, NULL, -1, -1, errp));
+    VmmAioContext *ctx = vmm_aio_context_new(NULL, &err);
+    assert_non_null(ctx);
+    VmmGuestMemory *mem = vmm_guest_memory_new(&err);
+    assert_non_null(mem);
+    EXPECT_NULL_ERR(-EINVAL, vmm_virtio_console_new(mem, ctx, -2, -1, errp));
+    EXPECT_NULL_ERR(-EINVAL, vmm_virtio_console_new(mem, ctx, -1, -5, errp));
+    vmm_guest_memory_unref(mem);
+    vmm_aio_context_unref(ctx);
 }
 
 /* ---- block.h ------------------------------------------------------------ */
@@ -561,6 +574,54 @@ static void test_machine(void **state)
     close(p[0]);
 }
 
+/* ---- virtio-net.h, vhost-vsock.h (no tap or vhost device needed) -------- */
+
+static void test_virtio_net(void **state)
+{
+    (void)state;
+    VmmGuestMemory *mem = vmm_guest_memory_new(NULL);
+    VmmVirtioNetOptions o = { .size = sizeof(o), .tap_fd = -1 };
+
+    EXPECT_NULL_ERR(-EINVAL, vmm_virtio_net_new(NULL, &o, errp));
+    EXPECT_NULL_ERR(-EINVAL, vmm_virtio_net_new(mem, NULL, errp));
+    VmmVirtioNetOptions small = { .size = sizeof(size_t) };
+    EXPECT_NULL_ERR(-EINVAL, vmm_virtio_net_new(mem, &small, errp));
+    EXPECT_NULL_ERR(-EINVAL, vmm_virtio_net_new(mem, &o, errp));     /* fd -1 */
+    o.queue_size = 100;
+    EXPECT_NULL_ERR(-EINVAL, vmm_virtio_net_new(mem, &o, errp));
+    o.queue_size = 0;
+    o.tap_name = "a-name-longer-than-ifnamsiz";
+    EXPECT_NULL_ERR(-EINVAL, vmm_virtio_net_new(mem, &o, errp));
+    o.tap_name = NULL;
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    o.tap_fd = p[0];                                                 /* not a tap */
+    EXPECT_NULL_ERR(-EINVAL, vmm_virtio_net_new(mem, &o, errp));
+    close(p[0]);
+    close(p[1]);
+    EXPECT_ERR(-EINVAL, true, vmm_virtio_net_set_link(NULL, true));
+    EXPECT_ERR(-EINVAL, true, vmm_virtio_net_open_tap(NULL));
+    EXPECT_ERR(-EINVAL, true, vmm_virtio_net_open_tap(""));
+    EXPECT_ERR(-EINVAL, true, vmm_virtio_net_open_tap("a-name-longer-than-ifnamsiz"));
+    VmmVirtioNetStats st = { .size = sizeof(st) };
+    EXPECT_ERR(-EINVAL, false, vmm_virtio_net_get_stats(NULL, &st));
+    vmm_virtio_net_free(NULL);
+
+    /* vhost-vsock.h: each case fails before the kernel is asked. */
+    VmmVhostVsockOptions v = { .size = sizeof(v), .guest_cid = 2 };
+    EXPECT_NULL_ERR(-EINVAL, vmm_vhost_vsock_new(NULL, &v, errp));
+    EXPECT_NULL_ERR(-EINVAL, vmm_vhost_vsock_new(mem, NULL, errp));
+    EXPECT_NULL_ERR(-EINVAL, vmm_vhost_vsock_new(mem, &v, errp));        /* CID 2: the host */
+    v.guest_cid = 1ull << 32;
+    EXPECT_NULL_ERR(-EINVAL, vmm_vhost_vsock_new(mem, &v, errp));
+    v.guest_cid = 3;
+    v.vhost_path = "/nonexistent/vhost-vsock";
+    EXPECT_NULL_ERR(-ENOENT, vmm_vhost_vsock_new(mem, &v, errp));
+    assert_false(vmm_vhost_vsock_is_running(NULL));
+    vmm_vhost_vsock_free(NULL);
+    vmm_guest_memory_unref(mem);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -574,6 +635,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_block),
         cmocka_unit_test(test_kvm),
         cmocka_unit_test(test_machine),
+        cmocka_unit_test(test_virtio_net),
     };
     if (argc > 1) {
         cmocka_set_test_filter(argv[1]);    /* one header's case, e.g. test_memory */

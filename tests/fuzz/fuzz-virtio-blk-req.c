@@ -12,33 +12,11 @@
 #include <string.h>
 #include <sys/uio.h>
 
+#include "fuzz-util.h"
 #include "virtio/virtio-blk-req.h"
 #include "vmmkit/virtio.h"
 
-#define RAM_SIZE 0x10000
-
-static VmmGuestMemory *mem;
-static uint8_t *ram;
 static VblkLimits lim;
-
-static void quiet(VmmLogLevel l, const char *m, void *o)
-{
-    (void)l;
-    (void)m;
-    (void)o;
-}
-
-static void init(void)
-{
-    VmmRamRegionOptions o = { .size = sizeof(o), .length = RAM_SIZE };
-    VmmRamRegion *a = vmm_ram_region_new(&o, NULL);
-
-    vmm_set_log_handler(quiet, NULL, VMM_LOG_ERROR);
-    mem = vmm_guest_memory_new(NULL);
-    vmm_guest_memory_add(mem, 0, a, 0, RAM_SIZE, 0);
-    ram = vmm_ram_region_host(a);
-    vmm_ram_region_unref(a);
-}
 
 static void handle(VmmVirtioDevice *vdev, VmmVirtqueue *vq, void *opaque)
 {
@@ -86,32 +64,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .size = sizeof(VmmVirtioDeviceOps), .device_id = 2,
         .num_queues = 1, .queue_max_size = 16, .handle_queue = handle,
     };
-    if (!mem) {
-        init();
-    }
+    uint8_t *ram;
+    VmmGuestMemory *mem = fuzz_ram(&ram);
     if (size < 1) {
         return 0;
     }
-    memset(ram, 0, RAM_SIZE);
-    memcpy(ram, data + 1, size - 1 < RAM_SIZE ? size - 1 : RAM_SIZE);
+    fuzz_fill(ram, data + 1, size - 1);
     lim = (VblkLimits){
         .capacity = 2048, .logical_block = (data[0] & 8) ? 4096 : 512,
         .max_discard_sectors = 1024, .max_write_zeroes_sectors = 1024,
         .read_only = data[0] & 2, .discard = data[0] & 4, .write_zeroes = data[0] & 4,
         .flush = true,
     };
-    uint64_t f = 1ull << VMM_VIRTIO_F_VERSION_1;
-    if (data[0] & 1) {
-        f |= 1ull << VMM_VIRTIO_F_RING_INDIRECT_DESC;
-    }
     VmmVirtioDevice *vdev = vmm_virtio_device_new("fuzz-blk", &ops, NULL, mem, NULL, NULL);
-    vmm_virtio_set_status(vdev, 3);
-    vmm_virtio_set_driver_features(vdev, f);
-    vmm_virtio_set_status(vdev, 0xb);
-    vmm_virtio_queue_set_size(vdev, 0, 16);
-    vmm_virtio_queue_set_addr(vdev, 0, 0, 0x1000, 0x2000);
-    vmm_virtio_queue_enable(vdev, 0);
-    vmm_virtio_set_status(vdev, 0xf);
+    fuzz_bringup(vdev, fuzz_features(data[0] & 1), 16);
     vmm_virtio_queue_notify(vdev, 0);
     vmm_virtio_device_free(vdev);
     return 0;

@@ -30,11 +30,11 @@ class Mem:
 NEXT, WRITE, INDIRECT = 1, 2, 4
 
 
-def write(target, name, flags, mem):
+def write(target, name, flags, mem, prefix=b''):
     d = os.path.join(here, 'corpus', target)
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, 'seed-' + name), 'wb') as f:
-        f.write(bytes([flags]) + bytes(mem.b))
+        f.write(bytes([flags]) + prefix + bytes(mem.b))
 
 
 def vq_seeds():
@@ -90,6 +90,57 @@ def blk_seeds():
     write('virtio-blk-req', 'unaligned-4k', 0x08, blk_req(0, 1, 4096, True))
 
 
+def net_tx_seeds():
+    m = Mem()                                            # header + frame at once
+    m.desc(0, 0x4000, 12 + 60, 0, 0)
+    m.avail([0], 16)
+    write('virtio-net-tx', 'one', 0x00, m)
+    m = Mem()                                            # header apart, two frames
+    m.desc(0, 0x4000, 12, NEXT, 1)
+    m.desc(1, 0x4100, 1514, 0, 0)
+    m.desc(2, 0x5000, 12, NEXT, 3)
+    m.desc(3, 0x5100, 200, 0, 0)
+    m.avail([0, 2], 16)
+    write('virtio-net-tx', 'split', 0x02, m)
+    m = Mem()                                            # header in pieces
+    m.desc(0, 0x6000, 48, INDIRECT, 0)
+    m.desc(0, 0x4000, 5, NEXT, 1, table=0x6000)
+    m.desc(1, 0x4010, 7, NEXT, 2, table=0x6000)
+    m.desc(2, 0x4100, 100, 0, 0, table=0x6000)
+    m.avail([0], 16)
+    write('virtio-net-tx', 'indirect', 0x01, m)
+    m = Mem()
+    m.desc(0, 0x4000, 11, 0, 0)                          # shorter than the header
+    m.avail([0], 16)
+    write('virtio-net-tx', 'short', 0x00, m)
+    m = Mem()
+    m.desc(0, 0x4000, 12, NEXT, 1)
+    m.desc(1, 0x5000, 64, WRITE, 0)                      # writable in a tx chain
+    m.avail([0], 16)
+    write('virtio-net-tx', 'writable', 0x00, m)
+
+
+def net_rx_seeds():
+    def bufs(n, ln, flags=WRITE):
+        m = Mem()
+        for i in range(n):
+            m.desc(i, 0x4000 + 0x1000 * i, ln, flags, 0)
+        m.avail(list(range(n)), 16)
+        return m
+    le = lambda v: struct.pack('<H', v)
+    write('virtio-net-rx', 'one', 0x00, bufs(4, 2048), le(12 + 100))
+    write('virtio-net-rx', 'mrg', 0x04, bufs(8, 1024), le(12 + 3000))
+    write('virtio-net-rx', 'mrg-too-few', 0x04, bufs(2, 1024), le(12 + 3000))
+    write('virtio-net-rx', 'too-large', 0x00, bufs(2, 200), le(12 + 600))
+    write('virtio-net-rx', 'tso-mrg', 0x06, bufs(16, 4096), le(65535))
+    write('virtio-net-rx', 'readable', 0x00, bufs(1, 2048, 0), le(12 + 60))
+    write('virtio-net-rx', 'short', 0x04, bufs(1, 8), le(12 + 60))
+    m = Mem()
+    m.desc(0, 0x6000, 32, INDIRECT, 0)
+    m.desc(0, 0x4000, 6, NEXT | WRITE, 1, table=0x6000)  # header split
+    m.desc(1, 0x4010, 1600, WRITE, 0, table=0x6000)
+    m.avail([0], 16)
+    write('virtio-net-rx', 'indirect', 0x01, m, le(12 + 1500))
 def snap_file(version=1, cpus=1, serial=None, vpci=None, ram_off=8192,
               ram=32 << 20, drop=None):
     """A snapshot file's start (layout: src/machine/snapshot-format.h); the
@@ -156,4 +207,6 @@ def snap_seeds():
 
 vq_seeds()
 blk_seeds()
+net_tx_seeds()
+net_rx_seeds()
 snap_seeds()
