@@ -342,6 +342,8 @@ typedef struct VmmMigrateStats {
     uint64_t bytes_sent;        /* the whole stream */
     uint64_t total_ns;          /* the call, until the destination's answer */
     uint64_t downtime_ns;       /* paused until the destination's answer */
+    uint64_t stop_copy_ns;      /* paused until the last byte was sent (what
+                                 * QEMU reports as its downtime) */
 } VmmMigrateStats;
 
 /*

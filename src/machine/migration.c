@@ -391,7 +391,7 @@ int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
     bool paused = false, logging = false;
     unsigned rounds = 0;
     uint64_t final_pages = 0;
-    int64_t t_pause = 0, t_end = 0;
+    int64_t t_pause = 0, t_end = 0, t_sent = 0;
     int r = src.dirty && src.scratch && src.buf ? 0 : -ENOMEM;
 
     MigHello hello = { .version = MIG_VERSION };
@@ -457,6 +457,7 @@ int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
     }
     if (r == 0) {
         r = send_msg(&src.s, MIG_END, 0, NULL, 0, NULL, 0);
+        t_sent = vmm_clock_ns();
     }
     /* The switch: past the end mark only the destination's word counts. */
     if (r == 0) {
@@ -492,7 +493,9 @@ int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
                                .pages_sent = src.pages_sent, .bytes_sent = src.s.bytes,
                                .final_pages = final_pages,
                                .total_ns = (uint64_t)(t_end - t0),
-                               .downtime_ns = t_pause ? (uint64_t)(t_end - t_pause) : 0 };
+                               .downtime_ns = t_pause ? (uint64_t)(t_end - t_pause) : 0,
+                               .stop_copy_ns = t_pause && t_sent ? (uint64_t)(t_sent - t_pause)
+                                                                 : 0 };
         size_t n = stats->size < sizeof(st) ? stats->size : sizeof(st);
         memcpy((char *)stats + sizeof(size_t), (char *)&st + sizeof(size_t),
                n - sizeof(size_t));
