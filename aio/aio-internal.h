@@ -97,6 +97,11 @@ int aio_context_hooks_unregister(const VmmAioContextHooks *hooks);
  */
 int aio_context_barrier(VmmAioContext *ctx);
 
+/* vmm_bh_delete(@bh), then aio_context_barrier() on its context when that
+ * still exists (a BH outlives a destroyed context, which it then no longer
+ * names).  Same threads and errors as aio_context_barrier(). */
+int aio_bh_delete_sync(VmmBH *bh);
+
 /* ---- Current context ---------------------------------------------------------- */
 
 /*

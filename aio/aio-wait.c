@@ -99,3 +99,15 @@ int aio_context_barrier(VmmAioContext *ctx)
     VMM_AIO_WAIT_WHILE(ctx, !vk_atomic_load_acquire(&done));
     return 0;
 }
+
+int aio_bh_delete_sync(VmmBH *bh)
+{
+    if (!bh) {
+        return 0;
+    }
+    /* Read before the delete, which may free @bh; the context cannot go
+     * meanwhile: it is destroyed from the main loop, this thread. */
+    VmmAioContext *ctx = vk_atomic_read(&bh->ctx);
+    vmm_bh_delete(bh);
+    return aio_context_barrier(ctx);
+}

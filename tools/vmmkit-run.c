@@ -45,7 +45,8 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <netdb.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -431,6 +432,53 @@ static int listen_unix(const char *path)
     return fd;
 }
 
+/*
+ * HOST and PORT of "tcp:HOST:PORT" as a socket address: HOST is a numeric
+ * IPv4 address, an IPv6 one in brackets, "localhost" (127.0.0.1), or empty
+ * (listening: every IPv4 address).  Names are not resolved: the static
+ * vmmkit-run loads no NSS modules (docs/dependencies.md).  @out has room
+ * for either family.  0 or -EINVAL.
+ */
+static int parse_tcp_address(const char *host, const char *port, bool listening,
+                             struct sockaddr_in6 *out, socklen_t *len)
+{
+    char *end;
+    errno = 0;
+    unsigned long p = strtoul(port, &end, 10);
+    if (errno || end == port || *end || p == 0 || p > 65535) {
+        return -EINVAL;
+    }
+    memset(out, 0, sizeof(*out));
+    size_t hl = strlen(host);
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+        char v6[INET6_ADDRSTRLEN];
+        if (hl - 2 >= sizeof(v6)) {
+            return -EINVAL;
+        }
+        memcpy(v6, host + 1, hl - 2);
+        v6[hl - 2] = '\0';
+        out->sin6_family = AF_INET6;
+        out->sin6_port = htons((uint16_t)p);
+        if (inet_pton(AF_INET6, v6, &out->sin6_addr) != 1) {
+            return -EINVAL;
+        }
+        *len = sizeof(*out);
+        return 0;
+    }
+    struct sockaddr_in *in = (struct sockaddr_in *)out;
+    in->sin_family = AF_INET;
+    in->sin_port = htons((uint16_t)p);
+    if (!host[0] && listening) {
+        in->sin_addr.s_addr = htonl(INADDR_ANY);
+    } else if (!strcmp(host, "localhost")) {
+        in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    } else if (inet_pton(AF_INET, host, &in->sin_addr) != 1) {
+        return -EINVAL;
+    }
+    *len = sizeof(*in);
+    return 0;
+}
+
 /* A stream socket for "unix:PATH" or "tcp:HOST:PORT": connected, or (with
  * @listening) the first connection accepted on it.  -errno on failure. */
 static int open_address(const char *addr, bool listening)
@@ -462,26 +510,28 @@ static int open_address(const char *addr, bool listening)
         }
         memcpy(host, addr + 4, (size_t)(colon - addr - 4));
         host[colon - addr - 4] = '\0';
-        struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                                  .ai_flags = listening ? AI_PASSIVE : 0 }, *ai = NULL;
-        if (getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai) != 0 || !ai) {
-            return -EHOSTUNREACH;
+        union {
+            struct sockaddr sa;
+            struct sockaddr_in in;
+            struct sockaddr_in6 in6;
+        } sa;
+        socklen_t salen;
+        if (parse_tcp_address(host, colon + 1, listening, &sa.in6, &salen) < 0) {
+            return -EINVAL;
         }
-        int s = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int s = socket(sa.sa.sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (s < 0) {
-            freeaddrinfo(ai);
             return -errno;
         }
         int one = 1;
         setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
         if (listening) {
-            r = bind(s, ai->ai_addr, ai->ai_addrlen) < 0 || listen(s, 1) < 0 ? -errno : 0;
+            r = bind(s, &sa.sa, salen) < 0 || listen(s, 1) < 0 ? -errno : 0;
             ls = s;
         } else {
-            r = connect(s, ai->ai_addr, ai->ai_addrlen) < 0 ? -errno : 0;
+            r = connect(s, &sa.sa, salen) < 0 ? -errno : 0;
             fd = s;
         }
-        freeaddrinfo(ai);
     } else {
         return -EINVAL;
     }

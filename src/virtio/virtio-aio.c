@@ -45,12 +45,11 @@ void virtio_queue_drop_bh(VmmVirtqueue *vq)
         return;
     }
     vq->bh = NULL;
-    vmm_bh_delete(bh);
     /* The BH may be running queue_bh_cb() in the queue's context right
      * now (a kick remembered across a reset replays as this BH): wait for
      * it to return, so the caller may free the queue or hand it to another
      * context.  Later runs are stopped by the delete. */
-    if (aio_context_barrier(vq->ctx) < 0) {
+    if (aio_bh_delete_sync(bh) < 0) {
         vk_warn("virtqueue %u: no memory to wait for its context; a running kick may "
                     "outlive the queue", vq->index);
     }
