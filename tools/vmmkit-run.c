@@ -6,9 +6,16 @@
  *              [--net tap=NAME|fd=N[,mac=MAC]]... [--vsock cid=N]
  *              [--memory 512M] [--cpus N] [--api-socket PATH] [--seccomp on|off|log]
  *              [--kernel-unpack host|guest] [--kvm-check on|off]
+ *              [--console off|tty|null|file=PATH] [--rng[=src=/dev/urandom]]
  *              [--console-timeout SECONDS] [--verbose]
+ *   vmmkit-run --restore SNAPSHOT [--disk ...]... [options as above]
  *
- * The console (a 16550) is on stdin/stdout.  Exit status: 0 when the guest
+ * The serial console (a 16550) is on stdin/stdout.  --console adds a
+ * virtio console (Linux's /dev/hvc0): "tty" puts it on stdin (which then
+ * feeds it instead of the serial port) and stdout, "file=PATH" writes its
+ * output to PATH, "null" discards it; "off" (the default) adds none.
+ * --rng adds a virtio entropy device (getrandom(2), i.e. the host's
+ * /dev/urandom pool: the only source).  Exit status: 0 when the guest
  * powers off, 130 after Ctrl-C (SIGINT/SIGTERM stop the VM cleanly), 1 when
  * the guest crashes or prints nothing for --console-timeout seconds, 2 on a
  * host error or bad arguments, 3 when the KVM cannot run a stock kernel
@@ -18,8 +25,13 @@
  * console bytes and each vCPU's exits, so a guest that makes no progress is
  * never silent.  A guest reboot
  * builds a fresh machine and boots again.  The control socket takes one
- * command per line: "pause", "resume", "query", "stop"; each gets one line
- * back ("ok <state>" or "error <reason>").
+ * command per line: "pause", "resume", "query", "stop", "snapshot PATH"
+ * (a running guest is paused for it and resumed after), "migrate ADDRESS"
+ * (live migration to a vmmkit-run --incoming ADDRESS; on success this one
+ * exits 0); each gets one line back ("ok <state>" or "error <reason>").
+ * --restore starts from such a snapshot, --incoming from a migration
+ * (ADDRESS: unix:PATH or tcp:HOST:PORT), instead of a kernel: give either
+ * the same disks, in the same order.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +45,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <netdb.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -62,12 +75,21 @@ typedef struct Args {
     int nnets;
     uint64_t vsock_cid;         /* 0: no --vsock */
     const char *api_socket;
+    const char *restore;        /* a snapshot to start from, or NULL */
+    const char *incoming;       /* an address to receive a migration on, or NULL */
+    bool memory_set, cpus_set;
     bool seccomp;
     bool seccomp_log;
     bool kvm_check;
     bool verbose;
     double console_timeout;     /* seconds; 0: none */
+    bool rng;                   /* --rng */
+    bool vconsole;              /* --console other than off */
+    int vconsole_in, vconsole_out;  /* its fds (-1: none) */
 } Args;
+
+/* Long options without a letter of their own. */
+enum { OPT_RESTORE = 0x100 };
 
 static void usage(FILE *f)
 {
@@ -76,11 +98,17 @@ static void usage(FILE *f)
             "                  [--disk PATH[,readonly]]... [--memory SIZE] [--cpus N]\n"
             "                  [--net tap=NAME|fd=N[,mac=MAC]]... [--vsock cid=N]\n"
             "                  [--api-socket PATH] [--seccomp on|off|log] [--kernel-unpack host|guest]\n"
-            "                  [--kvm-check on|off] [--console-timeout SECONDS] [--verbose]\n"
+            "                  [--kvm-check on|off] [--console off|tty|null|file=PATH]\n"
+            "                  [--rng[=src=/dev/urandom]] [--console-timeout SECONDS] [--verbose]\n"
+            "       vmmkit-run --restore SNAPSHOT [--disk PATH[,readonly]]... [options]\n"
+            "       vmmkit-run --incoming unix:PATH|tcp:HOST:PORT [--disk ...]... [options]\n"
             "KERNEL: a bzImage, or an uncompressed x86-64 vmlinux (ELF; no KASLR).\n"
             "  A bzImage's xz or gzip payload is unpacked by the kernel's own\n"
             "  decompressor (guest, the default) or by the VMM (host: no KASLR).\n"
             "SIZE: bytes with K, M or G (a bare number is MiB); also size=SIZE.\n"
+            "--console: a virtio console (/dev/hvc0) on stdin/stdout (tty), into a file,\n"
+            "  or discarded (null); the serial port stays on stdout.\n"
+            "--rng: a virtio entropy device (/dev/hwrng) fed by getrandom(2).\n"
             "--net: virtio-net on a tap interface (created if missing) or an open tap\n"
             "  fd (IFF_TAP|IFF_NO_PI|IFF_VNET_HDR).  --vsock: vhost-vsock, guest CID N.\n"
             "--kvm-check off: boot even where the KVM cannot run a stock kernel\n"
@@ -179,7 +207,11 @@ static int parse_args(int argc, char **argv, Args *a)
         { "kernel-unpack", required_argument, NULL, 'U' },
         { "kvm-check", required_argument, NULL, 'K' },
         { "console-timeout", required_argument, NULL, 'T' },
+        { "console", required_argument, NULL, 'C' },
+        { "rng", optional_argument, NULL, 'R' },
         { "verbose", no_argument, NULL, 'v' },
+        { "restore", required_argument, NULL, OPT_RESTORE },
+        { "incoming", required_argument, NULL, 'I' },
         { "help", no_argument, NULL, 'h' },
         { 0, 0, 0, 0 },
     };
@@ -191,12 +223,15 @@ static int parse_args(int argc, char **argv, Args *a)
     a->mo.console_out_fd = STDOUT_FILENO;
     a->seccomp = true;
     a->kvm_check = true;
+    a->vconsole_in = a->vconsole_out = -1;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'k': a->mo.kernel = optarg; break;
         case 'i': a->mo.initrd = optarg; break;
         case 'a': a->mo.cmdline = optarg; break;
+        case OPT_RESTORE: a->restore = optarg; break;
+        case 'I': a->incoming = optarg; break;
         case 'd': {
             if (a->ndisks == MAX_DISKS) {
                 fprintf(stderr, "vmmkit-run: at most %d disks\n", MAX_DISKS);
@@ -241,6 +276,7 @@ static int parse_args(int argc, char **argv, Args *a)
             break;
         }
         case 'm':
+            a->memory_set = true;
             if (parse_size(optarg, &a->mo.memory) < 0) {
                 fprintf(stderr, "vmmkit-run: bad memory size '%s'\n", optarg);
                 return -1;
@@ -255,6 +291,7 @@ static int parse_args(int argc, char **argv, Args *a)
                 return -1;
             }
             a->mo.cpus = (uint32_t)n;
+            a->cpus_set = true;
             break;
         }
         case 's': a->api_socket = optarg; break;
@@ -298,6 +335,37 @@ static int parse_args(int argc, char **argv, Args *a)
             }
             break;
         }
+        case 'C':
+            if (a->vconsole_out > STDOUT_FILENO) {
+                close(a->vconsole_out);
+            }
+            a->vconsole = true;
+            a->vconsole_in = a->vconsole_out = -1;
+            if (!strcmp(optarg, "off")) {
+                a->vconsole = false;
+            } else if (!strcmp(optarg, "tty")) {
+                a->vconsole_in = STDIN_FILENO;
+                a->vconsole_out = STDOUT_FILENO;
+            } else if (!strncmp(optarg, "file=", 5) && optarg[5]) {
+                a->vconsole_out = open(optarg + 5, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                                       0644);
+                if (a->vconsole_out < 0) {
+                    fprintf(stderr, "vmmkit-run: --console %s: %s\n", optarg, strerror(errno));
+                    return -1;
+                }
+            } else if (strcmp(optarg, "null")) {
+                fprintf(stderr, "vmmkit-run: --console off|tty|null|file=PATH\n");
+                return -1;
+            }
+            break;
+        case 'R':
+            if (optarg && strcmp(optarg, "src=/dev/urandom")) {
+                fprintf(stderr, "vmmkit-run: --rng takes only src=/dev/urandom "
+                        "(the device reads getrandom(2))\n");
+                return -1;
+            }
+            a->rng = true;
+            break;
         case 'v':
             a->verbose = true;
             vmm_set_log_handler(NULL, NULL, VMM_LOG_INFO);
@@ -306,7 +374,7 @@ static int parse_args(int argc, char **argv, Args *a)
         default: usage(stderr); return -1;
         }
     }
-    if (optind != argc || !a->mo.kernel) {
+    if (optind != argc || (!a->mo.kernel && !a->restore && !a->incoming)) {
         usage(stderr);
         return -1;
     }
@@ -363,6 +431,76 @@ static int listen_unix(const char *path)
     return fd;
 }
 
+/* A stream socket for "unix:PATH" or "tcp:HOST:PORT": connected, or (with
+ * @listening) the first connection accepted on it.  -errno on failure. */
+static int open_address(const char *addr, bool listening)
+{
+    int fd = -1, ls = -1, r = 0;
+    if (!strncmp(addr, "unix:", 5)) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        if (strlen(addr + 5) >= sizeof(sa.sun_path)) {
+            return -ENAMETOOLONG;
+        }
+        strcpy(sa.sun_path, addr + 5);
+        int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (s < 0) {
+            return -errno;
+        }
+        if (listening) {
+            unlink(sa.sun_path);
+            r = bind(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(s, 1) < 0 ? -errno : 0;
+            ls = s;
+        } else {
+            r = connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
+            fd = s;
+        }
+    } else if (!strncmp(addr, "tcp:", 4)) {
+        char host[256];
+        const char *colon = strrchr(addr + 4, ':');
+        if (!colon || (size_t)(colon - addr - 4) >= sizeof(host)) {
+            return -EINVAL;
+        }
+        memcpy(host, addr + 4, (size_t)(colon - addr - 4));
+        host[colon - addr - 4] = '\0';
+        struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                                  .ai_flags = listening ? AI_PASSIVE : 0 }, *ai = NULL;
+        if (getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai) != 0 || !ai) {
+            return -EHOSTUNREACH;
+        }
+        int s = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (s < 0) {
+            freeaddrinfo(ai);
+            return -errno;
+        }
+        int one = 1;
+        setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (listening) {
+            r = bind(s, ai->ai_addr, ai->ai_addrlen) < 0 || listen(s, 1) < 0 ? -errno : 0;
+            ls = s;
+        } else {
+            r = connect(s, ai->ai_addr, ai->ai_addrlen) < 0 ? -errno : 0;
+            fd = s;
+        }
+        freeaddrinfo(ai);
+    } else {
+        return -EINVAL;
+    }
+    if (r == 0 && listening) {
+        fd = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
+        r = fd < 0 ? -errno : 0;
+    }
+    if (ls >= 0) {
+        close(ls);
+        if (!strncmp(addr, "unix:", 5)) {
+            unlink(addr + 5);
+        }
+    }
+    if (r < 0 && fd >= 0) {
+        close(fd);
+    }
+    return r < 0 ? r : fd;
+}
+
 typedef struct Client {
     int fd;
     char buf[128];
@@ -379,10 +517,56 @@ static void reply(int fd, const char *fmt, const char *arg)
     }
 }
 
+/* "snapshot PATH": a running machine is paused for it, then resumed. */
+static int snapshot_to(VmmMachine *m, const char *path)
+{
+    bool was_running = vmm_machine_state(m) == VMM_MACHINE_RUNNING;
+    int r = was_running ? vmm_machine_pause(m) : 0;
+    if (r < 0) {
+        return r;
+    }
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    r = fd < 0 ? -errno : vmm_machine_snapshot(m, fd);
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (was_running) {
+        int e = vmm_machine_resume(m);
+        r = r < 0 ? r : e;
+    }
+    return r;
+}
+
+static bool migrated;               /* "migrate" succeeded: exit 0 */
+
+/* "migrate ADDRESS": blocks the main loop until the destination runs or
+ * the migration failed (the guest then goes on here). */
+static int migrate_to(VmmMachine *m, const char *addr)
+{
+    int fd = open_address(addr, false);
+    if (fd < 0) {
+        return fd;
+    }
+    VmmMigrateStats st = { .size = sizeof(st) };
+    int r = vmm_machine_migrate(m, fd, NULL, &st);
+    close(fd);
+    if (r == 0) {
+        migrated = true;
+        fprintf(stderr, "vmmkit-run: migrated to %s: %.1f ms in all, %.1f ms paused, "
+                "%u rounds, %llu pages\n", addr, st.total_ns / 1e6, st.downtime_ns / 1e6,
+                st.rounds, (unsigned long long)st.pages_sent);
+    }
+    return r;
+}
+
 static void control_command(VmmMachine *m, int fd, char *cmd)
 {
     int r = 0;
-    if (!strcmp(cmd, "pause")) {
+    if (!strncmp(cmd, "snapshot ", 9) && cmd[9]) {
+        r = snapshot_to(m, cmd + 9);
+    } else if (!strncmp(cmd, "migrate ", 8) && cmd[8]) {
+        r = migrate_to(m, cmd + 8);
+    } else if (!strcmp(cmd, "pause")) {
         r = vmm_machine_pause(m);
     } else if (!strcmp(cmd, "resume")) {
         r = vmm_machine_resume(m);
@@ -733,12 +917,68 @@ static int add_devices(const Args *a, VmmMachine *m, Devices *d)
     return 0;
 }
 
-static VmmMachine *build(const Args *a, Devices *d)
+/* The options of a machine from a snapshot or a migration: its size and
+ * vCPUs are the sender's unless --memory/--cpus say otherwise (then they
+ * must match). */
+static VmmMachineOptions saved_options(const Args *a)
+{
+    VmmMachineOptions o = a->mo;
+    o.memory = a->memory_set ? o.memory : 0;
+    o.cpus = a->cpus_set ? o.cpus : 0;
+    return o;
+}
+
+/* The machine from the snapshot --restore names; its size and vCPUs
+ * are the snapshot's unless --memory/--cpus say otherwise (then they must
+ * match). */
+static VmmMachine *restore(const Args *a)
 {
     int err = 0;
-    VmmMachine *m = vmm_machine_new(&a->mo, &err);
+    int fd = open(a->restore, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        fprintf(stderr, "vmmkit-run: %s: %s\n", a->restore, strerror(errno));
+        return NULL;
+    }
+    VmmMachineOptions o = saved_options(a);
+    VmmMachine *m = vmm_machine_restore(&o, fd, &err);
+    close(fd);
     if (!m) {
-        fprintf(stderr, "vmmkit-run: cannot create the machine: %s\n", vmm_strerror(err));
+        fprintf(stderr, "vmmkit-run: cannot restore %s: %s\n", a->restore, vmm_strerror(err));
+    }
+    return m;
+}
+
+static VmmMachine *build(Args *a, Devices *d)
+{
+    int err = 0;
+    VmmMachine *m;
+    if (a->restore) {
+        m = restore(a);
+        a->restore = NULL;          /* a reboot boots the kernel, if any */
+    } else if (a->incoming) {
+        int fd = open_address(a->incoming, true);
+        if (fd < 0) {
+            fprintf(stderr, "vmmkit-run: --incoming %s: %s\n", a->incoming, vmm_strerror(fd));
+            return NULL;
+        }
+        VmmMachineOptions o = saved_options(a);
+        m = vmm_machine_incoming(&o, fd, &err);
+        close(fd);                  /* the machine keeps what it needs */
+        a->incoming = NULL;
+        if (!m) {
+            fprintf(stderr, "vmmkit-run: incoming migration: %s\n", vmm_strerror(err));
+        }
+    } else if (!a->mo.kernel) {
+        fprintf(stderr, "vmmkit-run: the restored guest rebooted and there is no --kernel\n");
+        return NULL;
+    } else {
+        m = vmm_machine_new(&a->mo, &err);
+        if (!m) {
+            fprintf(stderr, "vmmkit-run: cannot create the machine: %s\n",
+                    vmm_strerror(err));
+        }
+    }
+    if (!m) {
         return NULL;
     }
     for (int i = 0; i < a->ndisks; i++) {
@@ -748,6 +988,18 @@ static VmmMachine *build(const Args *a, Devices *d)
             vmm_machine_free(m);
             return NULL;
         }
+    }
+    if (a->vconsole) {
+        err = vmm_machine_add_console(m, a->vconsole_in, a->vconsole_out);
+    }
+    if (err == 0 && a->rng) {
+        err = vmm_machine_add_rng(m);
+    }
+    if (err < 0) {
+        fprintf(stderr, "vmmkit-run: %s: %s\n", a->vconsole ? "console or rng" : "rng",
+                vmm_strerror(err));
+        vmm_machine_free(m);
+        return NULL;
     }
     if (add_devices(a, m, d) < 0) {
         vmm_machine_free(m);
@@ -779,7 +1031,9 @@ int main(int argc, char **argv)
     if (parse_args(argc, argv, &a) < 0) {
         return 2;
     }
-    Loop l = { .listen_fd = -1, .stdin_open = true };
+    /* With a virtio console on the terminal, stdin feeds it (in the
+     * device's thread), not the serial port. */
+    Loop l = { .listen_fd = -1, .stdin_open = a.vconsole_in != STDIN_FILENO };
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -856,6 +1110,8 @@ int main(int argc, char **argv)
         }
         if (st == VMM_MACHINE_POWEROFF) {
             status = 0;
+        } else if (st == VMM_MACHINE_STOPPED && migrated) {
+            status = 0;             /* the guest runs elsewhere now */
         } else if (st == VMM_MACHINE_STOPPED) {
             fprintf(stderr, "vmmkit-run: stopped\n");
             status = 130;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "accel/kvm/kvm-internal.h"
+#include "util/log.h"
 
 static int real_open(void *opaque, const char *path)
 {
@@ -90,6 +91,26 @@ int vmm_vm_ioctl(VmmVm *vm, unsigned long request, void *arg)
         return -EINVAL;
     }
     return kvm_vm_ioctl(vm, request, arg);
+}
+
+typedef struct VcpuIoctl {
+    unsigned long req;
+    void *arg;
+} VcpuIoctl;
+
+static int do_vcpu_ioctl(VmmVcpu *vcpu, void *opaque)
+{
+    VcpuIoctl *a = opaque;
+    return kvm_vcpu_ioctl(vcpu, a->req, a->arg);
+}
+
+int vmm_vcpu_ioctl(VmmVcpu *vcpu, unsigned long request, void *arg)
+{
+    if (!vcpu) {
+        return VMM_MISUSE_ERR(-EINVAL, "vmm_vcpu_ioctl: no vCPU");
+    }
+    VcpuIoctl a = { .req = request, .arg = arg };
+    return vmm_vcpu_run_on(vcpu, do_vcpu_ioctl, &a);
 }
 
 int vmm_kvm_ioctl(VmmVm *vm, unsigned long request, void *arg)

@@ -21,7 +21,7 @@
 /* x86 MSR numbers this file names. */
 enum {
     MSR_TSC = 0x10, MSR_APIC_BASE = 0x1b, MSR_FEATURE_CONTROL = 0x3a,
-    MSR_TSC_ADJUST = 0x3b, MSR_SYSENTER_CS = 0x174, MSR_SYSENTER_ESP = 0x175,
+    MSR_TSC_ADJUST = 0x3b, MSR_SPEC_CTRL = 0x48, MSR_SYSENTER_CS = 0x174, MSR_SYSENTER_ESP = 0x175,
     MSR_SYSENTER_EIP = 0x176, MSR_MISC_ENABLE = 0x1a0, MSR_MTRR_PHYS_FIRST = 0x200,
     MSR_MTRR_PHYS_LAST = 0x21f, MSR_MTRR_FIX_FIRST = 0x250, MSR_MTRR_FIX_LAST = 0x26f,
     MSR_PAT = 0x277, MSR_MTRR_DEF_TYPE = 0x2ff, MSR_TSC_DEADLINE = 0x6e0,
@@ -65,11 +65,17 @@ VmmStateLevel vmm_msr_level(uint32_t index)
     }
 }
 
-/* The MSRs every cache tracks (when KVM lists them). */
+/* The MSRs every cache tracks (when KVM lists them): what a running Linux
+ * guest changes and a restored one needs back - the paravirtual clock and
+ * friends, the TSC deadline timer after the TSC it counts against, the
+ * async page fault interrupt vector before the MSR that enables it. */
 static const uint32_t default_msrs[] = {
     MSR_SYSENTER_CS, MSR_SYSENTER_ESP, MSR_SYSENTER_EIP, MSR_STAR, MSR_LSTAR,
     MSR_CSTAR, MSR_FMASK, MSR_KERNEL_GS_BASE, MSR_TSC_AUX, MSR_PAT, MSR_TSC,
-    MSR_MISC_ENABLE,
+    MSR_TSC_ADJUST, MSR_TSC_DEADLINE, MSR_MISC_ENABLE, MSR_MTRR_DEF_TYPE,
+    MSR_KVM_WALL_CLOCK_NEW, MSR_KVM_SYSTEM_TIME_NEW, MSR_KVM_ASYNC_PF_INT,
+    MSR_KVM_ASYNC_PF_EN, MSR_KVM_STEAL_TIME, MSR_KVM_PV_EOI_EN, MSR_KVM_POLL_CONTROL,
+    MSR_SPEC_CTRL,
 };
 
 static bool kvm_knows_msr(VmmVm *vm, uint32_t index)
@@ -82,12 +88,21 @@ static bool kvm_knows_msr(VmmVm *vm, uint32_t index)
     return false;
 }
 
+static bool needs_lapic(uint32_t index)
+{
+    return index == MSR_TSC_DEADLINE || index == MSR_KVM_ASYNC_PF_INT ||
+           index == MSR_KVM_ASYNC_PF_EN || index == MSR_KVM_PV_EOI_EN;
+}
+
 void kvm_state_init(VmmVcpu *vcpu)
 {
     VmmVcpuState *st = &vcpu->st;
 
     st->size = sizeof(*st);
     for (size_t i = 0; i < VMM_ARRAY_SIZE(default_msrs); i++) {
+        if (!vcpu->vm->has_irqchip && needs_lapic(default_msrs[i])) {
+            continue;       /* KVM refuses them without an in-kernel LAPIC */
+        }
         if (kvm_knows_msr(vcpu->vm, default_msrs[i])) {
             st->msrs[st->nmsrs++].index = default_msrs[i];
         }
@@ -99,8 +114,10 @@ void kvm_state_init(VmmVcpu *vcpu)
 }
 
 /* KVM_GET_MSRS / KVM_SET_MSRS on the cached entries (at most @level for a
- * set). */
-static int msrs_io(VmmVcpu *vcpu, bool set, VmmStateLevel level)
+ * set).  A set leaves out the TSC deadline, or (@deadline) sets only it:
+ * KVM keeps a deadline only for a LAPIC already in TSC-deadline mode, so
+ * it is written after KVM_SET_LAPIC. */
+static int msrs_io(VmmVcpu *vcpu, bool set, VmmStateLevel level, bool deadline)
 {
     VmmVcpuState *st = &vcpu->st;
     /* struct kvm_msrs followed by its entries. */
@@ -113,7 +130,8 @@ static int msrs_io(VmmVcpu *vcpu, bool set, VmmStateLevel level)
 
     memset(raw, 0, sizeof(raw));
     for (uint32_t i = 0; i < st->nmsrs; i++) {
-        if (!set || vmm_msr_level(st->msrs[i].index) <= level) {
+        if (!set || (vmm_msr_level(st->msrs[i].index) <= level &&
+                     (st->msrs[i].index == MSR_TSC_DEADLINE) == deadline)) {
             e[n++] = st->msrs[i];
         }
     }
@@ -170,7 +188,7 @@ int kvm_state_get(VmmVcpu *vcpu)
         return r;
     }
     if ((r = kvm_vcpu_ioctl(vcpu, KVM_GET_MP_STATE, &st->mp_state)) < 0 ||
-        (r = msrs_io(vcpu, false, VMM_STATE_FULL)) < 0) {
+        (r = msrs_io(vcpu, false, VMM_STATE_FULL, false)) < 0) {
         return r;
     }
     st->has_lapic = vm->has_irqchip;
@@ -217,7 +235,7 @@ int kvm_state_put(VmmVcpu *vcpu, VmmStateLevel level)
         return r;
     }
     if ((r = kvm_vcpu_ioctl(vcpu, KVM_SET_SREGS, &st->sregs)) < 0 ||
-        (r = msrs_io(vcpu, true, level)) < 0) {
+        (r = msrs_io(vcpu, true, level, false)) < 0) {
         return r;
     }
     if (level >= VMM_STATE_RESET) {
@@ -227,6 +245,9 @@ int kvm_state_put(VmmVcpu *vcpu, VmmStateLevel level)
         if (vm->has_irqchip && (r = kvm_vcpu_ioctl(vcpu, KVM_SET_LAPIC, &st->lapic)) < 0) {
             return r;
         }
+    }
+    if ((r = msrs_io(vcpu, true, level, true)) < 0) {
+        return r;
     }
     if (vm->has_events && (r = put_events(vcpu, level)) < 0) {
         return r;

@@ -477,6 +477,12 @@ VMM_EXPORT bool vmm_vcpu_is_paused(VmmVcpu *vcpu);
 typedef int VmmVcpuWorkFunc(VmmVcpu *vcpu, void *opaque);
 VMM_EXPORT int vmm_vcpu_run_on(VmmVcpu *vcpu, VmmVcpuWorkFunc *fn, void *opaque);
 
+/* An ioctl on the vCPU fd, made on the vCPU's thread (vmm_vcpu_run_on)
+ * and bracketed by its gate: the escape hatch for what this header lacks
+ * (e.g. KVM_KVMCLOCK_CTRL).  >= 0 or -errno; -EINVAL for a NULL @vcpu.
+ * Any thread but another vCPU's, as vmm_vcpu_run_on. */
+VMM_EXPORT int vmm_vcpu_ioctl(VmmVcpu *vcpu, unsigned long request, void *arg);
+
 /* Counters for tests and tuning.  Any thread (snapshots). */
 typedef struct VmmVcpuStats {
     uint64_t runs;              /* KVM_RUN calls */

@@ -9,7 +9,9 @@
  * MADT for the CPUs and the I/O APIC, a DSDT with a PCI root bridge, and a
  * sleep-control/reset register the VMM sees), a PCI bus 0 with virtio-pci
  * (modern; MSI-X through irqfds, doorbells through ioeventfds) devices and
- * a 16550 UART console.
+ * a 16550 UART console.  Before starting it, a program adds devices: the
+ * library's (disks, a virtio console, a virtio RNG) and its own (a
+ * VmmVirtioDevice on the virtio-pci bus, a PIO or MMIO region).
  * docs/machine.md explains the layout and why.
  *
  * Lifecycle: vmm_machine_new() builds and loads everything (vCPUs stopped);
@@ -213,6 +215,24 @@ VMM_EXPORT int vmm_machine_add_disk(VmmMachine *m, const char *path, bool readon
  */
 VMM_EXPORT int vmm_machine_add_block(VmmMachine *m, const char *options, bool readonly);
 
+/*
+ * Add a virtio entropy device (vmmkit/virtio-rng.h: getrandom(2) of the
+ * host; Linux's /dev/hwrng with the virtio_rng driver).  0, -EINVAL
+ * (after start), -ENOSPC (the bus is full), -ENOMEM, or the errno of
+ * starting the device iothread.  Main loop.
+ */
+VMM_EXPORT int vmm_machine_add_rng(VmmMachine *m);
+
+/*
+ * Add a virtio console (vmmkit/virtio-console.h; Linux's /dev/hvc0 with
+ * the virtio_console driver): the guest's input is read from @in_fd, its
+ * output written to @out_fd, in the device iothread; -1 for none.  The
+ * fds stay the caller's and must stay open until vmm_machine_free().
+ * 0, -EINVAL (after start, an fd below -1), -ENOSPC (the bus is full),
+ * -ENOMEM, or the errno of starting the device iothread.  Main loop.
+ */
+VMM_EXPORT int vmm_machine_add_console(VmmMachine *m, int in_fd, int out_fd);
+
 /* Run the vCPUs.  0, -EINVAL (already started), or the error of starting
  * them.  Main loop. */
 VMM_EXPORT int vmm_machine_start(VmmMachine *m);
@@ -270,6 +290,94 @@ typedef struct VmmMachineStats {
 /* Fill *@out (@out->size says how much).  0 or -EINVAL.  Any thread
  * (the counters are read without stopping anything). */
 VMM_EXPORT int vmm_machine_get_stats(VmmMachine *m, VmmMachineStats *out);
+
+/*
+ * Snapshots (docs/machine.md, "Snapshots").
+ *
+ * vmm_machine_snapshot: write the paused machine (vmm_machine_pause) to
+ * @fd, a regular file opened for writing (it is truncated first): every
+ * vCPU's whole state, the in-kernel interrupt controllers, PIT and clock,
+ * the UART and the virtio-pci devices (quiesced by the pause, so no disk
+ * request is half done), then guest RAM with its zero pages left as holes.
+ * A versioned format: a header with the configuration and a table of
+ * sections with lengths and CRC-32s.  The machine stays paused; resume it
+ * or free it.  0, -EINVAL (@m NULL, @fd < 0, a machine not paused),
+ * -ESPIPE (@fd is not a regular file), or the errno of a write or of KVM
+ * (a message names it).  Main loop.
+ *
+ * vmm_machine_restore: build a new machine from the snapshot in @fd (a
+ * regular file; the caller may close it once this returns).  @opts as for
+ * vmm_machine_new, except that kernel, initrd and cmdline are not used
+ * and a memory or cpus of 0 takes the snapshot's (any other value must
+ * match it).  Guest RAM is mapped privately from the file: pages are read
+ * when the guest touches them, and machines restored from the same file
+ * share the pages they do not write.  Add the same disks, in the same
+ * order, as the saved machine had (vmm_machine_add_disk); then
+ * vmm_machine_start() loads the devices' state, sets the clock, tells the
+ * guest it was paused (KVM_KVMCLOCK_CTRL) and runs the guest from where
+ * it stopped - or fails with -EINVAL and a message when the disks do not
+ * match the snapshot's devices.  The file must not change while the
+ * machine lives.  NULL with *@errp: -EINVAL (NULL @opts, @fd < 0, a file
+ * that is not a snapshot, another format version, a corrupt or truncated
+ * file, a configuration that does not match @opts or this KVM: a message
+ * names which), -ESPIPE (not a regular file), or what vmm_machine_new
+ * returns.  Main loop.
+ */
+VMM_EXPORT int vmm_machine_snapshot(VmmMachine *m, int fd);
+VMM_EXPORT VmmMachine *vmm_machine_restore(const VmmMachineOptions *opts, int fd,
+                                           int *errp);
+
+typedef struct VmmMigrateOptions {
+    size_t size;                /* sizeof(VmmMigrateOptions) */
+    uint32_t max_rounds;        /* pre-copy rounds after the first pass; 0: 10 */
+    uint64_t downtime_ns;       /* the pause's budget; 0: 50 ms */
+} VmmMigrateOptions;
+
+typedef struct VmmMigrateStats {
+    size_t size;                /* sizeof(VmmMigrateStats), set by the caller */
+    uint32_t rounds;            /* rounds after the first pass */
+    uint64_t pages_sent;        /* RAM pages sent in all */
+    uint64_t final_pages;       /* ... of them while paused */
+    uint64_t bytes_sent;        /* the whole stream */
+    uint64_t total_ns;          /* the call, until the destination's answer */
+    uint64_t downtime_ns;       /* paused until the destination's answer */
+} VmmMigrateStats;
+
+/*
+ * Live migration (docs/machine.md, "Live migration") over a connected
+ * stream @fd (a Unix or TCP socket, a pipe).
+ *
+ * vmm_machine_migrate: send the running machine @m: its RAM while it runs
+ * (KVM's dirty log, ring or bitmap, and the log of device writes), rounds
+ * until the pages still dirty fit in @opts->downtime_ns at the bandwidth
+ * measured or @opts->max_rounds were made, then the machine pauses and the
+ * rest goes with the device state; the destination answers once it runs.
+ * Returns 0 then, with @m stopped (VMM_MACHINE_STOPPED; free it).  On any
+ * failure before the switch - the stream breaks, the destination refuses
+ * or closes, vmm_machine_migrate_cancel() - @m goes on running, nothing
+ * lost, and the error is returned (-ECANCELED for a cancel).  @opts and
+ * @stats may be NULL (defaults: 10 rounds, 50 ms).  -EINVAL (NULL @m, @fd
+ * < 0, a machine not running, a size field too small).  Blocks; main loop.
+ *
+ * vmm_machine_migrate_cancel: make a migration of @m in progress give up at
+ * its next step (before the state is sent; after that the destination's
+ * answer decides).  Any thread.
+ *
+ * vmm_machine_incoming: receive a machine from @fd into a new one; @opts
+ * as for vmm_machine_restore (memory/cpus 0: the source's).  Returns the
+ * machine once the whole state has arrived; add the same disks as the
+ * source had, then vmm_machine_start() runs it and tells the source, which
+ * then stops.  Freeing it without a successful start tells the source to
+ * go on.  NULL with *@errp: -EINVAL (NULL @opts, @fd < 0, not a migration
+ * stream, a configuration that does not match, a corrupt message; a
+ * message names it), -EPIPE (the stream ended early), or what
+ * vmm_machine_new returns.  Main loop.
+ */
+VMM_EXPORT int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
+                                   VmmMigrateStats *stats);
+VMM_EXPORT void vmm_machine_migrate_cancel(VmmMachine *m);
+VMM_EXPORT VmmMachine *vmm_machine_incoming(const VmmMachineOptions *opts, int fd,
+                                            int *errp);
 
 /* The VM underneath (for exit handlers, stats, state).  Any thread. */
 VMM_EXPORT VmmVm *vmm_machine_vm(VmmMachine *m);

@@ -150,6 +150,27 @@ VMM_EXPORT int vmm_guest_memory_find(VmmGuestMemory *mem, uint64_t gpa,
 /* ---- DMA ------------------------------------------------------------------- */
 
 /*
+ * Dirty log of device writes, for live migration: KVM logs what vCPUs
+ * write, not what the host writes into guest RAM on a device's behalf.
+ * While on, every guest page that vmm_dma_write() writes, that
+ * vmm_dma_map(VMM_DMA_TO_GUEST) maps (marked when mapped, i.e. before the
+ * device writes: read the log once the device is quiesced to see every
+ * write), or that a virtqueue pins writable (its used ring: marked when
+ * pinned only, so a migration sends the rings of enabled queues with the
+ * device state) is recorded, for the GPAs the map covered when logging
+ * started.  Turning it on again clears it.
+ *
+ * vmm_guest_memory_log_dirty: 0, -EINVAL (@mem NULL), -ENOMEM.  Main loop.
+ * vmm_guest_memory_get_dirty: fetch and clear the bits of @npages pages
+ * from @gpa (a multiple of 256 KiB) into @bitmap ((@npages+63)/64 words;
+ * pages outside the log read 0).  0, -EINVAL (NULL, misaligned @gpa),
+ * -ENOENT (logging is off; @bitmap zeroed).  Any thread.
+ */
+VMM_EXPORT int vmm_guest_memory_log_dirty(VmmGuestMemory *mem, bool on);
+VMM_EXPORT int vmm_guest_memory_get_dirty(VmmGuestMemory *mem, uint64_t gpa,
+                                          uint64_t npages, uint64_t *bitmap);
+
+/*
  * Copy @len bytes from guest @gpa into @buf.  The range may span adjacent
  * sections.  Errors (nothing is copied): -EOVERFLOW (gpa + len wraps),
  * -EFAULT (part of the range is not RAM).  Any thread.

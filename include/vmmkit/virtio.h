@@ -269,6 +269,35 @@ VMM_EXPORT unsigned vmm_virtqueue_in_flight(VmmVirtqueue *vq);
  * resume, or once resources free up).  Any thread. */
 VMM_EXPORT void vmm_virtio_queue_kick(VmmVirtioDevice *vdev, unsigned q);
 
+/* ---- Snapshots and migration ------------------------------------------- */
+
+/*
+ * The core's state as a self-contained record: features, status, ISR,
+ * configuration space and generation, and per queue its size, ring
+ * addresses and ring positions (what the device has taken and returned).
+ * In-flight requests are not part of it: save a quiesced device (paused
+ * through vmm_device_pause(), i.e. no request popped and not pushed) or
+ * one the driver has not set up.  The device type's own state, if any,
+ * is the device type's.
+ *
+ * vmm_virtio_state_size: the record's size (0 for a NULL @vdev).  Any thread.
+ * vmm_virtio_save_state: 0; -EINVAL (@vdev or @buf NULL, @len too small),
+ * -EBUSY (a running device that the driver set up).  Main loop.
+ * vmm_virtio_load_state: on a device the driver has not touched (status
+ * 0), before the guest runs, with guest memory in place: takes the record
+ * over, enables the queues it had enabled (rings checked and pinned as at
+ * enable), tells the device type the features and DRIVER_OK as the
+ * driver's writes would, and kicks the enabled queues so requests queued
+ * before the save are processed.  -EINVAL (NULL arguments, a record of
+ * another device type, size, queue count, offered features or
+ * configuration size; the device is unchanged), -EBUSY (status not 0),
+ * -EFAULT (a saved ring outside guest memory; the device stays reset).
+ * Main loop.
+ */
+VMM_EXPORT size_t vmm_virtio_state_size(VmmVirtioDevice *vdev);
+VMM_EXPORT int vmm_virtio_save_state(VmmVirtioDevice *vdev, void *buf, size_t len);
+VMM_EXPORT int vmm_virtio_load_state(VmmVirtioDevice *vdev, const void *buf, size_t len);
+
 VMM_END_DECLS
 
 #endif /* VMMKIT_VIRTIO_H */

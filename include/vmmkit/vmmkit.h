@@ -14,6 +14,8 @@
 #include "vmmkit/device.h"
 #include "vmmkit/virtio.h"
 #include "vmmkit/virtio-blk.h"
+#include "vmmkit/virtio-console.h"
+#include "vmmkit/virtio-rng.h"
 #include "vmmkit/virtio-net.h"
 #include "vmmkit/vhost-vsock.h"
 #include "vmmkit/machine.h"

@@ -33,6 +33,8 @@ struct VmmMachinePciDev {
     void *opaque;
 };
 
+typedef struct MachineRestore MachineRestore;
+
 /*
  * What a device the library builds for the machine (a disk, the console,
  * the RNG) does beside the glue.  A user's device (vmm_machine_add_virtio)
@@ -126,6 +128,10 @@ struct VmmMachine {
     MachineRegion *regions[MACHINE_MAX_REGIONS];    /* main loop, before start */
     unsigned nregions;
 
+    MachineRestore *restore;       /* main loop: pending until start */
+    int ack_fd;                    /* migrated: the source waits for a word here */
+    int migrate_cancel;            /* atomic: vmm_machine_migrate_cancel() */
+
     VmmMachineState state;         /* atomic */
     int end_fd;
     pthread_t waiter;
@@ -165,6 +171,29 @@ int machine_virtio_add(VmmMachine *m, VmmVirtioDevice *vdev, uint32_t pci_class,
 int machine_devices_start(VmmMachine *m);
 int machine_devices_pause(VmmMachine *m, bool pause) VMM_EXCLUDES(m->lock);
 void machine_devices_free(VmmMachine *m) VMM_EXCLUDES(m->lock);
+/* Snapshots (snapshot.c), per device in bus order (machine-virtio-state.c): the
+ * virtio device IDs (returns the count), a device's record size (0: no
+ * such device), save (device paused) and load (before start). */
+unsigned machine_device_ids(VmmMachine *m, uint16_t *ids, unsigned max) VMM_EXCLUDES(m->lock);
+size_t machine_device_state_size(VmmMachine *m, unsigned i) VMM_EXCLUDES(m->lock);
+int machine_device_save(VmmMachine *m, unsigned i, uint8_t *out, size_t len)
+    VMM_EXCLUDES(m->lock);
+int machine_device_load(VmmMachine *m, unsigned i, const uint8_t *in, size_t len)
+    VMM_EXCLUDES(m->lock);
+/* @fn for the used ring of every enabled queue (what the devices write
+ * into guest RAM besides their requests' buffers).  Main loop. */
+void machine_device_used_rings(VmmMachine *m, void (*fn)(void *opaque, uint64_t gpa,
+                                                         uint64_t len), void *opaque)
+    VMM_EXCLUDES(m->lock);
+/* A restored machine's state that waits for vmm_machine_start (devices,
+ * clock); NULL otherwise. */
+int machine_restore_finish(VmmMachine *m);
+VmmMachine *machine_new(const VmmMachineOptions *o, bool boot, int *errp);
+/* A migrated machine tells its source whether it runs (@ok), once; no-op
+ * for other machines (migration.c). */
+void machine_migration_ack(VmmMachine *m, bool ok);
+void machine_restore_free(MachineRestore *r);
+
 /* The handoff's deliver (m->irqs): virtio device @src's pending interrupts. */
 void machine_virtio_deliver(void *opaque, unsigned src);
 

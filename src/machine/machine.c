@@ -796,9 +796,10 @@ static void *waiter_main(void *opaque)
     return NULL;
 }
 
-static int check_options(const VmmMachineOptions *o)
+static int check_options(const VmmMachineOptions *o, bool need_kernel)
 {
-    if (!o || o->size < offsetof(VmmMachineOptions, kvm_ops) || !o->kernel || o->cpus == 0 ||
+    if (!o || o->size < offsetof(VmmMachineOptions, kvm_ops) || (need_kernel && !o->kernel) ||
+        o->cpus == 0 ||
         o->cpus > VMM_MACHINE_MAX_CPUS || o->memory < (32ull << 20) ||
         (o->memory & 0xfff) || o->memory > (1ull << 40)) {
         return -EINVAL;
@@ -854,7 +855,7 @@ static int check_kvm(const VmmMachineOptions *o)
     return r;
 }
 
-static int build(VmmMachine *m, const VmmMachineOptions *o)
+static int build(VmmMachine *m, const VmmMachineOptions *o, bool boot)
 {
     int r;
     VmmVmOptions vo = { .size = sizeof(vo), .dev_path = o->kvm_path, .ops = opt_kvm_ops(o) };
@@ -870,7 +871,7 @@ static int build(VmmMachine *m, const VmmMachineOptions *o)
     if (r < 0) {
         return r;
     }
-    r = load_linux(m, o);
+    r = boot ? load_linux(m, o) : 0;
     if (r < 0) {
         return r;
     }
@@ -904,9 +905,11 @@ static int build(VmmMachine *m, const VmmMachineOptions *o)
     return r < 0 ? r : 0;
 }
 
-VmmMachine *vmm_machine_new(const VmmMachineOptions *o, int *errp)
+/* A machine with a kernel loaded (@boot), or with nothing in RAM, for a
+ * snapshot to fill (snapshot.c). */
+VmmMachine *machine_new(const VmmMachineOptions *o, bool boot, int *errp)
 {
-    int r = check_options(o);
+    int r = check_options(o, boot);
     VmmMachine *m = NULL;
     if (r < 0) {
         r = VMM_MISUSE_ERR(r, "bad machine options");
@@ -927,12 +930,13 @@ VmmMachine *vmm_machine_new(const VmmMachineOptions *o, int *errp)
     m->cpus = o->cpus;
     m->console_fd = o->console_out_fd;
     m->next_mmio = X86_MMIO_HOLE_START;
+    m->ack_fd = -1;
     m->end_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (m->end_fd < 0) {
         r = -errno;
         goto fail;
     }
-    r = build(m, o);
+    r = build(m, o, boot);
     if (r < 0) {
         goto fail;
     }
@@ -947,14 +951,24 @@ fail:
     return NULL;
 }
 
+VmmMachine *vmm_machine_new(const VmmMachineOptions *o, int *errp)
+{
+    return machine_new(o, true, errp);
+}
+
 int vmm_machine_start(VmmMachine *m)
 {
     if (m->state != VMM_MACHINE_CREATED) {
         return VMM_MISUSE_ERR(-EINVAL, "machine already started");
     }
-    int r = build_acpi(m);
+    /* A restored or migrated machine has its ACPI tables in its RAM. */
+    bool restoring = m->restore != NULL;
+    int r = restoring ? 0 : build_acpi(m);
     if (r == 0) {
         r = machine_devices_start(m);
+    }
+    if (r == 0 && restoring) {
+        r = machine_restore_finish(m);
     }
     if (r < 0) {
         return r;
@@ -974,6 +988,7 @@ int vmm_machine_start(VmmMachine *m)
     if (r < 0) {
         vmm_vm_request_end(m->vm, VMM_MACHINE_ERROR);
     }
+    machine_migration_ack(m, r == 0);
     return r;
 }
 
@@ -1074,6 +1089,8 @@ void vmm_machine_free(VmmMachine *m)
         pthread_join(m->waiter, NULL);
         m->have_waiter = false;
     }
+    machine_restore_free(m->restore);
+    machine_migration_ack(m, false);
     machine_devices_free(m);
     if (m->vm) {
         vmm_vm_free(m->vm);

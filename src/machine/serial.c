@@ -2,6 +2,7 @@
 /* A 16550A UART; see serial.h. */
 #include "machine/serial.h"
 
+#include <errno.h>
 #include <string.h>
 
 #define IER_RDI 0x01   /* received data available */
@@ -190,4 +191,37 @@ void serial_write(Serial *s, unsigned off, uint8_t val)
         return;
     }
     update_irq(s);
+}
+
+void serial_save(const Serial *s, uint8_t out[SERIAL_STATE_SIZE])
+{
+    uint8_t *p = out;
+    *p++ = s->ier; *p++ = s->iir_thre; *p++ = s->lcr; *p++ = s->mcr;
+    *p++ = s->lsr; *p++ = s->msr; *p++ = s->scr; *p++ = s->dll;
+    *p++ = s->dlm; *p++ = s->fcr; *p++ = s->thre_pending; *p++ = s->irq_level;
+    memcpy(p, s->rx, SERIAL_FIFO);
+    p += SERIAL_FIFO;
+    *p++ = (uint8_t)s->rx_head;
+    *p++ = (uint8_t)s->rx_count;
+    *p++ = 0;
+    *p++ = 0;
+}
+
+int serial_load(Serial *s, const uint8_t *in, size_t len)
+{
+    if (len != SERIAL_STATE_SIZE) {
+        return -EINVAL;
+    }
+    const uint8_t *f = in + 12 + SERIAL_FIFO;
+    if (f[0] >= SERIAL_FIFO || f[1] > SERIAL_FIFO || in[10] > 1 || in[11] > 1) {
+        return -EINVAL;
+    }
+    const uint8_t *p = in;
+    s->ier = *p++; s->iir_thre = *p++; s->lcr = *p++; s->mcr = *p++;
+    s->lsr = *p++; s->msr = *p++; s->scr = *p++; s->dll = *p++;
+    s->dlm = *p++; s->fcr = *p++; s->thre_pending = *p++; s->irq_level = *p++;
+    memcpy(s->rx, p, SERIAL_FIFO);
+    s->rx_head = f[0];
+    s->rx_count = f[1];
+    return 0;
 }

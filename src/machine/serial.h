@@ -38,4 +38,13 @@ size_t serial_receive(Serial *s, const uint8_t *buf, size_t len);
 /* Free room in the receive FIFO. */
 size_t serial_rx_room(const Serial *s);
 
+/* The registers and the receive FIFO as a fixed record (snapshots).
+ * serial_save fills SERIAL_STATE_SIZE bytes; serial_load checks a record of
+ * @len bytes (-EINVAL: wrong size or impossible FIFO indices, @s unchanged)
+ * and takes it over, keeping @s's callbacks; it does not drive the
+ * interrupt line (the restored interrupt controller holds its level). */
+#define SERIAL_STATE_SIZE (12 + SERIAL_FIFO + 4)
+void serial_save(const Serial *s, uint8_t out[SERIAL_STATE_SIZE]);
+int serial_load(Serial *s, const uint8_t *in, size_t len);
+
 #endif

@@ -449,3 +449,118 @@ void virtio_pci_set_broken(VirtioPci *t)
         virtio_pci_config_interrupt(t);
     }
 }
+
+/* ---- Snapshots ------------------------------------------------------------- */
+
+/* The record: a fixed part, then per queue (size, vector, enabled, desc,
+ * avail, used), then the MSI-X table and the PBA, all little-endian. */
+#define VPCI_STATE_FIXED (4 + PCI_CONFIG_SIZE + 4 + 4 + 8 + 2 + 2 + 4)
+#define VPCI_STATE_QUEUE (2 + 2 + 4 + 8 + 8 + 8)
+
+size_t virtio_pci_state_size(const VirtioPci *t)
+{
+    return VPCI_STATE_FIXED + (size_t)t->num_queues * VPCI_STATE_QUEUE +
+           16u * t->num_vectors + sizeof(t->msix_pending);
+}
+
+void virtio_pci_save(const VirtioPci *t, uint8_t *out)
+{
+    uint8_t *p = out;
+    pci_set(p, 4, t->num_queues); p += 4;
+    memcpy(p, t->pci.config, PCI_CONFIG_SIZE); p += PCI_CONFIG_SIZE;
+    pci_set(p, 4, t->dfselect); p += 4;
+    pci_set(p, 4, t->gfselect); p += 4;
+    pci_set(p, 8, t->guest_features); p += 8;
+    pci_set(p, 2, t->config_vector); p += 2;
+    pci_set(p, 2, t->queue_sel); p += 2;
+    p[0] = t->status; p[1] = t->generation; p[2] = t->isr; p[3] = 0; p += 4;
+    for (unsigned i = 0; i < t->num_queues; i++) {
+        const VirtioPciQueue *q = &t->q[i];
+        pci_set(p, 2, q->size); p += 2;
+        pci_set(p, 2, q->vector); p += 2;
+        pci_set(p, 4, q->enabled); p += 4;
+        pci_set(p, 8, q->desc); p += 8;
+        pci_set(p, 8, q->avail); p += 8;
+        pci_set(p, 8, q->used); p += 8;
+    }
+    memcpy(p, t->msix_table, 16u * t->num_vectors); p += 16u * t->num_vectors;
+    memcpy(p, t->msix_pending, sizeof(t->msix_pending));
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    return pci_get(p, 4) | (uint64_t)pci_get(p + 4, 4) << 32;
+}
+
+static bool vector_ok(const VirtioPci *t, uint16_t v)
+{
+    return v == VIRTIO_NO_VECTOR || v < t->num_vectors;
+}
+
+int virtio_pci_load(VirtioPci *t, const uint8_t *in, size_t len)
+{
+    if (len != virtio_pci_state_size(t) || pci_get(in, 4) != t->num_queues) {
+        return -EINVAL;
+    }
+    const uint8_t *cfg = in + 4;
+    /* Identity and layout are the device's, not the file's. */
+    if (memcmp(cfg, t->pci.config, 4) != 0 ||
+        cfg[PCI_CAP_PTR] != t->pci.config[PCI_CAP_PTR]) {
+        return -EINVAL;
+    }
+    const uint8_t *p = cfg + PCI_CONFIG_SIZE;
+    uint32_t dfselect = pci_get(p, 4), gfselect = pci_get(p + 4, 4);
+    uint64_t gf = get64(p + 8);
+    uint16_t config_vector = (uint16_t)pci_get(p + 16, 2);
+    uint16_t queue_sel = (uint16_t)pci_get(p + 18, 2);
+    const uint8_t *st = p + 20;
+    const uint8_t *qp = in + VPCI_STATE_FIXED;
+    if (!vector_ok(t, config_vector) || queue_sel > t->num_queues) {
+        return -EINVAL;
+    }
+    VirtioPciQueue qs[VPCI_MAX_QUEUES];
+    for (unsigned i = 0; i < t->num_queues; i++, qp += VPCI_STATE_QUEUE) {
+        VirtioPciQueue q = t->q[i];
+        q.size = (uint16_t)pci_get(qp, 2);
+        q.vector = (uint16_t)pci_get(qp + 2, 2);
+        uint32_t en = pci_get(qp + 4, 4);
+        q.desc = get64(qp + 8);
+        q.avail = get64(qp + 16);
+        q.used = get64(qp + 24);
+        if (!q.size || q.size > q.max_size || (q.size & (q.size - 1)) || en > 1 ||
+            !vector_ok(t, q.vector)) {
+            return -EINVAL;
+        }
+        q.enabled = en;
+        qs[i] = q;
+    }
+    /* From here on the record fits: take it over. */
+    memcpy(t->pci.config, cfg, PCI_CONFIG_SIZE);
+    t->dfselect = dfselect;
+    t->gfselect = gfselect;
+    t->guest_features = gf;
+    t->config_vector = config_vector;
+    t->queue_sel = queue_sel;
+    t->status = st[0];
+    t->generation = st[1];
+    t->isr = st[2];
+    memcpy(t->q, qs, t->num_queues * sizeof(qs[0]));
+    memcpy(t->msix_table, qp, 16u * t->num_vectors);
+    qp += 16u * t->num_vectors;
+    memcpy(t->msix_pending, qp, sizeof(t->msix_pending));
+    for (unsigned v = 0; v < t->num_vectors; v++) {
+        t->msix_table[16 * v + 12] &= 1;
+        memset(t->msix_table + 16 * v + 13, 0, 3);
+    }
+    for (unsigned v = t->num_vectors; v < 64 * (sizeof(t->msix_pending) / sizeof(t->msix_pending[0])); v++) {
+        t->msix_pending[v / 64] &= ~(1ull << (v % 64));      /* no such vector */
+    }
+    /* The machine learns the routes and doorbells as from guest writes. */
+    memset(t->msix_live, 0, sizeof(t->msix_live));
+    for (unsigned i = 0; i < VPCI_MAX_QUEUES; i++) {
+        t->doorbell[i] = UINT64_MAX;
+    }
+    msix_refresh(t);
+    doorbell_refresh(t);
+    return 0;
+}

@@ -13,6 +13,8 @@
 #ifndef VMM_MACHINE_VIRTIO_PCI_H
 #define VMM_MACHINE_VIRTIO_PCI_H
 
+#include <stddef.h>
+
 #include "machine/pci.h"
 
 #define VIRTIO_PCI_VENDOR 0x1af4
@@ -125,5 +127,18 @@ void virtio_pci_set_broken(VirtioPci *t);
 /* Whether MSI-X is on and vector @v unmasked (for tests and the machine). */
 bool virtio_pci_msix_vector_live(const VirtioPci *t, unsigned v, uint64_t *addr,
                                  uint32_t *data);
+
+/*
+ * Snapshots: the transport's state (PCI config space, common config,
+ * queues, MSI-X table and PBA) as a record of virtio_pci_state_size(t)
+ * bytes.  virtio_pci_load checks the record against @t's shape (queue
+ * count, sizes, vectors; -EINVAL and @t unchanged when it does not fit),
+ * takes it over, then reports every live vector (msix_update) and every
+ * doorbell (doorbell) to the machine as a guest write would, and fires the
+ * interrupts pending on live vectors.  Machine lock held.
+ */
+size_t virtio_pci_state_size(const VirtioPci *t);
+void virtio_pci_save(const VirtioPci *t, uint8_t *out);
+int virtio_pci_load(VirtioPci *t, const uint8_t *in, size_t len);
 
 #endif

@@ -6,11 +6,14 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "memory/memory-internal.h"
 #include "memory/rcu.h"
+#include "util/atomic.h"
 #include "util/compiler.h"
+#include "util/log.h"
 
 /*
  * Walk [gpa, gpa + len) over @m: for each piece call @fn(host, n, arg).
@@ -99,6 +102,94 @@ static int dma_rw(VmmGuestMemory *mem, uint64_t gpa, uint8_t *buf, size_t len,
     return ret;
 }
 
+void mem_mark_dirty(VmmGuestMemory *mem, uint64_t gpa, uint64_t len)
+{
+    /* Acquire: pairs with the release store that publishes the log. */
+    VmmDirtyLog *d = vk_atomic_load_acquire(&mem->dirty);
+    if (!d || len == 0) {
+        return;
+    }
+    uint64_t first = gpa / 4096, last = (gpa + len - 1) / 4096;
+    for (uint64_t p = first; p <= last && p < d->npages; p++) {
+        uint64_t bit = 1ull << (p % 64);
+        /* A plain load first: most pages are marked already. */
+        if (!(vk_atomic_read(&d->bits[p / 64]) & bit)) {
+            vk_atomic_fetch_or(&d->bits[p / 64], bit);
+        }
+    }
+}
+
+int vmm_guest_memory_log_dirty(VmmGuestMemory *mem, bool on)
+{
+    if (!mem) {
+        return VMM_MISUSE_ERR(-EINVAL, "vmm_guest_memory_log_dirty: no guest memory");
+    }
+    vk_mutex_lock(&mem->lock);
+    int ret = 0;
+    if (!on) {
+        vk_atomic_store_release(&mem->dirty, NULL);
+    } else if (!vk_atomic_read(&mem->dirty)) {
+        /* Cover every GPA the map has now. */
+        uint64_t end = 0;
+        vk_rcu_read_lock();
+        const VmmMemMap *m = mem_map_get(mem);
+        for (unsigned i = 0; m && i < m->n; i++) {
+            if (m->slot[i].last + 1 > end) {
+                end = m->slot[i].last + 1;
+            }
+        }
+        vk_rcu_read_unlock();
+        uint64_t npages = (end + 4095) / 4096;
+        VmmDirtyLog *d = mem->dirty_keep;
+        if (!d || d->npages < npages) {
+            VmmDirtyLog *n = calloc(1, sizeof(*n) + (npages + 63) / 64 * 8);
+            if (!n) {
+                ret = -ENOMEM;
+            } else {
+                /* A DMA path may still hold the old one (it loaded the
+                 * pointer before logging was switched off): it lives on
+                 * until the memory is freed. */
+                n->npages = npages;
+                n->older = d;
+                d = n;
+            }
+        } else {
+            /* Atomic stores: a DMA path that loaded this log before it was
+             * switched off may still OR a bit in; that bit is then one
+             * more page to send, never a lost one. */
+            for (uint64_t w = 0; w < (d->npages + 63) / 64; w++) {
+                vk_atomic_set(&d->bits[w], 0);
+            }
+        }
+        if (ret == 0) {
+            mem->dirty_keep = d;
+            /* Release: pairs with the acquire in mem_mark_dirty(). */
+            vk_atomic_store_release(&mem->dirty, d);
+        }
+    }
+    vk_mutex_unlock(&mem->lock);
+    return ret;
+}
+
+int vmm_guest_memory_get_dirty(VmmGuestMemory *mem, uint64_t gpa, uint64_t npages,
+                               uint64_t *bitmap)
+{
+    if (!mem || !bitmap || gpa % (64 * 4096)) {
+        return VMM_MISUSE_ERR(-EINVAL, "vmm_guest_memory_get_dirty: bad arguments");
+    }
+    memset(bitmap, 0, (npages + 63) / 64 * 8);
+    VmmDirtyLog *d = vk_atomic_load_acquire(&mem->dirty);
+    if (!d) {
+        return -ENOENT;
+    }
+    uint64_t base = gpa / 4096;
+    for (uint64_t w = 0; w * 64 < npages && base + w * 64 < d->npages; w++) {
+        uint64_t want = (w + 1) * 64 <= npages ? ~0ull : (1ull << (npages % 64)) - 1;
+        bitmap[w] = vk_atomic_fetch_and(&d->bits[base / 64 + w], ~want) & want;
+    }
+    return 0;
+}
+
 int vmm_dma_read(VmmGuestMemory *mem, uint64_t gpa, void *buf, size_t len)
 {
     return dma_rw(mem, gpa, buf, len, false);
@@ -106,7 +197,11 @@ int vmm_dma_read(VmmGuestMemory *mem, uint64_t gpa, void *buf, size_t len)
 
 int vmm_dma_write(VmmGuestMemory *mem, uint64_t gpa, const void *buf, size_t len)
 {
-    return dma_rw(mem, gpa, (uint8_t *)buf, len, true);
+    int r = dma_rw(mem, gpa, (uint8_t *)buf, len, true);
+    if (r == 0) {
+        mem_mark_dirty(mem, gpa, len);
+    }
+    return r;
 }
 
 typedef struct DmaIov {
@@ -152,6 +247,9 @@ int vmm_dma_map(VmmGuestMemory *mem, uint64_t gpa, uint64_t len, uint32_t flags,
         ret = (int)d.n;
     }
     vk_rcu_read_unlock();
+    if (ret >= 0 && (flags & VMM_DMA_TO_GUEST)) {
+        mem_mark_dirty(mem, gpa, len);     /* the device is about to write */
+    }
     return ret;
 }
 
@@ -171,6 +269,9 @@ int guest_memory_pin(VmmGuestMemory *mem, uint64_t gpa, uint64_t len,
         ret = -EACCES;
     } else {
         *host = s->host + (gpa - s->gpa);
+        if (flags & VMM_DMA_TO_GUEST) {
+            mem_mark_dirty(mem, gpa, len);
+        }
         /* The map we read holds a reference, and it cannot be freed before
          * we leave the read-side section: taking ours here is safe. */
         vmm_ram_region_ref(s->region);

@@ -108,6 +108,11 @@ void vmm_guest_memory_unref(VmmGuestMemory *mem)
      * maps retired by earlier updates finish too, so nothing outlives us. */
     urcu_memb_barrier();
     map_free_rcu(&mem->map->rcu);
+    for (VmmDirtyLog *d = mem->dirty_keep; d;) {
+        VmmDirtyLog *older = d->older;
+        free(d);
+        d = older;
+    }
     vk_mutex_lock(&mem->lock);
     while (mem->listeners) {
         VmmMemListener *l = mem->listeners;

@@ -27,12 +27,30 @@ typedef struct VmmMemMap {
 
 typedef struct VmmMemListener VmmMemListener;
 
+/* The log of device writes (vmm_guest_memory_log_dirty): bit i is guest
+ * page i (GPA i * 4096), for GPAs below npages * 4096. */
+typedef struct VmmDirtyLog {
+    struct VmmDirtyLog *older;      /* replaced logs, freed with the memory */
+    uint64_t npages;
+    uint64_t bits[];
+} VmmDirtyLog;
+
 struct VmmGuestMemory {
     int refcnt;
     VmmMutex lock;                           /* serializes updates */
     VmmMemMap *map;                            /* RCU pointer */
     VmmMemListener *listeners;                 /* under lock */
+    /* The device-write log while logging, else NULL: published with a
+     * release store (vmm_guest_memory_log_dirty), read with an acquire
+     * load by the DMA paths (mem_mark_dirty).  A log that is switched off
+     * is kept (mem->dirty_keep) until the memory is freed, so a DMA path
+     * that loaded the pointer just before never touches freed memory. */
+    VmmDirtyLog *dirty;
+    VmmDirtyLog *dirty_keep;                   /* under lock */
 };
+
+/* Record a device write of [gpa, gpa+len) when logging.  Any thread. */
+void mem_mark_dirty(VmmGuestMemory *mem, uint64_t gpa, uint64_t len);
 
 /* The current map; the caller is inside vk_rcu_read_lock(). */
 const VmmMemMap *mem_map_get(VmmGuestMemory *mem);

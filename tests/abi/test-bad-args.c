@@ -275,6 +275,20 @@ static int quiesce_now(VmmDevice *dev, void *opaque)
     return 0;
 }
 
+static void test_memory_dirty(void **state)
+{
+    (void)state;
+    uint64_t bm[1];
+    EXPECT_ERR(-EINVAL, true, vmm_guest_memory_log_dirty(NULL, true));
+    EXPECT_ERR(-EINVAL, true, vmm_guest_memory_get_dirty(NULL, 0, 1, bm));
+    VmmGuestMemory *mem = vmm_guest_memory_new(NULL);
+    assert_non_null(mem);
+    EXPECT_ERR(-EINVAL, true, vmm_guest_memory_get_dirty(mem, 4096, 1, bm));
+    EXPECT_ERR(-EINVAL, true, vmm_guest_memory_get_dirty(mem, 0, 1, NULL));
+    EXPECT_ERR(-ENOENT, false, vmm_guest_memory_get_dirty(mem, 0, 1, bm));
+    vmm_guest_memory_unref(mem);
+}
+
 static void test_device(void **state)
 {
     (void)state;
@@ -363,9 +377,37 @@ static void test_virtio(void **state)
     EXPECT_ERR(-EINVAL, false, vmm_virtio_queue_enable(v, 1));
     EXPECT_ERR(-EINVAL, true, vmm_virtio_queue_set_host_notifier(v, 0, NULL));  /* no ctx */
 
+    /* State records: NULLs, short buffers, another device's record. */
+    uint8_t rec[512];
+    size_t n = vmm_virtio_state_size(v);
+    assert_true(n > 0 && n <= sizeof(rec));
+    assert_int_equal(vmm_virtio_state_size(NULL), 0);
+    EXPECT_ERR(-EINVAL, true, vmm_virtio_save_state(NULL, rec, sizeof(rec)));
+    EXPECT_ERR(-EINVAL, true, vmm_virtio_save_state(v, rec, n - 1));
+    EXPECT_ERR(-EINVAL, true, vmm_virtio_load_state(v, NULL, n));
+    assert_int_equal(vmm_virtio_save_state(v, rec, n), 0);      /* not set up */
+    EXPECT_ERR(-EINVAL, false, vmm_virtio_load_state(v, rec, n - 1));
+    rec[8] ^= 1;                                                /* device id */
+    EXPECT_ERR(-EINVAL, false, vmm_virtio_load_state(v, rec, n));
+    rec[8] ^= 1;
+    assert_int_equal(vmm_virtio_load_state(v, rec, n), 0);
+
     VmmVirtqueue *vq = vmm_virtio_get_queue(v, 0);
     EXPECT_NULL_ERR(-EINVAL, vmm_virtqueue_pop(vq, sizeof(VmmVirtqElem) - 1, errp));
+    assert_int_equal(vmm_virtio_config_size(v), 8);
     vmm_virtio_device_free(v);
+
+    /* virtio-rng.h, virtio-console.h */
+    EXPECT_NULL_ERR(-EINVAL, vmm_virtio_rng_new(NULL, errp));
+    EXPECT_NULL_ERR(-EINVAL, vmm_virtio_console_new(NULL, NULL, -1, -1, errp));
+    VmmAioContext *ctx = vmm_aio_context_new(NULL, &err);
+    assert_non_null(ctx);
+    VmmGuestMemory *mem = vmm_guest_memory_new(&err);
+    assert_non_null(mem);
+    EXPECT_NULL_ERR(-EINVAL, vmm_virtio_console_new(mem, ctx, -2, -1, errp));
+    EXPECT_NULL_ERR(-EINVAL, vmm_virtio_console_new(mem, ctx, -1, -5, errp));
+    vmm_guest_memory_unref(mem);
+    vmm_aio_context_unref(ctx);
 }
 
 /* ---- block.h ------------------------------------------------------------ */
@@ -477,6 +519,7 @@ static void test_kvm(void **state)
     uint64_t v;
     EXPECT_ERR(-ENOENT, false, vmm_vcpu_get_msr(c, 0xdeadbeef, &v));
     assert_int_equal(vmm_vcpu_run_on(c, on_vcpu, NULL), 42);
+    EXPECT_ERR(-EINVAL, true, vmm_vcpu_ioctl(NULL, KVM_KVMCLOCK_CTRL, NULL));
     vmm_vm_free(vm);
     free(host);
 }
@@ -494,6 +537,41 @@ static void test_machine(void **state)
     VmmMachineOptions f = { .size = sizeof(f), .kernel = "/nonexistent", .memory = 64 << 20,
                             .cpus = 1, .console_out_fd = -1, .boot_flags = 1u << 30 };
     EXPECT_NULL_ERR(-EINVAL, vmm_machine_new(&f, errp));
+
+    /* Snapshots: NULLs, files that are not regular, files that are not
+     * snapshots. */
+    EXPECT_ERR(-EINVAL, true, vmm_machine_snapshot(NULL, 1));
+    EXPECT_NULL_ERR(-EINVAL, vmm_machine_restore(NULL, 0, errp));
+    EXPECT_NULL_ERR(-EINVAL, vmm_machine_restore(&f, -1, errp));
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    EXPECT_NULL_ERR(-ESPIPE, vmm_machine_restore(&f, p[0], errp));
+    close(p[0]);
+    close(p[1]);
+    FILE *tf = tmpfile();
+    assert_non_null(tf);
+    char junk[8192];
+    memset(junk, 'x', sizeof(junk));
+    assert_int_equal(fwrite(junk, 1, sizeof(junk), tf), sizeof(junk));
+    fflush(tf);
+    EXPECT_NULL_ERR(-EINVAL, vmm_machine_restore(&f, fileno(tf), errp));
+    fclose(tf);
+
+    /* Migration: NULLs, a stream that is not one, one that ends early. */
+    EXPECT_ERR(-EINVAL, true, vmm_machine_migrate(NULL, 1, NULL, NULL));
+    vmm_machine_migrate_cancel(NULL);
+    EXPECT_NULL_ERR(-EINVAL, vmm_machine_incoming(NULL, 0, errp));
+    EXPECT_NULL_ERR(-EINVAL, vmm_machine_incoming(&f, -1, errp));
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(write(p[1], junk, 100), 100);
+    EXPECT_NULL_ERR(-EINVAL, vmm_machine_incoming(&f, p[0], errp));    /* bad magic */
+    close(p[0]);
+    close(p[1]);
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(write(p[1], "VMMKMIG1", 8), 8);
+    close(p[1]);
+    EXPECT_NULL_ERR(-EPIPE, vmm_machine_incoming(&f, p[0], errp));     /* cut short */
+    close(p[0]);
 }
 
 /* ---- virtio-net.h, vhost-vsock.h (no tap or vhost device needed) -------- */
@@ -551,6 +629,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_aio),
         cmocka_unit_test(test_coroutine),
         cmocka_unit_test(test_memory),
+        cmocka_unit_test(test_memory_dirty),
         cmocka_unit_test(test_device),
         cmocka_unit_test(test_virtio),
         cmocka_unit_test(test_block),

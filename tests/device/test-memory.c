@@ -351,10 +351,55 @@ static void test_listeners(void **state)
     assert_int_equal(log.removes, 1);
 }
 
+/* The log of device writes: what vmm_dma_write and writable maps touch,
+ * fetched and cleared by vmm_guest_memory_get_dirty. */
+static void test_dirty_log(void **state)
+{
+    (void)state;
+    VmmRamRegion *r = new_ram(MiB);
+    VmmGuestMemory *mem = vmm_guest_memory_new(NULL);
+    assert_int_equal(vmm_guest_memory_add(mem, 0, r, 0, MiB, 0), 0);
+    uint64_t bm[MiB / 4096 / 64];
+    uint8_t buf[8192] = { 0 };
+    struct iovec iov[2];
+    assert_int_equal(vmm_guest_memory_get_dirty(mem, 0, MiB / 4096, bm), -ENOENT);
+    assert_int_equal(vmm_guest_memory_get_dirty(mem, 4096, 1, bm), -EINVAL);
+    assert_int_equal(vmm_guest_memory_log_dirty(NULL, true), -EINVAL);
+    assert_int_equal(vmm_guest_memory_log_dirty(mem, true), 0);
+    assert_int_equal(vmm_dma_write(mem, 0x5800, buf, 0x1000), 0);      /* pages 5, 6 */
+    assert_int_equal(vmm_dma_map(mem, 0x10000, 1, VMM_DMA_TO_GUEST, iov, 2), 1);
+    assert_int_equal(vmm_dma_map(mem, 0x20000, 4096, 0, iov, 2), 1);  /* read: not */
+    assert_int_equal(vmm_dma_read(mem, 0x30000, buf, 4096), 0);
+    assert_int_equal(vmm_guest_memory_get_dirty(mem, 0, MiB / 4096, bm), 0);
+    assert_int_equal(bm[0], (1ull << 5) | (1ull << 6) | (1ull << 16));
+    for (unsigned w = 1; w < MiB / 4096 / 64; w++) {
+        assert_int_equal(bm[w], 0);
+    }
+    /* Fetching cleared them; a partial word leaves the rest. */
+    assert_int_equal(vmm_guest_memory_get_dirty(mem, 0, MiB / 4096, bm), 0);
+    assert_int_equal(bm[0], 0);
+    assert_int_equal(vmm_dma_write(mem, 0x41000, buf, 1), 0);          /* page 65 */
+    assert_int_equal(vmm_dma_write(mem, 0x7f000, buf, 1), 0);          /* page 127 */
+    assert_int_equal(vmm_guest_memory_get_dirty(mem, 0x40000, 10, bm), 0);
+    assert_int_equal(bm[0], 2);
+    assert_int_equal(vmm_guest_memory_get_dirty(mem, 0x40000, 64, bm), 0);
+    assert_int_equal(bm[0], 1ull << 63);
+    /* Off: nothing recorded, fetching says so; on again starts clean. */
+    assert_int_equal(vmm_dma_write(mem, 0x3000, buf, 1), 0);
+    assert_int_equal(vmm_guest_memory_log_dirty(mem, false), 0);
+    assert_int_equal(vmm_guest_memory_get_dirty(mem, 0, 64, bm), -ENOENT);
+    assert_int_equal(vmm_guest_memory_log_dirty(mem, true), 0);
+    assert_int_equal(vmm_guest_memory_get_dirty(mem, 0, 64, bm), 0);
+    assert_int_equal(bm[0], 0);
+    vmm_guest_memory_unref(mem);
+    vmm_ram_region_unref(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_region_basic),
+        cmocka_unit_test(test_dirty_log),
         cmocka_unit_test(test_region_bad_options),
         cmocka_unit_test(test_region_hugepages),
         cmocka_unit_test(test_region_private),

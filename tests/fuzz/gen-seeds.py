@@ -141,9 +141,72 @@ def net_rx_seeds():
     m.desc(1, 0x4010, 1600, WRITE, 0, table=0x6000)
     m.avail([0], 16)
     write('virtio-net-rx', 'indirect', 0x01, m, le(12 + 1500))
+def snap_file(version=1, cpus=1, serial=None, vpci=None, ram_off=8192,
+              ram=32 << 20, drop=None):
+    """A snapshot file's start (layout: src/machine/snapshot-format.h); the
+    fuzz target sees zeros after it."""
+    import zlib
+    recs = [(1, i, bytes(range(100))) for i in range(cpus)]
+    recs.append((2, 0, bytes(64)))
+    if serial is None:
+        serial = bytes([0, 0, 3, 0, 0x60, 0xb0, 0, 0x0c, 0, 0, 0, 0]) + bytes(64) + bytes(4)
+    recs.append((3, 0, serial))
+    if vpci is None:
+        cfg = bytearray(256)
+        cfg[0:4] = struct.pack('<HH', 0x1af4, 0x1042)
+        body = struct.pack('<I', 1) + bytes(cfg) + struct.pack('<IIQHHBBBB', 0, 0, 0, 0xffff,
+                                                                 0, 0, 0, 0, 0)
+        body += struct.pack('<HHIQQQ', 256, 0xffff, 0, 0, 0, 0)
+        body += bytes(2 * 16) + bytes(16)
+        vpci = body
+    recs.append((4, 0, vpci))
+    if drop is not None:
+        del recs[drop]
+    pos = 4096
+    secs = []
+    data = b''
+    for t, i, b in recs:
+        secs.append(struct.pack('<IIQQII', t, i, pos, len(b), zlib.crc32(b), 0))
+        data += b
+        pos += len(b)
+    secs.append(struct.pack('<IIQQII', 5, 0, ram_off, ram, 0, 0))
+    cfg = struct.pack('<QII8HII', ram, cpus, 1, 2, 0, 0, 0, 0, 0, 0, 0, 100, 4096)
+    hdr = bytearray(4096)
+    hdr[0:24] = b'VMMKSNAP' + struct.pack('<IIII', version, 4096, 0, len(secs))
+    hdr[24:24 + len(cfg)] = cfg
+    off = 64
+    for sec in secs:
+        hdr[off:off + 32] = sec
+        off += 32
+    hdr[16:20] = struct.pack('<I', zlib.crc32(bytes(hdr)))
+    return bytes(hdr) + data
+
+
+def snap_seeds():
+    d = os.path.join(here, 'corpus', 'snapshot')
+    os.makedirs(d, exist_ok=True)
+
+    def put(name, b):
+        with open(os.path.join(d, 'seed-' + name), 'wb') as f:
+            f.write(b)
+    put('valid', snap_file())
+    put('two-cpus', snap_file(cpus=2))
+    put('version-2', snap_file(version=2))
+    put('truncated-header', snap_file()[:1000])
+    put('no-serial', snap_file(drop=2))
+    put('ram-unaligned', snap_file(ram_off=8200))
+    put('ram-beyond', snap_file(ram=1 << 40))
+    bad = bytearray(snap_file())
+    bad[4096 + 5] ^= 1
+    put('bad-record-crc', bytes(bad))
+    bad = bytearray(snap_file())
+    bad[70] ^= 1
+    put('bad-header-crc', bytes(bad))
+    put('serial-fifo-overrun', snap_file(serial=bytes(12) + bytes(64) + bytes([63, 64, 0, 0])))
 
 
 vq_seeds()
 blk_seeds()
 net_tx_seeds()
 net_rx_seeds()
+snap_seeds()

@@ -276,21 +276,30 @@ static void test_compose(void **state)
     assert_int_equal(vmm_machine_add_io_region(m, false, 0xfef00000, 0x1000, &ctr_ops, NULL),
                      0);
 
-    /* The bus takes 31 devices: 30 more fill it. */
+    /* The library's devices, added the same way (slots 2 and 3). */
+    assert_int_equal(vmm_machine_add_rng(m), 0);
+    assert_int_equal(vmm_machine_add_console(m, -1, -1), 0);
+    assert_int_equal(vmm_machine_add_console(m, -2, -1), -EINVAL);
+
+    /* The bus takes 31 devices: 28 more fill it. */
     VmmVirtioDevice *more[31];
     int added = 0;
     for (int i = 0; i < 31; i++) {
         more[i] = vmm_virtio_device_new("more", &tdev_ops, NULL, mem, NULL, &err);
         assert_non_null(more[i]);
         int r = vmm_machine_add_virtio(m, more[i], NULL);
-        if (i < 30) {
+        if (i < 28) {
             assert_int_equal(r, 0);
             added++;
+        } else if (i < 30) {
+            assert_int_equal(r, -ENOSPC);
+            vmm_virtio_device_free(more[i]);
+            more[i] = NULL;
         } else {
             assert_int_equal(r, -ENOSPC);
         }
     }
-    assert_int_equal(added, 30);
+    assert_int_equal(added, 28);
 
     assert_int_equal(vmm_machine_start(m), 0);
     assert_int_equal(vmm_machine_add_virtio(m, more[30], NULL), -EINVAL);  /* after start */
@@ -307,6 +316,9 @@ static void test_compose(void **state)
     assert_int_equal(id & 0xffff, 0x1af4);
     assert_int_equal(id >> 16, 0x1040 + TDEV_ID);
     assert_int_equal(cfg_rd(1, 8) >> 8, 0x0780ff);
+    assert_int_equal(cfg_rd(2, 0) >> 16, 0x1040 + 4);      /* virtio-rng */
+    assert_int_equal(cfg_rd(3, 0) >> 16, 0x1040 + 3);      /* virtio-console */
+    assert_int_equal(cfg_rd(3, 8) >> 8, 0x078000);
     assert_int_equal(cfg_rd(31, 0) & 0xffff, 0x1af4);                      /* the last */
     uint64_t bar0 = cfg_rd(1, 0x10) & ~0xfu, bar1 = cfg_rd(1, 0x14) & ~0xfu;
     assert_true(bar0 >= 0xc0000000 && bar1 >= 0xc0000000);
@@ -403,7 +415,7 @@ static void test_compose(void **state)
     assert_int_equal(vmm_virtio_get_status(vdev), 0);
     vmm_virtio_device_free(vdev);
     for (int i = 0; i < 31; i++) {
-        vmm_virtio_device_free(more[i]);
+        vmm_virtio_device_free(more[i]);      /* NULL: nothing */
     }
     unlink(kernel_path);
 }

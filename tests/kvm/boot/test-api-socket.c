@@ -10,6 +10,8 @@
  * a disk boots a guest that writes a marker, reboots (vmmkit-run rebuilds
  * the machine under the filter), writes and reads back the pattern and
  * powers off: exit 0, every step on the console, the pattern in the image.
+ * Then --console tty and --rng: the guest reads /dev/hwrng and echoes on
+ * /dev/hvc0 a line written to vmmkit-run's stdin, under the filter.
  * Last, a guest that goes silent ("wait" mode) under --console-timeout and
  * --verbose: vmmkit-run reports progress while it runs, then stops it with
  * the reason and its last console lines, exit 1, long before any test
@@ -43,6 +45,7 @@ static const char *run_path, *kernel, *initrd;
 static char out[OUT_MAX];
 static size_t out_len;
 static int console_fd = -1;
+static int stdin_fd = -1;       /* vmmkit-run's stdin when >= 0, else /dev/null */
 
 static double now(void)
 {
@@ -136,7 +139,7 @@ static pid_t spawn_run(const char *cpus, const char *const *opts, const char *ap
     assert_true(child >= 0);
     if (child == 0) {
         int null = open("/dev/null", O_RDONLY);
-        dup2(null, 0);
+        dup2(stdin_fd >= 0 ? stdin_fd : null, 0);
         dup2(p[1], 1);
         if (with_stderr) {
             dup2(p[1], 2);
@@ -252,6 +255,36 @@ static void test_seccomp_disk_reboot(void **state)
     unlink(img);
 }
 
+/* --console tty --rng: virtio-console on vmmkit-run's stdin/stdout (stdin
+ * no longer feeds the serial port) and virtio-rng, seccomp on. */
+static void test_console_rng_flags(void **state)
+{
+    (void)state;
+    int in[2];
+    assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+    stdin_fd = in[0];
+    pid_t child = spawn_run("1", (const char *[]){ "--console", "tty", "--rng", NULL },
+                            "console=ttyS0 quiet panic=-1 vmmkit.mode=devices", false);
+    stdin_fd = -1;
+    close(in[0]);
+    double t0 = now();
+    while (!strstr(out, "VMMKIT-HVC-READY")) {
+        assert_true(now() - t0 < 300);
+        assert_int_equal(waitpid(child, NULL, WNOHANG), 0);
+        struct pollfd pf = { .fd = console_fd, .events = POLLIN };
+        poll(&pf, 1, 500);
+        drain();
+    }
+    static const char line[] = "typed-on-stdin-7\n";
+    assert_int_equal(write(in[1], line, sizeof(line) - 1), (ssize_t)sizeof(line) - 1);
+    assert_int_equal(wait_run(child, 300), 0);
+    close(in[1]);
+    assert_null(strstr(out, "VMMKIT-FAIL"));
+    assert_non_null(strstr(out, "VMMKIT-RNG current=virtio_rng"));
+    assert_non_null(strstr(out, "VMMKIT-HVC-GOT typed-on-stdin-7"));
+    assert_non_null(strstr(out, "VMMKIT-HVC-ECHO typed-on-stdin-7"));  /* from /dev/hvc0 */
+}
+
 #define SILENT_S 25
 
 static void test_silent_guest(void **state)
@@ -292,6 +325,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_api_socket),
         cmocka_unit_test(test_seccomp_disk_reboot),
+        cmocka_unit_test(test_console_rng_flags),
         cmocka_unit_test(test_silent_guest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -35,6 +35,8 @@ typedef struct Run {
     int paused_output;     /* bytes the guest printed while paused */
     bool paused;           /* the pause happened (before the guest ended) */
     VmmMachineStats stats; /* the disk's interrupt and doorbell paths */
+    char *hvc;             /* what the guest wrote on its virtio console */
+    size_t hvc_len;
     uint64_t mmio_exits;   /* all vCPUs' MMIO exits */
 } Run;
 
@@ -90,6 +92,21 @@ static void give_up(VmmMachine *m, Run *r, int fd, int wfd, const char *why)
 static const char *disk_opts;   /* block options of the next boot's disk */
 static const VmmKvmOps *kvm_ops; /* the next boot's KVM interface (NULL: kernel) */
 static uint32_t boot_flags;     /* the next boot's VMM_MACHINE_BOOT_* */
+static bool with_devices;       /* the next boot has virtio-rng and virtio-console */
+#define HVC_LINE "ping-from-host-42"
+
+/* The virtio console's output, kept apart from the UART's. */
+static void drain_hvc(int fd, Run *r)
+{
+    for (;;) {
+        ssize_t n = read(fd, r->hvc + r->hvc_len, OUT_MAX - 1 - r->hvc_len);
+        if (n <= 0) {
+            break;
+        }
+        r->hvc_len += (size_t)n;
+        r->hvc[r->hvc_len] = '\0';
+    }
+}
 
 /* Boot with @mode; pause for a second @pause_at seconds in when > 0. */
 static void boot(const char *mode, uint32_t cpus, double pause_at, Run *r)
@@ -113,6 +130,16 @@ static void boot(const char *mode, uint32_t cpus, double pause_at, Run *r)
     }
     memset(r, 0, sizeof(*r));
     r->out = calloc(1, OUT_MAX);
+    r->hvc = with_devices ? calloc(1, OUT_MAX) : NULL;
+    int cin[2] = { -1, -1 }, cout[2] = { -1, -1 };
+    bool hvc_sent = false;
+    if (with_devices) {
+        assert_int_equal(pipe2(cin, O_CLOEXEC), 0);
+        assert_int_equal(pipe2(cout, O_CLOEXEC), 0);
+        fcntl(cout[0], F_SETFL, O_NONBLOCK);
+        assert_int_equal(vmm_machine_add_rng(m), 0);
+        assert_int_equal(vmm_machine_add_console(m, cin[0], cout[1]), 0);
+    }
     r->tsc_deadline = vmm_vm_check_extension(vmm_machine_vm(m), KVM_CAP_TSC_DEADLINE_TIMER) > 0;
     assert_int_equal(vmm_machine_start(m), 0);
     double t0 = now(), last_output = t0;
@@ -125,6 +152,15 @@ static void boot(const char *mode, uint32_t cpus, double pause_at, Run *r)
         drain(p[0], r);
         if (r->len != before_drain) {
             last_output = now();
+        }
+        if (with_devices) {
+            drain_hvc(cout[0], r);
+            /* The guest reads one line once its /dev/hvc0 is open. */
+            if (!hvc_sent && strstr(r->out, "VMMKIT-HVC-READY")) {
+                assert_int_equal(write(cin[1], HVC_LINE "\n", sizeof(HVC_LINE)),
+                                 (ssize_t)sizeof(HVC_LINE));
+                hvc_sent = true;
+            }
         }
         if (pf[1].revents) {
             break;
@@ -171,6 +207,14 @@ static void boot(const char *mode, uint32_t cpus, double pause_at, Run *r)
     vmm_machine_free(m);
     close(p[0]);
     close(p[1]);
+    if (with_devices) {
+        drain_hvc(cout[0], r);
+        fprintf(stderr, "# virtio console output: %s\n", r->hvc);
+        for (int i = 0; i < 2; i++) {
+            close(cin[i]);
+            close(cout[i]);
+        }
+    }
     fprintf(stderr, "# boot %s: %s after %.1f s\n", mode, r->msg, now() - t0);
 }
 
@@ -187,6 +231,36 @@ static void test_boot_to_init(void **state)
     /* The standard protocol: the kernel decompressed itself. */
     assert_int_equal(r.stats.kernel_unpacked, 0);
     free(r.out);
+}
+
+/* virtio-rng and virtio-console in one boot (vmmkit.mode=devices): the
+ * guest reads /dev/hwrng through virtio_rng (64 bytes, not all equal), and
+ * echoes over /dev/hvc0 the line the host writes into the console's input
+ * once the guest says it listens. */
+static void test_rng_and_console(void **state)
+{
+    (void)state;
+    Run r;
+    with_devices = true;
+    boot("devices", 1, 0, &r);
+    with_devices = false;
+    assert_int_equal(r.state, VMM_MACHINE_POWEROFF);
+    assert_null(strstr(r.out, "VMMKIT-FAIL"));
+    const char *rng = strstr(r.out, "VMMKIT-RNG current=virtio_rng");
+    assert_non_null(rng);
+    unsigned bytes = 0, distinct = 0;
+    const char *b = strstr(rng, "bytes=");
+    assert_non_null(b);
+    assert_int_equal(sscanf(b, "bytes=%u distinct=%u", &bytes, &distinct), 2);
+    assert_int_equal(bytes, 64);
+    assert_true(distinct > 1);
+    assert_non_null(strstr(r.out, "VMMKIT-HVC-GOT " HVC_LINE));
+    assert_non_null(strstr(r.hvc, "VMMKIT-HVC-ECHO " HVC_LINE));
+    /* Their interrupts and doorbells took the fast paths too. */
+    assert_true(r.stats.irqfd_signals > 0);
+    assert_int_equal(r.stats.msi_injections, 0);
+    free(r.out);
+    free(r.hvc);
 }
 
 /* Debian's bzImage carries an xz payload: unpacked by the library. */
@@ -460,6 +534,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_bad_kernel),
         cmocka_unit_test(test_boot_to_init),
         cmocka_unit_test(test_boot_host_unpack),
+        cmocka_unit_test(test_rng_and_console),
         cmocka_unit_test(test_two_vcpus),
         cmocka_unit_test(test_reboot),
         cmocka_unit_test(test_pause_resume),

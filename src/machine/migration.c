@@ -1,0 +1,691 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Live migration of a running machine over a stream (machine.h,
+ * docs/machine.md "Live migration").
+ *
+ * The stream: a hello (magic, version, the configuration a destination
+ * must match), then messages of a 24-byte header (type, index, length,
+ * CRC-32 of the payload) and a payload: RAM pages (their page numbers in
+ * RAM-image order, then their bytes), pages that became zero, the state
+ * records of a snapshot (snapshot.c: vCPUs, VM, UART, devices), and an
+ * end mark.  The destination answers one byte once it runs ('G'), or
+ * closes the stream.
+ *
+ * Source: KVM's dirty log on the RAM slots and the guest memory's log of
+ * device writes are switched on; a first pass sends every non-zero page;
+ * each following round collects the pages the vCPUs dirtied and sends
+ * them, timing itself: when the dirty pages of a round would go in the
+ * downtime budget at the bandwidth measured so far, or after max_rounds,
+ * the machine is paused (vCPUs out, devices quiesced: nothing in flight)
+ * and the last dirty pages, every page a device wrote since the start
+ * (the device log, read now that every write is done) and the used rings
+ * of the enabled queues go with the state records.  Then the source waits
+ * for the destination's word: 'G' and the source stops; anything else (a
+ * closed stream, an error, a cancel before the end mark) and it resumes
+ * with nothing lost - the destination never ran.
+ *
+ * Destination: vmm_machine_incoming() builds a machine with empty RAM,
+ * writes the pages where they go, checks every message (bounds, CRC),
+ * applies the records like a restore; vmm_machine_start() loads the
+ * devices, runs the vCPUs and only then sends 'G'.
+ */
+#include "machine/snapshot-internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "util/atomic.h"
+#include "util/log.h"
+
+#define MIG_MAGIC "VMMKMIG1"
+#define MIG_VERSION 1
+#define MIG_BATCH 256                   /* pages per message */
+#define MIG_ZERO_BATCH 4096
+
+enum {
+    MIG_PAGES = 1,
+    MIG_ZERO = 2,
+    MIG_END = 3,
+    MIG_STATE = 16,                     /* + SNAP_SEC_* */
+};
+
+typedef struct MigHello {
+    char magic[8];
+    uint32_t version;
+    uint32_t reserved;
+    SnapConfig cfg;
+} MigHello;
+
+typedef struct MigMsg {
+    uint32_t type;
+    uint32_t index;
+    uint64_t len;
+    uint32_t crc;
+    uint32_t reserved;
+} MigMsg;
+
+/* ---- Stream I/O (cancellable) ------------------------------------------------ */
+
+typedef struct Stream {
+    VmmMachine *m;          /* source: its cancel flag; NULL: not cancellable */
+    int fd;
+    uint64_t bytes;
+} Stream;
+
+static bool cancelled(Stream *s)
+{
+    return s->m && vk_atomic_read(&s->m->migrate_cancel);
+}
+
+static int io_wait(Stream *s, short ev)
+{
+    struct pollfd p = { .fd = s->fd, .events = ev };
+    for (;;) {
+        if (cancelled(s)) {
+            return -ECANCELED;
+        }
+        int n = poll(&p, 1, 100);
+        if (n > 0) {
+            return (p.revents & (POLLERR | POLLNVAL)) && !(p.revents & ev) ? -EPIPE : 0;
+        }
+        if (n < 0 && errno != EINTR) {
+            return -errno;
+        }
+    }
+}
+
+static int s_write(Stream *s, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    while (len) {
+        if (cancelled(s)) {
+            return -ECANCELED;
+        }
+        ssize_t n = send(s->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && errno == ENOTSOCK) {
+            n = write(s->fd, p, len);
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            int r = io_wait(s, POLLOUT);
+            if (r < 0) {
+                return r;
+            }
+            continue;
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return n < 0 ? -errno : -EPIPE;
+        }
+        p += n;
+        len -= (size_t)n;
+        s->bytes += (uint64_t)n;
+    }
+    return 0;
+}
+
+static int s_read(Stream *s, void *buf, size_t len)
+{
+    uint8_t *p = buf;
+    while (len) {
+        int r = io_wait(s, POLLIN);
+        if (r < 0) {
+            return r;
+        }
+        ssize_t n = read(s->fd, p, len);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
+            continue;
+        }
+        if (n <= 0) {
+            return n < 0 ? -errno : -EPIPE;     /* the peer closed it */
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int send_msg(Stream *s, uint32_t type, uint32_t index, const void *a, size_t alen,
+                    const void *b, size_t blen)
+{
+    uLong c = crc32(0L, Z_NULL, 0);
+    c = crc32(c, a, (uInt)alen);
+    if (blen) {
+        c = crc32(c, b, (uInt)blen);
+    }
+    MigMsg h = { .type = type, .index = index, .len = alen + blen, .crc = (uint32_t)c };
+    int r = s_write(s, &h, sizeof(h));
+    r = r ?: s_write(s, a, alen);
+    if (r == 0 && blen) {
+        r = s_write(s, b, blen);
+    }
+    return r;
+}
+
+/* ---- Source ----------------------------------------------------------------------- */
+
+static bool page_zero(const uint8_t *p)
+{
+    const uint64_t *w = (const uint64_t *)p;
+    for (unsigned i = 0; i < SNAP_PAGE / 8; i++) {
+        if (w[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+typedef struct Source {
+    VmmMachine *m;
+    Stream s;
+    uint64_t npages;            /* RAM pages */
+    uint64_t *dirty;            /* RAM-image page bitmap */
+    uint64_t *scratch;          /* one slot's bitmap */
+    uint64_t idx[MIG_ZERO_BATCH];
+    uint8_t *buf;               /* MIG_BATCH pages */
+    uint64_t pages_sent;
+} Source;
+
+/* The RAM slots: guest-physical start, page count, first RAM-image page. */
+static unsigned ram_slots(VmmMachine *m, uint64_t gpa[2], uint64_t pages[2], uint64_t first[2])
+{
+    gpa[0] = 0;
+    pages[0] = m->low_size / SNAP_PAGE;
+    first[0] = 0;
+    if (m->ram_size == m->low_size) {
+        return 1;
+    }
+    gpa[1] = X86_MMIO_HOLE_END;
+    pages[1] = (m->ram_size - m->low_size) / SNAP_PAGE;
+    first[1] = pages[0];
+    return 2;
+}
+
+/* OR KVM's dirty log (and with @devices the device-write log) into
+ * src->dirty. */
+static int collect_dirty(Source *src, bool devices)
+{
+    VmmMachine *m = src->m;
+    uint64_t gpa[2], pages[2], first[2];
+    unsigned n = ram_slots(m, gpa, pages, first);
+    for (unsigned i = 0; i < n; i++) {
+        size_t words = (size_t)((pages[i] + 63) / 64);
+        int r = vmm_vm_get_dirty_log(m->vm, gpa[i], src->scratch, words * 8);
+        for (int pass = 0; pass < (devices ? 2 : 1) && r == 0; pass++) {
+            if (pass == 1) {
+                r = vmm_guest_memory_get_dirty(m->mem, gpa[i], pages[i], src->scratch);
+            }
+            if (r < 0) {
+                break;
+            }
+            for (uint64_t p = 0; p < pages[i]; p++) {
+                if (src->scratch[p / 64] & (1ull << (p % 64))) {
+                    uint64_t q = first[i] + p;
+                    src->dirty[q / 64] |= 1ull << (q % 64);
+                }
+            }
+        }
+        if (r < 0) {
+            vk_error("machine: migration: reading the dirty log: %s", vmm_strerror(r));
+            return r;
+        }
+    }
+    return 0;
+}
+
+static void mark_range(void *opaque, uint64_t gpa, uint64_t len)
+{
+    Source *src = opaque;
+    VmmMachine *m = src->m;
+    for (uint64_t a = gpa & ~(uint64_t)(SNAP_PAGE - 1); a < gpa + len; a += SNAP_PAGE) {
+        uint64_t off;
+        if (a < m->low_size) {
+            off = a;
+        } else if (a >= X86_MMIO_HOLE_END && a - X86_MMIO_HOLE_END < m->ram_size - m->low_size) {
+            off = m->low_size + (a - X86_MMIO_HOLE_END);
+        } else {
+            continue;
+        }
+        src->dirty[off / SNAP_PAGE / 64] |= 1ull << (off / SNAP_PAGE % 64);
+    }
+}
+
+/* Send the pages of src->dirty (all pages with @all; zero pages then
+ * skipped: the destination's RAM starts zeroed) and clear it. */
+static int send_pages(Source *src, bool all, uint64_t *count)
+{
+    const uint8_t *ram = src->m->host;
+    unsigned nb = 0, nz = 0;
+    uint64_t sent = 0;
+    int r = 0;
+    for (uint64_t p = 0; p < src->npages && r == 0; p++) {
+        if (!all) {
+            uint64_t w = src->dirty[p / 64];
+            if (!w) {
+                p |= 63;
+                continue;
+            }
+            if (!(w & (1ull << (p % 64)))) {
+                continue;
+            }
+        }
+        const uint8_t *pg = ram + p * SNAP_PAGE;
+        if (page_zero(pg)) {
+            if (!all) {
+                src->idx[MIG_BATCH + nz++] = p;
+                if (nz == MIG_ZERO_BATCH - MIG_BATCH) {
+                    uint64_t hdr = nz;
+                    r = send_msg(&src->s, MIG_ZERO, 0, &hdr, 8, src->idx + MIG_BATCH, nz * 8);
+                    nz = 0;
+                }
+            }
+            continue;
+        }
+        src->idx[nb] = p;
+        memcpy(src->buf + (size_t)nb * SNAP_PAGE, pg, SNAP_PAGE);
+        nb++;
+        sent++;
+        if (nb == MIG_BATCH) {
+            /* idx[] then the pages: one message */
+            uint64_t hdr = nb;
+            uint8_t *pay = malloc(8 + nb * 8);
+            if (!pay) {
+                return -ENOMEM;
+            }
+            memcpy(pay, &hdr, 8);
+            memcpy(pay + 8, src->idx, nb * 8);
+            r = send_msg(&src->s, MIG_PAGES, 0, pay, 8 + nb * 8, src->buf,
+                         (size_t)nb * SNAP_PAGE);
+            free(pay);
+            nb = 0;
+        }
+    }
+    if (r == 0 && nb) {
+        uint64_t hdr = nb;
+        uint8_t pay[8 + MIG_BATCH * 8];
+        memcpy(pay, &hdr, 8);
+        memcpy(pay + 8, src->idx, nb * 8);
+        r = send_msg(&src->s, MIG_PAGES, 0, pay, 8 + nb * 8, src->buf, (size_t)nb * SNAP_PAGE);
+    }
+    if (r == 0 && nz) {
+        uint64_t hdr = nz;
+        r = send_msg(&src->s, MIG_ZERO, 0, &hdr, 8, src->idx + MIG_BATCH, nz * 8);
+    }
+    memset(src->dirty, 0, (size_t)(src->npages + 63) / 64 * 8);
+    src->pages_sent += sent;
+    if (count) {
+        *count = sent;
+    }
+    return r;
+}
+
+static uint64_t dirty_count(const Source *src)
+{
+    uint64_t n = 0;
+    for (uint64_t w = 0; w < (src->npages + 63) / 64; w++) {
+        n += (uint64_t)__builtin_popcountll(src->dirty[w]);
+    }
+    return n;
+}
+
+static int emit_record(void *opaque, uint32_t type, uint32_t index, const void *data,
+                       size_t len)
+{
+    Source *src = opaque;
+    return send_msg(&src->s, MIG_STATE + type, index, data, len, NULL, 0);
+}
+
+static int set_logging(VmmMachine *m, bool on)
+{
+    uint64_t gpa[2], pages[2], first[2];
+    unsigned n = ram_slots(m, gpa, pages, first);
+    int r = 0;
+    for (unsigned i = 0; i < n && r == 0; i++) {
+        r = vmm_vm_set_memory_flags(m->vm, gpa[i], on ? VMM_SLOT_LOG_DIRTY : 0);
+    }
+    if (r == 0 || !on) {
+        int e = vmm_guest_memory_log_dirty(m->mem, on);
+        r = r ?: e;
+    }
+    return r;
+}
+
+void vmm_machine_migrate_cancel(VmmMachine *m)
+{
+    if (m) {
+        vk_atomic_set(&m->migrate_cancel, 1);
+    }
+}
+
+int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
+                        VmmMigrateStats *stats)
+{
+    if (!m || fd < 0 || (opts && opts->size < sizeof(size_t)) ||
+        (stats && stats->size < sizeof(size_t))) {
+        return VMM_MISUSE_ERR(-EINVAL, "vmm_machine_migrate: bad arguments");
+    }
+    if (vmm_machine_state(m) != VMM_MACHINE_RUNNING) {
+        vk_error("machine: migration: the machine is %s, not running",
+                 vmm_machine_state_name(vmm_machine_state(m)));
+        return -EINVAL;
+    }
+    unsigned max_rounds = opts && opts->max_rounds ? opts->max_rounds : 10;
+    uint64_t budget_ns = opts && opts->downtime_ns ? opts->downtime_ns : 50000000;
+    int64_t t0 = vmm_clock_ns();
+    vk_atomic_set(&m->migrate_cancel, 0);
+
+    Source src = { .m = m, .s = { .m = m, .fd = fd }, .npages = m->ram_size / SNAP_PAGE };
+    size_t words = (size_t)(src.npages + 63) / 64;
+    src.dirty = calloc(words, 8);
+    src.scratch = calloc(words, 8);
+    src.buf = malloc((size_t)MIG_BATCH * SNAP_PAGE);
+    bool paused = false, logging = false;
+    unsigned rounds = 0;
+    uint64_t final_pages = 0;
+    int64_t t_pause = 0, t_end = 0;
+    int r = src.dirty && src.scratch && src.buf ? 0 : -ENOMEM;
+
+    MigHello hello = { .version = MIG_VERSION };
+    memcpy(hello.magic, MIG_MAGIC, 8);
+    if (r == 0) {
+        hello.cfg.ram_size = m->ram_size;
+        hello.cfg.cpus = m->cpus;
+        hello.cfg.vcpu_state_size = sizeof(VmmVcpuState);
+        hello.cfg.ndevices = machine_device_ids(m, hello.cfg.device_ids, SNAP_MAX_DEVICES);
+        r = s_write(&src.s, &hello, sizeof(hello));
+    }
+    if (r == 0) {
+        r = set_logging(m, true);
+        logging = r == 0;
+    }
+    /* The first pass: all of RAM. */
+    double bw = 0;                      /* bytes per ns, measured */
+    if (r == 0) {
+        int64_t a = vmm_clock_ns();
+        uint64_t before = src.s.bytes;
+        r = send_pages(&src, true, NULL);
+        int64_t b = vmm_clock_ns();
+        bw = b > a ? (double)(src.s.bytes - before) / (double)(b - a) : 0;
+    }
+    /* Rounds: until the rest fits the downtime budget. */
+    while (r == 0) {
+        r = collect_dirty(&src, false);
+        if (r < 0) {
+            break;
+        }
+        uint64_t n = dirty_count(&src);
+        double est_ns = bw > 0 ? (double)n * SNAP_PAGE / bw : 0;
+        if (est_ns <= (double)budget_ns || rounds >= max_rounds) {
+            break;
+        }
+        int64_t a = vmm_clock_ns();
+        uint64_t before = src.s.bytes;
+        r = send_pages(&src, false, NULL);
+        int64_t b = vmm_clock_ns();
+        if (b > a) {
+            bw = (double)(src.s.bytes - before) / (double)(b - a);
+        }
+        rounds++;
+    }
+    /* Stop and copy. */
+    if (r == 0 && !cancelled(&src.s)) {
+        t_pause = vmm_clock_ns();
+        r = vmm_machine_pause(m);
+        paused = r == 0;
+    } else if (r == 0) {
+        r = -ECANCELED;
+    }
+    if (r == 0) {
+        r = collect_dirty(&src, true);
+    }
+    if (r == 0) {
+        machine_device_used_rings(m, mark_range, &src);
+        r = send_pages(&src, false, &final_pages);
+    }
+    if (r == 0) {
+        SnapConfig cfg;
+        r = machine_save_records(m, &cfg, emit_record, &src);
+    }
+    if (r == 0) {
+        r = send_msg(&src.s, MIG_END, 0, NULL, 0, NULL, 0);
+    }
+    /* The switch: past the end mark only the destination's word counts. */
+    if (r == 0) {
+        src.s.m = NULL;
+        uint8_t word = 0;
+        r = s_read(&src.s, &word, 1);
+        if (r == 0 && word != 'G') {
+            r = -EREMOTEIO;
+        }
+        if (r < 0) {
+            vk_error("machine: migration: the destination did not start (%s); resuming",
+                     r == -EREMOTEIO ? "it said so" : vmm_strerror(r));
+        }
+    }
+    t_end = vmm_clock_ns();
+    if (logging) {
+        set_logging(m, false);
+    }
+    if (r == 0) {
+        vmm_machine_stop(m);
+    } else {
+        if (r == -ECANCELED) {
+            vk_warn("machine: migration cancelled; the machine goes on");
+        } else {
+            vk_error("machine: migration failed: %s; the machine goes on", vmm_strerror(r));
+        }
+        if (paused) {
+            vmm_machine_resume(m);
+        }
+    }
+    if (stats) {
+        VmmMigrateStats st = { .size = sizeof(st), .rounds = rounds,
+                               .pages_sent = src.pages_sent, .bytes_sent = src.s.bytes,
+                               .final_pages = final_pages,
+                               .total_ns = (uint64_t)(t_end - t0),
+                               .downtime_ns = t_pause ? (uint64_t)(t_end - t_pause) : 0 };
+        size_t n = stats->size < sizeof(st) ? stats->size : sizeof(st);
+        memcpy((char *)stats + sizeof(size_t), (char *)&st + sizeof(size_t),
+               n - sizeof(size_t));
+    }
+    free(src.dirty);
+    free(src.scratch);
+    free(src.buf);
+    return r;
+}
+
+/* ---- Destination --------------------------------------------------------------------- */
+
+void machine_migration_ack(VmmMachine *m, bool ok)
+{
+    if (m->ack_fd < 0) {
+        return;
+    }
+    uint8_t word = ok ? 'G' : 'N';
+    Stream s = { .fd = m->ack_fd };
+    s_write(&s, &word, 1);
+    close(m->ack_fd);
+    m->ack_fd = -1;
+}
+
+/* One message into the machine or @rec.  1 at the end mark, 0 to go on,
+ * -errno with @why. */
+static int incoming_msg(VmmMachine *m, Stream *s, Records *rec, char *why, size_t why_len)
+{
+    MigMsg h;
+    int r = s_read(s, &h, sizeof(h));
+    if (r < 0) {
+        snprintf(why, why_len, "the stream ended early: %s", vmm_strerror(r));
+        return r;
+    }
+    uint64_t max = h.type == MIG_PAGES ? 8 + (uint64_t)MIG_BATCH * (8 + SNAP_PAGE)
+                 : h.type == MIG_ZERO ? 8 + (uint64_t)MIG_ZERO_BATCH * 8
+                 : h.type == MIG_END ? 0 : SNAP_MAX_RECORD;
+    if (h.len > max) {
+        snprintf(why, why_len, "message type %u of %" PRIu64 " bytes is too large", h.type,
+                 h.len);
+        return -EINVAL;
+    }
+    uint8_t *p = malloc(h.len ? (size_t)h.len : 1);
+    if (!p) {
+        return -ENOMEM;
+    }
+    r = s_read(s, p, (size_t)h.len);
+    if (r < 0) {
+        snprintf(why, why_len, "the stream ended early: %s", vmm_strerror(r));
+        free(p);
+        return r;
+    }
+    if ((uint32_t)crc32(0L, p, (uInt)h.len) != h.crc) {
+        snprintf(why, why_len, "message type %u: checksum mismatch (corrupt data)", h.type);
+        free(p);
+        return -EINVAL;
+    }
+    uint64_t npages = m->ram_size / SNAP_PAGE, count = 0;
+    if (h.len >= 8) {
+        memcpy(&count, p, 8);
+    }
+    r = 0;
+    if (h.type == MIG_END) {
+        r = 1;
+    } else if (h.type == MIG_PAGES || h.type == MIG_ZERO) {
+        uint64_t each = h.type == MIG_PAGES ? 8 + SNAP_PAGE : 8;
+        if (h.len < 8 || count > (h.len - 8) / each || 8 + count * each != h.len) {
+            snprintf(why, why_len, "a page message of %" PRIu64 " bytes for %" PRIu64 " pages",
+                     h.len, count);
+            r = -EINVAL;
+        }
+        for (uint64_t i = 0; i < count && r == 0; i++) {
+            uint64_t idx;
+            memcpy(&idx, p + 8 + i * 8, 8);
+            if (idx >= npages) {
+                snprintf(why, why_len, "page %" PRIu64 " is past the RAM's %" PRIu64, idx,
+                         npages);
+                r = -EINVAL;
+            } else if (h.type == MIG_PAGES) {
+                memcpy(m->host + idx * SNAP_PAGE, p + 8 + count * 8 + i * SNAP_PAGE, SNAP_PAGE);
+            } else {
+                memset(m->host + idx * SNAP_PAGE, 0, SNAP_PAGE);
+            }
+        }
+    } else if (h.type > MIG_STATE && h.type <= MIG_STATE + SNAP_SEC_VIRTIO_PCI) {
+        uint32_t t = h.type - MIG_STATE;
+        void **slot = NULL;
+        size_t want = 0;
+        if (t == SNAP_SEC_VCPU && h.index < rec->rs->cfg.cpus) {
+            slot = &rec->vcpu[h.index];
+            want = sizeof(VmmVcpuState);
+        } else if (t == SNAP_SEC_VM && h.index == 0) {
+            slot = &rec->vm;
+            want = sizeof(SnapVm);
+        } else if (t == SNAP_SEC_SERIAL && h.index == 0) {
+            slot = &rec->serial;
+            rec->serial_len = (size_t)h.len;
+        } else if (t == SNAP_SEC_VIRTIO_PCI && h.index < rec->rs->cfg.ndevices) {
+            slot = (void **)&rec->rs->dev[h.index];
+            rec->rs->dev_len[h.index] = (size_t)h.len;
+        }
+        if (!slot || (want && h.len != want)) {
+            snprintf(why, why_len, "a %s record %u (%" PRIu64 " bytes) that does not belong",
+                     snap_section_name(t), h.index, h.len);
+            r = -EINVAL;
+        } else {
+            free(*slot);
+            *slot = p;
+            p = NULL;
+        }
+    } else {
+        snprintf(why, why_len, "unknown message type %u", h.type);
+        r = -EINVAL;
+    }
+    free(p);
+    return r;
+}
+
+VmmMachine *vmm_machine_incoming(const VmmMachineOptions *opts, int fd, int *errp)
+{
+    VmmMachine *m = NULL;
+    Records rec = { 0 };
+    char why[256] = "";
+    int r = 0;
+    if (!opts || fd < 0) {
+        r = VMM_MISUSE_ERR(-EINVAL, "vmm_machine_incoming: no options or no stream");
+        goto fail;
+    }
+    Stream s = { .fd = fd };
+    MigHello hello;
+    r = s_read(&s, &hello, sizeof(hello));
+    if (r < 0) {
+        snprintf(why, sizeof(why), "no migration stream: %s", vmm_strerror(r));
+        goto fail;
+    }
+    if (memcmp(hello.magic, MIG_MAGIC, 8) != 0 || hello.version != MIG_VERSION) {
+        snprintf(why, sizeof(why), "not a vmmkit migration stream of version %u",
+                 MIG_VERSION);
+        r = -EINVAL;
+        goto fail;
+    }
+    SnapConfig want = { .ram_size = opts->memory, .cpus = opts->cpus,
+                        .vcpu_state_size = sizeof(VmmVcpuState) };
+    const SnapConfig *c = &hello.cfg;
+    if (c->cpus == 0 || c->cpus > VMM_MACHINE_MAX_CPUS || c->ndevices > SNAP_MAX_DEVICES ||
+        c->ram_size % SNAP_PAGE) {
+        snprintf(why, sizeof(why), "impossible configuration");
+        r = -EINVAL;
+        goto fail;
+    }
+    r = snap_config_match(c, &want, why, sizeof(why));
+    if (r < 0) {
+        goto fail;
+    }
+    rec.rs = calloc(1, sizeof(*rec.rs));
+    if (!rec.rs) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    rec.rs->cfg = *c;
+    VmmMachineOptions o = *opts;
+    o.size = opts->size < sizeof(o) ? opts->size : sizeof(o);
+    o.memory = c->ram_size;
+    o.cpus = c->cpus;
+    m = machine_new(&o, false, &r);
+    if (!m) {
+        goto fail;
+    }
+    while ((r = incoming_msg(m, &s, &rec, why, sizeof(why))) == 0) {
+    }
+    if (r == 1) {
+        r = machine_records_check(&rec, why, sizeof(why));
+    }
+    if (r == 0) {
+        r = machine_restore_state(m, &rec);
+    }
+    if (r == 0) {
+        m->ack_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        r = m->ack_fd < 0 ? -errno : 0;
+    }
+    if (r < 0) {
+        goto fail;
+    }
+    machine_records_free(&rec);
+    return m;
+fail:
+    if (why[0]) {
+        vk_error("machine: incoming migration: %s", why);
+    }
+    machine_records_free(&rec);
+    vmm_machine_free(m);
+    if (errp) {
+        *errp = r;
+    }
+    return NULL;
+}
