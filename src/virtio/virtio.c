@@ -171,6 +171,14 @@ static int core_reset(VmmDevice *dev, void *opaque)
     VmmVirtioDevice *vdev = opaque;
     (void)dev;
 
+    /* Kicks remembered while stopped are for the old rings.  Under
+     * run_lock, which a dispatch that finds the queue stopped holds when it
+     * sets the flag (and which comes before vdev->lock). */
+    for (unsigned i = 0; i < vdev->num_queues; i++) {
+        vk_mutex_lock(&vdev->vq[i].run_lock);
+        vdev->vq[i].kick_pending = false;
+        vk_mutex_unlock(&vdev->vq[i].run_lock);
+    }
     vk_mutex_lock(&vdev->lock);
     for (unsigned i = 0; i < vdev->num_queues; i++) {
         vq_reset(&vdev->vq[i]);

@@ -99,7 +99,7 @@ void vq_reset(VmmVirtqueue *vq)
     vq->signalled_used = 0;
     vq->signalled_used_valid = false;
     vq->in_flight = 0;
-    vq->kick_pending = false;
+    /* kick_pending belongs to run_lock: core_reset() clears it. */
 }
 
 int vq_enable(VmmVirtqueue *vq, uint64_t features)

@@ -315,7 +315,7 @@ static void test_tx(void **state)
     assert_int_equal(s.tx_packets, 3);
     assert_int_equal(s.tx_bytes, 60 + 1514 + 333);
     assert_int_equal(s.tx_dropped, 0);
-    assert_true(__atomic_load_n(&t->irqs[TXQ], __ATOMIC_RELAXED) > 0);
+    assert_true(WAIT_UNTIL(__atomic_load_n(&t->irqs[TXQ], __ATOMIC_RELAXED) > 0));
     destroy(t);
 }
 
@@ -345,7 +345,7 @@ static void test_rx(void **state)
     VmmVirtioNetStats s;
     stats(t, &s);
     assert_int_equal(s.rx_packets, 3);
-    assert_true(__atomic_load_n(&t->irqs[RXQ], __ATOMIC_RELAXED) > 0);
+    assert_true(WAIT_UNTIL(__atomic_load_n(&t->irqs[RXQ], __ATOMIC_RELAXED) > 0));
     destroy(t);
 }
 
@@ -523,7 +523,7 @@ static void hostile(bool rx, const TestBuf *bufs, unsigned n)
     }
     assert_true(WAIT_UNTIL(vmm_virtio_get_status(t->vdev) &
                            VMM_VIRTIO_STATUS_DEVICE_NEEDS_RESET));
-    assert_true(__atomic_load_n(&t->config_irqs, __ATOMIC_RELAXED) >= 1);
+    assert_true(WAIT_UNTIL(__atomic_load_n(&t->config_irqs, __ATOMIC_RELAXED) >= 1));
     uint32_t id, used;
     assert_false(tvq_get_used(&t->tq[rx ? RXQ : TXQ], &id, &used));
 

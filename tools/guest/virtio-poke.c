@@ -226,6 +226,28 @@ static uint8_t poke_net(const char *dev, int cfg)
     return st;
 }
 
+/* The status the attack left (@broken), then a reset; the device goes back
+ * to Linux, which must probe it and work again. */
+static int finish(const char *tag, const char *dev, int cfg, uint8_t broken)
+{
+    w8(CC_DEVICE_STATUS, 0);
+    uint8_t after = r8(CC_DEVICE_STATUS);
+    printf("%s status=0x%02x after-reset=0x%02x\n", tag, broken, after);
+    close(cfg);
+    if (write_str("/sys/bus/pci/drivers/virtio-pci/bind", dev) < 0) {
+        return fail("cannot bind virtio-pci again");
+    }
+    if (!(broken & ST_NEEDS_RESET)) {
+        return fail("the device did not ask for a reset");
+    }
+    if (after != 0) {
+        return fail("reset did not clear the status");
+    }
+    printf("%s-OK\n", tag);
+    fflush(stdout);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     char dev[256], path[600];
@@ -260,25 +282,10 @@ int main(int argc, char **argv)
     cc = map + off;
     if (net) {
         uint8_t broken = poke_net(dev, cfg);
-        w8(CC_DEVICE_STATUS, 0);
-        uint8_t after = r8(CC_DEVICE_STATUS);
-        printf("%s status=0x%02x after-reset=0x%02x\n", tag, broken, after);
-        close(cfg);
-        if (write_str("/sys/bus/pci/drivers/virtio-pci/bind", dev) < 0) {
-            return fail("cannot bind virtio-pci again");
-        }
         if (broken == 0xff || broken == 0xfe) {
             return fail("no notify capability, page or BAR");
         }
-        if (!(broken & ST_NEEDS_RESET)) {
-            return fail("the device did not ask for a reset");
-        }
-        if (after != 0) {
-            return fail("reset did not clear the status");
-        }
-        printf("%s-OK\n", tag);
-        fflush(stdout);
-        return 0;
+        return finish(tag, dev, cfg, broken);
     }
 
     /* Reset, then a proper start up to DRIVER_OK (VERSION_1 only) ... */
@@ -302,22 +309,5 @@ int main(int argc, char **argv)
     w64(CC_QUEUE_DRIVER, 0xfff000010000ull);
     w64(CC_QUEUE_DEVICE, 0xfff000020000ull);
     w16(CC_QUEUE_ENABLE, 1);
-    uint8_t broken = r8(CC_DEVICE_STATUS);
-    w8(CC_DEVICE_STATUS, 0);
-    uint8_t after = r8(CC_DEVICE_STATUS);
-    printf("%s status=0x%02x after-reset=0x%02x\n", tag, broken, after);
-    close(cfg);
-    /* Give the device back to Linux: it must probe and work again. */
-    if (write_str("/sys/bus/pci/drivers/virtio-pci/bind", dev) < 0) {
-        return fail("cannot bind virtio-pci again");
-    }
-    if (!(broken & ST_NEEDS_RESET)) {
-        return fail("the device did not ask for a reset");
-    }
-    if (after != 0) {
-        return fail("reset did not clear the status");
-    }
-    printf("%s-OK\n", tag);
-    fflush(stdout);
-    return 0;
+    return finish(tag, dev, cfg, r8(CC_DEVICE_STATUS));
 }
