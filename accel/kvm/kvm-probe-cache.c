@@ -333,9 +333,32 @@ static bool cache_read(const char *path, const Buf *key, VmmKvmInfo *out)
 
 /* Write @key and @in to @path through a temporary file renamed over it;
  * failures only mean no cache. */
+/* mkdir -p @dir, each missing component 0755. */
+static bool make_dirs(const char *dir)
+{
+    char p[4096];
+    int n = snprintf(p, sizeof(p), "%s", dir);
+    if (n <= 0 || (size_t)n >= sizeof(p)) {
+        return false;
+    }
+    for (char *s = p + 1;; s++) {
+        if (*s == '/' || *s == '\0') {
+            char c = *s;
+            *s = '\0';
+            if (mkdir(p, 0755) < 0 && errno != EEXIST) {
+                return false;
+            }
+            if (!c) {
+                return true;
+            }
+            *s = c;
+        }
+    }
+}
+
 static void cache_write(const char *dir, const char *path, const Buf *key, const VmmKvmInfo *in)
 {
-    if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+    if (!make_dirs(dir)) {
         return;
     }
     Buf b = { 0 };

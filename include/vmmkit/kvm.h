@@ -178,9 +178,9 @@ typedef struct VmmKvmInfo {
 VMM_EXPORT int vmm_kvm_probe(const VmmVmOptions *opts, VmmKvmInfo *out);
 
 /*
- * vmm_kvm_probe() with its verdict kept in a file under @dir (created 0755
- * if missing; vmmkit-run uses /run/vmmkit), so that later calls on the same
- * host skip the probe VM.  The file is used only when its key matches what
+ * vmm_kvm_probe() with its verdict kept in a file under @dir (created, with
+ * missing parents, 0755; vmmkit-run uses /run/vmmkit), so that later calls
+ * on the same host skip the probe VM.  The file is used only when its key matches what
  * the host shows now: the boot (/proc/sys/kernel/random/boot_id), the
  * device's path and st_rdev, the KVM module and the contents of every
  * parameter of it and of kvm (/sys/module/<m>/parameters/), and the

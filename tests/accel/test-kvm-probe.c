@@ -362,8 +362,12 @@ static void test_cache_hit(void **state)
     (void)state;
     Host h;
     host_init(&h);
+    /* The directory and a missing parent are made, 0755. */
+    snprintf(h.cache, sizeof(h.cache), "%s/run/vmmkit", h.root);
     probed_then_hit(&h);
     struct stat st;
+    assert_int_equal(stat(hp(&h, "run"), &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0755);
     assert_int_equal(stat(cache_file(&h), &st), 0);
     assert_int_equal(st.st_mode & 07777, 0644);
     assert_int_equal(stat(h.cache, &st), 0);
