@@ -204,10 +204,13 @@ static bool make_key(Buf *b, const char *dev, const KvmProbeRoots *roots)
 
 static void put_verdict(Buf *b, const VmmKvmInfo *in)
 {
+    /* The rate as its IEEE-754 bits: exact, and without the C library's
+     * floating-point formatting and parsing code on a start's path. */
+    uint64_t rate;
+    memcpy(&rate, &in->insns_per_sec, sizeof(rate));
     buf_printf(b, "kind %d\nmodule %s\napi %d\nchecked %" PRIu32 "\npassed %" PRIu32
-               "\nfull %d\nrate %a\nreason %s\nend\n", (int)in->kind, in->module,
-               in->api_version, in->checked, in->passed, in->full ? 1 : 0, in->insns_per_sec,
-               in->reason);
+               "\nfull %d\nrate %016" PRIx64 "\nreason %s\nend\n", (int)in->kind, in->module,
+               in->api_version, in->checked, in->passed, in->full ? 1 : 0, rate, in->reason);
 }
 
 /* "<name> <value>\n" at *@p (before @end): the value, NUL-terminated, in
@@ -261,8 +264,10 @@ static bool parse_verdict(const char *p, const char *end, VmmKvmInfo *out)
         return false;
     }
     char *e;
-    in.insns_per_sec = strtod(v, &e);
-    if (!v[0] || *e || !isfinite(in.insns_per_sec) ||
+    errno = 0;
+    uint64_t rate = strtoull(v, &e, 16);
+    memcpy(&in.insns_per_sec, &rate, sizeof(rate));
+    if (!v[0] || *e || errno || !isfinite(in.insns_per_sec) ||
         in.insns_per_sec < VMM_KVM_MIN_INSNS_PER_SEC) {
         return false;
     }

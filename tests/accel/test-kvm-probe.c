@@ -499,7 +499,9 @@ static void test_cache_bad_files(void **state)
     expect_probe_edit(&h, "kind ", "kind -");
     expect_probe_edit(&h, "api ", "api +");
     expect_probe_edit(&h, "rate ", "rate 1e3\nrate ");
-    expect_probe_edit(&h, "rate 0x", "rate 0x0");
+    expect_probe_edit(&h, "rate ", "rate 0");
+    expect_probe_edit(&h, "rate ", "rate 0x");
+    expect_probe_edit(&h, "rate 4", "rate 3");            /* 2.0, not a rate */
     expect_probe_edit(&h, "reason \n", "reason slow\n");
     expect_probe_edit(&h, "passed ", "passed 1");
     expect_probe_edit(&h, "end\n", "end\nend\n");
