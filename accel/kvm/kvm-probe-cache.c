@@ -276,7 +276,9 @@ static bool parse_verdict(const char *p, const char *end, VmmKvmInfo *out)
     in.checked = (uint32_t)checked;
     in.passed = (uint32_t)passed;
     in.full = true;
-    uint32_t must = VMM_KVM_CHECK_LONG_MODE | VMM_KVM_CHECK_SPEED | VMM_KVM_CHECK_INT3;
+    /* What storable() asked of it when it was written. */
+    uint32_t must = VMM_KVM_CHECK_LONG_MODE | VMM_KVM_CHECK_SPEED | VMM_KVM_CHECK_INT3 |
+                    VMM_KVM_CHECK_TSC_WRITE;
     if ((in.checked & must) != must || (in.passed & in.checked) != in.passed ||
         (in.passed & (in.checked & VMM_KVM_CHECKS_STOCK)) != (in.checked & VMM_KVM_CHECKS_STOCK) ||
         in.reason[0]) {

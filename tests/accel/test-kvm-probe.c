@@ -504,6 +504,9 @@ static void test_cache_bad_files(void **state)
     expect_probe_edit(&h, "rate 4", "rate 3");            /* 2.0, not a rate */
     expect_probe_edit(&h, "reason \n", "reason slow\n");
     expect_probe_edit(&h, "passed ", "passed 1");
+    /* Consistent, but not what a probe that ran every check stores. */
+    expect_probe_edit(&h, "checked 63\npassed 63\n", "checked 31\npassed 31\n");
+    expect_probe_edit(&h, "passed 63\n", "passed 62\n");
     expect_probe_edit(&h, "end\n", "end\nend\n");
     expect_probe_edit(&h, "end\n", "end");
     expect_probe_edit(&h, "verdict\n", "verdict\n\n");
