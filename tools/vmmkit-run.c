@@ -5,7 +5,7 @@
  *   vmmkit-run --kernel K [--initrd I] [--append '...'] [--disk path[,readonly]]...
  *              [--net tap=NAME|fd=N[,mac=MAC]]... [--vsock cid=N]
  *              [--memory 512M] [--cpus N] [--api-socket PATH] [--seccomp on|off|log]
- *              [--kernel-unpack host|guest] [--kvm-check on|off]
+ *              [--kernel-unpack host|guest] [--kvm-check on|off|nocache]
  *              [--console off|tty|null|file=PATH] [--rng[=src=/dev/urandom]]
  *              [--console-timeout SECONDS] [--verbose]
  *   vmmkit-run --restore SNAPSHOT [--disk ...]... [options as above]
@@ -19,7 +19,8 @@
  * powers off, 130 after Ctrl-C (SIGINT/SIGTERM stop the VM cleanly), 1 when
  * the guest crashes or prints nothing for --console-timeout seconds, 2 on a
  * host error or bad arguments, 3 when the KVM cannot run a stock kernel
- * (vmm_kvm_probe; --kvm-check off boots anyway, e.g. a PVM guest kernel).
+ * (vmm_kvm_probe_cached, its verdict kept in /run/vmmkit; --kvm-check off
+ * boots anyway, e.g. a PVM guest kernel; nocache probes every start).
  * The guest's console output passes through a pipe that the main loop
  * copies to stdout, counting it: --verbose reports, every two seconds, the
  * console bytes and each vCPU's exits, so a guest that makes no progress is
@@ -82,6 +83,7 @@ typedef struct Args {
     bool seccomp;
     bool seccomp_log;
     bool kvm_check;
+    bool kvm_cache;             /* keep the verdict under /run/vmmkit */
     bool verbose;
     double console_timeout;     /* seconds; 0: none */
     bool rng;                   /* --rng */
@@ -99,7 +101,7 @@ static void usage(FILE *f)
             "                  [--disk PATH[,readonly]]... [--memory SIZE] [--cpus N]\n"
             "                  [--net tap=NAME|fd=N[,mac=MAC]]... [--vsock cid=N]\n"
             "                  [--api-socket PATH] [--seccomp on|off|log] [--kernel-unpack host|guest]\n"
-            "                  [--kvm-check on|off] [--console off|tty|null|file=PATH]\n"
+            "                  [--kvm-check on|off|nocache] [--console off|tty|null|file=PATH]\n"
             "                  [--rng[=src=/dev/urandom]] [--console-timeout SECONDS] [--verbose]\n"
             "       vmmkit-run --restore SNAPSHOT [--disk PATH[,readonly]]... [options]\n"
             "       vmmkit-run --incoming unix:PATH|tcp:HOST:PORT [--disk ...]... [options]\n"
@@ -113,7 +115,8 @@ static void usage(FILE *f)
             "--net: virtio-net on a tap interface (created if missing) or an open tap\n"
             "  fd (IFF_TAP|IFF_NO_PI|IFF_VNET_HDR).  --vsock: vhost-vsock, guest CID N.\n"
             "--kvm-check off: boot even where the KVM cannot run a stock kernel\n"
-            "  (kvm_pvm: a kernel built for PVM).  --console-timeout: stop a guest that\n"
+            "  (kvm_pvm: a kernel built for PVM); a full verdict is kept in /run/vmmkit\n"
+            "  (nocache: probe every start).  --console-timeout: stop a guest that\n"
             "  prints nothing for that long.  --verbose: progress every 2 s.\n"
             "Exit: 0 guest powered off, 1 guest crashed or silent, 2 host error,\n"
             "3 the KVM cannot run a stock kernel, 130 stopped.\n");
@@ -224,6 +227,7 @@ static int parse_args(int argc, char **argv, Args *a)
     a->mo.console_out_fd = STDOUT_FILENO;
     a->seccomp = true;
     a->kvm_check = true;
+    a->kvm_cache = true;
     a->vconsole_in = a->vconsole_out = -1;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -320,10 +324,11 @@ static int parse_args(int argc, char **argv, Args *a)
             }
             break;
         case 'K':
-            if (!strcmp(optarg, "on") || !strcmp(optarg, "off")) {
-                a->kvm_check = !strcmp(optarg, "on");
+            if (!strcmp(optarg, "on") || !strcmp(optarg, "off") || !strcmp(optarg, "nocache")) {
+                a->kvm_check = strcmp(optarg, "off") != 0;
+                a->kvm_cache = !strcmp(optarg, "on");
             } else {
-                fprintf(stderr, "vmmkit-run: --kvm-check on|off\n");
+                fprintf(stderr, "vmmkit-run: --kvm-check on|off|nocache\n");
                 return -1;
             }
             break;
@@ -874,15 +879,16 @@ static int check_kvm(const Args *a)
 {
     VmmVmOptions vo = { .size = sizeof(vo), .dev_path = a->mo.kvm_path };
     VmmKvmInfo info = { .size = sizeof(info) };
-    int r = vmm_kvm_probe(&vo, &info);
+    int r = vmm_kvm_probe_cached(&vo, a->kvm_cache ? "/run/vmmkit" : NULL, &info);
     if (r < 0) {
         fprintf(stderr, "vmmkit-run: no usable KVM: %s\n", info.reason);
         return 2;
     }
     if (a->verbose) {
-        fprintf(stderr, "vmmkit-run: KVM: %s, %s (%.3g guest instructions/s)\n",
+        fprintf(stderr, "vmmkit-run: KVM: %s, %s (%.3g guest instructions/s%s)\n",
                 info.module[0] ? info.module : "unknown module",
-                info.full ? "runs stock kernels" : "partial", info.insns_per_sec);
+                info.full ? "runs stock kernels" : "partial", info.insns_per_sec,
+                r == 1 ? ", verdict from /run/vmmkit" : "");
     }
     if (!info.full) {
         fprintf(stderr, "vmmkit-run: this KVM (%s) cannot run a stock Linux kernel at "

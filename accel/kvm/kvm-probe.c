@@ -400,11 +400,8 @@ static void run_checks(Probe *p)
     check_tsc(p);
 }
 
-int vmm_kvm_probe(const VmmVmOptions *opts, VmmKvmInfo *out)
+int kvm_probe_at(const VmmVmOptions *opts, const KvmProbeRoots *roots, VmmKvmInfo *out)
 {
-    if (!out || out->size < sizeof(*out)) {
-        return -EINVAL;
-    }
     VmmVmOptions def = { .size = sizeof(def) };
     if (!opts) {
         opts = &def;
@@ -425,7 +422,7 @@ int vmm_kvm_probe(const VmmVmOptions *opts, VmmKvmInfo *out)
         snprintf(out->reason, sizeof(out->reason), "%s: %s", dev, strerror(-err));
         return err < 0 ? err : -EIO;
     }
-    out->kind = kvm_probe_kind("/sys/module", "/proc/cpuinfo", out->module,
+    out->kind = kvm_probe_kind(roots->module_dir, roots->cpuinfo, out->module,
                                sizeof(out->module));
     out->api_version = vmm_kvm_ioctl(vm, KVM_GET_API_VERSION, NULL);
 
@@ -466,4 +463,15 @@ int vmm_kvm_probe(const VmmVmOptions *opts, VmmKvmInfo *out)
         snprintf(out->reason, sizeof(out->reason), "the probe could not run");
     }
     return 0;
+}
+
+const KvmProbeRoots kvm_probe_host_roots = { "/sys/module", "/proc/cpuinfo",
+                                          "/proc/sys/kernel/random/boot_id" };
+
+int vmm_kvm_probe(const VmmVmOptions *opts, VmmKvmInfo *out)
+{
+    if (!out || out->size < sizeof(*out)) {
+        return -EINVAL;
+    }
+    return kvm_probe_at(opts, &kvm_probe_host_roots, out);
 }

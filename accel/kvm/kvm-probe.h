@@ -51,6 +51,24 @@
 VmmKvmKind kvm_probe_kind(const char *module_dir, const char *cpuinfo, char *module,
                           size_t module_len);
 
+/* Where the probe and its cache read the host's state; tests point these
+ * at a fake sysfs and proc. */
+typedef struct KvmProbeRoots {
+    const char *module_dir;     /* /sys/module */
+    const char *cpuinfo;        /* /proc/cpuinfo */
+    const char *boot_id;        /* /proc/sys/kernel/random/boot_id */
+} KvmProbeRoots;
+extern const KvmProbeRoots kvm_probe_host_roots;
+
+/* vmm_kvm_probe() with the module read under @roots (arguments checked). */
+int kvm_probe_at(const VmmVmOptions *opts, const KvmProbeRoots *roots, VmmKvmInfo *out);
+/* vmm_kvm_probe_cached() with its keys read under @roots. */
+int kvm_probe_cached_at(const VmmVmOptions *opts, const char *dir, const KvmProbeRoots *roots,
+                        VmmKvmInfo *out);
+/* Bumped whenever the probe's checks or what it concludes change: a verdict
+ * stored by another version is probed again. */
+#define KVM_PROBE_VERSION 1
+
 /* Entry points, in the library's read-only data; each is copied with the
  * whole blob [kvm_probe_guest, kvm_probe_guest_end) to PROBE_CODE_GPA. */
 extern const uint8_t kvm_probe_guest[], kvm_probe_guest_end[];

@@ -177,6 +177,28 @@ typedef struct VmmKvmInfo {
  */
 VMM_EXPORT int vmm_kvm_probe(const VmmVmOptions *opts, VmmKvmInfo *out);
 
+/*
+ * vmm_kvm_probe() with its verdict kept in a file under @dir (created, with
+ * missing parents, 0755; vmmkit-run uses /run/vmmkit), so that later calls
+ * on the same host skip the probe VM.  The file is used only when its key matches what
+ * the host shows now: the boot (/proc/sys/kernel/random/boot_id), the
+ * device's path and st_rdev, the KVM module and the contents of every
+ * parameter of it and of kvm (/sys/module/<m>/parameters/), and the
+ * library's probe version; and only when it is a regular file owned by root
+ * or the caller's effective uid and not writable by group or others, parses
+ * strictly and is no larger than 64 KiB.  Anything else means the probe
+ * runs.  Only a full verdict from a probe that ran every check is stored
+ * (a not-full one may come from a loaded host and is probed each time),
+ * written 0644 through a temporary file renamed into place, so concurrent
+ * callers leave one whole file.  No cache (the probe runs, nothing is
+ * written) when @dir is NULL or "", cannot be written, the device is not a
+ * character device, or a key cannot be read (e.g. a parameter the caller
+ * may not read).  Returns 1 when *@out came from the file, else what
+ * vmm_kvm_probe() returns.  Any thread but a vCPU thread; concurrent calls
+ * are safe.
+ */
+VMM_EXPORT int vmm_kvm_probe_cached(const VmmVmOptions *opts, const char *dir, VmmKvmInfo *out);
+
 /* "none", "kvm_intel", "kvm_amd", "kvm_pvm", "other"; "unknown" for a value
  * outside the enum.  Any thread. */
 VMM_EXPORT const char *vmm_kvm_kind_name(VmmKvmKind kind);
