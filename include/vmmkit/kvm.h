@@ -183,7 +183,7 @@ VMM_EXPORT int vmm_kvm_probe(const VmmVmOptions *opts, VmmKvmInfo *out);
  * on the same host skip the probe VM.  The file is used only when its key matches what
  * the host shows now: the boot (/proc/sys/kernel/random/boot_id), the
  * device's path and st_rdev, the KVM module and the contents of every
- * parameter of it and of kvm (/sys/module/<m>/parameters/), and the
+ * parameter of it and of kvm (/sys/module/MODULE/parameters/), and the
  * library's probe version; and only when it is a regular file owned by root
  * or the caller's effective uid and not writable by group or others, parses
  * strictly and is no larger than 64 KiB.  Anything else means the probe
