@@ -354,24 +354,32 @@ typedef struct VmmMigrateStats {
  * (KVM's dirty log, ring or bitmap, and the log of device writes), rounds
  * until the pages still dirty fit in @opts->downtime_ns at the bandwidth
  * measured or @opts->max_rounds were made, then the machine pauses and the
- * rest goes with the device state; the destination answers once it runs.
- * Returns 0 then, with @m stopped (VMM_MACHINE_STOPPED; free it).  On any
- * failure before the switch - the stream breaks, the destination refuses
- * or closes, vmm_machine_migrate_cancel() - @m goes on running, nothing
- * lost, and the error is returned (-ECANCELED for a cancel).  @opts and
- * @stats may be NULL (defaults: 10 rounds, 50 ms).  -EINVAL (NULL @m, @fd
- * < 0, a machine not running, a size field too small).  Blocks; main loop.
+ * rest goes with the device state; then the two-phase hand-over (the
+ * destination says it is ready, the source commits, the destination runs).
+ * Returns 0 once the destination runs, with @m stopped (VMM_MACHINE_STOPPED;
+ * free it).  On any failure before the commit - the stream breaks, the
+ * destination refuses or closes, vmm_machine_migrate_cancel() - @m goes on
+ * running, nothing lost, and the error is returned (-ECANCELED for a
+ * cancel).  After the commit @m never resumes by itself: -ENOLINK (the
+ * stream broke before the destination's answer: it runs the guest or it
+ * never ran, unknown here) or -ECONNABORTED (the destination failed to
+ * start: the guest runs nowhere) leave @m paused with its whole state;
+ * vmm_machine_resume() goes on with it when the destination does not run.
+ * Never both.  @opts and @stats may be NULL (defaults: 10 rounds, 50 ms).
+ * -EINVAL (NULL @m, @fd < 0, a machine not running, a size field too
+ * small).  Blocks; main loop.
  *
  * vmm_machine_migrate_cancel: make a migration of @m in progress give up at
- * its next step (before the state is sent; after that the destination's
- * answer decides).  Any thread.
+ * its next step (until the destination says it is ready; after that the
+ * hand-over decides).  Any thread.
  *
  * vmm_machine_incoming: receive a machine from @fd into a new one; @opts
  * as for vmm_machine_restore (memory/cpus 0: the source's).  Returns the
  * machine once the whole state has arrived; add the same disks as the
- * source had, then vmm_machine_start() runs it and tells the source, which
- * then stops.  Freeing it without a successful start tells the source to
- * go on.  NULL with *@errp: -EINVAL (NULL @opts, @fd < 0, not a migration
+ * source had, then vmm_machine_start() asks the source to commit, runs the
+ * vCPUs only once it has, and tells the source, which then stops; without
+ * the commit (the stream breaks) it fails and nothing ran.  Freeing it
+ * without a successful start tells the source it did not start.  NULL with *@errp: -EINVAL (NULL @opts, @fd < 0, not a migration
  * stream, a configuration that does not match, a corrupt message; a
  * message names it), -EPIPE (the stream ended early), or what
  * vmm_machine_new returns.  Main loop.

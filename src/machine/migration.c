@@ -8,8 +8,9 @@
  * CRC-32 of the payload) and a payload: RAM pages (their page numbers in
  * RAM-image order, then their bytes), pages that became zero, the state
  * records of a snapshot (snapshot.c: vCPUs, VM, UART, devices), and an
- * end mark.  The destination answers one byte once it runs ('G'), or
- * closes the stream.
+ * end mark.  Then the two-phase hand-over: the destination, loaded, sends
+ * 'R'; the source answers 'C' (commit) and from then on never resumes on
+ * its own; the destination runs only with 'C' and says 'G' (or 'N').
  *
  * Source: KVM's dirty log on the RAM slots and the guest memory's log of
  * device writes are switched on; a first pass sends every non-zero page;
@@ -19,15 +20,16 @@
  * the machine is paused (vCPUs out, devices quiesced: nothing in flight)
  * and the last dirty pages, every page a device wrote since the start
  * (the device log, read now that every write is done) and the used rings
- * of the enabled queues go with the state records.  Then the source waits
- * for the destination's word: 'G' and the source stops; anything else (a
- * closed stream, an error, a cancel before the end mark) and it resumes
- * with nothing lost - the destination never ran.
+ * of the enabled queues go with the state records.  Until the source has
+ * queued 'C', any failure (a closed stream, an error, a cancel) resumes
+ * it with nothing lost - the destination never ran.  After 'C': 'G' and
+ * the source stops; else it stays paused and says why (-ENOLINK: the
+ * destination may or may not run; -ECONNABORTED: it does not).
  *
  * Destination: vmm_machine_incoming() builds a machine with empty RAM,
  * writes the pages where they go, checks every message (bounds, CRC),
  * applies the records like a restore; vmm_machine_start() loads the
- * devices, runs the vCPUs and only then sends 'G'.
+ * devices, sends 'R', waits for 'C', runs the vCPUs and sends 'G'.
  */
 #include "machine/snapshot-internal.h"
 
@@ -459,17 +461,43 @@ int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
         r = send_msg(&src.s, MIG_END, 0, NULL, 0, NULL, 0);
         t_sent = vmm_clock_ns();
     }
-    /* The switch: past the end mark only the destination's word counts. */
+    /* The switch, in two phases (docs/machine.md "Live migration", "The
+     * hand-over").  Until 'C' is sent the destination has not run and will
+     * not: any failure resumes the source.  Once 'C' is out, the source
+     * never resumes on its own. */
+    bool committed = false;
+    uint8_t word = 0;
     if (r == 0) {
-        src.s.m = NULL;
-        uint8_t word = 0;
-        r = s_read(&src.s, &word, 1);
-        if (r == 0 && word != 'G') {
+        r = s_read(&src.s, &word, 1);   /* 'R': loaded, ready to run; cancellable */
+        if (r == 0 && word != 'R') {
             r = -EREMOTEIO;
         }
-        if (r < 0) {
-            vk_error("machine: migration: the destination did not start (%s); resuming",
+        if (r < 0 && r != -ECANCELED) {
+            vk_error("machine: migration: the destination is not ready (%s)",
                      r == -EREMOTEIO ? "it said so" : vmm_strerror(r));
+        }
+    }
+    if (r == 0) {
+        src.s.m = NULL;
+        word = 'C';
+        /* A failed send queued nothing: the destination cannot get 'C'. */
+        r = s_write(&src.s, &word, 1);
+        committed = r == 0;
+        if (r < 0) {
+            vk_error("machine: migration: sending the commit: %s", vmm_strerror(r));
+        }
+    }
+    if (committed) {
+        r = s_read(&src.s, &word, 1);
+        if (r == 0 && word != 'G') {
+            r = -ECONNABORTED;
+            vk_error("machine: migration: the destination failed to start after the commit: "
+                     "the guest runs nowhere; the source stays paused (resume it to go on)");
+        } else if (r < 0) {
+            r = -ENOLINK;
+            vk_error("machine: migration: the stream broke after the commit: the guest's fate "
+                     "is unknown (the destination runs it if it got the commit); the source "
+                     "stays paused");
         }
     }
     t_end = vmm_clock_ns();
@@ -478,7 +506,7 @@ int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
     }
     if (r == 0) {
         vmm_machine_stop(m);
-    } else {
+    } else if (!committed) {
         if (r == -ECANCELED) {
             vk_warn("machine: migration cancelled; the machine goes on");
         } else {
@@ -486,6 +514,13 @@ int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
         }
         if (paused) {
             vmm_machine_resume(m);
+        }
+        if (t_sent) {
+            /* Tell a destination waiting for 'C' to give up (best effort:
+             * the stream closing says the same). */
+            src.s.m = NULL;
+            word = 'N';
+            s_write(&src.s, &word, 1);
         }
     }
     if (stats) {
@@ -507,6 +542,29 @@ int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
 }
 
 /* ---- Destination --------------------------------------------------------------------- */
+
+/* Before the vCPUs run: 'R' to the source, then its 'C'.  0 with it;
+ * else the destination must not run (the source goes on or stays paused). */
+int machine_migration_commit(VmmMachine *m)
+{
+    if (m->ack_fd < 0) {
+        return 0;
+    }
+    Stream s = { .fd = m->ack_fd };
+    uint8_t word = 'R';
+    int r = s_write(&s, &word, 1);
+    r = r ?: s_read(&s, &word, 1);
+    if (r == 0 && word != 'C') {
+        r = -ECONNABORTED;
+    }
+    if (r < 0) {
+        vk_error("machine: incoming migration: no commit from the source (%s); not running",
+                 r == -ECONNABORTED ? "it gave up" : vmm_strerror(r));
+        close(m->ack_fd);
+        m->ack_fd = -1;
+    }
+    return r;
+}
 
 void machine_migration_ack(VmmMachine *m, bool ok)
 {

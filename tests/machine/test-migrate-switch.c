@@ -1,0 +1,300 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Live migration's hand-over (docs/machine.md "Live migration"), in-process
+ * on two fake KVMs (tests/accel/fake-kvm.c): a source machine migrates to a
+ * destination through a relay thread that breaks the connection at one
+ * step of the hand-over - in the middle of the stream, when the
+ * destination's 'R' (ready) comes, when the source's 'C' (commit) comes,
+ * when the destination's 'G' (running) comes - or never.  At each, the
+ * test checks which machine runs: never both, and the destination's vCPUs
+ * never entered KVM_RUN unless it got the commit.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "../accel/fake-kvm.h"
+#include "boot-images.h"
+#include "vmmkit/machine.h"
+
+/* A guest that comes out of KVM_RUN every millisecond (as for a signal):
+ * its vCPU's run count grows while the machine runs, stops when paused. */
+static int idle_run(FakeVcpu *fv, struct kvm_run *run, void *opaque)
+{
+    (void)fv;
+    (void)run;
+    (void)opaque;
+    usleep(1000);
+    return -EINTR;
+}
+
+static char kernel_path[] = "/tmp/vmmkit-migrate-kernelXXXXXX";
+
+static void write_kernel(void)
+{
+    uint8_t img[0x1100] = { 0 };
+    test_elf_header(img, 0x1000000, 1);
+    Elf64_Phdr ph = { .p_type = PT_LOAD, .p_offset = 0x1000, .p_vaddr = 0x1000000,
+                      .p_paddr = 0x1000000, .p_filesz = 16, .p_memsz = 16,
+                      .p_flags = PF_R | PF_X, .p_align = 0x1000 };
+    memcpy(img + sizeof(Elf64_Ehdr), &ph, sizeof(ph));
+    int fd = mkstemp(kernel_path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, img, sizeof(img)), (ssize_t)sizeof(img));
+    close(fd);
+}
+
+/* ---- The relay -------------------------------------------------------------- */
+
+typedef enum {
+    BREAK_NONE,
+    BREAK_STREAM,       /* after @cut bytes source -> destination */
+    BREAK_READY,        /* the destination's 'R' is dropped */
+    BREAK_COMMIT,       /* 'R' passes, the source's 'C' is dropped */
+    BREAK_RUNNING,      /* 'R' and 'C' pass, the destination's 'G' is dropped */
+} Break;
+
+typedef struct Relay {
+    int src, dst;       /* the relay's ends of the two socket pairs */
+    Break mode;
+    size_t cut;
+    size_t fwd;         /* bytes source -> destination */
+    unsigned back;      /* bytes destination -> source forwarded */
+    bool after_ready;   /* 'R' was forwarded: the next source byte is the commit */
+} Relay;
+
+static bool pass(int from, int to, uint8_t *b, ssize_t n)
+{
+    (void)from;
+    return write(to, b, (size_t)n) == n;
+}
+
+static void *relay_main(void *opaque)
+{
+    Relay *r = opaque;
+    uint8_t buf[65536];
+    for (;;) {
+        struct pollfd p[2] = { { .fd = r->src, .events = POLLIN },
+                               { .fd = r->dst, .events = POLLIN } };
+        if (poll(p, 2, -1) < 0) {
+            break;
+        }
+        if (p[0].revents) {         /* source -> destination */
+            size_t max = sizeof(buf);
+            if (r->after_ready) {
+                max = 1;
+            } else if (r->mode == BREAK_STREAM && r->cut - r->fwd < max) {
+                max = r->cut - r->fwd;
+            }
+            ssize_t n = max ? read(r->src, buf, max) : 0;
+            if (n <= 0) {
+                break;
+            }
+            if (r->after_ready) {
+                assert_int_equal(buf[0], 'C');
+                r->after_ready = false;
+                if (r->mode == BREAK_COMMIT) {
+                    break;
+                }
+            }
+            if (!pass(r->src, r->dst, buf, n)) {
+                break;
+            }
+            r->fwd += (size_t)n;
+            if (r->mode == BREAK_STREAM && r->fwd >= r->cut) {
+                break;
+            }
+        }
+        if (p[1].revents) {         /* destination -> source: one word at a time */
+            ssize_t n = read(r->dst, buf, 1);
+            if (n <= 0) {
+                break;
+            }
+            if ((r->back == 0 && r->mode == BREAK_READY) ||
+                (r->back == 1 && r->mode == BREAK_RUNNING)) {
+                break;
+            }
+            if (r->back == 0) {
+                assert_int_equal(buf[0], 'R');
+                r->after_ready = true;
+            }
+            if (!pass(r->dst, r->src, buf, n)) {
+                break;
+            }
+            r->back++;
+        }
+    }
+    close(r->src);
+    close(r->dst);
+    return NULL;
+}
+
+/* ---- The source's side --------------------------------------------------------- */
+
+typedef struct Source {
+    VmmMachine *m;
+    int fd;
+    int result;
+} Source;
+
+static void *source_main(void *opaque)
+{
+    Source *s = opaque;
+    VmmMigrateOptions o = { .size = sizeof(o), .max_rounds = 1 };
+    s->result = vmm_machine_migrate(s->m, s->fd, &o, NULL);
+    close(s->fd);
+    return NULL;
+}
+
+static uint64_t runs(FakeKvm *f)
+{
+    return __atomic_load_n(&f->vcpus[0].nruns, __ATOMIC_SEQ_CST);
+}
+
+/* The machine's vCPU keeps entering KVM_RUN. */
+static bool runs_again(FakeKvm *f, VmmMachine *m)
+{
+    uint64_t n = runs(f);
+    for (int i = 0; i < 5000; i++) {
+        if (runs(f) > n + 3 && vmm_machine_state(m) == VMM_MACHINE_RUNNING) {
+            return true;
+        }
+        usleep(1000);
+    }
+    return false;
+}
+
+/* Migrate through a relay that breaks at @mode; check the source returns
+ * @expect_src and the destination runs iff @expect_dst.  Returns the bytes
+ * the relay passed from the source to the destination. */
+#define ANY_ERROR 1
+
+static size_t migrate_with(Break mode, size_t cut, int expect_src, bool expect_dst)
+{
+    static FakeKvm fs, fd;
+    fake_kvm_init(&fs);
+    fake_kvm_init(&fd);
+    fake_msrs_any = true;
+    fs.run_fn = idle_run;
+    fd.run_fn = idle_run;
+    VmmMachineOptions o = { .size = sizeof(o), .kernel = kernel_path, .memory = 32 << 20,
+                            .cpus = 1, .console_out_fd = -1, .kvm_ops = &fs.ops };
+    int err = 0;
+    VmmMachine *sm = vmm_machine_new(&o, &err);
+    assert_non_null(sm);
+    assert_int_equal(vmm_machine_start(sm), 0);
+
+    int a[2], b[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, a), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, b), 0);
+    Relay relay = { .src = a[1], .dst = b[1], .mode = mode, .cut = cut };
+    Source src = { .m = sm, .fd = a[0] };
+    pthread_t rt, st;
+    assert_int_equal(pthread_create(&rt, NULL, relay_main, &relay), 0);
+    assert_int_equal(pthread_create(&st, NULL, source_main, &src), 0);
+
+    VmmMachineOptions od = o;
+    od.kernel = NULL;
+    od.kvm_ops = &fd.ops;
+    VmmMachine *dm = vmm_machine_incoming(&od, b[0], &err);
+    int dst_r = dm ? vmm_machine_start(dm) : err;
+    close(b[0]);
+    pthread_join(st, NULL);
+    pthread_join(rt, NULL);
+
+    /* Never both: the destination ran iff it got the commit. */
+    if (expect_src == ANY_ERROR) {  /* before the commit: the source resumed */
+        assert_true(src.result < 0 && src.result != -ENOLINK && src.result != -ECONNABORTED);
+    } else {
+        assert_int_equal(src.result, expect_src);
+    }
+    if (expect_dst) {
+        assert_int_equal(dst_r, 0);
+        assert_int_equal(vmm_machine_state(dm), VMM_MACHINE_RUNNING);
+        assert_true(runs_again(&fd, dm));
+    } else {
+        assert_true(dst_r < 0);
+        assert_int_equal(runs(&fd), 0);             /* never entered KVM_RUN */
+    }
+    VmmMachineState ss = vmm_machine_state(sm);
+    if (expect_src == 0) {
+        assert_int_equal(ss, VMM_MACHINE_STOPPED);
+    } else if (expect_src == -ENOLINK) {
+        /* Fate unknown to the source: it stays paused, never resumes alone. */
+        assert_int_equal(ss, VMM_MACHINE_PAUSED);
+        uint64_t n = runs(&fs);
+        usleep(50000);
+        assert_int_equal(runs(&fs), n);
+        if (!expect_dst) {              /* the operator knows: resume */
+            assert_int_equal(vmm_machine_resume(sm), 0);
+            assert_true(runs_again(&fs, sm));
+        }
+    } else {
+        assert_true(runs_again(&fs, sm));           /* resumed by itself */
+    }
+    vmm_machine_free(dm);
+    vmm_machine_free(sm);
+    return relay.fwd;
+}
+
+static size_t stream_bytes;     /* the whole stream and the commit */
+
+static void test_no_break(void **state)
+{
+    (void)state;
+    stream_bytes = migrate_with(BREAK_NONE, 0, 0, true);
+    assert_true(stream_bytes > 1000);
+}
+
+/* In the hello, half-way, and all but the end mark's last byte. */
+static void test_break_in_stream(void **state)
+{
+    (void)state;
+    assert_true(stream_bytes > 1000);
+    size_t cuts[] = { 10, stream_bytes / 2, stream_bytes - 2 };
+    for (unsigned i = 0; i < 3; i++) {
+        migrate_with(BREAK_STREAM, cuts[i], ANY_ERROR, false);
+    }
+}
+
+static void test_break_at_ready(void **state)
+{
+    (void)state;
+    migrate_with(BREAK_READY, 0, ANY_ERROR, false);
+}
+
+static void test_break_at_commit(void **state)
+{
+    (void)state;
+    migrate_with(BREAK_COMMIT, 0, -ENOLINK, false);
+}
+
+static void test_break_at_running(void **state)
+{
+    (void)state;
+    migrate_with(BREAK_RUNNING, 0, -ENOLINK, true);
+}
+
+int main(void)
+{
+    write_kernel();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_no_break),
+        cmocka_unit_test(test_break_in_stream),
+        cmocka_unit_test(test_break_at_ready),
+        cmocka_unit_test(test_break_at_commit),
+        cmocka_unit_test(test_break_at_running),
+    };
+    int r = cmocka_run_group_tests(tests, NULL, NULL);
+    unlink(kernel_path);
+    return r;
+}
