@@ -7,8 +7,8 @@
  *     vmmkit-run --restore PATH (seccomp on) on the same disk goes on from
  *     the next round, its checks passing; "stop".
  *  2. vmmkit-run --incoming ADDRESS (seccomp on) waits; another
- *     vmmkit-run (seccomp off: the filter refuses new connections) runs
- *     the guest and at round 3 gets "migrate ADDRESS": it answers "ok
+ *     vmmkit-run (seccomp on: its filter lets the outgoing stream
+ *     connection through) runs the guest and at round 3 gets "migrate ADDRESS": it answers "ok
  *     stopped" and exits 0; the guest goes on in the first one.  Once
  *     over a Unix socket, once over TCP on the loopback interface.
  *
@@ -275,7 +275,7 @@ static void migrate_via(const char *addr, const char *wait_path)
         usleep(100 * 1000);
     }
     const char *argv_s[] = { run_path, "--kernel", kernel, "--initrd", initrd, "--memory",
-                             "256M", "--cpus", "2", "--seccomp", "off", "--disk",
+                             "256M", "--cpus", "2", "--seccomp", "on", "--disk",
                              "run-disk.img", "--api-socket", "s.sock", "--append", SOAK, NULL };
     spawn(&a, argv_s);
     int fd = connect_retry("s.sock", &a);
