@@ -301,18 +301,22 @@ VMM_EXPORT int vmm_machine_get_stats(VmmMachine *m, VmmMachineStats *out);
  * the UART and the virtio-pci devices (quiesced by the pause, so no disk
  * request is half done), then guest RAM with its zero pages left as holes.
  * A versioned format: a header with the configuration and a table of
- * sections with lengths and CRC-32s.  The machine stays paused; resume it
- * or free it.  0, -EINVAL (@m NULL, @fd < 0, a machine not paused),
- * -ESPIPE (@fd is not a regular file), or the errno of a write or of KVM
- * (a message names it).  Main loop.
+ * sections with lengths and CRC-32s.  A pipe or a socket gets the stream
+ * form instead (the migration stream's hello, non-zero pages, records and
+ * end mark; blocks until the reader has taken it all).  The machine stays
+ * paused; resume it or free it.  0, -EINVAL (@m NULL, @fd < 0, a machine
+ * not paused), -ESPIPE (@fd is none of these), or the errno of a write or
+ * of KVM (a message names it).  Main loop.
  *
  * vmm_machine_restore: build a new machine from the snapshot in @fd (a
- * regular file; the caller may close it once this returns).  @opts as for
+ * regular file, or a pipe or socket carrying the stream form; the caller
+ * may close it once this returns).  @opts as for
  * vmm_machine_new, except that kernel, initrd and cmdline are not used
  * and a memory or cpus of 0 takes the snapshot's (any other value must
  * match it).  Guest RAM is mapped privately from the file: pages are read
  * when the guest touches them, and machines restored from the same file
- * share the pages they do not write.  Add the same disks, in the same
+ * share the pages they do not write; from a stream, RAM is copied in (no
+ * sharing, the whole stream read before this returns).  Add the same disks, in the same
  * order, as the saved machine had (vmm_machine_add_disk); then
  * vmm_machine_start() loads the devices' state, sets the clock, tells the
  * guest it was paused (KVM_KVMCLOCK_CTRL) and runs the guest from where
@@ -321,8 +325,9 @@ VMM_EXPORT int vmm_machine_get_stats(VmmMachine *m, VmmMachineStats *out);
  * machine lives.  NULL with *@errp: -EINVAL (NULL @opts, @fd < 0, a file
  * that is not a snapshot, another format version, a corrupt or truncated
  * file, a configuration that does not match @opts or this KVM: a message
- * names which), -ESPIPE (not a regular file), or what vmm_machine_new
- * returns.  Main loop.
+ * names which), -EPIPE (a stream that ends early), -ESPIPE (neither a
+ * regular file nor a pipe or socket), or what vmm_machine_new returns.
+ * Main loop.
  */
 VMM_EXPORT int vmm_machine_snapshot(VmmMachine *m, int fd);
 VMM_EXPORT VmmMachine *vmm_machine_restore(const VmmMachineOptions *opts, int fd,

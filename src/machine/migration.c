@@ -37,9 +37,12 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -104,6 +107,29 @@ static int io_wait(Stream *s, short ev)
     }
 }
 
+/* write() to a pipe whose reader is gone fails with EPIPE here instead of
+ * killing the process: SIGPIPE blocked in this thread for the call, and
+ * one it raised taken back (unless one was pending already). */
+static ssize_t pipe_write(int fd, const void *p, size_t len)
+{
+    sigset_t pipe_set, old, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    sigpending(&pending);
+    bool was_pending = sigismember(&pending, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    ssize_t n = write(fd, p, len);
+    int e = errno;
+    if (n < 0 && e == EPIPE && !was_pending) {
+        struct timespec zero = { 0, 0 };
+        while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR) {
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = e;
+    return n;
+}
+
 static int s_write(Stream *s, const void *buf, size_t len)
 {
     const uint8_t *p = buf;
@@ -113,7 +139,7 @@ static int s_write(Stream *s, const void *buf, size_t len)
         }
         ssize_t n = send(s->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0 && errno == ENOTSOCK) {
-            n = write(s->fd, p, len);
+            n = pipe_write(s->fd, p, len);
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             int r = io_wait(s, POLLOUT);
@@ -361,6 +387,35 @@ static int set_logging(VmmMachine *m, bool on)
     return r;
 }
 
+static int send_hello(Stream *s, VmmMachine *m)
+{
+    MigHello hello = { .version = MIG_VERSION };
+    memcpy(hello.magic, MIG_MAGIC, 8);
+    hello.cfg.ram_size = m->ram_size;
+    hello.cfg.cpus = m->cpus;
+    hello.cfg.vcpu_state_size = sizeof(VmmVcpuState);
+    hello.cfg.ndevices = machine_device_ids(m, hello.cfg.device_ids, SNAP_MAX_DEVICES);
+    return s_write(s, &hello, sizeof(hello));
+}
+
+int machine_snapshot_stream(VmmMachine *m, int fd)
+{
+    Source src = { .m = m, .s = { .fd = fd }, .npages = m->ram_size / SNAP_PAGE };
+    src.dirty = calloc((size_t)(src.npages + 63) / 64, 8);
+    src.buf = malloc((size_t)MIG_BATCH * SNAP_PAGE);
+    int r = src.dirty && src.buf ? 0 : -ENOMEM;
+    r = r ?: send_hello(&src.s, m);
+    r = r ?: send_pages(&src, true, NULL);
+    if (r == 0) {
+        SnapConfig cfg;
+        r = machine_save_records(m, &cfg, emit_record, &src);
+    }
+    r = r ?: send_msg(&src.s, MIG_END, 0, NULL, 0, NULL, 0);
+    free(src.dirty);
+    free(src.buf);
+    return r;
+}
+
 void vmm_machine_migrate_cancel(VmmMachine *m)
 {
     if (m) {
@@ -396,15 +451,7 @@ int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
     int64_t t_pause = 0, t_end = 0, t_sent = 0;
     int r = src.dirty && src.scratch && src.buf ? 0 : -ENOMEM;
 
-    MigHello hello = { .version = MIG_VERSION };
-    memcpy(hello.magic, MIG_MAGIC, 8);
-    if (r == 0) {
-        hello.cfg.ram_size = m->ram_size;
-        hello.cfg.cpus = m->cpus;
-        hello.cfg.vcpu_state_size = sizeof(VmmVcpuState);
-        hello.cfg.ndevices = machine_device_ids(m, hello.cfg.device_ids, SNAP_MAX_DEVICES);
-        r = s_write(&src.s, &hello, sizeof(hello));
-    }
+    r = r ?: send_hello(&src.s, m);
     if (r == 0) {
         r = set_logging(m, true);
         logging = r == 0;
@@ -672,16 +719,14 @@ static int incoming_msg(VmmMachine *m, Stream *s, Records *rec, char *why, size_
     return r;
 }
 
-VmmMachine *vmm_machine_incoming(const VmmMachineOptions *opts, int fd, int *errp)
+/* A machine from the stream on @fd: a migration's (@migrating: the
+ * hand-over follows in vmm_machine_start) or a snapshot's stream form. */
+static VmmMachine *receive(const VmmMachineOptions *opts, int fd, bool migrating, int *errp)
 {
     VmmMachine *m = NULL;
     Records rec = { 0 };
     char why[256] = "";
     int r = 0;
-    if (!opts || fd < 0) {
-        r = VMM_MISUSE_ERR(-EINVAL, "vmm_machine_incoming: no options or no stream");
-        goto fail;
-    }
     Stream s = { .fd = fd };
     MigHello hello;
     r = s_read(&s, &hello, sizeof(hello));
@@ -730,7 +775,7 @@ VmmMachine *vmm_machine_incoming(const VmmMachineOptions *opts, int fd, int *err
     if (r == 0) {
         r = machine_restore_state(m, &rec);
     }
-    if (r == 0) {
+    if (r == 0 && migrating) {
         m->ack_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
         r = m->ack_fd < 0 ? -errno : 0;
     }
@@ -741,7 +786,8 @@ VmmMachine *vmm_machine_incoming(const VmmMachineOptions *opts, int fd, int *err
     return m;
 fail:
     if (why[0]) {
-        vk_error("machine: incoming migration: %s", why);
+        vk_error("machine: %s: %s", migrating ? "incoming migration" : "restore from a stream",
+                 why);
     }
     machine_records_free(&rec);
     vmm_machine_free(m);
@@ -749,4 +795,21 @@ fail:
         *errp = r;
     }
     return NULL;
+}
+
+VmmMachine *vmm_machine_incoming(const VmmMachineOptions *opts, int fd, int *errp)
+{
+    if (!opts || fd < 0) {
+        int r = VMM_MISUSE_ERR(-EINVAL, "vmm_machine_incoming: no options or no stream");
+        if (errp) {
+            *errp = r;
+        }
+        return NULL;
+    }
+    return receive(opts, fd, true, errp);
+}
+
+VmmMachine *machine_restore_stream(const VmmMachineOptions *opts, int fd, int *errp)
+{
+    return receive(opts, fd, false, errp);
 }

@@ -7,7 +7,8 @@
  * destination's 'R' (ready) comes, when the source's 'C' (commit) comes,
  * when the destination's 'G' (running) comes - or never.  At each, the
  * test checks which machine runs: never both, and the destination's vCPUs
- * never entered KVM_RUN unless it got the commit.
+ * never entered KVM_RUN unless it got the commit.  Then a snapshot's
+ * stream form: a paused machine to a pipe, restored from the pipe.
  */
 #include <errno.h>
 #include <poll.h>
@@ -25,6 +26,7 @@
 #include "../accel/fake-kvm.h"
 #include "boot-images.h"
 #include "vmmkit/machine.h"
+#include "vmmkit/memory.h"
 
 /* A guest that comes out of KVM_RUN every millisecond (as for a signal):
  * its vCPU's run count grows while the machine runs, stops when paused. */
@@ -284,6 +286,96 @@ static void test_break_at_running(void **state)
     migrate_with(BREAK_RUNNING, 0, -ENOLINK, true);
 }
 
+typedef struct Snap {
+    VmmMachine *m;
+    int fd, result;
+} Snap;
+
+static void *snapshot_main(void *opaque)
+{
+    Snap *s = opaque;
+    s->result = vmm_machine_snapshot(s->m, s->fd);
+    close(s->fd);
+    return NULL;
+}
+
+static uint8_t *ram_of(VmmMachine *m)
+{
+    VmmMemorySection sec;
+    assert_int_equal(vmm_guest_memory_find(vmm_machine_guest_memory(m), 0, &sec), 0);
+    return sec.host;
+}
+
+/* A snapshot to a pipe and a restore from it: the RAM (copied, not
+ * mapped) and the vCPU registers arrive, the restored machine runs. */
+static void test_snapshot_stream(void **state)
+{
+    (void)state;
+    static FakeKvm fs, fd;
+    fake_kvm_init(&fs);
+    fake_kvm_init(&fd);
+    fake_msrs_any = true;
+    fs.run_fn = idle_run;
+    fd.run_fn = idle_run;
+    VmmMachineOptions o = { .size = sizeof(o), .kernel = kernel_path, .memory = 32 << 20,
+                            .cpus = 1, .console_out_fd = -1, .kvm_ops = &fs.ops };
+    int err = 0;
+    VmmMachine *sm = vmm_machine_new(&o, &err);
+    assert_non_null(sm);
+    assert_int_equal(vmm_machine_start(sm), 0);
+    assert_int_equal(vmm_machine_pause(sm), 0);
+    uint8_t *ram = ram_of(sm);
+    for (unsigned i = 0; i < 4096; i++) {
+        ram[0x300000 + i] = (uint8_t)(i * 7 + 1);
+        ram[(32 << 20) - 4096 + i] = (uint8_t)(i * 3 + 5);
+    }
+    fs.vcpus[0].regs.rip = 0x123456;
+    fs.vcpus[0].regs.rbx = 0xfeedf00d;
+
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    Snap snap = { .m = sm, .fd = p[1] };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, snapshot_main, &snap), 0);
+    VmmMachineOptions od = o;
+    od.kernel = NULL;
+    od.memory = 0;
+    od.kvm_ops = &fd.ops;
+    VmmMachine *dm = vmm_machine_restore(&od, p[0], &err);
+    pthread_join(t, NULL);
+    close(p[0]);
+    assert_int_equal(snap.result, 0);
+    assert_non_null(dm);
+    assert_memory_equal(ram_of(dm), ram, 32 << 20);
+    assert_int_equal(vmm_machine_start(dm), 0);
+    assert_int_equal(fd.vcpus[0].regs.rip, 0x123456);
+    assert_int_equal(fd.vcpus[0].regs.rbx, 0xfeedf00d);
+    assert_true(runs_again(&fd, dm));
+    vmm_machine_free(dm);
+
+    /* A stream cut short is refused. */
+    assert_int_equal(pipe(p), 0);
+    snap.fd = p[1];
+    assert_int_equal(pthread_create(&t, NULL, snapshot_main, &snap), 0);
+    uint8_t head[4096];
+    ssize_t got = 0;
+    while (got < (ssize_t)sizeof(head)) {
+        ssize_t n = read(p[0], head + got, sizeof(head) - (size_t)got);
+        assert_true(n > 0);
+        got += n;
+    }
+    close(p[0]);                                /* the writer's pipe breaks */
+    pthread_join(t, NULL);
+    assert_true(snap.result < 0);
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(write(p[1], head, sizeof(head)), (ssize_t)sizeof(head));
+    close(p[1]);
+    assert_null(vmm_machine_restore(&od, p[0], &err));
+    assert_int_equal(err, -EPIPE);
+    close(p[0]);
+    vmm_machine_free(sm);
+}
+
 int main(void)
 {
     write_kernel();
@@ -293,6 +385,7 @@ int main(void)
         cmocka_unit_test(test_break_at_ready),
         cmocka_unit_test(test_break_at_commit),
         cmocka_unit_test(test_break_at_running),
+        cmocka_unit_test(test_snapshot_stream),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     unlink(kernel_path);
