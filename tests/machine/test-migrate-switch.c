@@ -41,20 +41,6 @@ static int idle_run(FakeVcpu *fv, struct kvm_run *run, void *opaque)
 
 static char kernel_path[] = "/tmp/vmmkit-migrate-kernelXXXXXX";
 
-static void write_kernel(void)
-{
-    uint8_t img[0x1100] = { 0 };
-    test_elf_header(img, 0x1000000, 1);
-    Elf64_Phdr ph = { .p_type = PT_LOAD, .p_offset = 0x1000, .p_vaddr = 0x1000000,
-                      .p_paddr = 0x1000000, .p_filesz = 16, .p_memsz = 16,
-                      .p_flags = PF_R | PF_X, .p_align = 0x1000 };
-    memcpy(img + sizeof(Elf64_Ehdr), &ph, sizeof(ph));
-    int fd = mkstemp(kernel_path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, img, sizeof(img)), (ssize_t)sizeof(img));
-    close(fd);
-}
-
 /* ---- The relay -------------------------------------------------------------- */
 
 typedef enum {
@@ -175,6 +161,26 @@ static bool runs_again(FakeKvm *f, VmmMachine *m)
     return false;
 }
 
+/* Two fake KVMs, fs for a running source machine, fd for the machine it
+ * moves to; *@o: the source's options. */
+static FakeKvm fs, fd;
+
+static VmmMachine *source_machine(VmmMachineOptions *o)
+{
+    fake_kvm_init(&fs);
+    fake_kvm_init(&fd);
+    fake_msrs_any = true;
+    fs.run_fn = idle_run;
+    fd.run_fn = idle_run;
+    *o = (VmmMachineOptions){ .size = sizeof(*o), .kernel = kernel_path, .memory = 32 << 20,
+                              .cpus = 1, .console_out_fd = -1, .kvm_ops = &fs.ops };
+    int err = 0;
+    VmmMachine *m = vmm_machine_new(o, &err);
+    assert_non_null(m);
+    assert_int_equal(vmm_machine_start(m), 0);
+    return m;
+}
+
 /* Migrate through a relay that breaks at @mode; check the source returns
  * @expect_src and the destination runs iff @expect_dst.  Returns the bytes
  * the relay passed from the source to the destination. */
@@ -182,18 +188,9 @@ static bool runs_again(FakeKvm *f, VmmMachine *m)
 
 static size_t migrate_with(Break mode, size_t cut, int expect_src, bool expect_dst)
 {
-    static FakeKvm fs, fd;
-    fake_kvm_init(&fs);
-    fake_kvm_init(&fd);
-    fake_msrs_any = true;
-    fs.run_fn = idle_run;
-    fd.run_fn = idle_run;
-    VmmMachineOptions o = { .size = sizeof(o), .kernel = kernel_path, .memory = 32 << 20,
-                            .cpus = 1, .console_out_fd = -1, .kvm_ops = &fs.ops };
+    VmmMachineOptions o;
     int err = 0;
-    VmmMachine *sm = vmm_machine_new(&o, &err);
-    assert_non_null(sm);
-    assert_int_equal(vmm_machine_start(sm), 0);
+    VmmMachine *sm = source_machine(&o);
 
     int a[2], b[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, a), 0);
@@ -311,18 +308,9 @@ static uint8_t *ram_of(VmmMachine *m)
 static void test_snapshot_stream(void **state)
 {
     (void)state;
-    static FakeKvm fs, fd;
-    fake_kvm_init(&fs);
-    fake_kvm_init(&fd);
-    fake_msrs_any = true;
-    fs.run_fn = idle_run;
-    fd.run_fn = idle_run;
-    VmmMachineOptions o = { .size = sizeof(o), .kernel = kernel_path, .memory = 32 << 20,
-                            .cpus = 1, .console_out_fd = -1, .kvm_ops = &fs.ops };
+    VmmMachineOptions o;
     int err = 0;
-    VmmMachine *sm = vmm_machine_new(&o, &err);
-    assert_non_null(sm);
-    assert_int_equal(vmm_machine_start(sm), 0);
+    VmmMachine *sm = source_machine(&o);
     assert_int_equal(vmm_machine_pause(sm), 0);
     uint8_t *ram = ram_of(sm);
     for (unsigned i = 0; i < 4096; i++) {
@@ -378,7 +366,9 @@ static void test_snapshot_stream(void **state)
 
 int main(void)
 {
-    write_kernel();
+    if (test_write_tiny_kernel(kernel_path) < 0) {
+        return 1;
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_no_break),
         cmocka_unit_test(test_break_in_stream),
