@@ -49,6 +49,8 @@ typedef enum {
     BREAK_READY,        /* the destination's 'R' is dropped */
     BREAK_COMMIT,       /* 'R' passes, the source's 'C' is dropped */
     BREAK_RUNNING,      /* 'R' and 'C' pass, the destination's 'G' is dropped */
+    NACK_RUNNING,       /* ... and turned into 'N' (what a destination whose
+                         * vCPUs failed after the commit says) */
 } Break;
 
 typedef struct Relay {
@@ -114,6 +116,9 @@ static void *relay_main(void *opaque)
             if (r->back == 0) {
                 assert_int_equal(buf[0], 'R');
                 r->after_ready = true;
+            } else if (r->back == 1 && r->mode == NACK_RUNNING) {
+                assert_int_equal(buf[0], 'G');
+                buf[0] = 'N';
             }
             if (!pass(r->dst, r->src, buf, n)) {
                 break;
@@ -227,8 +232,8 @@ static size_t migrate_with(Break mode, size_t cut, int expect_src, bool expect_d
     VmmMachineState ss = vmm_machine_state(sm);
     if (expect_src == 0) {
         assert_int_equal(ss, VMM_MACHINE_STOPPED);
-    } else if (expect_src == -ENOLINK) {
-        /* Fate unknown to the source: it stays paused, never resumes alone. */
+    } else if (expect_src == -ENOLINK || expect_src == -ECONNABORTED) {
+        /* After the commit the source stays paused, never resumes alone. */
         assert_int_equal(ss, VMM_MACHINE_PAUSED);
         uint64_t n = runs(&fs);
         usleep(50000);
@@ -364,6 +369,14 @@ static void test_snapshot_stream(void **state)
     vmm_machine_free(sm);
 }
 
+/* The source's side of a destination failing after the commit: it stays
+ * paused and says so (the relay lies here: the destination does run). */
+static void test_nack_after_commit(void **state)
+{
+    (void)state;
+    migrate_with(NACK_RUNNING, 0, -ECONNABORTED, true);
+}
+
 int main(void)
 {
     if (test_write_tiny_kernel(kernel_path) < 0) {
@@ -375,6 +388,7 @@ int main(void)
         cmocka_unit_test(test_break_at_ready),
         cmocka_unit_test(test_break_at_commit),
         cmocka_unit_test(test_break_at_running),
+        cmocka_unit_test(test_nack_after_commit),
         cmocka_unit_test(test_snapshot_stream),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
