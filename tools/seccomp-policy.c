@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/socket.h>
 
 #ifdef HAVE_SECCOMP
 #include <seccomp.h>
@@ -17,8 +18,13 @@
  * thread pool's preadv/pwritev/fdatasync), the console and the control
  * socket, rebuild the machine on a guest reboot (open the kernel, the
  * initrd, the images and /dev/kvm again, map RAM) - and nothing else: no
- * exec, fork, ptrace, mount, module or kexec calls, no new sockets or
- * outgoing connections.  Anything else fails with EPERM (the library turns
+ * exec, fork, ptrace, mount, module or kexec calls, no listening or
+ * datagram/raw/netlink/packet sockets.  One exception for the control
+ * socket's "migrate ADDRESS", whose address comes after the filter is in:
+ * socket() only as (AF_UNIX, AF_INET or AF_INET6, SOCK_STREAM|SOCK_CLOEXEC,
+ * protocol 0) - the exact call vmmkit-run makes - and connect() (its
+ * address is a pointer, which a filter cannot check: any stream peer the
+ * process can reach; no bind, listen or other socket kinds).  Anything else fails with EPERM (the library turns
  * a failed call into an error, never a crash), or with --seccomp log is
  * allowed and logged by the kernel (audit, "type=1326") to find what a new
  * path needs.  The list was taken from strace -f -c of a demo boot with a
@@ -71,6 +77,18 @@ int run_seccomp_install(bool log_only)
             continue;           /* not a system call on this architecture */
         }
         r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
+    }
+    /* An outgoing stream connection (the migration's): argument-checked. */
+    static const int families[] = { AF_UNIX, AF_INET, AF_INET6 };
+    int nr_socket = seccomp_syscall_resolve_name("socket");
+    for (size_t i = 0; r == 0 && i < sizeof(families) / sizeof(families[0]); i++) {
+        r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr_socket, 3,
+                             SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)families[i]),
+                             SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)(SOCK_STREAM | SOCK_CLOEXEC)),
+                             SCMP_A2(SCMP_CMP_EQ, 0));
+    }
+    if (r == 0) {
+        r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, seccomp_syscall_resolve_name("connect"), 0);
     }
     if (r == 0) {
         r = seccomp_load(ctx);

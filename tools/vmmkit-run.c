@@ -595,7 +595,9 @@ static int snapshot_to(VmmMachine *m, const char *path)
 static bool migrated;               /* "migrate" succeeded: exit 0 */
 
 /* "migrate ADDRESS": blocks the main loop until the destination runs or
- * the migration failed (the guest then goes on here). */
+ * the migration failed (the guest then goes on here, or stays paused
+ * when the failure came after the commit: docs/machine.md "The
+ * hand-over"). */
 static int migrate_to(VmmMachine *m, const char *addr)
 {
     int fd = open_address(addr, false);
@@ -610,6 +612,11 @@ static int migrate_to(VmmMachine *m, const char *addr)
         fprintf(stderr, "vmmkit-run: migrated to %s: %.1f ms in all, %.1f ms paused, "
                 "%u rounds, %llu pages\n", addr, st.total_ns / 1e6, st.downtime_ns / 1e6,
                 st.rounds, (unsigned long long)st.pages_sent);
+    } else if (r == -ENOLINK || r == -ECONNABORTED) {
+        /* After the commit: never resumed here by itself. */
+        fprintf(stderr, "vmmkit-run: migration to %s: %s; the guest stays paused here: "
+                "'resume' only if it does not run there\n", addr,
+                r == -ENOLINK ? "the destination's fate is unknown" : "it runs nowhere");
     }
     return r;
 }

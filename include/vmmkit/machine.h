@@ -301,18 +301,22 @@ VMM_EXPORT int vmm_machine_get_stats(VmmMachine *m, VmmMachineStats *out);
  * the UART and the virtio-pci devices (quiesced by the pause, so no disk
  * request is half done), then guest RAM with its zero pages left as holes.
  * A versioned format: a header with the configuration and a table of
- * sections with lengths and CRC-32s.  The machine stays paused; resume it
- * or free it.  0, -EINVAL (@m NULL, @fd < 0, a machine not paused),
- * -ESPIPE (@fd is not a regular file), or the errno of a write or of KVM
- * (a message names it).  Main loop.
+ * sections with lengths and CRC-32s.  A pipe or a socket gets the stream
+ * form instead (the migration stream's hello, non-zero pages, records and
+ * end mark; blocks until the reader has taken it all).  The machine stays
+ * paused; resume it or free it.  0, -EINVAL (@m NULL, @fd < 0, a machine
+ * not paused), -ESPIPE (@fd is none of these), or the errno of a write or
+ * of KVM (a message names it).  Main loop.
  *
  * vmm_machine_restore: build a new machine from the snapshot in @fd (a
- * regular file; the caller may close it once this returns).  @opts as for
+ * regular file, or a pipe or socket carrying the stream form; the caller
+ * may close it once this returns).  @opts as for
  * vmm_machine_new, except that kernel, initrd and cmdline are not used
  * and a memory or cpus of 0 takes the snapshot's (any other value must
  * match it).  Guest RAM is mapped privately from the file: pages are read
  * when the guest touches them, and machines restored from the same file
- * share the pages they do not write.  Add the same disks, in the same
+ * share the pages they do not write; from a stream, RAM is copied in (no
+ * sharing, the whole stream read before this returns).  Add the same disks, in the same
  * order, as the saved machine had (vmm_machine_add_disk); then
  * vmm_machine_start() loads the devices' state, sets the clock, tells the
  * guest it was paused (KVM_KVMCLOCK_CTRL) and runs the guest from where
@@ -321,8 +325,9 @@ VMM_EXPORT int vmm_machine_get_stats(VmmMachine *m, VmmMachineStats *out);
  * machine lives.  NULL with *@errp: -EINVAL (NULL @opts, @fd < 0, a file
  * that is not a snapshot, another format version, a corrupt or truncated
  * file, a configuration that does not match @opts or this KVM: a message
- * names which), -ESPIPE (not a regular file), or what vmm_machine_new
- * returns.  Main loop.
+ * names which), -EPIPE (a stream that ends early), -ESPIPE (neither a
+ * regular file nor a pipe or socket), or what vmm_machine_new returns.
+ * Main loop.
  */
 VMM_EXPORT int vmm_machine_snapshot(VmmMachine *m, int fd);
 VMM_EXPORT VmmMachine *vmm_machine_restore(const VmmMachineOptions *opts, int fd,
@@ -354,24 +359,32 @@ typedef struct VmmMigrateStats {
  * (KVM's dirty log, ring or bitmap, and the log of device writes), rounds
  * until the pages still dirty fit in @opts->downtime_ns at the bandwidth
  * measured or @opts->max_rounds were made, then the machine pauses and the
- * rest goes with the device state; the destination answers once it runs.
- * Returns 0 then, with @m stopped (VMM_MACHINE_STOPPED; free it).  On any
- * failure before the switch - the stream breaks, the destination refuses
- * or closes, vmm_machine_migrate_cancel() - @m goes on running, nothing
- * lost, and the error is returned (-ECANCELED for a cancel).  @opts and
- * @stats may be NULL (defaults: 10 rounds, 50 ms).  -EINVAL (NULL @m, @fd
- * < 0, a machine not running, a size field too small).  Blocks; main loop.
+ * rest goes with the device state; then the two-phase hand-over (the
+ * destination says it is ready, the source commits, the destination runs).
+ * Returns 0 once the destination runs, with @m stopped (VMM_MACHINE_STOPPED;
+ * free it).  On any failure before the commit - the stream breaks, the
+ * destination refuses or closes, vmm_machine_migrate_cancel() - @m goes on
+ * running, nothing lost, and the error is returned (-ECANCELED for a
+ * cancel).  After the commit @m never resumes by itself: -ENOLINK (the
+ * stream broke before the destination's answer: it runs the guest or it
+ * never ran, unknown here) or -ECONNABORTED (the destination failed to
+ * start: the guest runs nowhere) leave @m paused with its whole state;
+ * vmm_machine_resume() goes on with it when the destination does not run.
+ * Never both.  @opts and @stats may be NULL (defaults: 10 rounds, 50 ms).
+ * -EINVAL (NULL @m, @fd < 0, a machine not running, a size field too
+ * small).  Blocks; main loop.
  *
  * vmm_machine_migrate_cancel: make a migration of @m in progress give up at
- * its next step (before the state is sent; after that the destination's
- * answer decides).  Any thread.
+ * its next step (until the destination says it is ready; after that the
+ * hand-over decides).  Any thread.
  *
  * vmm_machine_incoming: receive a machine from @fd into a new one; @opts
  * as for vmm_machine_restore (memory/cpus 0: the source's).  Returns the
  * machine once the whole state has arrived; add the same disks as the
- * source had, then vmm_machine_start() runs it and tells the source, which
- * then stops.  Freeing it without a successful start tells the source to
- * go on.  NULL with *@errp: -EINVAL (NULL @opts, @fd < 0, not a migration
+ * source had, then vmm_machine_start() asks the source to commit, runs the
+ * vCPUs only once it has, and tells the source, which then stops; without
+ * the commit (the stream breaks) it fails and nothing ran.  Freeing it
+ * without a successful start tells the source it did not start.  NULL with *@errp: -EINVAL (NULL @opts, @fd < 0, not a migration
  * stream, a configuration that does not match, a corrupt message; a
  * message names it), -EPIPE (the stream ended early), or what
  * vmm_machine_new returns.  Main loop.

@@ -191,6 +191,7 @@ int machine_restore_finish(VmmMachine *m);
 VmmMachine *machine_new(const VmmMachineOptions *o, bool boot, int *errp);
 /* A migrated machine tells its source whether it runs (@ok), once; no-op
  * for other machines (migration.c). */
+int machine_migration_commit(VmmMachine *m);
 void machine_migration_ack(VmmMachine *m, bool ok);
 void machine_restore_free(MachineRestore *r);
 

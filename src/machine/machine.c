@@ -970,6 +970,9 @@ int vmm_machine_start(VmmMachine *m)
     if (r == 0 && restoring) {
         r = machine_restore_finish(m);
     }
+    if (r == 0) {
+        r = machine_migration_commit(m);    /* migrated: the source's go */
+    }
     if (r < 0) {
         return r;
     }

@@ -8,8 +8,9 @@
  * CRC-32 of the payload) and a payload: RAM pages (their page numbers in
  * RAM-image order, then their bytes), pages that became zero, the state
  * records of a snapshot (snapshot.c: vCPUs, VM, UART, devices), and an
- * end mark.  The destination answers one byte once it runs ('G'), or
- * closes the stream.
+ * end mark.  Then the two-phase hand-over: the destination, loaded, sends
+ * 'R'; the source answers 'C' (commit) and from then on never resumes on
+ * its own; the destination runs only with 'C' and says 'G' (or 'N').
  *
  * Source: KVM's dirty log on the RAM slots and the guest memory's log of
  * device writes are switched on; a first pass sends every non-zero page;
@@ -19,15 +20,16 @@
  * the machine is paused (vCPUs out, devices quiesced: nothing in flight)
  * and the last dirty pages, every page a device wrote since the start
  * (the device log, read now that every write is done) and the used rings
- * of the enabled queues go with the state records.  Then the source waits
- * for the destination's word: 'G' and the source stops; anything else (a
- * closed stream, an error, a cancel before the end mark) and it resumes
- * with nothing lost - the destination never ran.
+ * of the enabled queues go with the state records.  Until the source has
+ * queued 'C', any failure (a closed stream, an error, a cancel) resumes
+ * it with nothing lost - the destination never ran.  After 'C': 'G' and
+ * the source stops; else it stays paused and says why (-ENOLINK: the
+ * destination may or may not run; -ECONNABORTED: it does not).
  *
  * Destination: vmm_machine_incoming() builds a machine with empty RAM,
  * writes the pages where they go, checks every message (bounds, CRC),
  * applies the records like a restore; vmm_machine_start() loads the
- * devices, runs the vCPUs and only then sends 'G'.
+ * devices, sends 'R', waits for 'C', runs the vCPUs and sends 'G'.
  */
 #include "machine/snapshot-internal.h"
 
@@ -35,9 +37,12 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -102,6 +107,29 @@ static int io_wait(Stream *s, short ev)
     }
 }
 
+/* write() to a pipe whose reader is gone fails with EPIPE here instead of
+ * killing the process: SIGPIPE blocked in this thread for the call, and
+ * one it raised taken back (unless one was pending already). */
+static ssize_t pipe_write(int fd, const void *p, size_t len)
+{
+    sigset_t pipe_set, old, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    sigpending(&pending);
+    bool was_pending = sigismember(&pending, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    ssize_t n = write(fd, p, len);
+    int e = errno;
+    if (n < 0 && e == EPIPE && !was_pending) {
+        struct timespec zero = { 0, 0 };
+        while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR) {
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = e;
+    return n;
+}
+
 static int s_write(Stream *s, const void *buf, size_t len)
 {
     const uint8_t *p = buf;
@@ -111,7 +139,7 @@ static int s_write(Stream *s, const void *buf, size_t len)
         }
         ssize_t n = send(s->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0 && errno == ENOTSOCK) {
-            n = write(s->fd, p, len);
+            n = pipe_write(s->fd, p, len);
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             int r = io_wait(s, POLLOUT);
@@ -359,6 +387,35 @@ static int set_logging(VmmMachine *m, bool on)
     return r;
 }
 
+static int send_hello(Stream *s, VmmMachine *m)
+{
+    MigHello hello = { .version = MIG_VERSION };
+    memcpy(hello.magic, MIG_MAGIC, 8);
+    hello.cfg.ram_size = m->ram_size;
+    hello.cfg.cpus = m->cpus;
+    hello.cfg.vcpu_state_size = sizeof(VmmVcpuState);
+    hello.cfg.ndevices = machine_device_ids(m, hello.cfg.device_ids, SNAP_MAX_DEVICES);
+    return s_write(s, &hello, sizeof(hello));
+}
+
+int machine_snapshot_stream(VmmMachine *m, int fd)
+{
+    Source src = { .m = m, .s = { .fd = fd }, .npages = m->ram_size / SNAP_PAGE };
+    src.dirty = calloc((size_t)(src.npages + 63) / 64, 8);
+    src.buf = malloc((size_t)MIG_BATCH * SNAP_PAGE);
+    int r = src.dirty && src.buf ? 0 : -ENOMEM;
+    r = r ?: send_hello(&src.s, m);
+    r = r ?: send_pages(&src, true, NULL);
+    if (r == 0) {
+        SnapConfig cfg;
+        r = machine_save_records(m, &cfg, emit_record, &src);
+    }
+    r = r ?: send_msg(&src.s, MIG_END, 0, NULL, 0, NULL, 0);
+    free(src.dirty);
+    free(src.buf);
+    return r;
+}
+
 void vmm_machine_migrate_cancel(VmmMachine *m)
 {
     if (m) {
@@ -394,15 +451,7 @@ int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
     int64_t t_pause = 0, t_end = 0, t_sent = 0;
     int r = src.dirty && src.scratch && src.buf ? 0 : -ENOMEM;
 
-    MigHello hello = { .version = MIG_VERSION };
-    memcpy(hello.magic, MIG_MAGIC, 8);
-    if (r == 0) {
-        hello.cfg.ram_size = m->ram_size;
-        hello.cfg.cpus = m->cpus;
-        hello.cfg.vcpu_state_size = sizeof(VmmVcpuState);
-        hello.cfg.ndevices = machine_device_ids(m, hello.cfg.device_ids, SNAP_MAX_DEVICES);
-        r = s_write(&src.s, &hello, sizeof(hello));
-    }
+    r = r ?: send_hello(&src.s, m);
     if (r == 0) {
         r = set_logging(m, true);
         logging = r == 0;
@@ -459,17 +508,43 @@ int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
         r = send_msg(&src.s, MIG_END, 0, NULL, 0, NULL, 0);
         t_sent = vmm_clock_ns();
     }
-    /* The switch: past the end mark only the destination's word counts. */
+    /* The switch, in two phases (docs/machine.md "Live migration", "The
+     * hand-over").  Until 'C' is sent the destination has not run and will
+     * not: any failure resumes the source.  Once 'C' is out, the source
+     * never resumes on its own. */
+    bool committed = false;
+    uint8_t word = 0;
     if (r == 0) {
-        src.s.m = NULL;
-        uint8_t word = 0;
-        r = s_read(&src.s, &word, 1);
-        if (r == 0 && word != 'G') {
+        r = s_read(&src.s, &word, 1);   /* 'R': loaded, ready to run; cancellable */
+        if (r == 0 && word != 'R') {
             r = -EREMOTEIO;
         }
-        if (r < 0) {
-            vk_error("machine: migration: the destination did not start (%s); resuming",
+        if (r < 0 && r != -ECANCELED) {
+            vk_error("machine: migration: the destination is not ready (%s)",
                      r == -EREMOTEIO ? "it said so" : vmm_strerror(r));
+        }
+    }
+    if (r == 0) {
+        src.s.m = NULL;
+        word = 'C';
+        /* A failed send queued nothing: the destination cannot get 'C'. */
+        r = s_write(&src.s, &word, 1);
+        committed = r == 0;
+        if (r < 0) {
+            vk_error("machine: migration: sending the commit: %s", vmm_strerror(r));
+        }
+    }
+    if (committed) {
+        r = s_read(&src.s, &word, 1);
+        if (r == 0 && word != 'G') {
+            r = -ECONNABORTED;
+            vk_error("machine: migration: the destination failed to start after the commit: "
+                     "the guest runs nowhere; the source stays paused (resume it to go on)");
+        } else if (r < 0) {
+            r = -ENOLINK;
+            vk_error("machine: migration: the stream broke after the commit: the guest's fate "
+                     "is unknown (the destination runs it if it got the commit); the source "
+                     "stays paused");
         }
     }
     t_end = vmm_clock_ns();
@@ -478,7 +553,7 @@ int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
     }
     if (r == 0) {
         vmm_machine_stop(m);
-    } else {
+    } else if (!committed) {
         if (r == -ECANCELED) {
             vk_warn("machine: migration cancelled; the machine goes on");
         } else {
@@ -486,6 +561,13 @@ int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
         }
         if (paused) {
             vmm_machine_resume(m);
+        }
+        if (t_sent) {
+            /* Tell a destination waiting for 'C' to give up (best effort:
+             * the stream closing says the same). */
+            src.s.m = NULL;
+            word = 'N';
+            s_write(&src.s, &word, 1);
         }
     }
     if (stats) {
@@ -507,6 +589,29 @@ int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
 }
 
 /* ---- Destination --------------------------------------------------------------------- */
+
+/* Before the vCPUs run: 'R' to the source, then its 'C'.  0 with it;
+ * else the destination must not run (the source goes on or stays paused). */
+int machine_migration_commit(VmmMachine *m)
+{
+    if (m->ack_fd < 0) {
+        return 0;
+    }
+    Stream s = { .fd = m->ack_fd };
+    uint8_t word = 'R';
+    int r = s_write(&s, &word, 1);
+    r = r ?: s_read(&s, &word, 1);
+    if (r == 0 && word != 'C') {
+        r = -ECONNABORTED;
+    }
+    if (r < 0) {
+        vk_error("machine: incoming migration: no commit from the source (%s); not running",
+                 r == -ECONNABORTED ? "it gave up" : vmm_strerror(r));
+        close(m->ack_fd);
+        m->ack_fd = -1;
+    }
+    return r;
+}
 
 void machine_migration_ack(VmmMachine *m, bool ok)
 {
@@ -614,16 +719,14 @@ static int incoming_msg(VmmMachine *m, Stream *s, Records *rec, char *why, size_
     return r;
 }
 
-VmmMachine *vmm_machine_incoming(const VmmMachineOptions *opts, int fd, int *errp)
+/* A machine from the stream on @fd: a migration's (@migrating: the
+ * hand-over follows in vmm_machine_start) or a snapshot's stream form. */
+static VmmMachine *receive(const VmmMachineOptions *opts, int fd, bool migrating, int *errp)
 {
     VmmMachine *m = NULL;
     Records rec = { 0 };
     char why[256] = "";
     int r = 0;
-    if (!opts || fd < 0) {
-        r = VMM_MISUSE_ERR(-EINVAL, "vmm_machine_incoming: no options or no stream");
-        goto fail;
-    }
     Stream s = { .fd = fd };
     MigHello hello;
     r = s_read(&s, &hello, sizeof(hello));
@@ -672,7 +775,7 @@ VmmMachine *vmm_machine_incoming(const VmmMachineOptions *opts, int fd, int *err
     if (r == 0) {
         r = machine_restore_state(m, &rec);
     }
-    if (r == 0) {
+    if (r == 0 && migrating) {
         m->ack_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
         r = m->ack_fd < 0 ? -errno : 0;
     }
@@ -683,7 +786,8 @@ VmmMachine *vmm_machine_incoming(const VmmMachineOptions *opts, int fd, int *err
     return m;
 fail:
     if (why[0]) {
-        vk_error("machine: incoming migration: %s", why);
+        vk_error("machine: %s: %s", migrating ? "incoming migration" : "restore from a stream",
+                 why);
     }
     machine_records_free(&rec);
     vmm_machine_free(m);
@@ -691,4 +795,21 @@ fail:
         *errp = r;
     }
     return NULL;
+}
+
+VmmMachine *vmm_machine_incoming(const VmmMachineOptions *opts, int fd, int *errp)
+{
+    if (!opts || fd < 0) {
+        int r = VMM_MISUSE_ERR(-EINVAL, "vmm_machine_incoming: no options or no stream");
+        if (errp) {
+            *errp = r;
+        }
+        return NULL;
+    }
+    return receive(opts, fd, true, errp);
+}
+
+VmmMachine *machine_restore_stream(const VmmMachineOptions *opts, int fd, int *errp)
+{
+    return receive(opts, fd, false, errp);
 }

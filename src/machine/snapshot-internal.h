@@ -47,4 +47,12 @@ int machine_records_check(const Records *rec, char *why, size_t why_len);
 int machine_restore_state(VmmMachine *m, Records *rec);
 void machine_records_free(Records *rec);
 
+/* The stream form of a snapshot (migration.c): the migration stream's
+ * hello, every non-zero page, the records and the end mark, with no
+ * hand-over, for a pipe or a socket.  machine_snapshot_stream: @m paused.
+ * machine_restore_stream: as vmm_machine_restore, RAM copied in.  Main
+ * loop. */
+int machine_snapshot_stream(VmmMachine *m, int fd);
+VmmMachine *machine_restore_stream(const VmmMachineOptions *opts, int fd, int *errp);
+
 #endif

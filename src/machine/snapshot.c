@@ -219,8 +219,16 @@ int vmm_machine_snapshot(VmmMachine *m, int fd)
         return -EINVAL;
     }
     struct stat st;
+    if (fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) {
+        int r = machine_snapshot_stream(m, fd);     /* the stream form */
+        if (r < 0) {
+            vk_error("machine: snapshot to a stream failed: %s", vmm_strerror(r));
+        }
+        return r;
+    }
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        vk_error("machine: snapshot: the file descriptor is not a regular file");
+        vk_error("machine: snapshot: the file descriptor is neither a regular file nor a "
+                 "pipe or socket");
         return -ESPIPE;
     }
     if (ftruncate(fd, 0) < 0) {
@@ -307,7 +315,7 @@ static int restore_check(const VmmMachineOptions *o, int fd, SnapHeader *h,
     char why[256] = "";
     struct stat st;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        vk_error("machine: restore: the snapshot must be a regular file");
+        vk_error("machine: restore: the snapshot must be a regular file, a pipe or a socket");
         return -ESPIPE;
     }
     *file_size = (uint64_t)st.st_size;
@@ -477,6 +485,10 @@ VmmMachine *vmm_machine_restore(const VmmMachineOptions *opts, int fd, int *errp
     if (!opts || fd < 0) {
         r = VMM_MISUSE_ERR(-EINVAL, "vmm_machine_restore: no options or no file");
         goto fail;
+    }
+    struct stat st;
+    if (fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) {
+        return machine_restore_stream(opts, fd, errp);     /* the stream form */
     }
     Records rec = { 0 };
     r = restore_check(opts, fd, &h, &file_size);

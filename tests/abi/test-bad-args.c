@@ -557,9 +557,13 @@ static void test_machine(void **state)
     EXPECT_NULL_ERR(-EINVAL, vmm_machine_restore(&f, -1, errp));
     int p[2];
     assert_int_equal(pipe(p), 0);
-    EXPECT_NULL_ERR(-ESPIPE, vmm_machine_restore(&f, p[0], errp));
-    close(p[0]);
     close(p[1]);
+    EXPECT_NULL_ERR(-EPIPE, vmm_machine_restore(&f, p[0], errp));   /* empty stream */
+    close(p[0]);
+    int dn = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    assert_true(dn >= 0);
+    EXPECT_NULL_ERR(-ESPIPE, vmm_machine_restore(&f, dn, errp));    /* neither */
+    close(dn);
     FILE *tf = tmpfile();
     assert_non_null(tf);
     char junk[8192];

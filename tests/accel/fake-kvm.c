@@ -122,6 +122,10 @@ static int vm_ioctl(FakeKvm *f, unsigned long req, void *arg)
     case KVM_GET_DIRTY_LOG: case KVM_ENABLE_CAP: case KVM_RESET_DIRTY_RINGS:
     case KVM_REGISTER_COALESCED_MMIO: case KVM_UNREGISTER_COALESCED_MMIO:
         return 0;
+    /* The state of a snapshot or migration: kept by the caller's buffer. */
+    case KVM_GET_IRQCHIP: case KVM_SET_IRQCHIP: case KVM_GET_PIT2: case KVM_SET_PIT2:
+    case KVM_GET_CLOCK: case KVM_SET_CLOCK:
+        return 0;
     case KVM_SIGNAL_MSI:
         return 1;
     default:
@@ -242,7 +246,7 @@ static int vcpu_ioctl(FakeKvm *f, FakeVcpu *v, unsigned long req, void *arg)
     case KVM_SET_MSRS: return msrs(v, arg, true);
     case KVM_GET_FPU: case KVM_SET_FPU: case KVM_GET_VCPU_EVENTS:
     case KVM_SET_VCPU_EVENTS: case KVM_GET_LAPIC: case KVM_SET_LAPIC:
-    case KVM_SET_CPUID2:
+    case KVM_SET_CPUID2: case KVM_KVMCLOCK_CTRL:
         return 0;
     default:
         return -ENOTTY;

@@ -7,6 +7,8 @@
 #include <elf.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
+#include <stdlib.h>
 
 static inline void put16(uint8_t *p, uint16_t v)
 {
@@ -58,6 +60,25 @@ static inline void test_elf_header(uint8_t *img, uint64_t entry, uint16_t phnum)
     eh.e_phentsize = sizeof(Elf64_Phdr);
     eh.e_phnum = phnum;
     memcpy(img, &eh, sizeof(eh));
+}
+
+/* A vmlinux of one 16-byte segment at 16 MiB, written to a new file
+ * named from the mkstemp() template @path.  0 or -1. */
+static inline int test_write_tiny_kernel(char *path)
+{
+    uint8_t img[0x1100] = { 0 };
+    test_elf_header(img, 0x1000000, 1);
+    Elf64_Phdr ph = { .p_type = PT_LOAD, .p_offset = 0x1000, .p_vaddr = 0x1000000,
+                      .p_paddr = 0x1000000, .p_filesz = 16, .p_memsz = 16,
+                      .p_flags = PF_R | PF_X, .p_align = 0x1000 };
+    memcpy(img + sizeof(Elf64_Ehdr), &ph, sizeof(ph));
+    int fd = mkstemp(path);
+    if (fd < 0) {
+        return -1;
+    }
+    ssize_t n = write(fd, img, sizeof(img));
+    close(fd);
+    return n == (ssize_t)sizeof(img) ? 0 : -1;
 }
 
 #endif

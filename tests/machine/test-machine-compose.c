@@ -202,16 +202,7 @@ static char kernel_path[] = "/tmp/vmmkit-compose-kernelXXXXXX";
 
 static void write_kernel(void)
 {
-    uint8_t img[0x1100] = { 0 };
-    test_elf_header(img, 0x1000000, 1);
-    Elf64_Phdr ph = { .p_type = PT_LOAD, .p_offset = 0x1000, .p_vaddr = 0x1000000,
-                      .p_paddr = 0x1000000, .p_filesz = 16, .p_memsz = 16,
-                      .p_flags = PF_R | PF_X, .p_align = 0x1000 };
-    memcpy(img + sizeof(Elf64_Ehdr), &ph, sizeof(ph));
-    int fd = mkstemp(kernel_path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, img, sizeof(img)), (ssize_t)sizeof(img));
-    close(fd);
+    assert_int_equal(test_write_tiny_kernel(kernel_path), 0);
 }
 
 static bool wait_for(int *what, int want)

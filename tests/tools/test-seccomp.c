@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -96,11 +98,75 @@ static void test_refused_call(void **state)
     assert_int_equal(WEXITSTATUS(st), CHILD_OK);
 }
 
+/* An outgoing stream connection (vmmkit-run's "migrate ADDRESS") is
+ * allowed: socket(AF_UNIX/AF_INET/AF_INET6, SOCK_STREAM|SOCK_CLOEXEC, 0)
+ * and connect; any other kind of socket, bind and listen still fail. */
+static void test_client_connection(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/vmmkit-seccomp-sockXXXXXX";
+    int tmp = mkstemp(path);
+    assert_true(tmp >= 0);
+    close(tmp);
+    unlink(path);
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    strcpy(sa.sun_path, path);
+    int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(ls >= 0);
+    assert_int_equal(bind(ls, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(ls, 1), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (run_seccomp_install(false) < 0) {
+            _exit(CHILD_INSTALL_FAILED);
+        }
+        int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+            write(s, "m", 1) != 1) {
+            _exit(CHILD_POLL_FAILED);
+        }
+        int t = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);   /* allowed */
+        if (t < 0) {
+            _exit(CHILD_POLL_FAILED);
+        }
+        struct sockaddr_in6 any = { .sin6_family = AF_INET6 };
+        if (bind(t, (struct sockaddr *)&any, sizeof(any)) == 0 || errno != EPERM ||
+            listen(t, 1) == 0 || errno != EPERM) {
+            _exit(CHILD_ALLOWED);
+        }
+        const int refused[][2] = { { AF_INET, SOCK_DGRAM | SOCK_CLOEXEC },
+                                   { AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC },
+                                   { AF_PACKET, SOCK_RAW | SOCK_CLOEXEC },
+                                   { AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC } };
+        for (unsigned i = 0; i < 4; i++) {
+            int u = socket(refused[i][0], refused[i][1], 0);
+            if (u >= 0 || errno != EPERM) {
+                _exit(CHILD_ALLOWED);
+            }
+        }
+        _exit(CHILD_OK);
+    }
+    int c = accept(ls, NULL, NULL);
+    assert_true(c >= 0);
+    char b = 0;
+    assert_int_equal(read(c, &b, 1), 1);
+    assert_int_equal(b, 'm');
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), CHILD_OK);
+    close(c);
+    close(ls);
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_restarted_poll),
         cmocka_unit_test(test_refused_call),
+        cmocka_unit_test(test_client_connection),
     };
     return cmocka_run_group_tests_name("seccomp-policy", tests, NULL, NULL);
 }

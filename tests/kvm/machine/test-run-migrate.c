@@ -5,10 +5,12 @@
  *  1. vmmkit-run (seccomp on) runs the self-checking `soak` guest; at
  *     round 3 "pause" then "snapshot PATH" then "stop"; a second
  *     vmmkit-run --restore PATH (seccomp on) on the same disk goes on from
- *     the next round, its checks passing; "stop".
+ *     the next round, its checks passing; "stop".  The same snapshot's
+ *     stream form through a FIFO ("snapshot FIFO", then --restore FIFO on
+ *     a copy of the disk as it was) goes on the same way.
  *  2. vmmkit-run --incoming ADDRESS (seccomp on) waits; another
- *     vmmkit-run (seccomp off: the filter refuses new connections) runs
- *     the guest and at round 3 gets "migrate ADDRESS": it answers "ok
+ *     vmmkit-run (seccomp on: its filter lets the outgoing stream
+ *     connection through) runs the guest and at round 3 gets "migrate ADDRESS": it answers "ok
  *     stopped" and exits 0; the guest goes on in the first one.  Once
  *     over a Unix socket, once over TCP on the loopback interface.
  *
@@ -17,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -210,7 +213,55 @@ static void new_disk(const char *path)
 
 #define SOAK "console=ttyS0 quiet panic=-1 vmmkit.mode=soak"
 
-static Run a, b;
+static Run a, b, c;
+
+/* The stream form through a FIFO: "snapshot run.fifo" is copied to the
+ * regular file run.stream, which later feeds "--restore run.fifo". */
+static void *fifo_to_file(void *arg)
+{
+    size_t *total = arg;
+    int in = open("run.fifo", O_RDONLY | O_CLOEXEC);
+    int out = open("run.stream", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    static char buf[1 << 16];
+    ssize_t n;
+    while (in >= 0 && out >= 0 && (n = read(in, buf, sizeof(buf))) > 0) {
+        *total += write(out, buf, (size_t)n) == n ? (size_t)n : 0;
+    }
+    close(in);
+    close(out);
+    return NULL;
+}
+
+static void *file_to_fifo(void *arg)
+{
+    (void)arg;
+    int out = open("run.fifo", O_WRONLY | O_CLOEXEC);
+    int in = open("run.stream", O_RDONLY | O_CLOEXEC);
+    static char buf[1 << 16];
+    ssize_t n;
+    while (in >= 0 && out >= 0 && (n = read(in, buf, sizeof(buf))) > 0) {
+        if (write(out, buf, (size_t)n) != n) {
+            break;
+        }
+    }
+    close(in);
+    close(out);
+    return NULL;
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    int in = open(from, O_RDONLY | O_CLOEXEC);
+    int out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    assert_true(in >= 0 && out >= 0);
+    static char buf[1 << 16];
+    ssize_t n;
+    while ((n = read(in, buf, sizeof(buf))) > 0) {
+        assert_int_equal(write(out, buf, (size_t)n), n);
+    }
+    close(in);
+    close(out);
+}
 
 static void test_snapshot_restore(void **state)
 {
@@ -224,12 +275,22 @@ static void test_snapshot_restore(void **state)
     wait_round(&a, 3);
     assert_string_equal(command(fd, "pause", &a), "ok paused");
     assert_string_equal(command(fd, "snapshot run.snap", &a), "ok paused");
+    /* The stream form, to a FIFO. */
+    unlink("run.fifo");
+    assert_int_equal(mkfifo("run.fifo", 0600), 0);
+    size_t stream_bytes = 0;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, fifo_to_file, &stream_bytes), 0);
+    assert_string_equal(command(fd, "snapshot run.fifo", &a), "ok paused");
+    pthread_join(t, NULL);
+    assert_true(stream_bytes > (1 << 20));
     char enoent[128];
     snprintf(enoent, sizeof(enoent), "error %s", vmm_strerror(-ENOENT));
     assert_string_equal(command(fd, "snapshot /nonexistent/dir/x", &a), enoent);
     command(fd, "stop", &a);
     close(fd);
     assert_int_equal(wait_exit(&a), 130);
+    copy_file("run-disk.img", "run-disk2.img");     /* the disk at the snapshot */
 
     const char *argv2[] = { run_path, "--restore", "run.snap", "--seccomp", "on", "--disk",
                             "run-disk.img", "--api-socket", "b.sock", NULL };
@@ -240,8 +301,24 @@ static void test_snapshot_restore(void **state)
     close(fd);
     assert_int_equal(wait_exit(&b), 130);
     check_continues(a.buf, b.buf, 3);
+
+    /* --restore from the FIFO (RAM copied in), on the saved disk. */
+    const char *argv3[] = { run_path, "--restore", "run.fifo", "--seccomp", "on", "--disk",
+                            "run-disk2.img", "--api-socket", "c.sock", NULL };
+    spawn(&c, argv3);
+    assert_int_equal(pthread_create(&t, NULL, file_to_fifo, NULL), 0);
+    fd = connect_retry("c.sock", &c);
+    wait_round(&c, last_count(a.buf) + 3);
+    command(fd, "stop", &c);
+    close(fd);
+    assert_int_equal(wait_exit(&c), 130);
+    pthread_join(t, NULL);
+    check_continues(a.buf, c.buf, 3);
     unlink("run.snap");
+    unlink("run.fifo");
+    unlink("run.stream");
     unlink("run-disk.img");
+    unlink("run-disk2.img");
 }
 
 /* The loopback interface up (the emulated machine's /init leaves it
@@ -275,7 +352,7 @@ static void migrate_via(const char *addr, const char *wait_path)
         usleep(100 * 1000);
     }
     const char *argv_s[] = { run_path, "--kernel", kernel, "--initrd", initrd, "--memory",
-                             "256M", "--cpus", "2", "--seccomp", "off", "--disk",
+                             "256M", "--cpus", "2", "--seccomp", "on", "--disk",
                              "run-disk.img", "--api-socket", "s.sock", "--append", SOAK, NULL };
     spawn(&a, argv_s);
     int fd = connect_retry("s.sock", &a);
