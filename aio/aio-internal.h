@@ -97,6 +97,12 @@ int aio_context_hooks_unregister(const VmmAioContextHooks *hooks);
  */
 int aio_context_barrier(VmmAioContext *ctx);
 
+/* Run @fn(@opaque) in @ctx's thread and return once it has returned:
+ * directly when the caller runs @ctx, else as a one-shot BH waited for
+ * with VMM_AIO_WAIT_WHILE (main loop; @ctx's thread must be running).
+ * 0, or -ENOMEM when the BH cannot be made (@fn did not run). */
+int aio_run_in_context(VmmAioContext *ctx, void (*fn)(void *opaque), void *opaque);
+
 /* vmm_bh_delete(@bh), then aio_context_barrier() on its context when that
  * still exists (a BH outlives a destroyed context, which it then no longer
  * names).  Same threads and errors as aio_context_barrier(). */

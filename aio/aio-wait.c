@@ -78,12 +78,39 @@ int vmm_aio_wait_while_timeout_(VmmAioContext *ctx, bool (*cond)(void *), void *
     return ret;
 }
 
-static void barrier_bh(void *opaque)
+typedef struct RunIn {
+    void (*fn)(void *opaque);
+    void *opaque;
+    bool done;
+} RunIn;
+
+static void run_in_bh(void *opaque)
 {
-    bool *done = opaque;
-    /* Release: pairs with the acquire in aio_context_barrier()'s wait. */
-    vk_atomic_store_release(done, true);
+    RunIn *r = opaque;
+    r->fn(r->opaque);
+    /* Release: pairs with the acquire in aio_run_in_context()'s wait. */
+    vk_atomic_store_release(&r->done, true);
     vmm_aio_wait_kick();
+}
+
+int aio_run_in_context(VmmAioContext *ctx, void (*fn)(void *opaque), void *opaque)
+{
+    if (vmm_aio_context_in_thread(ctx)) {
+        fn(opaque);
+        return 0;
+    }
+    RunIn r = { .fn = fn, .opaque = opaque };
+    int ret = vmm_bh_schedule_oneshot(ctx, run_in_bh, &r, "aio-run-in");
+    if (ret < 0) {
+        return ret;
+    }
+    VMM_AIO_WAIT_WHILE(ctx, !vk_atomic_load_acquire(&r.done));
+    return 0;
+}
+
+static void barrier_fn(void *opaque)
+{
+    (void)opaque;
 }
 
 int aio_context_barrier(VmmAioContext *ctx)
@@ -91,13 +118,7 @@ int aio_context_barrier(VmmAioContext *ctx)
     if (!ctx || vmm_aio_context_in_thread(ctx) || !vk_atomic_read(&ctx->home)) {
         return 0;
     }
-    bool done = false;
-    int r = vmm_bh_schedule_oneshot(ctx, barrier_bh, &done, "aio-barrier");
-    if (r < 0) {
-        return r;
-    }
-    VMM_AIO_WAIT_WHILE(ctx, !vk_atomic_load_acquire(&done));
-    return 0;
+    return aio_run_in_context(ctx, barrier_fn, NULL);
 }
 
 int aio_bh_delete_sync(VmmBH *bh)

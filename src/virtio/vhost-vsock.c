@@ -27,6 +27,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "aio/aio-internal.h"
 #include "util/atomic.h"
 #include "util/lock.h"
 #include "util/log.h"
@@ -271,7 +272,6 @@ typedef struct VsWatch {
     VmmVhostVsock *vs;
     bool on;
     int ret;
-    bool done;
 } VsWatch;
 
 static void vs_watch_bh(void *opaque)
@@ -286,26 +286,14 @@ static void vs_watch_bh(void *opaque)
                                            NULL, NULL, vs);
         w->ret = w->ret ? w->ret : r;
     }
-    /* Release: pairs with the acquire in the waiter's loop. */
-    vk_atomic_store_release(&w->done, true);
-    vmm_aio_wait_kick();
 }
 
 /* Install or remove the call handlers in ctx, from the main loop. */
 static int vs_watch(VmmVhostVsock *vs, bool on)
 {
     VsWatch w = { .vs = vs, .on = on };
-
-    if (vmm_aio_context_in_thread(vs->ctx)) {
-        vs_watch_bh(&w);
-        return w.ret;
-    }
-    int r = vmm_bh_schedule_oneshot(vs->ctx, vs_watch_bh, &w, "vhost-vsock-watch");
-    if (r < 0) {
-        return r;
-    }
-    VMM_AIO_WAIT_WHILE(vs->ctx, !vk_atomic_load_acquire(&w.done));
-    return w.ret;
+    int r = aio_run_in_context(vs->ctx, vs_watch_bh, &w);
+    return r < 0 ? r : w.ret;
 }
 
 static void vs_destroy(VmmVhostVsock *vs)

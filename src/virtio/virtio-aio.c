@@ -136,7 +136,6 @@ typedef struct NotifierSwitch {
     VmmVirtqueue *vq;
     VmmEventNotifier *n;
     int ret;
-    bool done;
 } NotifierSwitch;
 
 static void notifier_switch(void *opaque)
@@ -168,9 +167,6 @@ static void notifier_switch(void *opaque)
             vmm_event_notifier_set(s->n);
         }
     }
-    /* Release: pairs with the acquire in the waiter's loop. */
-    vk_atomic_store_release(&s->done, true);
-    vmm_aio_wait_kick();
 }
 
 int vmm_virtio_queue_set_host_notifier(VmmVirtioDevice *vdev, unsigned q,
@@ -182,14 +178,6 @@ int vmm_virtio_queue_set_host_notifier(VmmVirtioDevice *vdev, unsigned q,
         return VMM_MISUSE_ERR(-EINVAL, "host notifier for queue %u without a context", q);
     }
     NotifierSwitch s = { .vq = vq, .n = n };
-    if (vmm_aio_context_in_thread(vq->ctx)) {
-        notifier_switch(&s);
-        return s.ret;
-    }
-    int r = vmm_bh_schedule_oneshot(vq->ctx, notifier_switch, &s, "virtio-notifier");
-    if (r < 0) {
-        return r;
-    }
-    VMM_AIO_WAIT_WHILE(vq->ctx, !vk_atomic_load_acquire(&s.done));
-    return s.ret;
+    int r = aio_run_in_context(vq->ctx, notifier_switch, &s);
+    return r < 0 ? r : s.ret;
 }
