@@ -115,11 +115,8 @@ static const VmmVirtioDeviceOps ops = {
 static int setup(void **state)
 {
     T *t = calloc(1, sizeof(*t));
-    VmmRamRegionOptions o = { .size = sizeof(o), .length = MiB };
-    t->mem = vmm_guest_memory_new(NULL);
-    t->ram = vmm_ram_region_new(&o, NULL);
-    assert_int_equal(vmm_guest_memory_add(t->mem, 0, t->ram, 0, MiB, 0), 0);
-    t->host = vmm_ram_region_host(t->ram);
+    t->host = tvq_ram_new(MiB, &t->mem, &t->ram);
+    assert_non_null(t->host);
     t->iot = vmm_iothread_new("vq-test", NULL, NULL);
     assert_non_null(t->iot);
     t->ctx = vmm_iothread_get_context(t->iot);

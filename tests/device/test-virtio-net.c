@@ -118,12 +118,8 @@ static const uint8_t guest_mac[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
 static T *make_nobringup(int mtu)
 {
     T *t = calloc(1, sizeof(*t));
-    VmmRamRegionOptions o = { .size = sizeof(o), .length = MiB };
-
-    t->mem = vmm_guest_memory_new(NULL);
-    t->ram = vmm_ram_region_new(&o, NULL);
-    assert_int_equal(vmm_guest_memory_add(t->mem, 0, t->ram, 0, MiB, 0), 0);
-    t->host = vmm_ram_region_host(t->ram);
+    t->host = tvq_ram_new(MiB, &t->mem, &t->ram);
+    assert_non_null(t->host);
     t->iot = vmm_iothread_new("net-test", NULL, NULL);
     VmmVirtioNetOptions no = {
         .size = sizeof(no), .name = "net0", .tap_name = TAP, .has_mac = true,

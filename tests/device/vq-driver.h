@@ -11,7 +11,26 @@
 #include <linux/virtio_ring.h>
 #include <string.h>
 
+#include "vmmkit/memory.h"
 #include "vmmkit/virtio.h"
+
+/* @len bytes of guest RAM at guest physical 0, in a guest memory of its
+ * own, as the device tests lay it out.  The host address of gpa 0, or NULL
+ * (nothing left allocated). */
+static inline uint8_t *tvq_ram_new(uint64_t len, VmmGuestMemory **mem, VmmRamRegion **ram)
+{
+    VmmRamRegionOptions o = { .size = sizeof(o), .length = len };
+    *mem = vmm_guest_memory_new(NULL);
+    *ram = vmm_ram_region_new(&o, NULL);
+    if (!*mem || !*ram || vmm_guest_memory_add(*mem, 0, *ram, 0, len, 0) < 0) {
+        vmm_guest_memory_unref(*mem);
+        vmm_ram_region_unref(*ram);
+        *mem = NULL;
+        *ram = NULL;
+        return NULL;
+    }
+    return vmm_ram_region_host(*ram);
+}
 
 typedef struct TestVq {
     uint8_t *ram;           /* host address of guest physical 0 */
