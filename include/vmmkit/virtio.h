@@ -236,6 +236,18 @@ VMM_EXPORT int vmm_virtio_queue_set_context(VmmVirtioDevice *vdev, unsigned q,
  */
 VMM_EXPORT int vmm_virtio_queue_set_host_notifier(VmmVirtioDevice *vdev, unsigned q,
                                                   VmmEventNotifier *n);
+/*
+ * Whether queue @q's context may poll its available ring (true, the
+ * default) or watches only its doorbell (false).  A queue whose available
+ * buffers are not work by themselves - a receive queue the device fills
+ * on its own events (frames from a tap, input from an fd) - must not be
+ * polled: the driver keeps buffers posted there, so every poll would find
+ * "work", run the handler for nothing and keep the context from sleeping.
+ * Such a device turns doorbells on when it runs out of buffers.  0, or
+ * -EINVAL for a queue that does not exist, -EBUSY once a host notifier is
+ * attached.  Main loop, before the transport attaches host notifiers.
+ */
+VMM_EXPORT int vmm_virtio_queue_set_polled(VmmVirtioDevice *vdev, unsigned q, bool polled);
 
 /* ---- Queue processing (the queue's context) ------------------------------ */
 

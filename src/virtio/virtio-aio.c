@@ -154,10 +154,14 @@ static void notifier_switch(void *opaque)
     s->ret = 0;
     if (s->n) {
         VmmAioHandlerOptions o = {
-            .size = sizeof(o), .io_read = notifier_read, .io_poll = notifier_poll,
-            .io_poll_ready = notifier_poll_ready, .opaque = vq,
-            .io_poll_begin = notifier_poll_begin, .io_poll_end = notifier_poll_end,
+            .size = sizeof(o), .io_read = notifier_read, .opaque = vq,
         };
+        if (!vq->unpolled) {
+            o.io_poll = notifier_poll;
+            o.io_poll_ready = notifier_poll_ready;
+            o.io_poll_begin = notifier_poll_begin;
+            o.io_poll_end = notifier_poll_end;
+        }
         vq->notifier = s->n;
         s->ret = vmm_aio_set_event_notifier_full(vq->ctx, s->n, &o);
         if (s->ret < 0) {
@@ -167,6 +171,22 @@ static void notifier_switch(void *opaque)
             vmm_event_notifier_set(s->n);
         }
     }
+}
+
+int vmm_virtio_queue_set_polled(VmmVirtioDevice *vdev, unsigned q, bool polled)
+{
+    VmmVirtqueue *vq = vdev ? vmm_virtio_get_queue(vdev, q) : NULL;
+
+    if (!vq) {
+        return VMM_MISUSE_ERR(-EINVAL, "vmm_virtio_queue_set_polled: no queue %u", q);
+    }
+    /* vq->notifier changes only in the main loop's set_host_notifier
+     * (through the context, which it waits for): ours to read here. */
+    if (vq->notifier) {
+        return -EBUSY;
+    }
+    vq->unpolled = !polled;     /* read in the context after the attach's hand-over */
+    return 0;
 }
 
 int vmm_virtio_queue_set_host_notifier(VmmVirtioDevice *vdev, unsigned q,

@@ -370,6 +370,9 @@ VmmVirtioConsole *vmm_virtio_console_new(VmmGuestMemory *mem, VmmAioContext *ctx
             goto fail;
         }
     }
+    /* Receive buffers wait for input: not work to poll for (see
+     * vmm_virtio_queue_set_polled); the fd's handler kicks the queue. */
+    vmm_virtio_queue_set_polled(c->vdev, RXQ, false);
     return c;
 fail:
     if (c) {

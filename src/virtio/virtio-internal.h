@@ -47,6 +47,8 @@ struct VmmVirtqueue {
     VmmAioContext *ctx;         /* atomic; NULL: run in the caller */
     VmmBH *bh;                  /* kicks from other threads */
     VmmEventNotifier *notifier; /* attached host notifier (ctx's thread) */
+    bool unpolled;              /* doorbell only, no poll of the ring; set
+                                 * before a notifier is attached */
 };
 
 struct VmmVirtioDevice {

@@ -526,6 +526,11 @@ VmmVirtioNet *vmm_virtio_net_new(VmmGuestMemory *mem, const VmmVirtioNetOptions 
             goto fail;
         }
     }
+    /* The receive queue's buffers wait for frames: polling its ring would
+     * find them every pass and keep the context awake (spinning on empty
+     * tap reads); frames come from the tap's fd handler, and doorbells
+     * are turned on when the buffers run out. */
+    vmm_virtio_queue_set_polled(n->vdev, VNET_RXQ, false);
     return n;
 fail:
     if (n) {
