@@ -30,6 +30,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -150,6 +152,138 @@ static double netcheck_value(pid_t pid, const char *log, const char *key, Con *c
     return strtod(p + strlen(key), NULL);
 }
 
+/* ---- VMM_BENCH_PROBE=1: where a round trip's time goes ---------------------
+ * Around the request/response phase: each VMM thread's run time and time
+ * spent runnable but waiting for a CPU (schedstat), its context switches,
+ * the machine's idle time, and the VM's KVM counters (debugfs: exits, halt
+ * polling); printed per round trip.  VMM_BENCH_STRACE=1 adds strace -c -f. */
+#define PROBE_MAX 160
+
+typedef struct ProbeVal {
+    char name[48];
+    double v;
+} ProbeVal;
+
+typedef struct Probe {
+    ProbeVal val[PROBE_MAX];
+    int n;
+} Probe;
+
+static void probe_add(Probe *p, const char *name, double v)
+{
+    for (int i = 0; i < p->n; i++) {
+        if (!strcmp(p->val[i].name, name)) {
+            p->val[i].v += v;
+            return;
+        }
+    }
+    if (p->n < PROBE_MAX) {
+        snprintf(p->val[p->n].name, sizeof(p->val[p->n].name), "%s", name);
+        p->val[p->n++].v = v;
+    }
+}
+
+static bool read_text(const char *path, char *buf, size_t len)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        return false;
+    }
+    size_t n = fread(buf, 1, len - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return true;
+}
+
+static void probe_snap(pid_t pid, Probe *p)
+{
+    char path[300], buf[4096], key[64];
+    p->n = 0;
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        if (de->d_name[0] == '.') {
+            continue;
+        }
+        char comm[32] = "?";
+        snprintf(path, sizeof(path), "/proc/%d/task/%s/comm", (int)pid, de->d_name);
+        if (read_text(path, comm, sizeof(comm))) {
+            comm[strcspn(comm, "\n")] = '\0';
+        }
+        unsigned long long run = 0, wait = 0, slices = 0;
+        snprintf(path, sizeof(path), "/proc/%d/task/%s/schedstat", (int)pid, de->d_name);
+        if (read_text(path, buf, sizeof(buf))) {
+            sscanf(buf, "%llu %llu %llu", &run, &wait, &slices);
+        }
+        snprintf(key, sizeof(key), "%.15s run_us", comm);
+        probe_add(p, key, run / 1e3);
+        snprintf(key, sizeof(key), "%.15s wait_us", comm);
+        probe_add(p, key, wait / 1e3);
+        snprintf(path, sizeof(path), "/proc/%d/task/%s/status", (int)pid, de->d_name);
+        if (read_text(path, buf, sizeof(buf))) {
+            const char *v = strstr(buf, "\nvoluntary_ctxt_switches:");
+            const char *nv = strstr(buf, "\nnonvoluntary_ctxt_switches:");
+            snprintf(key, sizeof(key), "%.15s vcsw", comm);
+            probe_add(p, key, v ? strtod(strchr(v + 1, ':') + 1, NULL) : 0);
+            snprintf(key, sizeof(key), "%.15s ivcsw", comm);
+            probe_add(p, key, nv ? strtod(strchr(nv + 1, ':') + 1, NULL) : 0);
+        }
+    }
+    if (d) {
+        closedir(d);
+    }
+    unsigned long long c[8] = { 0 };
+    if (read_text("/proc/stat", buf, sizeof(buf)) &&
+        sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu", &c[0], &c[1], &c[2], &c[3],
+               &c[4], &c[5], &c[6]) == 7) {
+        probe_add(p, "machine idle_ms", c[3] * 10.0);
+        probe_add(p, "machine busy_ms", (c[0] + c[1] + c[2] + c[5] + c[6]) * 10.0);
+    }
+    /* The VM's KVM statistics: /sys/kernel/debug/kvm/PID-FD/. */
+    d = opendir("/sys/kernel/debug/kvm");
+    char prefix[32];
+    snprintf(prefix, sizeof(prefix), "%d-", (int)pid);
+    while (d && (de = readdir(d))) {
+        if (strncmp(de->d_name, prefix, strlen(prefix))) {
+            continue;
+        }
+        static const char *const stats[] = {
+            "exits", "io_exits", "mmio_exits", "irq_exits", "halt_exits", "irq_window_exits",
+            "signal_exits", "request_irq_exits", "irq_injections", "halt_wakeup",
+            "halt_successful_poll", "halt_attempted_poll", "halt_poll_invalid",
+            "halt_poll_success_ns", "halt_poll_fail_ns", "halt_wait_ns", "directed_yield_successful",
+        };
+        for (size_t i = 0; i < sizeof(stats) / sizeof(stats[0]); i++) {
+            snprintf(path, sizeof(path), "/sys/kernel/debug/kvm/%s/%s", de->d_name, stats[i]);
+            if (read_text(path, buf, sizeof(buf))) {
+                snprintf(key, sizeof(key), "kvm %s", stats[i]);
+                probe_add(p, key, strtod(buf, NULL));
+            }
+        }
+    }
+    if (d) {
+        closedir(d);
+    }
+}
+
+static void probe_print(const char *who, const Probe *a, const Probe *b, double count)
+{
+    for (int i = 0; i < b->n; i++) {
+        double before = 0;
+        for (int j = 0; j < a->n; j++) {
+            if (!strcmp(a->val[j].name, b->val[i].name)) {
+                before = a->val[j].v;
+            }
+        }
+        double d = b->val[i].v - before;
+        if (d != 0) {
+            fprintf(stderr, "# probe %s %-32s %12.2f per round trip\n", who, b->val[i].name,
+                    d / count);
+        }
+    }
+}
+
 static Res run_one(char *const vmm[], int tap, const char *bytes, const char *count)
 {
     Res r = { 0 };
@@ -181,10 +315,55 @@ static Res run_one(char *const vmm[], int tap, const char *bytes, const char *co
     }
     ok = ok && wait_for(&c, "NETCHECK rr-server LISTENING port=5103", 120);
     if (ok) {
+        static Probe before, after;
+        const char *pe = getenv("VMM_BENCH_PROBE");
+        bool probe = pe && *pe == '1';
+        pid_t st = -1;
+        if (probe) {
+            if (access("/sys/kernel/debug/kvm", F_OK) != 0) {
+                mount("debugfs", "/sys/kernel/debug", "debugfs", 0, NULL);
+            }
+            const char *se = getenv("VMM_BENCH_STRACE");
+            if (se && (*se == '1' || *se == '2')) {
+                char ps[16];
+                snprintf(ps, sizeof(ps), "%d", (int)pid);
+                char *sargv[] = { "strace", *se == '1' ? "-c" : "-tt", "-f", "-y", "-p", ps,
+                                  "-o", "/tmp/bn-strace.txt", NULL };
+                int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+                st = spawn(sargv, fd, -1);
+                close(fd);
+                usleep(500000);
+            }
+            probe_snap(pid, &before);
+        }
+        double t0 = now();
         pid_t rr = netcheck_spawn("/tmp/bn-5103.log", "rr-client", "fd00:7e57::2", "5103",
                                   (char *)count);
         r.rr_us = netcheck_value(rr, "/tmp/bn-5103.log", "usecs=", &c);
         ok = r.rr_us > 0;
+        if (probe) {
+            probe_snap(pid, &after);
+            double n = strtod(count, NULL);
+            fprintf(stderr, "# probe %s: %.0f round trips in %.2f s\n", vmm[0], n, now() - t0);
+            probe_print(strstr(vmm[0], "qemu") ? "qemu" : "vmmkit", &before, &after, n);
+            if (st > 0) {
+                kill(st, SIGINT);
+                waitpid(st, NULL, 0);
+                static char text[1 << 16];
+                FILE *sf = fopen("/tmp/bn-strace.txt", "r");
+                if (sf) {
+                    /* The summary, or a full trace's last 64 KiB. */
+                    fseek(sf, 0, SEEK_END);
+                    long sz = ftell(sf);
+                    fseek(sf, sz > (long)sizeof(text) - 1 ? sz - (long)sizeof(text) + 1 : 0,
+                          SEEK_SET);
+                    size_t tn = fread(text, 1, sizeof(text) - 1, sf);
+                    text[tn] = '\0';
+                    fclose(sf);
+                    fprintf(stderr, "# strace -f of %s:\n%s", vmm[0], text);
+                }
+            }
+        }
     }
     ok = ok && wait_for(&c, "VMMKIT-POWEROFF", 120);
     double end = now() + 60;
@@ -263,6 +442,9 @@ int main(int argc, char **argv)
     qcmd[n] = NULL;
 
     int rounds = quick || !qemu ? 1 : 3;
+    if (getenv("VMM_BENCH_ROUNDS")) {
+        rounds = atoi(getenv("VMM_BENCH_ROUNDS")) > 0 ? atoi(getenv("VMM_BENCH_ROUNDS")) : 1;
+    }
     Res best[2] = { { .g2h_mbps = -1, .h2g_mbps = -1, .rr_us = 1e30 },
                     { .g2h_mbps = -1, .h2g_mbps = -1, .rr_us = 1e30 } };
     for (int i = 0; i < rounds; i++) {
