@@ -932,8 +932,8 @@ static int add_devices(const Args *a, VmmMachine *m, Devices *d)
 
     if ((a->nnets || a->vsock_cid) && !d->io) {
         /* As the machine's own device context: ppoll, no busy polling (a
-         * poller competes with the vCPUs where CPUs are few; with it the
-         * request/response latency inside the emulated machine doubled). */
+         * poller competes with the vCPUs where CPUs are few; with one
+         * emulated CPU it brought no measurable gain in bench-net). */
         VmmAioContextOptions o = { .size = sizeof(o), .fdmon = VMM_FDMON_POLL };
         d->io = vmm_iothread_new("vmmkit-net", &o, &err);
         if (!d->io) {
