@@ -241,6 +241,49 @@ static void test_console(void **state)
     destroy(t);
 }
 
+/* Receive buffers posted, doorbells on notifiers, no input: the console's
+ * context has nothing to do (a polled receive ring would be "work" on
+ * every pass); input still arrives. */
+static void test_console_rx_idle(void **state)
+{
+    (void)state;
+    T *t = make();
+    int in[2], out[2], err = 0;
+    assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(out, O_CLOEXEC | O_NONBLOCK), 0);
+    VmmVirtioConsole *con = vmm_virtio_console_new(t->mem, t->ctx, in[0], out[1], &err);
+    assert_non_null(con);
+    VmmVirtioDevice *vdev = vmm_virtio_console_get_virtio(con);
+    TestVq q[2];
+    bringup(vdev, q, 2, t);
+    VmmEventNotifier *kick[2];
+    for (unsigned i = 0; i < 2; i++) {
+        kick[i] = vmm_event_notifier_new(NULL);
+        assert_non_null(kick[i]);
+        assert_int_equal(vmm_virtio_queue_set_host_notifier(vdev, i, kick[i]), 0);
+    }
+    TestBuf rx = { .gpa = BUF + 0x1000, .len = 64, .write = true };
+    tvq_add(&q[0], &rx, 1);
+    vmm_event_notifier_set(kick[0]);
+    assert_true(tvq_idle(t->ctx));
+    assert_int_equal(write(in[1], "abc", 3), 3);
+    uint32_t id, len;
+    assert_true(used(&q[0], &id, &len));
+    assert_int_equal(len, 3);
+    assert_memory_equal(t->host + BUF + 0x1000, "abc", 3);
+    for (unsigned i = 0; i < 2; i++) {
+        assert_int_equal(vmm_virtio_queue_set_host_notifier(vdev, i, NULL), 0);
+        vmm_event_notifier_free(kick[i]);
+    }
+    reset_device(vdev);
+    vmm_virtio_console_free(con);
+    for (int i = 0; i < 2; i++) {
+        close(in[i]);
+        close(out[i]);
+    }
+    destroy(t);
+}
+
 /* Read exactly @len bytes from @fd (blocking), false after 5 s without any. */
 static bool read_exactly(int fd, uint8_t *buf, size_t len)
 {
@@ -410,6 +453,7 @@ int main(void)
         cmocka_unit_test(test_console_stuck_output),
         cmocka_unit_test(test_console_one_fd),
         cmocka_unit_test(test_console_reader_gone),
+        cmocka_unit_test(test_console_rx_idle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -345,26 +345,6 @@ static void test_rx(void **state)
     destroy(t);
 }
 
-typedef struct IdleCheck {
-    VmmAioContext *ctx;
-    int drain, busy;
-    bool done;              /* atomic */
-} IdleCheck;
-
-/* In the device's context: poll until nothing is left to do (at most 100
- * passes), then count the passes that still claim progress. */
-static void idle_check_bh(void *opaque)
-{
-    IdleCheck *c = opaque;
-    for (c->drain = 0; c->drain < 100 && vmm_aio_poll(c->ctx, false); c->drain++) {
-    }
-    for (int i = 0; i < 20; i++) {
-        c->busy += vmm_aio_poll(c->ctx, false);
-    }
-    /* Release: pairs with the acquire in the test's wait. */
-    __atomic_store_n(&c->done, true, __ATOMIC_RELEASE);
-}
-
 /* Receive buffers posted, doorbells on ioeventfd-like notifiers, nothing
  * on the tap: the device's context has nothing to do, so it can sleep (a
  * polled receive ring would count as work on every pass: the context
@@ -385,11 +365,7 @@ static void test_rx_idle(void **state)
     assert_int_equal(vmm_virtio_queue_set_polled(NULL, 0, true), -EINVAL);
     post_rx(t, 8, 2048);
     vmm_event_notifier_set(kick[RXQ]);
-    IdleCheck c = { .ctx = vmm_iothread_get_context(t->iot) };
-    assert_int_equal(vmm_bh_schedule_oneshot(c.ctx, idle_check_bh, &c, "idle-check"), 0);
-    assert_true(WAIT_UNTIL(__atomic_load_n(&c.done, __ATOMIC_ACQUIRE)));
-    assert_true(c.drain < 100);
-    assert_int_equal(c.busy, 0);
+    assert_true(tvq_idle(vmm_iothread_get_context(t->iot)));
 
     uint8_t f[200], g[300];
     frame(f, sizeof(f), 3);

@@ -10,7 +10,9 @@
 
 #include <linux/virtio_ring.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "vmmkit/aio.h"
 #include "vmmkit/memory.h"
 #include "vmmkit/virtio.h"
 
@@ -164,6 +166,43 @@ static inline uint8_t tvq_bringup(VmmVirtioDevice *vdev, TestVq *const *qs,
     vmm_virtio_set_status(vdev, VMM_VIRTIO_STATUS_ACKNOWLEDGE | VMM_VIRTIO_STATUS_DRIVER |
                                 VMM_VIRTIO_STATUS_FEATURES_OK | VMM_VIRTIO_STATUS_DRIVER_OK);
     return vmm_virtio_get_status(vdev);
+}
+
+typedef struct TvqIdle {
+    VmmAioContext *ctx;
+    int drain, busy;
+    bool done;              /* atomic */
+} TvqIdle;
+
+/* In the context's thread: poll until nothing is left to do (at most 100
+ * passes), then count the passes that still claim progress. */
+static inline void tvq_idle_bh(void *opaque)
+{
+    TvqIdle *c = opaque;
+    for (c->drain = 0; c->drain < 100 && vmm_aio_poll(c->ctx, false); c->drain++) {
+    }
+    for (int i = 0; i < 20; i++) {
+        c->busy += vmm_aio_poll(c->ctx, false);
+    }
+    /* Release: pairs with the acquire in tvq_idle(). */
+    __atomic_store_n(&c->done, true, __ATOMIC_RELEASE);
+}
+
+/*
+ * Whether the iothread context @ctx, once it has done what it had to, makes
+ * no progress in 20 more non-blocking passes (so its blocking poll would
+ * sleep).  A context that finds "work" every pass never settles: false.
+ */
+static inline bool tvq_idle(VmmAioContext *ctx)
+{
+    TvqIdle c = { .ctx = ctx };
+    if (vmm_bh_schedule_oneshot(ctx, tvq_idle_bh, &c, "tvq-idle") < 0) {
+        return false;
+    }
+    for (int i = 0; i < 30000 && !__atomic_load_n(&c.done, __ATOMIC_ACQUIRE); i++) {
+        usleep(1000);
+    }
+    return __atomic_load_n(&c.done, __ATOMIC_ACQUIRE) && c.drain < 100 && c.busy == 0;
 }
 
 #endif
