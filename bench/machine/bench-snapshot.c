@@ -221,6 +221,9 @@ static void run_vmmkit(Results *res)
                     res->restore[i]);
         }
     }
+    if (getenv("VMM_BENCH_VERBOSE")) {
+        setenv("VMM_MIGRATE_TRACE", "1", 1);    /* both sides' steps, timed */
+    }
     int out;
     pid_t pid = spawn_self("--incoming", "vmmkit-mig.sock", &out);
     if (!read_byte(out, 'L', 60000)) {

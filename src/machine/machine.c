@@ -931,6 +931,7 @@ VmmMachine *machine_new(const VmmMachineOptions *o, bool boot, int *errp)
     m->console_fd = o->console_out_fd;
     m->next_mmio = X86_MMIO_HOLE_START;
     m->ack_fd = -1;
+    m->ack_running_fd = -1;
     m->end_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (m->end_fd < 0) {
         r = -errno;
@@ -961,33 +962,57 @@ int vmm_machine_start(VmmMachine *m)
     if (m->state != VMM_MACHINE_CREATED) {
         return VMM_MISUSE_ERR(-EINVAL, "machine already started");
     }
+    if (m->incoming_failed) {
+        vk_error("machine: this migrated machine got no commit from its source; it never runs");
+        return -ECONNABORTED;
+    }
     /* A restored or migrated machine has its ACPI tables in its RAM. */
     bool restoring = m->restore != NULL;
     int r = restoring ? 0 : build_acpi(m);
+    mig_trace_mark(&m->trace, "start");
     if (r == 0) {
         r = machine_devices_start(m);
+        mig_trace_mark(&m->trace, "devices started");
     }
     if (r == 0 && restoring) {
         r = machine_restore_finish(m);
+        mig_trace_mark(&m->trace, "devices loaded, clock set");
+    }
+    /* The waiter before the commit: a migrated machine's paused window
+     * then holds no thread creation. */
+    if (r == 0) {
+        pthread_attr_t attr;
+        r = -vk_thread_attr_init(&attr);
+        if (r == 0) {
+            r = -pthread_create(&m->waiter, &attr, waiter_main, m);
+            pthread_attr_destroy(&attr);
+        }
+        m->have_waiter = r == 0;
+        mig_trace_mark(&m->trace, "waiter thread made");
     }
     if (r == 0) {
         r = machine_migration_commit(m);    /* migrated: the source's go */
+        if (r < 0) {
+            /* No commit, never runs: the waiter ends with the state as it is
+             * (created), and its end mark is taken back. */
+            vmm_vm_request_end(m->vm, VMM_MACHINE_CREATED);
+            pthread_join(m->waiter, NULL);
+            m->have_waiter = false;
+            m->end_msg[0] = 0;
+            uint64_t v;
+            ssize_t n = read(m->end_fd, &v, sizeof(v));
+            (void)n;
+        }
     }
     if (r < 0) {
         return r;
     }
-    pthread_attr_t attr;
-    r = vk_thread_attr_init(&attr);
-    if (r == 0) {
-        r = pthread_create(&m->waiter, &attr, waiter_main, m);
-        pthread_attr_destroy(&attr);
-    }
-    if (r) {
-        return -r;
-    }
-    m->have_waiter = true;
     vk_atomic_store_release(&m->state, VMM_MACHINE_RUNNING);
-    r = vmm_vm_start(m->vm);
+    /* Migrated: the first vCPU thread about to run tells the source. */
+    r = machine_migration_run(m);
+    if (r == 1) {
+        r = vmm_vm_start(m->vm);
+    }
     if (r < 0) {
         vmm_vm_request_end(m->vm, VMM_MACHINE_ERROR);
     }

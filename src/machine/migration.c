@@ -51,9 +51,11 @@
 #include "util/log.h"
 
 #define MIG_MAGIC "VMMKMIG1"
-#define MIG_VERSION 1
+#define MIG_VERSION 2                   /* 2: the configuration has the TSC rate */
 #define MIG_BATCH 256                   /* pages per message */
 #define MIG_ZERO_BATCH 4096
+#define MIG_DEFAULT_TIMEOUT_NS (10 * 1000000000ll)
+#define MIG_MAX_TIMEOUT_NS (3600 * 1000000000ull)
 
 enum {
     MIG_PAGES = 1,
@@ -65,7 +67,7 @@ enum {
 typedef struct MigHello {
     char magic[8];
     uint32_t version;
-    uint32_t reserved;
+    uint32_t timeout_ms;                /* the hand-over's bound for the destination */
     SnapConfig cfg;
 } MigHello;
 
@@ -83,6 +85,7 @@ typedef struct Stream {
     VmmMachine *m;          /* source: its cancel flag; NULL: not cancellable */
     int fd;
     uint64_t bytes;
+    int64_t timeout_ns;     /* the longest wait for the peer to move; 0: none */
 } Stream;
 
 static bool cancelled(Stream *s)
@@ -90,14 +93,28 @@ static bool cancelled(Stream *s)
     return s->m && vk_atomic_read(&s->m->migrate_cancel);
 }
 
+/* Until @fd is ready for @ev: 0, -ECANCELED, -EPIPE (an error on the
+ * stream), or -ETIMEDOUT when the peer moved nothing for s->timeout_ns (a
+ * silent peer: a network partition that closes nothing). */
 static int io_wait(Stream *s, short ev)
 {
     struct pollfd p = { .fd = s->fd, .events = ev };
+    int64_t deadline = s->timeout_ns ? vmm_clock_ns() + s->timeout_ns : 0;
     for (;;) {
         if (cancelled(s)) {
             return -ECANCELED;
         }
-        int n = poll(&p, 1, 100);
+        int wait_ms = 100;
+        if (deadline) {
+            int64_t left = deadline - vmm_clock_ns();
+            if (left <= 0) {
+                return -ETIMEDOUT;
+            }
+            if (left < 100000000) {
+                wait_ms = (int)((left + 999999) / 1000000);
+            }
+        }
+        int n = poll(&p, 1, wait_ms);
         if (n > 0) {
             return (p.revents & (POLLERR | POLLNVAL)) && !(p.revents & ev) ? -EPIPE : 0;
         }
@@ -199,6 +216,33 @@ static int send_msg(Stream *s, uint32_t type, uint32_t index, const void *a, siz
     return r;
 }
 
+/* ---- Trace ------------------------------------------------------------------------ */
+
+void mig_trace_init(MigTrace *t)
+{
+    const char *e = getenv("VMM_MIGRATE_TRACE");
+    memset(t, 0, sizeof(*t));
+    t->on = e && e[0] && strcmp(e, "0") != 0;
+}
+
+void mig_trace_mark(MigTrace *t, const char *what)
+{
+    if (t->on && t->n < MIG_TRACE_MAX) {
+        t->t[t->n] = vmm_clock_ns();
+        t->what[t->n++] = what;
+    }
+}
+
+void mig_trace_print(MigTrace *t, const char *side)
+{
+    for (unsigned i = 0; t->on && i < t->n; i++) {
+        fprintf(stderr, "migrate-trace: %s %.3f ms (+%.3f) %s\n", side,
+                (double)t->t[i] / 1e6, i ? (double)(t->t[i] - t->t[i - 1]) / 1e6 : 0.0,
+                t->what[i]);
+    }
+    t->n = 0;
+}
+
 /* ---- Source ----------------------------------------------------------------------- */
 
 static bool page_zero(const uint8_t *p)
@@ -221,6 +265,7 @@ typedef struct Source {
     uint64_t idx[MIG_ZERO_BATCH];
     uint8_t *buf;               /* MIG_BATCH pages */
     uint64_t pages_sent;
+    MigTrace trace;
 } Source;
 
 /* The RAM slots: guest-physical start, page count, first RAM-image page. */
@@ -387,14 +432,12 @@ static int set_logging(VmmMachine *m, bool on)
     return r;
 }
 
-static int send_hello(Stream *s, VmmMachine *m)
+static int send_hello(Stream *s, VmmMachine *m, int64_t timeout_ns)
 {
-    MigHello hello = { .version = MIG_VERSION };
+    MigHello hello = { .version = MIG_VERSION,
+                       .timeout_ms = (uint32_t)((timeout_ns + 999999) / 1000000) };
     memcpy(hello.magic, MIG_MAGIC, 8);
-    hello.cfg.ram_size = m->ram_size;
-    hello.cfg.cpus = m->cpus;
-    hello.cfg.vcpu_state_size = sizeof(VmmVcpuState);
-    hello.cfg.ndevices = machine_device_ids(m, hello.cfg.device_ids, SNAP_MAX_DEVICES);
+    machine_snap_config(m, &hello.cfg);
     return s_write(s, &hello, sizeof(hello));
 }
 
@@ -404,11 +447,10 @@ int machine_snapshot_stream(VmmMachine *m, int fd)
     src.dirty = calloc((size_t)(src.npages + 63) / 64, 8);
     src.buf = malloc((size_t)MIG_BATCH * SNAP_PAGE);
     int r = src.dirty && src.buf ? 0 : -ENOMEM;
-    r = r ?: send_hello(&src.s, m);
+    r = r ?: send_hello(&src.s, m, 0);
     r = r ?: send_pages(&src, true, NULL);
     if (r == 0) {
-        SnapConfig cfg;
-        r = machine_save_records(m, &cfg, emit_record, &src);
+        r = machine_save_records(m, NULL, emit_record, &src);
     }
     r = r ?: send_msg(&src.s, MIG_END, 0, NULL, 0, NULL, 0);
     free(src.dirty);
@@ -437,10 +479,20 @@ int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
     }
     unsigned max_rounds = opts && opts->max_rounds ? opts->max_rounds : 10;
     uint64_t budget_ns = opts && opts->downtime_ns ? opts->downtime_ns : 50000000;
+    uint64_t timeout_ns = MIG_DEFAULT_TIMEOUT_NS;
+    if (opts && opts->size >= offsetof(VmmMigrateOptions, timeout_ns) + sizeof(uint64_t) &&
+        opts->timeout_ns) {
+        timeout_ns = opts->timeout_ns;
+    }
+    if (timeout_ns > MIG_MAX_TIMEOUT_NS) {
+        return VMM_MISUSE_ERR(-EINVAL, "vmm_machine_migrate: timeout_ns above an hour");
+    }
     int64_t t0 = vmm_clock_ns();
     vk_atomic_set(&m->migrate_cancel, 0);
 
-    Source src = { .m = m, .s = { .m = m, .fd = fd }, .npages = m->ram_size / SNAP_PAGE };
+    Source src = { .m = m, .s = { .m = m, .fd = fd, .timeout_ns = (int64_t)timeout_ns },
+                   .npages = m->ram_size / SNAP_PAGE };
+    mig_trace_init(&src.trace);
     size_t words = (size_t)(src.npages + 63) / 64;
     src.dirty = calloc(words, 8);
     src.scratch = calloc(words, 8);
@@ -451,7 +503,7 @@ int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
     int64_t t_pause = 0, t_end = 0, t_sent = 0;
     int r = src.dirty && src.scratch && src.buf ? 0 : -ENOMEM;
 
-    r = r ?: send_hello(&src.s, m);
+    r = r ?: send_hello(&src.s, m, (int64_t)timeout_ns);
     if (r == 0) {
         r = set_logging(m, true);
         logging = r == 0;
@@ -488,25 +540,30 @@ int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
     /* Stop and copy. */
     if (r == 0 && !cancelled(&src.s)) {
         t_pause = vmm_clock_ns();
+        mig_trace_mark(&src.trace, "pausing");
         r = vmm_machine_pause(m);
         paused = r == 0;
+        mig_trace_mark(&src.trace, "paused (vCPUs out, devices quiesced)");
     } else if (r == 0) {
         r = -ECANCELED;
     }
     if (r == 0) {
         r = collect_dirty(&src, true);
+        mig_trace_mark(&src.trace, "last dirty log read");
     }
     if (r == 0) {
         machine_device_used_rings(m, mark_range, &src);
         r = send_pages(&src, false, &final_pages);
+        mig_trace_mark(&src.trace, "last pages sent");
     }
     if (r == 0) {
-        SnapConfig cfg;
-        r = machine_save_records(m, &cfg, emit_record, &src);
+        r = machine_save_records(m, NULL, emit_record, &src);
+        mig_trace_mark(&src.trace, "state records read and sent");
     }
     if (r == 0) {
         r = send_msg(&src.s, MIG_END, 0, NULL, 0, NULL, 0);
         t_sent = vmm_clock_ns();
+        mig_trace_mark(&src.trace, "end mark sent");
     }
     /* The switch, in two phases (docs/machine.md "Live migration", "The
      * hand-over").  Until 'C' is sent the destination has not run and will
@@ -516,10 +573,14 @@ int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
     uint8_t word = 0;
     if (r == 0) {
         r = s_read(&src.s, &word, 1);   /* 'R': loaded, ready to run; cancellable */
+        mig_trace_mark(&src.trace, "'R' received");
         if (r == 0 && word != 'R') {
             r = -EREMOTEIO;
         }
-        if (r < 0 && r != -ECANCELED) {
+        if (r == -ETIMEDOUT) {
+            vk_error("machine: migration: no word from the destination for %" PRIu64
+                     " ms; giving up before the commit", timeout_ns / 1000000);
+        } else if (r < 0 && r != -ECANCELED) {
             vk_error("machine: migration: the destination is not ready (%s)",
                      r == -EREMOTEIO ? "it said so" : vmm_strerror(r));
         }
@@ -530,21 +591,28 @@ int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
         /* A failed send queued nothing: the destination cannot get 'C'. */
         r = s_write(&src.s, &word, 1);
         committed = r == 0;
+        mig_trace_mark(&src.trace, "'C' sent");
         if (r < 0) {
             vk_error("machine: migration: sending the commit: %s", vmm_strerror(r));
         }
     }
+    int64_t dest_run_at = 0;
     if (committed) {
         r = s_read(&src.s, &word, 1);
+        mig_trace_mark(&src.trace, "'G' received");
+        if (r == 0 && word == 'G' && s_read(&src.s, &dest_run_at, 8) < 0) {
+            dest_run_at = 0;            /* it runs; only its clock is missing */
+        }
         if (r == 0 && word != 'G') {
             r = -ECONNABORTED;
             vk_error("machine: migration: the destination failed to start after the commit: "
                      "the guest runs nowhere; the source stays paused (resume it to go on)");
         } else if (r < 0) {
+            vk_error("machine: migration: %s after the commit: the guest's fate is unknown "
+                     "(the destination runs it if it got the commit); the source stays paused",
+                     r == -ETIMEDOUT ? "no answer from the destination within the timeout"
+                                     : "the stream broke");
             r = -ENOLINK;
-            vk_error("machine: migration: the stream broke after the commit: the guest's fate "
-                     "is unknown (the destination runs it if it got the commit); the source "
-                     "stays paused");
         }
     }
     t_end = vmm_clock_ns();
@@ -577,11 +645,14 @@ int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
                                .total_ns = (uint64_t)(t_end - t0),
                                .downtime_ns = t_pause ? (uint64_t)(t_end - t_pause) : 0,
                                .stop_copy_ns = t_pause && t_sent ? (uint64_t)(t_sent - t_pause)
-                                                                 : 0 };
+                                                                 : 0,
+                               .paused_at_ns = (uint64_t)t_pause,
+                               .dest_run_at_ns = (uint64_t)dest_run_at };
         size_t n = stats->size < sizeof(st) ? stats->size : sizeof(st);
         memcpy((char *)stats + sizeof(size_t), (char *)&st + sizeof(size_t),
                n - sizeof(size_t));
     }
+    mig_trace_print(&src.trace, "source");
     free(src.dirty);
     free(src.scratch);
     free(src.buf);
@@ -597,18 +668,58 @@ int machine_migration_commit(VmmMachine *m)
     if (m->ack_fd < 0) {
         return 0;
     }
-    Stream s = { .fd = m->ack_fd };
+    Stream s = { .fd = m->ack_fd, .timeout_ns = m->ack_timeout_ns };
     uint8_t word = 'R';
+    mig_trace_mark(&m->trace, "sending 'R'");
     int r = s_write(&s, &word, 1);
     r = r ?: s_read(&s, &word, 1);
+    mig_trace_mark(&m->trace, "'C' received");
     if (r == 0 && word != 'C') {
         r = -ECONNABORTED;
     }
     if (r < 0) {
         vk_error("machine: incoming migration: no commit from the source (%s); not running",
-                 r == -ECONNABORTED ? "it gave up" : vmm_strerror(r));
+                 r == -ECONNABORTED ? "it gave up"
+                 : r == -ETIMEDOUT ? "no word from it within the timeout" : vmm_strerror(r));
+        mig_trace_print(&m->trace, "destination");
         close(m->ack_fd);
         m->ack_fd = -1;
+        m->incoming_failed = true;
+    }
+    return r;
+}
+
+/* The first vCPU thread about to enter KVM_RUN (@ran), or vmm_vm_free
+ * (none did): 'G' or 'N'.  Owns m->ack_running_fd and m->trace from
+ * machine_migration_run on. */
+static void migration_running(void *opaque, bool ran)
+{
+    VmmMachine *m = opaque;
+    /* 'G' and this host's clock at the first KVM_RUN (the source's
+     * downtime figure when both run on one host), or 'N'. */
+    uint8_t word[9] = { ran ? 'G' : 'N' };
+    int64_t now = vmm_clock_ns();
+    memcpy(word + 1, &now, 8);
+    Stream s = { .fd = m->ack_running_fd, .timeout_ns = m->ack_timeout_ns };
+    s_write(&s, word, ran ? 9 : 1);
+    mig_trace_mark(&m->trace, ran ? "'G' sent, the first vCPU entering KVM_RUN" : "'N' sent");
+    mig_trace_print(&m->trace, "destination");
+    close(m->ack_running_fd);
+    m->ack_running_fd = -1;
+}
+
+int machine_migration_run(VmmMachine *m)
+{
+    if (m->ack_fd < 0) {
+        return 1;
+    }
+    m->ack_running_fd = m->ack_fd;
+    m->ack_fd = -1;
+    mig_trace_mark(&m->trace, "starting the vCPUs");
+    int r = vmm_vm_start_notify(m->vm, migration_running, m);
+    if (r < 0) {                        /* the caller says 'N' */
+        m->ack_fd = m->ack_running_fd;
+        m->ack_running_fd = -1;
     }
     return r;
 }
@@ -619,8 +730,10 @@ void machine_migration_ack(VmmMachine *m, bool ok)
         return;
     }
     uint8_t word = ok ? 'G' : 'N';
-    Stream s = { .fd = m->ack_fd };
+    Stream s = { .fd = m->ack_fd, .timeout_ns = m->ack_timeout_ns };
     s_write(&s, &word, 1);
+    mig_trace_mark(&m->trace, ok ? "'G' sent" : "'N' sent");
+    mig_trace_print(&m->trace, "destination");
     close(m->ack_fd);
     m->ack_fd = -1;
 }
@@ -727,7 +840,9 @@ static VmmMachine *receive(const VmmMachineOptions *opts, int fd, bool migrating
     Records rec = { 0 };
     char why[256] = "";
     int r = 0;
-    Stream s = { .fd = fd };
+    Stream s = { .fd = fd, .timeout_ns = MIG_DEFAULT_TIMEOUT_NS };
+    MigTrace trace;
+    mig_trace_init(&trace);
     MigHello hello;
     r = s_read(&s, &hello, sizeof(hello));
     if (r < 0) {
@@ -735,8 +850,12 @@ static VmmMachine *receive(const VmmMachineOptions *opts, int fd, bool migrating
         goto fail;
     }
     if (memcmp(hello.magic, MIG_MAGIC, 8) != 0 || hello.version != MIG_VERSION) {
-        snprintf(why, sizeof(why), "not a vmmkit migration stream of version %u",
-                 MIG_VERSION);
+        if (memcmp(hello.magic, MIG_MAGIC, 8) != 0) {
+            snprintf(why, sizeof(why), "not a vmmkit migration stream");
+        } else {
+            snprintf(why, sizeof(why), "a migration stream of version %u, this library "
+                     "takes version %u", hello.version, MIG_VERSION);
+        }
         r = -EINVAL;
         goto fail;
     }
@@ -752,6 +871,9 @@ static VmmMachine *receive(const VmmMachineOptions *opts, int fd, bool migrating
     r = snap_config_match(c, &want, why, sizeof(why));
     if (r < 0) {
         goto fail;
+    }
+    if (hello.timeout_ms) {
+        s.timeout_ns = (int64_t)hello.timeout_ms * 1000000;
     }
     rec.rs = calloc(1, sizeof(*rec.rs));
     if (!rec.rs) {
@@ -769,15 +891,19 @@ static VmmMachine *receive(const VmmMachineOptions *opts, int fd, bool migrating
     }
     while ((r = incoming_msg(m, &s, &rec, why, sizeof(why))) == 0) {
     }
+    mig_trace_mark(&trace, "end mark received");
     if (r == 1) {
         r = machine_records_check(&rec, why, sizeof(why));
     }
     if (r == 0) {
         r = machine_restore_state(m, &rec);
+        mig_trace_mark(&trace, "vCPU, irqchip, PIT, UART state set");
     }
     if (r == 0 && migrating) {
         m->ack_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
         r = m->ack_fd < 0 ? -errno : 0;
+        m->ack_timeout_ns = s.timeout_ns;
+        m->trace = trace;
     }
     if (r < 0) {
         goto fail;

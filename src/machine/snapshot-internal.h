@@ -33,11 +33,16 @@ typedef struct Records {
 } Records;
 
 /* Each record of a paused machine, in order (vCPUs, VM, UART, devices),
- * to @emit (which returns 0 or -errno); fills *@cfg.  Main loop. */
+ * to @emit (which returns 0 or -errno); fills *@cfg (NULL: the caller has
+ * the configuration already).  Main loop. */
 typedef int MachineEmitFunc(void *opaque, uint32_t type, uint32_t index, const void *data,
                             size_t len);
 int machine_save_records(VmmMachine *m, SnapConfig *cfg, MachineEmitFunc *emit,
                          void *opaque);
+/* @m's configuration as a snapshot or stream records it (RAM, vCPUs,
+ * devices, record sizes, TSC rate; the XSAVE size comes with the vCPU
+ * records).  Main loop. */
+void machine_snap_config(VmmMachine *m, SnapConfig *cfg);
 
 /* Every record @rec->rs->cfg needs is there and plausible; else -EINVAL
  * with the reason in @why. */
