@@ -155,6 +155,7 @@ struct VmmMachine {
     int end_fd;
     pthread_t waiter;
     bool have_waiter, joined;
+    bool waiter_early;             /* made, the machine not started yet */
     char end_msg[256];
 };
 
@@ -216,6 +217,10 @@ void machine_migration_ack(VmmMachine *m, bool ok);
  * by the first vCPU thread about to enter KVM_RUN: 0 or -errno; 1 for
  * other machines (start them yourself). */
 int machine_migration_run(VmmMachine *m);
+/* The thread that waits for the VM's end, made ahead of
+ * vmm_machine_start (which makes it if nobody did).  0 or -errno.  Main
+ * loop. */
+int machine_waiter_spawn(VmmMachine *m);
 void machine_restore_free(MachineRestore *r);
 
 /* The handoff's deliver (m->irqs): virtio device @src's pending interrupts. */

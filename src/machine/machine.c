@@ -952,6 +952,37 @@ fail:
     return NULL;
 }
 
+int machine_waiter_spawn(VmmMachine *m)
+{
+    if (m->waiter_early) {
+        return 0;
+    }
+    pthread_attr_t attr;
+    int r = vk_thread_attr_init(&attr);
+    if (r == 0) {
+        r = pthread_create(&m->waiter, &attr, waiter_main, m);
+        pthread_attr_destroy(&attr);
+    }
+    m->waiter_early = r == 0;
+    return -r;
+}
+
+/* A waiter made for a start that does not happen ends with the state as it
+ * is (created); its end mark is taken back. */
+static void machine_waiter_unspawn(VmmMachine *m)
+{
+    if (!m->waiter_early) {
+        return;
+    }
+    vmm_vm_request_end(m->vm, VMM_MACHINE_CREATED);
+    pthread_join(m->waiter, NULL);
+    m->waiter_early = false;
+    m->end_msg[0] = 0;
+    uint64_t v;
+    ssize_t n = read(m->end_fd, &v, sizeof(v));
+    (void)n;
+}
+
 VmmMachine *vmm_machine_new(const VmmMachineOptions *o, int *errp)
 {
     return machine_new(o, true, errp);
@@ -978,35 +1009,22 @@ int vmm_machine_start(VmmMachine *m)
         r = machine_restore_finish(m);
         mig_trace_mark(&m->trace, "devices loaded, clock set");
     }
-    /* The waiter before the commit: a migrated machine's paused window
-     * then holds no thread creation. */
+    /* The waiter before the commit (a migrated machine's was made before
+     * its stream: the paused window holds no thread creation). */
     if (r == 0) {
-        pthread_attr_t attr;
-        r = -vk_thread_attr_init(&attr);
-        if (r == 0) {
-            r = -pthread_create(&m->waiter, &attr, waiter_main, m);
-            pthread_attr_destroy(&attr);
-        }
-        m->have_waiter = r == 0;
-        mig_trace_mark(&m->trace, "waiter thread made");
+        r = machine_waiter_spawn(m);
     }
     if (r == 0) {
         r = machine_migration_commit(m);    /* migrated: the source's go */
         if (r < 0) {
-            /* No commit, never runs: the waiter ends with the state as it is
-             * (created), and its end mark is taken back. */
-            vmm_vm_request_end(m->vm, VMM_MACHINE_CREATED);
-            pthread_join(m->waiter, NULL);
-            m->have_waiter = false;
-            m->end_msg[0] = 0;
-            uint64_t v;
-            ssize_t n = read(m->end_fd, &v, sizeof(v));
-            (void)n;
+            machine_waiter_unspawn(m);      /* no commit: never runs */
         }
     }
     if (r < 0) {
         return r;
     }
+    m->have_waiter = true;
+    m->waiter_early = false;
     vk_atomic_store_release(&m->state, VMM_MACHINE_RUNNING);
     /* Migrated: the first vCPU thread about to run tells the source. */
     r = machine_migration_run(m);
@@ -1117,6 +1135,7 @@ void vmm_machine_free(VmmMachine *m)
         pthread_join(m->waiter, NULL);
         m->have_waiter = false;
     }
+    machine_waiter_unspawn(m);
     machine_restore_free(m->restore);
     machine_migration_ack(m, false);
     machine_devices_free(m);

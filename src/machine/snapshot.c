@@ -452,6 +452,12 @@ static int restore_into(VmmMachine *m, int fd, const SnapHeader *h, Records *rec
         vk_error("machine: restore: mapping the RAM image: %s", vmm_strerror(r));
         return r;
     }
+    char why[256] = "";
+    int r = machine_set_tsc_khz(m, h->cfg.tsc_khz, why, sizeof(why));
+    if (r < 0) {
+        vk_error("machine: restore: %s", why);
+        return r;
+    }
     return machine_restore_state(m, rec);
 }
 
@@ -460,7 +466,7 @@ static int restore_into(VmmMachine *m, int fd, const SnapHeader *h, Records *rec
 /* The saved TSC rate on every vCPU, before their state (the TSC value
  * is read at that rate).  A rate this host's KVM cannot give is refused:
  * the guest's clock would run at the wrong speed. */
-static int set_tsc_khz(VmmMachine *m, uint32_t khz, char *why, size_t why_len)
+int machine_set_tsc_khz(VmmMachine *m, uint32_t khz, char *why, size_t why_len)
 {
     if (!khz) {                     /* an older file: the host's rate */
         return 0;
@@ -485,7 +491,7 @@ static int set_tsc_khz(VmmMachine *m, uint32_t khz, char *why, size_t why_len)
 int machine_restore_state(VmmMachine *m, Records *rec)
 {
     char why[256] = "";
-    int r = set_tsc_khz(m, rec->rs->cfg.tsc_khz, why, sizeof(why));
+    int r = 0;
     for (uint32_t i = 0; i < m->cpus && r == 0; i++) {
         const VmmVcpuState *vs = rec->vcpu[i];
         r = vmm_vcpu_set_state(vmm_vm_get_vcpu(m->vm, i), vs);
