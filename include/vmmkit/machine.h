@@ -305,8 +305,10 @@ VMM_EXPORT int vmm_machine_get_stats(VmmMachine *m, VmmMachineStats *out);
  * form instead (the migration stream's hello, non-zero pages, records and
  * end mark; blocks until the reader has taken it all).  The machine stays
  * paused; resume it or free it.  0, -EINVAL (@m NULL, @fd < 0, a machine
- * not paused), -ESPIPE (@fd is none of these), or the errno of a write or
- * of KVM (a message names it).  Main loop.
+ * not paused), -ESPIPE (@fd is none of these), -EOPNOTSUPP (a device
+ * whose state cannot be saved: one whose queues vhost processes, such as
+ * vhost-vsock, once the guest's driver set it up; a message names it),
+ * or the errno of a write or of KVM (a message names it).  Main loop.
  *
  * vmm_machine_restore: build a new machine from the snapshot in @fd (a
  * regular file, or a pipe or socket carrying the stream form; the caller
@@ -384,7 +386,9 @@ typedef struct VmmMigrateStats {
  * vmm_machine_resume() goes on with it when the destination does not run.
  * Never both.  @opts and @stats may be NULL (defaults: 10 rounds, 50 ms,
  * 10 s).  -EINVAL (NULL @m, @fd < 0, a machine not running, a size field
- * too small, a timeout above an hour).  Blocks; main loop.
+ * too small, a timeout above an hour), -EOPNOTSUPP (a device whose state
+ * cannot be saved, as for vmm_machine_snapshot: refused before anything
+ * is sent, @m runs on).  Blocks; main loop.
  *
  * vmm_machine_migrate_cancel: make a migration of @m in progress give up at
  * its next step (until the destination says it is ready; after that the

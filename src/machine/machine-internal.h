@@ -200,6 +200,10 @@ int machine_device_save(VmmMachine *m, unsigned i, uint8_t *out, size_t len)
     VMM_EXCLUDES(m->lock);
 int machine_device_load(VmmMachine *m, unsigned i, const uint8_t *in, size_t len)
     VMM_EXCLUDES(m->lock);
+/* 0, or -EOPNOTSUPP (with a message) when a device's state can never be
+ * saved (vmm_virtio_save_state), checked on a running machine before a
+ * migration starts.  Main loop. */
+int machine_devices_saveable(VmmMachine *m) VMM_EXCLUDES(m->lock);
 /* @fn for the used ring of every enabled queue (what the devices write
  * into guest RAM besides their requests' buffers).  Main loop. */
 void machine_device_used_rings(VmmMachine *m, void (*fn)(void *opaque, uint64_t gpa,

@@ -616,6 +616,10 @@ int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
     if (timeout_ns > MIG_MAX_TIMEOUT_NS) {
         return VMM_MISUSE_ERR(-EINVAL, "vmm_machine_migrate: timeout_ns above an hour");
     }
+    int r0 = machine_devices_saveable(m);
+    if (r0 < 0) {
+        return r0;
+    }
     int64_t t0 = vmm_clock_ns();
     vk_atomic_set(&m->migrate_cancel, 0);
 

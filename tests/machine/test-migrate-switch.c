@@ -28,6 +28,7 @@
 #include "vmmkit/aio.h"
 #include "vmmkit/machine.h"
 #include "vmmkit/memory.h"
+#include "vmmkit/virtio.h"
 
 /* A guest that comes out of KVM_RUN every millisecond (as for a signal):
  * its vCPU's run count grows while the machine runs, stops when paused. */
@@ -501,6 +502,68 @@ static void test_tsc_refused(void **state)
     vmm_machine_free(sm);
 }
 
+/* A device whose queues a backend outside the core processes (the
+ * quiesce hook, as vhost-vsock's): once its driver set it up, a snapshot
+ * and a migration are refused with -EOPNOTSUPP - the migration before it
+ * sends anything, the machine running on - rather than restoring a
+ * broken device.  Untouched by a driver, it is saved. */
+static void backend_queue(VmmVirtioDevice *vdev, VmmVirtqueue *vq, void *opaque)
+{
+    (void)vdev;
+    (void)vq;
+    (void)opaque;
+}
+
+static void backend_quiesce(VmmVirtioDevice *vdev, void *opaque)
+{
+    (void)vdev;
+    (void)opaque;
+}
+
+static void test_unsaveable_device(void **state)
+{
+    (void)state;
+    fake_kvm_init(&fs);
+    fake_msrs_any = true;
+    fs.run_fn = idle_run;
+    VmmMachineOptions o = { .size = sizeof(o), .kernel = kernel_path, .memory = 32 << 20,
+                            .cpus = 1, .console_out_fd = -1, .kvm_ops = &fs.ops };
+    int err = 0;
+    VmmMachine *m = vmm_machine_new(&o, &err);
+    assert_non_null(m);
+    const VmmVirtioDeviceOps ops = { .size = sizeof(ops), .device_id = 19, .num_queues = 3,
+                                     .queue_max_size = 64, .handle_queue = backend_queue,
+                                     .quiesce = backend_quiesce };
+    VmmVirtioDevice *vdev = vmm_virtio_device_new("backend", &ops, NULL,
+                                                  vmm_machine_guest_memory(m), NULL, &err);
+    assert_non_null(vdev);
+    assert_int_equal(vmm_machine_add_virtio(m, vdev, NULL), 0);
+    assert_int_equal(vmm_machine_start(m), 0);
+
+    char path[] = "/tmp/vmmkit-unsaveable-XXXXXX";
+    int fdf = mkstemp(path);
+    assert_true(fdf >= 0);
+    unlink(path);
+    assert_int_equal(vmm_machine_pause(m), 0);
+    assert_int_equal(vmm_machine_snapshot(m, fdf), 0);      /* no driver yet */
+    assert_int_equal(vmm_machine_resume(m), 0);
+
+    vmm_virtio_set_status(vdev, 1 | 2);     /* ACKNOWLEDGE | DRIVER */
+    int s[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s), 0);
+    assert_int_equal(vmm_machine_migrate(m, s[0], NULL, NULL), -EOPNOTSUPP);
+    struct pollfd pf = { .fd = s[1], .events = POLLIN };
+    assert_int_equal(poll(&pf, 1, 0), 0);                   /* nothing sent */
+    assert_true(runs_again(&fs, m));
+    close(s[0]);
+    close(s[1]);
+    assert_int_equal(vmm_machine_pause(m), 0);
+    assert_int_equal(vmm_machine_snapshot(m, fdf), -EOPNOTSUPP);
+    close(fdf);
+    vmm_machine_free(m);
+    vmm_virtio_device_free(vdev);
+}
+
 /* The source's side of a destination failing after the commit: it stays
  * paused and says so (the relay lies here: the destination does run). */
 static void test_nack_after_commit(void **state)
@@ -524,6 +587,7 @@ int main(void)
         cmocka_unit_test(test_nack_after_commit),
         cmocka_unit_test(test_silent_peer),
         cmocka_unit_test(test_tsc_refused),
+        cmocka_unit_test(test_unsaveable_device),
         cmocka_unit_test(test_snapshot_stream),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
