@@ -7,8 +7,12 @@
  * destination's 'R' (ready) comes, when the source's 'C' (commit) comes,
  * when the destination's 'G' (running) comes - or never.  At each, the
  * test checks which machine runs: never both, and the destination's vCPUs
- * never entered KVM_RUN unless it got the commit.  Then a snapshot's
- * stream form: a paused machine to a pipe, restored from the pipe.
+ * never entered KVM_RUN unless it got the commit.  The relay also flips a
+ * bit (refused by the checksum) or goes silent at each step (every wait
+ * bounded by the timeout).  Then a snapshot's stream form: a paused
+ * machine to a pipe, restored from the pipe, with its TSC rate (and one
+ * the destination cannot give, refused), and a device that cannot be
+ * saved (refused before anything is sent).
  */
 #include <errno.h>
 #include <poll.h>
@@ -374,6 +378,27 @@ static uint8_t *ram_of(VmmMachine *m)
     return sec.host;
 }
 
+/* @sm (paused) snapshotted into a pipe by a thread, restored from it on
+ * the destination's fake KVM; *@snap_result: the snapshot's result. */
+static VmmMachine *restore_through_pipe(VmmMachine *sm, const VmmMachineOptions *o,
+                                        int *snap_result, int *err)
+{
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    Snap snap = { .m = sm, .fd = p[1] };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, snapshot_main, &snap), 0);
+    VmmMachineOptions od = *o;
+    od.kernel = NULL;
+    od.memory = 0;
+    od.kvm_ops = &fd.ops;
+    VmmMachine *dm = vmm_machine_restore(&od, p[0], err);
+    close(p[0]);                /* a refusal breaks the writer's pipe */
+    pthread_join(t, NULL);
+    *snap_result = snap.result;
+    return dm;
+}
+
 /* A snapshot to a pipe and a restore from it: the RAM (copied, not
  * mapped) and the vCPU registers arrive, the restored machine runs. */
 static void test_snapshot_stream(void **state)
@@ -392,19 +417,9 @@ static void test_snapshot_stream(void **state)
     fs.vcpus[0].regs.rbx = 0xfeedf00d;
     fs.vcpus[0].tsc_khz = 2500000;      /* the destination's host: 2000000 */
 
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    Snap snap = { .m = sm, .fd = p[1] };
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, snapshot_main, &snap), 0);
-    VmmMachineOptions od = o;
-    od.kernel = NULL;
-    od.memory = 0;
-    od.kvm_ops = &fd.ops;
-    VmmMachine *dm = vmm_machine_restore(&od, p[0], &err);
-    pthread_join(t, NULL);
-    close(p[0]);
-    assert_int_equal(snap.result, 0);
+    int snap_result;
+    VmmMachine *dm = restore_through_pipe(sm, &o, &snap_result, &err);
+    assert_int_equal(snap_result, 0);
     assert_non_null(dm);
     assert_memory_equal(ram_of(dm), ram, 32 << 20);
     assert_int_equal(vmm_machine_start(dm), 0);
@@ -415,8 +430,10 @@ static void test_snapshot_stream(void **state)
     vmm_machine_free(dm);
 
     /* A stream cut short is refused. */
+    int p[2];
     assert_int_equal(pipe(p), 0);
-    snap.fd = p[1];
+    Snap snap = { .m = sm, .fd = p[1] };
+    pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, snapshot_main, &snap), 0);
     uint8_t head[4096];
     ssize_t got = 0;
@@ -431,6 +448,9 @@ static void test_snapshot_stream(void **state)
     assert_int_equal(pipe(p), 0);
     assert_int_equal(write(p[1], head, sizeof(head)), (ssize_t)sizeof(head));
     close(p[1]);
+    VmmMachineOptions od = o;
+    od.kernel = NULL;
+    od.kvm_ops = &fd.ops;
     assert_null(vmm_machine_restore(&od, p[0], &err));
     assert_int_equal(err, -EPIPE);
     close(p[0]);
@@ -476,27 +496,14 @@ static void test_tsc_refused(void **state)
     assert_int_equal(vmm_machine_pause(sm), 0);
     fs.vcpus[0].tsc_khz = 1500000;
     fd.no_tsc_scaling = true;
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    Snap snap = { .m = sm, .fd = p[1] };
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, snapshot_main, &snap), 0);
-    VmmMachineOptions od = o;
-    od.kernel = NULL;
-    od.kvm_ops = &fd.ops;
-    assert_null(vmm_machine_restore(&od, p[0], &err));
-    close(p[0]);                /* refused at the hello: the writer's pipe breaks */
-    pthread_join(t, NULL);
+    int snap_result;
+    assert_null(restore_through_pipe(sm, &o, &snap_result, &err));
     assert_int_equal(err, -EINVAL);
     assert_int_equal(runs(&fd), 0);
     /* The same rate as the host's needs no scaling. */
     fs.vcpus[0].tsc_khz = 2000000;
-    assert_int_equal(pipe(p), 0);
-    snap.fd = p[1];
-    assert_int_equal(pthread_create(&t, NULL, snapshot_main, &snap), 0);
-    VmmMachine *dm = vmm_machine_restore(&od, p[0], &err);
-    pthread_join(t, NULL);
-    close(p[0]);
+    VmmMachine *dm = restore_through_pipe(sm, &o, &snap_result, &err);
+    assert_int_equal(snap_result, 0);
     assert_non_null(dm);
     vmm_machine_free(dm);
     vmm_machine_free(sm);
