@@ -999,7 +999,8 @@ static VmmMachine *receive(const VmmMachineOptions *opts, int fd, bool migrating
     Records rec = { 0 };
     char why[256] = "";
     int r = 0;
-    Stream s = { .fd = fd, .timeout_ns = MIG_DEFAULT_TIMEOUT_NS };
+    /* A snapshot's stream form waits as its writer does: without a bound. */
+    Stream s = { .fd = fd, .timeout_ns = migrating ? MIG_DEFAULT_TIMEOUT_NS : 0 };
     uint8_t *pagebuf = NULL;
     MigTrace trace;
     mig_trace_init(&trace);
@@ -1032,7 +1033,7 @@ static VmmMachine *receive(const VmmMachineOptions *opts, int fd, bool migrating
     if (r < 0) {
         goto fail;
     }
-    if (hello.timeout_ms) {
+    if (migrating && hello.timeout_ms) {
         s.timeout_ns = (int64_t)hello.timeout_ms * 1000000;
     }
     rec.rs = calloc(1, sizeof(*rec.rs));
