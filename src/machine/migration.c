@@ -219,6 +219,9 @@ static int s_send(Stream *s, const void *buf, size_t len);
 
 static int s_write(Stream *s, const void *buf, size_t len)
 {
+    if (len == 0) {                     /* (an empty payload's NULL @buf) */
+        return 0;
+    }
     if (!s->corked) {
         return s_send(s, buf, len);
     }
