@@ -147,6 +147,8 @@ struct VmmVm {
     unsigned nr_vcpus;
     bool ended;
     VmmVmExit end;
+    VmmVmStartFunc *start_fn;       /* run_lock: vmm_vm_start_notify, pending */
+    void *start_opaque;
 
     /* GSI routing (any thread, under route_lock; see kvm-irq.c). */
     VmmMutex route_lock;

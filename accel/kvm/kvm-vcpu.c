@@ -340,7 +340,13 @@ static void *vcpu_thread(void *opaque)
         /* Under run_lock: a request made after this sees us running and
          * sets exit_request again after we cleared it. */
         vk_atomic_set(&vcpu->exit_request, 0);
+        VmmVmStartFunc *start_fn = vm->start_fn;  /* taken once, under run_lock */
+        void *start_opaque = vm->start_opaque;
+        vm->start_fn = NULL;
         vk_mutex_unlock(&vm->run_lock);
+        if (start_fn) {
+            start_fn(start_opaque, true);
+        }
         vcpu_exec(vcpu);
         vk_mutex_lock(&vm->run_lock);
     }
@@ -624,6 +630,26 @@ int vmm_vm_start(VmmVm *vm)
 int vmm_vm_resume(VmmVm *vm)
 {
     return vmm_vm_start(vm);
+}
+
+int vmm_vm_start_notify(VmmVm *vm, VmmVmStartFunc *fn, void *opaque)
+{
+    if (!vm || !fn) {
+        return -EINVAL;
+    }
+    vk_mutex_lock(&vm->run_lock);
+    if (vm->start_fn) {
+        vk_mutex_unlock(&vm->run_lock);
+        return -EBUSY;
+    }
+    vm->start_fn = fn;
+    vm->start_opaque = opaque;
+    for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+        vm->vcpus[i]->want_run = true;
+    }
+    pthread_cond_broadcast(&vm->run_cond);
+    vk_mutex_unlock(&vm->run_lock);
+    return 0;
 }
 
 int vmm_vcpu_pause(VmmVcpu *vcpu)

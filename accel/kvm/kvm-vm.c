@@ -374,6 +374,10 @@ void vmm_vm_free(VmmVm *vm)
     for (unsigned i = 0; i < vm->nr_vcpus; i++) {
         kvm_vcpu_destroy(vm->vcpus[i]);
     }
+    if (vm->start_fn) {             /* no vCPU thread left to take it */
+        vm->start_fn(vm->start_opaque, false);
+        vm->start_fn = NULL;
+    }
     kvm_mem_destroy(vm);
     kvm_io_destroy(vm);
     vm_close(vm);

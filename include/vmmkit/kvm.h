@@ -272,6 +272,17 @@ VMM_EXPORT int vmm_vm_start(VmmVm *vm);
 VMM_EXPORT int vmm_vm_pause(VmmVm *vm);
 /* Same as vmm_vm_start(). */
 VMM_EXPORT int vmm_vm_resume(VmmVm *vm);
+/*
+ * vmm_vm_start(), and @fn(@opaque, true) called once by the first vCPU
+ * thread about to enter KVM_RUN, just before it does (so the caller can
+ * tell a peer "the guest runs" without waiting for the thread to be
+ * scheduled); @fn(@opaque, false) from vmm_vm_free() if no vCPU got
+ * there.  @fn must not block long nor call back into the VM's run
+ * control.  -EINVAL (NULL @vm or @fn), -EBUSY (a call still pending).
+ * Main loop.
+ */
+typedef void VmmVmStartFunc(void *opaque, bool ran);
+VMM_EXPORT int vmm_vm_start_notify(VmmVm *vm, VmmVmStartFunc *fn, void *opaque);
 
 /* ---- Memory slots ----------------------------------------------------------- */
 

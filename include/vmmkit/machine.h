@@ -305,8 +305,10 @@ VMM_EXPORT int vmm_machine_get_stats(VmmMachine *m, VmmMachineStats *out);
  * form instead (the migration stream's hello, non-zero pages, records and
  * end mark; blocks until the reader has taken it all).  The machine stays
  * paused; resume it or free it.  0, -EINVAL (@m NULL, @fd < 0, a machine
- * not paused), -ESPIPE (@fd is none of these), or the errno of a write or
- * of KVM (a message names it).  Main loop.
+ * not paused), -ESPIPE (@fd is none of these), -EOPNOTSUPP (a device
+ * whose state cannot be saved: one whose queues vhost processes, such as
+ * vhost-vsock, once the guest's driver set it up; a message names it),
+ * or the errno of a write or of KVM (a message names it).  Main loop.
  *
  * vmm_machine_restore: build a new machine from the snapshot in @fd (a
  * regular file, or a pipe or socket carrying the stream form; the caller
@@ -337,6 +339,10 @@ typedef struct VmmMigrateOptions {
     size_t size;                /* sizeof(VmmMigrateOptions) */
     uint32_t max_rounds;        /* pre-copy rounds after the first pass; 0: 10 */
     uint64_t downtime_ns;       /* the pause's budget; 0: 50 ms */
+    /* The longest either side waits for the other to move a byte (a peer
+     * that goes silent without closing: a network partition); the
+     * destination learns it from the stream.  0: 10 s; at most an hour. */
+    uint64_t timeout_ns;
 } VmmMigrateOptions;
 
 typedef struct VmmMigrateStats {
@@ -349,6 +355,12 @@ typedef struct VmmMigrateStats {
     uint64_t downtime_ns;       /* paused until the destination's answer */
     uint64_t stop_copy_ns;      /* paused until the last byte was sent (what
                                  * QEMU reports as its downtime) */
+    /* vmm_clock_ns() when the source paused, and the destination's
+     * vmm_clock_ns() when its first vCPU was about to enter KVM_RUN (0 if
+     * not known): on one host (one clock) the second minus the first is
+     * the time the guest ran nowhere, without the wait for the answer. */
+    uint64_t paused_at_ns;
+    uint64_t dest_run_at_ns;
 } VmmMigrateStats;
 
 /*
@@ -365,14 +377,18 @@ typedef struct VmmMigrateStats {
  * free it).  On any failure before the commit - the stream breaks, the
  * destination refuses or closes, vmm_machine_migrate_cancel() - @m goes on
  * running, nothing lost, and the error is returned (-ECANCELED for a
- * cancel).  After the commit @m never resumes by itself: -ENOLINK (the
- * stream broke before the destination's answer: it runs the guest or it
- * never ran, unknown here) or -ECONNABORTED (the destination failed to
- * start: the guest runs nowhere) leave @m paused with its whole state;
+ * cancel, -ETIMEDOUT when the destination moved nothing for
+ * @opts->timeout_ns).  After the commit @m never resumes by itself:
+ * -ENOLINK (the stream broke, or the destination said nothing for
+ * @opts->timeout_ns, before its answer: it runs the guest or it never
+ * ran, unknown here) or -ECONNABORTED (the destination failed to start:
+ * the guest runs nowhere) leave @m paused with its whole state;
  * vmm_machine_resume() goes on with it when the destination does not run.
- * Never both.  @opts and @stats may be NULL (defaults: 10 rounds, 50 ms).
- * -EINVAL (NULL @m, @fd < 0, a machine not running, a size field too
- * small).  Blocks; main loop.
+ * Never both.  @opts and @stats may be NULL (defaults: 10 rounds, 50 ms,
+ * 10 s).  -EINVAL (NULL @m, @fd < 0, a machine not running, a size field
+ * too small, a timeout above an hour), -EOPNOTSUPP (a device whose state
+ * cannot be saved, as for vmm_machine_snapshot: refused before anything
+ * is sent, @m runs on).  Blocks; main loop.
  *
  * vmm_machine_migrate_cancel: make a migration of @m in progress give up at
  * its next step (until the destination says it is ready; after that the
@@ -383,7 +399,8 @@ typedef struct VmmMigrateStats {
  * machine once the whole state has arrived; add the same disks as the
  * source had, then vmm_machine_start() asks the source to commit, runs the
  * vCPUs only once it has, and tells the source, which then stops; without
- * the commit (the stream breaks) it fails and nothing ran.  Freeing it
+ * the commit (the stream breaks, or nothing comes within the source's
+ * timeout_ns: -ETIMEDOUT) it fails and nothing ran.  Freeing it
  * without a successful start tells the source it did not start.  NULL with *@errp: -EINVAL (NULL @opts, @fd < 0, not a migration
  * stream, a configuration that does not match, a corrupt message; a
  * message names it), -EPIPE (the stream ended early), or what

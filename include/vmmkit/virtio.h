@@ -297,7 +297,10 @@ VMM_EXPORT void vmm_virtio_queue_kick(VmmVirtioDevice *vdev, unsigned q);
  *
  * vmm_virtio_state_size: the record's size (0 for a NULL @vdev).  Any thread.
  * vmm_virtio_save_state: 0; -EINVAL (@vdev or @buf NULL, @len too small),
- * -EBUSY (a running device that the driver set up).  Main loop.
+ * -EOPNOTSUPP (a device with the quiesce hook - a backend outside the
+ * core processes its queues, as vhost does - that the driver set up: the
+ * core holds neither its ring positions nor the backend's state), -EBUSY
+ * (a running device that the driver set up).  Main loop.
  * vmm_virtio_load_state: on a device the driver has not touched (status
  * 0), before the guest runs, with guest memory in place: takes the record
  * over, enables the queues it had enabled (rings checked and pinned as at

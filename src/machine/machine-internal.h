@@ -97,6 +97,21 @@ typedef struct MachineRegion {
     VmmMutex lock;                      /* serialises the region's callbacks */
 } MachineRegion;
 
+/* Timestamps of a migration's steps (VMM_MIGRATE_TRACE=1 in the
+ * environment): kept while the machine is paused, printed to stderr at
+ * the end, on vmm_clock_ns()'s (CLOCK_MONOTONIC) time base, so the two
+ * sides' lines on one host line up (migration.c). */
+#define MIG_TRACE_MAX 32
+typedef struct MigTrace {
+    bool on;
+    unsigned n;
+    int64_t t[MIG_TRACE_MAX];
+    const char *what[MIG_TRACE_MAX];
+} MigTrace;
+void mig_trace_init(MigTrace *t);
+void mig_trace_mark(MigTrace *t, const char *what);
+void mig_trace_print(MigTrace *t, const char *side);
+
 struct VmmMachine {
     VmmVm *vm;
     VmmRamRegion *ram;
@@ -130,12 +145,17 @@ struct VmmMachine {
 
     MachineRestore *restore;       /* main loop: pending until start */
     int ack_fd;                    /* migrated: the source waits for a word here */
+    int ack_running_fd;            /* migrated, started: the first vCPU thread's */
+    int64_t ack_timeout_ns;        /* migrated: the longest wait for the source's 'C' */
+    bool incoming_failed;          /* migrated: no commit came; never runs */
+    MigTrace trace;                /* migrated: main loop */
     int migrate_cancel;            /* atomic: vmm_machine_migrate_cancel() */
 
     VmmMachineState state;         /* atomic */
     int end_fd;
     pthread_t waiter;
     bool have_waiter, joined;
+    bool waiter_early;             /* made, the machine not started yet */
     char end_msg[256];
 };
 
@@ -180,6 +200,10 @@ int machine_device_save(VmmMachine *m, unsigned i, uint8_t *out, size_t len)
     VMM_EXCLUDES(m->lock);
 int machine_device_load(VmmMachine *m, unsigned i, const uint8_t *in, size_t len)
     VMM_EXCLUDES(m->lock);
+/* 0, or -EOPNOTSUPP (with a message) when a device's state can never be
+ * saved (vmm_virtio_save_state), checked on a running machine before a
+ * migration starts.  Main loop. */
+int machine_devices_saveable(VmmMachine *m) VMM_EXCLUDES(m->lock);
 /* @fn for the used ring of every enabled queue (what the devices write
  * into guest RAM besides their requests' buffers).  Main loop. */
 void machine_device_used_rings(VmmMachine *m, void (*fn)(void *opaque, uint64_t gpa,
@@ -193,6 +217,14 @@ VmmMachine *machine_new(const VmmMachineOptions *o, bool boot, int *errp);
  * for other machines (migration.c). */
 int machine_migration_commit(VmmMachine *m);
 void machine_migration_ack(VmmMachine *m, bool ok);
+/* A migrated machine's vCPUs started (vmm_vm_start_notify), its 'G' sent
+ * by the first vCPU thread about to enter KVM_RUN: 0 or -errno; 1 for
+ * other machines (start them yourself). */
+int machine_migration_run(VmmMachine *m);
+/* The thread that waits for the VM's end, made ahead of
+ * vmm_machine_start (which makes it if nobody did).  0 or -errno.  Main
+ * loop. */
+int machine_waiter_spawn(VmmMachine *m);
 void machine_restore_free(MachineRestore *r);
 
 /* The handoff's deliver (m->irqs): virtio device @src's pending interrupts. */

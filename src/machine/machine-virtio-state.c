@@ -10,6 +10,7 @@
 #include "machine/machine-internal.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "util/log.h"
@@ -90,6 +91,29 @@ int machine_device_load(VmmMachine *m, unsigned i, const uint8_t *in, size_t len
         return r;
     }
     return vmm_virtio_load_state(d->vdev, in + 8 + tlen, clen);
+}
+
+int machine_devices_saveable(VmmMachine *m)
+{
+    uint16_t ids[MACHINE_MAX_PCI];
+    unsigned n = machine_device_ids(m, ids, MACHINE_MAX_PCI);
+    for (unsigned i = 0; i < n; i++) {
+        MachineVirtio *d = device_at(m, i);
+        size_t len = d ? vmm_virtio_state_size(d->vdev) : 0;
+        uint8_t *buf = len ? malloc(len) : NULL;
+        if (!buf) {
+            return d ? -ENOMEM : -EINVAL;
+        }
+        /* A running device answers -EBUSY, or -EOPNOTSUPP if it never can. */
+        int r = vmm_virtio_save_state(d->vdev, buf, len);
+        free(buf);
+        if (r == -EOPNOTSUPP) {
+            vk_error("machine: device %u (virtio type %u) cannot be saved: no snapshot or "
+                     "migration of this machine", i, ids[i]);
+            return r;
+        }
+    }
+    return 0;
 }
 
 void machine_device_used_rings(VmmMachine *m, void (*fn)(void *opaque, uint64_t gpa,

@@ -931,6 +931,7 @@ VmmMachine *machine_new(const VmmMachineOptions *o, bool boot, int *errp)
     m->console_fd = o->console_out_fd;
     m->next_mmio = X86_MMIO_HOLE_START;
     m->ack_fd = -1;
+    m->ack_running_fd = -1;
     m->end_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (m->end_fd < 0) {
         r = -errno;
@@ -951,6 +952,37 @@ fail:
     return NULL;
 }
 
+int machine_waiter_spawn(VmmMachine *m)
+{
+    if (m->waiter_early) {
+        return 0;
+    }
+    pthread_attr_t attr;
+    int r = vk_thread_attr_init(&attr);
+    if (r == 0) {
+        r = pthread_create(&m->waiter, &attr, waiter_main, m);
+        pthread_attr_destroy(&attr);
+    }
+    m->waiter_early = r == 0;
+    return -r;
+}
+
+/* A waiter made for a start that does not happen ends with the state as it
+ * is (created); its end mark is taken back. */
+static void machine_waiter_unspawn(VmmMachine *m)
+{
+    if (!m->waiter_early) {
+        return;
+    }
+    vmm_vm_request_end(m->vm, VMM_MACHINE_CREATED);
+    pthread_join(m->waiter, NULL);
+    m->waiter_early = false;
+    m->end_msg[0] = 0;
+    uint64_t v;
+    ssize_t n = read(m->end_fd, &v, sizeof(v));
+    (void)n;
+}
+
 VmmMachine *vmm_machine_new(const VmmMachineOptions *o, int *errp)
 {
     return machine_new(o, true, errp);
@@ -961,33 +993,44 @@ int vmm_machine_start(VmmMachine *m)
     if (m->state != VMM_MACHINE_CREATED) {
         return VMM_MISUSE_ERR(-EINVAL, "machine already started");
     }
+    if (m->incoming_failed) {
+        vk_error("machine: this migrated machine got no commit from its source; it never runs");
+        return -ECONNABORTED;
+    }
     /* A restored or migrated machine has its ACPI tables in its RAM. */
     bool restoring = m->restore != NULL;
     int r = restoring ? 0 : build_acpi(m);
+    mig_trace_mark(&m->trace, "start");
     if (r == 0) {
         r = machine_devices_start(m);
+        mig_trace_mark(&m->trace, "devices started");
     }
     if (r == 0 && restoring) {
         r = machine_restore_finish(m);
+        mig_trace_mark(&m->trace, "devices loaded, clock set");
+    }
+    /* The waiter before the commit (a migrated machine's was made before
+     * its stream: the paused window holds no thread creation). */
+    if (r == 0) {
+        r = machine_waiter_spawn(m);
     }
     if (r == 0) {
         r = machine_migration_commit(m);    /* migrated: the source's go */
+        if (r < 0) {
+            machine_waiter_unspawn(m);      /* no commit: never runs */
+        }
     }
     if (r < 0) {
         return r;
     }
-    pthread_attr_t attr;
-    r = vk_thread_attr_init(&attr);
-    if (r == 0) {
-        r = pthread_create(&m->waiter, &attr, waiter_main, m);
-        pthread_attr_destroy(&attr);
-    }
-    if (r) {
-        return -r;
-    }
     m->have_waiter = true;
+    m->waiter_early = false;
     vk_atomic_store_release(&m->state, VMM_MACHINE_RUNNING);
-    r = vmm_vm_start(m->vm);
+    /* Migrated: the first vCPU thread about to run tells the source. */
+    r = machine_migration_run(m);
+    if (r == 1) {
+        r = vmm_vm_start(m->vm);
+    }
     if (r < 0) {
         vmm_vm_request_end(m->vm, VMM_MACHINE_ERROR);
     }
@@ -1092,6 +1135,7 @@ void vmm_machine_free(VmmMachine *m)
         pthread_join(m->waiter, NULL);
         m->have_waiter = false;
     }
+    machine_waiter_unspawn(m);
     machine_restore_free(m->restore);
     machine_migration_ack(m, false);
     machine_devices_free(m);

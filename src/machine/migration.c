@@ -5,7 +5,7 @@
  *
  * The stream: a hello (magic, version, the configuration a destination
  * must match), then messages of a 24-byte header (type, index, length,
- * CRC-32 of the payload) and a payload: RAM pages (their page numbers in
+ * checksum of the payload) and a payload: RAM pages (their page numbers in
  * RAM-image order, then their bytes), pages that became zero, the state
  * records of a snapshot (snapshot.c: vCPUs, VM, UART, devices), and an
  * end mark.  Then the two-phase hand-over: the destination, loaded, sends
@@ -27,7 +27,7 @@
  * destination may or may not run; -ECONNABORTED: it does not).
  *
  * Destination: vmm_machine_incoming() builds a machine with empty RAM,
- * writes the pages where they go, checks every message (bounds, CRC),
+ * writes the pages where they go, checks every message (bounds, checksum),
  * applies the records like a restore; vmm_machine_start() loads the
  * devices, sends 'R', waits for 'C', runs the vCPUs and sends 'G'.
  */
@@ -45,15 +45,17 @@
 #include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "util/atomic.h"
 #include "util/log.h"
 
 #define MIG_MAGIC "VMMKMIG1"
-#define MIG_VERSION 1
+#define MIG_VERSION 2                   /* 2: the configuration has the TSC rate */
 #define MIG_BATCH 256                   /* pages per message */
 #define MIG_ZERO_BATCH 4096
+#define MIG_CORK_MAX (16u << 20)          /* stop-and-copy gathered before a write */
+#define MIG_DEFAULT_TIMEOUT_NS (10 * 1000000000ll)
+#define MIG_MAX_TIMEOUT_NS (3600 * 1000000000ull)
 
 enum {
     MIG_PAGES = 1,
@@ -65,7 +67,7 @@ enum {
 typedef struct MigHello {
     char magic[8];
     uint32_t version;
-    uint32_t reserved;
+    uint32_t timeout_ms;                /* the hand-over's bound for the destination */
     SnapConfig cfg;
 } MigHello;
 
@@ -73,9 +75,72 @@ typedef struct MigMsg {
     uint32_t type;
     uint32_t index;
     uint64_t len;
-    uint32_t crc;
-    uint32_t reserved;
+    uint64_t sum;                       /* MigSum of the payload */
 } MigMsg;
+
+/* ---- The payload checksum ------------------------------------------------------ *
+ * A 64-bit multiply-rotate hash over 8-byte words (a partial last word
+ * zero-padded), the length mixed in, then a final avalanche: it catches
+ * corruption and truncation like a CRC, at a few instructions a word,
+ * several times cheaper than zlib's crc32 where it counts - an emulated
+ * CPU, and the pages sent while the guest is paused.  Not a defence
+ * against a forger (nor was the CRC).  Any split of the bytes into
+ * updates gives the same sum. */
+typedef struct MigSum {
+    uint64_t h, carry, len;
+    unsigned nc;                        /* bytes in carry */
+} MigSum;
+
+#define SUM_P1 0x9e3779b185ebca87ull
+#define SUM_P2 0xc2b2ae3d27d4eb4full
+
+static inline uint64_t sum_word(uint64_t h, uint64_t w)
+{
+    h ^= w * SUM_P2;
+    h = (h << 31) | (h >> 33);
+    return h * SUM_P1;
+}
+
+static void sum_init(MigSum *s)
+{
+    *s = (MigSum){ .h = SUM_P1 };
+}
+
+static void sum_update(MigSum *s, const void *data, size_t n)
+{
+    const uint8_t *p = data;
+    s->len += n;
+    while (s->nc && n) {                /* finish a partial word */
+        s->carry |= (uint64_t)*p++ << (8 * s->nc);
+        n--;
+        if (++s->nc == 8) {
+            s->h = sum_word(s->h, s->carry);
+            s->carry = 0;
+            s->nc = 0;
+        }
+    }
+    uint64_t h = s->h;
+    for (; n >= 8; p += 8, n -= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = sum_word(h, w);
+    }
+    s->h = h;
+    while (n--) {
+        s->carry |= (uint64_t)*p++ << (8 * s->nc++);
+    }
+}
+
+static uint64_t sum_final(MigSum *s)
+{
+    uint64_t h = s->nc ? sum_word(s->h, s->carry) : s->h;
+    h ^= s->len * SUM_P1;
+    h ^= h >> 33;
+    h *= SUM_P2;
+    h ^= h >> 29;
+    h *= SUM_P1;
+    return h ^ (h >> 32);
+}
 
 /* ---- Stream I/O (cancellable) ------------------------------------------------ */
 
@@ -83,6 +148,12 @@ typedef struct Stream {
     VmmMachine *m;          /* source: its cancel flag; NULL: not cancellable */
     int fd;
     uint64_t bytes;
+    int64_t timeout_ns;     /* the longest wait for the peer to move; 0: none */
+    /* Corked (stream_cork): writes gather here and go in one by
+     * stream_flush, so the peer wakes once rather than once a message. */
+    bool corked;
+    uint8_t *cork;
+    size_t cork_len, cork_cap;
 } Stream;
 
 static bool cancelled(Stream *s)
@@ -90,14 +161,28 @@ static bool cancelled(Stream *s)
     return s->m && vk_atomic_read(&s->m->migrate_cancel);
 }
 
+/* Until @fd is ready for @ev: 0, -ECANCELED, -EPIPE (an error on the
+ * stream), or -ETIMEDOUT when the peer moved nothing for s->timeout_ns (a
+ * silent peer: a network partition that closes nothing). */
 static int io_wait(Stream *s, short ev)
 {
     struct pollfd p = { .fd = s->fd, .events = ev };
+    int64_t deadline = s->timeout_ns ? vmm_clock_ns() + s->timeout_ns : 0;
     for (;;) {
         if (cancelled(s)) {
             return -ECANCELED;
         }
-        int n = poll(&p, 1, 100);
+        int wait_ms = 100;
+        if (deadline) {
+            int64_t left = deadline - vmm_clock_ns();
+            if (left <= 0) {
+                return -ETIMEDOUT;
+            }
+            if (left < 100000000) {
+                wait_ms = (int)((left + 999999) / 1000000);
+            }
+        }
+        int n = poll(&p, 1, wait_ms);
         if (n > 0) {
             return (p.revents & (POLLERR | POLLNVAL)) && !(p.revents & ev) ? -EPIPE : 0;
         }
@@ -130,7 +215,70 @@ static ssize_t pipe_write(int fd, const void *p, size_t len)
     return n;
 }
 
+static int s_send(Stream *s, const void *buf, size_t len);
+
 static int s_write(Stream *s, const void *buf, size_t len)
+{
+    if (len == 0) {                     /* (an empty payload's NULL @buf) */
+        return 0;
+    }
+    if (!s->corked) {
+        return s_send(s, buf, len);
+    }
+    if (s->cork_len && s->cork_len + len > MIG_CORK_MAX) {  /* bounded memory */
+        int r = s_send(s, s->cork, s->cork_len);
+        s->cork_len = 0;
+        if (r < 0) {
+            return r;
+        }
+    }
+    if (len > s->cork_cap - s->cork_len) {
+        size_t cap = s->cork_cap ? s->cork_cap : 1u << 20;
+        while (len > cap - s->cork_len) {
+            cap *= 2;
+        }
+        uint8_t *p = realloc(s->cork, cap);
+        if (!p) {
+            return -ENOMEM;
+        }
+        s->cork = p;
+        s->cork_cap = cap;
+    }
+    memcpy(s->cork + s->cork_len, buf, len);
+    s->cork_len += len;
+    return 0;
+}
+
+/* Cork @s with room for @bytes made ready now (its pages touched: page
+ * faults are not cheap, least of all under an emulated CPU), before the
+ * guest is paused. */
+static int stream_cork(Stream *s, size_t bytes)
+{
+    bytes = bytes < (1u << 20) ? (1u << 20) : bytes > MIG_CORK_MAX ? MIG_CORK_MAX : bytes;
+    s->cork = malloc(bytes);
+    if (!s->cork) {
+        return -ENOMEM;
+    }
+    memset(s->cork, 0xa5, bytes);       /* not 0: that malloc+memset may become a
+                                         * calloc that touches nothing */
+    s->cork_cap = bytes;
+    s->cork_len = 0;
+    s->corked = true;
+    return 0;
+}
+
+/* Send what the cork gathered (@send; else drop it), uncork, free it. */
+static int stream_flush(Stream *s, bool send)
+{
+    s->corked = false;
+    int r = send && s->cork_len ? s_send(s, s->cork, s->cork_len) : 0;
+    free(s->cork);
+    s->cork = NULL;
+    s->cork_len = s->cork_cap = 0;
+    return r;
+}
+
+static int s_send(Stream *s, const void *buf, size_t len)
 {
     const uint8_t *p = buf;
     while (len) {
@@ -185,18 +333,46 @@ static int s_read(Stream *s, void *buf, size_t len)
 static int send_msg(Stream *s, uint32_t type, uint32_t index, const void *a, size_t alen,
                     const void *b, size_t blen)
 {
-    uLong c = crc32(0L, Z_NULL, 0);
-    c = crc32(c, a, (uInt)alen);
+    MigSum c;
+    sum_init(&c);
+    sum_update(&c, a, alen);
     if (blen) {
-        c = crc32(c, b, (uInt)blen);
+        sum_update(&c, b, blen);
     }
-    MigMsg h = { .type = type, .index = index, .len = alen + blen, .crc = (uint32_t)c };
+    MigMsg h = { .type = type, .index = index, .len = alen + blen, .sum = sum_final(&c) };
     int r = s_write(s, &h, sizeof(h));
     r = r ?: s_write(s, a, alen);
     if (r == 0 && blen) {
         r = s_write(s, b, blen);
     }
     return r;
+}
+
+/* ---- Trace ------------------------------------------------------------------------ */
+
+void mig_trace_init(MigTrace *t)
+{
+    const char *e = getenv("VMM_MIGRATE_TRACE");
+    memset(t, 0, sizeof(*t));
+    t->on = e && e[0] && strcmp(e, "0") != 0;
+}
+
+void mig_trace_mark(MigTrace *t, const char *what)
+{
+    if (t->on && t->n < MIG_TRACE_MAX) {
+        t->t[t->n] = vmm_clock_ns();
+        t->what[t->n++] = what;
+    }
+}
+
+void mig_trace_print(MigTrace *t, const char *side)
+{
+    for (unsigned i = 0; t->on && i < t->n; i++) {
+        fprintf(stderr, "migrate-trace: %s %.3f ms (+%.3f) %s\n", side,
+                (double)t->t[i] / 1e6, i ? (double)(t->t[i] - t->t[i - 1]) / 1e6 : 0.0,
+                t->what[i]);
+    }
+    t->n = 0;
 }
 
 /* ---- Source ----------------------------------------------------------------------- */
@@ -221,6 +397,7 @@ typedef struct Source {
     uint64_t idx[MIG_ZERO_BATCH];
     uint8_t *buf;               /* MIG_BATCH pages */
     uint64_t pages_sent;
+    MigTrace trace;
 } Source;
 
 /* The RAM slots: guest-physical start, page count, first RAM-image page. */
@@ -387,14 +564,12 @@ static int set_logging(VmmMachine *m, bool on)
     return r;
 }
 
-static int send_hello(Stream *s, VmmMachine *m)
+static int send_hello(Stream *s, VmmMachine *m, int64_t timeout_ns)
 {
-    MigHello hello = { .version = MIG_VERSION };
+    MigHello hello = { .version = MIG_VERSION,
+                       .timeout_ms = (uint32_t)((timeout_ns + 999999) / 1000000) };
     memcpy(hello.magic, MIG_MAGIC, 8);
-    hello.cfg.ram_size = m->ram_size;
-    hello.cfg.cpus = m->cpus;
-    hello.cfg.vcpu_state_size = sizeof(VmmVcpuState);
-    hello.cfg.ndevices = machine_device_ids(m, hello.cfg.device_ids, SNAP_MAX_DEVICES);
+    machine_snap_config(m, &hello.cfg);
     return s_write(s, &hello, sizeof(hello));
 }
 
@@ -404,11 +579,10 @@ int machine_snapshot_stream(VmmMachine *m, int fd)
     src.dirty = calloc((size_t)(src.npages + 63) / 64, 8);
     src.buf = malloc((size_t)MIG_BATCH * SNAP_PAGE);
     int r = src.dirty && src.buf ? 0 : -ENOMEM;
-    r = r ?: send_hello(&src.s, m);
+    r = r ?: send_hello(&src.s, m, 0);
     r = r ?: send_pages(&src, true, NULL);
     if (r == 0) {
-        SnapConfig cfg;
-        r = machine_save_records(m, &cfg, emit_record, &src);
+        r = machine_save_records(m, NULL, emit_record, &src);
     }
     r = r ?: send_msg(&src.s, MIG_END, 0, NULL, 0, NULL, 0);
     free(src.dirty);
@@ -437,10 +611,24 @@ int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
     }
     unsigned max_rounds = opts && opts->max_rounds ? opts->max_rounds : 10;
     uint64_t budget_ns = opts && opts->downtime_ns ? opts->downtime_ns : 50000000;
+    uint64_t timeout_ns = MIG_DEFAULT_TIMEOUT_NS;
+    if (opts && opts->size >= offsetof(VmmMigrateOptions, timeout_ns) + sizeof(uint64_t) &&
+        opts->timeout_ns) {
+        timeout_ns = opts->timeout_ns;
+    }
+    if (timeout_ns > MIG_MAX_TIMEOUT_NS) {
+        return VMM_MISUSE_ERR(-EINVAL, "vmm_machine_migrate: timeout_ns above an hour");
+    }
+    int r0 = machine_devices_saveable(m);
+    if (r0 < 0) {
+        return r0;
+    }
     int64_t t0 = vmm_clock_ns();
     vk_atomic_set(&m->migrate_cancel, 0);
 
-    Source src = { .m = m, .s = { .m = m, .fd = fd }, .npages = m->ram_size / SNAP_PAGE };
+    Source src = { .m = m, .s = { .m = m, .fd = fd, .timeout_ns = (int64_t)timeout_ns },
+                   .npages = m->ram_size / SNAP_PAGE };
+    mig_trace_init(&src.trace);
     size_t words = (size_t)(src.npages + 63) / 64;
     src.dirty = calloc(words, 8);
     src.scratch = calloc(words, 8);
@@ -451,7 +639,7 @@ int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
     int64_t t_pause = 0, t_end = 0, t_sent = 0;
     int r = src.dirty && src.scratch && src.buf ? 0 : -ENOMEM;
 
-    r = r ?: send_hello(&src.s, m);
+    r = r ?: send_hello(&src.s, m, (int64_t)timeout_ns);
     if (r == 0) {
         r = set_logging(m, true);
         logging = r == 0;
@@ -474,6 +662,11 @@ int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
         uint64_t n = dirty_count(&src);
         double est_ns = bw > 0 ? (double)n * SNAP_PAGE / bw : 0;
         if (est_ns <= (double)budget_ns || rounds >= max_rounds) {
+            /* What is left goes in one write once paused: the destination
+             * wakes once, not once a message (on a busy or single CPU each
+             * wake-up can cost a time slice).  Room for twice the pages
+             * dirty now and the state records. */
+            r = stream_cork(&src.s, (size_t)(2 * n * (SNAP_PAGE + 8)) + (256u << 10));
             break;
         }
         int64_t a = vmm_clock_ns();
@@ -488,26 +681,38 @@ int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
     /* Stop and copy. */
     if (r == 0 && !cancelled(&src.s)) {
         t_pause = vmm_clock_ns();
+        mig_trace_mark(&src.trace, "pausing");
         r = vmm_machine_pause(m);
         paused = r == 0;
+        mig_trace_mark(&src.trace, "paused (vCPUs out, devices quiesced)");
     } else if (r == 0) {
         r = -ECANCELED;
     }
     if (r == 0) {
         r = collect_dirty(&src, true);
+        mig_trace_mark(&src.trace, "last dirty log read");
     }
     if (r == 0) {
         machine_device_used_rings(m, mark_range, &src);
         r = send_pages(&src, false, &final_pages);
+        mig_trace_mark(&src.trace, "last pages sent");
     }
     if (r == 0) {
-        SnapConfig cfg;
-        r = machine_save_records(m, &cfg, emit_record, &src);
+        r = machine_save_records(m, NULL, emit_record, &src);
+        mig_trace_mark(&src.trace, "state records read and sent");
     }
     if (r == 0) {
         r = send_msg(&src.s, MIG_END, 0, NULL, 0, NULL, 0);
-        t_sent = vmm_clock_ns();
+        mig_trace_mark(&src.trace, "state and end mark gathered");
     }
+    if (r == 0) {
+        r = stream_flush(&src.s, true);
+        if (r == 0) {
+            t_sent = vmm_clock_ns();
+        }
+        mig_trace_mark(&src.trace, "end mark sent");
+    }
+    stream_flush(&src.s, false);        /* a failure left it corked */
     /* The switch, in two phases (docs/machine.md "Live migration", "The
      * hand-over").  Until 'C' is sent the destination has not run and will
      * not: any failure resumes the source.  Once 'C' is out, the source
@@ -516,10 +721,14 @@ int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
     uint8_t word = 0;
     if (r == 0) {
         r = s_read(&src.s, &word, 1);   /* 'R': loaded, ready to run; cancellable */
+        mig_trace_mark(&src.trace, "'R' received");
         if (r == 0 && word != 'R') {
             r = -EREMOTEIO;
         }
-        if (r < 0 && r != -ECANCELED) {
+        if (r == -ETIMEDOUT) {
+            vk_error("machine: migration: no word from the destination for %" PRIu64
+                     " ms; giving up before the commit", timeout_ns / 1000000);
+        } else if (r < 0 && r != -ECANCELED) {
             vk_error("machine: migration: the destination is not ready (%s)",
                      r == -EREMOTEIO ? "it said so" : vmm_strerror(r));
         }
@@ -530,21 +739,28 @@ int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
         /* A failed send queued nothing: the destination cannot get 'C'. */
         r = s_write(&src.s, &word, 1);
         committed = r == 0;
+        mig_trace_mark(&src.trace, "'C' sent");
         if (r < 0) {
             vk_error("machine: migration: sending the commit: %s", vmm_strerror(r));
         }
     }
+    int64_t dest_run_at = 0;
     if (committed) {
         r = s_read(&src.s, &word, 1);
+        mig_trace_mark(&src.trace, "'G' received");
+        if (r == 0 && word == 'G' && s_read(&src.s, &dest_run_at, 8) < 0) {
+            dest_run_at = 0;            /* it runs; only its clock is missing */
+        }
         if (r == 0 && word != 'G') {
             r = -ECONNABORTED;
             vk_error("machine: migration: the destination failed to start after the commit: "
                      "the guest runs nowhere; the source stays paused (resume it to go on)");
         } else if (r < 0) {
+            vk_error("machine: migration: %s after the commit: the guest's fate is unknown "
+                     "(the destination runs it if it got the commit); the source stays paused",
+                     r == -ETIMEDOUT ? "no answer from the destination within the timeout"
+                                     : "the stream broke");
             r = -ENOLINK;
-            vk_error("machine: migration: the stream broke after the commit: the guest's fate "
-                     "is unknown (the destination runs it if it got the commit); the source "
-                     "stays paused");
         }
     }
     t_end = vmm_clock_ns();
@@ -577,11 +793,14 @@ int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
                                .total_ns = (uint64_t)(t_end - t0),
                                .downtime_ns = t_pause ? (uint64_t)(t_end - t_pause) : 0,
                                .stop_copy_ns = t_pause && t_sent ? (uint64_t)(t_sent - t_pause)
-                                                                 : 0 };
+                                                                 : 0,
+                               .paused_at_ns = (uint64_t)t_pause,
+                               .dest_run_at_ns = (uint64_t)dest_run_at };
         size_t n = stats->size < sizeof(st) ? stats->size : sizeof(st);
         memcpy((char *)stats + sizeof(size_t), (char *)&st + sizeof(size_t),
                n - sizeof(size_t));
     }
+    mig_trace_print(&src.trace, "source");
     free(src.dirty);
     free(src.scratch);
     free(src.buf);
@@ -597,18 +816,58 @@ int machine_migration_commit(VmmMachine *m)
     if (m->ack_fd < 0) {
         return 0;
     }
-    Stream s = { .fd = m->ack_fd };
+    Stream s = { .fd = m->ack_fd, .timeout_ns = m->ack_timeout_ns };
     uint8_t word = 'R';
+    mig_trace_mark(&m->trace, "sending 'R'");
     int r = s_write(&s, &word, 1);
     r = r ?: s_read(&s, &word, 1);
+    mig_trace_mark(&m->trace, "'C' received");
     if (r == 0 && word != 'C') {
         r = -ECONNABORTED;
     }
     if (r < 0) {
         vk_error("machine: incoming migration: no commit from the source (%s); not running",
-                 r == -ECONNABORTED ? "it gave up" : vmm_strerror(r));
+                 r == -ECONNABORTED ? "it gave up"
+                 : r == -ETIMEDOUT ? "no word from it within the timeout" : vmm_strerror(r));
+        mig_trace_print(&m->trace, "destination");
         close(m->ack_fd);
         m->ack_fd = -1;
+        m->incoming_failed = true;
+    }
+    return r;
+}
+
+/* The first vCPU thread about to enter KVM_RUN (@ran), or vmm_vm_free
+ * (none did): 'G' or 'N'.  Owns m->ack_running_fd and m->trace from
+ * machine_migration_run on. */
+static void migration_running(void *opaque, bool ran)
+{
+    VmmMachine *m = opaque;
+    /* 'G' and this host's clock at the first KVM_RUN (the source's
+     * downtime figure when both run on one host), or 'N'. */
+    uint8_t word[9] = { ran ? 'G' : 'N' };
+    int64_t now = vmm_clock_ns();
+    memcpy(word + 1, &now, 8);
+    Stream s = { .fd = m->ack_running_fd, .timeout_ns = m->ack_timeout_ns };
+    s_write(&s, word, ran ? 9 : 1);
+    mig_trace_mark(&m->trace, ran ? "'G' sent, the first vCPU entering KVM_RUN" : "'N' sent");
+    mig_trace_print(&m->trace, "destination");
+    close(m->ack_running_fd);
+    m->ack_running_fd = -1;
+}
+
+int machine_migration_run(VmmMachine *m)
+{
+    if (m->ack_fd < 0) {
+        return 1;
+    }
+    m->ack_running_fd = m->ack_fd;
+    m->ack_fd = -1;
+    mig_trace_mark(&m->trace, "starting the vCPUs");
+    int r = vmm_vm_start_notify(m->vm, migration_running, m);
+    if (r < 0) {                        /* the caller says 'N' */
+        m->ack_fd = m->ack_running_fd;
+        m->ack_running_fd = -1;
     }
     return r;
 }
@@ -619,15 +878,21 @@ void machine_migration_ack(VmmMachine *m, bool ok)
         return;
     }
     uint8_t word = ok ? 'G' : 'N';
-    Stream s = { .fd = m->ack_fd };
+    Stream s = { .fd = m->ack_fd, .timeout_ns = m->ack_timeout_ns };
     s_write(&s, &word, 1);
+    mig_trace_mark(&m->trace, ok ? "'G' sent" : "'N' sent");
+    mig_trace_print(&m->trace, "destination");
     close(m->ack_fd);
     m->ack_fd = -1;
 }
 
+#define MIG_PAGES_MAX (8 + (uint64_t)MIG_BATCH * (8 + SNAP_PAGE))
+
 /* One message into the machine or @rec.  1 at the end mark, 0 to go on,
- * -errno with @why. */
-static int incoming_msg(VmmMachine *m, Stream *s, Records *rec, char *why, size_t why_len)
+ * -errno with @why.  Page messages go through @pagebuf (MIG_PAGES_MAX
+ * bytes, reused: warm by the time the guest is paused). */
+static int incoming_msg(VmmMachine *m, Stream *s, Records *rec, uint8_t *pagebuf, char *why,
+                        size_t why_len)
 {
     MigMsg h;
     int r = s_read(s, &h, sizeof(h));
@@ -635,7 +900,7 @@ static int incoming_msg(VmmMachine *m, Stream *s, Records *rec, char *why, size_
         snprintf(why, why_len, "the stream ended early: %s", vmm_strerror(r));
         return r;
     }
-    uint64_t max = h.type == MIG_PAGES ? 8 + (uint64_t)MIG_BATCH * (8 + SNAP_PAGE)
+    uint64_t max = h.type == MIG_PAGES ? MIG_PAGES_MAX
                  : h.type == MIG_ZERO ? 8 + (uint64_t)MIG_ZERO_BATCH * 8
                  : h.type == MIG_END ? 0 : SNAP_MAX_RECORD;
     if (h.len > max) {
@@ -643,20 +908,28 @@ static int incoming_msg(VmmMachine *m, Stream *s, Records *rec, char *why, size_
                  h.len);
         return -EINVAL;
     }
-    uint8_t *p = malloc(h.len ? (size_t)h.len : 1);
+    bool pages = h.type == MIG_PAGES || h.type == MIG_ZERO;
+    uint8_t *p = pages ? pagebuf : malloc(h.len ? (size_t)h.len : 1);
     if (!p) {
         return -ENOMEM;
     }
     r = s_read(s, p, (size_t)h.len);
     if (r < 0) {
         snprintf(why, why_len, "the stream ended early: %s", vmm_strerror(r));
-        free(p);
-        return r;
+    } else {
+        MigSum c;
+        sum_init(&c);
+        sum_update(&c, p, (size_t)h.len);
+        if (sum_final(&c) != h.sum) {
+            snprintf(why, why_len, "message type %u: checksum mismatch (corrupt data)", h.type);
+            r = -EINVAL;
+        }
     }
-    if ((uint32_t)crc32(0L, p, (uInt)h.len) != h.crc) {
-        snprintf(why, why_len, "message type %u: checksum mismatch (corrupt data)", h.type);
-        free(p);
-        return -EINVAL;
+    if (r < 0) {
+        if (!pages) {
+            free(p);
+        }
+        return r;
     }
     uint64_t npages = m->ram_size / SNAP_PAGE, count = 0;
     if (h.len >= 8) {
@@ -715,7 +988,9 @@ static int incoming_msg(VmmMachine *m, Stream *s, Records *rec, char *why, size_
         snprintf(why, why_len, "unknown message type %u", h.type);
         r = -EINVAL;
     }
-    free(p);
+    if (!pages) {
+        free(p);
+    }
     return r;
 }
 
@@ -727,7 +1002,11 @@ static VmmMachine *receive(const VmmMachineOptions *opts, int fd, bool migrating
     Records rec = { 0 };
     char why[256] = "";
     int r = 0;
-    Stream s = { .fd = fd };
+    /* A snapshot's stream form waits as its writer does: without a bound. */
+    Stream s = { .fd = fd, .timeout_ns = migrating ? MIG_DEFAULT_TIMEOUT_NS : 0 };
+    uint8_t *pagebuf = NULL;
+    MigTrace trace;
+    mig_trace_init(&trace);
     MigHello hello;
     r = s_read(&s, &hello, sizeof(hello));
     if (r < 0) {
@@ -735,8 +1014,12 @@ static VmmMachine *receive(const VmmMachineOptions *opts, int fd, bool migrating
         goto fail;
     }
     if (memcmp(hello.magic, MIG_MAGIC, 8) != 0 || hello.version != MIG_VERSION) {
-        snprintf(why, sizeof(why), "not a vmmkit migration stream of version %u",
-                 MIG_VERSION);
+        if (memcmp(hello.magic, MIG_MAGIC, 8) != 0) {
+            snprintf(why, sizeof(why), "not a vmmkit migration stream");
+        } else {
+            snprintf(why, sizeof(why), "a migration stream of version %u, this library "
+                     "takes version %u", hello.version, MIG_VERSION);
+        }
         r = -EINVAL;
         goto fail;
     }
@@ -753,6 +1036,9 @@ static VmmMachine *receive(const VmmMachineOptions *opts, int fd, bool migrating
     if (r < 0) {
         goto fail;
     }
+    if (migrating && hello.timeout_ms) {
+        s.timeout_ns = (int64_t)hello.timeout_ms * 1000000;
+    }
     rec.rs = calloc(1, sizeof(*rec.rs));
     if (!rec.rs) {
         r = -ENOMEM;
@@ -767,21 +1053,44 @@ static VmmMachine *receive(const VmmMachineOptions *opts, int fd, bool migrating
     if (!m) {
         goto fail;
     }
-    while ((r = incoming_msg(m, &s, &rec, why, sizeof(why))) == 0) {
+    /* The TSC rate now, before the pages: it is known from the hello,
+     * and the paused window is no place for ioctls that can wait; nor for
+     * making the waiter thread. */
+    r = machine_set_tsc_khz(m, c->tsc_khz, why, sizeof(why));
+    if (r < 0) {
+        goto fail;
     }
+    if (migrating) {
+        r = machine_waiter_spawn(m);
+        if (r < 0) {
+            goto fail;
+        }
+    }
+    pagebuf = malloc(MIG_PAGES_MAX);
+    if (!pagebuf) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    while ((r = incoming_msg(m, &s, &rec, pagebuf, why, sizeof(why))) == 0) {
+    }
+    mig_trace_mark(&trace, "end mark received");
     if (r == 1) {
         r = machine_records_check(&rec, why, sizeof(why));
     }
     if (r == 0) {
         r = machine_restore_state(m, &rec);
+        mig_trace_mark(&trace, "vCPU, irqchip, PIT, UART state set");
     }
     if (r == 0 && migrating) {
         m->ack_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
         r = m->ack_fd < 0 ? -errno : 0;
+        m->ack_timeout_ns = s.timeout_ns;
+        m->trace = trace;
     }
     if (r < 0) {
         goto fail;
     }
+    free(pagebuf);
     machine_records_free(&rec);
     return m;
 fail:
@@ -789,6 +1098,7 @@ fail:
         vk_error("machine: %s: %s", migrating ? "incoming migration" : "restore from a stream",
                  why);
     }
+    free(pagebuf);
     machine_records_free(&rec);
     vmm_machine_free(m);
     if (errp) {

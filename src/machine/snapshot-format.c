@@ -82,9 +82,16 @@ int snap_header_parse(const uint8_t *buf, size_t len, uint64_t file_size, SnapHe
     }
     SnapHeader h;
     memcpy(&h, buf, sizeof(h));
-    if (h.version != SNAP_VERSION) {
-        return fail(why, why_len, "format version %u, this library reads version %u",
-                    h.version, SNAP_VERSION);
+    if (h.version == SNAP_VERSION_NO_TSC) {
+        /* The same header with a shorter configuration: the section table
+         * follows it sooner.  No TSC rate: restored at the host's. */
+        const size_t cfg1 = offsetof(SnapConfig, tsc_khz);
+        memset(&h.cfg, 0, sizeof(h.cfg));
+        memcpy(&h.cfg, buf + offsetof(SnapHeader, cfg), cfg1);
+        memcpy(h.sec, buf + offsetof(SnapHeader, cfg) + cfg1, sizeof(h.sec));
+    } else if (h.version != SNAP_VERSION) {
+        return fail(why, why_len, "format version %u, this library reads versions %u and %u",
+                    h.version, SNAP_VERSION_NO_TSC, SNAP_VERSION);
     }
     if (h.header_size != SNAP_HEADER_SIZE) {
         return fail(why, why_len, "header size %u, expected %u", h.header_size,

@@ -27,7 +27,9 @@
 #include <stdint.h>
 
 #define SNAP_MAGIC "VMMKSNAP"
-#define SNAP_VERSION 1
+#define SNAP_VERSION 2
+/* Version 1 (still read): the configuration without tsc_khz. */
+#define SNAP_VERSION_NO_TSC 1
 #define SNAP_HEADER_SIZE 4096u
 #define SNAP_PAGE 4096u
 #define SNAP_MAX_SECTIONS 100
@@ -51,6 +53,9 @@ typedef struct SnapConfig {
     uint16_t device_ids[SNAP_MAX_DEVICES];  /* their virtio device IDs */
     uint32_t vcpu_state_size;           /* sizeof(VmmVcpuState) */
     uint32_t xsave_size;                /* the source VM's XSAVE area */
+    /* Version 2: */
+    uint32_t tsc_khz;                   /* the vCPUs' TSC rate; 0: not known */
+    uint32_t reserved;
 } SnapConfig;
 
 typedef struct SnapSection {
@@ -79,7 +84,8 @@ void snap_header_encode(SnapHeader *h, uint8_t out[SNAP_HEADER_SIZE]);
 
 /*
  * Parse and check the header in @buf (@len bytes read from the start of a
- * file of @file_size bytes): magic, version, CRC, configuration bounds, and
+ * file of @file_size bytes): magic, version (a version 1 header is taken
+ * with tsc_khz 0), CRC, configuration bounds, and
  * every section - a known type, inside the file, no duplicate, a record no
  * larger than SNAP_MAX_RECORD, the RAM image page-aligned and as long as
  * the RAM - and that each needed section is there (one per vCPU and per

@@ -33,15 +33,24 @@ typedef struct Records {
 } Records;
 
 /* Each record of a paused machine, in order (vCPUs, VM, UART, devices),
- * to @emit (which returns 0 or -errno); fills *@cfg.  Main loop. */
+ * to @emit (which returns 0 or -errno); fills *@cfg (NULL: the caller has
+ * the configuration already).  Main loop. */
 typedef int MachineEmitFunc(void *opaque, uint32_t type, uint32_t index, const void *data,
                             size_t len);
 int machine_save_records(VmmMachine *m, SnapConfig *cfg, MachineEmitFunc *emit,
                          void *opaque);
+/* @m's configuration as a snapshot or stream records it (RAM, vCPUs,
+ * devices, record sizes, TSC rate; the XSAVE size comes with the vCPU
+ * records).  Main loop. */
+void machine_snap_config(VmmMachine *m, SnapConfig *cfg);
 
 /* Every record @rec->rs->cfg needs is there and plausible; else -EINVAL
  * with the reason in @why. */
 int machine_records_check(const Records *rec, char *why, size_t why_len);
+/* Every vCPU's TSC rate to @khz (KVM_SET_TSC_KHZ where it differs from
+ * the host's; 0: leave it): before their state is set.  0, or -EINVAL
+ * with the reason in @why when this KVM cannot give that rate. */
+int machine_set_tsc_khz(VmmMachine *m, uint32_t khz, char *why, size_t why_len);
 /* Give the vCPUs, irqchip, PIT and UART their state; the devices' records
  * and the clock move to m->restore for vmm_machine_start(). */
 int machine_restore_state(VmmMachine *m, Records *rec);

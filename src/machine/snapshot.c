@@ -131,13 +131,28 @@ static int get_vm_state(VmmMachine *m, SnapVm *v)
     return r < 0 ? r : 0;
 }
 
-int machine_save_records(VmmMachine *m, SnapConfig *cfg, MachineEmitFunc *emit, void *opaque)
+void machine_snap_config(VmmMachine *m, SnapConfig *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
     cfg->ram_size = m->ram_size;
     cfg->cpus = m->cpus;
     cfg->vcpu_state_size = sizeof(VmmVcpuState);
     cfg->ndevices = machine_device_ids(m, cfg->device_ids, SNAP_MAX_DEVICES);
+    /* The vCPUs share one rate (the machine never sets one per vCPU). */
+    int khz = vmm_vcpu_ioctl(vmm_vm_get_vcpu(m->vm, 0), KVM_GET_TSC_KHZ, NULL);
+    cfg->tsc_khz = khz > 0 ? (uint32_t)khz : 0;
+}
+
+int machine_save_records(VmmMachine *m, SnapConfig *cfg, MachineEmitFunc *emit, void *opaque)
+{
+    SnapConfig devs;
+    if (cfg) {
+        machine_snap_config(m, cfg);
+    } else {                            /* the stream's hello has the rest */
+        cfg = &devs;
+        memset(cfg, 0, sizeof(*cfg));
+        cfg->ndevices = machine_device_ids(m, cfg->device_ids, SNAP_MAX_DEVICES);
+    }
     if (cfg->ndevices > SNAP_MAX_DEVICES) {
         return -E2BIG;
     }
@@ -437,11 +452,42 @@ static int restore_into(VmmMachine *m, int fd, const SnapHeader *h, Records *rec
         vk_error("machine: restore: mapping the RAM image: %s", vmm_strerror(r));
         return r;
     }
+    char why[256] = "";
+    int r = machine_set_tsc_khz(m, h->cfg.tsc_khz, why, sizeof(why));
+    if (r < 0) {
+        vk_error("machine: restore: %s", why);
+        return r;
+    }
     return machine_restore_state(m, rec);
 }
 
 /* The vCPUs, irqchip, PIT and UART from @rec; the devices and the clock
  * wait for start (m->restore, taken from @rec). */
+/* The saved TSC rate on every vCPU, before their state (the TSC value
+ * is read at that rate).  A rate this host's KVM cannot give is refused:
+ * the guest's clock would run at the wrong speed. */
+int machine_set_tsc_khz(VmmMachine *m, uint32_t khz, char *why, size_t why_len)
+{
+    if (!khz) {                     /* an older file: the host's rate */
+        return 0;
+    }
+    for (uint32_t i = 0; i < m->cpus; i++) {
+        VmmVcpu *v = vmm_vm_get_vcpu(m->vm, i);
+        int cur = vmm_vcpu_ioctl(v, KVM_GET_TSC_KHZ, NULL);
+        if (cur == (int)khz) {
+            continue;
+        }
+        int r = vmm_vcpu_ioctl(v, KVM_SET_TSC_KHZ, (void *)(uintptr_t)khz);
+        if (r < 0) {
+            snprintf(why, why_len, "the snapshot's TSC runs at %u kHz, this host's at %d kHz, "
+                     "and this KVM cannot scale it (KVM_SET_TSC_KHZ: %s)", khz, cur,
+                     vmm_strerror(r));
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 int machine_restore_state(VmmMachine *m, Records *rec)
 {
     char why[256] = "";

@@ -50,6 +50,15 @@ int vmm_virtio_save_state(VmmVirtioDevice *vdev, void *buf, size_t len)
     if (!vdev || !buf || len < vmm_virtio_state_size(vdev)) {
         return VMM_MISUSE_ERR(-EINVAL, "vmm_virtio_save_state: no device, or buffer too small");
     }
+    /* A backend outside the core (vhost) processes its queues: the ring
+     * positions here are not theirs, and the backend's own state (e.g. a
+     * socket's connections) is not in the record.  Once the driver set
+     * the device up, a record would restore a broken device. */
+    if (vdev->ops.quiesce && vk_atomic_read(&vdev->status) != 0) {
+        vk_error("virtio: device type %u: its queues are processed outside the VMM (vhost); "
+                 "its state cannot be saved", vdev->ops.device_id);
+        return -EOPNOTSUPP;
+    }
     /* Quiesced: no handler runs and nothing is in flight, so the queue
      * fields (the queue contexts' own) hold still. */
     if (!vmm_device_is_quiesced(vdev->dev) && vk_atomic_read(&vdev->status) != 0) {

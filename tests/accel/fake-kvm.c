@@ -242,6 +242,16 @@ static int vcpu_ioctl(FakeKvm *f, FakeVcpu *v, unsigned long req, void *arg)
         memcpy(v->xsave, arg, f->xsave2_size >= 4096 && f->xsave2_size <= 16384
                               ? (size_t)f->xsave2_size : 4096);
         return 0;
+    case KVM_GET_TSC_KHZ:
+        return (int)(v->tsc_khz ? v->tsc_khz : f->host_tsc_khz);
+    case KVM_SET_TSC_KHZ: {
+        uint32_t khz = (uint32_t)(uintptr_t)arg;
+        if (khz == 0 || (f->no_tsc_scaling && khz < f->host_tsc_khz)) {
+            return -EPERM;              /* KVM without TSC scaling */
+        }
+        v->tsc_khz = khz;
+        return 0;
+    }
     case KVM_GET_MSRS: return msrs(v, arg, false);
     case KVM_SET_MSRS: return msrs(v, arg, true);
     case KVM_GET_FPU: case KVM_SET_FPU: case KVM_GET_VCPU_EVENTS:
@@ -343,6 +353,7 @@ void fake_kvm_init(FakeKvm *f)
         f->vcpus[i].msr_tsc = 1000;
     }
     f->kick_signal = SIGUSR1;
+    f->host_tsc_khz = 2000000;
 }
 
 VmmVmOptions fake_vm_options(FakeKvm *f)

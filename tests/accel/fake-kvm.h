@@ -42,6 +42,7 @@ struct FakeVcpu {
     uint32_t last_set_msrs[64];
     uint32_t nlast_set_msrs;
     uint8_t xsave[16384];           /* KVM_GET/SET_XSAVE(2) */
+    uint32_t tsc_khz;               /* KVM_GET/SET_TSC_KHZ; 0: the host's */
 };
 
 typedef struct FakeKvm {
@@ -55,6 +56,8 @@ typedef struct FakeKvm {
     int xsave2_size;            /* KVM_CAP_XSAVE2's value; 0: absent */
     int kick_signal;            /* what fake_block() waits for (SIGUSR1) */
     uint32_t cpuid1_ecx;        /* KVM_GET_SUPPORTED_CPUID leaf 1 ECX (0) */
+    uint32_t host_tsc_khz;      /* a new vCPU's TSC rate (2000000) */
+    bool no_tsc_scaling;        /* KVM_SET_TSC_KHZ below the host's: -EPERM */
     FakeRunFunc *run_fn;
     void *run_opaque;
     FakeVcpu vcpus[FAKE_MAX_VCPUS];

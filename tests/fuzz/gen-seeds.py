@@ -141,7 +141,7 @@ def net_rx_seeds():
     m.desc(1, 0x4010, 1600, WRITE, 0, table=0x6000)
     m.avail([0], 16)
     write('virtio-net-rx', 'indirect', 0x01, m, le(12 + 1500))
-def snap_file(version=1, cpus=1, serial=None, vpci=None, ram_off=8192,
+def snap_file(version=2, cpus=1, serial=None, vpci=None, ram_off=8192,
               ram=32 << 20, drop=None):
     """A snapshot file's start (layout: src/machine/snapshot-format.h); the
     fuzz target sees zeros after it."""
@@ -171,10 +171,12 @@ def snap_file(version=1, cpus=1, serial=None, vpci=None, ram_off=8192,
         pos += len(b)
     secs.append(struct.pack('<IIQQII', 5, 0, ram_off, ram, 0, 0))
     cfg = struct.pack('<QII8HII', ram, cpus, 1, 2, 0, 0, 0, 0, 0, 0, 0, 100, 4096)
+    if version >= 2:                    # the TSC rate (kHz) and a reserved word
+        cfg += struct.pack('<II', 2500000, 0)
     hdr = bytearray(4096)
     hdr[0:24] = b'VMMKSNAP' + struct.pack('<IIII', version, 4096, 0, len(secs))
     hdr[24:24 + len(cfg)] = cfg
-    off = 64
+    off = 24 + len(cfg)
     for sec in secs:
         hdr[off:off + 32] = sec
         off += 32
@@ -191,7 +193,8 @@ def snap_seeds():
             f.write(b)
     put('valid', snap_file())
     put('two-cpus', snap_file(cpus=2))
-    put('version-2', snap_file(version=2))
+    put('version-1', snap_file(version=1))
+    put('version-3', snap_file(version=3))
     put('truncated-header', snap_file()[:1000])
     put('no-serial', snap_file(drop=2))
     put('ram-unaligned', snap_file(ram_off=8200))

@@ -28,7 +28,8 @@ static void build(void)
     memset(img, 0, FILE_SIZE);
     SnapHeader h = { 0 };
     h.cfg = (SnapConfig){ .ram_size = RAM, .cpus = 2, .ndevices = 1, .device_ids = { 2 },
-                          .vcpu_state_size = 100, .xsave_size = 4096 };
+                          .vcpu_state_size = 100, .xsave_size = 4096,
+                          .tsc_khz = 2611200 };
     uint64_t pos = SNAP_HEADER_SIZE;
     struct { uint32_t type, index, len; } recs[] = {
         { SNAP_SEC_VCPU, 0, 100 }, { SNAP_SEC_VCPU, 1, 100 }, { SNAP_SEC_VM, 0, 300 },
@@ -71,6 +72,7 @@ static void test_valid(void **state)
     SnapHeader h;
     assert_int_equal(parse(FILE_SIZE, &h), 0);
     assert_int_equal(h.cfg.cpus, 2);
+    assert_int_equal(h.cfg.tsc_khz, 2611200);
     for (uint32_t i = 0; i < h.nsections; i++) {
         if (h.sec[i].type != SNAP_SEC_RAM) {
             assert_int_equal(snap_section_check(&h.sec[i], img + h.sec[i].offset, why,
@@ -97,9 +99,37 @@ static void test_corrupt(void **state)
     assert_int_equal(parse(FILE_SIZE, &h), -EINVAL);
     assert_string_equal(why, "header checksum mismatch (corrupt header)");
     build();
-    img[8] = 2;                             /* version */
+    img[8] = 3;                             /* version */
     assert_int_equal(parse(FILE_SIZE, &h), -EINVAL);
-    assert_string_equal(why, "format version 2, this library reads version 1");
+    assert_string_equal(why, "format version 3, this library reads versions 1 and 2");
+}
+
+/* A version 1 file (its configuration without the TSC rate, the section
+ * table 8 bytes sooner) still loads, with tsc_khz 0. */
+static void test_version1(void **state)
+{
+    (void)state;
+    build();
+    SnapHeader h2;
+    assert_int_equal(parse(FILE_SIZE, &h2), 0);
+    uint8_t v1[SNAP_HEADER_SIZE] = { 0 };
+    size_t cfg_at = offsetof(SnapHeader, cfg), cfg1 = offsetof(SnapConfig, tsc_khz);
+    memcpy(v1, img, cfg_at);
+    uint32_t version = 1, zero = 0;
+    memcpy(v1 + offsetof(SnapHeader, version), &version, 4);
+    memcpy(v1 + offsetof(SnapHeader, header_crc), &zero, 4);
+    memcpy(v1 + cfg_at, &h2.cfg, cfg1);
+    memcpy(v1 + cfg_at + cfg1, h2.sec, h2.nsections * sizeof(SnapSection));
+    uint32_t c = (uint32_t)crc32(0, v1, SNAP_HEADER_SIZE);
+    memcpy(v1 + offsetof(SnapHeader, header_crc), &c, 4);
+    memcpy(img, v1, SNAP_HEADER_SIZE);
+    SnapHeader h;
+    assert_int_equal(parse(FILE_SIZE, &h), 0);
+    assert_int_equal(h.cfg.tsc_khz, 0);
+    assert_int_equal(h.cfg.cpus, 2);
+    assert_int_equal(h.cfg.xsave_size, 4096);
+    assert_int_equal(h.nsections, h2.nsections);
+    assert_memory_equal(h.sec, h2.sec, h2.nsections * sizeof(SnapSection));
 }
 
 static void test_truncated(void **state)
@@ -220,6 +250,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid),
+        cmocka_unit_test(test_version1),
         cmocka_unit_test(test_corrupt),
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_structure),

@@ -17,6 +17,9 @@
  * The child modes (this program, re-executed):
  *   --source VMLINUZ INITRAMFS DISK SNAP   boot, snapshot at round >= 3, die
  *   --restore SNAP DISK ROUNDS             restore, run ROUNDS rounds, stop
+ *   --dev-source VMLINUZ INITRAMFS SNAP    a guest with virtio-rng and a
+ *                                          virtio console, snapshot, die
+ *   --dev-restore SNAP                     restore it, use both devices
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -229,6 +232,105 @@ static int run_restore(const char *snap, const char *disk, int rounds)
     int ret = run_rounds(m, p[0], &con, rounds);
     printf("\nRESTORE-DONE status=%d restore_ms=%.1f\n", ret, (t1 - t0) * 1e3);
     return ret;
+}
+
+/* ---- Children: virtio-rng and virtio-console across a snapshot ------------------- */
+
+/* Poll the serial console (@p0) and, if @hvc >= 0, the virtio console's
+ * output into @hcon, until @want is on the serial console or @secs pass. */
+static bool wait_for(VmmMachine *m, int p0, Console *con, int hvc, Console *hcon,
+                     const char *want, double secs)
+{
+    double t0 = now();
+    while (!strstr(con->buf, want)) {
+        struct pollfd pf[3] = { { .fd = p0, .events = POLLIN },
+                                { .fd = vmm_machine_event_fd(m), .events = POLLIN },
+                                { .fd = hvc, .events = POLLIN } };
+        poll(pf, hvc >= 0 ? 3 : 2, 200);
+        con_drain(p0, con, STDOUT_FILENO);
+        if (hvc >= 0) {
+            con_drain(hvc, hcon, -1);
+        }
+        if (pf[1].revents || now() - t0 > secs || strstr(con->buf, "VMMKIT-FAIL")) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The machine's virtio devices: an RNG, then a console reading @in[0]
+ * and writing @out[1]. */
+static int add_rng_console(VmmMachine *m, int in[2], int out[2])
+{
+    if (pipe2(in, O_CLOEXEC) < 0 || open_console(out) < 0) {
+        return -errno;
+    }
+    int r = vmm_machine_add_rng(m);
+    return r ?: vmm_machine_add_console(m, in[0], out[1]);
+}
+
+static int run_dev_source(const char *vmlinuz, const char *initramfs, const char *snap)
+{
+    static Console con;
+    int p[2], in[2], out[2];
+    if (open_console(p) < 0) {
+        return 50;
+    }
+    VmmMachineOptions o = { .size = sizeof(o), .kernel = vmlinuz, .initrd = initramfs,
+                            .cmdline = "console=ttyS0 quiet panic=-1 vmmkit.mode=devices-snap",
+                            .memory = MEM, .cpus = 2, .console_out_fd = p[1] };
+    int err = 0;
+    VmmMachine *m = vmm_machine_new(&o, &err);
+    if (!m || add_rng_console(m, in, out) < 0 || vmm_machine_start(m) < 0) {
+        printf("\nDEV-ERROR build or start: %s\n", vmm_strerror(err));
+        return 51;
+    }
+    if (!wait_for(m, p[0], &con, -1, NULL, "VMMKIT-HVC-READY", 400)) {
+        printf("\nDEV-ERROR the guest did not get to its console read\n");
+        return 52;
+    }
+    int fd = open(snap, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int r = vmm_machine_pause(m);
+    r = r ?: (fd < 0 ? -errno : vmm_machine_snapshot(m, fd));
+    if (r < 0) {
+        printf("\nDEV-ERROR snapshot: %s\n", vmm_strerror(r));
+        return 53;
+    }
+    printf("\nDEV-SNAPSHOT-OK\n");
+    fflush(stdout);
+    kill(getpid(), SIGKILL);        /* the source dies: nothing of it survives */
+    return 54;
+}
+
+static int run_dev_restore(const char *snap)
+{
+    static Console con, hcon;
+    int p[2], in[2], out[2];
+    if (open_console(p) < 0) {
+        return 60;
+    }
+    int fd = open(snap, O_RDONLY | O_CLOEXEC);
+    VmmMachineOptions o = { .size = sizeof(o), .console_out_fd = p[1] };
+    int err = 0;
+    VmmMachine *m = fd < 0 ? NULL : vmm_machine_restore(&o, fd, &err);
+    if (!m || add_rng_console(m, in, out) < 0 || vmm_machine_start(m) < 0) {
+        printf("\nDEV-ERROR restore or start: %s\n", vmm_strerror(err));
+        return 61;
+    }
+    static const char line[] = "line-after-restore\n";
+    if (write(in[1], line, sizeof(line) - 1) != (ssize_t)sizeof(line) - 1 ||
+        !wait_for(m, p[0], &con, out[0], &hcon, "VMMKIT-HVC-GOT line-after-restore", 120)) {
+        printf("\nDEV-ERROR the guest did not answer on its consoles\n");
+        return 62;
+    }
+    for (int i = 0; i < 50 && !strstr(hcon.buf, "VMMKIT-HVC-ECHO"); i++) {
+        usleep(100 * 1000);
+        con_drain(out[0], &hcon, -1);
+    }
+    printf("\nDEV-HVC-OUT %s\n", hcon.buf);
+    vmm_machine_stop(m);
+    vmm_machine_free(m);
+    return 0;
 }
 
 /* ---- Children: live migration ------------------------------------------------ */
@@ -761,6 +863,42 @@ static void test_migrate_cancel(void **state)
     unlink("cancel-disk.img");
 }
 
+/* A guest using virtio-rng and a virtio console, snapshotted while it
+ * waits for a console line, the source killed, restored in a new process
+ * with the same devices: the line the restored machine sends arrives, the
+ * guest echoes it on the virtio console, and /dev/hwrng gives fresh
+ * random bytes after the restore. */
+static void test_devices_snapshot(void **state)
+{
+    (void)state;
+    Child k;
+    char *sargv[] = { self, "--dev-source", (char *)kernel, (char *)initrd, "dev.snap", NULL };
+    spawn(&k, sargv);
+    reap(&k, 1, 500);
+    if (!strstr(k.con.buf, "DEV-SNAPSHOT-OK")) {
+        fail_msg("source (status 0x%x):\n%s", k.status, k.con.buf);
+    }
+    char *rargv[] = { self, "--dev-restore", "dev.snap", NULL };
+    spawn(&k, rargv);
+    reap(&k, 1, 300);
+    if (!WIFEXITED(k.status) || WEXITSTATUS(k.status) != 0) {
+        fail_msg("restore (status 0x%x):\n%s", k.status, k.con.buf);
+    }
+    const char *rng = strstr(k.con.buf, "VMMKIT-RNG-AFTER bytes=");
+    assert_non_null(rng);
+    fprintf(stderr, "# %.*s\n", (int)strcspn(rng, "\r\n"), rng);
+    assert_int_equal(strtol(rng + 23, NULL, 10), 4096);
+    const char *d = strstr(rng, "distinct=");
+    assert_non_null(d);
+    assert_true(strtol(d + 9, NULL, 10) > 200);     /* 4 KiB of random bytes */
+    assert_non_null(strstr(k.con.buf, "VMMKIT-HVC-GOT line-after-restore"));
+    const char *hvc = strstr(k.con.buf, "DEV-HVC-OUT ");
+    assert_non_null(hvc);
+    assert_non_null(strstr(hvc, "VMMKIT-HVC-ECHO line-after-restore"));
+    assert_null(strstr(k.con.buf, "soft lockup"));
+    unlink("dev.snap");
+}
+
 int main(int argc, char **argv)
 {
     ssize_t l = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -780,6 +918,12 @@ int main(int argc, char **argv)
     if (argc == 5 && strcmp(argv[1], "--mig-dest") == 0) {
         return run_mig_dest(argv[2], argv[3], atoi(argv[4]));
     }
+    if (argc == 5 && strcmp(argv[1], "--dev-source") == 0) {
+        return run_dev_source(argv[2], argv[3], argv[4]);
+    }
+    if (argc == 3 && strcmp(argv[1], "--dev-restore") == 0) {
+        return run_dev_restore(argv[2]);
+    }
     if (argc == 5 && strcmp(argv[1], "--mig-cancel") == 0) {
         return run_mig_cancel(argv[2], argv[3], argv[4]);
     }
@@ -793,6 +937,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_snapshot_restore_clones),
         cmocka_unit_test(test_migrate),
         cmocka_unit_test(test_migrate_cancel),
+        cmocka_unit_test(test_devices_snapshot),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
