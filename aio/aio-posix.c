@@ -469,6 +469,18 @@ static bool try_poll_mode(VmmAioContext *ctx, AioReadyList *ready, int64_t *time
             max_ns = *timeout;
         }
     }
+    if (max_ns > 0 && ctx->fdmon->need_wait_transient && ctx->fdmon->need_wait(ctx)) {
+        /* io_uring: a handler that fired was re-armed with an SQE that
+         * waits for the next wait(), and would keep us from busy polling
+         * after every event (a doorbell handled through its eventfd, then
+         * the next one slept for).  Hand it over and collect what is
+         * ready, without blocking; work found ends the search. */
+        ctx->fdmon->wait(ctx, ready, 0);
+        if (ready->head) {
+            *timeout = 0;
+            return progress;
+        }
+    }
     if (max_ns > 0 && !ctx->fdmon->need_wait(ctx)) {
         int64_t end = aio_now_ns() + max_ns;
         unsigned spins = 0;
@@ -602,9 +614,13 @@ bool vmm_aio_poll(VmmAioContext *ctx, bool blocking)
         }
     }
     if (ctx->poll_started &&
-        (timeout != 0 || ctx->fdmon->need_wait(ctx) || vk_atomic_read(&ctx->source))) {
-        /* About to block (or GLib may poll next): leave poll mode, then
-         * the final re-poll; work it finds must not wait for a wake-up. */
+        (timeout != 0 || vk_atomic_read(&ctx->source) ||
+         (!ctx->fdmon->need_wait_transient && ctx->fdmon->need_wait(ctx)))) {
+        /* About to block, GLib may poll next, or the next call cannot
+         * busy-poll (a handler only the kernel reports): leave poll mode,
+         * then the final re-poll; work it finds must not wait for a
+         * wake-up.  An io_uring monitor's pending completions or re-arms
+         * are collected below without blocking, and poll mode goes on. */
         if (poll_mode_stop(ctx, &ready)) {
             timeout = 0;
         }

@@ -120,6 +120,12 @@ typedef struct FdMonOps {
     int (*wait)(VmmAioContext *ctx, AioReadyList *ready, int64_t timeout_ns);
     /* True if wait() must be called even with timeout 0. Home thread. */
     bool (*need_wait)(VmmAioContext *ctx);
+    /* need_wait() only says there is something to hand over or collect
+     * without blocking (io_uring: re-arms to submit, completions to read),
+     * never that busy polling cannot see a handler (poll/epoll: a handler
+     * without io_poll).  Such a monitor does not end poll mode, and a
+     * context about to busy-poll first calls wait() with timeout 0. */
+    bool need_wait_transient;
     /* May @node be freed now?  Under list_lock with count 0. */
     bool (*can_free)(VmmAioContext *ctx, AioHandler *node);
     void (*destroy)(VmmAioContext *ctx);

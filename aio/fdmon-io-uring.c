@@ -207,6 +207,7 @@ const FdMonOps fdmon_io_uring_ops = {
     .update = fdmon_io_uring_update,
     .wait = fdmon_io_uring_wait,
     .need_wait = fdmon_io_uring_need_wait,
+    .need_wait_transient = true,
     .can_free = fdmon_io_uring_can_free,
     .destroy = fdmon_io_uring_destroy,
 };

@@ -37,31 +37,37 @@
  * resumes as restart_syscall, and refusing it turns the main loop's wait
  * into an EPERM.
  */
-static const char *const allowed_calls[] = {
+#ifdef HAVE_SECCOMP
+/* Numbers from libseccomp's headers (negative: not a system call here). */
+#define S(name) SCMP_SYS(name)
+static const int allowed_calls[] = {
     /* files and descriptors */
-    "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev",
-    "preadv2", "pwritev2", "openat", "open", "close", "fstat", "newfstatat", "statx",
-    "lseek", "fcntl", "ioctl", "dup", "dup3", "fsync", "fdatasync", "fallocate",
-    "ftruncate", "unlink", "unlinkat", "readlink", "readlinkat", "getcwd", "access",
-    "faccessat", "faccessat2", "pipe2", "fstatfs",
+    S(read), S(write), S(readv), S(writev), S(pread64), S(pwrite64), S(preadv), S(pwritev),
+    S(preadv2), S(pwritev2), S(openat), S(open), S(close), S(fstat), S(newfstatat), S(statx),
+    S(lseek), S(fcntl), S(ioctl), S(dup), S(dup3), S(fsync), S(fdatasync), S(fallocate),
+    S(ftruncate), S(unlink), S(unlinkat), S(readlink), S(readlinkat), S(getcwd), S(access),
+    S(faccessat), S(faccessat2), S(pipe2), S(fstatfs),
     /* memory */
-    "mmap", "munmap", "mprotect", "madvise", "mremap", "brk", "membarrier",
+    S(mmap), S(munmap), S(mprotect), S(madvise), S(mremap), S(brk), S(membarrier),
     /* threads, signals, time */
-    "futex", "clone", "clone3", "set_robust_list", "rseq", "set_tid_address", "exit",
-    "exit_group", "gettid", "getpid", "tgkill", "tkill", "rt_sigaction", "rt_sigprocmask",
-    "rt_sigreturn", "sigaltstack", "sched_yield", "sched_getaffinity", "nanosleep",
-    "clock_nanosleep", "clock_gettime", "clock_getres", "gettimeofday", "prctl",
-    "getrandom", "prlimit64", "getrlimit", "uname", "getuid", "geteuid", "getgid",
-    "getegid", "restart_syscall",
+    S(futex), S(clone), S(clone3), S(set_robust_list), S(rseq), S(set_tid_address), S(exit),
+    S(exit_group), S(gettid), S(getpid), S(tgkill), S(tkill), S(rt_sigaction),
+    S(rt_sigprocmask), S(rt_sigreturn), S(sigaltstack), S(sched_yield), S(sched_getaffinity),
+    S(nanosleep),
+    S(clock_nanosleep), S(clock_gettime), S(clock_getres), S(gettimeofday), S(prctl),
+    S(getrandom), S(prlimit64), S(getrlimit), S(uname), S(getuid), S(geteuid), S(getgid),
+    S(getegid), S(restart_syscall),
     /* waiting */
-    "poll", "ppoll", "select", "pselect6", "epoll_create1", "epoll_ctl", "epoll_wait",
-    "epoll_pwait", "epoll_pwait2", "eventfd2", "signalfd4", "timerfd_create",
-    "timerfd_settime", "timerfd_gettime",
-    "io_uring_setup", "io_uring_enter", "io_uring_register",
+    S(poll), S(ppoll), S(select), S(pselect6), S(epoll_create1), S(epoll_ctl), S(epoll_wait),
+    S(epoll_pwait), S(epoll_pwait2), S(eventfd2), S(signalfd4), S(timerfd_create),
+    S(timerfd_settime), S(timerfd_gettime),
+    S(io_uring_setup), S(io_uring_enter), S(io_uring_register),
     /* the control socket (created before the filter) */
-    "accept", "accept4", "recvfrom", "recvmsg", "sendto", "sendmsg", "shutdown",
-    "getsockopt", "setsockopt",
+    S(accept), S(accept4), S(recvfrom), S(recvmsg), S(sendto), S(sendmsg), S(shutdown),
+    S(getsockopt), S(setsockopt),
 };
+#undef S
+#endif
 
 int run_seccomp_install(bool log_only)
 {
@@ -72,15 +78,15 @@ int run_seccomp_install(bool log_only)
     }
     int r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
     for (size_t i = 0; r == 0 && i < sizeof(allowed_calls) / sizeof(allowed_calls[0]); i++) {
-        int nr = seccomp_syscall_resolve_name(allowed_calls[i]);
-        if (nr == __NR_SCMP_ERROR) {
+        int nr = allowed_calls[i];
+        if (nr < 0) {
             continue;           /* not a system call on this architecture */
         }
         r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
     }
     /* An outgoing stream connection (the migration's): argument-checked. */
     static const int families[] = { AF_UNIX, AF_INET, AF_INET6 };
-    int nr_socket = seccomp_syscall_resolve_name("socket");
+    int nr_socket = SCMP_SYS(socket);
     for (size_t i = 0; r == 0 && i < sizeof(families) / sizeof(families[0]); i++) {
         r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr_socket, 3,
                              SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)families[i]),
@@ -88,7 +94,7 @@ int run_seccomp_install(bool log_only)
                              SCMP_A2(SCMP_CMP_EQ, 0));
     }
     if (r == 0) {
-        r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, seccomp_syscall_resolve_name("connect"), 0);
+        r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(connect), 0);
     }
     if (r == 0) {
         r = seccomp_load(ctx);

@@ -38,6 +38,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -1154,6 +1155,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "vmmkit-run: seccomp filter installed%s\n",
                 a.seccomp_log ? " (log only)" : "");
     }
+    /* What building the machine and compiling the filter allocated and
+     * freed goes back to the kernel (free heap pages are madvised away). */
+    malloc_trim(0);
     term_raw();
     int status;
     char msg[256] = "";

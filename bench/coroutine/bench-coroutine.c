@@ -20,7 +20,11 @@
  *                                       avoids by keeping the flags set)
  *                        asm_cwcmp_rt   asm_floor_fpu_rt reading the stored
  *                                       x87 CW back to skip an unchanged
- *                                       fldcw (an earlier form of our switch)
+ *                                       fldcw (what our switch does with
+ *                                       the CW)
+ *                        asm_fpucmp_rt  asm_floor_fpu_rt reading both stored
+ *                                       words back and loading each only
+ *                                       when the incoming side's differs
  *                        sigsetjmp_rt   sigsetjmp(,0)/siglongjmp (QEMU's way)
  *                        swapcontext_rt ucontext swapcontext
  *   co_enter_yield_rt  vmm_coroutine_enter + vmm_coroutine_yield through the
@@ -110,6 +114,7 @@ void floor_switch(void **save, void *to);
 void floor_fpu_switch(void **save, void *to);
 void floor_mxread_switch(void **save, void *to);
 void floor_cwcmp_switch(void **save, void *to);
+void floor_fpucmp_switch(void **save, void *to);
 void floor_start(void);
 __asm__(
     ".text\n"
@@ -152,6 +157,18 @@ __asm__(
     "  popq %rcx\n"
     "  jmpq *%rcx\n"
     "2:  fldcw 4(%rsp)\n  jmp 1b\n"
+    ".p2align 4\n"
+    "floor_fpucmp_switch:\n"
+    "  pushq %rbp\n  pushq %rbx\n  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
+    "  subq $8, %rsp\n  stmxcsr (%rsp)\n  fnstcw 4(%rsp)\n"
+    "  movq %rsp, (%rdi)\n  movl (%rsp), %eax\n  movzwl 4(%rsp), %ecx\n"
+    "  movq %rsi, %rsp\n"
+    "  cmpl (%rsp), %eax\n  jne 3f\n4:\n  cmpw 4(%rsp), %cx\n  jne 5f\n6:\n  addq $8, %rsp\n"
+    "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n"
+    "  popq %rcx\n"
+    "  jmpq *%rcx\n"
+    "3:  ldmxcsr (%rsp)\n  jmp 4b\n"
+    "5:  fldcw 4(%rsp)\n  jmp 6b\n"
     "floor_start:\n"
     "  movq %r12, %rdi\n"
     "  call floor_loop\n"
@@ -425,6 +442,8 @@ int main(void)
     double flo_flip = measure(floor_run, iters);
     floor_init(floor_cwcmp_switch, true);
     double cwcmp = measure(floor_run, iters);
+    floor_init(floor_fpucmp_switch, true);
+    double fpucmp = measure(floor_run, iters);
     floor_init(floor_fpu_switch, true);
     flo_call = measure(floor_call_run, iters);
     report("co_switch_rt", raw, "asm_floor_rt", flo);
@@ -432,6 +451,7 @@ int main(void)
     report("co_switch_rt", raw, "asm_floor_mxread_rt", flo_mx);
     report("asm_floor_fpu_flipflags_rt", flo_flip, "asm_floor_fpu_rt", flo_fpu);
     report("asm_cwcmp_rt", cwcmp, "asm_floor_fpu_rt", flo_fpu);
+    report("asm_fpucmp_rt", fpucmp, "asm_floor_fpu_rt", flo_fpu);
 # endif
     report("co_switch_rt", raw, "sigsetjmp_rt", sj);
     report("co_switch_rt", raw, "swapcontext_rt", sc);

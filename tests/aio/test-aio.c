@@ -1085,6 +1085,31 @@ static void test_poll_end_repoll(void **state)
     vmm_aio_context_unref(c);
 }
 
+/* The poll right after an event handled through the fd (not found by
+ * io_poll) busy-polls before it blocks: with io_uring the fired handler's
+ * re-arm is submitted first instead of making the context wait at once. */
+static void test_poll_after_fd_event(void **state)
+{
+    (void)state;
+    VmmAioContext *c = pd_ctx_new();
+    PollDev d = { 0 };
+    pd_install(c, &d);
+
+    for (int i = 0; i < 4; i++) {
+        int polled_before = d.polls_suppressed;
+        vmm_event_notifier_set(d.n);        /* an event without work: only the fd sees it */
+        pd_poll_bounded(c, 5);
+        assert_true(d.polls_suppressed > polled_before);
+        int b = d.begins;
+        pd_poll_bounded(c, 5);
+        assert_true(d.begins > b);          /* poll mode, not straight to the wait */
+        assert_int_equal(d.begins, d.ends);
+    }
+    assert_false(d.bad_pair);
+    pd_remove(c, &d);
+    vmm_aio_context_unref(c);
+}
+
 static void test_poll_removed_in_poll_mode(void **state)
 {
     (void)state;
@@ -1195,6 +1220,7 @@ int main(void)
         T(test_adaptive_polling),
         T(test_poll_begin_end_pairs),
         T(test_poll_end_repoll),
+        T(test_poll_after_fd_event),
         T(test_poll_removed_in_poll_mode),
         T(test_handler_options_abi),
     };
