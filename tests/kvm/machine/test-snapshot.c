@@ -57,6 +57,8 @@ static char self[4096];
 
 /* The tap of the devices test, in the test's own network namespace. */
 #define DEV_TAP "vms0"
+#define DEV_CID 43
+#define DEV_CID_STR "43"
 /* The stream in flight across the snapshot: long enough to be. */
 #define STREAM_LEN "33554432"
 
@@ -141,6 +143,7 @@ static int open_console(int p[2])
 
 static VmmMachine *boot_to_round3(const char *vmlinuz, const char *initramfs,
                                   const char *disk, int p[2], Console *con);
+static void write_file(const char *path, const char *text);
 
 static int run_source(const char *vmlinuz, const char *initramfs, const char *disk,
                       const char *snap)
@@ -273,10 +276,11 @@ static bool wait_for(VmmMachine *m, int p0, Console *con, int hvc, Console *hcon
 }
 
 /* The machine's virtio devices: an RNG, a console reading @in[0] and
- * writing @out[1], then virtio-net on the tap DEV_TAP (the parent made it
- * persistent in the test's network namespace), its queues in @io. */
+ * writing @out[1], virtio-net on the tap DEV_TAP (the parent made it
+ * persistent in the test's network namespace), then vhost-vsock with CID
+ * DEV_CID, their queues in @io. */
 static int add_devices(VmmMachine *m, int in[2], int out[2], VmmIOThread **io,
-                       VmmVirtioNet **net)
+                       VmmVirtioNet **net, VmmVhostVsock **vs)
 {
     if (pipe2(in, O_CLOEXEC) < 0 || open_console(out) < 0) {
         return -errno;
@@ -299,7 +303,17 @@ static int add_devices(VmmMachine *m, int in[2], int out[2], VmmIOThread **io,
         return r;
     }
     VmmMachineVirtioOptions vo = { .size = sizeof(vo), .pci_class = 0x020000, .context = ctx };
-    return vmm_machine_add_virtio(m, vmm_virtio_net_get_virtio(*net), &vo);
+    r = vmm_machine_add_virtio(m, vmm_virtio_net_get_virtio(*net), &vo);
+    if (r < 0) {
+        return r;
+    }
+    VmmVhostVsockOptions so = { .size = sizeof(so), .guest_cid = DEV_CID, .ctx = ctx };
+    *vs = vmm_vhost_vsock_new(vmm_machine_guest_memory(m), &so, &r);
+    if (!*vs) {
+        return r;
+    }
+    vo.pci_class = 0;
+    return vmm_machine_add_virtio(m, vmm_vhost_vsock_get_virtio(*vs), &vo);
 }
 
 /* netcheck on the host side (its output in @log), in this namespace. */
@@ -354,12 +368,15 @@ static int run_dev_source(const char *vmlinuz, const char *initramfs, const char
     VmmMachine *m = vmm_machine_new(&o, &err);
     VmmIOThread *io = NULL;
     VmmVirtioNet *net = NULL;
-    if (!m || (err = add_devices(m, in, out, &io, &net)) < 0 || (err = vmm_machine_start(m)) < 0) {
+    VmmVhostVsock *vs = NULL;
+    if (!m || (err = add_devices(m, in, out, &io, &net, &vs)) < 0 ||
+        (err = vmm_machine_start(m)) < 0) {
         printf("\nDEV-ERROR build or start: %s\n", vmm_strerror(err));
         return 51;
     }
     if (!wait_for(m, p[0], &con, -1, NULL, "VMMKIT-HVC-READY", 400) ||
-        !wait_for(m, p[0], &con, -1, NULL, "NETCHECK tcp-recv LISTENING port=5013", 60)) {
+        !wait_for(m, p[0], &con, -1, NULL, "NETCHECK tcp-recv LISTENING port=5013", 60) ||
+        !wait_for(m, p[0], &con, -1, NULL, "NETCHECK vsock-recv LISTENING port=6013", 60)) {
         printf("\nDEV-ERROR the guest did not get to its console read\n");
         return 52;
     }
@@ -368,6 +385,15 @@ static int run_dev_source(const char *vmlinuz, const char *initramfs, const char
     char *send_args[] = { (char *)netcheck, "tcp-send", "fd00:7e57::2", "5013", STREAM_LEN,
                           NULL };
     spawn_netcheck("dev-nc-5013.log", send_args);
+    /* A vsock stream too: its connection lives in this host's kernel and
+     * dies with the source; the restored guest must learn it (transport
+     * reset) rather than wait on it forever. */
+    char *vsend_args[] = { (char *)netcheck, "vsock-send", DEV_CID_STR, "6013", "1073741824",
+                           NULL };
+    pid_t vsend = spawn_netcheck("dev-nc-6013.log", vsend_args);
+    char pidtext[32];
+    snprintf(pidtext, sizeof(pidtext), "%d", (int)vsend);
+    write_file("dev-nc-6013.pid", pidtext);
     VmmVirtioNetStats ns = { .size = sizeof(ns) };
     double t0 = now();
     while (vmm_virtio_net_get_stats(net, &ns) == 0 && ns.rx_bytes < (2u << 20) &&
@@ -402,10 +428,14 @@ static int run_dev_restore(const char *snap)
     VmmMachine *m = fd < 0 ? NULL : vmm_machine_restore(&o, fd, &err);
     VmmIOThread *io = NULL;
     VmmVirtioNet *net = NULL;
-    if (!m || (err = add_devices(m, in, out, &io, &net)) < 0 || (err = vmm_machine_start(m)) < 0) {
+    VmmVhostVsock *vs = NULL;
+    if (!m || (err = add_devices(m, in, out, &io, &net, &vs)) < 0 ||
+        (err = vmm_machine_start(m)) < 0) {
         printf("\nDEV-ERROR restore or start: %s\n", vmm_strerror(err));
         return 61;
     }
+    char *vrecv_args[] = { (char *)netcheck, "vsock-recv", "6011", NULL };
+    pid_t vrx = spawn_netcheck("dev-nc-6011.log", vrecv_args);
     /* The host's end of the guest's stream, listening before it comes. */
     char *recv_args[] = { (char *)netcheck, "tcp-recv", "5012", NULL };
     pid_t rx = spawn_netcheck("dev-nc-5012.log", recv_args);
@@ -459,6 +489,25 @@ static int run_dev_restore(const char *snap)
         printf("\nDEV-ERROR the stream across the snapshot\n");
         return 66;
     }
+    /* vhost-vsock: the connection from before the save was reset, new
+     * ones carry 1 MiB each way, checksummed. */
+    if (!wait_for(m, p[0], &con, -1, NULL, "NETCHECK vsock-recv FAIL", 60) ||
+        !wait_for(m, p[0], &con, -1, NULL, "NETCHECK vsock-recv LISTENING port=6012", 120)) {
+        printf("\nDEV-ERROR vsock after the restore\n");
+        return 67;
+    }
+    char *vsend2_args[] = { (char *)netcheck, "vsock-send", DEV_CID_STR, "6012", "1048576",
+                            NULL };
+    pid_t vtx = spawn_netcheck("dev-nc-6012.log", vsend2_args);
+    tx_ok = netcheck_ok(vtx, "dev-nc-6012.log", 180);
+    rx_ok = netcheck_ok(vrx, "dev-nc-6011.log", 180);
+    if (!tx_ok || !rx_ok ||
+        !wait_for(m, p[0], &con, -1, NULL, "NETCHECK vsock-send OK len=1048576", 60) ||
+        !wait_for(m, p[0], &con, -1, NULL, "NETCHECK vsock-recv OK len=1048576", 60)) {
+        printf("\nDEV-ERROR vsock data after the restore\n");
+        return 68;
+    }
+    printf("\nDEV-VSOCK-OK\n");
     VmmVirtioNetStats ns = { .size = sizeof(ns) };
     vmm_virtio_net_get_stats(net, &ns);
     printf("\nDEV-NET-OK rx_packets=%llu tx_packets=%llu\n",
@@ -466,6 +515,7 @@ static int run_dev_restore(const char *snap)
     vmm_machine_stop(m);
     vmm_machine_free(m);
     vmm_virtio_net_free(net);
+    vmm_vhost_vsock_free(vs);
     vmm_iothread_destroy(io);
     return 0;
 }
@@ -1036,6 +1086,14 @@ static void test_devices_snapshot(void **state)
     }
     /* Saved with the guest's interface up, after a ping to the host. */
     assert_non_null(strstr(k.con.buf, "VMMKIT-NET-UP mac=52:54:00:7e:57:02"));
+    /* The vsock sender: its connection was reset with the source's vhost
+     * (and if it never connected, it must not reach the restored guest). */
+    FILE *pf = fopen("dev-nc-6013.pid", "r");
+    int vpid = 0;
+    assert_non_null(pf);
+    assert_int_equal(fscanf(pf, "%d", &vpid), 1);
+    fclose(pf);
+    kill(vpid, SIGKILL);
     /* ... and a stream to it under way, not finished. */
     const char *at = strstr(k.con.buf, "DEV-STREAM-AT-SAVE rx_bytes=");
     assert_non_null(at);
@@ -1061,11 +1119,16 @@ static void test_devices_snapshot(void **state)
     const char *net = strstr(k.con.buf, "DEV-NET-OK");
     assert_non_null(net);
     fprintf(stderr, "# %.*s\n", (int)strcspn(net, "\r\n"), net);
+    assert_non_null(strstr(k.con.buf, "DEV-VSOCK-OK"));
     assert_null(strstr(k.con.buf, "soft lockup"));
     unlink("dev.snap");
     unlink("dev-nc-5011.log");
     unlink("dev-nc-5012.log");
     unlink("dev-nc-5013.log");
+    unlink("dev-nc-6011.log");
+    unlink("dev-nc-6012.log");
+    unlink("dev-nc-6013.log");
+    unlink("dev-nc-6013.pid");
 }
 
 int main(int argc, char **argv)
