@@ -57,8 +57,13 @@ static char self[4096];
 
 /* The tap of the devices test, in the test's own network namespace. */
 #define DEV_TAP "vms0"
+/* The guest's vsock CID before and after the restore: it learns the new
+ * one only from the transport reset event (its packets to the host carry
+ * the CID it believes, and the kernel drops those with another). */
 #define DEV_CID 43
 #define DEV_CID_STR "43"
+#define DEV_CID_RESTORED 44
+#define DEV_CID_RESTORED_STR "44"
 /* The stream in flight across the snapshot: long enough to be. */
 #define STREAM_LEN "33554432"
 
@@ -278,9 +283,9 @@ static bool wait_for(VmmMachine *m, int p0, Console *con, int hvc, Console *hcon
 /* The machine's virtio devices: an RNG, a console reading @in[0] and
  * writing @out[1], virtio-net on the tap DEV_TAP (the parent made it
  * persistent in the test's network namespace), then vhost-vsock with CID
- * DEV_CID, their queues in @io. */
+ * @cid, their queues in @io. */
 static int add_devices(VmmMachine *m, int in[2], int out[2], VmmIOThread **io,
-                       VmmVirtioNet **net, VmmVhostVsock **vs)
+                       VmmVirtioNet **net, VmmVhostVsock **vs, uint64_t cid)
 {
     if (pipe2(in, O_CLOEXEC) < 0 || open_console(out) < 0) {
         return -errno;
@@ -307,7 +312,7 @@ static int add_devices(VmmMachine *m, int in[2], int out[2], VmmIOThread **io,
     if (r < 0) {
         return r;
     }
-    VmmVhostVsockOptions so = { .size = sizeof(so), .guest_cid = DEV_CID, .ctx = ctx };
+    VmmVhostVsockOptions so = { .size = sizeof(so), .guest_cid = cid, .ctx = ctx };
     *vs = vmm_vhost_vsock_new(vmm_machine_guest_memory(m), &so, &r);
     if (!*vs) {
         return r;
@@ -369,7 +374,7 @@ static int run_dev_source(const char *vmlinuz, const char *initramfs, const char
     VmmIOThread *io = NULL;
     VmmVirtioNet *net = NULL;
     VmmVhostVsock *vs = NULL;
-    if (!m || (err = add_devices(m, in, out, &io, &net, &vs)) < 0 ||
+    if (!m || (err = add_devices(m, in, out, &io, &net, &vs, DEV_CID)) < 0 ||
         (err = vmm_machine_start(m)) < 0) {
         printf("\nDEV-ERROR build or start: %s\n", vmm_strerror(err));
         return 51;
@@ -429,7 +434,7 @@ static int run_dev_restore(const char *snap)
     VmmIOThread *io = NULL;
     VmmVirtioNet *net = NULL;
     VmmVhostVsock *vs = NULL;
-    if (!m || (err = add_devices(m, in, out, &io, &net, &vs)) < 0 ||
+    if (!m || (err = add_devices(m, in, out, &io, &net, &vs, DEV_CID_RESTORED)) < 0 ||
         (err = vmm_machine_start(m)) < 0) {
         printf("\nDEV-ERROR restore or start: %s\n", vmm_strerror(err));
         return 61;
@@ -489,15 +494,15 @@ static int run_dev_restore(const char *snap)
         printf("\nDEV-ERROR the stream across the snapshot\n");
         return 66;
     }
-    /* vhost-vsock: the connection from before the save was reset, new
-     * ones carry 1 MiB each way, checksummed. */
+    /* vhost-vsock, with another CID now: the connection from before the
+     * save was reset, new ones carry 1 MiB each way, checksummed. */
     if (!wait_for(m, p[0], &con, -1, NULL, "NETCHECK vsock-recv FAIL", 60) ||
         !wait_for(m, p[0], &con, -1, NULL, "NETCHECK vsock-recv LISTENING port=6012", 120)) {
         printf("\nDEV-ERROR vsock after the restore\n");
         return 67;
     }
-    char *vsend2_args[] = { (char *)netcheck, "vsock-send", DEV_CID_STR, "6012", "1048576",
-                            NULL };
+    char *vsend2_args[] = { (char *)netcheck, "vsock-send", DEV_CID_RESTORED_STR, "6012",
+                            "1048576", NULL };
     pid_t vtx = spawn_netcheck("dev-nc-6012.log", vsend2_args);
     tx_ok = netcheck_ok(vtx, "dev-nc-6012.log", 180);
     rx_ok = netcheck_ok(vrx, "dev-nc-6011.log", 180);
