@@ -589,6 +589,11 @@ static void test_save_load(void **state)
     size_t len = vmm_virtio_state_size(t->vdev);
     uint8_t *rec = malloc(len);
     assert_int_equal(vmm_virtio_save_state(t->vdev, rec, len), 0);
+    /* The old device goes (reset first: it clears the tap's offloads,
+     * which the load must set again). */
+    assert_int_equal(vmm_device_unpause(dev), 0);
+    vmm_virtio_set_status(t->vdev, 0);
+    assert_true(WAIT_UNTIL(vmm_virtio_get_status(t->vdev) == 0));
     vmm_virtio_net_free(t->net);
     vmm_iothread_destroy(t->iot);
 
