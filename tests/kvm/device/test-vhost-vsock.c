@@ -207,6 +207,26 @@ static int connect_guest(T *t, uint32_t port, struct virtio_vsock_hdr *req)
     return s;
 }
 
+/* As connect_guest, after a reset or a restore: what the old connection's
+ * end sent may come first, so skip to the new request. */
+static int connect_guest_skipping(T *t, uint32_t port, struct virtio_vsock_hdr *h)
+{
+    uint8_t data[256];
+    int s = socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    assert_true(s >= 0);
+    struct sockaddr_vm a = { .svm_family = AF_VSOCK, .svm_cid = CID, .svm_port = port };
+    int r = connect(s, (struct sockaddr *)&a, sizeof(a));
+    assert_true(r == 0 || errno == EINPROGRESS);
+    do {
+        assert_true(guest_recv(t, h, data, sizeof(data), WAIT_NS));
+    } while (h->op != VIRTIO_VSOCK_OP_REQUEST);
+    assert_int_equal(h->dst_port, port);
+    guest_send(t, h, VIRTIO_VSOCK_OP_RESPONSE, NULL, 0);
+    struct pollfd p = { .fd = s, .events = POLLOUT };
+    assert_int_equal(poll(&p, 1, 30000), 1);
+    return s;
+}
+
 static void host_expect(int s, const char *msg)
 {
     char buf[256];
@@ -286,19 +306,7 @@ static void test_pause_reset(void **state)
     assert_false(vmm_vhost_vsock_is_running(t->vs));
     bringup(t);
     assert_true(vmm_vhost_vsock_is_running(t->vs));
-    /* What the old connection's close sent may come first: skip to the
-     * new request. */
-    int s2 = socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    struct sockaddr_vm a = { .svm_family = AF_VSOCK, .svm_cid = CID, .svm_port = 5002 };
-    int r = connect(s2, (struct sockaddr *)&a, sizeof(a));
-    assert_true(r == 0 || errno == EINPROGRESS);
-    do {
-        assert_true(guest_recv(t, &h, data, sizeof(data), WAIT_NS));
-    } while (h.op != VIRTIO_VSOCK_OP_REQUEST);
-    assert_int_equal(h.dst_port, 5002);
-    guest_send(t, &h, VIRTIO_VSOCK_OP_RESPONSE, NULL, 0);
-    struct pollfd p = { .fd = s2, .events = POLLOUT };
-    assert_int_equal(poll(&p, 1, 30000), 1);
+    int s2 = connect_guest_skipping(t, 5002, &h);
     static const char again[] = "after the reset";
     guest_send(t, &h, VIRTIO_VSOCK_OP_RW, again, (uint32_t)strlen(again));
     host_expect(s2, again);
@@ -358,17 +366,7 @@ static void test_save_load(void **state)
     assert_int_equal(le32toh(ev), VIRTIO_VSOCK_EVENT_TRANSPORT_RESET);
     assert_true(__atomic_load_n(&t->irqs[EVQ], __ATOMIC_RELAXED) > 0);
 
-    int s2 = socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    struct sockaddr_vm a = { .svm_family = AF_VSOCK, .svm_cid = CID, .svm_port = 5004 };
-    int r = connect(s2, (struct sockaddr *)&a, sizeof(a));
-    assert_true(r == 0 || errno == EINPROGRESS);
-    do {
-        assert_true(guest_recv(t, &h, data, sizeof(data), WAIT_NS));
-    } while (h.op != VIRTIO_VSOCK_OP_REQUEST);
-    assert_int_equal(h.dst_port, 5004);
-    guest_send(t, &h, VIRTIO_VSOCK_OP_RESPONSE, NULL, 0);
-    struct pollfd p = { .fd = s2, .events = POLLOUT };
-    assert_int_equal(poll(&p, 1, 30000), 1);
+    int s2 = connect_guest_skipping(t, 5004, &h);
     static const char after[] = "after the restore";
     guest_send(t, &h, VIRTIO_VSOCK_OP_RW, after, (uint32_t)strlen(after));
     host_expect(s2, after);
