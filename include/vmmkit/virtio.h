@@ -299,7 +299,9 @@ VMM_EXPORT void vmm_virtio_queue_kick(VmmVirtioDevice *vdev, unsigned q);
  * vmm_virtio_save_state: 0; -EINVAL (@vdev or @buf NULL, @len too small),
  * -EOPNOTSUPP (a device with the quiesce hook - a backend outside the
  * core processes its queues, as vhost does - that the driver set up: the
- * core holds neither its ring positions nor the backend's state), -EBUSY
+ * core holds neither its ring positions nor the backend's state; the
+ * library's vhost-vsock puts its kernel's positions there and is saved),
+ * -EBUSY
  * (a running device that the driver set up).  Main loop.
  * vmm_virtio_load_state: on a device the driver has not touched (status
  * 0), before the guest runs, with guest memory in place: takes the record

@@ -16,6 +16,12 @@
  * vs_resume() starts the kernel again from those indexes, with the memory
  * table and ring addresses of now (a DMA-map change may have moved them),
  * unless a reset came in between.
+ *
+ * Snapshots: vs_stop() leaves the kernel's ring positions in the core's
+ * queues, so the core's record (vmm_virtio_save_state) is the device's
+ * whole ring state.  A device that takes a record over starts its kernel
+ * from those positions and sends the guest VIRTIO_VSOCK_EVENT_TRANSPORT_RESET
+ * on the event queue: the connections lived in the other kernel.
  */
 #include <endian.h>
 #include <errno.h>
@@ -62,7 +68,7 @@ struct VmmVhostVsock {
     bool too_many_regions;
     bool want_run;                          /* DRIVER_OK since the last reset */
     bool running;                           /* atomic; written under lock */
-    uint16_t base[VS_VHOST_QUEUES];
+    bool reset_event;                       /* atomic: a transport reset to send */
 };
 
 static int vhost_ioctl(VmmVhostVsock *vs, unsigned long req, const void *arg, const char *what)
@@ -112,7 +118,8 @@ static int vs_start(VmmVhostVsock *vs) VMM_REQUIRES(vs->lock)
             return -EINVAL;
         }
         struct vhost_vring_state num = { .index = q, .num = vq->size };
-        struct vhost_vring_state base = { .index = q, .num = vs->base[q] };
+        /* Where the kernel stopped (vs_stop), or a restored record's. */
+        struct vhost_vring_state base = { .index = q, .num = vq->last_avail_idx };
         struct vhost_vring_addr addr = {
             .index = q, .desc_user_addr = (uintptr_t)vq->desc,
             .avail_user_addr = (uintptr_t)vq->avail, .used_user_addr = (uintptr_t)vq->used,
@@ -148,8 +155,15 @@ static void vs_stop(VmmVhostVsock *vs) VMM_REQUIRES(vs->lock)
     for (unsigned q = 0; q < VS_VHOST_QUEUES; q++) {
         /* Waits for the kernel's worker to leave the ring. */
         struct vhost_vring_state st = { .index = q };
-        if (vhost_ioctl(vs, VHOST_GET_VRING_BASE, &st, "VHOST_GET_VRING_BASE") == 0) {
-            vs->base[q] = (uint16_t)st.num;
+        VmmVirtqueue *vq = vmm_virtio_get_queue(vs->vdev, q);
+        if (vhost_ioctl(vs, VHOST_GET_VRING_BASE, &st, "VHOST_GET_VRING_BASE") == 0 &&
+            vk_atomic_load_acquire(&vq->ready)) {
+            /* The kernel's ring positions in the core's queue, where the
+             * next start and a saved record (backend_rings_saved) take
+             * them: the next entry to take, and the used index the kernel
+             * published (it re-reads that from the ring when it starts). */
+            vq->last_avail_idx = vq->shadow_avail_idx = (uint16_t)st.num;
+            vq->used_idx = le16toh(vk_atomic_read(&vq->used->idx));
         }
     }
     vk_atomic_store_release(&vs->running, false);
@@ -165,15 +179,46 @@ static void vs_start_or_break(VmmVhostVsock *vs) VMM_REQUIRES(vs->lock)
 
 /* ---- virtio callbacks ---------------------------------------------------------- */
 
+/* VIRTIO_VSOCK_EVENT_TRANSPORT_RESET into the driver's next event buffer
+ * (the queue's context): the guest drops the connections it had before a
+ * restore - the kernel of this host knows none of them - and re-reads its
+ * CID.  Without a buffer it stays pending for the driver's next one. */
+static void vs_send_reset_event(VmmVhostVsock *vs, VmmVirtqueue *vq)
+{
+    int err = 0;
+    VmmVirtqElem *e = vmm_virtqueue_pop(vq, sizeof(*e), &err);
+    if (!e) {
+        return;
+    }
+    struct virtio_vsock_event ev = { .id = htole32(VIRTIO_VSOCK_EVENT_TRANSPORT_RESET) };
+    const uint8_t *src = (const uint8_t *)&ev;
+    size_t done = 0;
+    for (unsigned i = e->out_num; i < e->out_num + e->in_num && done < sizeof(ev); i++) {
+        size_t n = e->iov[i].iov_len < sizeof(ev) - done ? e->iov[i].iov_len : sizeof(ev) - done;
+        memcpy(e->iov[i].iov_base, src + done, n);
+        done += n;
+    }
+    vmm_virtqueue_push(vq, e, (uint32_t)done);
+    free(e);
+    vmm_virtqueue_notify(vq);
+    if (done == sizeof(ev)) {
+        vk_atomic_set(&vs->reset_event, false);
+    } else {
+        vk_warn("vhost-vsock '%s': an event buffer of %zu bytes", vs->name, done);
+    }
+}
+
 static void vs_handle(VmmVirtioDevice *vdev, VmmVirtqueue *vq, void *opaque)
 {
     VmmVhostVsock *vs = opaque;
     unsigned q = vmm_virtqueue_index(vq);
     (void)vdev;
 
-    /* The kernel's doorbell; the event queue's buffers just wait. */
+    /* The kernel's doorbell; the event queue's buffers wait for an event. */
     if (q < VS_VHOST_QUEUES) {
         vmm_event_notifier_set(vs->kick[q]);
+    } else if (vk_atomic_read(&vs->reset_event)) {
+        vs_send_reset_event(vs, vq);
     }
 }
 
@@ -182,6 +227,19 @@ static void vs_driver_ok(VmmVirtioDevice *vdev, void *opaque)
     VmmVhostVsock *vs = opaque;
     (void)vdev;
 
+    if (vk_atomic_read(&vdev->state_loaded)) {
+        /* A restore: this host's kernel has the rings from where the saved
+         * kernel left them, none of the guest's connections, and perhaps
+         * another CID (the configuration shows the device's own).  The
+         * event goes out on the event queue's kick that follows. */
+        struct virtio_vsock_config cfg = { .guest_cid = htole64(vs->cid) };
+        uint64_t cid;
+        if (vmm_virtio_config_read(vdev, 0, &cid, sizeof(cid)) == 0 &&
+            cid != cfg.guest_cid) {
+            vmm_virtio_config_update(vdev, 0, &cfg.guest_cid, sizeof(cid));
+        }
+        vk_atomic_set(&vs->reset_event, true);
+    }
     vk_mutex_lock(&vs->lock);
     vs->want_run = true;
     vs_start_or_break(vs);
@@ -217,9 +275,9 @@ static void vs_reset(VmmVirtioDevice *vdev, void *opaque)
 
     /* Quiesced: the kernel was stopped by vs_quiesce(). */
     vk_mutex_lock(&vs->lock);
-    vs->want_run = false;
-    memset(vs->base, 0, sizeof(vs->base));
+    vs->want_run = false;                   /* the core reset the rings' positions */
     vk_mutex_unlock(&vs->lock);
+    vk_atomic_set(&vs->reset_event, false);
 }
 
 /* The kernel used buffers: the queue's interrupt (ctx). */
@@ -395,6 +453,7 @@ VmmVhostVsock *vmm_vhost_vsock_new(VmmGuestMemory *mem, const VmmVhostVsockOptio
     if (!vs->vdev) {
         goto fail;
     }
+    vs->vdev->backend_rings_saved = true;   /* vs_stop() */
     for (unsigned q = 0; q < VS_QUEUES && err == 0; q++) {
         err = vmm_virtio_queue_set_context(vs->vdev, q, vs->ctx);
     }

@@ -71,6 +71,15 @@ struct VmmVirtioDevice {
     int quiesce_waiting;        /* atomic: a quiesce waits for in_flight 0 */
     unsigned num_queues;
     VmmVirtqueue *vq;
+    /* A library device whose queues a backend outside the core processes
+     * (the quiesce hook: vhost) and that, when it stops the backend, puts
+     * the rings' positions into the core's queues: the core's record is
+     * then its whole ring state.  Set once, before the driver runs. */
+    bool backend_rings_saved;
+    /* atomic: the driver's set-up came from vmm_virtio_load_state (until
+     * the next reset), so the device type's driver_ok can tell a restore
+     * from a driver's own set-up. */
+    bool state_loaded;
 };
 
 /* virtqueue.c */

@@ -336,9 +336,36 @@ static void vnet_reset(VmmVirtioDevice *vdev, void *opaque)
     }
 }
 
+/* The link for the data path (dropping frames when down) and the tap. */
+static void vnet_set_carrier(VmmVirtioNet *n, bool up)
+{
+    vk_atomic_set(&n->link_up, up);
+    int carrier = up;
+    if (ioctl(n->fd, TUNSETCARRIER, &carrier) < 0 && errno != EINVAL) {
+        vk_warn("virtio-net '%s': TUNSETCARRIER: %s", n->name, vmm_strerror(-errno));
+    }
+}
+
+/* The link as the configuration space says (what the driver was told),
+ * for the data path and the tap's carrier.  They differ only on a device
+ * that took a saved state over (vmm_virtio_load_state): the record's link
+ * may be down, the new device's and a freshly attached tap's are up. */
+static void vnet_sync_link(VmmVirtioNet *n)
+{
+    uint16_t st;
+    if (vmm_virtio_config_read(n->vdev, offsetof(VnetConfig, status), &st, sizeof(st)) < 0) {
+        return;
+    }
+    bool up = (le16toh(st) & VIRTIO_NET_S_LINK_UP) != 0;
+    if (up == vk_atomic_read(&n->link_up)) {
+        return;
+    }
+    vnet_set_carrier(n, up);
+}
+
 static void vnet_driver_ok(VmmVirtioDevice *vdev, void *opaque)
 {
-    (void)opaque;
+    vnet_sync_link(opaque);
     vmm_virtio_queue_kick(vdev, VNET_RXQ);      /* start reading the tap */
 }
 
@@ -593,11 +620,7 @@ int vmm_virtio_net_set_link(VmmVirtioNet *n, bool up)
     if (!n) {
         return VMM_MISUSE_ERR(-EINVAL, "vmm_virtio_net_set_link: NULL device");
     }
-    vk_atomic_set(&n->link_up, up);
-    int carrier = up;
-    if (ioctl(n->fd, TUNSETCARRIER, &carrier) < 0 && errno != EINVAL) {
-        vk_warn("virtio-net '%s': TUNSETCARRIER: %s", n->name, vmm_strerror(-errno));
-    }
+    vnet_set_carrier(n, up);
     uint16_t st = htole16(up ? VIRTIO_NET_S_LINK_UP : 0);
     return vmm_virtio_config_update(n->vdev, offsetof(VnetConfig, status), &st, sizeof(st));
 }

@@ -50,11 +50,12 @@ int vmm_virtio_save_state(VmmVirtioDevice *vdev, void *buf, size_t len)
     if (!vdev || !buf || len < vmm_virtio_state_size(vdev)) {
         return VMM_MISUSE_ERR(-EINVAL, "vmm_virtio_save_state: no device, or buffer too small");
     }
-    /* A backend outside the core (vhost) processes its queues: the ring
-     * positions here are not theirs, and the backend's own state (e.g. a
-     * socket's connections) is not in the record.  Once the driver set
-     * the device up, a record would restore a broken device. */
-    if (vdev->ops.quiesce && vk_atomic_read(&vdev->status) != 0) {
+    /* A backend outside the core (vhost) processes its queues: unless the
+     * device puts the rings' positions here when it stops the backend
+     * (backend_rings_saved), they are not theirs, and a record would
+     * restore a broken device once the driver set it up. */
+    if (vdev->ops.quiesce && !vdev->backend_rings_saved &&
+        vk_atomic_read(&vdev->status) != 0) {
         vk_error("virtio: device type %u: its queues are processed outside the VMM (vhost); "
                  "its state cannot be saved", vdev->ops.device_id);
         return -EOPNOTSUPP;
@@ -177,6 +178,7 @@ int vmm_virtio_load_state(VmmVirtioDevice *vdev, const void *buf, size_t len)
         status |= VMM_VIRTIO_STATUS_DEVICE_NEEDS_RESET;
     }
     vk_atomic_set(&vdev->isr, (uint8_t)(st >> 8));
+    vk_atomic_set(&vdev->state_loaded, true);
     vk_atomic_store_release(&vdev->status, status);
     vk_mutex_unlock(&vdev->lock);
     if ((status & VMM_VIRTIO_STATUS_DRIVER_OK) && vdev->ops.driver_ok) {

@@ -187,6 +187,7 @@ static int core_reset(VmmDevice *dev, void *opaque)
     vk_atomic_set(&vdev->isr, 0);
     vdev->reset_pending = false;
     vdev->broken_logged = false;
+    vk_atomic_set(&vdev->state_loaded, false);
     vk_atomic_store_release(&vdev->status, 0);
     vk_mutex_unlock(&vdev->lock);
     if (vdev->ops.reset) {

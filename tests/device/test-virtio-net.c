@@ -10,7 +10,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <arpa/inet.h>
+#include <linux/ethtool.h>
 #include <linux/if_packet.h>
+#include <linux/sockios.h>
 #include <linux/if_tun.h>
 #include <linux/virtio_net.h>
 #include <net/ethernet.h>
@@ -545,6 +547,101 @@ static void test_pause(void **state)
     destroy(t);
 }
 
+/* The tap's transmit checksum offload as the host's ethtool reports it:
+ * on only while the guest accepts partial checksums (TUNSETOFFLOAD). */
+static int tap_tx_csum(void)
+{
+    struct ethtool_value ev = { .cmd = ETHTOOL_GTXCSUM };
+    struct ifreq ifr = { .ifr_data = (void *)&ev };
+    ifreq_op(TAP, SIOCETHTOOL, &ifr);
+    return (int)ev.data;
+}
+
+static void tap_persist(int on)
+{
+    int fd = vmm_virtio_net_open_tap(TAP);
+    assert_true(fd >= 0);
+    assert_int_equal(ioctl(fd, TUNSETPERSIST, on), 0);
+    close(fd);
+}
+
+/* Saved (quiesced) with receive buffers posted, the link down and the
+ * checksum offloads negotiated; the device freed, a new one on the same
+ * (persistent) tap takes the record over: the link is still down (the tap's
+ * carrier too), the offloads are back on the tap, and once the link is up
+ * a frame from the host lands in a buffer the driver posted before the
+ * save, and one from the driver reaches the host. */
+static void test_save_load(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_NETNS();
+    tap_persist(1);
+    T *t = make(true, 1500);
+    uint64_t f = features(t, true);
+    assert_true(f & (1ull << VIRTIO_NET_F_GUEST_CSUM));
+    assert_int_equal(tap_tx_csum(), 1);
+    post_rx(t, 4, 2048);
+    assert_int_equal(vmm_virtio_net_set_link(t->net, false), 0);
+    assert_true(WAIT_UNTIL(!tap_running()));
+    VmmDevice *dev = vmm_virtio_device_get_device(t->vdev);
+    assert_int_equal(vmm_device_pause(dev, NULL, NULL), 0);
+    assert_true(WAIT_UNTIL(vmm_device_is_quiesced(dev)));
+    size_t len = vmm_virtio_state_size(t->vdev);
+    uint8_t *rec = malloc(len);
+    assert_int_equal(vmm_virtio_save_state(t->vdev, rec, len), 0);
+    /* The old device goes (reset first: it clears the tap's offloads,
+     * which the load must set again). */
+    assert_int_equal(vmm_device_unpause(dev), 0);
+    vmm_virtio_set_status(t->vdev, 0);
+    assert_true(WAIT_UNTIL(vmm_virtio_get_status(t->vdev) == 0));
+    vmm_virtio_net_free(t->net);
+    vmm_iothread_destroy(t->iot);
+
+    /* The new device (its options' MAC differ: the saved one is the guest's). */
+    t->iot = vmm_iothread_new("net-test2", NULL, NULL);
+    VmmVirtioNetOptions no = { .size = sizeof(no), .name = "net0", .tap_name = TAP,
+                               .queue_size = QSIZE, .ctx = vmm_iothread_get_context(t->iot) };
+    int err = 0;
+    t->net = vmm_virtio_net_new(t->mem, &no, &err);
+    assert_non_null(t->net);
+    t->vdev = vmm_virtio_net_get_virtio(t->net);
+    vmm_virtio_set_interrupt(t->vdev, irq_cb, t);
+    assert_int_equal(tap_tx_csum(), 0);                 /* a new device: none yet */
+    assert_int_equal(vmm_virtio_load_state(t->vdev, rec, len), 0);
+    free(rec);
+    assert_int_equal(tap_tx_csum(), 1);
+    uint8_t mac[6];
+    uint16_t status;
+    assert_int_equal(vmm_virtio_config_read(t->vdev, 0, mac, 6), 0);
+    assert_memory_equal(mac, guest_mac, 6);
+    assert_int_equal(vmm_virtio_config_read(t->vdev, 6, &status, 2), 0);
+    assert_int_equal(status, 0);
+    assert_true(WAIT_UNTIL(!tap_running()));
+    uint8_t fr[300], got[2048];
+    frame(fr, 200, 40);
+    send_tx(t, fr, 200, false);
+    uint32_t id, used;
+    assert_true(wait_used(t, TXQ, &id, &used));
+    VmmVirtioNetStats s;
+    stats(t, &s);
+    assert_int_equal(s.tx_dropped, 1);                  /* the link is down */
+    assert_int_equal(host_recv(t, got, sizeof(got), 100), -1);
+
+    assert_int_equal(vmm_virtio_net_set_link(t->net, true), 0);
+    assert_true(WAIT_UNTIL(tap_running()));
+    host_send(t, fr, 200);
+    assert_true(wait_used(t, RXQ, &id, &used));
+    assert_int_equal(used, HDR + 200);
+    assert_true(id < 4);                                /* posted before the save */
+    assert_memory_equal(t->host + t->tq[RXQ].desc[id].addr + HDR, fr, 200);
+    frame(fr, 300, 41);
+    send_tx(t, fr, 300, true);
+    assert_int_equal(host_recv(t, got, sizeof(got), 10000), 300);
+    assert_memory_equal(got, fr, 300);
+    destroy(t);
+    tap_persist(0);
+}
+
 /* A hostile driver: each malformed chain marks the device broken and the
  * host goes on; a reset and a new bring-up make it work again. */
 static void hostile(bool rx, const TestBuf *bufs, unsigned n)
@@ -716,6 +813,7 @@ int main(void)
         cmocka_unit_test(test_rx_too_large),
         cmocka_unit_test(test_link),
         cmocka_unit_test(test_pause),
+        cmocka_unit_test(test_save_load),
         cmocka_unit_test(test_hostile_tx_short),
         cmocka_unit_test(test_hostile_tx_writable),
         cmocka_unit_test(test_hostile_rx_readable),

@@ -9,6 +9,7 @@
  * resume), a reset and a new bring-up (a new connection on fresh rings).
  * Without /dev/vhost-vsock (a host whose kernel lacks the module) it skips.
  */
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/virtio_vsock.h>
@@ -206,6 +207,26 @@ static int connect_guest(T *t, uint32_t port, struct virtio_vsock_hdr *req)
     return s;
 }
 
+/* As connect_guest, after a reset or a restore: what the old connection's
+ * end sent may come first, so skip to the new request. */
+static int connect_guest_skipping(T *t, uint32_t port, struct virtio_vsock_hdr *h)
+{
+    uint8_t data[256];
+    int s = socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    assert_true(s >= 0);
+    struct sockaddr_vm a = { .svm_family = AF_VSOCK, .svm_cid = CID, .svm_port = port };
+    int r = connect(s, (struct sockaddr *)&a, sizeof(a));
+    assert_true(r == 0 || errno == EINPROGRESS);
+    do {
+        assert_true(guest_recv(t, h, data, sizeof(data), WAIT_NS));
+    } while (h->op != VIRTIO_VSOCK_OP_REQUEST);
+    assert_int_equal(h->dst_port, port);
+    guest_send(t, h, VIRTIO_VSOCK_OP_RESPONSE, NULL, 0);
+    struct pollfd p = { .fd = s, .events = POLLOUT };
+    assert_int_equal(poll(&p, 1, 30000), 1);
+    return s;
+}
+
 static void host_expect(int s, const char *msg)
 {
     char buf[256];
@@ -285,22 +306,74 @@ static void test_pause_reset(void **state)
     assert_false(vmm_vhost_vsock_is_running(t->vs));
     bringup(t);
     assert_true(vmm_vhost_vsock_is_running(t->vs));
-    /* What the old connection's close sent may come first: skip to the
-     * new request. */
-    int s2 = socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    struct sockaddr_vm a = { .svm_family = AF_VSOCK, .svm_cid = CID, .svm_port = 5002 };
-    int r = connect(s2, (struct sockaddr *)&a, sizeof(a));
-    assert_true(r == 0 || errno == EINPROGRESS);
-    do {
-        assert_true(guest_recv(t, &h, data, sizeof(data), WAIT_NS));
-    } while (h.op != VIRTIO_VSOCK_OP_REQUEST);
-    assert_int_equal(h.dst_port, 5002);
-    guest_send(t, &h, VIRTIO_VSOCK_OP_RESPONSE, NULL, 0);
-    struct pollfd p = { .fd = s2, .events = POLLOUT };
-    assert_int_equal(poll(&p, 1, 30000), 1);
+    int s2 = connect_guest_skipping(t, 5002, &h);
     static const char again[] = "after the reset";
     guest_send(t, &h, VIRTIO_VSOCK_OP_RW, again, (uint32_t)strlen(again));
     host_expect(s2, again);
+    close(s2);
+    destroy(t);
+}
+
+/* Saved (quiesced) after an exchange, the device freed, a new one takes
+ * the record over: the guest gets VIRTIO_VSOCK_EVENT_TRANSPORT_RESET in
+ * its event buffer, the kernel goes on from the saved ring positions, and
+ * a new connection carries data both ways. */
+static void test_save_load(void **state)
+{
+    (void)state;
+    if (!have_vhost()) {
+        skip();
+    }
+    T *t = make();
+    struct virtio_vsock_hdr req, h;
+    uint8_t data[256];
+    VmmDevice *dev = vmm_virtio_device_get_device(t->vdev);
+
+    int s = connect_guest(t, 5003, &req);
+    static const char before[] = "before the save";
+    assert_int_equal(send(s, before, strlen(before), 0), (ssize_t)strlen(before));
+    guest_expect(t, VIRTIO_VSOCK_OP_RW, &h, data, sizeof(data));
+    assert_int_equal(vmm_device_pause(dev, NULL, NULL), 0);
+    assert_true(WAIT_UNTIL(vmm_device_is_quiesced(dev)));
+    size_t len = vmm_virtio_state_size(t->vdev);
+    uint8_t *rec = malloc(len);
+    assert_int_equal(vmm_virtio_save_state(t->vdev, rec, len), 0);
+    assert_int_equal(vmm_device_unpause(dev), 0);
+    vmm_virtio_set_status(t->vdev, 0);
+    assert_true(WAIT_UNTIL(vmm_virtio_get_status(t->vdev) == 0));
+    vmm_vhost_vsock_free(t->vs);            /* the kernel's connection goes too */
+    vmm_iothread_destroy(t->iot);
+    close(s);
+
+    t->iot = vmm_iothread_new("vsock-test2", NULL, NULL);
+    VmmVhostVsockOptions vo = { .size = sizeof(vo), .name = "vsock0", .guest_cid = CID,
+                                .ctx = vmm_iothread_get_context(t->iot) };
+    int err = 0;
+    t->vs = vmm_vhost_vsock_new(t->mem, &vo, &err);
+    assert_non_null(t->vs);
+    t->vdev = vmm_vhost_vsock_get_virtio(t->vs);
+    vmm_virtio_set_interrupt(t->vdev, irq_cb, t);
+    uint32_t id = 0, used = 0;
+    assert_false(tvq_get_used(&t->tq[EVQ], &id, &used));
+    assert_int_equal(vmm_virtio_load_state(t->vdev, rec, len), 0);
+    free(rec);
+    assert_true(vmm_vhost_vsock_is_running(t->vs));
+    bool got = false;
+    assert_true(WAIT_UNTIL(got || (got = tvq_get_used(&t->tq[EVQ], &id, &used))));
+    assert_int_equal(used, 4);
+    uint32_t ev;
+    memcpy(&ev, t->host + t->tq[EVQ].desc[id].addr, 4);
+    assert_int_equal(le32toh(ev), VIRTIO_VSOCK_EVENT_TRANSPORT_RESET);
+    assert_true(__atomic_load_n(&t->irqs[EVQ], __ATOMIC_RELAXED) > 0);
+
+    int s2 = connect_guest_skipping(t, 5004, &h);
+    static const char after[] = "after the restore";
+    guest_send(t, &h, VIRTIO_VSOCK_OP_RW, after, (uint32_t)strlen(after));
+    host_expect(s2, after);
+    assert_int_equal(send(s2, after, strlen(after), 0), (ssize_t)strlen(after));
+    guest_expect(t, VIRTIO_VSOCK_OP_RW, &h, data, sizeof(data));
+    assert_int_equal(h.len, strlen(after));
+    assert_memory_equal(data, after, h.len);
     close(s2);
     destroy(t);
 }
@@ -331,6 +404,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exchange),
         cmocka_unit_test(test_pause_reset),
+        cmocka_unit_test(test_save_load),
         cmocka_unit_test(test_bad_cid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

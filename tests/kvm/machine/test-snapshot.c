@@ -17,13 +17,21 @@
  * The child modes (this program, re-executed):
  *   --source VMLINUZ INITRAMFS DISK SNAP   boot, snapshot at round >= 3, die
  *   --restore SNAP DISK ROUNDS             restore, run ROUNDS rounds, stop
- *   --dev-source VMLINUZ INITRAMFS SNAP    a guest with virtio-rng and a
- *                                          virtio console, snapshot, die
- *   --dev-restore SNAP                     restore it, use both devices
+ *   --dev-source VMLINUZ INITRAMFS SNAP NETCHECK
+ *                                          a guest with virtio-rng, a virtio
+ *                                          console and virtio-net on a tap,
+ *                                          a TCP stream to it under way,
+ *                                          snapshot, die
+ *   --dev-restore SNAP NETCHECK            restore it, use the devices
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/if_tun.h>
 #include <poll.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -31,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -43,8 +52,20 @@
 #define DISK_SIZE (8 << 20)
 #define MEM (256ull << 20)
 
-static const char *kernel, *initrd;
+static const char *kernel, *initrd, *netcheck;
 static char self[4096];
+
+/* The tap of the devices test, in the test's own network namespace. */
+#define DEV_TAP "vms0"
+/* The guest's vsock CID before and after the restore: it learns the new
+ * one only from the transport reset event (its packets to the host carry
+ * the CID it believes, and the kernel drops those with another). */
+#define DEV_CID 43
+#define DEV_CID_STR "43"
+#define DEV_CID_RESTORED 44
+#define DEV_CID_RESTORED_STR "44"
+/* The stream in flight across the snapshot: long enough to be. */
+#define STREAM_LEN "33554432"
 
 static double now(void)
 {
@@ -127,6 +148,7 @@ static int open_console(int p[2])
 
 static VmmMachine *boot_to_round3(const char *vmlinuz, const char *initramfs,
                                   const char *disk, int p[2], Console *con);
+static void write_file(const char *path, const char *text);
 
 static int run_source(const char *vmlinuz, const char *initramfs, const char *disk,
                       const char *snap)
@@ -258,15 +280,83 @@ static bool wait_for(VmmMachine *m, int p0, Console *con, int hvc, Console *hcon
     return true;
 }
 
-/* The machine's virtio devices: an RNG, then a console reading @in[0]
- * and writing @out[1]. */
-static int add_rng_console(VmmMachine *m, int in[2], int out[2])
+/* The machine's virtio devices: an RNG, a console reading @in[0] and
+ * writing @out[1], virtio-net on the tap DEV_TAP (the parent made it
+ * persistent in the test's network namespace), then vhost-vsock with CID
+ * @cid, their queues in @io. */
+static int add_devices(VmmMachine *m, int in[2], int out[2], VmmIOThread **io,
+                       VmmVirtioNet **net, VmmVhostVsock **vs, uint64_t cid)
 {
     if (pipe2(in, O_CLOEXEC) < 0 || open_console(out) < 0) {
         return -errno;
     }
     int r = vmm_machine_add_rng(m);
-    return r ?: vmm_machine_add_console(m, in[0], out[1]);
+    r = r ?: vmm_machine_add_console(m, in[0], out[1]);
+    if (r < 0) {
+        return r;
+    }
+    *io = vmm_iothread_new("snap-net", NULL, &r);
+    if (!*io) {
+        return r;
+    }
+    VmmAioContext *ctx = vmm_iothread_get_context(*io);
+    VmmVirtioNetOptions no = { .size = sizeof(no), .name = "net0", .tap_name = DEV_TAP,
+                               .has_mac = true, .mac = { 0x52, 0x54, 0, 0x7e, 0x57, 2 },
+                               .ctx = ctx };
+    *net = vmm_virtio_net_new(vmm_machine_guest_memory(m), &no, &r);
+    if (!*net) {
+        return r;
+    }
+    VmmMachineVirtioOptions vo = { .size = sizeof(vo), .pci_class = 0x020000, .context = ctx };
+    r = vmm_machine_add_virtio(m, vmm_virtio_net_get_virtio(*net), &vo);
+    if (r < 0) {
+        return r;
+    }
+    VmmVhostVsockOptions so = { .size = sizeof(so), .guest_cid = cid, .ctx = ctx };
+    *vs = vmm_vhost_vsock_new(vmm_machine_guest_memory(m), &so, &r);
+    if (!*vs) {
+        return r;
+    }
+    vo.pci_class = 0;
+    return vmm_machine_add_virtio(m, vmm_vhost_vsock_get_virtio(*vs), &vo);
+}
+
+/* netcheck on the host side (its output in @log), in this namespace. */
+static pid_t spawn_netcheck(const char *log, char *const args[])
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0) {
+            _exit(127);
+        }
+        execv(netcheck, args);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* @pid (a netcheck) exited 0 within @secs and its log says OK. */
+static bool netcheck_ok(pid_t pid, const char *log, double secs)
+{
+    int st = -1;
+    double t0 = now();
+    while (waitpid(pid, &st, WNOHANG) == 0) {
+        if (now() - t0 > secs) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            break;
+        }
+        usleep(50 * 1000);
+    }
+    char text[512] = "";
+    FILE *f = fopen(log, "r");
+    if (f) {
+        text[fread(text, 1, sizeof(text) - 1, f)] = '\0';
+        fclose(f);
+    }
+    printf("\nDEV-HOST-NETCHECK %s", text);
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 && strstr(text, " OK ");
 }
 
 static int run_dev_source(const char *vmlinuz, const char *initramfs, const char *snap)
@@ -281,14 +371,42 @@ static int run_dev_source(const char *vmlinuz, const char *initramfs, const char
                             .memory = MEM, .cpus = 2, .console_out_fd = p[1] };
     int err = 0;
     VmmMachine *m = vmm_machine_new(&o, &err);
-    if (!m || add_rng_console(m, in, out) < 0 || vmm_machine_start(m) < 0) {
+    VmmIOThread *io = NULL;
+    VmmVirtioNet *net = NULL;
+    VmmVhostVsock *vs = NULL;
+    if (!m || (err = add_devices(m, in, out, &io, &net, &vs, DEV_CID)) < 0 ||
+        (err = vmm_machine_start(m)) < 0) {
         printf("\nDEV-ERROR build or start: %s\n", vmm_strerror(err));
         return 51;
     }
-    if (!wait_for(m, p[0], &con, -1, NULL, "VMMKIT-HVC-READY", 400)) {
+    if (!wait_for(m, p[0], &con, -1, NULL, "VMMKIT-HVC-READY", 400) ||
+        !wait_for(m, p[0], &con, -1, NULL, "NETCHECK tcp-recv LISTENING port=5013", 60) ||
+        !wait_for(m, p[0], &con, -1, NULL, "NETCHECK vsock-recv LISTENING port=6013", 60)) {
         printf("\nDEV-ERROR the guest did not get to its console read\n");
         return 52;
     }
+    /* A TCP stream to the guest, saved mid-way: its sender is not this
+     * process's to end, it outlives the source and waits out the gap. */
+    char *send_args[] = { (char *)netcheck, "tcp-send", "fd00:7e57::2", "5013", STREAM_LEN,
+                          NULL };
+    spawn_netcheck("dev-nc-5013.log", send_args);
+    /* A vsock stream too: its connection lives in this host's kernel and
+     * dies with the source; the restored guest must learn it (transport
+     * reset) rather than wait on it forever. */
+    char *vsend_args[] = { (char *)netcheck, "vsock-send", DEV_CID_STR, "6013", "1073741824",
+                           NULL };
+    pid_t vsend = spawn_netcheck("dev-nc-6013.log", vsend_args);
+    char pidtext[32];
+    snprintf(pidtext, sizeof(pidtext), "%d", (int)vsend);
+    write_file("dev-nc-6013.pid", pidtext);
+    VmmVirtioNetStats ns = { .size = sizeof(ns) };
+    double t0 = now();
+    while (vmm_virtio_net_get_stats(net, &ns) == 0 && ns.rx_bytes < (2u << 20) &&
+           now() - t0 < 120) {
+        usleep(20 * 1000);
+    }
+    con_drain(p[0], &con, STDOUT_FILENO);
+    printf("\nDEV-STREAM-AT-SAVE rx_bytes=%llu\n", (unsigned long long)ns.rx_bytes);
     int fd = open(snap, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     int r = vmm_machine_pause(m);
     r = r ?: (fd < 0 ? -errno : vmm_machine_snapshot(m, fd));
@@ -313,10 +431,19 @@ static int run_dev_restore(const char *snap)
     VmmMachineOptions o = { .size = sizeof(o), .console_out_fd = p[1] };
     int err = 0;
     VmmMachine *m = fd < 0 ? NULL : vmm_machine_restore(&o, fd, &err);
-    if (!m || add_rng_console(m, in, out) < 0 || vmm_machine_start(m) < 0) {
+    VmmIOThread *io = NULL;
+    VmmVirtioNet *net = NULL;
+    VmmVhostVsock *vs = NULL;
+    if (!m || (err = add_devices(m, in, out, &io, &net, &vs, DEV_CID_RESTORED)) < 0 ||
+        (err = vmm_machine_start(m)) < 0) {
         printf("\nDEV-ERROR restore or start: %s\n", vmm_strerror(err));
         return 61;
     }
+    char *vrecv_args[] = { (char *)netcheck, "vsock-recv", "6011", NULL };
+    pid_t vrx = spawn_netcheck("dev-nc-6011.log", vrecv_args);
+    /* The host's end of the guest's stream, listening before it comes. */
+    char *recv_args[] = { (char *)netcheck, "tcp-recv", "5012", NULL };
+    pid_t rx = spawn_netcheck("dev-nc-5012.log", recv_args);
     static const char line[] = "line-after-restore\n";
     if (write(in[1], line, sizeof(line) - 1) != (ssize_t)sizeof(line) - 1 ||
         !wait_for(m, p[0], &con, out[0], &hcon, "VMMKIT-HVC-GOT line-after-restore", 120)) {
@@ -328,8 +455,73 @@ static int run_dev_restore(const char *snap)
         con_drain(out[0], &hcon, -1);
     }
     printf("\nDEV-HVC-OUT %s\n", hcon.buf);
+    /* virtio-net: the guest pinged the host; now the host pings the guest,
+     * then 1 MiB each way over TCP, checksummed at both ends. */
+    if (!wait_for(m, p[0], &con, -1, NULL, "VMMKIT-PING-AFTER-OK", 120)) {
+        printf("\nDEV-ERROR the guest's ping after the restore\n");
+        return 63;
+    }
+    int r = system("ping6 -c 2 -w 60 fd00:7e57::2 >/dev/null");
+    printf("\nDEV-HOST-PING %d\n", r);
+    if (r != 0 || !wait_for(m, p[0], &con, -1, NULL, "NETCHECK tcp-recv LISTENING port=5011", 120)) {
+        printf("\nDEV-ERROR host to guest after the restore\n");
+        return 64;
+    }
+    char *send_args[] = { (char *)netcheck, "tcp-send", "fd00:7e57::2", "5011", "1048576", NULL };
+    pid_t tx = spawn_netcheck("dev-nc-5011.log", send_args);
+    bool tx_ok = netcheck_ok(tx, "dev-nc-5011.log", 180);
+    bool rx_ok = netcheck_ok(rx, "dev-nc-5012.log", 180);
+    if (!tx_ok || !rx_ok ||
+        !wait_for(m, p[0], &con, -1, NULL, "NETCHECK tcp-send OK len=1048576", 60) ||
+        !strstr(con.buf, "NETCHECK tcp-recv OK len=1048576")) {
+        printf("\nDEV-ERROR TCP after the restore\n");
+        return 65;
+    }
+    /* The stream saved mid-way went on to its end, its checksum right. */
+    const char *want = "NETCHECK tcp-send OK len=" STREAM_LEN;
+    char text[512] = "";
+    for (double t0 = now(); !strstr(text, want) && !strstr(text, "FAIL") && now() - t0 < 300;) {
+        wait_for(m, p[0], &con, -1, NULL, "NETCHECK tcp-recv OK len=" STREAM_LEN, 1);
+        FILE *f = fopen("dev-nc-5013.log", "r");
+        if (f) {
+            text[fread(text, 1, sizeof(text) - 1, f)] = '\0';
+            fclose(f);
+        }
+    }
+    printf("\nDEV-HOST-NETCHECK %s", text);
+    if (!strstr(text, want) ||
+        !wait_for(m, p[0], &con, -1, NULL, "NETCHECK tcp-recv OK len=" STREAM_LEN, 60)) {
+        printf("\nDEV-ERROR the stream across the snapshot\n");
+        return 66;
+    }
+    /* vhost-vsock, with another CID now: the connection from before the
+     * save was reset, new ones carry 1 MiB each way, checksummed. */
+    if (!wait_for(m, p[0], &con, -1, NULL, "NETCHECK vsock-recv FAIL", 60) ||
+        !wait_for(m, p[0], &con, -1, NULL, "NETCHECK vsock-recv LISTENING port=6012", 120)) {
+        printf("\nDEV-ERROR vsock after the restore\n");
+        return 67;
+    }
+    char *vsend2_args[] = { (char *)netcheck, "vsock-send", DEV_CID_RESTORED_STR, "6012",
+                            "1048576", NULL };
+    pid_t vtx = spawn_netcheck("dev-nc-6012.log", vsend2_args);
+    tx_ok = netcheck_ok(vtx, "dev-nc-6012.log", 180);
+    rx_ok = netcheck_ok(vrx, "dev-nc-6011.log", 180);
+    if (!tx_ok || !rx_ok ||
+        !wait_for(m, p[0], &con, -1, NULL, "NETCHECK vsock-send OK len=1048576", 60) ||
+        !wait_for(m, p[0], &con, -1, NULL, "NETCHECK vsock-recv OK len=1048576", 60)) {
+        printf("\nDEV-ERROR vsock data after the restore\n");
+        return 68;
+    }
+    printf("\nDEV-VSOCK-OK\n");
+    VmmVirtioNetStats ns = { .size = sizeof(ns) };
+    vmm_virtio_net_get_stats(net, &ns);
+    printf("\nDEV-NET-OK rx_packets=%llu tx_packets=%llu\n",
+           (unsigned long long)ns.rx_packets, (unsigned long long)ns.tx_packets);
     vmm_machine_stop(m);
     vmm_machine_free(m);
+    vmm_virtio_net_free(net);
+    vmm_vhost_vsock_free(vs);
+    vmm_iothread_destroy(io);
     return 0;
 }
 
@@ -863,22 +1055,56 @@ static void test_migrate_cancel(void **state)
     unlink("cancel-disk.img");
 }
 
-/* A guest using virtio-rng and a virtio console, snapshotted while it
- * waits for a console line, the source killed, restored in a new process
- * with the same devices: the line the restored machine sends arrives, the
- * guest echoes it on the virtio console, and /dev/hwrng gives fresh
- * random bytes after the restore. */
+/* A guest using virtio-rng, a virtio console and virtio-net (its eth0 up,
+ * the host pinged), snapshotted while it waits for a console line, the
+ * source killed, restored in a new process with the same devices on the
+ * same tap: the line the restored machine sends arrives, the guest echoes
+ * it on the virtio console, /dev/hwrng gives fresh random bytes, and the
+ * network works again: ping both ways, 1 MiB over TCP each way with the
+ * checksum checked at both ends, and the stream that was under way at the
+ * save (its sender on the host outlives the source) ends with the right
+ * checksum. */
 static void test_devices_snapshot(void **state)
 {
     (void)state;
+    /* The network: a namespace of this test's own (the children inherit
+     * it), a persistent tap DEV_TAP that outlives the source, and
+     * fd00:7e57::1/64 on it - addresses no route leads out of. */
+    assert_int_equal(unshare(CLONE_NEWNET), 0);
+    FILE *f = fopen("/proc/sys/net/ipv6/conf/default/accept_dad", "w");
+    assert_non_null(f);
+    fputs("0", f);              /* no duplicate address detection (busybox ip has no nodad) */
+    assert_int_equal(fclose(f), 0);
+    int tap = vmm_virtio_net_open_tap(DEV_TAP);
+    assert_true(tap >= 0);
+    assert_int_equal(ioctl(tap, TUNSETPERSIST, 1), 0);
+    close(tap);
+    assert_int_equal(system("ip link set lo up && ip link set " DEV_TAP " up && "
+                            "ip -6 addr add fd00:7e57::1/64 dev " DEV_TAP), 0);
     Child k;
-    char *sargv[] = { self, "--dev-source", (char *)kernel, (char *)initrd, "dev.snap", NULL };
+    char *sargv[] = { self, "--dev-source", (char *)kernel, (char *)initrd, "dev.snap",
+                      (char *)netcheck, NULL };
     spawn(&k, sargv);
     reap(&k, 1, 500);
     if (!strstr(k.con.buf, "DEV-SNAPSHOT-OK")) {
         fail_msg("source (status 0x%x):\n%s", k.status, k.con.buf);
     }
-    char *rargv[] = { self, "--dev-restore", "dev.snap", NULL };
+    /* Saved with the guest's interface up, after a ping to the host. */
+    assert_non_null(strstr(k.con.buf, "VMMKIT-NET-UP mac=52:54:00:7e:57:02"));
+    /* The vsock sender: its connection was reset with the source's vhost
+     * (and if it never connected, it must not reach the restored guest). */
+    FILE *pf = fopen("dev-nc-6013.pid", "r");
+    int vpid = 0;
+    assert_non_null(pf);
+    assert_int_equal(fscanf(pf, "%d", &vpid), 1);
+    fclose(pf);
+    kill(vpid, SIGKILL);
+    /* ... and a stream to it under way, not finished. */
+    const char *at = strstr(k.con.buf, "DEV-STREAM-AT-SAVE rx_bytes=");
+    assert_non_null(at);
+    fprintf(stderr, "# %.*s\n", (int)strcspn(at, "\r\n"), at);
+    assert_null(strstr(k.con.buf, "NETCHECK tcp-recv OK len=" STREAM_LEN));
+    char *rargv[] = { self, "--dev-restore", "dev.snap", (char *)netcheck, NULL };
     spawn(&k, rargv);
     reap(&k, 1, 300);
     if (!WIFEXITED(k.status) || WEXITSTATUS(k.status) != 0) {
@@ -895,8 +1121,19 @@ static void test_devices_snapshot(void **state)
     const char *hvc = strstr(k.con.buf, "DEV-HVC-OUT ");
     assert_non_null(hvc);
     assert_non_null(strstr(hvc, "VMMKIT-HVC-ECHO line-after-restore"));
+    const char *net = strstr(k.con.buf, "DEV-NET-OK");
+    assert_non_null(net);
+    fprintf(stderr, "# %.*s\n", (int)strcspn(net, "\r\n"), net);
+    assert_non_null(strstr(k.con.buf, "DEV-VSOCK-OK"));
     assert_null(strstr(k.con.buf, "soft lockup"));
     unlink("dev.snap");
+    unlink("dev-nc-5011.log");
+    unlink("dev-nc-5012.log");
+    unlink("dev-nc-5013.log");
+    unlink("dev-nc-6011.log");
+    unlink("dev-nc-6012.log");
+    unlink("dev-nc-6013.log");
+    unlink("dev-nc-6013.pid");
 }
 
 int main(int argc, char **argv)
@@ -918,21 +1155,24 @@ int main(int argc, char **argv)
     if (argc == 5 && strcmp(argv[1], "--mig-dest") == 0) {
         return run_mig_dest(argv[2], argv[3], atoi(argv[4]));
     }
-    if (argc == 5 && strcmp(argv[1], "--dev-source") == 0) {
+    if (argc == 6 && strcmp(argv[1], "--dev-source") == 0) {
+        netcheck = argv[5];
         return run_dev_source(argv[2], argv[3], argv[4]);
     }
-    if (argc == 3 && strcmp(argv[1], "--dev-restore") == 0) {
+    if (argc == 4 && strcmp(argv[1], "--dev-restore") == 0) {
+        netcheck = argv[3];
         return run_dev_restore(argv[2]);
     }
     if (argc == 5 && strcmp(argv[1], "--mig-cancel") == 0) {
         return run_mig_cancel(argv[2], argv[3], argv[4]);
     }
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s VMLINUZ INITRAMFS\n", argv[0]);
+    if (argc != 4) {
+        fprintf(stderr, "usage: %s VMLINUZ INITRAMFS NETCHECK\n", argv[0]);
         return 2;
     }
     kernel = argv[1];
     initrd = argv[2];
+    netcheck = argv[3];
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_snapshot_restore_clones),
         cmocka_unit_test(test_migrate),
