@@ -32,7 +32,9 @@
  * exits 0); each gets one line back ("ok <state>" or "error <reason>").
  * --restore starts from such a snapshot, --incoming from a migration
  * (ADDRESS: unix:PATH or tcp:HOST:PORT), instead of a kernel: give either
- * the same disks, in the same order.
+ * the same --disk, --console, --rng, --net and --vsock options, disks in
+ * the same order (a tap, a MAC or a vsock CID may differ: the guest keeps
+ * its saved MAC and is told its new CID); other devices are refused.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -80,6 +82,7 @@ typedef struct Args {
     const char *api_socket;
     const char *restore;        /* a snapshot to start from, or NULL */
     const char *incoming;       /* an address to receive a migration on, or NULL */
+    const char *resumed;        /* "snapshot"/"migration" the machine came from, or NULL */
     bool memory_set, cpus_set;
     bool seccomp;
     bool seccomp_log;
@@ -1019,6 +1022,7 @@ static VmmMachine *build(Args *a, Devices *d)
     if (a->restore) {
         m = restore(a);
         a->restore = NULL;          /* a reboot boots the kernel, if any */
+        a->resumed = "snapshot";
     } else if (a->incoming) {
         int fd = open_address(a->incoming, true);
         if (fd < 0) {
@@ -1029,6 +1033,7 @@ static VmmMachine *build(Args *a, Devices *d)
         m = vmm_machine_incoming(&o, fd, &err);
         close(fd);                  /* the machine keeps what it needs */
         a->incoming = NULL;
+        a->resumed = "migration";
         if (!m) {
             fprintf(stderr, "vmmkit-run: incoming migration: %s\n", vmm_strerror(err));
         }
@@ -1163,6 +1168,13 @@ int main(int argc, char **argv)
     char msg[256] = "";
     for (;;) {
         int r = vmm_machine_start(m);
+        if (r == -EINVAL && a.resumed) {
+            /* The library's message said what differs (the devices). */
+            fprintf(stderr, "vmmkit-run: the machine from the %s did not start: its devices "
+                    "must match the saved ones (the same --disk, --console, --rng, --net and "
+                    "--vsock options; a --vsock cid may differ)\n", a.resumed);
+        }
+        a.resumed = NULL;           /* a reboot is a fresh machine */
         int st = r < 0 ? r : run_machine(m, &l, msg, sizeof(msg));
         vmm_machine_free(m);
         free_devices(&devs);

@@ -7,14 +7,21 @@
  *     vmmkit-run --restore PATH (seccomp on) on the same disk goes on from
  *     the next round, its checks passing; "stop".  The same snapshot's
  *     stream form through a FIFO ("snapshot FIFO", then --restore FIFO on
- *     a copy of the disk as it was) goes on the same way.
+ *     a copy of the disk as it was) goes on the same way.  The machine has
+ *     virtio-net on a tap (in the test's own network namespace, IPv6
+ *     addresses that exist only there) and vhost-vsock: before the save
+ *     and after each restore (on the same tap, with another vsock CID
+ *     each time) a stream from the host reaches the guest over TCP and
+ *     over vsock with its checksum checked at both ends, and the host
+ *     pings the guest.  A --restore without the --vsock is refused with
+ *     a message (exit status 2).
  *  2. vmmkit-run --incoming ADDRESS (seccomp on) waits; another
  *     vmmkit-run (seccomp on: its filter lets the outgoing stream
  *     connection through) runs the guest and at round 3 gets "migrate ADDRESS": it answers "ok
  *     stopped" and exits 0; the guest goes on in the first one.  Once
  *     over a Unix socket, once over TCP on the loopback interface.
  *
- * usage: test-run-migrate VMMKIT-RUN VMLINUZ INITRAMFS
+ * usage: test-run-migrate VMMKIT-RUN VMLINUZ INITRAMFS NETCHECK
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +30,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +40,8 @@
 #include <sys/un.h>
 #include <sys/ioctl.h>
 #include <net/if.h>
+#include <linux/if_tun.h>
+#include <sched.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -39,7 +49,13 @@
 
 #include "vmmkit/vmmkit.h"
 
-static const char *run_path, *kernel, *initrd;
+static const char *run_path, *kernel, *initrd, *netcheck;
+
+/* The network of test_snapshot_restore, in this test's own namespace. */
+#define TAP "vmr1"
+#define TAP_MAC "52:54:00:7e:57:21"
+#define GUEST_ADDR "fd00:7e57::2"
+
 
 #define OUT_MAX (1 << 20)
 
@@ -70,7 +86,8 @@ static void drain(Run *r)
     }
 }
 
-static void spawn(Run *r, const char *const *argv)
+/* @argv with its stdout (and with @err its stderr too) read into @r. */
+static void spawn_out(Run *r, const char *const *argv, bool err)
 {
     int p[2];
     assert_int_equal(pipe2(p, O_CLOEXEC), 0);
@@ -82,12 +99,20 @@ static void spawn(Run *r, const char *const *argv)
         int null = open("/dev/null", O_RDONLY);
         dup2(null, 0);
         dup2(p[1], 1);
+        if (err) {
+            dup2(p[1], 2);
+        }
         execv(run_path, (char *const *)argv);
         _exit(127);
     }
     close(p[1]);
     r->out = p[0];
     fcntl(r->out, F_SETFL, O_NONBLOCK);
+}
+
+static void spawn(Run *r, const char *const *argv)
+{
+    spawn_out(r, argv, false);
 }
 
 static long last_count(const char *s)
@@ -213,6 +238,49 @@ static void new_disk(const char *path)
 
 #define SOAK "console=ttyS0 quiet panic=-1 vmmkit.mode=soak"
 
+/* netcheck on the host side with @args (its output on stderr), while @r's
+ * console is drained: it must say OK (the checksum matched at both ends)
+ * within 180 s. */
+static void host_netcheck(Run *r, char *const args[])
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(2, 1);
+        execv(netcheck, args);
+        _exit(127);
+    }
+    int st;
+    double t0 = now();
+    while (waitpid(pid, &st, WNOHANG) == 0) {
+        drain(r);
+        if (now() - t0 > 180) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            fail_msg("netcheck %s: no answer in 180 s; console:\n%s", args[1], r->buf);
+        }
+        usleep(50 * 1000);
+    }
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        fail_msg("netcheck %s %s failed (status 0x%x); console:\n%s", args[1], args[2], st,
+                 r->buf);
+    }
+}
+
+/* The guest of @r (vsock CID @cid) on the network: the host pings it, and
+ * @len bytes reach its netcheck over TCP and over vsock (a new connection
+ * each), the checksum checked at both ends. */
+static void check_net(Run *r, const char *cid, const char *len)
+{
+    assert_int_equal(system("ping6 -c 1 -w 60 " GUEST_ADDR " >/dev/null"), 0);
+    char *tcp[] = { (char *)netcheck, "tcp-send", GUEST_ADDR, "5021", (char *)len, NULL };
+    host_netcheck(r, tcp);
+    char *vsock[] = { (char *)netcheck, "vsock-send", (char *)cid, "6021", (char *)len, NULL };
+    host_netcheck(r, vsock);
+    drain(r);
+    assert_null(strstr(r->buf, "VMMKIT-FAIL"));
+}
+
 static Run a, b, c;
 
 /* The stream form through a FIFO: "snapshot run.fifo" is copied to the
@@ -269,10 +337,13 @@ static void test_snapshot_restore(void **state)
     new_disk("run-disk.img");
     const char *argv1[] = { run_path, "--kernel", kernel, "--initrd", initrd, "--memory",
                             "256M", "--cpus", "2", "--seccomp", "on", "--disk", "run-disk.img",
+                            "--net", "tap=" TAP ",mac=" TAP_MAC, "--vsock", "cid=53",
                             "--api-socket", "a.sock", "--append", SOAK, NULL };
     spawn(&a, argv1);
     int fd = connect_retry("a.sock", &a);
     wait_round(&a, 3);
+    assert_non_null(strstr(a.buf, "VMMKIT-NET-UP mac=" TAP_MAC));
+    check_net(&a, "53", "65536");
     assert_string_equal(command(fd, "pause", &a), "ok paused");
     assert_string_equal(command(fd, "snapshot run.snap", &a), "ok paused");
     /* The stream form, to a FIFO. */
@@ -292,11 +363,22 @@ static void test_snapshot_restore(void **state)
     assert_int_equal(wait_exit(&a), 130);
     copy_file("run-disk.img", "run-disk2.img");     /* the disk at the snapshot */
 
+    /* Without the --vsock the saved machine had: refused, and said why. */
+    const char *argv_bad[] = { run_path, "--restore", "run.snap", "--seccomp", "on", "--disk",
+                               "run-disk.img", "--net", "tap=" TAP, NULL };
+    spawn_out(&b, argv_bad, true);
+    assert_int_equal(wait_exit(&b), 2);
+    assert_non_null(strstr(b.buf, "the snapshot has 3 devices, the machine 2"));
+    assert_non_null(strstr(b.buf, "its devices must match the saved ones"));
+
+    /* The same tap, another vsock CID. */
     const char *argv2[] = { run_path, "--restore", "run.snap", "--seccomp", "on", "--disk",
-                            "run-disk.img", "--api-socket", "b.sock", NULL };
+                            "run-disk.img", "--net", "tap=" TAP, "--vsock", "cid=54",
+                            "--api-socket", "b.sock", NULL };
     spawn(&b, argv2);
     fd = connect_retry("b.sock", &b);
     wait_round(&b, last_count(a.buf) + 3);
+    check_net(&b, "54", "1048576");
     command(fd, "stop", &b);
     close(fd);
     assert_int_equal(wait_exit(&b), 130);
@@ -304,11 +386,13 @@ static void test_snapshot_restore(void **state)
 
     /* --restore from the FIFO (RAM copied in), on the saved disk. */
     const char *argv3[] = { run_path, "--restore", "run.fifo", "--seccomp", "on", "--disk",
-                            "run-disk2.img", "--api-socket", "c.sock", NULL };
+                            "run-disk2.img", "--net", "tap=" TAP, "--vsock", "cid=55",
+                            "--api-socket", "c.sock", NULL };
     spawn(&c, argv3);
     assert_int_equal(pthread_create(&t, NULL, file_to_fifo, NULL), 0);
     fd = connect_retry("c.sock", &c);
     wait_round(&c, last_count(a.buf) + 3);
+    check_net(&c, "55", "1048576");
     command(fd, "stop", &c);
     close(fd);
     assert_int_equal(wait_exit(&c), 130);
@@ -393,14 +477,35 @@ static void test_migrate_tcp(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s VMMKIT-RUN VMLINUZ INITRAMFS\n", argv[0]);
+    if (argc != 5) {
+        fprintf(stderr, "usage: %s VMMKIT-RUN VMLINUZ INITRAMFS NETCHECK\n", argv[0]);
         return 2;
     }
     run_path = argv[1];
     kernel = argv[2];
     initrd = argv[3];
+    netcheck = argv[4];
     signal(SIGPIPE, SIG_IGN);
+    /* A network namespace of the test's own (its children inherit it), a
+     * persistent tap TAP (it outlives each vmmkit-run) with fd00:7e57::1/64
+     * on it: addresses no route leads out of. */
+    if (unshare(CLONE_NEWNET) < 0) {
+        perror("unshare(CLONE_NEWNET)");
+        return 1;
+    }
+    FILE *f = fopen("/proc/sys/net/ipv6/conf/default/accept_dad", "w");
+    if (!f || fputs("0", f) < 0 || fclose(f) != 0) {
+        fprintf(stderr, "accept_dad: %s\n", strerror(errno));
+        return 1;
+    }
+    int tap = vmm_virtio_net_open_tap(TAP);
+    if (tap < 0 || ioctl(tap, TUNSETPERSIST, 1) < 0 ||
+        system("ip link set lo up && ip link set " TAP " up && "
+               "ip -6 addr add fd00:7e57::1/64 dev " TAP) != 0) {
+        fprintf(stderr, "the tap %s: %s\n", TAP, vmm_strerror(tap < 0 ? tap : -errno));
+        return 1;
+    }
+    close(tap);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_snapshot_restore),
         cmocka_unit_test(test_migrate),
