@@ -19,7 +19,13 @@
  *     vmmkit-run (seccomp on: its filter lets the outgoing stream
  *     connection through) runs the guest and at round 3 gets "migrate ADDRESS": it answers "ok
  *     stopped" and exits 0; the guest goes on in the first one.  Once
- *     over a Unix socket, once over TCP on the loopback interface.
+ *     over a Unix socket, once over TCP on the loopback interface.  Over
+ *     the Unix socket the machine has --net and --vsock: the destination
+ *     is on a second tap (the source holds the first until it exits; its
+ *     host address moves over after the hand-over, as an operator's
+ *     network would follow the guest) and another vsock CID; the host
+ *     pings the guest and streams reach it over TCP and vsock, checksummed,
+ *     before and after.
  *
  * usage: test-run-migrate VMMKIT-RUN VMLINUZ INITRAMFS NETCHECK
  */
@@ -55,6 +61,8 @@ static const char *run_path, *kernel, *initrd, *netcheck;
 #define TAP "vmr1"
 #define TAP_MAC "52:54:00:7e:57:21"
 #define GUEST_ADDR "fd00:7e57::2"
+#define TAP2 "vmr2"                 /* a migration's destination's */
+#define HOST_MAC "02:00:00:7e:57:01"    /* both taps' host side */
 
 
 #define OUT_MAX (1 << 20)
@@ -421,14 +429,17 @@ static void loopback_up(void)
     }
 }
 
-static void migrate_via(const char *addr, const char *wait_path)
+/* With @net, the source has --net on TAP and --vsock cid=56, the
+ * destination --net on TAP2 and --vsock cid=57. */
+static void migrate_via(const char *addr, const char *wait_path, bool net)
 {
     new_disk("run-disk.img");
     if (wait_path) {
         unlink(wait_path);
     }
     const char *argv_d[] = { run_path, "--incoming", addr, "--seccomp", "on",
-                             "--disk", "run-disk.img", "--api-socket", "d.sock", NULL };
+                             "--disk", "run-disk.img", "--api-socket", "d.sock",
+                             net ? "--net" : NULL, "tap=" TAP2, "--vsock", "cid=57", NULL };
     spawn(&b, argv_d);
     /* vmmkit-run opens its control socket, probes KVM, then listens. */
     struct stat st;
@@ -437,10 +448,16 @@ static void migrate_via(const char *addr, const char *wait_path)
     }
     const char *argv_s[] = { run_path, "--kernel", kernel, "--initrd", initrd, "--memory",
                              "256M", "--cpus", "2", "--seccomp", "on", "--disk",
-                             "run-disk.img", "--api-socket", "s.sock", "--append", SOAK, NULL };
+                             "run-disk.img", "--api-socket", "s.sock", "--append", SOAK,
+                             net ? "--net" : NULL, "tap=" TAP ",mac=" TAP_MAC, "--vsock",
+                             "cid=56", NULL };
     spawn(&a, argv_s);
     int fd = connect_retry("s.sock", &a);
     wait_round(&a, 3);
+    if (net) {
+        assert_non_null(strstr(a.buf, "VMMKIT-NET-UP mac=" TAP_MAC));
+        check_net(&a, "56", "65536");
+    }
     char enoent[128], cmd[160];
     snprintf(enoent, sizeof(enoent), "error %s", vmm_strerror(-ENOENT));
     assert_string_equal(command(fd, "migrate unix:nowhere.sock", &a), enoent);
@@ -453,8 +470,17 @@ static void migrate_via(const char *addr, const char *wait_path)
     assert_string_equal(r, "ok stopped");
     close(fd);
     assert_int_equal(wait_exit(&a), 0);
+    if (net) {
+        assert_int_equal(system("ip -6 addr del fd00:7e57::1/64 dev " TAP " && "
+                                "ip -6 addr add fd00:7e57::1/64 dev " TAP2), 0);
+    }
     int dfd = connect_retry("d.sock", &b);
     wait_round(&b, last_count(a.buf) + 3);
+    if (net) {
+        check_net(&b, "57", "1048576");
+        assert_int_equal(system("ip -6 addr del fd00:7e57::1/64 dev " TAP2 " && "
+                                "ip -6 addr add fd00:7e57::1/64 dev " TAP), 0);
+    }
     command(dfd, "stop", &b);
     close(dfd);
     assert_int_equal(wait_exit(&b), 130);
@@ -465,14 +491,14 @@ static void migrate_via(const char *addr, const char *wait_path)
 static void test_migrate(void **state)
 {
     (void)state;
-    migrate_via("unix:mig-in.sock", "mig-in.sock");
+    migrate_via("unix:mig-in.sock", "mig-in.sock", true);
 }
 
 static void test_migrate_tcp(void **state)
 {
     (void)state;
     loopback_up();
-    migrate_via("tcp:127.0.0.1:47017", NULL);
+    migrate_via("tcp:127.0.0.1:47017", NULL, false);
 }
 
 int main(int argc, char **argv)
@@ -500,9 +526,18 @@ int main(int argc, char **argv)
     }
     int tap = vmm_virtio_net_open_tap(TAP);
     if (tap < 0 || ioctl(tap, TUNSETPERSIST, 1) < 0 ||
-        system("ip link set lo up && ip link set " TAP " up && "
-               "ip -6 addr add fd00:7e57::1/64 dev " TAP) != 0) {
+        system("ip link set lo up && ip link set " TAP " address " HOST_MAC " && "
+               "ip link set " TAP " up && ip -6 addr add fd00:7e57::1/64 dev " TAP) != 0) {
         fprintf(stderr, "the tap %s: %s\n", TAP, vmm_strerror(tap < 0 ? tap : -errno));
+        return 1;
+    }
+    close(tap);
+    /* The second, with the first's MAC (the guest's neighbour entry for
+     * the host stays right when the address moves over). */
+    tap = vmm_virtio_net_open_tap(TAP2);
+    if (tap < 0 || ioctl(tap, TUNSETPERSIST, 1) < 0 ||
+        system("ip link set " TAP2 " address " HOST_MAC " && ip link set " TAP2 " up") != 0) {
+        fprintf(stderr, "the tap %s: %s\n", TAP2, vmm_strerror(tap < 0 ? tap : -errno));
         return 1;
     }
     close(tap);
