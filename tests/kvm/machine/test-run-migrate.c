@@ -162,6 +162,7 @@ static int wait_exit(Run *r)
         assert_true(now() - t0 < 120);
         usleep(50 * 1000);
     }
+    r->pid = 0;
     drain(r);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
@@ -514,6 +515,22 @@ static void migrate_via(const char *addr, const char *wait_path, bool net)
     unlink("run-disk.img");
 }
 
+/* After each test: a vmmkit-run a failed check left running is killed
+ * (it would hold its tap, CID and sockets in the next test). */
+static int reap_runs(void **state)
+{
+    (void)state;
+    Run *runs[] = { &a, &b, &c };
+    for (int i = 0; i < 3; i++) {
+        if (runs[i]->pid > 0 && waitpid(runs[i]->pid, NULL, WNOHANG) == 0) {
+            kill(runs[i]->pid, SIGKILL);
+            waitpid(runs[i]->pid, NULL, 0);
+        }
+        runs[i]->pid = 0;
+    }
+    return 0;
+}
+
 static void test_migrate(void **state)
 {
     (void)state;
@@ -568,9 +585,9 @@ int main(int argc, char **argv)
     }
     close(tap);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_snapshot_restore),
-        cmocka_unit_test(test_migrate),
-        cmocka_unit_test(test_migrate_tcp),
+        cmocka_unit_test_teardown(test_snapshot_restore, reap_runs),
+        cmocka_unit_test_teardown(test_migrate, reap_runs),
+        cmocka_unit_test_teardown(test_migrate_tcp, reap_runs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
