@@ -205,7 +205,10 @@ int machine_device_load(VmmMachine *m, unsigned i, const uint8_t *in, size_t len
  * migration starts.  Main loop. */
 int machine_devices_saveable(VmmMachine *m) VMM_EXCLUDES(m->lock);
 /* @fn for the used ring of every enabled queue (what the devices write
- * into guest RAM besides their requests' buffers).  Main loop. */
+ * into guest RAM besides their requests' buffers), and for a device whose
+ * backend writes outside the core (vhost), every writable buffer in its
+ * descriptor tables (guest-given ranges: @fn bounds them).  Main loop,
+ * machine paused. */
 void machine_device_used_rings(VmmMachine *m, void (*fn)(void *opaque, uint64_t gpa,
                                                          uint64_t len), void *opaque)
     VMM_EXCLUDES(m->lock);

@@ -15,6 +15,7 @@
 
 #include "util/log.h"
 #include "vmmkit/virtio.h"
+#include "virtio/virtio-internal.h"
 
 unsigned machine_device_ids(VmmMachine *m, uint16_t *ids, unsigned max)
 {
@@ -133,6 +134,12 @@ void machine_device_used_rings(VmmMachine *m, void (*fn)(void *opaque, uint64_t 
             uint64_t desc, avail, used;
             vmm_virtio_queue_get_addr(v, q, &desc, &avail, &used);
             fn(opaque, used, 6 + 8ull * vmm_virtio_queue_get_size(v, q));
+        }
+        /* A backend outside the core (vhost) also wrote the buffers the
+         * driver gave it, with no dirty log of ours: send them all again
+         * (a superset: every buffer still in its descriptor tables). */
+        if (v->backend_rings_saved) {
+            virtio_writable_buffers(v, fn, opaque);
         }
     }
 }

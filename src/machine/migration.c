@@ -451,14 +451,21 @@ static void mark_range(void *opaque, uint64_t gpa, uint64_t len)
 {
     Source *src = opaque;
     VmmMachine *m = src->m;
-    for (uint64_t a = gpa & ~(uint64_t)(SNAP_PAGE - 1); a < gpa + len; a += SNAP_PAGE) {
+    /* The range may come from the guest (a descriptor): bounded to RAM,
+     * the MMIO hole skipped, so the walk is never longer than RAM. */
+    uint64_t top = m->ram_size > m->low_size ? X86_MMIO_HOLE_END + (m->ram_size - m->low_size)
+                                             : m->low_size;
+    uint64_t end = gpa + len < gpa ? UINT64_MAX : gpa + len;
+    end = end < top ? end : top;
+    for (uint64_t a = gpa & ~(uint64_t)(SNAP_PAGE - 1); a < end; a += SNAP_PAGE) {
         uint64_t off;
         if (a < m->low_size) {
             off = a;
-        } else if (a >= X86_MMIO_HOLE_END && a - X86_MMIO_HOLE_END < m->ram_size - m->low_size) {
-            off = m->low_size + (a - X86_MMIO_HOLE_END);
-        } else {
+        } else if (a < X86_MMIO_HOLE_END) {
+            a = X86_MMIO_HOLE_END - SNAP_PAGE;      /* the hole: no RAM */
             continue;
+        } else {
+            off = m->low_size + (a - X86_MMIO_HOLE_END);
         }
         src->dirty[off / SNAP_PAGE / 64] |= 1ull << (off / SNAP_PAGE % 64);
     }

@@ -100,4 +100,10 @@ void virtio_dispatch(VmmVirtioDevice *vdev, VmmVirtqueue *vq);
  * its context's thread may be in has returned.  Main loop. */
 void virtio_queue_drop_bh(VmmVirtqueue *vq);
 
+/* virtio-state.c: the writable buffers of @vdev's descriptor tables (see
+ * there).  Machine paused, device quiesced. */
+void virtio_writable_buffers(VmmVirtioDevice *vdev,
+                             void (*fn)(void *opaque, uint64_t gpa, uint64_t len),
+                             void *opaque);
+
 #endif

@@ -7,6 +7,7 @@
  * last_avail_idx say exactly which requests the device has taken.  A
  * loaded queue goes on from there: nothing is lost, nothing repeated.
  */
+#include <endian.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -192,4 +193,58 @@ int vmm_virtio_load_state(VmmVirtioDevice *vdev, const void *buf, size_t len)
         }
     }
     return 0;
+}
+
+/*
+ * The buffers the driver offered @vdev for writing: every writable entry of
+ * each enabled queue's descriptor table, and of the indirect tables it
+ * names.  A backend outside the core (vhost) writes them with no dirty log
+ * of ours, so a live migration sends them again once the backend stopped.
+ * Called with the machine paused and the device quiesced.  The tables are
+ * guest memory: indirect tables are read through vmm_dma_read (a table
+ * outside RAM is skipped), their length is bounded, and @fn gets the raw
+ * (address, length) pairs, which it must bound to guest RAM itself.
+ */
+void virtio_writable_buffers(VmmVirtioDevice *vdev,
+                             void (*fn)(void *opaque, uint64_t gpa, uint64_t len),
+                             void *opaque)
+{
+    enum { CHUNK = 32, MAX_INDIRECT = 1024 };
+    for (unsigned q = 0; q < vdev->num_queues; q++) {
+        VmmVirtqueue *vq = &vdev->vq[q];
+        if (!vk_atomic_load_acquire(&vq->ready) || !vq->desc) {
+            continue;
+        }
+        for (unsigned i = 0; i < vq->size; i++) {
+            struct vring_desc d;
+            memcpy(&d, &vq->desc[i], sizeof(d));
+            uint64_t addr = le64toh(d.addr);
+            uint32_t len = le32toh(d.len);
+            uint16_t flags = le16toh(d.flags);
+            if (!(flags & VRING_DESC_F_INDIRECT)) {
+                if ((flags & VRING_DESC_F_WRITE) && len) {
+                    fn(opaque, addr, len);
+                }
+                continue;
+            }
+            if (!vq->indirect) {
+                continue;
+            }
+            unsigned n = len / sizeof(struct vring_desc);
+            n = n < MAX_INDIRECT ? n : MAX_INDIRECT;
+            for (unsigned k = 0; k < n; k += CHUNK) {
+                struct vring_desc t[CHUNK];
+                unsigned c = n - k < CHUNK ? n - k : CHUNK;
+                if (vmm_dma_read(vdev->mem, addr + (uint64_t)k * sizeof(t[0]), t,
+                                 c * sizeof(t[0])) < 0) {
+                    break;
+                }
+                for (unsigned j = 0; j < c; j++) {
+                    if ((le16toh(t[j].flags) & VRING_DESC_F_WRITE) && t[j].len) {
+                        fn(opaque, le64toh(t[j].addr), le32toh(t[j].len));
+                    }
+                }
+            }
+        }
+    }
 }
