@@ -28,7 +28,11 @@
  *                        sigsetjmp_rt   sigsetjmp(,0)/siglongjmp (QEMU's way)
  *                        swapcontext_rt ucontext swapcontext
  *   co_enter_yield_rt  vmm_coroutine_enter + vmm_coroutine_yield through the
- *                      public API, against sigsetjmp_rt and against
+ *                      public API, against sigsetjmp_rt, against
+ *                        sigsetjmp_enter_yield_rt  enter + yield through an
+ *                                       API of the same shape whose switch
+ *                                       is sigsetjmp/siglongjmp (QEMU's
+ *                                       coroutine-ucontext), and against
  *                        asm_floor_fpu_call_rt  asm_floor_fpu_rt entered
  *                                       through a function that returns
  *                                       (as vmm_coroutine_enter does): its
@@ -309,6 +313,81 @@ static void sj_run(long n)
     }
 }
 
+/* ---- enter/yield through an API built on sigsetjmp (QEMU's shape) -------- *
+ * What a coroutine library whose switch is sigsetjmp/siglongjmp costs at
+ * its API: enter records the caller and the current coroutine and
+ * switches, yield switches back to the caller, each a call that returns
+ * (as qemu_coroutine_enter/qemu_coroutine_yield over coroutine-ucontext's
+ * qemu_coroutine_switch).  The same bookkeeping as ours, the other switch. */
+
+typedef struct SjCo {
+    sigjmp_buf env;
+    struct SjCo *caller;
+} SjCo;
+
+static __thread SjCo *sjco_current;
+static SjCo sjco_leader, sjco_co;
+static ucontext_t sjco_uc, sjco_start;
+static volatile bool sjco_stop;
+
+static VMM_NOINLINE void sjco_switch(SjCo *from, SjCo *to)
+{
+    if (!sigsetjmp(from->env, 0)) {
+        siglongjmp(to->env, 1);
+    }
+}
+
+static VMM_NOINLINE void sjco_enter(SjCo *co)
+{
+    SjCo *self = sjco_current ? sjco_current : &sjco_leader;
+
+    if (co->caller) {
+        abort();                        /* re-entered while running */
+    }
+    co->caller = self;
+    sjco_current = co;
+    sjco_switch(self, co);
+    sjco_current = self;
+}
+
+static VMM_NOINLINE void sjco_yield(void)
+{
+    SjCo *self = sjco_current;
+    SjCo *to = self->caller;
+
+    self->caller = NULL;
+    sjco_switch(self, to);
+}
+
+static void sjco_entry(void)
+{
+    if (!sigsetjmp(sjco_co.env, 0)) {
+        swapcontext(&sjco_uc, &sjco_start);     /* creation done, go back */
+    }
+    while (!sjco_stop) {
+        sjco_yield();
+    }
+    sjco_yield();
+    abort();
+}
+
+static void sjco_init(void)
+{
+    getcontext(&sjco_uc);
+    sjco_uc.uc_stack.ss_sp = bench_stack(65536);
+    sjco_uc.uc_stack.ss_size = 65536;
+    sjco_uc.uc_link = NULL;
+    makecontext(&sjco_uc, sjco_entry, 0);
+    swapcontext(&sjco_start, &sjco_uc);
+}
+
+static void sjco_run(long n)
+{
+    for (long i = 0; i < n; i++) {
+        sjco_enter(&sjco_co);
+    }
+}
+
 /* ---- swapcontext ----------------------------------------------------------- */
 
 static ucontext_t sc_main, sc_co;
@@ -406,7 +485,7 @@ static void *nothing_thread(void *arg)
 int main(void)
 {
     const char *quick = getenv("VMM_BENCH_QUICK");
-    double sj, sc, api, life, nopool, com, pm, flo_call = 0;
+    double sj, sjapi, sc, api, life, nopool, com, pm, flo_call = 0;
 
     if (quick && *quick && strcmp(quick, "0")) {
         iters = 20000;
@@ -423,6 +502,8 @@ int main(void)
     sj_init();
     sc_init();
     sj = measure(sj_run, iters);
+    sjco_init();
+    sjapi = measure(sjco_run, iters);
     sc = measure(sc_run, iters / 200 + 1);
 
 #if defined(VMM_CO_BACKEND_ASM)
@@ -462,6 +543,7 @@ int main(void)
     yield_stop = true;
     vmm_coroutine_enter(yield_co);
     report("co_enter_yield_rt", api, "sigsetjmp_rt", sj);
+    report("co_enter_yield_rt", api, "sigsetjmp_enter_yield_rt", sjapi);
     if (flo_call > 0) {
         report("co_enter_yield_rt", api, "asm_floor_fpu_call_rt", flo_call);
     }
