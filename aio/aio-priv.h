@@ -91,6 +91,11 @@ struct AioHandler {
     bool broken;                     /* fd closed under us (POLLNVAL/EBADF) */
 
     int64_t poll_ns;                 /* adaptive busy-poll budget */
+    /* Home thread: probes of the full budget after near misses (see
+     * adjust_polling_time() in aio-posix.c). */
+    unsigned poll_near_misses;       /* since the last probe */
+    unsigned poll_probe_gap;         /* near misses between probes; 0: start */
+    bool poll_probing;               /* the budget was raised by a probe */
 
     /* fd monitors */
     GPollFD gpfd;                    /* when the GSource is in use */

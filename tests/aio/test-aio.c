@@ -889,6 +889,84 @@ static void test_adaptive_polling(void **state)
     vmm_aio_context_unref(c);
 }
 
+/* Near misses and probes (adjust_polling_time()), block by block: where a
+ * wake-up costs more than the ceiling, blocks ended by the handler's event
+ * look too long to grow the budget, so every few near misses (within 4x
+ * the ceiling) the budget is set to the ceiling once; a probe that misses
+ * drops it to 0 and doubles the gap, one whose busy poll finds the event
+ * keeps it and makes the gap 4 again. */
+int aio_handler_adjust_poll(VmmAioContext *ctx, int fd, int64_t block_ns);
+int aio_handler_set_poll_ns(VmmAioContext *ctx, int fd, int64_t ns);
+
+static void test_adaptive_polling_probes(void **state)
+{
+    (void)state;
+    const int64_t max = 32 * 1000;
+    VmmAioContextOptions o = { .size = sizeof(o), .poll_max_ns = max };
+    VmmAioContext *c = vmm_aio_context_new(&o, NULL);
+    Pinger p = { .n = vmm_event_notifier_new(NULL) };
+    int fd = vmm_event_notifier_fd(p.n);
+
+    assert_int_equal(vmm_aio_set_event_notifier(c, p.n, pinger_consume, pinger_poll,
+                                                pinger_consume, &p), 0);
+    assert_int_equal(aio_handler_poll_ns(c, fd), 0);
+
+    /* Blocks beyond 4x the ceiling are no near misses: no probe. */
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(aio_handler_adjust_poll(c, fd, 4 * max + 1), 0);
+        assert_int_equal(aio_handler_poll_ns(c, fd), 0);
+    }
+    /* Near misses: the 4th buys a probe. */
+    for (int i = 0; i < 3; i++) {
+        aio_handler_adjust_poll(c, fd, 2 * max);
+        assert_int_equal(aio_handler_poll_ns(c, fd), 0);
+    }
+    aio_handler_adjust_poll(c, fd, 2 * max);
+    assert_int_equal(aio_handler_poll_ns(c, fd), max);
+    /* The probe polled a whole ceiling and the next block came anyway:
+     * back to 0, and the next probe only after 8 near misses (that block
+     * the first). */
+    aio_handler_adjust_poll(c, fd, 3 * max);
+    assert_int_equal(aio_handler_poll_ns(c, fd), 0);
+    for (int i = 0; i < 6; i++) {
+        aio_handler_adjust_poll(c, fd, 2 * max);
+        assert_int_equal(aio_handler_poll_ns(c, fd), 0);
+    }
+    aio_handler_adjust_poll(c, fd, 2 * max);
+    assert_int_equal(aio_handler_poll_ns(c, fd), max);
+    /* This probe's busy poll finds the event: the budget stays. */
+    __atomic_store_n(&p.flag, 1, __ATOMIC_RELEASE);
+    vmm_aio_poll(c, false);
+    assert_int_equal(__atomic_load_n(&p.handled, __ATOMIC_ACQUIRE), 1);
+    assert_int_equal(aio_handler_poll_ns(c, fd), max);
+    /* A block within the budget keeps it (the sweet spot). */
+    aio_handler_adjust_poll(c, fd, max / 2);
+    assert_int_equal(aio_handler_poll_ns(c, fd), max);
+    /* Later misses shrink it as usual (halving), and the gap is 4 again. */
+    aio_handler_adjust_poll(c, fd, 2 * max);
+    assert_int_equal(aio_handler_poll_ns(c, fd), max / 2);
+    assert_int_equal(aio_handler_set_poll_ns(c, fd, 0), 0);
+    for (int i = 0; i < 2; i++) {
+        aio_handler_adjust_poll(c, fd, 2 * max);
+        assert_int_equal(aio_handler_poll_ns(c, fd), 0);
+    }
+    aio_handler_adjust_poll(c, fd, 2 * max);
+    assert_int_equal(aio_handler_poll_ns(c, fd), max);
+
+    /* Polling off: no probes. */
+    assert_int_equal(vmm_aio_context_set_poll_params(c, 0, 0, 0), 0);
+    assert_int_equal(aio_handler_set_poll_ns(c, fd, 0), 0);
+    for (int i = 0; i < 20; i++) {
+        aio_handler_adjust_poll(c, fd, 2 * max);
+        assert_int_equal(aio_handler_poll_ns(c, fd), 0);
+    }
+
+    assert_int_equal(vmm_aio_set_event_notifier(c, p.n, NULL, NULL, NULL, NULL), 0);
+    vmm_aio_poll(c, false);
+    vmm_event_notifier_free(p.n);
+    vmm_aio_context_unref(c);
+}
+
 /* ---- poll mode: io_poll_begin / io_poll_end ---- */
 
 int aio_handler_set_poll_ns(VmmAioContext *ctx, int fd, int64_t ns);
@@ -1218,6 +1296,7 @@ int main(void)
         T(test_last_unref_inside_callback),
         T(test_epoll_threshold),
         T(test_adaptive_polling),
+        T(test_adaptive_polling_probes),
         T(test_poll_begin_end_pairs),
         T(test_poll_end_repoll),
         T(test_poll_after_fd_event),
