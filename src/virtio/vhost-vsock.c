@@ -359,6 +359,9 @@ static void vs_destroy(VmmVhostVsock *vs)
     if (vs->listening) {
         vmm_guest_memory_remove_listener(vs->mem, vs_mem_listener, vs);
     }
+    if (vs->mem) {
+        vmm_guest_memory_unref(vs->mem);
+    }
     if (vs->fd >= 0) {
         close(vs->fd);
     }
@@ -398,6 +401,9 @@ VmmVhostVsock *vmm_vhost_vsock_new(VmmGuestMemory *mem, const VmmVhostVsockOptio
     }
     vk_mutex_init(&vs->lock);
     vs->fd = -1;
+    /* Our own reference: the listener is removed in vs_destroy(), after
+     * the virtio device (which holds another) is gone. */
+    vmm_guest_memory_ref(mem);
     vs->mem = mem;
     vs->cid = o.guest_cid;
     vs->ctx = o.ctx ? o.ctx : vmm_aio_context_main();

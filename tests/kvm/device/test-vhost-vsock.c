@@ -179,7 +179,9 @@ static void guest_send(T *t, const struct virtio_vsock_hdr *req, uint16_t op,
     };
     uint64_t gpa = TXBUF + 4096ull * (t->tx_slot++ % 16);
     memcpy(t->host + gpa, &h, HDR);
-    memcpy(t->host + gpa + 256, data, len);
+    if (len) {
+        memcpy(t->host + gpa + 256, data, len);
+    }
     TestBuf b[2] = { { gpa, (uint32_t)HDR, false }, { gpa + 256, len, false } };
     tvq_add(&t->tq[TXQ], b, len ? 2 : 1);
     vmm_virtio_queue_notify(t->vdev, TXQ);
@@ -399,6 +401,26 @@ static void test_bad_cid(void **state)
     destroy(t);
 }
 
+/* The caller may drop its guest memory reference before it frees the
+ * device (a machine does, in vmm_machine_free): the device keeps the
+ * memory it listens to until it is freed (with MALLOC_PERTURB_, as meson
+ * runs tests, a listener removed from freed memory crashed). */
+static void test_free_after_memory(void **state)
+{
+    (void)state;
+    if (!have_vhost()) {
+        skip();
+    }
+    T *t = make();
+    vmm_virtio_set_status(t->vdev, 0);
+    assert_true(WAIT_UNTIL(vmm_virtio_get_status(t->vdev) == 0));
+    vmm_guest_memory_unref(t->mem);
+    vmm_vhost_vsock_free(t->vs);
+    vmm_iothread_destroy(t->iot);
+    vmm_ram_region_unref(t->ram);
+    free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -406,6 +428,7 @@ int main(void)
         cmocka_unit_test(test_pause_reset),
         cmocka_unit_test(test_save_load),
         cmocka_unit_test(test_bad_cid),
+        cmocka_unit_test(test_free_after_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
