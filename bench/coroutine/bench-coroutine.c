@@ -289,13 +289,19 @@ static void sj_entry(void)
     }
 }
 
+/* @uc ready to run @fn on a stack of its own. */
+static void uc_make(ucontext_t *uc, void (*fn)(void))
+{
+    getcontext(uc);
+    uc->uc_stack.ss_sp = bench_stack(65536);
+    uc->uc_stack.ss_size = 65536;
+    uc->uc_link = NULL;
+    makecontext(uc, fn, 0);
+}
+
 static void sj_init(void)
 {
-    getcontext(&sj_uc);
-    sj_uc.uc_stack.ss_sp = bench_stack(65536);
-    sj_uc.uc_stack.ss_size = 65536;
-    sj_uc.uc_link = NULL;
-    makecontext(&sj_uc, sj_entry, 0);
+    uc_make(&sj_uc, sj_entry);
     swapcontext(&sj_start, &sj_uc);
 }
 
@@ -373,11 +379,7 @@ static void sjco_entry(void)
 
 static void sjco_init(void)
 {
-    getcontext(&sjco_uc);
-    sjco_uc.uc_stack.ss_sp = bench_stack(65536);
-    sjco_uc.uc_stack.ss_size = 65536;
-    sjco_uc.uc_link = NULL;
-    makecontext(&sjco_uc, sjco_entry, 0);
+    uc_make(&sjco_uc, sjco_entry);
     swapcontext(&sjco_start, &sjco_uc);
 }
 
@@ -401,11 +403,7 @@ static void sc_entry(void)
 
 static void sc_init(void)
 {
-    getcontext(&sc_co);
-    sc_co.uc_stack.ss_sp = bench_stack(65536);
-    sc_co.uc_stack.ss_size = 65536;
-    sc_co.uc_link = NULL;
-    makecontext(&sc_co, sc_entry, 0);
+    uc_make(&sc_co, sc_entry);
 }
 
 static void sc_run(long n)
