@@ -74,6 +74,7 @@ typedef struct MachineVirtio {
     VirtioPci t;                        /* lock */
     VmmMachinePciDev pcidev;
     bool paused;                        /* main loop */
+    bool mig_paused;                    /* main loop: machine_backends_pause() */
     bool no_irqfd;                      /* lock; routes unavailable: signal_msi only */
     MachineVirtioVector vec[VPCI_MAX_VECTORS];  /* lock */
     VmmEventNotifier *bell[VPCI_MAX_QUEUES];    /* set at creation, attached to the queues */
@@ -190,6 +191,14 @@ int machine_virtio_add(VmmMachine *m, VmmVirtioDevice *vdev, uint32_t pci_class,
     VMM_EXCLUDES(m->lock);
 int machine_devices_start(VmmMachine *m);
 int machine_devices_pause(VmmMachine *m, bool pause) VMM_EXCLUDES(m->lock);
+/* Live migration's source: pause, until the migration ends, the devices
+ * whose queues a backend outside the core processes (vhost), so nothing
+ * writes guest memory outside the dirty logs during the pre-copy.
+ * machine_devices_pause(m, false) (vmm_machine_resume) and
+ * machine_devices_free() undo it.  Main loop. */
+int machine_backends_pause(VmmMachine *m) VMM_EXCLUDES(m->lock);
+/* @v's queues are processed by a backend outside the core (vhost). */
+bool machine_virtio_has_backend(VmmVirtioDevice *v);
 void machine_devices_free(VmmMachine *m) VMM_EXCLUDES(m->lock);
 /* Snapshots (snapshot.c), per device in bus order (machine-virtio-state.c): the
  * virtio device IDs (returns the count), a device's record size (0: no

@@ -143,3 +143,8 @@ void machine_device_used_rings(VmmMachine *m, void (*fn)(void *opaque, uint64_t 
         }
     }
 }
+
+bool machine_virtio_has_backend(VmmVirtioDevice *v)
+{
+    return v->backend_rings_saved;
+}

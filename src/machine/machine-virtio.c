@@ -587,21 +587,30 @@ static unsigned devices_snapshot(VmmMachine *m, MachineVirtio **out, bool detach
     return n;
 }
 
-int machine_devices_pause(VmmMachine *m, bool pause)
+/* Release @d's pauses: the machine's and the migration's. */
+static void device_unpause_all(MachineVirtio *d)
 {
-    MachineVirtio *devs[MACHINE_MAX_PCI];
-    unsigned n = devices_snapshot(m, devs, false);
-    if (!pause) {
-        for (unsigned i = 0; i < n; i++) {
-            if (devs[i]->paused) {
-                vmm_device_unpause(vmm_virtio_device_get_device(devs[i]->vdev));
-                devs[i]->paused = false;
-            }
-        }
-        return 0;
+    if (d->paused) {
+        vmm_device_unpause(vmm_virtio_device_get_device(d->vdev));
+        d->paused = false;
     }
+    if (d->mig_paused) {
+        vmm_device_unpause(vmm_virtio_device_get_device(d->vdev));
+        d->mig_paused = false;
+    }
+}
+
+/* Pause the devices of @devs (with @backends, only those whose queues a
+ * backend outside the core processes, as the migration's pause) and wait
+ * until each has quiesced. */
+static int pause_some(MachineVirtio **devs, unsigned n, bool backends)
+{
     PauseWait w = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
     for (unsigned i = 0; i < n; i++) {
+        bool *flag = backends ? &devs[i]->mig_paused : &devs[i]->paused;
+        if (*flag || (backends && !machine_virtio_has_backend(devs[i]->vdev))) {
+            continue;
+        }
         pthread_mutex_lock(&w.lock);
         w.pending++;
         pthread_mutex_unlock(&w.lock);
@@ -609,7 +618,7 @@ int machine_devices_pause(VmmMachine *m, bool pause)
                              &w) < 0) {
             pause_done(NULL, -EIO, &w);
         } else {
-            devs[i]->paused = true;
+            *flag = true;
         }
     }
     pthread_mutex_lock(&w.lock);
@@ -618,6 +627,26 @@ int machine_devices_pause(VmmMachine *m, bool pause)
     }
     pthread_mutex_unlock(&w.lock);
     return w.err;
+}
+
+int machine_devices_pause(VmmMachine *m, bool pause)
+{
+    MachineVirtio *devs[MACHINE_MAX_PCI];
+    unsigned n = devices_snapshot(m, devs, false);
+    if (!pause) {
+        for (unsigned i = 0; i < n; i++) {
+            device_unpause_all(devs[i]);
+        }
+        return 0;
+    }
+    return pause_some(devs, n, false);
+}
+
+int machine_backends_pause(VmmMachine *m)
+{
+    MachineVirtio *devs[MACHINE_MAX_PCI];
+    unsigned n = devices_snapshot(m, devs, false);
+    return pause_some(devs, n, true);
 }
 
 /* Reset @d's device through its status and wait until the reset is done
@@ -646,10 +675,7 @@ void machine_devices_free(VmmMachine *m)
     unsigned n = devices_snapshot(m, devs, true);
     for (unsigned i = 0; i < n; i++) {
         MachineVirtio *d = devs[i];
-        if (d->paused) {
-            vmm_device_unpause(vmm_virtio_device_get_device(d->vdev));
-            d->paused = false;
-        }
+        device_unpause_all(d);
         if (d->cls && d->cls->drain) {
             d->cls->drain(d->priv);
         } else {

@@ -640,13 +640,22 @@ int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
     src.dirty = calloc(words, 8);
     src.scratch = calloc(words, 8);
     src.buf = malloc((size_t)MIG_BATCH * SNAP_PAGE);
-    bool paused = false, logging = false;
+    bool paused = false, logging = false, backends_paused = false;
     unsigned rounds = 0;
     uint64_t final_pages = 0;
     int64_t t_pause = 0, t_end = 0, t_sent = 0;
     int r = src.dirty && src.scratch && src.buf ? 0 : -ENOMEM;
 
     r = r ?: send_hello(&src.s, m, (int64_t)timeout_ns);
+    if (r == 0) {
+        /* A vhost backend writes guest memory in no dirty log of ours (the
+         * kernel's vhost-vsock logs none of its data writes): it stays
+         * paused from before the first pass to the end, so the pages sent
+         * hold everything it wrote.  Its connections end at the hand-over
+         * anyway (the transport reset). */
+        r = machine_backends_pause(m);
+        backends_paused = true;
+    }
     if (r == 0) {
         r = set_logging(m, true);
         logging = r == 0;
@@ -783,7 +792,9 @@ int vmm_machine_migrate(VmmMachine *m, int fd, const VmmMigrateOptions *opts,
             vk_error("machine: migration failed: %s; the machine goes on", vmm_strerror(r));
         }
         if (paused) {
-            vmm_machine_resume(m);
+            vmm_machine_resume(m);          /* the backends too */
+        } else if (backends_paused) {
+            machine_devices_pause(m, false);
         }
         if (t_sent) {
             /* Tell a destination waiting for 'C' to give up (best effort:
