@@ -25,8 +25,9 @@
  *     host address moves over after the hand-over, as an operator's
  *     network would follow the guest) and another vsock CID; the host
  *     pings the guest and streams reach it over TCP and vsock, checksummed,
- *     before and after.  A vsock stream from the host is under way through
- *     the pre-copy: the hand-over breaks it (the guest is told to reset).
+ *     before and after.  A vsock stream from the host is open when the
+ *     migration starts (vhost-vsock waits out the pre-copy paused): the
+ *     hand-over breaks it (the guest is told to reset).
  *
  * usage: test-run-migrate VMMKIT-RUN VMLINUZ INITRAMFS NETCHECK
  */
@@ -463,7 +464,7 @@ static void migrate_via(const char *addr, const char *wait_path, bool net)
     char enoent[128], cmd[160];
     snprintf(enoent, sizeof(enoent), "error %s", vmm_strerror(-ENOENT));
     assert_string_equal(command(fd, "migrate unix:nowhere.sock", &a), enoent);
-    /* With @net, 4 GiB over vsock under way during the migration. */
+    /* With @net, 4 GiB over vsock open when the migration starts. */
     pid_t bg = -1;
     if (net) {
         bg = fork();
