@@ -898,6 +898,16 @@ static void test_adaptive_polling(void **state)
 int aio_handler_adjust_poll(VmmAioContext *ctx, int fd, int64_t block_ns);
 int aio_handler_set_poll_ns(VmmAioContext *ctx, int fd, int64_t ns);
 
+/* @n blocks of @block_ns ended by @fd's handler; after each the budget is
+ * 0, and after the last @last. */
+static void blocks(VmmAioContext *c, int fd, int n, int64_t block_ns, int64_t last)
+{
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(aio_handler_adjust_poll(c, fd, block_ns), 0);
+        assert_int_equal(aio_handler_poll_ns(c, fd), i == n - 1 ? last : 0);
+    }
+}
+
 static void test_adaptive_polling_probes(void **state)
 {
     (void)state;
@@ -912,28 +922,14 @@ static void test_adaptive_polling_probes(void **state)
     assert_int_equal(aio_handler_poll_ns(c, fd), 0);
 
     /* Blocks beyond 4x the ceiling are no near misses: no probe. */
-    for (int i = 0; i < 20; i++) {
-        assert_int_equal(aio_handler_adjust_poll(c, fd, 4 * max + 1), 0);
-        assert_int_equal(aio_handler_poll_ns(c, fd), 0);
-    }
+    blocks(c, fd, 20, 4 * max + 1, 0);
     /* Near misses: the 4th buys a probe. */
-    for (int i = 0; i < 3; i++) {
-        aio_handler_adjust_poll(c, fd, 2 * max);
-        assert_int_equal(aio_handler_poll_ns(c, fd), 0);
-    }
-    aio_handler_adjust_poll(c, fd, 2 * max);
-    assert_int_equal(aio_handler_poll_ns(c, fd), max);
+    blocks(c, fd, 4, 2 * max, max);
     /* The probe polled a whole ceiling and the next block came anyway:
      * back to 0, and the next probe only after 8 near misses (that block
      * the first). */
-    aio_handler_adjust_poll(c, fd, 3 * max);
-    assert_int_equal(aio_handler_poll_ns(c, fd), 0);
-    for (int i = 0; i < 6; i++) {
-        aio_handler_adjust_poll(c, fd, 2 * max);
-        assert_int_equal(aio_handler_poll_ns(c, fd), 0);
-    }
-    aio_handler_adjust_poll(c, fd, 2 * max);
-    assert_int_equal(aio_handler_poll_ns(c, fd), max);
+    blocks(c, fd, 1, 3 * max, 0);
+    blocks(c, fd, 7, 2 * max, max);
     /* This probe's busy poll finds the event: the budget stays. */
     __atomic_store_n(&p.flag, 1, __ATOMIC_RELEASE);
     vmm_aio_poll(c, false);
@@ -946,20 +942,12 @@ static void test_adaptive_polling_probes(void **state)
     aio_handler_adjust_poll(c, fd, 2 * max);
     assert_int_equal(aio_handler_poll_ns(c, fd), max / 2);
     assert_int_equal(aio_handler_set_poll_ns(c, fd, 0), 0);
-    for (int i = 0; i < 2; i++) {
-        aio_handler_adjust_poll(c, fd, 2 * max);
-        assert_int_equal(aio_handler_poll_ns(c, fd), 0);
-    }
-    aio_handler_adjust_poll(c, fd, 2 * max);
-    assert_int_equal(aio_handler_poll_ns(c, fd), max);
+    blocks(c, fd, 3, 2 * max, max);
 
     /* Polling off: no probes. */
     assert_int_equal(vmm_aio_context_set_poll_params(c, 0, 0, 0), 0);
     assert_int_equal(aio_handler_set_poll_ns(c, fd, 0), 0);
-    for (int i = 0; i < 20; i++) {
-        aio_handler_adjust_poll(c, fd, 2 * max);
-        assert_int_equal(aio_handler_poll_ns(c, fd), 0);
-    }
+    blocks(c, fd, 20, 2 * max, 0);
 
     assert_int_equal(vmm_aio_set_event_notifier(c, p.n, NULL, NULL, NULL, NULL), 0);
     vmm_aio_poll(c, false);
