@@ -294,6 +294,38 @@ static void check_net(Run *r, const char *cid, const char *len)
 
 static Run a, b, c;
 
+/* A destination that takes the connection and drops it at once. */
+static void *accept_and_drop(void *arg)
+{
+    int c = accept(*(int *)arg, NULL, NULL);
+    if (c >= 0) {
+        close(c);
+    }
+    return NULL;
+}
+
+/* A migration to a destination that hangs up fails, and the machine goes
+ * on with its vhost-vsock running again (the source pauses it for the
+ * pre-copy): a new vsock connection carries data to the guest. */
+static void failed_migration(Run *r, int fd, const char *cid)
+{
+    int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = { .sun_family = AF_UNIX, .sun_path = "dead.sock" };
+    unlink(sa.sun_path);
+    assert_true(l >= 0);
+    assert_int_equal(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(l, 1), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, accept_and_drop, &l), 0);
+    const char *res = command(fd, "migrate unix:dead.sock", r);
+    assert_int_equal(strncmp(res, "error", 5), 0);
+    pthread_join(th, NULL);
+    close(l);
+    unlink(sa.sun_path);
+    char *vsock[] = { (char *)netcheck, "vsock-send", (char *)cid, "6021", "65536", NULL };
+    host_netcheck(r, vsock);
+}
+
 /* The stream form through a FIFO: "snapshot run.fifo" is copied to the
  * regular file run.stream, which later feeds "--restore run.fifo". */
 static void *fifo_to_file(void *arg)
@@ -460,6 +492,7 @@ static void migrate_via(const char *addr, const char *wait_path, bool net)
     if (net) {
         assert_non_null(strstr(a.buf, "VMMKIT-NET-UP mac=" TAP_MAC));
         check_net(&a, "56", "65536");
+        failed_migration(&a, fd, "56");
     }
     char enoent[128], cmd[160];
     snprintf(enoent, sizeof(enoent), "error %s", vmm_strerror(-ENOENT));
