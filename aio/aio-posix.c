@@ -20,12 +20,13 @@
 
 #define POLL_NS_START 4000     /* first busy-poll budget when growing */
 /* Near misses: blocks that ended by a handler's event after more than the
- * ceiling but within POLL_NEAR_MISS times it.  Every poll_probe_gap-th
- * one (POLL_PROBE_GAP_MIN at first, doubled after each probe that failed,
- * up to POLL_PROBE_GAP_MAX) sets the budget to the ceiling once. */
+ * ceiling but within POLL_NEAR_MISS times it.  Every
+ * (POLL_PROBE_GAP_MIN << poll_probe_shift)-th one sets the budget to the
+ * ceiling once; the shift grows by one after each probe that failed, up to
+ * POLL_PROBE_SHIFT_MAX (a gap of 256). */
 #define POLL_NEAR_MISS 4
-#define POLL_PROBE_GAP_MIN 4
-#define POLL_PROBE_GAP_MAX 256
+#define POLL_PROBE_GAP_MIN 4u
+#define POLL_PROBE_SHIFT_MAX 6
 
 static inline AioHandler *node_next(AioHandler *node)
 {
@@ -440,7 +441,7 @@ static bool run_poll_handlers_once(VmmAioContext *ctx, AioReadyList *ready, bool
             if (node->poll_probing) {
                 /* The probe paid: probe soon again if it ever shrinks. */
                 node->poll_probing = false;
-                node->poll_probe_gap = POLL_PROBE_GAP_MIN;
+                node->poll_probe_shift = 0;
             }
         }
     }
@@ -531,7 +532,7 @@ static bool try_poll_mode(VmmAioContext *ctx, AioReadyList *ready, int64_t *time
  * event keeps that budget (run_poll_handlers_once()); one that misses
  * shows up here as the next block and doubles the gap to the next probe,
  * so events that really come late cost at most one ceiling of polling
- * every POLL_PROBE_GAP_MAX near misses.
+ * every 256 near misses.
  */
 static void adjust_polling_time(VmmAioContext *ctx, AioHandler *node, int64_t block_ns)
 {
@@ -540,9 +541,6 @@ static void adjust_polling_time(VmmAioContext *ctx, AioHandler *node, int64_t bl
     bool probed = node->poll_probing;
 
     node->poll_probing = false;
-    if (!node->poll_probe_gap) {
-        node->poll_probe_gap = POLL_PROBE_GAP_MIN;
-    }
     if (ns > max) {
         ns = max;
     }
@@ -554,12 +552,12 @@ static void adjust_polling_time(VmmAioContext *ctx, AioHandler *node, int64_t bl
         if (probed) {
             /* Polled a whole ceiling for nothing: back to none at once. */
             ns = 0;
-            if (node->poll_probe_gap < POLL_PROBE_GAP_MAX) {
-                node->poll_probe_gap *= 2;
+            if (node->poll_probe_shift < POLL_PROBE_SHIFT_MAX) {
+                node->poll_probe_shift++;
             }
         }
         if (max > 0 && block_ns <= POLL_NEAR_MISS * max &&
-            ++node->poll_near_misses >= node->poll_probe_gap) {
+            ++node->poll_near_misses >= POLL_PROBE_GAP_MIN << node->poll_probe_shift) {
             node->poll_near_misses = 0;
             node->poll_probing = true;
             ns = max;
@@ -691,9 +689,8 @@ bool vmm_aio_poll(VmmAioContext *ctx, bool blocking)
         }
     }
     if (timeout != 0 || ctx->fdmon->need_wait(ctx)) {
-        bool blocked = timeout != 0;
         ctx->fdmon->wait(ctx, &ready, timeout);
-        if (t0 && blocked) {
+        if (t0 && timeout != 0) {
             adjust_ready(ctx, &ready, aio_now_ns() - t0);
         }
     }

@@ -94,7 +94,7 @@ struct AioHandler {
     /* Home thread: probes of the full budget after near misses (see
      * adjust_polling_time() in aio-posix.c). */
     unsigned poll_near_misses;       /* since the last probe */
-    unsigned poll_probe_gap;         /* near misses between probes; 0: start */
+    unsigned poll_probe_shift;       /* near misses between probes: 4 << this */
     bool poll_probing;               /* the budget was raised by a probe */
 
     /* fd monitors */
